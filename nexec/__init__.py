@@ -1,0 +1,40 @@
+"""nexec: the Keras functional API on a static graph executor with fused Numba kernels.
+
+Example:
+    >>> from nexec import Input, Model, layers
+    >>> x = Input(shape=(64,))
+    >>> y = layers.Dense(10, activation="softmax")(layers.Dense(32, activation="relu")(x))
+    >>> Model(x, y).count_params()
+    2410
+"""
+from __future__ import annotations
+
+from nexec import layers, models
+from nexec.errors import DataError, GraphError, NexecError, PluginError, ShapeError
+from nexec.graph import Input, SymbolicTensor, clear_session
+from nexec.model import Model, Sequential
+from nexec.plugins import plugins_info
+from nexec.random import set_random_seed
+from nexec.saving import load_model
+
+__version__ = "0.1.0"
+
+__all__ = ["Input", "Model", "Sequential", "SymbolicTensor", "layers", "models",
+           "clear_session", "set_random_seed", "load_model", "plugins_info", "devices",
+           "NexecError", "ShapeError", "GraphError", "PluginError", "DataError", "__version__"]
+
+
+def devices() -> list[str]:
+    """Devices nexec can run on here: ``['cpu']``, plus ``'cuda:N'`` per visible GPU."""
+    from nexec.runtime.devices import available_devices
+
+    return available_devices()
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    # Submodules that pull in Numba are imported on first use, not at ``import nexec``.
+    if name in ("optimizers", "losses", "callbacks", "metrics"):
+        import importlib
+
+        return importlib.import_module(f"nexec.training.{name}")
+    raise AttributeError(f"module 'nexec' has no attribute {name!r}")

@@ -1,0 +1,397 @@
+"""Losses, their gradients, and accuracy counts, with Keras 3 semantics.
+
+Conventions:
+
+* predictions ``p`` and dense targets ``y`` are 2-D C-contiguous arrays ``(N, C)``; sparse
+  labels are 1-D integer arrays ``(N,)``; float32 and float64 both work;
+* loss values are batch means accumulated in float64 and returned as Python floats
+  (an empty batch gives NaN, like ``np.mean`` of nothing);
+* gradient kernels take ``scale = loss_weight / N`` from the caller and write
+  ``d(loss_weight * batch_mean_loss) / d(input)`` into the given output, arithmetic in
+  float64, rounded once on store;
+* ``eps`` is Keras' ``backend.epsilon()`` (1e-7) and is passed in, not hard-coded.
+
+Clipping follows ``clip(x, eps, 1 - eps)`` as Keras' backends do it, with both bounds
+rounded to the prediction's dtype (float32: ``[1.0000000117e-7, 0.99999988]``); the
+gradient is zero through an entry strictly outside the bounds and passes through at or
+between them.
+
+The ``*_softmax_*`` and ``sigmoid_*`` gradients are with respect to the *logits* of the
+activation that produced ``p`` (the activation's Jacobian folded into the loss gradient,
+so the output layer skips its own activation backward). They ignore the clipping: they
+equal the exact gradient of the clipped loss as long as every probability lies within
+``[eps, 1 - eps]``; once one saturates, the exact gradient through it would be zero while
+the fused form keeps pushing it (``p - y``), which is what training wants anyway.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nexec.kernels.jit import kernel
+
+__all__ = [
+    "categorical_crossentropy",
+    "categorical_crossentropy_grad",
+    "softmax_crossentropy_grad",
+    "sparse_categorical_crossentropy",
+    "sparse_categorical_crossentropy_grad",
+    "sparse_softmax_crossentropy_grad",
+    "binary_crossentropy",
+    "binary_crossentropy_grad",
+    "sigmoid_binary_crossentropy_grad",
+    "mean_squared_error",
+    "mean_squared_error_grad",
+    "categorical_accuracy_count",
+    "sparse_categorical_accuracy_count",
+    "binary_accuracy_count",
+    "check_finite",
+]
+
+
+# --------------------------------------------------------------------------- categorical
+
+
+@kernel
+def _clip_bounds(p, eps):
+    """``(eps, 1 - eps)`` rounded to ``p``'s dtype, as Keras' backends clip (returned as
+    float64): for float32, ``1 - 1e-7`` becomes 0.99999988, which decides the loss of a
+    saturated prediction ``p == 1``."""
+    e = p.dtype.type(eps)
+    return float(e), float(p.dtype.type(1.0) - e)
+
+
+@kernel
+def categorical_crossentropy(p, y, eps):
+    """Keras ``categorical_crossentropy`` (probabilities), mean over rows.
+
+    Per row: ``q = p / sum(p)``, ``c = clip(q, eps, 1 - eps)``, ``-sum(y * log(c))``.
+    """
+    if p.shape != y.shape:
+        raise ValueError("categorical_crossentropy: p and y shapes differ")
+    n, k = p.shape
+    if n == 0:
+        return np.nan
+    lo, hi = _clip_bounds(p, eps)
+    total = 0.0
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            s += p[i, j]
+        row = 0.0
+        for j in range(k):
+            yj = float(y[i, j])
+            if yj != 0.0:
+                q = p[i, j] / s
+                c = min(max(q, lo), hi)
+                row -= yj * math.log(c)
+        total += row
+    return total / n
+
+
+@kernel
+def categorical_crossentropy_grad(p, y, eps, scale, dp):
+    """Exact gradient of :func:`categorical_crossentropy` with respect to ``p``.
+
+    With ``q = p / S`` and ``g_j = -y_j / q_j`` (zero where ``q_j`` is clipped):
+    ``dL/dp_i = (g_i - sum_j g_j q_j) / S``, times ``scale``.
+    """
+    if p.shape != y.shape or dp.shape != p.shape:
+        raise ValueError("categorical_crossentropy_grad: shapes differ")
+    n, k = p.shape
+    lo, hi = _clip_bounds(p, eps)
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            s += p[i, j]
+        inv_s = 1.0 / s
+        gq = 0.0  # sum_j g_j q_j = -(sum of y over unclipped entries)
+        for j in range(k):
+            q = p[i, j] * inv_s
+            if q >= lo and q <= hi:
+                gq -= y[i, j]
+        f = scale * inv_s
+        for j in range(k):
+            q = p[i, j] * inv_s
+            # np.divide: no zero check (a plain ``/`` raises on 0 and blocks SIMD); a
+            # q of 0 is clipped, so its NaN is never selected.
+            g = np.divide(-float(y[i, j]), q)
+            dp[i, j] = f * ((g if (q >= lo and q <= hi) else 0.0) - gq)
+
+
+@kernel
+def softmax_crossentropy_grad(p, y, scale, dz):
+    """Gradient of categorical crossentropy w.r.t. the logits of ``p = softmax(z)``.
+
+    ``dz = scale * (p * sum_row(y) - y)``: exact for any non-negative targets (not only
+    rows summing to 1). The clipping of ``p`` to ``[eps, 1 - eps]`` is ignored.
+    """
+    if p.shape != y.shape or dz.shape != p.shape:
+        raise ValueError("softmax_crossentropy_grad: shapes differ")
+    n, k = p.shape
+    for i in range(n):
+        sy = 0.0
+        for j in range(k):
+            sy += y[i, j]
+        for j in range(k):
+            dz[i, j] = scale * (p[i, j] * sy - y[i, j])
+
+
+# ------------------------------------------------------------------------------ sparse
+
+
+@kernel
+def _check_labels(labels, n, k):
+    if labels.shape[0] != n:
+        raise ValueError("sparse crossentropy: labels and p have different batch sizes")
+    for i in range(n):
+        if labels[i] < 0 or labels[i] >= k:
+            raise ValueError("sparse crossentropy: label out of range [0, num_classes)")
+
+
+@kernel
+def sparse_categorical_crossentropy(p, labels, eps):
+    """Keras ``sparse_categorical_crossentropy`` (probabilities), mean over rows.
+
+    Per row: ``-log(clip(p[label] / sum(p), eps, 1 - eps))``. Labels must lie in
+    ``[0, C)`` (ValueError otherwise).
+    """
+    n, k = p.shape
+    _check_labels(labels, n, k)
+    if n == 0:
+        return np.nan
+    lo, hi = _clip_bounds(p, eps)
+    total = 0.0
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            s += p[i, j]
+        q = p[i, labels[i]] / s
+        total -= math.log(min(max(q, lo), hi))
+    return total / n
+
+
+@kernel
+def sparse_categorical_crossentropy_grad(p, labels, eps, scale, dp):
+    """Exact gradient of :func:`sparse_categorical_crossentropy` w.r.t. ``p``.
+
+    With ``l`` the label and ``q = p / S``: ``dL/dp_j = -(delta_jl - q_l) / (q_l S)``
+    when ``q_l`` is not clipped, zero for the whole row when it is.
+    """
+    n, k = p.shape
+    if dp.shape != p.shape:
+        raise ValueError("sparse_categorical_crossentropy_grad: shapes differ")
+    _check_labels(labels, n, k)
+    lo, hi = _clip_bounds(p, eps)
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            s += p[i, j]
+        lab = labels[i]
+        q = p[i, lab] / s
+        if q >= lo and q <= hi:
+            a = scale / (q * s)  # scale * |g_l| / S
+            for j in range(k):
+                dp[i, j] = a * q
+            dp[i, lab] = a * (q - 1.0)
+        else:
+            for j in range(k):
+                dp[i, j] = 0.0
+
+
+@kernel
+def sparse_softmax_crossentropy_grad(p, labels, scale, dz):
+    """Gradient of sparse crossentropy w.r.t. the logits of ``p = softmax(z)``.
+
+    ``dz = scale * (p - one_hot(labels))``; clipping is ignored.
+    """
+    n, k = p.shape
+    if dz.shape != p.shape:
+        raise ValueError("sparse_softmax_crossentropy_grad: shapes differ")
+    _check_labels(labels, n, k)
+    for i in range(n):
+        for j in range(k):
+            dz[i, j] = scale * p[i, j]
+        dz[i, labels[i]] = scale * (p[i, labels[i]] - 1.0)
+
+
+# ------------------------------------------------------------------------------ binary
+
+
+@kernel
+def binary_crossentropy(p, y, eps):
+    """Keras ``binary_crossentropy`` (probabilities): mean over the last axis, then rows.
+
+    Elementwise ``-(y log c + (1 - y) log(1 - c))`` with ``c = clip(p, eps, 1 - eps)``.
+    """
+    if p.shape != y.shape:
+        raise ValueError("binary_crossentropy: p and y shapes differ")
+    n, k = p.shape
+    if n == 0 or k == 0:
+        return np.nan
+    lo, hi = _clip_bounds(p, eps)
+    total = 0.0
+    for i in range(n):
+        row = 0.0
+        for j in range(k):
+            c = min(max(float(p[i, j]), lo), hi)
+            yj = float(y[i, j])
+            row -= yj * math.log(c) + (1.0 - yj) * math.log(1.0 - c)
+        total += row
+    return total / (n * k)
+
+
+@kernel
+def binary_crossentropy_grad(p, y, eps, scale, dp):
+    """Exact gradient of :func:`binary_crossentropy` w.r.t. ``p``.
+
+    ``dp = scale / C * ((1 - y) / (1 - p) - y / p)``, zero where ``p`` is clipped.
+    """
+    if p.shape != y.shape or dp.shape != p.shape:
+        raise ValueError("binary_crossentropy_grad: shapes differ")
+    n, k = p.shape
+    if k == 0:
+        return
+    lo, hi = _clip_bounds(p, eps)
+    f = scale / k
+    for i in range(n):
+        for j in range(k):
+            pj = float(p[i, j])
+            yj = float(y[i, j])
+            d = np.divide(1.0 - yj, 1.0 - pj) - np.divide(yj, pj)
+            dp[i, j] = f * d if (pj >= lo and pj <= hi) else 0.0
+
+
+@kernel
+def sigmoid_binary_crossentropy_grad(p, y, scale, dz):
+    """Gradient of binary crossentropy w.r.t. the logits of ``p = sigmoid(z)``.
+
+    ``dz = scale * (p - y) / C``; clipping is ignored.
+    """
+    if p.shape != y.shape or dz.shape != p.shape:
+        raise ValueError("sigmoid_binary_crossentropy_grad: shapes differ")
+    n, k = p.shape
+    if k == 0:
+        return
+    f = scale / k
+    for i in range(n):
+        for j in range(k):
+            dz[i, j] = f * (float(p[i, j]) - float(y[i, j]))
+
+
+# ------------------------------------------------------------------------------ mse
+
+
+@kernel
+def mean_squared_error(p, y):
+    """Keras ``mean_squared_error``: mean over the last axis of ``(p - y)^2``, then rows."""
+    if p.shape != y.shape:
+        raise ValueError("mean_squared_error: p and y shapes differ")
+    n, k = p.shape
+    if n == 0 or k == 0:
+        return np.nan
+    total = 0.0
+    for i in range(n):
+        for j in range(k):
+            d = float(p[i, j]) - float(y[i, j])
+            total += d * d
+    return total / (n * k)
+
+
+@kernel
+def mean_squared_error_grad(p, y, scale, dp):
+    """Gradient of :func:`mean_squared_error` w.r.t. ``p``: ``scale * 2 (p - y) / C``."""
+    if p.shape != y.shape or dp.shape != p.shape:
+        raise ValueError("mean_squared_error_grad: shapes differ")
+    n, k = p.shape
+    if k == 0:
+        return
+    f = 2.0 * scale / k
+    for i in range(n):
+        for j in range(k):
+            dp[i, j] = f * (float(p[i, j]) - float(y[i, j]))
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+@kernel
+def _argmax_row(a, i):
+    """First index of the row maximum, like ``np.argmax`` (a NaN wins, as in NumPy)."""
+    k = a.shape[1]
+    best = 0
+    bv = a[i, 0]
+    if bv != bv:
+        return 0
+    for j in range(1, k):
+        v = a[i, j]
+        if v != v:
+            return j
+        if v > bv:
+            bv = v
+            best = j
+    return best
+
+
+@kernel
+def categorical_accuracy_count(p, y):
+    """Number of rows whose ``argmax(p)`` equals ``argmax(y)`` (first index on ties)."""
+    if p.shape != y.shape:
+        raise ValueError("categorical_accuracy_count: p and y shapes differ")
+    n, k = p.shape
+    if k == 0:
+        return 0
+    count = 0
+    for i in range(n):
+        if _argmax_row(p, i) == _argmax_row(y, i):
+            count += 1
+    return count
+
+
+@kernel
+def sparse_categorical_accuracy_count(p, labels):
+    """Number of rows whose ``argmax(p)`` equals the integer label."""
+    n, k = p.shape
+    if labels.shape[0] != n:
+        raise ValueError("sparse_categorical_accuracy_count: batch sizes differ")
+    if k == 0:
+        return 0
+    count = 0
+    for i in range(n):
+        if _argmax_row(p, i) == labels[i]:
+            count += 1
+    return count
+
+
+@kernel
+def binary_accuracy_count(p, y, threshold):
+    """Number of elements where ``float(p > threshold) == y`` (Keras ``binary_accuracy``).
+
+    Like Keras, the target is compared exactly, so only targets equal to 0 or 1 can match.
+    """
+    if p.shape != y.shape:
+        raise ValueError("binary_accuracy_count: p and y shapes differ")
+    n, k = p.shape
+    thr = p.dtype.type(threshold)  # Keras compares in the prediction's dtype
+    count = 0
+    for i in range(n):
+        for j in range(k):
+            pred = 1.0 if p[i, j] > thr else 0.0
+            if float(y[i, j]) == pred:
+                count += 1
+    return count
+
+
+# ------------------------------------------------------------------------------ finite
+
+
+@kernel
+def check_finite(x):
+    """True when every element of ``x`` (any rank; integer arrays are always finite) is
+    finite. ``x.flat`` is as fast as ``x.reshape(-1)`` on contiguous input and also
+    accepts strided views, which ``reshape`` would reject at compile time."""
+    for v in x.flat:
+        if not np.isfinite(v):
+            return False
+    return True

@@ -1,0 +1,225 @@
+"""The layer description every layer type extends.
+
+A layer *describes*: its configuration, how its output shape follows from its input shapes,
+and which parameters it owns (shape, initialiser, trainable or not). It computes nothing;
+kernels registered for its type do. Its parameter arrays live in the layer so that Keras
+idioms (``layer.kernel``, ``get_weights``) work; once a model is compiled they become views
+of the executor's flat parameter buffer, so writes through either side are seen by both.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from nexec.errors import GraphError, ShapeError
+from nexec.graph import Node, SymbolicTensor, is_symbolic, unique_name
+from nexec.random import generator
+
+__all__ = ["Layer", "ParamSpec", "Shape"]
+
+Shape = tuple  # a feature shape: the sample shape without the batch axis
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter a layer owns.
+
+    Args:
+        name: Keras' name for it (``kernel``, ``bias``, ``moving_mean``...).
+        shape: Its full shape.
+        initializer: A registered initialiser name or a callable ``(shape, dtype, rng)``.
+        trainable: False for state the optimiser must not touch (moving statistics).
+    """
+
+    name: str
+    shape: tuple
+    initializer: str | Callable = "zeros"
+    trainable: bool = True
+
+
+def _snake(name: str) -> str:
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+
+
+class Layer:
+    """Base of all layers.
+
+    Subclasses implement :meth:`compute_output_shape`, and :meth:`param_specs` when they own
+    parameters, and extend :meth:`get_config` with their constructor arguments.
+
+    Args:
+        name: Unique name in a model; auto-generated from the class name when omitted.
+        trainable: Whether the optimiser updates this layer's parameters.
+        dtype: Parameter dtype; by default that of the first input.
+        input_shape: Keras shortcut for the first layer of a ``Sequential``.
+    """
+
+    #: Number of input tensors: 1, or None for "a list of two or more" (merge layers).
+    num_inputs: int | None = 1
+    #: Whether the layer behaves differently in training (Dropout, BatchNormalization).
+    has_training_mode: bool = False
+
+    def __init__(self, name: str | None = None, trainable: bool = True,
+                 dtype: str | None = None, input_shape: tuple | None = None,
+                 batch_input_shape: tuple | None = None) -> None:
+        self.name = name if name is not None else unique_name(_snake(type(self).__name__))
+        self.trainable = trainable
+        self.dtype = dtype
+        if batch_input_shape is not None:
+            input_shape = tuple(batch_input_shape)[1:]
+        self.input_shape_hint = None if input_shape is None else _as_shape(input_shape)
+        self.built = False
+        self._params: dict[str, np.ndarray] = {}
+        self._param_specs: dict[str, ParamSpec] = {}
+        self._input_shapes: list[Shape] | None = None
+        self._nodes: list[Node] = []
+
+    # ----- what subclasses describe -------------------------------------------------------
+    def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
+        """Output feature shape from input feature shapes; raises :class:`ShapeError`."""
+        raise NotImplementedError
+
+    def param_specs(self, input_shapes: list[Shape]) -> list[ParamSpec]:
+        """Parameters this layer owns for these input shapes (none by default)."""
+        return []
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, so that ``type(layer).from_config(cfg)`` rebuilds it."""
+        cfg: dict[str, Any] = {"name": self.name, "trainable": self.trainable}
+        if self.dtype is not None:
+            cfg["dtype"] = self.dtype
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
+
+    # ----- graph capture ------------------------------------------------------------------
+    def __call__(self, inputs: Any) -> Any:
+        tensors = self._check_inputs(inputs)
+        shapes = [t.feature_shape for t in tensors]
+        try:
+            out_shape = self.compute_output_shape(shapes)
+        except ShapeError as e:
+            raise ShapeError(f"Layer '{self.name}' ({type(self).__name__}): {e}") from None
+        if not self.built:
+            self.build(shapes, tensors[0].dtype)
+        elif self.param_specs(shapes) != list(self._param_specs.values()):
+            raise ShapeError(
+                f"Layer '{self.name}' was built for input shapes "
+                f"{_fmt(self._input_shapes)} and cannot be called on {_fmt(shapes)}: "
+                "a shared layer needs inputs of the same shape.")
+        out = SymbolicTensor(out_shape, self.dtype or tensors[0].dtype)
+        self._nodes.append(Node(self, tensors, [out]))
+        return out
+
+    def _check_inputs(self, inputs: Any) -> list[SymbolicTensor]:
+        many = isinstance(inputs, (list, tuple))
+        tensors = list(inputs) if many else [inputs]
+        for i, t in enumerate(tensors):
+            if not is_symbolic(t):
+                where = f"input {i}" if many else "its input"
+                raise TypeError(
+                    f"Layer '{self.name}' ({type(self).__name__}) was called on {where} of "
+                    f"type {type(t).__name__}; layers take symbolic tensors from "
+                    "nexec.Input(...) or from another layer.")
+        if self.num_inputs is None:
+            if not many or len(tensors) < 2:
+                raise ShapeError(f"Layer '{self.name}' ({type(self).__name__}) takes a list "
+                                 f"of at least 2 tensors, got {len(tensors)}.")
+        elif len(tensors) != self.num_inputs:
+            raise ShapeError(f"Layer '{self.name}' ({type(self).__name__}) takes "
+                             f"{self.num_inputs} input(s), got {len(tensors)}.")
+        return tensors
+
+    def build(self, input_shapes: list[Shape], dtype: str = "float32") -> None:
+        """Creates the parameters (with the seeded stream) for these input shapes."""
+        from nexec.plugins import registry
+
+        self.dtype = self.dtype or dtype
+        self._input_shapes = list(input_shapes)
+        for spec in self.param_specs(self._input_shapes):
+            init = spec.initializer
+            fn = registry().initializer(init) if isinstance(init, str) else init
+            value = np.ascontiguousarray(fn(tuple(spec.shape), np.dtype(self.dtype), generator()),
+                                         dtype=self.dtype)
+            self._param_specs[spec.name] = spec
+            self._params[spec.name] = value
+        self.built = True
+
+    # ----- Keras accessors ----------------------------------------------------------------
+    @property
+    def input(self) -> SymbolicTensor:
+        return self._single_node("input").inputs[0] if self.num_inputs == 1 \
+            else self._single_node("input").inputs  # type: ignore[return-value]
+
+    @property
+    def output(self) -> SymbolicTensor:
+        return self._single_node("output").outputs[0]
+
+    def _single_node(self, what: str) -> Node:
+        if not self._nodes:
+            raise GraphError(f"Layer '{self.name}' has not been called yet, so it has no {what}.")
+        if len(self._nodes) > 1:
+            raise GraphError(f"Layer '{self.name}' has been called {len(self._nodes)} times; "
+                             f"its {what} is ambiguous.")
+        return self._nodes[0]
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return list(self._params.values())
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        if not self.trainable:
+            return []
+        return [p for n, p in self._params.items() if self._param_specs[n].trainable]
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        return [p for n, p in self._params.items()
+                if not (self.trainable and self._param_specs[n].trainable)]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the parameters, in Keras order (Dense: kernel, bias)."""
+        return [p.copy() for p in self._params.values()]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Overwrites the parameters in place; a compiled model sees it at the next step."""
+        if len(weights) != len(self._params):
+            raise ValueError(f"Layer '{self.name}' has {len(self._params)} weights "
+                             f"({', '.join(self._params)}), got {len(weights)}.")
+        for (name, p), w in zip(self._params.items(), weights):
+            w = np.asarray(w)
+            if w.shape != p.shape:
+                raise ValueError(f"Layer '{self.name}': weight '{name}' has shape {p.shape}, "
+                                 f"got {w.shape}.")
+        for p, w in zip(self._params.values(), weights):
+            np.copyto(p, w, casting="unsafe")
+
+    def count_params(self) -> int:
+        return int(sum(p.size for p in self._params.values()))
+
+    def __getattr__(self, name: str) -> Any:
+        # ``layer.kernel``, ``layer.bias``, ``layer.moving_mean`` ... as in Keras.
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _as_shape(shape: Any) -> Shape:
+    if isinstance(shape, int):
+        return (shape,)
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def _fmt(shapes: Any) -> str:
+    return ", ".join(str((None, *s)) for s in shapes or [])

@@ -1,0 +1,132 @@
+"""Core layers: InputLayer, Dense, Activation, Flatten."""
+from __future__ import annotations
+
+from typing import Any
+
+from nexec.errors import ShapeError
+from nexec.graph import Node, SymbolicTensor
+from nexec.layers.base import Layer, ParamSpec, Shape, _as_shape
+
+__all__ = ["InputLayer", "Dense", "Activation", "Flatten", "check_activation"]
+
+
+def check_activation(name: Any) -> str:
+    """Normalises an activation argument (None means linear) and rejects unknown names."""
+    from nexec.plugins import registry
+
+    name = "linear" if name is None else name
+    if not isinstance(name, str) or name not in registry().activations:
+        known = ", ".join(sorted(registry().activations))
+        raise ValueError(f"Unknown activation {name!r}; known: {known}.")
+    return name
+
+
+class InputLayer(Layer):
+    """The layer behind :func:`nexec.Input`; it makes one tensor and takes none.
+
+    Args:
+        shape: Sample shape without the batch axis.
+        name: Layer name (``input_layer``, ``input_layer_1``... when omitted).
+        dtype: ``float32`` or ``float64``.
+    """
+
+    num_inputs = 0
+
+    def __init__(self, shape: Any = None, name: str | None = None, dtype: str = "float32",
+                 input_shape: Any = None, **kwargs: Any) -> None:
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        shape = shape if shape is not None else input_shape
+        if shape is None:
+            raise ValueError("InputLayer needs a shape, e.g. Input(shape=(64,)).")
+        self.shape = _as_shape(shape)
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"Input '{self.name}': dtype must be float32 or float64, got {dtype!r}.")
+        self.built = True
+        self._input_shapes = []
+        self._nodes.append(Node(self, [], [SymbolicTensor(self.shape, dtype)]))
+
+    def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
+        return self.shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+class Dense(Layer):
+    """Densely connected layer: ``activation(x @ kernel + bias)`` on the last axis.
+
+    Args:
+        units: Output size.
+        activation: Activation name (``None`` means linear).
+        use_bias: Whether to add a bias.
+        kernel_initializer: Initialiser of the ``(in, units)`` kernel.
+        bias_initializer: Initialiser of the ``(units,)`` bias.
+
+    Example:
+        >>> from nexec import Input, layers
+        >>> layers.Dense(32, activation="relu")(Input(shape=(64,))).shape
+        (None, 32)
+    """
+
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if int(units) <= 0:
+            raise ValueError(f"Dense '{self.name}': units must be positive, got {units}.")
+        self.units = int(units)
+        self.activation = check_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+
+    def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
+        (shape,) = input_shapes
+        if len(shape) != 1:
+            raise ShapeError(f"expects a rank-2 input (batch, features), got {(None, *shape)}; "
+                             "add a Flatten layer before it.")
+        if shape[-1] is None:
+            raise ShapeError(f"the last dimension of its input {(None, *shape)} must be known.")
+        return (self.units,)
+
+    def param_specs(self, input_shapes: list[Shape]) -> list[ParamSpec]:
+        specs = [ParamSpec("kernel", (input_shapes[0][-1], self.units), self.kernel_initializer)]
+        if self.use_bias:
+            specs.append(ParamSpec("bias", (self.units,), self.bias_initializer))
+        return specs
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}
+
+
+class Activation(Layer):
+    """Applies an activation function; fused into its producer by the planner when it can.
+
+    Args:
+        activation: ``relu``, ``sigmoid``, ``tanh``, ``softmax`` or ``linear``.
+    """
+
+    def __init__(self, activation: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = check_activation(activation)
+
+    def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
+        return input_shapes[0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "activation": self.activation}
+
+
+class Flatten(Layer):
+    """Flattens each sample to one axis; free at run time (a view of its input)."""
+
+    def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
+        (shape,) = input_shapes
+        if any(d is None for d in shape):
+            raise ShapeError(f"needs a fully known input shape, got {(None, *shape)}.")
+        size = 1
+        for d in shape:
+            size *= d
+        return (size,)

@@ -1,0 +1,94 @@
+"""The contract between the executor and a layer type's kernels on one device."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Kernel", "Call", "BoundCall", "Workspace", "rows", "empty_like_skip"]
+
+#: A kernel function and the arguments it is called with at every step.
+BoundCall = tuple[Callable[..., Any], tuple]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Scratch memory an op asks for, with the batch axis included in ``shape``.
+
+    ``saved=True`` keeps it from the forward step to the backward step (a dropout mask);
+    otherwise it lives only during the steps of ``phase`` that use it (``"forward"``,
+    ``"backward"`` or ``"both"``) and its memory is reused after each.
+    """
+
+    shape: tuple
+    saved: bool = False
+    dtype: str | None = None  # None: the model's dtype
+    phase: str = "both"
+
+
+@dataclass
+class Call:
+    """Everything bound to one op: arrays are views of the executor's memory.
+
+    ``d_inputs[i]`` is None when input ``i`` needs no gradient (a model input).
+    """
+
+    layer: Any
+    activation: int
+    inputs: list[np.ndarray]
+    output: np.ndarray
+    params: dict[str, np.ndarray]
+    workspace: dict[str, np.ndarray] = field(default_factory=dict)
+    training: bool = False
+    d_output: np.ndarray | None = None
+    d_inputs: list[np.ndarray | None] = field(default_factory=list)
+    d_params: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Kernel:
+    """How one layer type runs on one device. Subclass and register via ``nexec_kernels``.
+
+    Class attributes tell the planner what it may do around this op.
+    """
+
+    layer_type: str = ""
+    device: str = "cpu"
+    #: The op can apply any fused activation code itself (Dense, Conv2D, Add).
+    fuses_activation: bool = False
+    #: Backward reads the op's inputs / its output, so they must stay alive until then.
+    saves_inputs: bool = True
+    saves_output: bool = True
+    #: Forward can write into a row-strided slice (the op's channel slice of a concat).
+    strided_output: bool = False
+    #: The output is a reshape of input 0 (Flatten): no memory, no forward or backward work.
+    view_of_input: bool = False
+
+    def workspaces(self, layer: Any, in_shapes: list[tuple], out_shape: tuple, batch: int,
+                   training: bool, strided_output: bool = False) -> dict[str, Workspace]:
+        """Scratch arrays the op needs for this batch size (shapes include the batch).
+
+        ``strided_output`` says the planner made the output a slice of a wider buffer.
+        """
+        return {}
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        raise NotImplementedError
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<Kernel {self.layer_type} on {self.device}>"
+
+
+def rows(a: np.ndarray) -> np.ndarray:
+    """``a`` as a 2-D (rows, last axis) view; raises rather than silently copying."""
+    v = a.view()
+    v.shape = (-1, a.shape[-1]) if a.ndim else (1, 1)
+    return v
+
+
+def empty_like_skip(a: np.ndarray) -> np.ndarray:
+    """A zero-length array of ``a``'s rank and dtype: tells a kernel to skip that output."""
+    return np.empty((0, *a.shape[1:]), a.dtype)

@@ -1,0 +1,244 @@
+"""Built-in layer types on the CPU: which kernel functions run, with which arrays.
+
+Every binder runs once, when the executor binds a plan; it returns ``(function, args)``
+pairs, so a training step does no Python work here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nexec.kernels.activations import LINEAR
+from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows
+
+__all__ = ["CPU_KERNELS", "DenseKernel", "Conv2DKernel", "AddKernel", "ConcatenateKernel",
+           "ActivationKernel", "FlattenKernel"]
+
+
+def _bias(call: Call, grads: bool = False) -> np.ndarray:
+    table = call.d_params if grads else call.params
+    if "bias" in table:
+        return table["bias"]
+    return np.empty(0, call.output.dtype)
+
+
+class DenseKernel(Kernel):
+    """GEMM with bias + activation in the epilogue; fused activation/bias-gradient backward."""
+
+    layer_type = "Dense"
+    fuses_activation = True
+    strided_output = True
+
+    def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
+                   strided_output=False):  # noqa: ANN001
+        # A GEMM target when the output is a strided slice, and dz for backward.
+        ws = {}
+        if strided_output:
+            ws["tmp"] = Workspace((batch, *out_shape), phase="forward")
+        if training:
+            ws["dz"] = Workspace((batch, *out_shape), phase="backward")
+        return ws
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        from nexec.kernels.cpu.dense import dense_forward
+
+        out = call.output
+        tmp = call.workspace.get("tmp", out)
+        return [(dense_forward, (call.inputs[0], call.params["kernel"], _bias(call),
+                                 call.activation, out, tmp))]
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        from nexec.kernels.cpu.dense import dense_backward
+
+        x = call.inputs[0]
+        dx = call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
+        return [(dense_backward, (x, call.params["kernel"], call.output, call.d_output,
+                                  call.activation, call.workspace["dz"], dx,
+                                  call.d_params["kernel"], _bias(call, grads=True)))]
+
+
+_CONV_PHASES = {"tmp": "forward", "dz": "backward", "dcols": "backward"}
+
+
+class Conv2DKernel(Kernel):
+    """im2col + one BLAS GEMM per batch, bias + activation fused into the epilogue."""
+
+    layer_type = "Conv2D"
+    fuses_activation = True
+    strided_output = True
+
+    def _geometry(self, layer: Any, in_shape: tuple) -> tuple:
+        from nexec.kernels.cpu.conv import conv2d_geometry
+
+        h, w, _ = in_shape
+        (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+        return conv2d_geometry(h, w, kh, kw, sh, sw, layer.padding)
+
+    def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
+                   strided_output=False):  # noqa: ANN001
+        from nexec.kernels.cpu.conv import conv2d_workspace_shapes
+
+        h, w, cin = in_shapes[0]
+        ho, wo, _, _ = self._geometry(layer, in_shapes[0])
+        (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+        shapes = conv2d_workspace_shapes(batch, h, w, cin, kh, kw, layer.filters, ho, wo,
+                                         sh, sw, training)
+        if not strided_output:
+            shapes.pop("tmp", None)  # the GEMM writes straight into the output
+        return {name: Workspace(tuple(shape), phase=_CONV_PHASES.get(name, "both"))
+                for name, shape in shapes.items()}
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        from nexec.kernels.cpu.conv import conv2d_forward
+
+        layer = call.layer
+        ho, wo, pt, pl = self._geometry(layer, call.inputs[0].shape[1:])
+        out = rows(call.output)
+        tmp = call.workspace.get("tmp", out)
+        sh, sw = layer.strides
+        return [(conv2d_forward, (call.inputs[0], call.params["kernel"], _bias(call), sh, sw,
+                                  pt, pl, ho, wo, call.activation, call.workspace["cols"],
+                                  tmp, out))]
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        from nexec.kernels.cpu.conv import conv2d_backward
+
+        layer = call.layer
+        x = call.inputs[0]
+        ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
+        sh, sw = layer.strides
+        dx = call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
+        ws = call.workspace
+        return [(conv2d_backward, (x, call.params["kernel"], rows(call.output),
+                                   rows(call.d_output), sh, sw, pt, pl, ho, wo,
+                                   call.activation, ws["cols"], ws["dz"], ws["dcols"], dx,
+                                   call.d_params["kernel"], _bias(call, grads=True)))]
+
+
+class AddKernel(Kernel):
+    """Sum of n inputs with the activation applied in the last pass."""
+
+    layer_type = "Add"
+    fuses_activation = True
+    saves_inputs = False
+    strided_output = True
+
+    @property
+    def saves_output(self) -> bool:  # type: ignore[override]
+        return True  # only read when an activation was fused; cheap to keep
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        from nexec.kernels.cpu.merge import add_accumulate, add_forward
+
+        xs = [rows(x) for x in call.inputs]
+        out = rows(call.output)
+        last = len(xs) == 2
+        calls: list[BoundCall] = [(add_forward, (xs[0], xs[1], call.activation if last else
+                                                 LINEAR, out))]
+        for i, x in enumerate(xs[2:], start=3):
+            calls.append((add_accumulate, (out, x, call.activation if i == len(xs)
+                                           else LINEAR)))
+        return calls
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        from nexec.kernels.cpu.activation import activation_backward
+        from nexec.kernels.cpu.merge import copy_into
+
+        dy = rows(call.d_output)
+        targets = [rows(d) for d in call.d_inputs if d is not None]
+        if not targets:
+            return []
+        first = targets[0]
+        calls: list[BoundCall] = [(activation_backward, (rows(call.output), dy,
+                                                         call.activation, first))]
+        calls += [(copy_into, (t, first)) for t in targets[1:]]
+        return calls
+
+
+class ConcatenateKernel(Kernel):
+    """Copies each input into its slice; the memory planner often makes this free."""
+
+    layer_type = "Concatenate"
+    saves_inputs = False
+    saves_output = False
+
+    def _parts(self, call: Call, whole: np.ndarray) -> list[np.ndarray]:
+        """Each input's slice of ``whole`` (the output or its gradient)."""
+        axis = call.layer.feature_axis(whole.ndim - 1) + 1
+        parts, start = [], 0
+        for x in call.inputs:
+            index = [slice(None)] * whole.ndim
+            index[axis] = slice(start, start + x.shape[axis])
+            start += x.shape[axis]
+            parts.append(whole[tuple(index)])
+        return parts
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        from nexec.kernels.cpu.merge import copy_into
+
+        axis = call.layer.feature_axis(call.output.ndim - 1) + 1
+        return [(copy_into, (as_2d(part, axis), as_2d(x, axis)))
+                for x, part in zip(call.inputs, self._parts(call, call.output))
+                if not np.shares_memory(x, part)]  # produced in place: nothing to copy
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        from nexec.kernels.cpu.merge import copy_into
+
+        assert call.d_output is not None
+        axis = call.layer.feature_axis(call.output.ndim - 1) + 1
+        return [(copy_into, (as_2d(d, axis), as_2d(part, axis)))
+                for d, part in zip(call.d_inputs, self._parts(call, call.d_output))
+                if d is not None and not np.shares_memory(d, part)]
+
+
+def as_2d(a: np.ndarray, axis: int) -> np.ndarray:
+    """A 2-D view (axes before ``axis``, the rest): rows are runs with one stride.
+
+    Any single-axis slice of a C-contiguous array has this form, so one row-strided copy
+    kernel serves concatenation on every axis.
+    """
+    v = a.view()
+    v.shape = (int(np.prod(a.shape[:axis])), int(np.prod(a.shape[axis:])))
+    return v
+
+
+class ActivationKernel(Kernel):
+    """A standalone activation (when it could not be fused into its producer)."""
+
+    layer_type = "Activation"
+    saves_inputs = False
+    strided_output = True
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        from nexec.kernels.cpu.activation import activation_forward
+
+        return [(activation_forward, (rows(call.inputs[0]), call.activation,
+                                      rows(call.output)))]
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        from nexec.kernels.cpu.activation import activation_backward
+
+        if call.d_inputs[0] is None:
+            return []
+        return [(activation_backward, (rows(call.output), rows(call.d_output),
+                                       call.activation, rows(call.d_inputs[0])))]
+
+
+class FlattenKernel(Kernel):
+    """A reshape: the executor makes the output a view of the input, so nothing runs."""
+
+    layer_type = "Flatten"
+    saves_inputs = False
+    saves_output = False
+    view_of_input = True
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        return []
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        return []
+
+
+CPU_KERNELS = [DenseKernel(), Conv2DKernel(), AddKernel(), ConcatenateKernel(),
+               ActivationKernel(), FlattenKernel()]

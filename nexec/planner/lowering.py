@@ -1,0 +1,104 @@
+"""Lowering: a model's nodes become a flat list of ops over numbered tensors.
+
+Nested models are inlined (each call of a nested model gets its own tensors), so later stages
+see one flat graph whatever the user nested.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from nexec.graph import SymbolicTensor
+from nexec.layers.base import Layer
+from nexec.planner.order import topological_order
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nexec.model import Model
+
+__all__ = ["TensorInfo", "Op", "Graph", "lower"]
+
+
+@dataclass
+class TensorInfo:
+    """One value of the flat graph. ``shape`` excludes the batch axis."""
+
+    id: int
+    name: str
+    shape: tuple
+    dtype: str
+    producer: int | None = None  # index of the op making it; None for model inputs
+    consumers: list[int] = field(default_factory=list)
+    is_input: bool = False
+    output_index: int | None = None  # position among the model outputs
+
+
+@dataclass
+class Op:
+    """One forward step: a layer applied to tensors; ``activation`` may be fused in."""
+
+    index: int
+    layer: Layer
+    inputs: list[int]
+    output: int
+    activation: str = "linear"
+    fused: list[str] = field(default_factory=list)  # names of Activation layers merged in
+
+    @property
+    def kind(self) -> str:
+        return type(self.layer).__name__
+
+
+@dataclass
+class Graph:
+    """The flat graph: ops in execution order and every tensor they touch."""
+
+    ops: list[Op]
+    tensors: dict[int, TensorInfo]
+    inputs: list[int]
+    outputs: list[int]
+
+    def new_tensor(self, name: str, shape: tuple, dtype: str) -> int:
+        tid = len(self.tensors)
+        self.tensors[tid] = TensorInfo(tid, name, tuple(shape), dtype)
+        return tid
+
+
+def lower(model: Model) -> Graph:
+    """Flattens ``model`` (nested models inlined) into a :class:`Graph`."""
+    g = Graph([], {}, [], [])
+    env: dict[int, int] = {}
+    for t in model.inputs:
+        tid = g.new_tensor(t.node.layer.name, t.feature_shape, t.dtype)
+        g.tensors[tid].is_input = True
+        env[t.id] = tid
+        g.inputs.append(tid)
+    _lower_into(g, model, env)
+    for i, t in enumerate(model.outputs):
+        g.outputs.append(env[t.id])
+        if g.tensors[env[t.id]].output_index is None:
+            g.tensors[env[t.id]].output_index = i
+    return g
+
+
+def _lower_into(g: Graph, model: Model, env: dict[int, int]) -> None:
+    from nexec.model import Model as ModelType
+
+    for node in topological_order(model.outputs):
+        layer = node.layer
+        if not node.inputs:  # InputLayer: bound by the caller
+            continue
+        ins = [env[t.id] for t in node.inputs]
+        if isinstance(layer, ModelType):
+            inner = {t.id: tid for t, tid in zip(layer.inputs, ins)}
+            _lower_into(g, layer, inner)
+            for outer, inner_t in zip(node.outputs, layer.outputs):
+                env[outer.id] = inner[inner_t.id]
+            continue
+        out: SymbolicTensor = node.outputs[0]
+        tid = g.new_tensor(layer.name, out.feature_shape, out.dtype)
+        op = Op(len(g.ops), layer, ins, tid, getattr(layer, "activation", "linear"))
+        g.tensors[tid].producer = op.index
+        for i in ins:
+            g.tensors[i].consumers.append(op.index)
+        g.ops.append(op)
+        env[out.id] = tid

@@ -1,0 +1,75 @@
+"""The plan: ordered, shape-checked, fused ops, printable for people."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from nexec.planner.fusion import fuse_activations
+from nexec.planner.lowering import Graph, lower
+from nexec.planner.shapes import infer_shapes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nexec.model import Model
+
+__all__ = ["Plan", "make_plan"]
+
+
+@dataclass
+class Plan:
+    """The static plan of one model: what runs, in which order, on which shapes.
+
+    ``describe()`` (also ``str(plan)``) prints it as a table.
+    """
+
+    model_name: str
+    graph: Graph
+    param_shapes: dict[str, dict[str, tuple]]
+    device: str = "cpu"
+
+    @property
+    def ops(self):  # noqa: ANN201 - list[Op]
+        return self.graph.ops
+
+    def describe(self) -> str:
+        g = self.graph
+        lines = [f'Plan of "{self.model_name}" on {self.device}: {len(g.ops)} steps',
+                 f"inputs: {', '.join(f'{g.tensors[i].name}{(None, *g.tensors[i].shape)}' for i in g.inputs)}"]
+        header = f"{'step':>4}  {'op':<28} {'inputs':<30} {'output shape':<20} params"
+        lines += [header, "-" * len(header)]
+        for op in g.ops:
+            name = f"{op.layer.name} ({op.kind}"
+            if op.activation != "linear":
+                name += f"+{op.activation}"
+            name += ")"
+            ins = ", ".join(f"t{i}" for i in op.inputs)
+            shape = str((None, *g.tensors[op.output].shape))
+            params = ", ".join(f"{k}{v}" for k, v in self.param_shapes[op.layer.name].items())
+            lines.append(f"{op.index:>4}  {name:<28} {ins:<30} t{op.output} {shape:<16} {params}")
+            if op.fused:
+                lines.append(f"{'':>6}fused: {', '.join(op.fused)}")
+        lines.append(f"outputs: {', '.join(f't{o}' for o in g.outputs)}")
+        return "\n".join(lines)
+
+    __str__ = describe
+
+
+def make_plan(model: Model, device: str = "cpu",
+              can_fuse: Callable[[str], bool] | None = None) -> Plan:
+    """Plans ``model``: lower, infer shapes, fuse. Runs no kernels.
+
+    Args:
+        model: A built ``Model`` or ``Sequential``.
+        device: The device whose kernels decide what can fuse.
+        can_fuse: Override of the fusion capability per op kind (for tests).
+    """
+    if can_fuse is None:
+        from nexec.plugins import registry
+
+        def can_fuse(kind: str) -> bool:
+            k = registry().kernels.get((kind, device))
+            return bool(k is not None and k.fuses_activation)
+
+    graph = lower(model)
+    params = infer_shapes(graph)
+    fuse_activations(graph, can_fuse)
+    return Plan(model.name, graph, params, device)

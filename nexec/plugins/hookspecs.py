@@ -1,0 +1,45 @@
+"""The hooks through which nexec and third-party packages contribute.
+
+Every hook returns a list (or dict) of contributions; the manager collects them per plugin so
+that a conflict or a failure can name the plugin responsible. nexec's own built-ins use these
+very hooks (``nexec.plugins.builtin``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+__all__ = ["hookspec", "hookimpl", "NexecSpec", "PROJECT"]
+
+PROJECT = "nexec"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class NexecSpec:
+    """Hook specifications of the ``nexec`` plugin manager."""
+
+    @hookspec
+    def nexec_layers(self) -> list[type]:
+        """Layer classes (subclasses of ``nexec.plugin.Layer``), found by class name."""
+
+    @hookspec
+    def nexec_kernels(self) -> list[Any]:
+        """``nexec.plugin.Kernel`` instances: how one layer type runs on one device."""
+
+    @hookspec
+    def nexec_activations(self) -> dict[str, int]:
+        """Activation names mapped to the fused-kernel codes of ``nexec.kernels.activations``."""
+
+    @hookspec
+    def nexec_losses(self) -> list[Any]:
+        """``nexec.plugin.Loss`` instances, found by name (``"categorical_crossentropy"``)."""
+
+    @hookspec
+    def nexec_optimizers(self) -> dict[str, type]:
+        """Optimizer classes by name (``"adam"``)."""
+
+    @hookspec
+    def nexec_initializers(self) -> dict[str, Any]:
+        """Initialisers ``(shape, dtype, rng) -> ndarray`` by name (``"glorot_uniform"``)."""

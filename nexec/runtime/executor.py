@@ -1,0 +1,266 @@
+"""The executor: binds a plan's kernels to views of one arena, then runs them.
+
+Binding happens once per batch size: every op kernel returns ``(function, args)`` pairs over
+arena views, so a step is a loop over pre-bound calls with no allocation. The arena is sized
+for the largest batch seen; a smaller batch (the last of an epoch) binds views of the same
+arena at the same offsets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from nexec.kernels.activations import LINEAR, code_of
+from nexec.ops.base import BoundCall, Call, rows
+from nexec.planner.plan import Plan
+from nexec.planner.schedule import Schedule, build_schedule
+from nexec.runtime.params import ParamStore
+
+__all__ = ["Executor", "Program", "Objective"]
+
+ALIGNMENT = 64
+
+
+@dataclass
+class Objective:
+    """What training optimises for one output: a loss, its weight, its metrics."""
+
+    loss: Any  # nexec.training.losses.Loss
+    weight: float = 1.0
+    metrics: list[tuple[str, Callable[..., int], str, tuple]] = field(default_factory=list)
+    # (name, count kernel, denominator: "rows" or "elements", extra kernel arguments)
+
+
+@dataclass
+class Program:
+    """All bound calls of one step for one batch size."""
+
+    batch: int
+    inputs: list[np.ndarray]
+    outputs: list[np.ndarray]
+    targets: list[np.ndarray] = field(default_factory=list)
+    forward: list[BoundCall] = field(default_factory=list)
+    loss_values: list[tuple[int, float, Callable[..., float], tuple]] = field(default_factory=list)
+    metrics: list[tuple[int, str, Callable[..., int], tuple, int]] = field(default_factory=list)
+    backward: list[BoundCall] = field(default_factory=list)
+
+
+class Executor:
+    """Runs one plan in one mode (training or inference) for any batch size.
+
+    Args:
+        plan: The model's plan.
+        store: The flat parameters the layers' arrays are views of.
+        training: Whether programs include backward and the optimizer update.
+        objectives: Per model output, the loss and metrics (training and evaluation).
+        optimizer: Updates ``store.values`` from ``store.grads`` (training only).
+    """
+
+    def __init__(self, plan: Plan, store: ParamStore, training: bool = False,
+                 objectives: list[Objective] | None = None, optimizer: Any = None) -> None:
+        from nexec.plugins import registry
+
+        self.plan = plan
+        self.store = store
+        self.training = training
+        self.objectives = objectives or []
+        self.optimizer = optimizer
+        self.kernels = [registry().kernel(op.kind, plan.device) for op in plan.graph.ops]
+        self.schedule: Schedule | None = None
+        self._arena: np.ndarray | None = None
+        self._programs: dict[int, Program] = {}
+        self._targets: list[np.ndarray] = []
+        self._scratch: dict[str, np.ndarray] = {}
+
+    # ----- planning ---------------------------------------------------------------------------
+    def _fuse_loss(self, out: int) -> bool:
+        k = self.plan.graph.outputs.index(out)
+        act = self.plan.graph.ops[self.plan.graph.tensors[out].producer].activation \
+            if self.plan.graph.tensors[out].producer is not None else None
+        return act in self.objectives[k].loss.fused if self.objectives else False
+
+    def _schedule(self, batch: int) -> Schedule:
+        kinds = {op.kind: k for op, k in zip(self.plan.graph.ops, self.kernels)}
+        return build_schedule(self.plan, batch, self.training, kernel_of=kinds.__getitem__,
+                              fuse_loss=self._fuse_loss if self.training else None,
+                              alignment=ALIGNMENT)
+
+    def program(self, batch: int) -> Program:
+        """The bound program for ``batch`` rows, binding it on first use."""
+        prog = self._programs.get(batch)
+        if prog is not None:
+            return prog
+        if self.schedule is None or batch > self.schedule.batch:
+            self.schedule = self._schedule(batch)
+            raw = np.empty(self.schedule.memory.arena_bytes + ALIGNMENT, np.uint8)
+            start = (-raw.ctypes.data) % ALIGNMENT
+            self._arena = raw[start:start + self.schedule.memory.arena_bytes]
+            self._programs.clear()
+            self._targets = self._make_targets(batch)
+        sched = self.schedule if batch == self.schedule.batch else self._schedule(batch)
+        prog = self._bind(sched, batch)
+        self._programs[batch] = prog
+        return prog
+
+    def _make_targets(self, batch: int) -> list[np.ndarray]:
+        g = self.plan.graph
+        out = []
+        for tid, obj in zip(g.outputs, self.objectives):
+            if obj.loss.sparse:
+                out.append(np.zeros((batch, *g.tensors[tid].shape[:-1]), np.int64))
+            else:
+                out.append(np.zeros((batch, *g.tensors[tid].shape), g.tensors[tid].dtype))
+        return out
+
+    # ----- binding ------------------------------------------------------------------------------
+    def _arrays(self, sched: Schedule) -> Callable[[str], np.ndarray]:
+        """Buffer name -> view of the arena (offsets from the largest batch's plan)."""
+        assert self.schedule is not None and self._arena is not None
+        offsets = self.schedule.buffers
+        made: dict[str, np.ndarray] = {}
+
+        def get(name: str) -> np.ndarray:
+            if name in made:
+                return made[name]
+            b = sched.buffers[name]
+            if b.view_of is None:
+                off = offsets[name].offset
+                a = self._arena[off:off + b.nbytes].view(b.dtype).reshape(b.shape)
+            elif b.view[0] == "reshape":
+                a = get(b.view_of).view()
+                a.shape = b.shape
+            else:
+                _, axis, lo, hi = b.view
+                parent = get(b.view_of)
+                index = [slice(None)] * parent.ndim
+                index[axis] = slice(lo, hi)
+                a = parent[tuple(index)]
+            made[name] = a
+            return a
+
+        return get
+
+    def _bind(self, sched: Schedule, batch: int) -> Program:
+        from nexec.kernels.cpu.merge import accumulate, copy_into
+
+        g = self.plan.graph
+        arr = self._arrays(sched)
+        prog = Program(batch, [arr(sched.value[i]) for i in g.inputs],
+                       [arr(sched.value[o]) for o in g.outputs])
+        for op, kernel in zip(g.ops, self.kernels):
+            ws = {k: arr(v) for k, v in sched.workspaces.get((op.index, "forward"), {}).items()}
+            call = Call(op.layer, code_of(op.activation), [arr(sched.value[i]) for i in op.inputs],
+                        arr(sched.value[op.output]), self.store.params_of(op.layer), ws,
+                        self.training)
+            prog.forward += _checked(kernel, "forward", kernel.forward(call), op)
+        if not self.objectives:
+            return prog
+        prog.targets = [t[:batch] for t in self._targets]
+        for k, (out, obj) in enumerate(zip(g.outputs, self.objectives)):
+            p = rows(arr(sched.value[out]))
+            y = prog.targets[k] if obj.loss.sparse else rows(prog.targets[k])
+            fn, args = obj.loss.bind_value(p, y)
+            prog.loss_values.append((k, obj.weight, fn, args))
+            for name, count, denom, extra in obj.metrics:
+                total = p.shape[0] if denom == "rows" else p.size
+                prog.metrics.append((k, name, count, (p, y, *extra), total))
+            if self.training:
+                act = g.ops[g.tensors[out].producer].activation \
+                    if sched.fused_loss.get(out) else None
+                prog.backward.append(obj.loss.bind_grad(p, y, obj.weight / p.shape[0],
+                                                        rows(arr(sched.grad[out])), act))
+        if not self.training:
+            return prog
+        written: set[int] = set()
+        for op, kernel in reversed(list(zip(g.ops, self.kernels))):
+            after: list[BoundCall] = []
+            d_inputs: list[np.ndarray | None] = []
+            for j, tid in enumerate(op.inputs):
+                if tid not in sched.grad:
+                    d_inputs.append(None)
+                elif (op.index, j) in sched.contributions:
+                    part = arr(sched.contributions[(op.index, j)])
+                    d_inputs.append(part)
+                    after.append((accumulate, (rows(arr(sched.grad[tid])), rows(part))))
+                else:
+                    d_inputs.append(arr(sched.grad[tid]))
+            d_params = self.store.grads_of(op.layer)
+            if id(op.layer) in written:  # a shared layer: sum this call's share in
+                d_params = {n: self._scratch_like(f"{op.index}.{n}", p)
+                            for n, p in d_params.items()}
+                after += [(accumulate, (_flat(self.store.grads_of(op.layer)[n]), _flat(p)))
+                          for n, p in d_params.items()]
+            written.add(id(op.layer))
+            act = LINEAR if sched.fused_loss.get(op.output) else code_of(op.activation)
+            ws = {k: arr(v) for k, v in sched.workspaces.get((op.index, "backward"), {}).items()}
+            call = Call(op.layer, act, [arr(sched.value[i]) for i in op.inputs],
+                        arr(sched.value[op.output]), self.store.params_of(op.layer), ws, True,
+                        arr(sched.grad[op.output]), d_inputs, d_params)
+            calls = _checked(kernel, "backward", kernel.backward(call), op)
+            d0 = d_inputs[0] if d_inputs else None
+            if kernel.view_of_input and d0 is not None and \
+                    not np.shares_memory(d0, call.d_output):
+                calls = [(copy_into, (_flat2(d0), _flat2(call.d_output)))]
+            prog.backward += calls + after
+        return prog
+
+    def _scratch_like(self, key: str, like: np.ndarray) -> np.ndarray:
+        a = self._scratch.get(key)
+        if a is None or a.shape != like.shape:
+            a = self._scratch[key] = np.zeros_like(like)
+        return a
+
+    # ----- running ------------------------------------------------------------------------------
+    def run_forward(self, prog: Program) -> None:
+        for fn, args in prog.forward:
+            fn(*args)
+
+    def train_step(self, prog: Program, losses: list[float]) -> float:
+        """Forward, loss, backward, update. Per-output losses go into ``losses``."""
+        for fn, args in prog.forward:
+            fn(*args)
+        total = 0.0
+        for k, weight, fn, args in prog.loss_values:
+            value = fn(*args)
+            losses[k] = value
+            total += weight * value
+        for fn, args in prog.backward:
+            fn(*args)
+        t = self.store.trainable_size
+        self.optimizer.step(self.store.values[:t], self.store.grads[:t])
+        return total
+
+    def evaluate_step(self, prog: Program, losses: list[float]) -> float:
+        """Forward and loss only (validation, ``evaluate``)."""
+        for fn, args in prog.forward:
+            fn(*args)
+        total = 0.0
+        for k, weight, fn, args in prog.loss_values:
+            value = fn(*args)
+            losses[k] = value
+            total += weight * value
+        return total
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1)
+
+
+def _flat2(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.shape = (a.shape[0], -1)
+    return v
+
+
+def _checked(kernel: Any, phase: str, calls: Any, op: Any) -> list[BoundCall]:
+    """Validates what a (possibly third-party) kernel returned, naming it when wrong."""
+    from nexec.errors import PluginError
+
+    if not isinstance(calls, list) or not all(
+            isinstance(c, tuple) and len(c) == 2 and callable(c[0]) and isinstance(c[1], tuple)
+            for c in calls):
+        raise PluginError(f"{kernel!r}.{phase} for layer '{op.layer.name}' must return a list of "
+                          f"(function, args_tuple) pairs, got {calls!r:.200}.")
+    return calls

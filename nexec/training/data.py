@@ -1,0 +1,100 @@
+"""Turning what users pass to fit/evaluate/predict into checked, model-typed arrays.
+
+Every check runs here, once, before any kernel: counts, lengths, feature shapes, dtypes,
+finiteness. Data is cast to the model's dtype once, not per batch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nexec.errors import DataError
+
+__all__ = ["as_inputs", "as_targets", "check_same_length"]
+
+
+def _by_name(data: Any, names: list[str], what: str) -> list[Any]:
+    if isinstance(data, dict):
+        missing = [n for n in names if n not in data]
+        extra = [k for k in data if k not in names]
+        if missing or extra:
+            raise DataError(f"{what} dict must have keys {names}; missing {missing}, "
+                            f"unexpected {extra}.")
+        return [data[n] for n in names]
+    if isinstance(data, (list, tuple)):
+        if len(names) == 1 and not (len(data) == 1 and hasattr(data[0], "shape")):
+            return [data]  # nested lists of numbers for a one-input model
+        if len(data) != len(names):
+            raise DataError(f"The model has {len(names)} {what}(s) ({', '.join(names)}), "
+                            f"got a list of {len(data)} arrays.")
+        return list(data)
+    if len(names) != 1:
+        raise DataError(f"The model has {len(names)} {what}s ({', '.join(names)}); pass a list "
+                        "or a dict keyed by name.")
+    return [data]
+
+
+def as_inputs(x: Any, model: Any, dtype: str) -> list[np.ndarray]:
+    """One contiguous array per model input, checked against the input shapes."""
+    if x is None:
+        raise DataError(f"Model '{model.name}' needs input data x.")
+    names = model.input_names
+    arrays = []
+    for name, t, a in zip(names, model.inputs, _by_name(x, names, "input")):
+        a = np.asarray(a)
+        if a.dtype.kind not in "fiub":
+            raise DataError(f"Input '{name}' has dtype {a.dtype}; expected numbers.")
+        if tuple(a.shape[1:]) != t.feature_shape:
+            raise DataError(f"Input '{name}' expects shape {t.shape}, got data of shape "
+                            f"{a.shape}.")
+        a = np.ascontiguousarray(a, dtype=dtype)
+        if not np.isfinite(a).all():
+            raise DataError(f"Input '{name}' contains NaN or infinite values.")
+        arrays.append(a)
+    check_same_length(arrays, names, "input")
+    return arrays
+
+
+def as_targets(y: Any, model: Any, losses: list[Any], dtype: str) -> list[np.ndarray]:
+    """One array per output: integer labels for sparse losses, else model-typed values."""
+    if y is None:
+        raise DataError(f"Model '{model.name}' needs targets y to train or evaluate.")
+    names = model.output_names
+    arrays = []
+    for name, t, loss, a in zip(names, model.outputs, losses, _by_name(y, names, "output")):
+        a = np.asarray(a)
+        shape = t.feature_shape
+        if loss.sparse:
+            if a.ndim == len(shape) + 1 and a.shape[-1] == 1:
+                a = a[..., 0]
+            if tuple(a.shape[1:]) != tuple(shape[:-1]):
+                raise DataError(f"Output '{name}' with {loss.name} takes integer labels of shape "
+                                f"{(None, *shape[:-1])}, got {a.shape}.")
+            if a.dtype.kind not in "iu" and not np.all(np.mod(a, 1) == 0):
+                raise DataError(f"Output '{name}': {loss.name} takes integer class labels.")
+            labels = np.ascontiguousarray(a, dtype=np.int64)
+            if labels.size and (labels.min() < 0 or labels.max() >= shape[-1]):
+                raise DataError(f"Output '{name}': labels must be in [0, {shape[-1]}), got "
+                                f"[{labels.min()}, {labels.max()}].")
+            arrays.append(labels)
+            continue
+        if a.dtype.kind in "iub" and loss.name == "categorical_crossentropy" and \
+                tuple(a.shape[1:]) != shape:
+            raise DataError(f"Output '{name}': categorical_crossentropy takes one-hot targets of "
+                            f"shape {t.shape}, got integer labels of shape {a.shape}; one-hot "
+                            "encode them or use loss='sparse_categorical_crossentropy'.")
+        if tuple(a.shape[1:]) != shape:
+            raise DataError(f"Output '{name}' expects targets of shape {t.shape}, got {a.shape}.")
+        a = np.ascontiguousarray(a, dtype=dtype)
+        if not np.isfinite(a).all():
+            raise DataError(f"Targets of output '{name}' contain NaN or infinite values.")
+        arrays.append(a)
+    check_same_length(arrays, names, "target")
+    return arrays
+
+
+def check_same_length(arrays: list[np.ndarray], names: list[str], what: str) -> None:
+    lengths = {n: len(a) for n, a in zip(names, arrays)}
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"All {what} arrays need the same number of samples, got {lengths}.")

@@ -1,0 +1,83 @@
+"""A Keras-style progress bar: ``8/8 [==============================] - 0s 1ms/step - loss: 0.3``.
+
+On a terminal it redraws one line as batches finish; elsewhere (logs, CI, notebooks captured
+to files) it prints only the final line of each epoch.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO
+
+__all__ = ["ProgressBar", "format_logs", "format_step_time"]
+
+
+def format_step_time(seconds: float) -> str:
+    """``1ms/step``, ``850us/step`` or ``2s/step``, as Keras prints it."""
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
+def format_logs(logs: dict[str, float]) -> str:
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+
+
+class ProgressBar:
+    """One epoch's (or one predict pass's) progress.
+
+    Args:
+        total: Number of batches.
+        verbose: 1 for the bar, 2 for one plain line at the end, 0 for nothing.
+        stream: Where to write; standard output by default.
+        width: Characters inside the brackets.
+    """
+
+    def __init__(self, total: int, verbose: int = 1, stream: IO[str] | None = None,
+                 width: int = 30) -> None:
+        self.total = total
+        self.verbose = verbose
+        self.stream = stream or sys.stdout
+        self.width = width
+        self.start = time.perf_counter()
+        self.dynamic = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last_draw = 0.0
+
+    def update(self, done: int, logs: dict[str, float] | None = None) -> None:
+        """Redraws the bar (at most every 50 ms) when on a terminal."""
+        if self.verbose != 1 or not self.dynamic or done >= self.total:
+            return
+        now = time.perf_counter()
+        if now - self._last_draw < 0.05:
+            return
+        self._last_draw = now
+        self.stream.write("\r" + self._line(done, logs or {}, now - self.start))
+        self.stream.flush()
+
+    def finish(self, logs: dict[str, float] | None = None) -> None:
+        elapsed = time.perf_counter() - self.start
+        if self.verbose == 1:
+            self.stream.write(("\r" if self.dynamic else "")
+                              + self._line(self.total, logs or {}, elapsed) + "\n")
+        elif self.verbose == 2:
+            tail = f" - {format_logs(logs)}" if logs else ""
+            self.stream.write(f"{self.total}/{self.total} - {elapsed:.0f}s - "
+                              f"{format_step_time(elapsed / max(self.total, 1))}{tail}\n")
+        self.stream.flush()
+
+    def _line(self, done: int, logs: dict[str, float], elapsed: float) -> str:
+        n = len(str(self.total))
+        filled = int(self.width * done / max(self.total, 1))
+        bar = "=" * filled
+        if done < self.total and filled < self.width:
+            bar += ">"
+        bar = bar.ljust(self.width, ".")
+        if done < self.total:
+            eta = elapsed / max(done, 1) * (self.total - done)
+            timing = f" - ETA: {eta:.0f}s"
+        else:
+            timing = f" - {elapsed:.0f}s {format_step_time(elapsed / max(self.total, 1))}"
+        tail = f" - {format_logs(logs)}" if logs else ""
+        return f"{done:>{n}}/{self.total} [{bar}]{timing}{tail}"

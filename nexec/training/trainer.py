@@ -1,0 +1,282 @@
+"""compile / fit / evaluate / predict: the Keras training loop over a planned executor.
+
+``compile`` plans once and builds three executors sharing the flat parameters: training
+(forward, loss, backward, update), evaluation (forward and loss) and inference (forward).
+The loops here only move batches in and read scalars out; all arithmetic is in kernels.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from nexec.errors import DataError
+from nexec.planner import make_plan
+from nexec.random import generator
+from nexec.runtime.devices import check_device
+from nexec.runtime.executor import Executor, Objective, Program
+from nexec.runtime.params import ParamStore
+from nexec.training import optimizers as opt_module
+from nexec.training.callbacks import Callback, CallbackList, History
+from nexec.training.data import as_inputs, as_targets
+from nexec.training.losses import ALIASES
+from nexec.training.metrics import resolve_metric
+from nexec.training.progress import ProgressBar
+
+__all__ = ["Trainer", "Predictor", "predictor", "param_store"]
+
+
+def param_store(model: Any, plan: Any) -> ParamStore:
+    """The model's flat parameter store, made once and shared by all its executors."""
+    layers = list({id(op.layer): op.layer for op in plan.graph.ops}.values())
+    store = getattr(model, "_param_store", None)
+    if store is None or not store.owns(layers):
+        dtype = plan.graph.tensors[plan.graph.inputs[0]].dtype
+        store = ParamStore(layers, dtype)
+        model._param_store = store
+    return store
+
+
+def _verbosity(verbose: Any, default_when_not_tty: int = 1) -> int:
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else default_when_not_tty
+    return int(verbose)
+
+
+def _slices(n: int, batch: int) -> list[tuple[int, int]]:
+    return [(s, min(s + batch, n)) for s in range(0, n, batch)]
+
+
+class Predictor:
+    """Inference over a plan, for ``predict`` (usable before ``compile``)."""
+
+    def __init__(self, model: Any, device: str = "cpu") -> None:
+        self.model = model
+        self.plan = make_plan(model, check_device(device))
+        self.dtype = self.plan.graph.tensors[self.plan.graph.inputs[0]].dtype
+        self.store = param_store(model, self.plan)
+        self.executor = Executor(self.plan, self.store)
+
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto") -> Any:
+        xs = as_inputs(x, self.model, self.dtype)
+        n = len(xs[0])
+        batch = batch_size or 32
+        results = [np.empty((n, *t.feature_shape), self.dtype) for t in self.model.outputs]
+        bar = ProgressBar(-(-n // batch), _verbosity(verbose, 0))
+        for i, (lo, hi) in enumerate(_slices(n, batch)):
+            prog = self.executor.program(hi - lo)
+            for dst, src in zip(prog.inputs, xs):
+                np.copyto(dst, src[lo:hi])
+            self.executor.run_forward(prog)
+            for res, out in zip(results, prog.outputs):
+                np.copyto(res[lo:hi], out)
+            bar.update(i + 1)
+        bar.finish()
+        return results[0] if len(results) == 1 else results
+
+
+def predictor(model: Any) -> Predictor:
+    """The model's predictor (its trainer's, once compiled)."""
+    trainer = getattr(model, "_trainer", None)
+    if trainer is not None:
+        return trainer.predictor
+    p = getattr(model, "_predictor", None)
+    if p is None:
+        p = model._predictor = Predictor(model)
+    return p
+
+
+class Trainer:
+    """What ``compile`` sets up; ``fit``/``evaluate``/``train_on_batch`` run on it."""
+
+    def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any,
+                 loss_weights: Any, device: str) -> None:
+        from nexec.plugins import registry
+
+        self.model = model
+        self.device = check_device(device)
+        names = model.output_names
+        if loss is None:
+            raise ValueError(f"Model '{model.name}': compile() needs a loss, e.g. "
+                             "loss='categorical_crossentropy'.")
+        loss_names = self._per_output(loss, names, "loss")
+        self.losses = [registry().loss(ALIASES.get(n, n)) if isinstance(n, str) else n
+                       for n in loss_names]
+        weights = [1.0] * len(names) if loss_weights is None else \
+            [float(w) for w in self._per_output(loss_weights, names, "loss_weights")]
+        per_output_metrics = self._metrics(metrics, names)
+        self.objectives = [
+            Objective(l, w, [resolve_metric(m, l.name) for m in ms])
+            for l, w, ms in zip(self.losses, weights, per_output_metrics)]
+        self.optimizer = opt_module.get(optimizer)
+        self.predictor = Predictor(model, self.device)
+        self.plan = self.predictor.plan
+        self.dtype = self.predictor.dtype
+        self.store = self.predictor.store
+        self.optimizer.build(self.store.trainable_size, self.dtype)
+        self.train_executor = Executor(self.plan, self.store, True, self.objectives,
+                                       self.optimizer)
+        self.eval_executor = Executor(self.plan, self.store, False, self.objectives)
+        model._predictor = self.predictor
+
+    @staticmethod
+    def _per_output(value: Any, names: list[str], what: str) -> list[Any]:
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in names]
+            if unknown:
+                raise ValueError(f"{what} has keys {unknown} that are not outputs; outputs: "
+                                 f"{names}.")
+            missing = [n for n in names if n not in value]
+            if missing:
+                raise ValueError(f"{what} gives nothing for output(s) {missing}.")
+            return [value[n] for n in names]
+        if isinstance(value, (list, tuple)):
+            if len(value) != len(names):
+                raise ValueError(f"{what} has {len(value)} entries for {len(names)} outputs "
+                                 f"({', '.join(names)}).")
+            return list(value)
+        return [value] * len(names)
+
+    @staticmethod
+    def _metrics(metrics: Any, names: list[str]) -> list[list[str]]:
+        if metrics is None:
+            return [[] for _ in names]
+        if isinstance(metrics, dict):
+            return [list(np.atleast_1d(metrics.get(n, []))) for n in names]
+        return [list(metrics) for _ in names]
+
+    # ----- logs ---------------------------------------------------------------------------------
+    def _log_names(self) -> tuple[list[str], list[list[str]]]:
+        names = self.model.output_names
+        multi = len(names) > 1
+        loss_names = [f"{n}_loss" for n in names] if multi else []
+        metric_names = [[f"{n}_{m[0]}" if multi else m[0] for m in o.metrics]
+                        for n, o in zip(names, self.objectives)]
+        return loss_names, metric_names
+
+    # ----- loops --------------------------------------------------------------------------------
+    def _run_epoch(self, executor: Executor, xs: list[np.ndarray], ys: list[np.ndarray],
+                   batch: int, order: np.ndarray | None, train: bool,
+                   bar: ProgressBar | None = None, callbacks: CallbackList | None = None
+                   ) -> dict[str, float]:
+        n = len(xs[0])
+        k = len(ys)
+        per_output = [0.0] * k
+        loss_sum = 0.0
+        out_sums = [0.0] * k
+        metric_sums: dict[tuple[int, str], float] = {}
+        metric_totals: dict[tuple[int, str], int] = {}
+        seen = 0
+        loss_names, metric_names = self._log_names()
+        for i, (lo, hi) in enumerate(_slices(n, batch)):
+            b = hi - lo
+            prog: Program = executor.program(b)
+            for dst, src in zip(prog.inputs + prog.targets, xs + ys):
+                if order is None:
+                    np.copyto(dst, src[lo:hi])
+                else:
+                    np.take(src, order[lo:hi], axis=0, out=dst, mode="clip")
+            if callbacks is not None:
+                for c in callbacks.batch_begin:
+                    c.on_train_batch_begin(i)
+            if train:
+                total = executor.train_step(prog, per_output)
+            else:
+                total = executor.evaluate_step(prog, per_output)
+            loss_sum += total * b
+            for j in range(k):
+                out_sums[j] += per_output[j] * b
+            for j, name, fn, args, denom in prog.metrics:
+                key = (j, name)
+                metric_sums[key] = metric_sums.get(key, 0) + fn(*args)
+                metric_totals[key] = metric_totals.get(key, 0) + denom
+            seen += b
+            if bar is not None and bar.dynamic:
+                bar.update(i + 1, {"loss": loss_sum / seen})
+            if callbacks is not None and callbacks.batch_end:
+                for c in callbacks.batch_end:
+                    c.on_train_batch_end(i, {"loss": total})
+        logs = {"loss": loss_sum / max(seen, 1)}
+        for name, s in zip(loss_names, out_sums):
+            logs[name] = s / max(seen, 1)
+        for j, names in enumerate(metric_names):
+            for log_name, metric in zip(names, self.objectives[j].metrics):
+                key = (j, metric[0])
+                logs[log_name] = metric_sums.get(key, 0) / max(metric_totals.get(key, 1), 1)
+        return logs
+
+    def fit(self, x: Any, y: Any, batch_size: int | None = None, epochs: int = 1,
+            verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
+            validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0) -> History:
+        model = self.model
+        xs = as_inputs(x, model, self.dtype)
+        ys = as_targets(y, model, self.losses, self.dtype)
+        if len(xs[0]) != len(ys[0]):
+            raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        val = None
+        if validation_data is not None:
+            vx, vy = validation_data[0], validation_data[1]
+            val = (as_inputs(vx, model, self.dtype), as_targets(vy, model, self.losses,
+                                                                 self.dtype))
+        elif validation_split:
+            if not 0 < validation_split < 1:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}.")
+            cut = int(len(xs[0]) * (1 - validation_split))
+            val = ([a[cut:] for a in xs], [a[cut:] for a in ys])
+            xs, ys = [a[:cut] for a in xs], [a[:cut] for a in ys]
+        n = len(xs[0])
+        if n == 0:
+            raise DataError("fit() got no training samples.")
+        batch = min(batch_size or 32, n)
+        steps = -(-n // batch)
+        verbose = _verbosity(verbose)
+        history = History()
+        user = list(callbacks or [])
+        for c in user:
+            if not isinstance(c, Callback):
+                raise TypeError(f"callbacks must be nexec.callbacks.Callback objects, "
+                                f"got {type(c).__name__}.")
+        cbs = CallbackList(user + [history], model,
+                           {"epochs": epochs, "steps": steps, "verbose": verbose})
+        model.stop_training = False
+        model.history = history
+        cbs.call("on_train_begin", {})
+        for epoch in range(initial_epoch, epochs):
+            cbs.call("on_epoch_begin", epoch, {})
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+            order = generator().permutation(n) if shuffle else None
+            bar = ProgressBar(steps, verbose)
+            logs = self._run_epoch(self.train_executor, xs, ys, batch, order, True, bar, cbs)
+            if val is not None:
+                vlogs = self._run_epoch(self.eval_executor, val[0], val[1], batch, None, False)
+                logs.update({f"val_{k}": v for k, v in vlogs.items()})
+            bar.finish(logs)
+            cbs.call("on_epoch_end", epoch, logs)
+            if model.stop_training:
+                break
+        cbs.call("on_train_end", {})
+        return history
+
+    def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: Any = "auto",
+                 return_dict: bool = False) -> Any:
+        xs = as_inputs(x, self.model, self.dtype)
+        ys = as_targets(y, self.model, self.losses, self.dtype)
+        if len(xs[0]) != len(ys[0]):
+            raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        batch = min(batch_size or 32, len(xs[0]))
+        bar = ProgressBar(-(-len(xs[0]) // batch), _verbosity(verbose, 0))
+        logs = self._run_epoch(self.eval_executor, xs, ys, batch, None, False)
+        bar.finish(logs)
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def train_on_batch(self, x: Any, y: Any) -> Any:
+        xs = as_inputs(x, self.model, self.dtype)
+        ys = as_targets(y, self.model, self.losses, self.dtype)
+        logs = self._run_epoch(self.train_executor, xs, ys, len(xs[0]), None, True)
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values

@@ -1,0 +1,220 @@
+"""Activation kernels against NumPy float64 references and finite differences."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
+from nexec.kernels.cpu.activation import (
+    activation_backward,
+    activation_forward,
+    epilogue_grad_rows,
+    epilogue_rows,
+)
+from nexec.testing import assert_close, check_gradients
+
+ACTS = [LINEAR, RELU, SIGMOID, TANH, SOFTMAX]
+DTYPES = [np.float32, np.float64]
+N, C = 5, 7
+SENTINEL = 1234.5
+
+
+def ref_act(z: np.ndarray, act: int) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    if act == LINEAR:
+        return z.copy()
+    if act == RELU:
+        return np.maximum(z, 0.0)
+    if act == SIGMOID:
+        return 1.0 / (1.0 + np.exp(-z))
+    if act == TANH:
+        return np.tanh(z)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def ref_act_grad(y: np.ndarray, dy: np.ndarray, act: int) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    if act == LINEAR:
+        return dy.copy()
+    if act == RELU:
+        return dy * (y > 0)
+    if act == SIGMOID:
+        return dy * y * (1 - y)
+    if act == TANH:
+        return dy * (1 - y * y)
+    return y * (dy - (dy * y).sum(axis=1, keepdims=True))
+
+
+def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values in ±[0.1, 2]: no ReLU kink within reach of a finite-difference step."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 2.0, size=shape)
+
+
+def strided(rows: int, cols: int, dtype, left: int = 2, right: int = 3):
+    """A (rows, cols) view with row stride cols+left+right, inside a sentinel-filled array."""
+    big = np.full((rows, left + cols + right), SENTINEL, dtype=dtype)
+    return big, big[:, left:left + cols]
+
+
+def assert_outside_untouched(big: np.ndarray, cols: int, left: int = 2) -> None:
+    assert np.all(big[:, :left] == SENTINEL), "left margin was written"
+    assert np.all(big[:, left + cols:] == SENTINEL), "right margin was written"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "inplace"])
+def test_forward_matches_numpy(dtype, act, layout):
+    rng = np.random.default_rng(act)
+    x64 = 2.0 * rng.standard_normal((N, C))
+    expected = ref_act(x64, act)
+    if layout == "contiguous":
+        x = x64.astype(dtype)
+        out = np.full((N, C), SENTINEL, dtype=dtype)
+        activation_forward(x, act, out)
+    else:
+        xbig, x = strided(N, C, dtype)
+        x[:] = x64
+        if layout == "inplace":
+            out = x
+        else:
+            obig, out = strided(N, C, dtype, left=1, right=4)
+        activation_forward(x, act, out)
+        assert_outside_untouched(xbig, C)
+        if layout == "strided":
+            assert_outside_untouched(obig, C, left=1)
+            assert_close(x, x64.astype(dtype), rtol=0, what="input (must be unchanged)")
+    assert out.dtype == dtype
+    assert_close(out, expected, what="activation forward")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "dx_aliases_dy"])
+def test_backward_matches_finite_differences(act, layout):
+    rng = np.random.default_rng(10 + act)
+    x = away_from_zero(rng, (N, C))
+    r = rng.standard_normal((N, C))
+    ybig, y = strided(N, C, np.float64)
+
+    def loss() -> float:
+        activation_forward(x, act, y)
+        return float((y * r).sum())
+
+    loss()
+    yv = y  # the forward output, row-strided
+    if layout == "contiguous":
+        yv = np.ascontiguousarray(y)
+        dy = r.copy()
+        dx = np.full((N, C), SENTINEL)
+    else:
+        dybig, dy = strided(N, C, np.float64, left=3, right=1)
+        dy[:] = r
+        if layout == "dx_aliases_dy":
+            dx = dy
+        else:
+            dxbig, dx = strided(N, C, np.float64, left=1, right=2)
+    activation_backward(yv, dy, act, dx)
+    if layout != "contiguous":
+        assert_outside_untouched(dybig, C, left=3)
+        if layout == "strided":
+            assert_outside_untouched(dxbig, C, left=1)
+            assert_close(dy, r, rtol=0, what="dy (must be unchanged)")
+    dx = np.array(dx)
+    check_gradients(loss, {"x": dx}, {"x": x})
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTS)
+def test_backward_matches_numpy(dtype, act):
+    rng = np.random.default_rng(20 + act)
+    y64 = ref_act(away_from_zero(rng, (N, C)), act)
+    dy64 = rng.standard_normal((N, C))
+    y, dy = y64.astype(dtype), dy64.astype(dtype)
+    dx = np.full((N, C), SENTINEL, dtype=dtype)
+    activation_backward(y, dy, act, dx)
+    assert_close(dx, ref_act_grad(y, dy, act), what="activation backward")
+
+
+def test_extreme_inputs_stay_finite():
+    x = np.array([[1000.0, -1000.0, 0.0], [-800.0, -800.0, -801.0]])
+    out = np.empty_like(x)
+    activation_forward(x, SOFTMAX, out)
+    assert_close(out, ref_act(x, SOFTMAX), what="softmax of large inputs")
+    activation_forward(x, SIGMOID, out)
+    assert np.all(np.isfinite(out))
+    assert_close(out, [[1.0, 0.0, 0.5], [0.0, 0.0, 0.0]], atol=1.0, what="saturated sigmoid")
+
+
+def test_unknown_code_raises():
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError):
+        activation_forward(x, 99, x)
+    with pytest.raises(ValueError):
+        activation_backward(x, x, 99, x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "inplace"])
+def test_epilogue_rows(dtype, act, bias, layout):
+    rng = np.random.default_rng(30 + act)
+    s64 = 2.0 * rng.standard_normal((N, C))
+    b64 = rng.standard_normal(C) if bias else np.zeros(0)
+    expected = ref_act(s64 + (b64 if bias else 0.0), act)
+    b = b64.astype(dtype)
+    if layout == "contiguous":
+        src = s64.astype(dtype)
+        out = np.full((N, C), SENTINEL, dtype=dtype)
+    else:
+        sbig, src = strided(N, C, dtype)
+        src[:] = s64
+        if layout == "inplace":
+            out = src
+        else:
+            obig, out = strided(N, C, dtype, left=4, right=0)
+    epilogue_rows(src, b, act, out)
+    if layout == "strided":
+        assert_outside_untouched(obig, C, left=4)
+        assert_close(src, s64.astype(dtype), rtol=0, what="src (must be unchanged)")
+    if layout != "contiguous":
+        assert_outside_untouched(sbig, C)
+    assert_close(out, expected, what="epilogue")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_epilogue_grad_rows(dtype, act, bias):
+    rng = np.random.default_rng(40 + act)
+    y64 = ref_act(away_from_zero(rng, (N, C)), act)
+    dy64 = rng.standard_normal((N, C))
+    ybig, y = strided(N, C, dtype)
+    dybig, dy = strided(N, C, dtype, left=1, right=1)
+    y[:] = y64
+    dy[:] = dy64
+    dz = np.full((N, C), SENTINEL, dtype=dtype)
+    db = np.full(C if bias else 0, SENTINEL, dtype=dtype)
+    epilogue_grad_rows(y, dy, act, dz, db)
+    expected = ref_act_grad(y.astype(np.float64), dy.astype(np.float64), act)
+    assert_close(dz, expected, what="dz")
+    if bias:
+        assert_close(db, expected.sum(axis=0), what="db")
+    assert_outside_untouched(ybig, C)
+    assert_outside_untouched(dybig, C, left=1)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_python_bodies_without_jit(act):
+    """Runs the pure-Python bodies (``py_func``), for coverage and as a second opinion."""
+    rng = np.random.default_rng(50 + act)
+    x = rng.standard_normal((3, 4))
+    out = np.empty_like(x)
+    activation_forward.py_func(x, act, out)
+    assert_close(out, ref_act(x, act), what="py_func forward")
+    dy = rng.standard_normal((3, 4))
+    dx = np.empty_like(x)
+    activation_backward.py_func(out, dy, act, dx)
+    assert_close(dx, ref_act_grad(out, dy, act), what="py_func backward")

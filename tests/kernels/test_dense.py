@@ -1,0 +1,171 @@
+"""Dense kernels against NumPy float64 references and finite differences."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
+from nexec.kernels.cpu.dense import dense_backward, dense_forward
+from nexec.testing import assert_close, check_gradients
+
+ACTS = [LINEAR, RELU, SIGMOID, TANH, SOFTMAX]
+DTYPES = [np.float32, np.float64]
+N, I, O = 5, 7, 3
+SENTINEL = 1234.5
+
+
+def ref_act(z: np.ndarray, act: int) -> np.ndarray:
+    if act == LINEAR:
+        return z.copy()
+    if act == RELU:
+        return np.maximum(z, 0.0)
+    if act == SIGMOID:
+        return 1.0 / (1.0 + np.exp(-z))
+    if act == TANH:
+        return np.tanh(z)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def ref_act_grad(y: np.ndarray, dy: np.ndarray, act: int) -> np.ndarray:
+    if act == LINEAR:
+        return dy.copy()
+    if act == RELU:
+        return dy * (y > 0)
+    if act == SIGMOID:
+        return dy * y * (1 - y)
+    if act == TANH:
+        return dy * (1 - y * y)
+    return y * (dy - (dy * y).sum(axis=1, keepdims=True))
+
+
+def strided(rows: int, cols: int, dtype, left: int = 2, right: int = 3):
+    """A (rows, cols) view with row stride cols+left+right, inside a sentinel-filled array."""
+    big = np.full((rows, left + cols + right), SENTINEL, dtype=dtype)
+    return big, big[:, left:left + cols]
+
+
+def assert_outside_untouched(big: np.ndarray, cols: int, left: int = 2) -> None:
+    assert np.all(big[:, :left] == SENTINEL), "left margin was written"
+    assert np.all(big[:, left + cols:] == SENTINEL), "right margin was written"
+
+
+def make_problem(seed: int, bias: bool):
+    """float64 x, w, b (b of shape (0,) without bias) whose pre-activations avoid 0."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((I, O)) / np.sqrt(I)
+    b = rng.standard_normal(O) if bias else np.zeros(0)
+    while True:  # redraw x until no pre-activation is near the ReLU kink
+        x = rng.standard_normal((N, I))
+        if np.min(np.abs(x @ w + (b if bias else 0.0))) > 0.05:
+            return x, w, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("layout", ["tmp_is_out", "separate_tmp", "strided_out"])
+def test_forward_matches_numpy(dtype, act, bias, layout):
+    x64, w64, b64 = make_problem(act, bias)
+    expected = ref_act(x64 @ w64 + (b64 if bias else 0.0), act)
+    x, w, b = x64.astype(dtype), w64.astype(dtype), b64.astype(dtype)
+    tmp = np.full((N, O), SENTINEL, dtype=dtype)
+    if layout == "tmp_is_out":
+        out = tmp
+    elif layout == "separate_tmp":
+        out = np.full((N, O), SENTINEL, dtype=dtype)
+    else:
+        big, out = strided(N, O, dtype)
+    dense_forward(x, w, b, act, out, tmp)
+    if layout == "strided_out":
+        assert_outside_untouched(big, O)
+    assert out.dtype == dtype
+    assert_close(out, expected, what="dense forward")
+    assert_close(x, x64.astype(dtype), rtol=0, what="x (must be unchanged)")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("strided_y", [False, True])
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_backward_matches_finite_differences(act, bias, strided_y, need_dx):
+    x, w, b = make_problem(100 + act, bias)
+    r = np.random.default_rng(200 + act).standard_normal((N, O))
+    if strided_y:
+        ybig, y = strided(N, O, np.float64)
+        tmp = np.empty((N, O))
+    else:
+        y = np.empty((N, O))
+        tmp = y
+
+    def loss() -> float:
+        dense_forward(x, w, b, act, y, tmp)
+        return float((y * r).sum())
+
+    loss()
+    if strided_y:
+        dybig, dy = strided(N, O, np.float64, left=1, right=1)
+        dy[:] = r
+    else:
+        dy = r.copy()
+    # Garbage everywhere: the kernel must overwrite, not accumulate.
+    dz = np.full((N, O), SENTINEL)
+    dx = np.full((N, I) if need_dx else (0, I), SENTINEL)
+    dw = np.full((I, O), SENTINEL)
+    db = np.full(b.shape, SENTINEL)
+    dense_backward(x, w, y, dy, act, dz, dx, dw, db)
+    if strided_y:
+        assert_outside_untouched(ybig, O)
+        assert_outside_untouched(dybig, O, left=1)
+    assert dx.shape == ((N, I) if need_dx else (0, I))
+    analytic = {"w": dw.copy(), "b": db.copy(), "x": dx.copy()}
+    wrt = {"w": w}
+    if bias:
+        wrt["b"] = b
+    if need_dx:
+        wrt["x"] = x
+    check_gradients(loss, analytic, wrt)
+    assert_close(dz, ref_act_grad(np.array(y), r, act), what="dz")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_backward_matches_numpy(dtype, act, bias):
+    x64, w64, b64 = make_problem(300 + act, bias)
+    x, w, b = x64.astype(dtype), w64.astype(dtype), b64.astype(dtype)
+    ybig, y = strided(N, O, dtype, left=3, right=0)
+    dense_forward(x, w, b, act, y, np.empty((N, O), dtype=dtype))
+    dy64 = np.random.default_rng(400 + act).standard_normal((N, O))
+    dy = dy64.astype(dtype)
+    dz = np.empty((N, O), dtype=dtype)
+    dx = np.full((N, I), SENTINEL, dtype=dtype)
+    dw = np.full((I, O), SENTINEL, dtype=dtype)
+    db = np.full(b.shape, SENTINEL, dtype=dtype)
+    dense_backward(x, w, y, dy, act, dz, dx, dw, db)
+    dz_ref = ref_act_grad(y.astype(np.float64), dy.astype(np.float64), act)
+    xr, wr = x.astype(np.float64), w.astype(np.float64)
+    assert_close(dz, dz_ref, what="dz")
+    assert_close(dw, xr.T @ dz_ref, what="dw")
+    assert_close(dx, dz_ref @ wr.T, what="dx")
+    if bias:
+        assert_close(db, dz_ref.sum(axis=0), what="db")
+    assert_outside_untouched(ybig, O, left=3)
+
+
+@pytest.mark.parametrize("act", [RELU, SOFTMAX])
+def test_python_bodies_without_jit(act):
+    """Runs the pure-Python bodies (``py_func``), for coverage and as a second opinion."""
+    x, w, b = make_problem(500 + act, True)
+    big, out = strided(N, O, np.float64)
+    tmp = np.empty((N, O))
+    dense_forward.py_func(x, w, b, act, out, tmp)
+    assert_close(out, ref_act(x @ w + b, act), what="py_func forward")
+    assert_outside_untouched(big, O)
+    dy = np.random.default_rng(600).standard_normal((N, O))
+    dz, dx, dw, db = np.empty((N, O)), np.empty((N, I)), np.empty((I, O)), np.empty(O)
+    dense_backward.py_func(x, w, out, dy, act, dz, dx, dw, db)
+    dz_ref = ref_act_grad(np.array(out), dy, act)
+    assert_close(dw, x.T @ dz_ref, what="py_func dw")
+    assert_close(dx, dz_ref @ w.T, what="py_func dx")
+    assert_close(db, dz_ref.sum(axis=0), what="py_func db")

@@ -1,0 +1,216 @@
+"""Optimizer kernels against hand-computed Keras 3 updates.
+
+Expected numbers are written out by hand (or from the Keras docstring example) for the
+first steps; longer runs compare with a scalar reference written here in the textbook
+form, independently of the kernels' arithmetic. Both the serial path (small buffers)
+and the ``prange`` path (buffers of at least ``PARALLEL_MIN`` elements) are exercised.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nexec.kernels.cpu.optimizer import PARALLEL_MIN, adam_update, rmsprop_update, sgd_update
+from nexec.testing import assert_close
+
+DTYPES = [np.float64, np.float32]
+W0 = [1.0, -2.0, 0.5]
+G1 = [0.1, -0.3, 2.0]
+G2 = [0.2, 0.1, -1.0]
+
+
+def arr(values, dtype):
+    return np.array(values, dtype=dtype)
+
+
+def tol(dtype):
+    return 1e-12 if dtype == np.float64 else 1e-6
+
+
+# ----------------------------------------------------------------- SGD
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_plain_two_steps(dtype):
+    w = arr(W0, dtype)
+    empty = np.empty(0, dtype)  # no momentum slot is needed without momentum
+    sgd_update(w, arr(G1, dtype), empty, 0.1, 0.0, False)
+    assert_close(w, np.array([0.99, -1.97, 0.3]), rtol=tol(dtype))
+    sgd_update(w, arr(G2, dtype), empty, 0.1, 0.0, False)
+    assert_close(w, np.array([0.97, -1.98, 0.4]), rtol=tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_momentum_two_steps(dtype):
+    w, vel = arr(W0, dtype), np.zeros(3, dtype)
+    sgd_update(w, arr(G1, dtype), vel, 0.1, 0.9, False)
+    # velocity = 0.9 * 0 - 0.1 * g1 ; w += velocity
+    assert_close(vel, np.array([-0.01, 0.03, -0.2]), rtol=tol(dtype))
+    assert_close(w, np.array([0.99, -1.97, 0.3]), rtol=tol(dtype))
+    sgd_update(w, arr(G2, dtype), vel, 0.1, 0.9, False)
+    # velocity = 0.9 * [-0.01, 0.03, -0.2] - 0.1 * [0.2, 0.1, -1.0]
+    assert_close(vel, np.array([-0.029, 0.017, -0.08]), rtol=tol(dtype))
+    assert_close(w, np.array([0.961, -1.953, 0.22]), rtol=tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_nesterov_two_steps(dtype):
+    w, vel = arr(W0, dtype), np.zeros(3, dtype)
+    sgd_update(w, arr(G1, dtype), vel, 0.1, 0.9, True)
+    # w += 0.9 * velocity - 0.1 * g1 = [-0.009 - 0.01, 0.027 + 0.03, -0.18 - 0.2]
+    assert_close(vel, np.array([-0.01, 0.03, -0.2]), rtol=tol(dtype))
+    assert_close(w, np.array([0.981, -1.943, 0.12]), rtol=tol(dtype))
+    sgd_update(w, arr(G2, dtype), vel, 0.1, 0.9, True)
+    # w += 0.9 * [-0.029, 0.017, -0.08] - 0.1 * g2 = [-0.0461, 0.0053, 0.028]
+    assert_close(vel, np.array([-0.029, 0.017, -0.08]), rtol=tol(dtype))
+    assert_close(w, np.array([0.9349, -1.9377, 0.148]), rtol=tol(dtype))
+
+
+# ----------------------------------------------------------------- RMSprop
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rmsprop_keras_docstring_example(dtype):
+    # keras.optimizers.RMSprop(learning_rate=0.1); var = 10, loss = var**2 / 2 -> 9.683772
+    w, vel = arr([10.0], dtype), np.zeros(1, dtype)
+    rmsprop_update(w, arr([10.0], dtype), vel, 0.1, 0.9, 1e-7)
+    assert_close(vel, np.array([10.0]), rtol=tol(dtype))
+    assert abs(float(w[0]) - 9.683772) < (1e-6 if dtype == np.float64 else 2e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rmsprop_epsilon_inside_sqrt(dtype):
+    # epsilon = 1: inside the sqrt 10 - 1 / sqrt(11) = 9.69849, outside it would give
+    # 10 - 1 / (sqrt(10) + 1) = 9.75975.
+    w, vel = arr([10.0], dtype), np.zeros(1, dtype)
+    rmsprop_update(w, arr([10.0], dtype), vel, 0.1, 0.9, 1.0)
+    assert_close(w, np.array([9.698488655422236]), rtol=tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rmsprop_two_steps(dtype):
+    w, vel = arr(W0, dtype), np.zeros(3, dtype)
+    rmsprop_update(w, arr(G1, dtype), vel, 0.01, 0.8, 1e-7)
+    g1 = np.array(G1)
+    v1 = 0.2 * g1 ** 2
+    w1 = np.array(W0) - 0.01 * g1 / np.sqrt(v1 + 1e-7)
+    assert_close(vel, v1, rtol=tol(dtype))
+    assert_close(w, w1, rtol=tol(dtype))
+    rmsprop_update(w, arr(G2, dtype), vel, 0.01, 0.8, 1e-7)
+    g2 = np.array(G2)
+    v2 = 0.8 * v1 + 0.2 * g2 ** 2
+    assert_close(vel, v2, rtol=tol(dtype))
+    assert_close(w, w1 - 0.01 * g2 / np.sqrt(v2 + 1e-7), rtol=tol(dtype))
+
+
+# ----------------------------------------------------------------- Adam
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_first_step_from_scratch(dtype):
+    # t = 1: m = 0.1 g, v = 0.001 g^2, alpha = lr sqrt(0.001) / 0.1, so
+    # w -= lr * sqrt(0.001) * g / (sqrt(0.001) |g| + eps); with eps = 0.1, g = 1:
+    # 0.1 * 0.0316227766 / 0.1316227766 = 0.0240253073. (A bias-corrected epsilon, as in
+    # Algorithm 1 of the paper, would give 0.1 / 1.1 = 0.0909 instead.)
+    w, m, v = arr([1.0, 1.0], dtype), np.zeros(2, dtype), np.zeros(2, dtype)
+    adam_update(w, arr([1.0, -1.0], dtype), m, v, 0.1, 0.9, 0.999, 0.1, 1)
+    assert_close(m, np.array([0.1, -0.1]), rtol=tol(dtype))
+    assert_close(v, np.array([0.001, 0.001]), rtol=tol(dtype))
+    assert_close(w, np.array([1.0 - 0.0240253073, 1.0 + 0.0240253073]),
+                 rtol=1e-9 if dtype == np.float64 else 1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_first_step_is_lr_sign_g_with_default_epsilon(dtype):
+    w, m, v = arr(W0, dtype), np.zeros(3, dtype), np.zeros(3, dtype)
+    adam_update(w, arr(G1, dtype), m, v, 0.001, 0.9, 0.999, 1e-7, 1)
+    g = np.abs(np.array(G1))
+    shrink = 1.0 - 1e-7 / (math.sqrt(0.001) * g + 1e-7)
+    expected = np.array(W0) - 0.001 * np.sign(G1) * shrink
+    assert_close(w, expected, rtol=tol(dtype))
+
+
+def ref_adam(w, grads, lr, b1, b2, eps):
+    """Textbook Adam with Keras' epsilon-hat, one float64 scalar at a time."""
+    w = [float(x) for x in w]
+    m = [0.0] * len(w)
+    v = [0.0] * len(w)
+    for t, g in enumerate(grads, start=1):
+        lr_t = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        for i, gi in enumerate(g):
+            m[i] = b1 * m[i] + (1 - b1) * gi
+            v[i] = b2 * v[i] + (1 - b2) * gi * gi
+            w[i] -= lr_t * m[i] / (math.sqrt(v[i]) + eps)
+    return np.array(w), np.array(m), np.array(v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_several_steps(dtype):
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=7)
+    grads = [rng.normal(size=7) for _ in range(5)]
+    w, m, v = w0.astype(dtype), np.zeros(7, dtype), np.zeros(7, dtype)
+    for t, g in enumerate(grads, start=1):
+        adam_update(w, g.astype(dtype), m, v, 0.05, 0.8, 0.99, 1e-3, t)
+    ew, em, ev = ref_adam(w0, grads, 0.05, 0.8, 0.99, 1e-3)
+    rt = 1e-10 if dtype == np.float64 else 1e-5
+    assert_close(m, em, rtol=rt)
+    assert_close(v, ev, rtol=rt)
+    assert_close(w - w0, ew - w0, rtol=rt * 10, what="total update")
+
+
+def test_adam_rejects_step_zero():
+    z = np.zeros(2)
+    with pytest.raises(ValueError):
+        adam_update(z.copy(), z, z.copy(), z.copy(), 0.1, 0.9, 0.999, 1e-7, 0)
+
+
+# ----------------------------------------------------------------- prange path
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_parallel_path_matches_numpy(dtype):
+    n = PARALLEL_MIN + 1001
+    rng = np.random.default_rng(1)
+    w0, g = rng.normal(size=n), rng.normal(size=n)
+    s0 = rng.uniform(0.0, 1.0, size=n)  # a non-zero starting slot
+    rt = 1e-12 if dtype == np.float64 else 1e-6
+
+    for nesterov in (False, True):
+        w, vel = w0.astype(dtype), s0.astype(dtype)
+        sgd_update(w, g.astype(dtype), vel, 0.1, 0.9, nesterov)
+        ev = 0.9 * s0 - 0.1 * g
+        ew = w0 + (0.9 * ev - 0.1 * g if nesterov else ev)
+        assert_close(vel, ev, rtol=rt)
+        assert_close(w, ew, rtol=rt)
+
+    w = w0.astype(dtype)
+    sgd_update(w, g.astype(dtype), np.empty(0, dtype), 0.1, 0.0, False)
+    assert_close(w, w0 - 0.1 * g, rtol=rt)
+
+    w, vel = w0.astype(dtype), s0.astype(dtype)
+    rmsprop_update(w, g.astype(dtype), vel, 0.01, 0.9, 1e-7)
+    ev = 0.9 * s0 + 0.1 * g * g
+    assert_close(vel, ev, rtol=rt)
+    assert_close(w, w0 - 0.01 * g / np.sqrt(ev + 1e-7), rtol=rt)
+
+    w, m, v = w0.astype(dtype), s0.astype(dtype), (s0 ** 2).astype(dtype)
+    adam_update(w, g.astype(dtype), m, v, 0.01, 0.9, 0.999, 1e-7, 3)
+    em = 0.9 * s0 + 0.1 * g
+    ev = 0.999 * s0 ** 2 + 0.001 * g * g
+    alpha = 0.01 * math.sqrt(1 - 0.999 ** 3) / (1 - 0.9 ** 3)
+    assert_close(m, em, rtol=rt)
+    assert_close(v, ev, rtol=rt)
+    assert_close(w, w0 - alpha * em / (np.sqrt(ev) + 1e-7), rtol=rt)
+
+
+def test_size_mismatch_raises():
+    w = np.zeros(4)
+    with pytest.raises(ValueError):
+        sgd_update(w, np.zeros(3), np.zeros(4), 0.1, 0.9, False)
+    with pytest.raises(ValueError):
+        rmsprop_update(w, np.zeros(4), np.zeros(3), 0.1, 0.9, 1e-7)
+    with pytest.raises(ValueError):
+        adam_update(w, np.zeros(4), np.zeros(4), np.zeros(5), 0.1, 0.9, 0.999, 1e-7, 1)

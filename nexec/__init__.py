@@ -9,7 +9,7 @@ Example:
 """
 from __future__ import annotations
 
-from nexec import layers, models
+from nexec import callbacks, layers, losses, models, optimizers
 from nexec.errors import DataError, GraphError, NexecError, PluginError, ShapeError
 from nexec.graph import Input, SymbolicTensor, clear_session
 from nexec.model import Model, Sequential
@@ -19,7 +19,8 @@ from nexec.saving import load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["Input", "Model", "Sequential", "SymbolicTensor", "layers", "models",
+__all__ = ["Input", "Model", "Sequential", "SymbolicTensor", "layers", "models", "optimizers",
+           "losses", "callbacks",
            "clear_session", "set_random_seed", "load_model", "plugins_info", "devices",
            "NexecError", "ShapeError", "GraphError", "PluginError", "DataError", "__version__"]
 
@@ -30,11 +31,3 @@ def devices() -> list[str]:
 
     return available_devices()
 
-
-def __getattr__(name: str):  # noqa: ANN202
-    # Submodules that pull in Numba are imported on first use, not at ``import nexec``.
-    if name in ("optimizers", "losses", "callbacks", "metrics"):
-        import importlib
-
-        return importlib.import_module(f"nexec.training.{name}")
-    raise AttributeError(f"module 'nexec' has no attribute {name!r}")

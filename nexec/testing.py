@@ -19,7 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["assert_close", "numerical_gradient", "check_gradients", "default_rtol"]
+__all__ = ["assert_close", "numerical_gradient", "check_gradients", "default_rtol",
+           "model_gradients", "weights_by_name"]
 
 
 def default_rtol(dtype: np.dtype | type) -> float:
@@ -97,3 +98,44 @@ def check_gradients(
     for name, x in wrt.items():
         assert_close(analytic[name], numerical_gradient(loss, x, eps), rtol=rtol, atol=1e-8,
                      what=f"gradient of {name}")
+
+
+def model_gradients(model, x, y, loss, loss_weights=None):  # noqa: ANN001, ANN201
+    """Loss and parameter gradients of a whole model on one batch, from the executor.
+
+    Compiles ``model`` with a zero-learning-rate SGD (so the step changes nothing) and runs
+    one training step over all of ``x``. Returns ``(loss_fn, grads)``: ``loss_fn()`` evaluates
+    the weighted loss on the same batch with the model's *current* weights (for finite
+    differences), and ``grads`` maps ``"layer/param"`` to the analytic gradient.
+
+    Example:
+        >>> # loss_fn, grads = model_gradients(model, x, y, "mse")
+        >>> # check_gradients(loss_fn, grads, {k: w for k, w in weights(model).items()})
+    """
+    from nexec.training.data import as_inputs, as_targets
+    from nexec.training.optimizers import SGD
+
+    model.compile(optimizer=SGD(0.0), loss=loss, loss_weights=loss_weights)
+    trainer = model._trainer
+    xs = as_inputs(x, model, trainer.dtype)
+    ys = as_targets(y, model, trainer.losses, trainer.dtype)
+    n = len(xs[0])
+
+    def run(executor, step):  # noqa: ANN001, ANN202
+        prog = executor.program(n)
+        for dst, src in zip(prog.inputs + prog.targets, xs + ys):
+            np.copyto(dst, src)
+        return step(prog, [0.0] * len(ys), [0] * len(prog.metrics))
+
+    run(trainer.train_executor, trainer.train_executor.train_step)
+    store = trainer.store
+    grads = {f"{layer.name}/{name}": store.grads_of(layer)[name].copy()
+             for layer in store.layers for name in layer._params}
+    return (lambda: run(trainer.eval_executor, trainer.eval_executor.evaluate_step)), grads
+
+
+def weights_by_name(model) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """The live parameter arrays of a compiled model, keyed ``"layer/param"``."""
+    store = model._trainer.store
+    return {f"{layer.name}/{name}": layer._params[name]
+            for layer in store.layers for name in layer._params}

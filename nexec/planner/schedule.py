@@ -101,6 +101,7 @@ def build_schedule(plan: Plan, batch: int, training: bool,
 
     def add(name: str, role: str, shape: tuple, first: int, last: int,
             view_of: str | None = None, view: tuple = (), dt: str | None = None) -> str:
+        assert name not in s.buffers, f"two buffers named {name!r}"
         s.buffers[name] = Buffer(name, role, tuple(shape), dt or dtype, first, last, view_of, view)
         return name
 
@@ -171,12 +172,12 @@ def build_schedule(plan: Plan, batch: int, training: bool,
             table = s.workspaces.setdefault((op.index, phase), {})
             for wname, ws in wanted.items():
                 if ws.saved and training:
-                    key = f"{op.layer.name}.{wname}"
+                    key = f"{names[op.output]}.{wname}"
                     if key not in s.buffers:
                         add(key, "saved", ws.shape, op.index, bwd(op.index), dt=ws.dtype)
                     table[wname] = key
                 elif ws.phase in (phase, "both"):
-                    table[wname] = add(f"{op.layer.name}.{wname} ({phase})", "workspace",
+                    table[wname] = add(f"{names[op.output]}.{wname} ({phase})", "workspace",
                                        ws.shape, step, step, dt=ws.dtype)
     s.memory = plan_memory(s, alignment)
     return s

@@ -217,23 +217,21 @@ class Executor:
         for fn, args in prog.forward:
             fn(*args)
 
-    def train_step(self, prog: Program, losses: list[float]) -> float:
-        """Forward, loss, backward, update. Per-output losses go into ``losses``."""
-        for fn, args in prog.forward:
-            fn(*args)
-        total = 0.0
-        for k, weight, fn, args in prog.loss_values:
-            value = fn(*args)
-            losses[k] = value
-            total += weight * value
+    def train_step(self, prog: Program, losses: list[float], counts: list[int]) -> float:
+        """Forward, loss, metrics, backward, update.
+
+        Per-output losses are written into ``losses``; metric counts are added to ``counts``
+        (one per ``prog.metrics`` entry) before backward reuses the outputs' memory.
+        """
+        total = self.evaluate_step(prog, losses, counts)
         for fn, args in prog.backward:
             fn(*args)
         t = self.store.trainable_size
         self.optimizer.step(self.store.values[:t], self.store.grads[:t])
         return total
 
-    def evaluate_step(self, prog: Program, losses: list[float]) -> float:
-        """Forward and loss only (validation, ``evaluate``)."""
+    def evaluate_step(self, prog: Program, losses: list[float], counts: list[int]) -> float:
+        """Forward, loss and metrics only (validation, ``evaluate``)."""
         for fn, args in prog.forward:
             fn(*args)
         total = 0.0
@@ -241,11 +239,14 @@ class Executor:
             value = fn(*args)
             losses[k] = value
             total += weight * value
+        for i, (_, _, fn, args, _) in enumerate(prog.metrics):
+            counts[i] += fn(*args)
         return total
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
-    return a.reshape(-1)
+    """A contiguous parameter as one row, for the 2-D merge kernels."""
+    return a.reshape(1, -1)
 
 
 def _flat2(a: np.ndarray) -> np.ndarray:

@@ -23,7 +23,8 @@ def _by_name(data: Any, names: list[str], what: str) -> list[Any]:
                             f"unexpected {extra}.")
         return [data[n] for n in names]
     if isinstance(data, (list, tuple)):
-        if len(names) == 1 and not (len(data) == 1 and hasattr(data[0], "shape")):
+        arrays = all(hasattr(a, "shape") for a in data)
+        if len(names) == 1 and not arrays:
             return [data]  # nested lists of numbers for a one-input model
         if len(data) != len(names):
             raise DataError(f"The model has {len(names)} {what}(s) ({', '.join(names)}), "

@@ -165,9 +165,9 @@ class Trainer:
         per_output = [0.0] * k
         loss_sum = 0.0
         out_sums = [0.0] * k
-        metric_sums: dict[tuple[int, str], float] = {}
-        metric_totals: dict[tuple[int, str], int] = {}
         seen = 0
+        counts: list[int] | None = None
+        totals: list[int] = []
         loss_names, metric_names = self._log_names()
         for i, (lo, hi) in enumerate(_slices(n, batch)):
             b = hi - lo
@@ -180,17 +180,16 @@ class Trainer:
             if callbacks is not None:
                 for c in callbacks.batch_begin:
                     c.on_train_batch_begin(i)
-            if train:
-                total = executor.train_step(prog, per_output)
-            else:
-                total = executor.evaluate_step(prog, per_output)
+            if counts is None:
+                counts = [0] * len(prog.metrics)
+                totals = [0] * len(prog.metrics)
+            step = executor.train_step if train else executor.evaluate_step
+            total = step(prog, per_output, counts)
             loss_sum += total * b
             for j in range(k):
                 out_sums[j] += per_output[j] * b
-            for j, name, fn, args, denom in prog.metrics:
-                key = (j, name)
-                metric_sums[key] = metric_sums.get(key, 0) + fn(*args)
-                metric_totals[key] = metric_totals.get(key, 0) + denom
+            for m, entry in enumerate(prog.metrics):
+                totals[m] += entry[4]
             seen += b
             if bar is not None and bar.dynamic:
                 bar.update(i + 1, {"loss": loss_sum / seen})
@@ -200,10 +199,9 @@ class Trainer:
         logs = {"loss": loss_sum / max(seen, 1)}
         for name, s in zip(loss_names, out_sums):
             logs[name] = s / max(seen, 1)
-        for j, names in enumerate(metric_names):
-            for log_name, metric in zip(names, self.objectives[j].metrics):
-                key = (j, metric[0])
-                logs[log_name] = metric_sums.get(key, 0) / max(metric_totals.get(key, 1), 1)
+        flat_names = [name for names in metric_names for name in names]
+        for name, c, t in zip(flat_names, counts or [], totals):
+            logs[name] = c / max(t, 1)
         return logs
 
     def fit(self, x: Any, y: Any, batch_size: int | None = None, epochs: int = 1,

@@ -13,6 +13,9 @@ computed from the activation *output* ``y`` (see ``nexec.kernels.activations``).
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from nexec.kernels.jit import kernel
@@ -24,16 +27,141 @@ __all__ = [
     "epilogue_grad_rows",
     "activate_row",
     "activate_row_grad",
+    "activate_row_inplace",
+    "copy_row",
+    "same_data",
+    "fast_exp",
+    "fast_tanh",
+    "fast_sigmoid",
+    "row_sum",
+    "row_dot",
 ]
 
 
+# --- Scalar math -------------------------------------------------------------------------
+# Numba lowers np.exp / np.tanh to scalar libm calls (no SVML here), which costs more than
+# the GEMM they follow, and ``a / b`` checks for zero (ZeroDivisionError) unless written as
+# np.divide. The functions below are branch-free polynomials that LLVM vectorizes; they are
+# accurate to about 1 ulp in float64 over the whole range, including inf, nan and underflow.
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@intrinsic
+def _f64_from_bits(typingctx, bits):
+    """Reinterprets an int64 as the float64 with the same bits (builds 2**n)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        value = context.cast(builder, args[0], signature.args[0], types.int64)
+        return builder.bitcast(value, ir.DoubleType())
+
+    return types.float64(bits), codegen
+
+
 @kernel
-def _sigmoid(v):
-    # Two branches so that exp never overflows.
-    if v >= 0:
-        return 1.0 / (1.0 + np.exp(-v))
-    e = np.exp(v)
-    return e / (1.0 + e)
+def _expm1_reduced(r):
+    """expm1(r) for |r| <= ln(2)/2: Taylor polynomial of degree 13 (error < 2e-17)."""
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    return p * r
+
+
+@kernel
+def fast_exp(v):
+    """exp(v) in float64, vectorizable; inf, -inf, nan and underflow behave like np.exp."""
+    x = np.float64(v)
+    if x > 710.0:
+        x = 710.0  # overflows to inf below
+    if x < -746.0:
+        x = -746.0  # underflows to 0 below
+    n = np.floor(x * _LOG2E + 0.5)
+    if n != n:
+        n = 0.0  # nan input: keep the integer conversion defined; nan propagates through r
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    k = np.int64(n)
+    k1 = k >> 1  # 2**k in two factors, each a normal number, to reach the denormal range
+    k2 = k - k1
+    return ((_expm1_reduced(r) + 1.0) * _f64_from_bits((k1 + 1023) << 52)
+            * _f64_from_bits((k2 + 1023) << 52))
+
+
+@kernel
+def fast_tanh(v):
+    """tanh(v) in float64 via expm1(-2|v|) (no cancellation near 0), vectorizable."""
+    a = abs(np.float64(v))
+    if a > 20.0:
+        a = 20.0  # tanh(20) rounds to 1
+    x = -2.0 * a
+    n = np.floor(x * _LOG2E + 0.5)
+    if n != n:
+        n = 0.0
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    s = _f64_from_bits((np.int64(n) + 1023) << 52)
+    em = s * _expm1_reduced(r) + (s - 1.0)  # expm1(-2a), in (-1, 0]
+    return np.copysign(np.divide(-em, 2.0 + em), v)
+
+
+@kernel
+def fast_sigmoid(v):
+    """1 / (1 + exp(-v)) in float64, vectorizable; exp overflow gives the exact limit 0."""
+    return np.divide(1.0, 1.0 + fast_exp(-np.float64(v)))
+
+
+@kernel
+def row_sum(a):
+    """Sum of a 1-D row in float64 (four partial sums, so it pipelines)."""
+    n = a.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    j = 0
+    while j + 4 <= n:
+        s0 += a[j]
+        s1 += a[j + 1]
+        s2 += a[j + 2]
+        s3 += a[j + 3]
+        j += 4
+    while j < n:
+        s0 += a[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@kernel
+def row_dot(a, b):
+    """Dot product of two 1-D rows in float64 (four partial sums)."""
+    n = a.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    j = 0
+    while j + 4 <= n:
+        s0 += np.float64(a[j]) * b[j]
+        s1 += np.float64(a[j + 1]) * b[j + 1]
+        s2 += np.float64(a[j + 2]) * b[j + 2]
+        s3 += np.float64(a[j + 3]) * b[j + 3]
+        j += 4
+    while j < n:
+        s0 += np.float64(a[j]) * b[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 @kernel
@@ -45,14 +173,57 @@ def _softmax_row(s, o):
     for j in range(1, n):
         if s[j] > m:
             m = s[j]
-    total = 0.0  # float64 accumulator whatever the dtype
     for j in range(n):
-        e = np.exp(s[j] - m)
-        o[j] = e
-        total += e
-    inv = 1.0 / total
+        o[j] = fast_exp(s[j] - m)
+    inv = np.divide(1.0, row_sum(o))
     for j in range(n):
         o[j] = o[j] * inv
+
+
+@kernel
+def same_data(a, b):
+    """True when two arrays start at the same address (an in-place call).
+
+    LLVM vectorizes ``o[j] = f(s[j])`` only after a runtime check that ``s`` and ``o`` do not
+    overlap, so an exactly aliased call would silently run scalar. Kernels detect that case
+    and run loops written over one array instead.
+    """
+    return a.ctypes.data == b.ctypes.data
+
+
+@kernel
+def copy_row(s, o):
+    """o[:] = s for 1-D rows (a no-op when they are the same memory)."""
+    if not same_data(s, o):
+        for j in range(s.shape[0]):
+            o[j] = s[j]
+
+
+@kernel
+def activate_row_inplace(o, act):
+    """o = act(o) for one 1-D row.
+
+    Args:
+        o: 1-D row, overwritten.
+        act: Activation code (``nexec.kernels.activations``).
+    """
+    n = o.shape[0]
+    if act == LINEAR:
+        pass
+    elif act == RELU:
+        for j in range(n):
+            v = o[j]
+            o[j] = v if v > 0 else 0
+    elif act == SIGMOID:
+        for j in range(n):
+            o[j] = fast_sigmoid(o[j])
+    elif act == TANH:
+        for j in range(n):
+            o[j] = fast_tanh(o[j])
+    elif act == SOFTMAX:
+        _softmax_row(o, o)
+    else:
+        raise ValueError("unknown activation code")
 
 
 @kernel
@@ -64,24 +235,8 @@ def activate_row(s, act, o):
         act: Activation code (``nexec.kernels.activations``).
         o: 1-D destination row of the same length.
     """
-    n = s.shape[0]
-    if act == LINEAR:
-        for j in range(n):
-            o[j] = s[j]
-    elif act == RELU:
-        for j in range(n):
-            v = s[j]
-            o[j] = v if v > 0 else 0
-    elif act == SIGMOID:
-        for j in range(n):
-            o[j] = _sigmoid(s[j])
-    elif act == TANH:
-        for j in range(n):
-            o[j] = np.tanh(s[j])
-    elif act == SOFTMAX:
-        _softmax_row(s, o)
-    else:
-        raise ValueError("unknown activation code")
+    copy_row(s, o)
+    activate_row_inplace(o, act)
 
 
 @kernel
@@ -92,29 +247,28 @@ def activate_row_grad(y, dy, act, dx):
         y: 1-D activation output row.
         dy: 1-D gradient with respect to ``y``.
         act: Activation code.
-        dx: 1-D destination; may be the same array as ``dy``.
+        dx: 1-D destination; may be the same array as ``dy`` (not as ``y``).
     """
     n = y.shape[0]
+    if act == SOFTMAX:
+        dot = row_dot(dy, y)  # before dx overwrites dy
+    copy_row(dy, dx)
     if act == LINEAR:
-        for j in range(n):
-            dx[j] = dy[j]
+        pass
     elif act == RELU:
         for j in range(n):
-            dx[j] = dy[j] if y[j] > 0 else 0
+            dx[j] = dx[j] if y[j] > 0 else 0
     elif act == SIGMOID:
         for j in range(n):
             v = y[j]
-            dx[j] = dy[j] * (v * (1.0 - v))
+            dx[j] = dx[j] * (v * (1.0 - v))
     elif act == TANH:
         for j in range(n):
             v = y[j]
-            dx[j] = dy[j] * (1.0 - v * v)
+            dx[j] = dx[j] * (1.0 - v * v)
     elif act == SOFTMAX:
-        dot = 0.0  # float64 accumulator
         for j in range(n):
-            dot += dy[j] * y[j]
-        for j in range(n):
-            dx[j] = y[j] * (dy[j] - dot)
+            dx[j] = y[j] * (dx[j] - dot)
     else:
         raise ValueError("unknown activation code")
 
@@ -131,17 +285,19 @@ def epilogue_rows(src, bias, act, out):
     """
     rows = src.shape[0]
     cols = src.shape[1]
-    if bias.shape[0] > 0:
-        for i in range(rows):
-            s = src[i]
-            o = out[i]
+    has_bias = bias.shape[0] > 0
+    for i in range(rows):
+        s = src[i]
+        o = out[i]
+        if not has_bias:
+            copy_row(s, o)
+        elif same_data(s, o):
+            for j in range(cols):
+                o[j] += bias[j]
+        else:
             for j in range(cols):
                 o[j] = s[j] + bias[j]
-            if act != LINEAR:
-                activate_row(o, act, o)
-    else:
-        for i in range(rows):
-            activate_row(src[i], act, out[i])
+        activate_row_inplace(o, act)
 
 
 @kernel

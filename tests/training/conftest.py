@@ -1,0 +1,10 @@
+import pytest
+
+import nexec
+
+
+@pytest.fixture(autouse=True)
+def fresh_session():
+    nexec.clear_session()
+    nexec.set_random_seed(1234)
+    yield

@@ -165,16 +165,16 @@ def row_dot(a, b):
 
 
 @kernel
-def _softmax_row(s, o):
-    n = s.shape[0]
+def _softmax_row_inplace(o):
+    n = o.shape[0]
     if n == 0:
         return
-    m = s[0]
+    m = o[0]
     for j in range(1, n):
-        if s[j] > m:
-            m = s[j]
+        if o[j] > m:
+            m = o[j]
     for j in range(n):
-        o[j] = fast_exp(s[j] - m)
+        o[j] = fast_exp(o[j] - m)
     inv = np.divide(1.0, row_sum(o))
     for j in range(n):
         o[j] = o[j] * inv
@@ -221,7 +221,7 @@ def activate_row_inplace(o, act):
         for j in range(n):
             o[j] = fast_tanh(o[j])
     elif act == SOFTMAX:
-        _softmax_row(o, o)
+        _softmax_row_inplace(o)
     else:
         raise ValueError("unknown activation code")
 

@@ -1,0 +1,87 @@
+"""A steady-state training step allocates nothing: no Numba NRT arrays, no NumPy data.
+
+Calling a jitted function from Python wraps each array argument in one NRT "meminfo" (an
+NRT allocation of a few bytes, no data). So the exact NRT count of a step is the number of
+array arguments of its bound calls; anything above that is a kernel allocating.
+"""
+import tracemalloc
+
+import numpy as np
+from numba import njit
+from numba.core.runtime import _nrt_python, rtsys
+
+from nexec import Input, Model, layers
+
+NUMPY_DOMAIN = np.lib.tracemalloc_domain  # NumPy reports its data buffers to tracemalloc here
+
+
+def _model():
+    x_in = Input(shape=(64,))
+    a = layers.Dense(32, activation="relu")(x_in)
+    b = layers.Dense(16, activation="relu")(a)
+    c = layers.Dense(16, activation="tanh")(a)
+    m = layers.Concatenate()([b, c])
+    r = layers.Activation("relu")(layers.Add()([m, layers.Dense(32)(x_in)]))
+    return Model(x_in, layers.Dense(10, activation="softmax")(r))
+
+
+def test_training_steps_allocate_nothing_after_warm_up():
+    model = _model()
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 64)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 300)]
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)  # compile and bind every batch size
+    trainer = model._trainer
+    ex = trainer.train_executor
+    prog = ex.program(64)
+    losses, counts = [0.0], [0] * len(prog.metrics)
+    order = np.arange(300)
+
+    def steps(k):
+        for i in range(k):
+            for dst, src in zip(prog.inputs + prog.targets, [x, y]):
+                np.take(src, order[i * 64:(i + 1) * 64], axis=0, out=dst, mode="clip")
+            ex.train_step(prog, losses, counts)
+
+    def array_args(calls):
+        return sum(isinstance(a, np.ndarray) for _, args in calls for a in args)
+
+    per_step = (array_args(prog.forward) + array_args(prog.backward)
+                + sum(isinstance(a, np.ndarray) for *_, args in prog.loss_values for a in args)
+                + sum(isinstance(a, np.ndarray) for m in prog.metrics for a in m[3])
+                + 4)  # adam_update(w, g, m, v)
+    steps(3)
+    _nrt_python.memsys_enable_stats()
+    nrt_before = rtsys.get_allocation_stats()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    steps(4)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    nrt_after = rtsys.get_allocation_stats()
+    _nrt_python.memsys_disable_stats()
+    assert nrt_after.alloc - nrt_before.alloc == 4 * per_step, (nrt_before, nrt_after, per_step)
+    numpy_allocs = [s for s in after.filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)])
+                    .compare_to(before.filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)]),
+                                "lineno") if s.count_diff > 0]
+    assert numpy_allocs == []
+    assert np.isfinite(losses[0])
+
+
+@njit
+def _allocating_kernel(a):
+    tmp = np.empty_like(a)
+    tmp[:] = a
+    a[:] = tmp * 2
+
+
+def test_the_nrt_counter_sees_a_kernel_that_allocates():
+    a = np.ones(4)
+    _allocating_kernel(a)
+    _nrt_python.memsys_enable_stats()
+    before = rtsys.get_allocation_stats().alloc
+    _allocating_kernel(a)
+    after = rtsys.get_allocation_stats().alloc
+    _nrt_python.memsys_disable_stats()
+    assert after - before > 1  # one for the argument, more for the temporaries

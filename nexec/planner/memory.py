@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:  # pragma: no cover
     from nexec.planner.schedule import Schedule
 
@@ -109,8 +111,11 @@ class MemoryPlan:
         plot_memory(self, path)
 
 
-def plan_memory(s: Schedule, alignment: int = 64) -> MemoryPlan:
-    """Assigns arena offsets to the schedule's root buffers (views share their root's)."""
+def plan_memory(s: Schedule, alignment: int = 64, reuse: bool = True) -> MemoryPlan:
+    """Assigns arena offsets to the schedule's root buffers (views share their root's).
+
+    With ``reuse=False`` buffers are laid end to end, each with memory of its own.
+    """
     bufs = s.buffers
 
     def root(name: str) -> str:
@@ -124,7 +129,12 @@ def plan_memory(s: Schedule, alignment: int = 64) -> MemoryPlan:
         lo, hi = span.get(r, (b.first, b.last))
         span[r] = (min(lo, b.first), max(hi, b.last))
     roots = list(span)
-    offsets = assign_offsets([(bufs[r].nbytes, *span[r]) for r in roots], alignment)
+    blocks = [(bufs[r].nbytes, *span[r]) for r in roots]
+    if reuse:
+        offsets = assign_offsets(blocks, alignment)
+    else:
+        ends = np.cumsum([0] + [_align(max(b[0], 1), alignment) for b in blocks])
+        offsets = [int(e) for e in ends[:-1]]
     for r, off in zip(roots, offsets):
         bufs[r].offset = off
         bufs[r].first, bufs[r].last = span[r]
@@ -146,8 +156,6 @@ def plan_memory(s: Schedule, alignment: int = 64) -> MemoryPlan:
 
 
 def _persistent_records(s: Schedule) -> list[BufferRecord]:
-    import numpy as np
-
     out = []
     itemsize = np.dtype(s.plan.graph.tensors[s.plan.graph.inputs[0]].dtype).itemsize
     seen: set[str] = set()

@@ -71,7 +71,7 @@ class Schedule:
 def build_schedule(plan: Plan, batch: int, training: bool,
                    kernel_of: Callable[[str], Any] | None = None,
                    fuse_loss: Callable[[int], bool] | None = None,
-                   alignment: int = 64, in_place: bool = True) -> Schedule:
+                   alignment: int = 64, naive: bool = False) -> Schedule:
     """Builds the schedule and its memory plan.
 
     Args:
@@ -82,7 +82,8 @@ def build_schedule(plan: Plan, batch: int, training: bool,
         fuse_loss: Output tensor id -> whether the loss step gives the gradient with respect
             to the pre-activation (softmax + crossentropy), so backward skips the activation.
         alignment: Byte alignment of every offset in the arena.
-        in_place: Whether Concatenate may be planned in place (off only to compare).
+        naive: One buffer per tensor, no reuse and no Concatenate in place (the reference
+            the planned memory is tested against).
     """
     from nexec.planner.memory import plan_memory
 
@@ -157,7 +158,7 @@ def build_schedule(plan: Plan, batch: int, training: bool,
             if training and src in s.grad and len(g.tensors[src].consumers) == 1 \
                     and g.tensors[src].output_index is None:
                 _view(s, s.grad[src], s.grad[op.output], ("reshape",))
-    if in_place:
+    if not naive:
         for op in g.ops:
             if op.kind == "Concatenate" and _concat_in_place_ok(g, op, kernels):
                 _concat_in_place(s, g, op)
@@ -179,7 +180,7 @@ def build_schedule(plan: Plan, batch: int, training: bool,
                 elif ws.phase in (phase, "both"):
                     table[wname] = add(f"{names[op.output]}.{wname} ({phase})", "workspace",
                                        ws.shape, step, step, dt=ws.dtype)
-    s.memory = plan_memory(s, alignment)
+    s.memory = plan_memory(s, alignment, reuse=not naive)
     return s
 
 

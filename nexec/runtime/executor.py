@@ -56,10 +56,12 @@ class Executor:
         training: Whether programs include backward and the optimizer update.
         objectives: Per model output, the loss and metrics (training and evaluation).
         optimizer: Updates ``store.values`` from ``store.grads`` (training only).
+        naive_memory: One buffer per tensor instead of the memory plan (for comparison).
     """
 
     def __init__(self, plan: Plan, store: ParamStore, training: bool = False,
-                 objectives: list[Objective] | None = None, optimizer: Any = None) -> None:
+                 objectives: list[Objective] | None = None, optimizer: Any = None,
+                 naive_memory: bool = False) -> None:
         from nexec.plugins import registry
 
         self.plan = plan
@@ -67,6 +69,7 @@ class Executor:
         self.training = training
         self.objectives = objectives or []
         self.optimizer = optimizer
+        self.naive_memory = naive_memory
         self.kernels = [registry().kernel(op.kind, plan.device) for op in plan.graph.ops]
         self.schedule: Schedule | None = None
         self._arena: np.ndarray | None = None
@@ -85,7 +88,7 @@ class Executor:
         kinds = {op.kind: k for op, k in zip(self.plan.graph.ops, self.kernels)}
         return build_schedule(self.plan, batch, self.training, kernel_of=kinds.__getitem__,
                               fuse_loss=self._fuse_loss if self.training else None,
-                              alignment=ALIGNMENT)
+                              alignment=ALIGNMENT, naive=self.naive_memory)
 
     def program(self, batch: int) -> Program:
         """The bound program for ``batch`` rows, binding it on first use."""

@@ -82,7 +82,7 @@ class Model(Layer):
                     raise GraphError(f"Output(s) {', '.join(needers)} need input {t.name!r} "
                                      f"{t.shape}, which was not passed to Model(inputs=...).")
                 reached.add(t.id)
-        unused = [t.name for t in ins if t.id not in reached]
+        unused = [f"{t.name} {t.shape}" for t in ins if t.id not in reached]
         if unused:
             raise GraphError(f"Model input(s) {', '.join(unused)} are not used by any output.")
         layers: list[Layer] = []
@@ -95,6 +95,12 @@ class Model(Layer):
             if layer.name not in seen:
                 seen[layer.name] = layer
                 layers.append(layer)
+        leaves: dict[str, Layer] = {}
+        for leaf in _leaf_layers(layers):
+            other = leaves.setdefault(leaf.name, leaf)
+            if other is not leaf:
+                raise GraphError(f"Two different layers are named {leaf.name!r} (one inside a "
+                                 "nested model); layer names must be unique within a model.")
         self.inputs: list[SymbolicTensor] = ins
         self.outputs: list[SymbolicTensor] = outs
         self._layers = layers
@@ -127,8 +133,15 @@ class Model(Layer):
 
     # ----- a model is a layer -------------------------------------------------------------
     def __call__(self, inputs: Any) -> Any:
-        tensors = list(inputs.values()) if isinstance(inputs, dict) else \
-            list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        self._ensure_built()
+        if isinstance(inputs, dict):
+            keys = self._input_keys or self.input_names
+            if set(inputs) != set(keys):
+                raise GraphError(f"Model '{self.name}' takes a dict with keys {keys}, got "
+                                 f"{list(inputs)}.")
+            tensors = [inputs[k] for k in keys]
+        else:
+            tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         for i, t in enumerate(tensors):
             if not is_symbolic(t):
                 raise TypeError(f"Model '{self.name}' was called on input {i} of type "
@@ -151,20 +164,41 @@ class Model(Layer):
         return []
 
     @property
+    def input(self) -> Any:  # type: ignore[override]
+        """The model's own input tensor (a list when it has several)."""
+        return self.inputs[0] if len(self.inputs) == 1 else list(self.inputs)
+
+    @property
+    def output(self) -> Any:  # type: ignore[override]
+        """The model's own output tensor (a list when it has several)."""
+        return self.outputs[0] if len(self.outputs) == 1 else list(self.outputs)
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        # As in Keras: freezing a model freezes every layer in it.
+        self._trainable = bool(value)
+        for layer in getattr(self, "_layers", []):
+            layer.trainable = self._trainable
+
+    def _leaves(self) -> list[Layer]:
+        """Every non-model layer inside, each once, nested models opened."""
+        return _leaf_layers(self._layers)
+
+    @property
     def weights(self) -> list[np.ndarray]:
-        return [w for layer in self._layers for w in layer.weights]
+        return [w for layer in self._leaves() for w in layer.weights]
 
     @property
     def trainable_weights(self) -> list[np.ndarray]:
-        if not self.trainable:
-            return []
-        return [w for layer in self._layers for w in layer.trainable_weights]
+        return [w for layer in self._leaves() for w in layer.trainable_weights]
 
     @property
     def non_trainable_weights(self) -> list[np.ndarray]:
-        if not self.trainable:
-            return self.weights
-        return [w for layer in self._layers for w in layer.non_trainable_weights]
+        return [w for layer in self._leaves() for w in layer.non_trainable_weights]
 
     def get_weights(self) -> list[np.ndarray]:
         return [w.copy() for w in self.weights]
@@ -174,7 +208,7 @@ class Model(Layer):
         if len(weights) != len(own):
             raise ValueError(f"Model '{self.name}' has {len(own)} weight arrays, "
                              f"got {len(weights)}.")
-        for layer in self._layers:
+        for layer in self._leaves():
             n = len(layer.weights)
             layer.set_weights(weights[:n])
             weights = weights[n:]
@@ -187,6 +221,7 @@ class Model(Layer):
         """The static plan (order, shapes, fusion) of this model; ``print`` it to read it."""
         from nexec.planner import make_plan
 
+        self._ensure_built()
         return make_plan(self, device)
 
     def memory_plan(self, batch_size: int = 32, training: bool = True, device: str = "cpu"):  # noqa: ANN201
@@ -200,6 +235,7 @@ class Model(Layer):
         """Prints the Keras summary table (layers, output shapes, parameter counts)."""
         from nexec.summary import summary_text
 
+        self._ensure_built()
         text = summary_text(self, line_length=line_length)
         (print_fn or print)(text)
 
@@ -298,6 +334,14 @@ class Model(Layer):
         return self.predict(x, batch_size=None)
 
 
+def _leaf_layers(layers: list[Layer]) -> list[Layer]:
+    out: dict[int, Layer] = {}
+    for layer in layers:
+        for leaf in (layer._leaves() if isinstance(layer, Model) else [layer]):
+            out.setdefault(id(leaf), leaf)
+    return list(out.values())
+
+
 def _depends_on(out: SymbolicTensor, t: SymbolicTensor) -> bool:
     return any(n.outputs[0] is t for n in topological_order([out]) if not n.inputs)
 
@@ -350,7 +394,11 @@ class Sequential(Model):
             self._input = Input(shape=layer.input_shape_hint, dtype=layer.dtype or "float32")
         self._stack.append(layer)
         if self._input is not None:
-            self._connect()
+            try:
+                self._connect()
+            except Exception:
+                self._stack.pop()  # a rejected layer leaves the model as it was
+                raise
 
     def pop(self) -> Layer:
         """Removes the last layer."""

@@ -54,7 +54,7 @@ def model_config(model: Model) -> dict[str, Any]:
 
     if isinstance(model, Sequential):
         layers = [{"class_name": _class_name(l), "config": l.get_config()} for l in model.layers]
-        cfg: dict[str, Any] = {"name": model.name, "layers": layers}
+        cfg: dict[str, Any] = {"name": model.name, "trainable": model.trainable, "layers": layers}
         if model._input is not None:
             cfg["input"] = model._input.node.layer.get_config()
         return cfg
@@ -73,6 +73,7 @@ def model_config(model: Model) -> dict[str, Any]:
     input_names = {t.node.layer.name for t in model.inputs}
     return {
         "name": model.name,
+        "trainable": model.trainable,
         "layers": [{"class_name": _class_name(l), "config": l.get_config()}
                    for l in model.layers if l.name not in input_names]
                   + [{"class_name": "InputLayer", "config": t.node.layer.get_config()}
@@ -96,6 +97,7 @@ def model_from_config(config: dict[str, Any], cls: type | None = None) -> Model:
             seq.add(Input(**config["input"]))
         for entry in config["layers"]:
             seq.add(_layer_from(entry))
+        seq._trainable = config.get("trainable", True)  # the layers keep their own flags
         return seq
     layers: dict[str, Any] = {}
     outputs: dict[str, list[list[Any]]] = {}  # layer name -> per call, its output tensors
@@ -127,7 +129,9 @@ def model_from_config(config: dict[str, Any], cls: type | None = None) -> Model:
         ins = dict(zip(config["input_keys"], ins))
     if config.get("output_keys"):
         outs = dict(zip(config["output_keys"], outs))
-    return Model(ins, outs, name=config["name"])
+    model = Model(ins, outs, name=config["name"])
+    model._trainable = config.get("trainable", True)  # the layers keep their own flags
+    return model
 
 
 def _layer_from(entry: dict[str, Any]) -> Any:

@@ -59,7 +59,7 @@ class Conv2D(Layer):
         if data_format != "channels_last":
             raise ValueError(f"Conv2D '{self.name}': only data_format='channels_last' is supported.")
         self.padding = padding
-        self.activation = check_activation(activation)
+        self.activation = check_activation(activation, self.name)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer

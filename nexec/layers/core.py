@@ -10,14 +10,15 @@ from nexec.layers.base import Layer, ParamSpec, Shape, _as_shape
 __all__ = ["InputLayer", "Dense", "Activation", "Flatten", "check_activation"]
 
 
-def check_activation(name: Any) -> str:
+def check_activation(name: Any, layer: str = "") -> str:
     """Normalises an activation argument (None means linear) and rejects unknown names."""
     from nexec.plugins import registry
 
     name = "linear" if name is None else name
     if not isinstance(name, str) or name not in registry().activations:
         known = ", ".join(sorted(registry().activations))
-        raise ValueError(f"Unknown activation {name!r}; known: {known}.")
+        where = f"Layer '{layer}': " if layer else ""
+        raise ValueError(f"{where}unknown activation {name!r}; known: {known}.")
     return name
 
 
@@ -75,7 +76,7 @@ class Dense(Layer):
         if int(units) <= 0:
             raise ValueError(f"Dense '{self.name}': units must be positive, got {units}.")
         self.units = int(units)
-        self.activation = check_activation(activation)
+        self.activation = check_activation(activation, self.name)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
@@ -110,7 +111,7 @@ class Activation(Layer):
 
     def __init__(self, activation: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.activation = check_activation(activation)
+        self.activation = check_activation(activation, self.name)
 
     def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
         return input_shapes[0]

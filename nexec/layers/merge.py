@@ -47,6 +47,8 @@ class Concatenate(Layer):
 
     def feature_axis(self, rank: int) -> int:
         """The axis in feature-shape terms (batch axis removed)."""
+        if self.axis == 0 or self.axis == -(rank + 1):
+            raise ShapeError("cannot concatenate along the batch axis (axis 0).")
         axis = self.axis if self.axis < 0 else self.axis - 1
         axis = axis + rank if axis < 0 else axis
         if not 0 <= axis < rank:

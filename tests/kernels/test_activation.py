@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import njit
 
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from nexec.kernels.cpu.activation import (
@@ -10,6 +11,11 @@ from nexec.kernels.cpu.activation import (
     activation_forward,
     epilogue_grad_rows,
     epilogue_rows,
+    fast_exp,
+    fast_sigmoid,
+    fast_tanh,
+    row_dot,
+    row_sum,
 )
 from nexec.testing import assert_close, check_gradients
 
@@ -19,6 +25,12 @@ N, C = 5, 7
 SENTINEL = 1234.5
 
 
+def ref_sigmoid(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 def ref_act(z: np.ndarray, act: int) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     if act == LINEAR:
@@ -26,7 +38,7 @@ def ref_act(z: np.ndarray, act: int) -> np.ndarray:
     if act == RELU:
         return np.maximum(z, 0.0)
     if act == SIGMOID:
-        return 1.0 / (1.0 + np.exp(-z))
+        return ref_sigmoid(z)
     if act == TANH:
         return np.tanh(z)
     e = np.exp(z - z.max(axis=1, keepdims=True))
@@ -147,6 +159,82 @@ def test_extreme_inputs_stay_finite():
     assert_close(out, [[1.0, 0.0, 0.5], [0.0, 0.0, 0.0]], atol=1.0, what="saturated sigmoid")
 
 
+@njit
+def _map(f, x, out):
+    for i in range(x.shape[0]):
+        out[i] = f(x[i])
+
+
+WIDE = np.concatenate([
+    np.linspace(-800.0, 800.0, 20001),
+    np.random.default_rng(0).standard_normal(20000) * 3.0,
+    np.logspace(-300, 2, 2000),
+    -np.logspace(-300, 2, 2000),
+])
+
+
+@pytest.mark.parametrize("name", ["exp", "tanh", "sigmoid"])
+def test_scalar_math_is_accurate_in_float64(name):
+    f, ref = {"exp": (fast_exp, np.exp), "tanh": (fast_tanh, np.tanh),
+              "sigmoid": (fast_sigmoid, ref_sigmoid)}[name]
+    got = np.empty_like(WIDE)
+    _map(f, WIDE, got)
+    with np.errstate(over="ignore", under="ignore"):
+        expected = ref(WIDE)
+    normal = np.isfinite(expected) & (np.abs(expected) > 1e-300)
+    rel = np.abs(got[normal] - expected[normal]) / np.abs(expected[normal])
+    assert rel.max() <= 1e-15, f"{name}: max relative error {rel.max():.3g}"
+    # Overflow to inf and underflow to (nearly) 0 behave like NumPy.
+    assert np.array_equal(np.isinf(got), np.isinf(expected))
+    assert np.all(np.abs(got[~normal & np.isfinite(got)]) <= 1e-300)
+
+
+@pytest.mark.parametrize("name", ["exp", "tanh", "sigmoid"])
+def test_scalar_math_special_values(name):
+    f = {"exp": fast_exp, "tanh": fast_tanh, "sigmoid": fast_sigmoid}[name]
+    x = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0])
+    got = np.empty_like(x)
+    _map(f, x, got)
+    expected = {"exp": [np.inf, 0.0, np.nan, 1.0, 1.0],
+                "tanh": [1.0, -1.0, np.nan, 0.0, -0.0],
+                "sigmoid": [1.0, 0.0, np.nan, 0.5, 0.5]}[name]
+    np.testing.assert_array_equal(got, expected)
+    if name == "tanh":
+        assert np.signbit(got[4]) and not np.signbit(got[3])
+
+
+@pytest.mark.parametrize("act", [SIGMOID, TANH])
+def test_float32_outputs_are_correctly_rounded_float64_results(act):
+    x = WIDE.astype(np.float32)[None, :]
+    out = np.empty_like(x)
+    activation_forward(x, act, out)
+    expected = ref_act(x.astype(np.float64), act)
+    normal = np.abs(expected) > 1e-30
+    rel = np.abs(out[normal] - expected[normal]) / np.abs(expected[normal])
+    assert rel.max() <= 1.2e-7, f"max relative error {rel.max():.3g}"
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 9])
+def test_row_sum_and_dot(n):
+    rng = np.random.default_rng(n)
+    a, b = rng.standard_normal(n), rng.standard_normal(n)
+    assert_close(np.array(row_sum(a)), np.array(a.sum()), atol=1e-12, what="row_sum")
+    assert_close(np.array(row_dot(a, b)), np.array(a @ b), atol=1e-12, what="row_dot")
+    a32 = a.astype(np.float32)
+    assert_close(np.array(row_sum(a32)), np.array(a32.astype(np.float64).sum()),
+                 rtol=1e-12, atol=1e-12, what="row_sum accumulates in float64")
+
+
+def test_shape_mismatch_raises():
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError):
+        activation_forward(x, RELU, np.ones((2, 4)))
+    with pytest.raises(ValueError):
+        activation_backward(x, np.ones((3, 3)), RELU, x)
+    with pytest.raises(ValueError):
+        epilogue_rows(x, np.ones(4), RELU, x)
+
+
 def test_unknown_code_raises():
     x = np.ones((2, 3))
     with pytest.raises(ValueError):
@@ -187,7 +275,8 @@ def test_epilogue_rows(dtype, act, bias, layout):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("bias", [True, False])
-def test_epilogue_grad_rows(dtype, act, bias):
+@pytest.mark.parametrize("dz_is_dy", [False, True])
+def test_epilogue_grad_rows(dtype, act, bias, dz_is_dy):
     rng = np.random.default_rng(40 + act)
     y64 = ref_act(away_from_zero(rng, (N, C)), act)
     dy64 = rng.standard_normal((N, C))
@@ -195,10 +284,10 @@ def test_epilogue_grad_rows(dtype, act, bias):
     dybig, dy = strided(N, C, dtype, left=1, right=1)
     y[:] = y64
     dy[:] = dy64
-    dz = np.full((N, C), SENTINEL, dtype=dtype)
+    expected = ref_act_grad(y.astype(np.float64), dy.astype(np.float64), act)
+    dz = dy if dz_is_dy else np.full((N, C), SENTINEL, dtype=dtype)
     db = np.full(C if bias else 0, SENTINEL, dtype=dtype)
     epilogue_grad_rows(y, dy, act, dz, db)
-    expected = ref_act_grad(y.astype(np.float64), dy.astype(np.float64), act)
     assert_close(dz, expected, what="dz")
     if bias:
         assert_close(db, expected.sum(axis=0), what="db")

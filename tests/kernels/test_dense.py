@@ -153,6 +153,34 @@ def test_backward_matches_numpy(dtype, act, bias):
     assert_outside_untouched(ybig, O, left=3)
 
 
+@pytest.mark.parametrize("act", [LINEAR, TANH, SOFTMAX])
+def test_backward_with_dz_aliasing_dy(act):
+    x, w, b = make_problem(700 + act, True)
+    y = np.empty((N, O))
+    dense_forward(x, w, b, act, y, y)
+    dy64 = np.random.default_rng(800).standard_normal((N, O))
+    dz_ref = ref_act_grad(y, dy64, act)
+    dy = dy64.copy()
+    dx, dw, db = np.empty((N, I)), np.empty((I, O)), np.empty(O)
+    dense_backward(x, w, y, dy, act, dy, dx, dw, db)
+    assert_close(dy, dz_ref, what="dz written over dy")
+    assert_close(dw, x.T @ dz_ref, what="dw")
+    assert_close(dx, dz_ref @ w.T, what="dx")
+    assert_close(db, dz_ref.sum(axis=0), what="db")
+
+
+def test_shape_mismatch_raises():
+    x, w, b = make_problem(900, True)
+    with pytest.raises(ValueError):
+        dense_forward(x, w, b, RELU, np.empty((N, O + 1)), np.empty((N, O + 1)))
+    with pytest.raises(ValueError):
+        dense_forward(x, w, np.ones(O + 1), RELU, np.empty((N, O)), np.empty((N, O)))
+    y = np.ones((N, O))
+    with pytest.raises(ValueError):
+        dense_backward(x, w, y, y, RELU, np.empty((N, O)), np.empty((N, I + 1)),
+                       np.empty((I, O)), np.empty(O))
+
+
 @pytest.mark.parametrize("act", [RELU, SOFTMAX])
 def test_python_bodies_without_jit(act):
     """Runs the pure-Python bodies (``py_func``), for coverage and as a second opinion."""

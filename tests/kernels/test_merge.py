@@ -74,6 +74,26 @@ def test_add_forward(dtype, act, layout):
     assert_close(out, expected, what="add forward")
 
 
+@pytest.mark.parametrize("act", [LINEAR, TANH, SOFTMAX])
+def test_add_of_a_tensor_with_itself_in_place(act):
+    rng = np.random.default_rng(60 + act)
+    a64 = rng.standard_normal((N, C))
+    big, a = placed(a64, np.float64, 1, 1)
+    add_forward(a, a, act, a)
+    assert_close(a, ref_act(2 * a64, act), what="x + x in place")
+    assert_outside_untouched(big, C, left=1)
+
+
+def test_shape_mismatch_raises():
+    a = np.ones((N, C))
+    with pytest.raises(ValueError):
+        add_forward(a, np.ones((N, C + 1)), LINEAR, a)
+    with pytest.raises(ValueError):
+        copy_into(a, np.ones((N + 1, C)))
+    with pytest.raises(ValueError):
+        accumulate(a, np.ones((N, C + 1)))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ACTS)
 def test_add_of_three_inputs(dtype, act):

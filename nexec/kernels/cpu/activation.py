@@ -250,6 +250,7 @@ def activate_row_grad(y, dy, act, dx):
         dx: 1-D destination; may be the same array as ``dy`` (not as ``y``).
     """
     n = y.shape[0]
+    dot = 0.0
     if act == SOFTMAX:
         dot = row_dot(dy, y)  # before dx overwrites dy
     copy_row(dy, dx)
@@ -285,7 +286,11 @@ def epilogue_rows(src, bias, act, out):
     """
     rows = src.shape[0]
     cols = src.shape[1]
+    if out.shape != src.shape:
+        raise ValueError("epilogue_rows: src and out shapes differ")
     has_bias = bias.shape[0] > 0
+    if has_bias and bias.shape[0] != cols:
+        raise ValueError("epilogue_rows: bias length differs from the channel count")
     for i in range(rows):
         s = src[i]
         o = out[i]
@@ -314,7 +319,11 @@ def epilogue_grad_rows(y, dy, act, dz, db):
     """
     rows = y.shape[0]
     cols = y.shape[1]
+    if dy.shape != y.shape or dz.shape != y.shape:
+        raise ValueError("epilogue_grad_rows: y, dy and dz shapes differ")
     nb = db.shape[0]
+    if nb != 0 and nb != cols:
+        raise ValueError("epilogue_grad_rows: db length differs from the channel count")
     for j in range(nb):
         db[j] = 0
     for i in range(rows):
@@ -334,6 +343,8 @@ def activation_forward(x, act, out):
         act: Activation code (``nexec.kernels.activations``).
         out: 2-D like ``x``, may be row-strided; may be the same array as ``x``.
     """
+    if out.shape != x.shape:
+        raise ValueError("activation_forward: x and out shapes differ")
     for i in range(x.shape[0]):
         activate_row(x[i], act, out[i])
 
@@ -348,5 +359,7 @@ def activation_backward(y, dy, act, dx):
         act: Activation code.
         dx: 2-D destination, may be row-strided; may be the same array as ``dy``.
     """
+    if dy.shape != y.shape or dx.shape != y.shape:
+        raise ValueError("activation_backward: y, dy and dx shapes differ")
     for i in range(y.shape[0]):
         activate_row_grad(y[i], dy[i], act, dx[i])

@@ -63,6 +63,9 @@ class Kernel:
     strided_output: bool = False
     #: The output is a reshape of input 0 (Flatten): no memory, no forward or backward work.
     view_of_input: bool = False
+    #: Forward may write its output over input 0 (elementwise ops): the planner does so when
+    #: that input is read by nothing later.
+    overwrites_input: bool = False
 
     def workspaces(self, layer: Any, in_shapes: list[tuple], out_shape: tuple, batch: int,
                    training: bool, strided_output: bool = False) -> dict[str, Workspace]:

@@ -123,6 +123,7 @@ class AddKernel(Kernel):
     fuses_activation = True
     saves_inputs = False
     strided_output = True
+    overwrites_input = True
 
     @property
     def saves_output(self) -> bool:  # type: ignore[override]
@@ -209,6 +210,7 @@ class ActivationKernel(Kernel):
     layer_type = "Activation"
     saves_inputs = False
     strided_output = True
+    overwrites_input = True
 
     def forward(self, call: Call) -> list[BoundCall]:
         from nexec.kernels.cpu.activation import activation_forward

@@ -68,11 +68,12 @@ class MemoryPlan:
         lower_bound_bytes: Largest total of bytes live at one step (same schedule).
         naive_bytes: Sum of all step buffers, as if none were reused or shared.
         concat_in_place: Names of the Concatenate layers planned in place.
+        in_place: Names of elementwise layers (Add, Activation) writing over their input.
     """
 
     def __init__(self, buffers: list[BufferRecord], arena_bytes: int, lower_bound_bytes: int,
                  naive_bytes: int, steps: int, alignment: int,
-                 concat_in_place: list[str]) -> None:
+                 concat_in_place: list[str], in_place: list[str] | None = None) -> None:
         self.buffers = buffers
         self.arena_bytes = arena_bytes
         self.lower_bound_bytes = lower_bound_bytes
@@ -80,6 +81,7 @@ class MemoryPlan:
         self.steps = steps
         self.alignment = alignment
         self.concat_in_place = concat_in_place
+        self.in_place = in_place or []
 
     def verify(self) -> None:
         """Runs the independent checker (``nexec.planner.verify``); raises on any overlap."""
@@ -100,6 +102,8 @@ class MemoryPlan:
                      f"naive {self.naive_bytes:,} B")
         if self.concat_in_place:
             lines.append(f"concatenated in place: {', '.join(self.concat_in_place)}")
+        if self.in_place:
+            lines.append(f"written over their input: {', '.join(self.in_place)}")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -152,7 +156,7 @@ def plan_memory(s: Schedule, alignment: int = 64, reuse: bool = True) -> MemoryP
                             b.view_of) for b in bufs.values()]
     records += _persistent_records(s)
     return MemoryPlan(records, arena, max(live), sum(b.nbytes for b in bufs.values()),
-                      s.steps, alignment, list(s.concat_in_place))
+                      s.steps, alignment, list(s.concat_in_place), list(s.in_place))
 
 
 def _persistent_records(s: Schedule) -> list[BufferRecord]:

@@ -53,6 +53,7 @@ class Schedule:
     workspaces: dict[tuple[int, str], dict[str, str]]  # (op, "forward"/"backward") -> names
     contributions: dict[tuple[int, int], str] = field(default_factory=dict)  # (op, input)
     concat_in_place: list[str] = field(default_factory=list)
+    in_place: list[str] = field(default_factory=list)  # elementwise ops over their input 0
     fused_loss: dict[int, bool] = field(default_factory=dict)  # output tensor -> fused
     memory: Any = None  # MemoryPlan, set by build_schedule
 
@@ -162,6 +163,10 @@ def build_schedule(plan: Plan, batch: int, training: bool,
         for op in g.ops:
             if op.kind == "Concatenate" and _concat_in_place_ok(g, op, kernels):
                 _concat_in_place(s, g, op)
+        for op, kernel in zip(g.ops, kernels):
+            if kernel.overwrites_input and _overwrite_ok(s, g, op):
+                _view(s, s.value[op.output], s.value[op.inputs[0]], ("reshape",))
+                s.in_place.append(op.layer.name)
     # ----- workspaces -----------------------------------------------------------------------
     for op, kernel in zip(g.ops, kernels):
         in_shapes = [g.tensors[i].shape for i in op.inputs]
@@ -216,6 +221,18 @@ def _concat_in_place_ok(g: Graph, op: Op, kernels: list[Any]) -> bool:
         if not k.strided_output or k.view_of_input:
             return False
     return True
+
+
+def _overwrite_ok(s: Schedule, g: Graph, op: Op) -> bool:
+    """An elementwise op may write over input 0 when that value dies at this op, and
+    neither buffer takes part in another sharing (a concat slice, a view of it)."""
+    src, out = s.buffers[s.value[op.inputs[0]]], s.buffers[s.value[op.output]]
+    t = g.tensors[op.inputs[0]]
+    if t.is_input or t.output_index is not None or op.inputs.count(op.inputs[0]) > 1:
+        return False
+    if src.last != op.index or src.view_of is not None or out.view_of is not None:
+        return False
+    return not any(b.view_of in (src.name, out.name) for b in s.buffers.values())
 
 
 def _concat_in_place(s: Schedule, g: Graph, op: Op) -> None:

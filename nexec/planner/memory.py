@@ -42,12 +42,14 @@ def assign_offsets(blocks: list[tuple[int, int, int]], alignment: int = 64) -> l
     overlap in memory.
     """
     order = sorted(range(len(blocks)), key=lambda i: (-blocks[i][0], blocks[i][1], i))
-    offsets = [-1] * len(blocks)
+    offsets = [0] * len(blocks)  # empty blocks need no room: offset 0
     placed: list[int] = []
     for i in order:
         size, first, last = blocks[i]
-        size = _align(max(size, 1), alignment)
-        busy = sorted((offsets[j], offsets[j] + _align(max(blocks[j][0], 1), alignment))
+        size = _align(size, alignment)
+        if size == 0:
+            continue
+        busy = sorted((offsets[j], offsets[j] + _align(blocks[j][0], alignment))
                       for j in placed if blocks[j][1] <= last and first <= blocks[j][2])
         at = 0
         for lo, hi in busy:
@@ -66,7 +68,7 @@ class MemoryPlan:
         buffers: Records of every buffer (arena ones, views, and persistent parameters).
         arena_bytes: Size of the one arena the executor allocates.
         lower_bound_bytes: Largest total of bytes live at one step (same schedule).
-        naive_bytes: Sum of all step buffers, as if none were reused or shared.
+        naive_bytes: Sum of all step buffers (aligned), as if none were reused or shared.
         concat_in_place: Names of the Concatenate layers planned in place.
         in_place: Names of elementwise layers (Add, Activation) writing over their input.
     """
@@ -137,7 +139,7 @@ def plan_memory(s: Schedule, alignment: int = 64, reuse: bool = True) -> MemoryP
     if reuse:
         offsets = assign_offsets(blocks, alignment)
     else:
-        ends = np.cumsum([0] + [_align(max(b[0], 1), alignment) for b in blocks])
+        ends = np.cumsum([0] + [_align(b[0], alignment) for b in blocks])
         offsets = [int(e) for e in ends[:-1]]
     for r, off in zip(roots, offsets):
         bufs[r].offset = off
@@ -155,7 +157,8 @@ def plan_memory(s: Schedule, alignment: int = 64, reuse: bool = True) -> MemoryP
     records = [BufferRecord(b.name, b.role, b.shape, b.nbytes, b.offset, b.first, b.last,
                             b.view_of) for b in bufs.values()]
     records += _persistent_records(s)
-    return MemoryPlan(records, arena, max(live), sum(b.nbytes for b in bufs.values()),
+    naive = sum(_align(b.nbytes, alignment) for b in bufs.values())
+    return MemoryPlan(records, arena, max(live), naive,
                       s.steps, alignment, list(s.concat_in_place), list(s.in_place))
 
 

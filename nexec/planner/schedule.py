@@ -146,7 +146,7 @@ def build_schedule(plan: Plan, batch: int, training: bool,
                            key=lambda cj: (bwd(cj[0]), cj[1]))
             for c, j in reads[0 if t.output_index is not None else 1:]:
                 s.contributions[(c, j)] = add(
-                    f"grad {names[tid]} from {g.ops[c].layer.name}[{j}]", "workspace",
+                    f"grad {names[tid]} from {names[g.ops[c].output]}[{j}]", "workspace",
                     (batch, *t.shape), bwd(c), bwd(c))
         if fuse_loss is not None:
             for out in g.outputs:

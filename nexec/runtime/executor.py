@@ -169,7 +169,7 @@ class Executor:
             for name, count, denom, extra in obj.metrics:
                 total = p.shape[0] if denom == "rows" else p.size
                 prog.metrics.append((k, name, count, (p, y, *extra), total))
-            if self.training:
+            if self.training and out in sched.grad:  # a model input as output has none
                 act = g.ops[g.tensors[out].producer].activation \
                     if sched.fused_loss.get(out) else None
                 prog.backward.append(obj.loss.bind_grad(p, y, obj.weight / p.shape[0],

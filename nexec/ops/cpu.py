@@ -124,10 +124,7 @@ class AddKernel(Kernel):
     saves_inputs = False
     strided_output = True
     overwrites_input = True
-
-    @property
-    def saves_output(self) -> bool:  # type: ignore[override]
-        return True  # only read when an activation was fused; cheap to keep
+    saves_output = True  # backward reads it for a fused activation's gradient
 
     def forward(self, call: Call) -> list[BoundCall]:
         from nexec.kernels.cpu.merge import add_accumulate, add_forward

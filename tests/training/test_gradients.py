@@ -52,3 +52,31 @@ def test_each_loss_through_a_small_model(loss, act):
         model.get_layer(model.layers[-1].name).set_weights(
             [np.abs(model.layers[-1].get_weights()[0]) * 0.1, np.full(3, 0.5)])
     _check(model, x, y, loss)
+
+
+def test_inception_residual_cnn():
+    rng = np.random.default_rng(2)
+
+    def conv(f, k, s=1, act="relu"):
+        return layers.Conv2D(f, k, strides=s, padding="same", activation=act)
+
+    i = Input(shape=(6, 6, 2), dtype="float64")
+    s = conv(4, 3)(i)
+    m = layers.Concatenate()([conv(3, 1)(s), conv(2, 3)(conv(2, 1)(s)),
+                              conv(2, 5, act="tanh")(conv(1, 1)(s))])   # in place, 7 channels
+    d = conv(4, 3, 2)(m)                                                  # 3x3 output
+    r = layers.Conv2D(4, 2, padding="same")(conv(4, 3)(d))                # even kernel
+    d = layers.Activation("relu")(layers.Add()([d, r]))
+    d = layers.Conv2D(3, 2, strides=1, padding="valid", activation="sigmoid")(d)  # 2x2
+    out = layers.Dense(3, activation="softmax")(layers.Flatten()(d))
+    model = Model(i, out)
+    assert model.memory_plan(5, True).concat_in_place  # the branches write into their slices
+    # Zero biases put ReLU pre-activations exactly on the kink wherever every input channel is
+    # zero (after another ReLU): finite differences would straddle it. Move them off it.
+    for layer in model.layers:
+        if getattr(layer, "use_bias", False):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0.0, 0.1, bias.shape)])
+    x = rng.normal(size=(5, 6, 6, 2))
+    y = np.eye(3)[rng.integers(0, 3, 5)]
+    _check(model, x, y, "categorical_crossentropy")

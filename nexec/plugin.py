@@ -1,21 +1,91 @@
 """The public plugin API: everything a third-party package needs, and nothing internal.
 
-A plugin is a module (or object) with ``@hookimpl`` functions, declared in its
-``pyproject.toml`` under the entry-point group ``nexec``::
+A plugin package imports only this module (plus NumPy and Numba). It contributes through
+``@hookimpl`` functions in one module, named in its ``pyproject.toml`` under the entry-point
+group ``nexec``; nexec finds it when the registry is first used, with no import by the user::
 
     [project.entry-points.nexec]
     pooling = "nexec_pooling.plugin"
 
-See ``docs/plugins.md`` for a walk-through.
+A plugin layer takes four pieces (``docs/plugins.md`` walks through a complete one):
+
+1. a **layer description**, a :class:`Layer` subclass: constructor arguments,
+   ``compute_output_shape`` (the feature shape, batch axis left out: a tuple of positive ints),
+   ``param_specs`` (one :class:`ParamSpec` per parameter; ``trainable=False`` for state the
+   optimizer must not touch, such as moving statistics) and ``get_config``. A layer that
+   behaves differently in training sets ``has_training_mode = True``;
+2. **kernel functions**: ``@kernel`` (``numba.njit(cache=True, nogil=True)``) or
+   ``@parallel_kernel`` functions over arrays that write into given outputs and never
+   allocate;
+3. an **op kernel**, a :class:`Kernel` subclass with ``layer_type`` (the layer's class name)
+   and ``device``: ``workspaces`` asks for scratch memory (:class:`Workspace`; ``saved=True``
+   keeps it from forward to backward, e.g. a dropout mask), ``forward`` and ``backward`` take
+   a :class:`Call` (the arena views bound to one op; ``call.training`` says whether the
+   executor trains, ``call.params`` holds every parameter, trainable or not) and return
+   :data:`BoundCall` pairs ``(function, args)`` that every step then runs. An op kernel with
+   ``fuses_activation = True`` applies ``call.activation`` (a code: ``LINEAR``, ``RELU``...)
+   itself, with ``activation_forward``/``activation_backward`` or, inside its own Numba code,
+   ``activate_row_inplace``/``activate_row_grad``;
+4. the **hooks**: ``nexec_layers`` returns the layer classes, ``nexec_kernels`` the op kernel
+   instances; ``nexec_activations``, ``nexec_losses``, ``nexec_optimizers`` and
+   ``nexec_initializers`` contribute the other kinds.
+
+The plugin module declares the API it was written for: ``NEXEC_API_VERSION = "1.0"``. A
+plugin for another major version is refused with a :class:`PluginWarning` naming it, and so
+is one that fails to import, raises in a hook, or registers a name already taken; the rest of
+nexec keeps working. ``nexec.plugins_info()`` and the ``nexec plugins`` command list what each
+installed plugin registers and its errors.
+
+Randomness (initial weights, a dropout mask's seed) comes from :func:`generator`, nexec's
+stream seeded by ``nexec.set_random_seed``, so models stay reproducible.
+
+Check kernels with :mod:`nexec.testing` (re-exported here as :data:`testing`):
+``assert_close`` against a NumPy reference, ``numerical_gradient`` / ``check_gradients``
+against central finite differences, ``model_gradients`` for a whole float64 model.
+
+Example:
+    >>> from nexec.plugin import API_VERSION, Layer, hookimpl
+    >>> API_VERSION
+    '1.0'
+    >>> class Identity(Layer):
+    ...     def compute_output_shape(self, input_shapes):
+    ...         return input_shapes[0]
+    >>> @hookimpl
+    ... def nexec_layers():
+    ...     return [Identity]
 """
 from __future__ import annotations
 
-from nexec.errors import PluginError, ShapeError
-from nexec.layers.base import Layer, ParamSpec
+from nexec import testing
+from nexec.errors import PluginError, PluginWarning, ShapeError
+from nexec.kernels.activations import CODES, LINEAR, RELU, SIGMOID, SOFTMAX, TANH, code_of
+from nexec.kernels.cpu.activation import (activate_row_grad, activate_row_inplace,
+                                          activation_backward, activation_forward)
+from nexec.kernels.jit import kernel, parallel_kernel
+from nexec.layers.base import Layer, ParamSpec, Shape
+from nexec.layers.core import check_activation
+from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows
 from nexec.plugins.hookspecs import hookimpl, hookspec
+from nexec.random import generator
+from nexec.training.losses import EPSILON, Loss
+from nexec.training.optimizers import Optimizer
 
-__all__ = ["API_VERSION", "compatible", "hookimpl", "hookspec", "Layer", "ParamSpec",
-           "ShapeError", "PluginError"]
+__all__ = [
+    # versions and hooks
+    "API_VERSION", "compatible", "hookimpl", "hookspec",
+    # layer descriptions
+    "Layer", "ParamSpec", "Shape", "check_activation",
+    # op kernels
+    "Kernel", "Call", "Workspace", "BoundCall", "rows", "empty_like_skip",
+    # kernel functions
+    "kernel", "parallel_kernel",
+    "LINEAR", "RELU", "SIGMOID", "TANH", "SOFTMAX", "CODES", "code_of",
+    "activation_forward", "activation_backward", "activate_row_inplace", "activate_row_grad",
+    # other contributions
+    "Loss", "EPSILON", "Optimizer",
+    # randomness, errors, checks
+    "generator", "ShapeError", "PluginError", "PluginWarning", "testing",
+]
 
 #: Major.minor of the plugin API. A plugin sets ``NEXEC_API_VERSION = "1.0"`` in its module;
 #: a different major version is refused with a clear error.
@@ -23,5 +93,10 @@ API_VERSION = "1.0"
 
 
 def compatible(version: str) -> bool:
-    """Whether a plugin written for API ``version`` works with this nexec."""
+    """Whether a plugin written for API ``version`` works with this nexec.
+
+    Example:
+        >>> compatible("1.3"), compatible("2.0")
+        (True, False)
+    """
     return str(version).split(".")[0] == API_VERSION.split(".")[0]

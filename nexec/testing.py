@@ -100,13 +100,17 @@ def check_gradients(
                      what=f"gradient of {name}")
 
 
-def model_gradients(model, x, y, loss, loss_weights=None):  # noqa: ANN001, ANN201
+def model_gradients(model, x, y, loss, loss_weights=None, training=False,  # noqa: ANN001, ANN201
+                    before_forward=None):  # noqa: ANN001
     """Loss and parameter gradients of a whole model on one batch, from the executor.
 
     Compiles ``model`` with a zero-learning-rate SGD (so the step changes nothing) and runs
     one training step over all of ``x``. Returns ``(loss_fn, grads)``: ``loss_fn()`` evaluates
     the weighted loss on the same batch with the model's *current* weights (for finite
     differences), and ``grads`` maps ``"layer/param"`` to the analytic gradient.
+
+    ``training=True`` evaluates ``loss_fn`` in training mode (Dropout, BatchNormalization);
+    ``before_forward`` runs before every forward pass, e.g. to rewind a random stream.
 
     Example:
         >>> # loss_fn, grads = model_gradients(model, x, y, "mse")
@@ -127,11 +131,19 @@ def model_gradients(model, x, y, loss, loss_weights=None):  # noqa: ANN001, ANN2
             np.copyto(dst, src)
         return step(prog, [0.0] * len(ys), [0] * len(prog.metrics))
 
+    before = before_forward or (lambda: None)
+    before()
     run(trainer.train_executor, trainer.train_executor.train_step)
     store = trainer.store
     grads = {f"{layer.name}/{name}": store.grads_of(layer)[name].copy()
              for layer in store.layers for name in layer._params}
-    return (lambda: run(trainer.eval_executor, trainer.eval_executor.evaluate_step)), grads
+    ex = trainer.train_executor if training else trainer.eval_executor
+
+    def loss_fn() -> float:
+        before()
+        return run(ex, ex.evaluate_step)
+
+    return loss_fn, grads
 
 
 def weights_by_name(model) -> dict[str, np.ndarray]:  # noqa: ANN001

@@ -104,7 +104,7 @@ class Layer:
         tensors = self._check_inputs(inputs)
         shapes = [t.feature_shape for t in tensors]
         try:
-            out_shape = self.compute_output_shape(shapes)
+            out_shape = _checked_shape(self, self.compute_output_shape(shapes))
         except ShapeError as e:
             raise ShapeError(f"Layer '{self.name}' ({type(self).__name__}): {e}") from None
         if not self.built:
@@ -214,6 +214,23 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _checked_shape(layer: Layer, shape: Any) -> Shape:
+    """``shape`` if it is a feature shape (a tuple of positive ints or None), else a
+    ShapeError naming the plugin that registered the layer type."""
+    if isinstance(shape, tuple) and all(
+            d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0)
+            for d in shape):
+        return tuple(None if d is None else int(d) for d in shape)
+    from nexec.plugins import registry
+
+    kind = type(layer).__name__
+    owner = registry().owner.get(("layers", kind)) \
+        if registry().layers.get(kind) is type(layer) else None
+    where = f"from plugin '{owner}'" if owner else "not registered by a plugin"
+    raise ShapeError(f"compute_output_shape ({where}) returned {shape!r}; it must return the "
+                     "feature shape without the batch axis, a tuple of positive ints or None.")
 
 
 def _as_shape(shape: Any) -> Shape:

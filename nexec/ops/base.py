@@ -14,7 +14,7 @@ BoundCall = tuple[Callable[..., Any], tuple]
 
 @dataclass(frozen=True)
 class Workspace:
-    """Scratch memory an op asks for, with the batch axis included in ``shape``.
+    """Scratch memory an op asks for; ``shape`` is the full shape (usually batch-led).
 
     ``saved=True`` keeps it from the forward step to the backward step (a dropout mask);
     otherwise it lives only during the steps of ``phase`` that use it (``"forward"``,

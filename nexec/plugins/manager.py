@@ -21,6 +21,8 @@ from nexec.plugins.hookspecs import PROJECT, NexecSpec
 __all__ = ["Registry", "registry", "reset_registry", "PluginRecord"]
 
 BUILTIN = "nexec.builtin"
+_SINGULAR = {"layers": "layer", "kernels": "kernel", "activations": "activation",
+             "losses": "loss", "optimizers": "optimizer", "initializers": "initializer"}
 
 
 @dataclass
@@ -118,7 +120,8 @@ class Registry:
         table = getattr(self, kind)
         if key in table:
             other = self.owner[(kind, key)]
-            msg = (f"plugin '{record.name}' registers {kind[:-1]} {key!r}, which plugin "
+            shown = "/".join(map(str, key)) if kind == "kernels" else repr(key)
+            msg = (f"plugin '{record.name}' registers {_SINGULAR[kind]} {shown}, which plugin "
                    f"'{other}' already registered; the second one is ignored.")
             record.error = msg if record.error is None else f"{record.error}; {msg}"
             warnings.warn(msg, PluginWarning, stacklevel=3)
@@ -129,6 +132,17 @@ class Registry:
             if not (isinstance(value, type) and issubclass(value, Layer)):
                 msg = f"plugin '{record.name}' registers {key!r}, which is not a Layer subclass."
                 record.error = msg
+                warnings.warn(msg, PluginWarning, stacklevel=3)
+                return
+        if kind == "kernels":
+            from nexec.ops.base import Kernel
+
+            if not isinstance(value, Kernel):
+                what = "a class; register an instance" if isinstance(value, type) else \
+                    "not a nexec.plugin.Kernel instance"
+                msg = (f"plugin '{record.name}' registers kernel {'/'.join(map(str, key))}, "
+                       f"which is {what}.")
+                record.error = msg if record.error is None else f"{record.error}; {msg}"
                 warnings.warn(msg, PluginWarning, stacklevel=3)
                 return
         table[key] = value
@@ -173,7 +187,8 @@ class Registry:
     def _lookup(self, kind: str, name: str) -> Any:
         table = getattr(self, kind)
         if name not in table:
-            raise ValueError(f"Unknown {kind[:-1]} {name!r}; known: {', '.join(sorted(table))}.")
+            raise ValueError(f"Unknown {_SINGULAR[kind]} {name!r}; "
+                             f"known: {', '.join(sorted(table))}.")
         return table[name]
 
 
@@ -185,13 +200,21 @@ def _version(dist: str) -> str:
 
 
 _registry: Registry | None = None
+_building = False
 
 
 def registry() -> Registry:
     """The process-wide registry, built on first use (no work at import time)."""
-    global _registry
+    global _registry, _building
     if _registry is None:
-        _registry = Registry()
+        if _building:  # a plugin hook looked something up while registering: no recursion
+            raise PluginError("nexec's registry was used while it was being built; a plugin "
+                              "must not look up layers, losses... when it registers.")
+        _building = True
+        try:
+            _registry = Registry()
+        finally:
+            _building = False
     return _registry
 
 

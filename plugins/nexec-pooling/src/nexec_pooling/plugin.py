@@ -1,0 +1,21 @@
+"""The entry point nexec loads (``[project.entry-points.nexec] pooling = ...``)."""
+from __future__ import annotations
+
+from nexec.plugin import hookimpl
+
+#: The nexec plugin API this package is written for.
+NEXEC_API_VERSION = "1.0"
+
+
+@hookimpl
+def nexec_layers() -> list[type]:
+    from nexec_pooling.layers import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+
+    return [MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D]
+
+
+@hookimpl
+def nexec_kernels() -> list:
+    from nexec_pooling.ops import CPU_KERNELS
+
+    return list(CPU_KERNELS)

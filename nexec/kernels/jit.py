@@ -2,6 +2,13 @@
 
 ``cache=True`` keeps compiled machine code on disk, so a fresh process pays only for
 loading it; ``nogil`` lets kernels overlap with Python work of another thread.
+
+Use ``parallel_kernel`` sparingly: with Numba's default OpenMP layer, workers keep spinning
+after a ``prange`` region on the cores OpenBLAS needs for the next GEMM, which made a
+wide-MLP training step ~2.5x slower (docs/performance.md). No built-in kernel uses it.
+
+Numba's cache checks only each kernel's own source file: after editing a helper that other
+kernel modules inline, clear ``__pycache__/*.nbi``/``*.nbc`` (or set ``NUMBA_CACHE_DIR``).
 """
 from __future__ import annotations
 

@@ -33,26 +33,23 @@ Performance notes (measured on 700k float32 parameters, 2 cores):
 * divisions go through ``np.divide``: a plain ``/`` compiles to Numba's Python error
   model, a zero-check-and-raise per element that blocks SIMD and made Adam/RMSprop
   ~4.5x slower (2.7 ms -> 0.6 ms per step);
-* buffers of at least ``PARALLEL_MIN`` elements are updated with ``prange`` (0.6 ms ->
-  0.31 ms for Adam on 2 threads); smaller ones run a serial loop in the same kernel,
-  where thread start-up would cost more than it saves.
+* serial loops, no ``prange``: alone, ``prange`` halves Adam on 700k parameters
+  (0.6 -> 0.31 ms), but inside a training step Numba's OpenMP workers keep spinning on the
+  cores OpenBLAS needs for the next GEMM, and a wide-MLP step became ~2.5x slower
+  (docs/performance.md). The update is memory-bound; serial costs nothing measurable.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import prange
 
-from nexec.kernels.jit import parallel_kernel
+from nexec.kernels.jit import kernel
 
-__all__ = ["sgd_update", "rmsprop_update", "adam_update", "PARALLEL_MIN"]
-
-PARALLEL_MIN = 1 << 15
-"""Buffers with fewer elements than this are updated serially."""
+__all__ = ["sgd_update", "rmsprop_update", "adam_update"]
 
 
-@parallel_kernel
+@kernel
 def sgd_update(w, g, velocity, lr, momentum, nesterov):
     """Keras 3 SGD step in place. ``velocity`` is neither read nor written (and may be
     empty) when ``momentum == 0``, as Keras then keeps no momentum slot."""
@@ -60,61 +57,38 @@ def sgd_update(w, g, velocity, lr, momentum, nesterov):
     if g.size != n:
         raise ValueError("sgd_update: w and g sizes differ")
     if momentum == 0.0:
-        if n < PARALLEL_MIN:
-            for i in range(n):
-                w[i] = w[i] - lr * g[i]
-        else:
-            for i in prange(n):
-                w[i] = w[i] - lr * g[i]
+        for i in range(n):
+            w[i] = w[i] - lr * g[i]
         return
     if velocity.size != n:
         raise ValueError("sgd_update: velocity size differs from w")
     if nesterov:
-        if n < PARALLEL_MIN:
-            for i in range(n):
-                vel = momentum * velocity[i] - lr * g[i]
-                velocity[i] = vel
-                w[i] = w[i] + (momentum * vel - lr * g[i])
-        else:
-            for i in prange(n):
-                vel = momentum * velocity[i] - lr * g[i]
-                velocity[i] = vel
-                w[i] = w[i] + (momentum * vel - lr * g[i])
+        for i in range(n):
+            vel = momentum * velocity[i] - lr * g[i]
+            velocity[i] = vel
+            w[i] = w[i] + (momentum * vel - lr * g[i])
     else:
-        if n < PARALLEL_MIN:
-            for i in range(n):
-                vel = momentum * velocity[i] - lr * g[i]
-                velocity[i] = vel
-                w[i] = w[i] + vel
-        else:
-            for i in prange(n):
-                vel = momentum * velocity[i] - lr * g[i]
-                velocity[i] = vel
-                w[i] = w[i] + vel
+        for i in range(n):
+            vel = momentum * velocity[i] - lr * g[i]
+            velocity[i] = vel
+            w[i] = w[i] + vel
 
 
-@parallel_kernel
+@kernel
 def rmsprop_update(w, g, velocity, lr, rho, epsilon):
     """Keras 3 RMSprop step in place (``centered=False``, ``momentum=0``)."""
     n = w.size
     if g.size != n or velocity.size != n:
         raise ValueError("rmsprop_update: w, g, velocity sizes differ")
     b = 1.0 - rho
-    if n < PARALLEL_MIN:
-        for i in range(n):
-            gi = float(g[i])
-            vel = rho * velocity[i] + b * (gi * gi)
-            velocity[i] = vel
-            w[i] = w[i] - np.divide(lr * gi, math.sqrt(vel + epsilon))
-    else:
-        for i in prange(n):
-            gi = float(g[i])
-            vel = rho * velocity[i] + b * (gi * gi)
-            velocity[i] = vel
-            w[i] = w[i] - np.divide(lr * gi, math.sqrt(vel + epsilon))
+    for i in range(n):
+        gi = float(g[i])
+        vel = rho * velocity[i] + b * (gi * gi)
+        velocity[i] = vel
+        w[i] = w[i] - np.divide(lr * gi, math.sqrt(vel + epsilon))
 
 
-@parallel_kernel
+@kernel
 def adam_update(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
     """Keras 3 Adam step in place (``amsgrad=False``); ``t`` is the 1-based step count."""
     n = w.size
@@ -125,19 +99,10 @@ def adam_update(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
     alpha = lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
     a = 1.0 - beta_1
     b = 1.0 - beta_2
-    if n < PARALLEL_MIN:
-        for i in range(n):
-            gi = float(g[i])
-            mi = m[i] + (gi - m[i]) * a
-            vi = v[i] + (gi * gi - v[i]) * b
-            m[i] = mi
-            v[i] = vi
-            w[i] = w[i] - np.divide(alpha * mi, math.sqrt(vi) + epsilon)
-    else:
-        for i in prange(n):
-            gi = float(g[i])
-            mi = m[i] + (gi - m[i]) * a
-            vi = v[i] + (gi * gi - v[i]) * b
-            m[i] = mi
-            v[i] = vi
-            w[i] = w[i] - np.divide(alpha * mi, math.sqrt(vi) + epsilon)
+    for i in range(n):
+        gi = float(g[i])
+        mi = m[i] + (gi - m[i]) * a
+        vi = v[i] + (gi * gi - v[i]) * b
+        m[i] = mi
+        v[i] = vi
+        w[i] = w[i] - np.divide(alpha * mi, math.sqrt(vi) + epsilon)

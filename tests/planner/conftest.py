@@ -7,7 +7,6 @@ Flatten and re-calls of a Dense layer (shared weights); 1-3 Inputs and 1-3 disti
 """
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 from hypothesis import strategies as st
@@ -19,20 +18,6 @@ ACTIVATIONS = [None, "relu", "tanh", "sigmoid", "softmax"]
 IMAGE = (6, 6)  # H x W of every image tensor of a random model
 
 
-def _has_conv_kernels() -> bool:
-    """Conv2D kernels are written separately (``nexec/kernels/cpu/conv.py``)."""
-    if importlib.util.find_spec("nexec.kernels.cpu.conv") is None:
-        return False
-    try:
-        from nexec.kernels.cpu import conv
-    except Exception:  # noqa: BLE001 - a half-written module counts as absent
-        return False
-    return all(hasattr(conv, f) for f in ("conv2d_forward", "conv2d_backward",
-                                          "conv2d_workspace_shapes", "conv2d_geometry"))
-
-
-HAS_CONV = _has_conv_kernels()
-needs_conv = pytest.mark.skipif(not HAS_CONV, reason="nexec/kernels/cpu/conv.py not there yet")
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +49,7 @@ def dag_recipes(draw, max_ops: int = 8, conv: bool | None = None, final_concat: 
     ``final_concat`` ends the model with a Concatenate of 2-3 fresh branches that nothing
     else reads, so that concat is always planned in place.
     """
-    conv = HAS_CONV if conv is None else conv
+    conv = True if conv is None else conv
     shapes: list[tuple] = []
     inputs = []
     for _ in range(draw(st.integers(1, 3))):

@@ -19,7 +19,7 @@ from nexec.planner.schedule import build_schedule
 from nexec.planner.verify import MemoryPlanError
 from nexec.plugins import registry
 from tests.planner.conftest import (build_model, conv_inception, dag_recipes, dense_inception,
-                                    inception_cnn, mlp, needs_conv, residual_stack)
+                                    inception_cnn, mlp, residual_stack)
 
 ALIGN = 64
 PERSISTENT = {"parameter", "parameter_gradient", "optimizer_state"}
@@ -247,7 +247,6 @@ def test_random_models_arena_at_most_naive_bytes_at_realistic_batch(recipe):
         assert plan.arena_bytes <= plan.naive_bytes
 
 
-@needs_conv
 def test_zero_byte_buffers_take_no_arena_space():
     i = Input(shape=(6, 6, 1))
     plan = Model(i, layers.Conv2D(1, 1, padding="same")(i)).memory_plan(64, True)
@@ -349,7 +348,7 @@ def test_flatten_is_a_view_in_both_directions():
 
 
 INCEPTIONS = [pytest.param(dense_inception, id="dense"),
-              pytest.param(conv_inception, id="conv", marks=needs_conv)]
+              pytest.param(conv_inception, id="conv")]
 
 
 @pytest.mark.parametrize("make", INCEPTIONS)
@@ -408,7 +407,6 @@ def test_shared_layer_called_twice_on_one_tensor_plans():
 
 @pytest.mark.parametrize("training", [True, False])
 def test_plot_writes_a_picture(tmp_path, training):
-    pytest.importorskip("matplotlib")
     plan = dense_inception().memory_plan(8, training)
     path = tmp_path / "memory.png"
     plan.plot(str(path))
@@ -426,7 +424,7 @@ BENCHMARKS = {
 
 
 def _bench(name):
-    return pytest.param(name, id=name, marks=needs_conv if name == "cnn" else ())
+    return pytest.param(name, id=name)
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
@@ -447,7 +445,6 @@ def test_benchmark_training_arena_at_most_half_of_naive(name):
         f"{name}: arena {plan.arena_bytes:,} B > 0.5 x naive {plan.naive_bytes:,} B"
 
 
-@needs_conv
 def test_benchmark_cnn_concat_is_in_place():
     plan = inception_cnn().memory_plan(128, True)
     assert plan.concat_in_place == ["inception"]

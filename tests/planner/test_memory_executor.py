@@ -14,8 +14,7 @@ import nexec
 from nexec.runtime.executor import Executor
 from nexec.training.optimizers import SGD
 from nexec.training.trainer import predictor
-from tests.planner.conftest import (build_model, conv_inception, dag_recipes, dense_inception,
-                                    needs_conv)
+from tests.planner.conftest import (build_model, conv_inception, dag_recipes, dense_inception)
 
 RANDOM = settings(max_examples=10, deadline=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -169,7 +168,7 @@ def test_random_models_last_smaller_batch_predicts_the_same(recipe):
 
 # ----- concat in place ----------------------------------------------------------------------
 INCEPTIONS = [pytest.param(dense_inception, id="dense"),
-              pytest.param(conv_inception, id="conv", marks=needs_conv)]
+              pytest.param(conv_inception, id="conv")]
 
 
 @pytest.mark.parametrize("make", INCEPTIONS)

@@ -2,30 +2,12 @@
 import importlib.util
 
 import numpy as np
-import pytest
 
 
 def has_plugin(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-needs_plugins = pytest.mark.skipif(
-    not (has_plugin("nexec_pooling") and has_plugin("nexec_regularization")),
-    reason="install plugins/nexec-pooling and plugins/nexec-regularization (pip install -e)")
-
-
-def has_conv() -> bool:
-    """Conv2D's kernels (nexec/kernels/cpu/conv.py) are written separately."""
-    if not has_plugin("nexec.kernels.cpu.conv"):
-        return False
-    try:
-        from nexec.kernels.cpu import conv
-    except Exception:  # noqa: BLE001 - a half-written module counts as absent
-        return False
-    return hasattr(conv, "conv2d_forward") and hasattr(conv, "conv2d_backward")
-
-
-needs_conv = pytest.mark.skipif(not has_conv(), reason="nexec's Conv2D kernels are missing")
 
 
 def training_mode_gradients(model, x, y, loss, before_forward=lambda: None):

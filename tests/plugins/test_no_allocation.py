@@ -11,13 +11,10 @@ from numba.core.runtime import _nrt_python, rtsys
 
 from nexec import Input, Model, layers
 
-from tests.plugins.helpers import needs_conv, needs_plugins
 
 NUMPY_DOMAIN = np.lib.tracemalloc_domain
 
 
-@needs_plugins
-@needs_conv
 def test_training_steps_with_plugin_layers_allocate_nothing():
     x_in = Input(shape=(6, 6, 2))
     h = layers.Conv2D(4, 3, padding="same", activation="relu")(x_in)

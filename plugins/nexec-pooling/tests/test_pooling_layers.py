@@ -1,6 +1,5 @@
 """The pooling layers inside nexec models: discovery, Keras arguments, shapes, predict,
 whole-model gradients, training, summary, JSON, memory plans."""
-import importlib.util
 import json
 
 import numpy as np
@@ -14,18 +13,6 @@ from nexec.testing import assert_close, check_gradients, model_gradients, weight
 import nexec_pooling
 
 
-def _has_conv() -> bool:
-    """Conv2D's kernels (nexec/kernels/cpu/conv.py) are written separately from this plugin."""
-    if importlib.util.find_spec("nexec.kernels.cpu.conv") is None:
-        return False
-    try:
-        from nexec.kernels.cpu import conv
-    except Exception:  # noqa: BLE001 - a half-written module counts as absent
-        return False
-    return hasattr(conv, "conv2d_forward") and hasattr(conv, "conv2d_backward")
-
-
-needs_conv = pytest.mark.skipif(not _has_conv(), reason="nexec's Conv2D kernels are missing")
 
 
 def np_pool(x, size, kind):
@@ -143,7 +130,6 @@ def test_pooling_outputs_concatenate_in_place(kind):
     assert_close(model.predict(data), both @ kernel + bias)
 
 
-@needs_conv
 def test_whole_model_gradients_through_every_pooling():
     rng = np.random.default_rng(3)
     x = Input(shape=(7, 7, 2), dtype="float64")
@@ -161,7 +147,6 @@ def test_whole_model_gradients_through_every_pooling():
     check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
 
 
-@needs_conv
 def test_conv_pool_dense_trains():
     nexec.set_random_seed(0)
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ from typing import Any
 
 __all__ = ["plot_memory"]
 
-COLORS = {"input": "#8da0cb", "target": "#b3b3b3", "activation": "#66c2a5",
+COLORS = {"input": "#8da0cb", "activation": "#66c2a5",
           "saved": "#fc8d62", "gradient": "#e78ac3", "workspace": "#a6d854"}
 
 
@@ -36,7 +36,8 @@ def plot_memory(plan: Any, path: str) -> None:
     ax.set_title(f"arena {plan.arena_bytes * mib:.2f} MiB, lower bound "
                  f"{plan.lower_bound_bytes * mib:.2f} MiB, naive {plan.naive_bytes * mib:.2f} MiB")
     handles = [Patch(color=c, label=r) for r, c in COLORS.items()]
-    ax.legend(handles=handles + [ax.lines[0]], loc="upper right", fontsize=8)
+    ax.legend(handles=handles + [ax.lines[0]], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,0 +1,200 @@
+"""The asv suite in ``benchmarks/`` must not rot: run every benchmark once, on tiny sizes.
+
+Benchmarks are discovered the way asv discovers them (every module of the ``benchmarks``
+package; functions and class methods named ``time_``, ``timeraw_``, ``peakmem_``, ``mem_``,
+``track_``), then for each benchmark and each of its parameter combinations: ``setup``, the
+method, ``teardown``. ``timeraw_`` code runs in a fresh interpreter, as asv runs it. Small
+mode (``benchmarks.models.SMALL``) shrinks sample counts, batch sizes and depth; asv itself is
+not needed. The scripts (``nexec_peer``, ``compare``, ``blas_peak``) get a quick run of their
+pure parts too.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import itertools
+import json
+import pkgutil
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import os  # noqa: E402
+
+_env = dict(os.environ)
+import benchmarks  # noqa: E402
+from benchmarks import models  # noqa: E402
+
+# benchmarks/__init__.py pins thread counts for benchmark processes; keep this pytest
+# process's environment (inherited by other tests' subprocesses) as it was.
+for _var in set(os.environ) - set(_env):
+    del os.environ[_var]
+
+BENCH_NAME = re.compile(r"^(time|timeraw|peakmem|mem|track)_")
+PEERS = REPO.parent / "shared" / "peers"
+
+
+def _modules():
+    return [importlib.import_module(f"benchmarks.{m.name}")
+            for m in pkgutil.iter_modules(benchmarks.__path__)]
+
+
+def _collect():
+    """(id, owner class or module, attribute) for every benchmark asv would find."""
+    found = []
+    for mod in _modules():
+        for name, obj in vars(mod).items():
+            if inspect.isclass(obj) and obj.__module__ == mod.__name__:
+                for attr in dir(obj):
+                    if BENCH_NAME.match(attr) and callable(getattr(obj, attr)):
+                        found.append((f"{mod.__name__.split('.')[-1]}.{name}.{attr}", obj,
+                                      attr))
+            elif inspect.isfunction(obj) and BENCH_NAME.match(name) \
+                    and obj.__module__ == mod.__name__:
+                found.append((f"{mod.__name__.split('.')[-1]}.{name}", mod, name))
+    return found
+
+
+BENCHMARKS = _collect()
+
+
+@pytest.fixture(autouse=True)
+def small_sizes(monkeypatch):
+    monkeypatch.setattr(models, "SMALL", True)
+
+
+def _param_combinations(owner):
+    params = getattr(owner, "params", None) if inspect.isclass(owner) else None
+    if not params:
+        return [()]
+    if not isinstance(params[0], (list, tuple)):
+        params = [params]
+    return list(itertools.product(*params))
+
+
+def _run(owner, attr):
+    from benchmarks.bench_compile import run_code
+
+    results = []
+    for combo in _param_combinations(owner):
+        obj = owner() if inspect.isclass(owner) else owner  # a module: a plain function
+        if inspect.isclass(owner) and hasattr(obj, "setup"):
+            obj.setup(*combo)
+        try:
+            value = getattr(obj, attr)(*combo)
+            if attr.startswith("timeraw_"):
+                stmt, setup = value if isinstance(value, tuple) else (value, "")
+                run_code(stmt, setup, timeout=120)
+            results.append(value)
+        finally:
+            if inspect.isclass(owner) and hasattr(obj, "teardown"):
+                obj.teardown(*combo)
+    return results
+
+
+def test_discovery_finds_the_suite():
+    names = {b[0] for b in BENCHMARKS}
+    for expected in ["bench_training.TimeTraining.time_train_epoch",
+                     "bench_training.TimeTraining.time_predict",
+                     "bench_training.PeakMemTraining.peakmem_train",
+                     "bench_kernels.TimeDenseKernels.time_dense_forward",
+                     "bench_kernels.TimeConvKernels.time_conv2d_backward",
+                     "bench_kernels.TimeMergeKernels.time_add_forward",
+                     "bench_planning.TimePlanning.time_memory_plan_training",
+                     "bench_compile.TimerawColdFirstFit.timeraw_cold_first_fit",
+                     "bench_compile.TimerawWarmFirstFit.timeraw_warm_first_fit",
+                     "bench_compile.timeraw_import_nexec",
+                     "bench_memory.TrackMemoryPlan.track_arena_bytes"]:
+        assert expected in names, f"{expected} not found among {sorted(names)}"
+
+
+@pytest.mark.parametrize("owner,attr", [(b[1], b[2]) for b in BENCHMARKS],
+                         ids=[b[0] for b in BENCHMARKS])
+def test_benchmark_runs(owner, attr):
+    results = _run(owner, attr)
+    if attr.startswith("track_"):
+        assert all(isinstance(r, (int, float)) and r > 0 for r in results), results
+
+
+def test_memory_plan_numbers_are_consistent():
+    from benchmarks.bench_memory import TrackMemoryPlan
+
+    for workload, mode in _param_combinations(TrackMemoryPlan):
+        b = TrackMemoryPlan()
+        b.setup(workload, mode)
+        arena = b.track_arena_bytes(workload, mode)
+        assert b.track_lower_bound_bytes(workload, mode) <= arena <= \
+            b.track_naive_bytes(workload, mode), (workload, mode)
+
+
+def test_workloads_mirror_the_peers():
+    """benchmarks/workloads.py is a copy of shared/peers/workloads.py (when that exists)."""
+    from benchmarks import workloads as ours
+
+    assert ours.SEED_MLP["n"] == 1000 and ours.WIDE_MLP["hidden"] == (512, 512)
+    if not (PEERS / "workloads.py").is_file():
+        return  # a bare clone: nothing to compare with
+    from benchmarks.compare import load_module, spec_mismatches
+
+    assert spec_mismatches(PEERS / "workloads.py") == []
+    theirs = load_module(PEERS / "workloads.py", "_peers_workloads_test")
+    for name, shape in [("SEED_MLP", (64,)), ("CNN", (32, 32, 3))]:
+        xa, ya = ours.make_data(getattr(ours, name), shape)
+        xb, yb = theirs.make_data(getattr(theirs, name), shape)
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_models_match_the_peer_architectures():
+    # Parameter counts of torch_peer.py / keras_peer.py for the same models.
+    expected = {"seed_mlp": 3466, "wide_mlp": 669706, "cnn": 211066}
+    for name, count in expected.items():
+        assert models.build(name).count_params() == count, name
+    assert len(models.build("residual", blocks=models.PLANNING_BLOCKS).layers) >= 200
+    flops = models.gemm_flops_per_sample("wide_mlp")
+    assert flops["forward"] == 2 * (784 * 512 + 512 * 512 + 512 * 10)
+
+
+def test_nexec_peer_prints_the_peer_fields(capsys):
+    from benchmarks import nexec_peer
+
+    record = nexec_peer.measure("seed_mlp", threads=2)
+    fields = {"framework", "version", "workload", "threads", "params", "first_epoch_s",
+              "epoch_s", "train_samples_per_s", "predict_s", "predict_samples_per_s",
+              "final_loss", "peak_rss_mb"}
+    assert fields <= set(record)
+    assert record["params"] == 3466 and np.isfinite(record["final_loss"])
+    json.dumps(record)
+
+
+def test_compare_table_and_ratios():
+    from benchmarks import compare
+
+    runs = [dict(framework=fw, workload="seed_mlp", version="x", train_samples_per_s=t,
+                 predict_samples_per_s=2 * t, first_epoch_s=1.0 / t, peak_rss_mb=100.0)
+            for fw, t in [("nexec", 4.0), ("pytorch", 2.0), ("nexec", 6.0),
+                          ("pytorch", 2.0)]]
+    runs.append(dict(framework="keras", workload="seed_mlp", error="boom"))
+    table = compare.medians(runs, ["nexec", "pytorch", "keras"], ["seed_mlp"])
+    assert table["seed_mlp"]["nexec"]["train_samples_per_s"] == 5.0
+    assert "keras" not in table["seed_mlp"]
+    rat = compare.ratios(table)
+    assert rat["seed_mlp"]["pytorch"]["train_samples_per_s"] == 2.5
+    text = compare.format_table(table, rat, ["nexec", "pytorch", "keras"])
+    assert "nexec/pytorch" in text and "2.50" in text
+    scripts, notes = compare.available(REPO / "does-not-exist")
+    assert set(scripts) == {"nexec"} and len(notes) == 2
+
+
+def test_blas_peak_measures():
+    from benchmarks import blas_peak
+
+    rows = blas_peak.measure([64], repeats=1, min_time=0.001)
+    assert rows[0]["numpy_best_gflops"] > 0 and rows[0]["numba_best_gflops"] > 0

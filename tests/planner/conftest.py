@@ -8,7 +8,6 @@ Flatten and re-calls of a Dense layer (shared weights); 1-3 Inputs and 1-3 disti
 from __future__ import annotations
 
 
-import pytest
 from hypothesis import strategies as st
 
 import nexec
@@ -18,14 +17,6 @@ ACTIVATIONS = [None, "relu", "tanh", "sigmoid", "softmax"]
 IMAGE = (6, 6)  # H x W of every image tensor of a random model
 
 
-
-
-@pytest.fixture(autouse=True)
-def fresh_session():
-    nexec.clear_session()
-    nexec.set_random_seed(1234)
-    yield
-    nexec.clear_session()
 
 
 # ----- random DAG recipes ---------------------------------------------------------------------

@@ -6,17 +6,8 @@ import warnings
 
 import pytest
 
-import nexec
 from nexec.errors import PluginWarning
 from nexec.plugins import reset_registry
-
-
-@pytest.fixture(autouse=True)
-def fresh_session():
-    nexec.clear_session()
-    nexec.set_random_seed(1234)
-    yield
-    nexec.clear_session()
 
 
 def write_plugin(root, dist, source, entry_name=None, version="0.1", module=None):

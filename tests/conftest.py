@@ -1,4 +1,4 @@
-"""Every graph test starts a fresh session, so Keras-style auto-names are predictable."""
+"""Every test starts from a fresh session: predictable auto-names and seeded weights."""
 import pytest
 
 import nexec

@@ -1,6 +1,6 @@
 """Each CPU kernel family alone, on the shapes the workloads give it.
 
-Kernels are called exactly as the executor binds them (``nexec/ops/cpu.py``): C-contiguous
+Kernels are called exactly as the executor binds them (``nexec/ops/builtin.py``): C-contiguous
 inputs, separate workspaces, outputs overwritten. Every ``setup`` calls the kernel once, so
 JIT compilation (or the Numba cache load) is never timed. In small mode (smoke test) the
 batch dimension shrinks to 2; the shapes' other dimensions stay.

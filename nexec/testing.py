@@ -127,8 +127,7 @@ def model_gradients(model, x, y, loss, loss_weights=None, training=False,  # noq
 
     def run(executor, step):  # noqa: ANN001, ANN202
         prog = executor.program(n)
-        for dst, src in zip(prog.inputs + prog.targets, xs + ys):
-            np.copyto(dst, src)
+        executor.load(prog, xs + ys, 0, n)
         return step(prog, [0.0] * len(ys), [0] * len(prog.metrics))
 
     before = before_forward or (lambda: None)

@@ -86,7 +86,15 @@ class Kernel:
 
 
 def rows(a: np.ndarray) -> np.ndarray:
-    """``a`` as a 2-D (rows, last axis) view; raises rather than silently copying."""
+    """``a`` as a 2-D (rows, last axis) view; raises rather than silently copying.
+
+    Works for NumPy arrays (any single-axis slice) and for device arrays.
+    """
+    if not isinstance(a, np.ndarray):
+        from nexec.kernels.cuda.backend import view_2d
+
+        shape = tuple(a.shape)  # the simulator's shapes take no negative indices
+        return view_2d(a, int(np.prod(shape[:-1])), shape[-1])
     v = a.view()
     v.shape = (-1, a.shape[-1]) if a.ndim else (1, 1)
     return v
@@ -94,4 +102,8 @@ def rows(a: np.ndarray) -> np.ndarray:
 
 def empty_like_skip(a: np.ndarray) -> np.ndarray:
     """A zero-length array of ``a``'s rank and dtype: tells a kernel to skip that output."""
+    if not isinstance(a, np.ndarray):
+        from nexec.kernels.cuda.backend import device_array
+
+        return device_array((0, *tuple(a.shape)[1:]), a.dtype)
     return np.empty((0, *a.shape[1:]), a.dtype)

@@ -20,9 +20,9 @@ def nexec_layers() -> list[type]:
 
 @hookimpl
 def nexec_kernels() -> list[Any]:
-    from nexec.ops.cpu import CPU_KERNELS
+    from nexec.ops.builtin import BUILTIN_KERNELS
 
-    return list(CPU_KERNELS)
+    return list(BUILTIN_KERNELS)
 
 
 @hookimpl

@@ -6,15 +6,10 @@ __all__ = ["available_devices", "check_device"]
 
 def available_devices() -> list[str]:
     """``['cpu']`` plus ``'cuda:N'`` for each GPU Numba can see; never raises."""
-    out = ["cpu"]
-    try:
-        from numba import cuda
+    from nexec.kernels.cuda import backend
 
-        if cuda.is_available():
-            out += [f"cuda:{i}" for i in range(len(cuda.gpus))]
-    except Exception:  # noqa: BLE001 - no driver, no toolkit, broken install: just no GPU
-        pass
-    return out
+    # One device per process for now: the executor allocates on the current CUDA device.
+    return ["cpu", "cuda:0"] if backend.is_available() else ["cpu"]
 
 
 def check_device(device: str) -> str:
@@ -24,8 +19,15 @@ def check_device(device: str) -> str:
     device = device.lower()
     if device == "cpu":
         return device
-    if device.startswith("cuda"):
-        raise NexecError(
-            f"Device {device!r} is not supported by this version of nexec: the CUDA backend "
-            f"is not implemented yet. Available here: {available_devices()}. Use device='cpu'.")
+    if device in ("cuda", "cuda:0", "gpu"):
+        from nexec.kernels.cuda import backend
+
+        if not backend.is_available():
+            raise NexecError(
+                f"device={device!r} was asked for, but no CUDA GPU is usable here "
+                f"({backend.unavailable_reason()}). nexec runs on NVIDIA GPUs through Numba: "
+                "install the driver and `pip install 'nexec[cuda]'`; to try the CUDA path "
+                "without a GPU, set NUMBA_ENABLE_CUDASIM=1 before starting Python (slow). "
+                f"Available here: {available_devices()}.")
+        return "cuda"
     raise NexecError(f"Unknown device {device!r}; available: {available_devices()}.")

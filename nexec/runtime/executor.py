@@ -16,6 +16,7 @@ from nexec.kernels.activations import LINEAR, code_of
 from nexec.ops.base import BoundCall, Call, rows
 from nexec.planner.plan import Plan
 from nexec.planner.schedule import Schedule, build_schedule
+from nexec.runtime.memory import kernel_fn, memory_for
 from nexec.runtime.params import ParamStore
 
 __all__ = ["Executor", "Program", "Objective"]
@@ -70,12 +71,15 @@ class Executor:
         self.objectives = objectives or []
         self.optimizer = optimizer
         self.naive_memory = naive_memory
+        self.memory = memory_for(plan.device)
+        self.params = store.on(plan.device)  # the store's arrays where the kernels run
         self.kernels = [registry().kernel(op.kind, plan.device) for op in plan.graph.ops]
         self.schedule: Schedule | None = None
         self._arena: np.ndarray | None = None
         self._programs: dict[int, Program] = {}
         self._targets: list[np.ndarray] = []
         self._scratch: dict[str, np.ndarray] = {}
+        self._staging: dict = {}  # pinned host buffers of batches on their way to a device
 
     # ----- planning ---------------------------------------------------------------------------
     def _fuse_loss(self, out: int) -> bool:
@@ -97,10 +101,9 @@ class Executor:
             return prog
         if self.schedule is None or batch > self.schedule.batch:
             self.schedule = self._schedule(batch)
-            raw = np.empty(self.schedule.memory.arena_bytes + ALIGNMENT, np.uint8)
-            start = (-raw.ctypes.data) % ALIGNMENT
-            self._arena = raw[start:start + self.schedule.memory.arena_bytes]
+            self._arena = self.memory.arena(self.schedule.memory.arena_bytes)
             self._programs.clear()
+            self._staging.clear()
             self._targets = self._make_targets(batch)
         sched = self.schedule if batch == self.schedule.batch else self._schedule(batch)
         prog = self._bind(sched, batch)
@@ -112,9 +115,10 @@ class Executor:
         out = []
         for tid, obj in zip(g.outputs, self.objectives):
             if obj.loss.sparse:
-                out.append(np.zeros((batch, *g.tensors[tid].shape[:-1]), np.int64))
+                out.append(self.memory.zeros((batch, *g.tensors[tid].shape[:-1]), np.int64))
             else:
-                out.append(np.zeros((batch, *g.tensors[tid].shape), g.tensors[tid].dtype))
+                out.append(self.memory.zeros((batch, *g.tensors[tid].shape),
+                                             g.tensors[tid].dtype))
         return out
 
     # ----- binding ------------------------------------------------------------------------------
@@ -129,11 +133,10 @@ class Executor:
                 return made[name]
             b = sched.buffers[name]
             if b.view_of is None:
-                off = offsets[name].offset
-                a = self._arena[off:off + b.nbytes].view(b.dtype).reshape(b.shape)
+                a = self.memory.view(self._arena, offsets[name].offset, b.nbytes, b.dtype,
+                                     b.shape)
             elif b.view[0] == "reshape":
-                a = get(b.view_of).view()
-                a.shape = b.shape
+                a = self.memory.reshape(get(b.view_of), b.shape)
             else:
                 _, axis, lo, hi = b.view
                 parent = get(b.view_of)
@@ -146,8 +149,9 @@ class Executor:
         return get
 
     def _bind(self, sched: Schedule, batch: int) -> Program:
-        from nexec.kernels.cpu.merge import accumulate, copy_into
-
+        device = self.plan.device
+        accumulate = kernel_fn(device, "merge", "accumulate")
+        copy_into = kernel_fn(device, "merge", "copy_into")
         g = self.plan.graph
         arr = self._arrays(sched)
         prog = Program(batch, [arr(sched.value[i]) for i in g.inputs],
@@ -155,7 +159,7 @@ class Executor:
         for op, kernel in zip(g.ops, self.kernels):
             ws = {k: arr(v) for k, v in sched.workspaces.get((op.index, "forward"), {}).items()}
             call = Call(op.layer, code_of(op.activation), [arr(sched.value[i]) for i in op.inputs],
-                        arr(sched.value[op.output]), self.store.params_of(op.layer), ws,
+                        arr(sched.value[op.output]), self.params.params_of(op.layer), ws,
                         self.training)
             prog.forward += _checked(kernel, "forward", kernel.forward(call), op)
         if not self.objectives:
@@ -165,15 +169,22 @@ class Executor:
             p = rows(arr(sched.value[out]))
             y = prog.targets[k] if obj.loss.sparse else rows(prog.targets[k])
             fn, args = obj.loss.bind_value(p, y)
+            if device != "cpu":  # device reductions write into a slot read back per step
+                fn, args = self._device_twin(fn), args + (self._slot("loss", k, np.float64),)
             prog.loss_values.append((k, obj.weight, fn, args))
             for name, count, denom, extra in obj.metrics:
                 total = p.shape[0] if denom == "rows" else p.size
-                prog.metrics.append((k, name, count, (p, y, *extra), total))
+                args = (p, y, *extra)
+                if device != "cpu":
+                    count, args = self._device_twin(count), \
+                        args + (self._slot("count", len(prog.metrics), np.int64),)
+                prog.metrics.append((k, name, count, args, total))
             if self.training and out in sched.grad:  # a model input as output has none
                 act = g.ops[g.tensors[out].producer].activation \
                     if sched.fused_loss.get(out) else None
-                prog.backward.append(obj.loss.bind_grad(p, y, obj.weight / p.shape[0],
-                                                        rows(arr(sched.grad[out])), act))
+                fn, args = obj.loss.bind_grad(p, y, obj.weight / p.shape[0],
+                                              rows(arr(sched.grad[out])), act)
+                prog.backward.append((self._device_twin(fn) if device != "cpu" else fn, args))
         if not self.training:
             return prog
         written: set[int] = set()
@@ -189,31 +200,54 @@ class Executor:
                     after.append((accumulate, (rows(arr(sched.grad[tid])), rows(part))))
                 else:
                     d_inputs.append(arr(sched.grad[tid]))
-            d_params = self.store.grads_of(op.layer)
+            d_params = self.params.grads_of(op.layer)
             if id(op.layer) in written:  # a shared layer: sum this call's share in
                 d_params = {n: self._scratch_like(f"{op.index}.{n}", p)
                             for n, p in d_params.items()}
-                after += [(accumulate, (_flat(self.store.grads_of(op.layer)[n]), _flat(p)))
+                after += [(accumulate, (_flat(self.params.grads_of(op.layer)[n]), _flat(p)))
                           for n, p in d_params.items()]
             written.add(id(op.layer))
             act = LINEAR if sched.fused_loss.get(op.output) else code_of(op.activation)
             ws = {k: arr(v) for k, v in sched.workspaces.get((op.index, "backward"), {}).items()}
             call = Call(op.layer, act, [arr(sched.value[i]) for i in op.inputs],
-                        arr(sched.value[op.output]), self.store.params_of(op.layer), ws, True,
+                        arr(sched.value[op.output]), self.params.params_of(op.layer), ws, True,
                         arr(sched.grad[op.output]), d_inputs, d_params)
             calls = _checked(kernel, "backward", kernel.backward(call), op)
             d0 = d_inputs[0] if d_inputs else None
             if kernel.view_of_input and d0 is not None and \
                     not np.shares_memory(d0, call.d_output):
-                calls = [(copy_into, (_flat2(d0), _flat2(call.d_output)))]
+                calls = [(copy_into, (self._flat2(d0), self._flat2(call.d_output)))]
             prog.backward += calls + after
         return prog
 
     def _scratch_like(self, key: str, like: np.ndarray) -> np.ndarray:
         a = self._scratch.get(key)
         if a is None or a.shape != like.shape:
-            a = self._scratch[key] = np.zeros_like(like)
+            a = self._scratch[key] = self.memory.zeros(like.shape, like.dtype)
         return a
+
+    def _slot(self, kind: str, index: int, dtype: Any) -> Any:
+        """A 1-element device array a reduction kernel writes its result into."""
+        return self._scratch_like(f"{kind} slot {index}", np.zeros(1, dtype))
+
+    def _device_twin(self, cpu_fn: Callable[..., Any]) -> Callable[..., Any]:
+        """The device kernel with the same module and name as a CPU kernel function."""
+        family = cpu_fn.__module__.rsplit(".", 1)[-1]
+        return kernel_fn(self.plan.device, family, cpu_fn.__name__)
+
+    def _flat2(self, a: Any) -> Any:
+        return self.memory.reshape(a, (a.shape[0], -1))
+
+    # ----- data in and out ------------------------------------------------------------------------
+    def load(self, prog: Program, sources: list[np.ndarray], lo: int, hi: int,
+             order: np.ndarray | None = None) -> None:
+        """Copies rows ``lo:hi`` (of ``order`` when shuffled) of inputs then targets in."""
+        for dst, src in zip(prog.inputs + prog.targets, sources):
+            self.memory.load(dst, src, lo, hi, order, self._staging)
+
+    def read_outputs(self, prog: Program, results: list[np.ndarray], lo: int, hi: int) -> None:
+        for res, out in zip(results, prog.outputs):
+            self.memory.read(res[lo:hi], out)
 
     # ----- running ------------------------------------------------------------------------------
     def run_forward(self, prog: Program) -> None:
@@ -230,11 +264,13 @@ class Executor:
         for fn, args in prog.backward:
             fn(*args)
         t = self.store.trainable_size
-        self.optimizer.step(self.store.values[:t], self.store.grads[:t])
+        self.optimizer.step(self.params.values[:t], self.params.grads[:t])
         return total
 
     def evaluate_step(self, prog: Program, losses: list[float], counts: list[int]) -> float:
         """Forward, loss and metrics only (validation, ``evaluate``)."""
+        if self.plan.device != "cpu":
+            return self._device_evaluate_step(prog, losses, counts)
         for fn, args in prog.forward:
             fn(*args)
         total = 0.0
@@ -246,16 +282,25 @@ class Executor:
             counts[i] += fn(*args)
         return total
 
+    def _device_evaluate_step(self, prog: Program, losses: list[float],
+                              counts: list[int]) -> float:
+        for fn, args in prog.forward:
+            fn(*args)
+        total = 0.0
+        for k, weight, fn, args in prog.loss_values:
+            fn(*args)
+            value = float(args[-1].copy_to_host()[0])
+            losses[k] = value
+            total += weight * value
+        for i, (_, _, fn, args, _) in enumerate(prog.metrics):
+            fn(*args)
+            counts[i] += int(args[-1].copy_to_host()[0])
+        return total
+
 
 def _flat(a: np.ndarray) -> np.ndarray:
     """A contiguous parameter as one row, for the 2-D merge kernels."""
     return a.reshape(1, -1)
-
-
-def _flat2(a: np.ndarray) -> np.ndarray:
-    v = a.view()
-    v.shape = (a.shape[0], -1)
-    return v
 
 
 def _checked(kernel: Any, phase: str, calls: Any, op: Any) -> list[BoundCall]:

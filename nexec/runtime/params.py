@@ -39,6 +39,28 @@ class ParamStore:
             self.grad_views[(id(layer), name)] = self.grads[at:at + size].reshape(shape)
             at += size
 
+        self._mirrors: dict[str, DeviceParams] = {}
+
+    def on(self, device: str) -> ParamStore | DeviceParams:
+        """The arrays kernels of ``device`` use: this store on the CPU, a mirror elsewhere."""
+        if device == "cpu":
+            return self
+        if device not in self._mirrors:
+            self._mirrors[device] = DeviceParams(self, device)
+        return self._mirrors[device]
+
+    def to_device(self) -> None:
+        """Copies the host values to every device mirror (after ``set_weights``, loading)."""
+        for mirror in self._mirrors.values():
+            mirror.values.copy_to_device(self.values)
+
+    def from_device(self, device: str) -> None:
+        """Copies a device's values back, so layers' arrays show what training did there."""
+        if device in self._mirrors:
+            from nexec.runtime.memory import memory_for
+
+            memory_for(device).to_host(self._mirrors[device].values, self.values)
+
     def owns(self, layers: list[Any]) -> bool:
         """Whether this store still backs exactly these layers' parameters."""
         return all(l._params[n] is self.views.get((id(l), n)) for l in layers for n in l._params) \
@@ -48,4 +70,35 @@ class ParamStore:
         return {n: self.views[(id(layer), n)] for n in layer._params}
 
     def grads_of(self, layer: Any) -> dict[str, np.ndarray]:
+        return {n: self.grad_views[(id(layer), n)] for n in layer._params}
+
+
+class DeviceParams:
+    """A device copy of a store: flat values and gradients, and per-layer views of both.
+
+    Weights stay on the device between steps; the trainer copies them in before and out
+    after each ``fit``/``evaluate``/``predict`` call (``ParamStore.to_device``/``from_device``).
+    """
+
+    def __init__(self, store: ParamStore, device: str) -> None:
+        from nexec.runtime.memory import memory_for
+
+        memory = memory_for(device)
+        self.store = store
+        self.values = memory.to_device(store.values)
+        self.grads = memory.zeros(store.grads.shape, store.grads.dtype)
+        self.views: dict[tuple[int, str], Any] = {}
+        self.grad_views: dict[tuple[int, str], Any] = {}
+        at = 0
+        for layer, name in store.order:
+            shape = layer._params[name].shape
+            size = int(np.prod(shape))
+            self.views[(id(layer), name)] = self.values[at:at + size].reshape(shape)
+            self.grad_views[(id(layer), name)] = self.grads[at:at + size].reshape(shape)
+            at += size
+
+    def params_of(self, layer: Any) -> dict[str, Any]:
+        return {n: self.views[(id(layer), n)] for n in layer._params}
+
+    def grads_of(self, layer: Any) -> dict[str, Any]:
         return {n: self.grad_views[(id(layer), n)] for n in layer._params}

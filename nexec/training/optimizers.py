@@ -31,12 +31,27 @@ class Optimizer:
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
         self.state: list[np.ndarray] = []
+        self.device = "cpu"
+        self._fns: dict = {}
 
-    def build(self, size: int, dtype: str) -> None:
-        """Allocates the state once; keeps it when the size is unchanged (re-compile)."""
-        if len(self.state) != self.slots or any(s.size != size or s.dtype != dtype
-                                                for s in self.state):
-            self.state = [np.zeros(size, dtype) for _ in range(self.slots)]
+    def build(self, size: int, dtype: str, device: str = "cpu") -> None:
+        """Allocates the state once on ``device``; keeps it when nothing changed (re-compile)."""
+        from nexec.runtime.memory import memory_for
+
+        if len(self.state) != self.slots or self.device != device or any(
+                s.size != size or s.dtype != dtype for s in self.state):
+            memory = memory_for(device)
+            self.state = [memory.zeros((size,), dtype) for _ in range(self.slots)]
+        self.device = device
+
+    def kernel(self, name: str):  # noqa: ANN201
+        """The update kernel ``name`` for the device the state lives on (looked up once)."""
+        from nexec.runtime.memory import kernel_fn
+
+        key = (self.device, name)
+        if key not in self._fns:
+            self._fns[key] = kernel_fn(self.device, "optimizer", name)
+        return self._fns[key]
 
     def step(self, w: np.ndarray, g: np.ndarray) -> None:
         """Updates ``w`` in place from gradient ``g`` (both flat)."""
@@ -68,9 +83,8 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _update(self, w: np.ndarray, g: np.ndarray) -> None:
-        from nexec.kernels.cpu.optimizer import sgd_update
-
-        sgd_update(w, g, self.state[0], self.learning_rate, self.momentum, self.nesterov)
+        self.kernel("sgd_update")(w, g, self.state[0], self.learning_rate, self.momentum,
+                                  self.nesterov)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -94,9 +108,8 @@ class RMSprop(Optimizer):
         self.epsilon = float(epsilon)
 
     def _update(self, w: np.ndarray, g: np.ndarray) -> None:
-        from nexec.kernels.cpu.optimizer import rmsprop_update
-
-        rmsprop_update(w, g, self.state[0], self.learning_rate, self.rho, self.epsilon)
+        self.kernel("rmsprop_update")(w, g, self.state[0], self.learning_rate, self.rho,
+                                      self.epsilon)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -120,10 +133,8 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def _update(self, w: np.ndarray, g: np.ndarray) -> None:
-        from nexec.kernels.cpu.optimizer import adam_update
-
-        adam_update(w, g, self.state[0], self.state[1], self.learning_rate, self.beta_1,
-                    self.beta_2, self.epsilon, self.iterations)
+        self.kernel("adam_update")(w, g, self.state[0], self.state[1], self.learning_rate,
+                                   self.beta_1, self.beta_2, self.epsilon, self.iterations)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

@@ -64,13 +64,12 @@ class Predictor:
         batch = batch_size or 32
         results = [np.empty((n, *t.feature_shape), self.dtype) for t in self.model.outputs]
         bar = ProgressBar(-(-n // batch), _verbosity(verbose, 0))
+        self.store.to_device()
         for i, (lo, hi) in enumerate(_slices(n, batch)):
             prog = self.executor.program(hi - lo)
-            for dst, src in zip(prog.inputs, xs):
-                np.copyto(dst, src[lo:hi])
+            self.executor.load(prog, xs, lo, hi)
             self.executor.run_forward(prog)
-            for res, out in zip(results, prog.outputs):
-                np.copyto(res[lo:hi], out)
+            self.executor.read_outputs(prog, results, lo, hi)
             bar.update(i + 1)
         bar.finish()
         return results[0] if len(results) == 1 else results
@@ -114,7 +113,7 @@ class Trainer:
         self.plan = self.predictor.plan
         self.dtype = self.predictor.dtype
         self.store = self.predictor.store
-        self.optimizer.build(self.store.trainable_size, self.dtype)
+        self.optimizer.build(self.store.trainable_size, self.dtype, self.device)
         self.train_executor = Executor(self.plan, self.store, True, self.objectives,
                                        self.optimizer)
         self.eval_executor = Executor(self.plan, self.store, False, self.objectives)
@@ -172,11 +171,7 @@ class Trainer:
         for i, (lo, hi) in enumerate(_slices(n, batch)):
             b = hi - lo
             prog: Program = executor.program(b)
-            for dst, src in zip(prog.inputs + prog.targets, xs + ys):
-                if order is None:
-                    np.copyto(dst, src[lo:hi])
-                else:
-                    np.take(src, order[lo:hi], axis=0, out=dst, mode="clip")
+            executor.load(prog, xs + ys, lo, hi, order)
             if callbacks is not None:
                 for c in callbacks.batch_begin:
                     c.on_train_batch_begin(i)
@@ -239,6 +234,7 @@ class Trainer:
                            {"epochs": epochs, "steps": steps, "verbose": verbose})
         model.stop_training = False
         model.history = history
+        self.store.to_device()
         cbs.call("on_train_begin", {})
         for epoch in range(initial_epoch, epochs):
             cbs.call("on_epoch_begin", epoch, {})
@@ -254,6 +250,7 @@ class Trainer:
             cbs.call("on_epoch_end", epoch, logs)
             if model.stop_training:
                 break
+        self.store.from_device(self.device)  # weights come back once, after training
         cbs.call("on_train_end", {})
         return history
 
@@ -265,6 +262,7 @@ class Trainer:
             raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
         batch = min(batch_size or 32, len(xs[0]))
         bar = ProgressBar(-(-len(xs[0]) // batch), _verbosity(verbose, 0))
+        self.store.to_device()
         logs = self._run_epoch(self.eval_executor, xs, ys, batch, None, False)
         bar.finish(logs)
         if return_dict:
@@ -275,6 +273,8 @@ class Trainer:
     def train_on_batch(self, x: Any, y: Any) -> Any:
         xs = as_inputs(x, self.model, self.dtype)
         ys = as_targets(y, self.model, self.losses, self.dtype)
+        self.store.to_device()
         logs = self._run_epoch(self.train_executor, xs, ys, len(xs[0]), None, True)
+        self.store.from_device(self.device)
         values = list(logs.values())
         return values[0] if len(values) == 1 else values

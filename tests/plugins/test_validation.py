@@ -196,7 +196,7 @@ def test_a_name_already_taken_is_refused_naming_both_plugins(plugin_dir):
     (info,) = [p for p in nexec.plugins_info() if p["name"] == "nexec_copycat"]
     assert info["provides"] == {"layers": ["Fresh"]} and "Dense" in info["error"]
     assert layers.Dense.__module__ == "nexec.layers.core"
-    assert registry().kernel("Dense", "cpu").__module__ == "nexec.ops.cpu"
+    assert registry().kernel("Dense", "cpu").__module__ == "nexec.ops.builtin"
     with pytest.raises(PluginError, match="nexec_copycat"):
         registry().check()
 

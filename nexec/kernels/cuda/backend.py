@@ -43,6 +43,8 @@ except Exception as exc:  # noqa: BLE001  # pragma: no cover - any import failur
 cuda = _cuda
 
 __all__ = [
+    "view_2d",
+    "typed_view",
     "MAX_THREADS",
     "CudaUnavailableError",
     "cdiv",
@@ -194,6 +196,42 @@ def is_device_array(obj: Any) -> bool:
     if check is not None:
         return bool(check(obj))
     return hasattr(obj, "copy_to_host")  # the simulator has no is_cuda_array
+
+
+def view_2d(a: Any, rows: int, cols: int) -> Any:
+    """A 2-D ``(rows, cols)`` view of a device array whose leading axes collapse.
+
+    The row stride is that of the axis before the last ``cols``-sized block, so a slice on
+    one axis of a C-contiguous array (a concatenated buffer's channel slice) works too.
+    Device arrays have no settable ``shape``, so the view is built from the same memory.
+    """
+    itemsize = np.dtype(a.dtype).itemsize
+    row_stride = cols * itemsize
+    shape, all_strides = tuple(a.shape), tuple(a.strides)
+    if len(shape) >= 2:
+        # the stride of the last axis that stays in the row index
+        size, k = 1, len(shape)
+        while k > 0 and size < cols:
+            k -= 1
+            size *= shape[k]
+        if k > 0:
+            row_stride = all_strides[k - 1]
+    strides = (row_stride, itemsize)
+    if is_simulator():
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+        host = np.lib.stride_tricks.as_strided(a._ary, (rows, cols), strides)
+        return FakeCUDAArray(host)
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+
+    return DeviceNDArray((rows, cols), strides, a.dtype, gpu_data=a.gpu_data)
+
+
+def typed_view(arena: Any, offset: int, nbytes: int, dtype: Any, shape: tuple) -> Any:
+    """``arena[offset:offset+nbytes]`` (a uint8 device array) as ``dtype`` of ``shape``."""
+    part = arena[offset:offset + nbytes]
+    return part.view(np.dtype(dtype)).reshape(shape) if nbytes else \
+        device_array(shape, dtype)
 
 
 # --------------------------------------------------------------------------- launch configs

@@ -1,7 +1,9 @@
-"""Built-in layer types on the CPU: which kernel functions run, with which arrays.
+"""Built-in layer types on each device: which kernel functions run, with which arrays.
 
-Every binder runs once, when the executor binds a plan; it returns ``(function, args)``
-pairs, so a training step does no Python work here.
+One class per layer type serves every device: the CPU and CUDA kernel packages have the same
+file and function names (``nexec.kernels.<device>.<family>``), so an op kernel only picks the
+package. Every binder runs once, when the executor binds a plan; it returns
+``(function, args)`` pairs, so a training step does no Python work here.
 """
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import numpy as np
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows
 
-__all__ = ["CPU_KERNELS", "DenseKernel", "Conv2DKernel", "AddKernel", "ConcatenateKernel",
-           "ActivationKernel", "FlattenKernel"]
+__all__ = ["BUILTIN_KERNELS", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
+           "ConcatenateKernel", "ActivationKernel", "FlattenKernel"]
 
 
 def _bias(call: Call, grads: bool = False) -> np.ndarray:
@@ -23,7 +25,26 @@ def _bias(call: Call, grads: bool = False) -> np.ndarray:
     return np.empty(0, call.output.dtype)
 
 
-class DenseKernel(Kernel):
+class BuiltinKernel(Kernel):
+    """An op kernel bound to one device's kernel package.
+
+    On CUDA every launch goes to one stream (``call``'s functions get ``stream=``), and
+    outputs are not written as row-strided slices, so Concatenate copies there.
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        if device != "cpu":
+            self.strided_output = False
+
+    def fn(self, family: str, name: str) -> Any:
+        """Kernel function ``name`` of ``nexec.kernels.<device>.<family>``."""
+        from nexec.runtime.memory import kernel_fn
+
+        return kernel_fn(self.device, family, name)
+
+
+class DenseKernel(BuiltinKernel):
     """GEMM with bias + activation in the epilogue; fused activation/bias-gradient backward."""
 
     layer_type = "Dense"
@@ -41,7 +62,7 @@ class DenseKernel(Kernel):
         return ws
 
     def forward(self, call: Call) -> list[BoundCall]:
-        from nexec.kernels.cpu.dense import dense_forward
+        dense_forward = self.fn("dense", "dense_forward")
 
         out = call.output
         tmp = call.workspace.get("tmp", out)
@@ -49,7 +70,7 @@ class DenseKernel(Kernel):
                                  call.activation, out, tmp))]
 
     def backward(self, call: Call) -> list[BoundCall]:
-        from nexec.kernels.cpu.dense import dense_backward
+        dense_backward = self.fn("dense", "dense_backward")
 
         x = call.inputs[0]
         dx = call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
@@ -61,7 +82,7 @@ class DenseKernel(Kernel):
 _CONV_PHASES = {"tmp": "forward", "dz": "backward", "dcols": "backward"}
 
 
-class Conv2DKernel(Kernel):
+class Conv2DKernel(BuiltinKernel):
     """im2col + one BLAS GEMM per batch, bias + activation fused into the epilogue."""
 
     layer_type = "Conv2D"
@@ -69,7 +90,7 @@ class Conv2DKernel(Kernel):
     strided_output = True
 
     def _geometry(self, layer: Any, in_shape: tuple) -> tuple:
-        from nexec.kernels.cpu.conv import conv2d_geometry
+        from nexec.kernels.cpu.conv import conv2d_geometry  # plain Python, every device
 
         h, w, _ = in_shape
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
@@ -77,7 +98,7 @@ class Conv2DKernel(Kernel):
 
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
                    strided_output=False):  # noqa: ANN001
-        from nexec.kernels.cpu.conv import conv2d_workspace_shapes
+        from nexec.kernels.cpu.conv import conv2d_workspace_shapes  # plain Python
 
         h, w, cin = in_shapes[0]
         ho, wo, _, _ = self._geometry(layer, in_shapes[0])
@@ -90,7 +111,7 @@ class Conv2DKernel(Kernel):
                 for name, shape in shapes.items()}
 
     def forward(self, call: Call) -> list[BoundCall]:
-        from nexec.kernels.cpu.conv import conv2d_forward
+        conv2d_forward = self.fn("conv", "conv2d_forward")
 
         layer = call.layer
         ho, wo, pt, pl = self._geometry(layer, call.inputs[0].shape[1:])
@@ -102,7 +123,7 @@ class Conv2DKernel(Kernel):
                                   tmp, out))]
 
     def backward(self, call: Call) -> list[BoundCall]:
-        from nexec.kernels.cpu.conv import conv2d_backward
+        conv2d_backward = self.fn("conv", "conv2d_backward")
 
         layer = call.layer
         x = call.inputs[0]
@@ -116,7 +137,7 @@ class Conv2DKernel(Kernel):
                                    call.d_params["kernel"], _bias(call, grads=True)))]
 
 
-class AddKernel(Kernel):
+class AddKernel(BuiltinKernel):
     """Sum of n inputs with the activation applied in the last pass."""
 
     layer_type = "Add"
@@ -127,7 +148,8 @@ class AddKernel(Kernel):
     saves_output = True  # backward reads it for a fused activation's gradient
 
     def forward(self, call: Call) -> list[BoundCall]:
-        from nexec.kernels.cpu.merge import add_accumulate, add_forward
+        add_accumulate = self.fn("merge", "add_accumulate")
+        add_forward = self.fn("merge", "add_forward")
 
         xs = [rows(x) for x in call.inputs]
         out = rows(call.output)
@@ -140,8 +162,8 @@ class AddKernel(Kernel):
         return calls
 
     def backward(self, call: Call) -> list[BoundCall]:
-        from nexec.kernels.cpu.activation import activation_backward
-        from nexec.kernels.cpu.merge import copy_into
+        activation_backward = self.fn("activation", "activation_backward")
+        copy_into = self.fn("merge", "copy_into")
 
         dy = rows(call.d_output)
         targets = [rows(d) for d in call.d_inputs if d is not None]
@@ -154,7 +176,7 @@ class AddKernel(Kernel):
         return calls
 
 
-class ConcatenateKernel(Kernel):
+class ConcatenateKernel(BuiltinKernel):
     """Copies each input into its slice; the memory planner often makes this free."""
 
     layer_type = "Concatenate"
@@ -173,21 +195,26 @@ class ConcatenateKernel(Kernel):
         return parts
 
     def forward(self, call: Call) -> list[BoundCall]:
-        from nexec.kernels.cpu.merge import copy_into
+        copy_into = self.fn("merge", "copy_into")
 
         axis = call.layer.feature_axis(call.output.ndim - 1) + 1
         return [(copy_into, (as_2d(part, axis), as_2d(x, axis)))
                 for x, part in zip(call.inputs, self._parts(call, call.output))
-                if not np.shares_memory(x, part)]  # produced in place: nothing to copy
+                if not _same_memory(x, part)]  # produced in place: nothing to copy
 
     def backward(self, call: Call) -> list[BoundCall]:
-        from nexec.kernels.cpu.merge import copy_into
+        copy_into = self.fn("merge", "copy_into")
 
         assert call.d_output is not None
         axis = call.layer.feature_axis(call.output.ndim - 1) + 1
         return [(copy_into, (as_2d(d, axis), as_2d(part, axis)))
                 for d, part in zip(call.d_inputs, self._parts(call, call.d_output))
-                if d is not None and not np.shares_memory(d, part)]
+                if d is not None and not _same_memory(d, part)]
+
+
+def _same_memory(a: Any, b: Any) -> bool:
+    # Device arrays are never planned in place (no strided outputs there): always copy.
+    return isinstance(a, np.ndarray) and np.shares_memory(a, b)
 
 
 def as_2d(a: np.ndarray, axis: int) -> np.ndarray:
@@ -196,12 +223,18 @@ def as_2d(a: np.ndarray, axis: int) -> np.ndarray:
     Any single-axis slice of a C-contiguous array has this form, so one row-strided copy
     kernel serves concatenation on every axis.
     """
+    full = tuple(a.shape)
+    shape = (int(np.prod(full[:axis])), int(np.prod(full[axis:])))
+    if not isinstance(a, np.ndarray):
+        from nexec.kernels.cuda.backend import view_2d
+
+        return view_2d(a, *shape)
     v = a.view()
-    v.shape = (int(np.prod(a.shape[:axis])), int(np.prod(a.shape[axis:])))
+    v.shape = shape
     return v
 
 
-class ActivationKernel(Kernel):
+class ActivationKernel(BuiltinKernel):
     """A standalone activation (when it could not be fused into its producer)."""
 
     layer_type = "Activation"
@@ -210,13 +243,13 @@ class ActivationKernel(Kernel):
     overwrites_input = True
 
     def forward(self, call: Call) -> list[BoundCall]:
-        from nexec.kernels.cpu.activation import activation_forward
+        activation_forward = self.fn("activation", "activation_forward")
 
         return [(activation_forward, (rows(call.inputs[0]), call.activation,
                                       rows(call.output)))]
 
     def backward(self, call: Call) -> list[BoundCall]:
-        from nexec.kernels.cpu.activation import activation_backward
+        activation_backward = self.fn("activation", "activation_backward")
 
         if call.d_inputs[0] is None:
             return []
@@ -224,7 +257,7 @@ class ActivationKernel(Kernel):
                                        call.activation, rows(call.d_inputs[0])))]
 
 
-class FlattenKernel(Kernel):
+class FlattenKernel(BuiltinKernel):
     """A reshape: the executor makes the output a view of the input, so nothing runs."""
 
     layer_type = "Flatten"
@@ -239,5 +272,6 @@ class FlattenKernel(Kernel):
         return []
 
 
-CPU_KERNELS = [DenseKernel(), Conv2DKernel(), AddKernel(), ConcatenateKernel(),
-               ActivationKernel(), FlattenKernel()]
+BUILTIN_KERNELS = [cls(device) for device in ("cpu", "cuda")
+                   for cls in (DenseKernel, Conv2DKernel, AddKernel, ConcatenateKernel,
+                               ActivationKernel, FlattenKernel)]

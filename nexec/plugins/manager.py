@@ -117,37 +117,30 @@ class Registry:
         return list(dict(result).items())
 
     def _add(self, record: PluginRecord, kind: str, key: Any, value: Any) -> None:
-        table = getattr(self, kind)
-        if key in table:
-            other = self.owner[(kind, key)]
-            shown = "/".join(map(str, key)) if kind == "kernels" else repr(key)
-            msg = (f"plugin '{record.name}' registers {_SINGULAR[kind]} {shown}, which plugin "
-                   f"'{other}' already registered; the second one is ignored.")
-            record.error = msg if record.error is None else f"{record.error}; {msg}"
-            warnings.warn(msg, PluginWarning, stacklevel=3)
-            return
-        if kind == "layers":
+        shown = "/".join(map(str, key)) if kind == "kernels" else repr(key)
+        problem = None
+        if key in getattr(self, kind):
+            problem = (f"which plugin '{self.owner[(kind, key)]}' already registered; the "
+                       "second one is ignored")
+        elif kind == "layers":
             from nexec.layers.base import Layer
 
             if not (isinstance(value, type) and issubclass(value, Layer)):
-                msg = f"plugin '{record.name}' registers {key!r}, which is not a Layer subclass."
-                record.error = msg
-                warnings.warn(msg, PluginWarning, stacklevel=3)
-                return
-        if kind == "kernels":
+                problem = "which is not a Layer subclass"
+        elif kind == "kernels":
             from nexec.ops.base import Kernel
 
             if not isinstance(value, Kernel):
-                what = "a class; register an instance" if isinstance(value, type) else \
-                    "not a nexec.plugin.Kernel instance"
-                msg = (f"plugin '{record.name}' registers kernel {'/'.join(map(str, key))}, "
-                       f"which is {what}.")
-                record.error = msg if record.error is None else f"{record.error}; {msg}"
-                warnings.warn(msg, PluginWarning, stacklevel=3)
-                return
-        table[key] = value
+                problem = "which is " + ("a class; register an instance" if isinstance(
+                    value, type) else "not a nexec.plugin.Kernel instance")
+        if problem is not None:
+            msg = f"plugin '{record.name}' registers {_SINGULAR[kind]} {shown}, {problem}."
+            record.error = msg if record.error is None else f"{record.error}; {msg}"
+            warnings.warn(msg, PluginWarning, stacklevel=3)
+            return
+        getattr(self, kind)[key] = value
         self.owner[(kind, key)] = record.name
-        record.provides.setdefault(kind, []).append(key if kind != "kernels" else "/".join(key))
+        record.provides.setdefault(kind, []).append(key if kind != "kernels" else shown)
 
     def _fail(self, name: str, version: str, why: str) -> PluginRecord:
         record = PluginRecord(name, version, error=f"plugin '{name}' {why}")

@@ -6,10 +6,10 @@ import nexec
 from nexec import Input, Model, layers, optimizers
 from nexec.kernels.cuda import backend
 
-pytestmark = [pytest.mark.cudasim,
-              pytest.mark.skipif(not backend.is_available(),
-                                 reason="needs a GPU or NUMBA_ENABLE_CUDASIM=1 (set by the "
-                                        "repository's conftest.py)")]
+# The simulator is on for the test session (the repository's conftest.py); on a GPU machine
+# run with NUMBA_ENABLE_CUDASIM=0 to use the device.
+on_cuda = pytest.mark.skipif(not backend.is_available(),
+                             reason="needs a GPU or NUMBA_ENABLE_CUDASIM=1")
 
 
 def _model():
@@ -33,6 +33,8 @@ def _fit(device, epochs=2):
     return model, history, x
 
 
+@pytest.mark.cudasim
+@on_cuda
 def test_fit_on_cuda_matches_the_cpu():
     cpu, h_cpu, x = _fit("cpu")
     gpu, h_gpu, _ = _fit("cuda")
@@ -43,6 +45,8 @@ def test_fit_on_cuda_matches_the_cpu():
     np.testing.assert_allclose(gpu.predict(x), cpu.predict(x), rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.cudasim
+@on_cuda
 def test_weights_round_trip_between_devices(tmp_path):
     gpu, _, x = _fit("cuda", epochs=1)
     on_gpu = gpu.predict(x)
@@ -57,3 +61,25 @@ def test_weights_round_trip_between_devices(tmp_path):
     gpu.compile(optimizer="sgd", loss="categorical_crossentropy", device="cuda")
     gpu.set_weights([np.zeros_like(w) for w in weights])
     np.testing.assert_allclose(gpu.predict(x), np.full((10, 3), 1 / 3), rtol=1e-6)
+
+
+def test_asking_for_cuda_without_a_gpu_says_how_to_get_one():
+    import subprocess
+    import sys
+
+    code = ("import nexec\n"
+            "from nexec import Input, Model, layers\n"
+            "x = Input(shape=(2,)); m = Model(x, layers.Dense(1)(x))\n"
+            "print(nexec.devices())\n"
+            "try:\n"
+            "    m.compile(optimizer='sgd', loss='mse', device='cuda')\n"
+            "except nexec.NexecError as e:\n"
+            "    print('ERROR', e)\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["NUMBA_ENABLE_CUDASIM"] = "0"
+    env["CUDA_VISIBLE_DEVICES"] = ""  # hide any real GPU too
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert "['cpu']" in done.stdout, done.stdout + done.stderr
+    assert "ERROR device='cuda' was asked for, but no CUDA GPU is usable here" in done.stdout
+    assert "pip install 'nexec[cuda]'" in done.stdout and "Traceback" not in done.stderr

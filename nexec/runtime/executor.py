@@ -16,12 +16,10 @@ from nexec.kernels.activations import LINEAR, code_of
 from nexec.ops.base import BoundCall, Call, rows
 from nexec.planner.plan import Plan
 from nexec.planner.schedule import Schedule, build_schedule
-from nexec.runtime.memory import kernel_fn, memory_for
+from nexec.runtime.memory import ALIGNMENT, kernel_fn, memory_for
 from nexec.runtime.params import ParamStore
 
 __all__ = ["Executor", "Program", "Objective"]
-
-ALIGNMENT = 64
 
 
 @dataclass

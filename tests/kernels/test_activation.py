@@ -18,45 +18,12 @@ from nexec.kernels.cpu.activation import (
     row_sum,
 )
 from nexec.testing import assert_close, check_gradients
+from tests.kernels.reference import ref_act, ref_act_grad, ref_sigmoid
 
 ACTS = [LINEAR, RELU, SIGMOID, TANH, SOFTMAX]
 DTYPES = [np.float32, np.float64]
 N, C = 5, 7
 SENTINEL = 1234.5
-
-
-def ref_sigmoid(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def ref_act(z: np.ndarray, act: int) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    if act == LINEAR:
-        return z.copy()
-    if act == RELU:
-        return np.maximum(z, 0.0)
-    if act == SIGMOID:
-        return ref_sigmoid(z)
-    if act == TANH:
-        return np.tanh(z)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def ref_act_grad(y: np.ndarray, dy: np.ndarray, act: int) -> np.ndarray:
-    y = np.asarray(y, dtype=np.float64)
-    dy = np.asarray(dy, dtype=np.float64)
-    if act == LINEAR:
-        return dy.copy()
-    if act == RELU:
-        return dy * (y > 0)
-    if act == SIGMOID:
-        return dy * y * (1 - y)
-    if act == TANH:
-        return dy * (1 - y * y)
-    return y * (dy - (dy * y).sum(axis=1, keepdims=True))
 
 
 def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

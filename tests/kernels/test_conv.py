@@ -12,6 +12,7 @@ from nexec.kernels.cpu.conv import (
     conv2d_workspace_shapes,
 )
 from nexec.testing import assert_close, check_gradients
+from tests.kernels.reference import ref_act, ref_act_grad
 
 ACTS = [LINEAR, RELU, SIGMOID, TANH, SOFTMAX]
 DTYPES = [np.float32, np.float64]
@@ -38,31 +39,6 @@ CASE_IDS = [f"{h}x{w}x{c}-{f}_k{kh}x{kw}_s{sh}x{sw}_{p}"
 
 
 # ----------------------------------------------------------------------------- reference
-
-
-def ref_act(z: np.ndarray, act: int) -> np.ndarray:
-    if act == LINEAR:
-        return z.copy()
-    if act == RELU:
-        return np.maximum(z, 0.0)
-    if act == SIGMOID:
-        return 1.0 / (1.0 + np.exp(-z))
-    if act == TANH:
-        return np.tanh(z)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def ref_act_grad(y: np.ndarray, dy: np.ndarray, act: int) -> np.ndarray:
-    if act == LINEAR:
-        return dy.copy()
-    if act == RELU:
-        return dy * (y > 0)
-    if act == SIGMOID:
-        return dy * y * (1 - y)
-    if act == TANH:
-        return dy * (1 - y * y)
-    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
 
 def _padded(x, kh, kw, sh, sw, pt, pl, ho, wo):

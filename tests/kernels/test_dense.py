@@ -7,36 +7,12 @@ import pytest
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from nexec.kernels.cpu.dense import dense_backward, dense_forward
 from nexec.testing import assert_close, check_gradients
+from tests.kernels.reference import ref_act, ref_act_grad
 
 ACTS = [LINEAR, RELU, SIGMOID, TANH, SOFTMAX]
 DTYPES = [np.float32, np.float64]
 N, I, O = 5, 7, 3
 SENTINEL = 1234.5
-
-
-def ref_act(z: np.ndarray, act: int) -> np.ndarray:
-    if act == LINEAR:
-        return z.copy()
-    if act == RELU:
-        return np.maximum(z, 0.0)
-    if act == SIGMOID:
-        return 1.0 / (1.0 + np.exp(-z))
-    if act == TANH:
-        return np.tanh(z)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def ref_act_grad(y: np.ndarray, dy: np.ndarray, act: int) -> np.ndarray:
-    if act == LINEAR:
-        return dy.copy()
-    if act == RELU:
-        return dy * (y > 0)
-    if act == SIGMOID:
-        return dy * y * (1 - y)
-    if act == TANH:
-        return dy * (1 - y * y)
-    return y * (dy - (dy * y).sum(axis=1, keepdims=True))
 
 
 def strided(rows: int, cols: int, dtype, left: int = 2, right: int = 3):

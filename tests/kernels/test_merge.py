@@ -8,25 +8,12 @@ from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from nexec.kernels.cpu.activation import activation_backward
 from nexec.kernels.cpu.merge import accumulate, add_accumulate, add_forward, copy_into, fill_zero
 from nexec.testing import assert_close, check_gradients
+from tests.kernels.reference import ref_act
 
 ACTS = [LINEAR, RELU, SIGMOID, TANH, SOFTMAX]
 DTYPES = [np.float32, np.float64]
 N, C = 5, 3
 SENTINEL = 1234.5
-
-
-def ref_act(z: np.ndarray, act: int) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    if act == LINEAR:
-        return z.copy()
-    if act == RELU:
-        return np.maximum(z, 0.0)
-    if act == SIGMOID:
-        return 1.0 / (1.0 + np.exp(-z))
-    if act == TANH:
-        return np.tanh(z)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def strided(rows: int, cols: int, dtype, left: int = 2, right: int = 3):

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["assert_close", "numerical_gradient", "check_gradients", "default_rtol",
-           "model_gradients", "weights_by_name"]
+           "model_gradients", "weights_by_name", "count_allocations", "array_arguments"]
 
 
 def default_rtol(dtype: np.dtype | type) -> float:
@@ -150,3 +150,40 @@ def weights_by_name(model) -> dict[str, np.ndarray]:  # noqa: ANN001
     store = model._trainer.store
     return {f"{layer.name}/{name}": layer._params[name]
             for layer in store.layers for name in layer._params}
+
+
+def count_allocations(run: Callable[[], object]) -> tuple[int, list]:
+    """Runs ``run()`` and reports what it allocated: ``(nrt_allocations, numpy_blocks)``.
+
+    ``nrt_allocations`` counts Numba runtime allocations (calling a jitted function wraps
+    each array argument in one, so a step that allocates nothing counts exactly
+    :func:`array_arguments` of its bound calls); ``numpy_blocks`` lists the NumPy data
+    allocations still alive afterwards (tracemalloc's NumPy domain), empty when none.
+    """
+    import tracemalloc
+
+    from numba.core.runtime import _nrt_python, rtsys
+
+    only_numpy = [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
+    _nrt_python.memsys_enable_stats()
+    nrt_before = rtsys.get_allocation_stats().alloc
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot().filter_traces(only_numpy)
+    try:
+        run()
+        after = tracemalloc.take_snapshot().filter_traces(only_numpy)
+    finally:
+        tracemalloc.stop()
+        nrt_after = rtsys.get_allocation_stats().alloc
+        _nrt_python.memsys_disable_stats()
+    grown = [s for s in after.compare_to(before, "lineno") if s.count_diff > 0]
+    return nrt_after - nrt_before, grown
+
+
+def array_arguments(prog) -> int:  # noqa: ANN001
+    """Array arguments of a bound program's kernel calls (forward, loss, metrics, backward),
+    i.e. the NRT wrappers one step makes when nothing else allocates (optimizer excluded)."""
+    calls = [args for _, args in prog.forward + prog.backward]
+    calls += [args for *_, args in prog.loss_values]
+    calls += [m[3] for m in prog.metrics]
+    return sum(isinstance(a, np.ndarray) for args in calls for a in args)

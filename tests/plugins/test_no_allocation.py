@@ -4,15 +4,10 @@ As in ``tests/training/test_no_allocation.py``: calling a jitted function wraps 
 argument in one NRT meminfo (no data), so a step's NRT count must equal the number of array
 arguments of its bound calls; NumPy must allocate no data at all.
 """
-import tracemalloc
-
 import numpy as np
-from numba.core.runtime import _nrt_python, rtsys
 
 from nexec import Input, Model, layers
-
-
-NUMPY_DOMAIN = np.lib.tracemalloc_domain
+from nexec.testing import array_arguments, count_allocations
 
 
 def test_training_steps_with_plugin_layers_allocate_nothing():
@@ -38,25 +33,9 @@ def test_training_steps_with_plugin_layers_allocate_nothing():
             np.copyto(prog.targets[0], y[i * 8:(i + 1) * 8])
             ex.train_step(prog, losses, counts)
 
-    def array_args(calls):
-        return sum(isinstance(a, np.ndarray) for _, args in calls for a in args)
-
-    per_step = (array_args(prog.forward) + array_args(prog.backward)
-                + sum(isinstance(a, np.ndarray) for *_, args in prog.loss_values for a in args)
-                + 3)  # sgd_update(w, g, velocity)
     steps(2)
-    _nrt_python.memsys_enable_stats()
-    nrt_before = rtsys.get_allocation_stats()
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    steps(3)
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    nrt_after = rtsys.get_allocation_stats()
-    _nrt_python.memsys_disable_stats()
-    assert nrt_after.alloc - nrt_before.alloc == 3 * per_step, (nrt_before, nrt_after, per_step)
-    only_numpy = [tracemalloc.DomainFilter(True, NUMPY_DOMAIN)]
-    grown = [s for s in after.filter_traces(only_numpy).compare_to(
-        before.filter_traces(only_numpy), "lineno") if s.count_diff > 0]
-    assert grown == []
+    nrt, numpy_blocks = count_allocations(lambda: steps(3))
+    per_step = array_arguments(prog) + 3  # + sgd_update(w, g, velocity)
+    assert nrt == 3 * per_step, (nrt, per_step)
+    assert numpy_blocks == []
     assert np.isfinite(losses[0])

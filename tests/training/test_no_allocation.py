@@ -4,15 +4,11 @@ Calling a jitted function from Python wraps each array argument in one NRT "memi
 NRT allocation of a few bytes, no data). So the exact NRT count of a step is the number of
 array arguments of its bound calls; anything above that is a kernel allocating.
 """
-import tracemalloc
-
 import numpy as np
 from numba import njit
-from numba.core.runtime import _nrt_python, rtsys
 
 from nexec import Input, Model, layers
-
-NUMPY_DOMAIN = np.lib.tracemalloc_domain  # NumPy reports its data buffers to tracemalloc here
+from nexec.testing import array_arguments, count_allocations
 
 
 def _model():
@@ -44,28 +40,11 @@ def test_training_steps_allocate_nothing_after_warm_up():
                 np.take(src, order[i * 64:(i + 1) * 64], axis=0, out=dst, mode="clip")
             ex.train_step(prog, losses, counts)
 
-    def array_args(calls):
-        return sum(isinstance(a, np.ndarray) for _, args in calls for a in args)
-
-    per_step = (array_args(prog.forward) + array_args(prog.backward)
-                + sum(isinstance(a, np.ndarray) for *_, args in prog.loss_values for a in args)
-                + sum(isinstance(a, np.ndarray) for m in prog.metrics for a in m[3])
-                + 4)  # adam_update(w, g, m, v)
     steps(3)
-    _nrt_python.memsys_enable_stats()
-    nrt_before = rtsys.get_allocation_stats()
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    steps(4)
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    nrt_after = rtsys.get_allocation_stats()
-    _nrt_python.memsys_disable_stats()
-    assert nrt_after.alloc - nrt_before.alloc == 4 * per_step, (nrt_before, nrt_after, per_step)
-    numpy_allocs = [s for s in after.filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)])
-                    .compare_to(before.filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)]),
-                                "lineno") if s.count_diff > 0]
-    assert numpy_allocs == []
+    nrt, numpy_blocks = count_allocations(lambda: steps(4))
+    per_step = array_arguments(prog) + 4  # + adam_update(w, g, m, v)
+    assert nrt == 4 * per_step, (nrt, per_step)
+    assert numpy_blocks == []
     assert np.isfinite(losses[0])
 
 
@@ -76,12 +55,11 @@ def _allocating_kernel(a):
     a[:] = tmp * 2
 
 
-def test_the_nrt_counter_sees_a_kernel_that_allocates():
+def test_the_counters_see_a_kernel_that_allocates():
     a = np.ones(4)
     _allocating_kernel(a)
-    _nrt_python.memsys_enable_stats()
-    before = rtsys.get_allocation_stats().alloc
-    _allocating_kernel(a)
-    after = rtsys.get_allocation_stats().alloc
-    _nrt_python.memsys_disable_stats()
-    assert after - before > 1  # one for the argument, more for the temporaries
+    nrt, _ = count_allocations(lambda: _allocating_kernel(a))
+    assert nrt > 1  # one for the argument, more for the temporaries
+    kept = []
+    _, numpy_blocks = count_allocations(lambda: kept.append(np.ones(1000)))
+    assert numpy_blocks != []

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = ["NexecError", "ShapeError", "GraphError", "PluginError", "PluginWarning",
-           "DataError", "NotCompiledError"]
+           "DataError", "NotCompiledError", "SavedModelError"]
 
 
 class NexecError(Exception):
@@ -31,3 +31,7 @@ class DataError(NexecError, ValueError):
 
 class NotCompiledError(NexecError, RuntimeError):
     """Training was asked for before ``compile``."""
+
+
+class SavedModelError(NexecError, ValueError):
+    """A file given to ``load_model`` is not a model file this nexec can read."""

@@ -1,4 +1,4 @@
-"""Architecture as JSON, weights as ``.npz``; every write is atomic.
+"""Architecture as JSON; weights, or a whole model, as ``.npz``; every write is atomic.
 
 A model's config lists its layers (class name + ``get_config()``) and its nodes in
 topological order, each naming the (layer, call, output) it reads; rebuilding replays those
@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nexec.errors import GraphError
+from nexec.errors import GraphError, SavedModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     from nexec.model import Model
 
 __all__ = ["model_config", "model_from_config", "to_json", "model_from_json", "save_model",
-           "load_model", "save_weights", "load_weights", "layer_class"]
+           "load_model", "save_weights", "load_weights", "layer_class",
+           "MODEL_FILE_VERSION", "atomic_write"]
 
 FORMAT = "nexec-model-1"
 
@@ -153,10 +155,13 @@ def model_from_json(text: str) -> Model:
     return model_from_config(data["config"], layer_class(data["class_name"]))
 
 
-def _atomic_write(path: str, write: Any) -> None:
+def atomic_write(path: str, write: Any) -> None:
+    """Calls ``write(binary_file)`` on a temporary file next to ``path``, then renames it
+    over ``path``: readers see the old file or the new one, never half of one."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".nexec-", suffix=".tmp", dir=folder)
     try:
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; keep what a plain open() gives
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -166,6 +171,16 @@ def _atomic_write(path: str, write: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _file_mode(path: str) -> int:
+    """The existing file's permissions, or those ``open(path, "w")`` would give."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _weight_arrays(model: Model) -> dict[str, np.ndarray]:
@@ -184,7 +199,7 @@ def _all_layers(model: Model) -> list[Any]:
 def save_weights(model: Model, path: str) -> None:
     """Writes every parameter to ``path`` (``.npz``), keyed ``layer/param``, atomically."""
     arrays = _weight_arrays(model)
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_weights(model: Model, path: str) -> None:
@@ -207,16 +222,111 @@ def _assign(model: Model, saved: dict[str, np.ndarray]) -> None:
         np.copyto(p, saved[k], casting="unsafe")
 
 
+MODEL_FILE_VERSION = 1  # bump when the layout of a saved model file changes
+
+
 def save_model(model: Model, path: str) -> None:
-    """Architecture and weights in one ``.npz`` file, written atomically."""
-    arrays = dict(_weight_arrays(model))
-    arrays["__config__"] = np.array(to_json(model))
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    """Architecture, weights and (once compiled) compile settings and optimizer state, in one
+    file written atomically.
+
+    The file is a NumPy ``.npz`` (a zip of ``.npy`` arrays, no pickles): ``__format__`` holds
+    ``[MODEL_FILE_VERSION]``, ``__config__`` the :func:`to_json` text, ``__compile__`` the
+    compile settings as JSON, ``layer/param`` each weight, ``__optimizer__/N`` each optimizer
+    state slot (flat, in the parameter store's order) and ``__optimizer__/iterations``.
+    """
+    arrays: dict[str, np.ndarray] = {"__format__": np.array([MODEL_FILE_VERSION]),
+                                     "__config__": np.array(to_json(model))}
+    arrays.update(_weight_arrays(model))
+    trainer = model._trainer
+    if trainer is not None:
+        opt = trainer.optimizer
+        compile_config = {**trainer.config, "optimizer": {
+            "class_name": type(opt).__name__, "config": opt.get_config()}}
+        arrays["__compile__"] = np.array(json.dumps(compile_config))
+        arrays["__optimizer__/iterations"] = np.array(opt.iterations, np.int64)
+        for i, slot in enumerate(opt.state):
+            arrays[f"__optimizer__/{i}"] = _host(slot)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_model(path: str) -> Model:
-    """Reads a model written by ``model.save(path)``."""
-    with np.load(path, allow_pickle=False) as data:
-        model = model_from_json(str(data["__config__"]))
-        _assign(model, {k: data[k] for k in data.files if not k.startswith("__")})
+def load_model(path: str, compile: bool = True) -> Model:
+    """Reads a model written by ``model.save(path)``.
+
+    Args:
+        path: The file.
+        compile: Compile the model as it was when saved, optimizer state included, so
+            ``fit`` continues where it stopped (ignored for a model saved uncompiled).
+
+    Raises:
+        FileNotFoundError: No such file.
+        SavedModelError: A truncated, corrupted or foreign file, or a newer format.
+    """
+    arrays = _read_model_file(path)
+    model = model_from_json(str(arrays.pop("__config__")))
+    compile_json = arrays.pop("__compile__", None)
+    optimizer = {k: arrays.pop(k) for k in [k for k in arrays if k.startswith("__optimizer__/")]}
+    _assign(model, arrays)
+    if compile and compile_json is not None:
+        _compile_from(model, json.loads(str(compile_json)), optimizer, path)
     return model
+
+
+def _read_model_file(path: str) -> dict[str, np.ndarray]:
+    """Every array of a saved model file, checked; a clear error for anything else."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No saved model at '{path}'.")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # every zip, so every .npz, starts so
+            raise SavedModelError(f"'{path}' is not a nexec model file (not a zip archive); "
+                                  "write one with model.save(path).")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            files = data.files
+            if "__format__" not in files or "__config__" not in files:
+                raise SavedModelError(f"'{path}' is not a nexec model file (it has no "
+                                      "format marker); write one with model.save(path).")
+            version = int(data["__format__"][0])
+            if version > MODEL_FILE_VERSION:
+                raise SavedModelError(
+                    f"'{path}' was written by a newer nexec (model file format {version}); "
+                    f"this nexec reads format {MODEL_FILE_VERSION} and older. Upgrade nexec.")
+            return {k: data[k] for k in files if k != "__format__"}
+    except SavedModelError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        # np.load raises ValueError/OSError for a file that is not an .npz at all, zipfile
+        # BadZipFile for a truncated one (no central directory) or a bad CRC.
+        raise SavedModelError(f"'{path}' is not a readable nexec model file: it is truncated, "
+                              f"corrupted or of another kind ({type(e).__name__}: {e}).") from None
+
+
+def _compile_from(model: Model, config: dict[str, Any], optimizer: dict[str, np.ndarray],
+                  path: str) -> None:
+    from nexec.plugins import registry
+
+    opt_entry = config["optimizer"]
+    table = registry().optimizers
+    cls = next((c for c in table.values() if c.__name__ == opt_entry["class_name"]), None)
+    if cls is None:
+        raise SavedModelError(f"'{path}' was compiled with optimizer "
+                              f"{opt_entry['class_name']!r}, which no installed plugin provides.")
+    opt = cls(**opt_entry["config"])
+    names = model.output_names
+    model.compile(optimizer=opt, loss=dict(zip(names, config["loss"])),
+                  metrics=dict(zip(names, config["metrics"])),
+                  loss_weights=dict(zip(names, config["loss_weights"])))
+    if len(optimizer) != len(opt.state) + 1:
+        raise SavedModelError(f"'{path}': optimizer state has {len(optimizer) - 1} slot(s), "
+                              f"{type(opt).__name__} needs {len(opt.state)}.")
+    opt.iterations = int(optimizer["__optimizer__/iterations"])
+    for i, slot in enumerate(opt.state):
+        saved = optimizer[f"__optimizer__/{i}"]
+        if saved.shape != slot.shape:
+            raise SavedModelError(f"'{path}': optimizer slot {i} has shape {saved.shape}, the "
+                                  f"model's parameters need {slot.shape}.")
+        np.copyto(slot, saved, casting="unsafe")
+
+
+def _host(array: Any) -> np.ndarray:
+    """A host copy of a CPU or device array."""
+    return array.copy_to_host() if hasattr(array, "copy_to_host") else np.asarray(array)

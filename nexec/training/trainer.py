@@ -109,6 +109,9 @@ class Trainer:
             Objective(l, w, [resolve_metric(m, l.name) for m in ms])
             for l, w, ms in zip(self.losses, weights, per_output_metrics)]
         self.optimizer = opt_module.get(optimizer)
+        # What ``model.save`` records to compile a loaded model the same way (by name).
+        self.config = {"loss": [l.name for l in self.losses], "loss_weights": weights,
+                       "metrics": [[str(m) for m in ms] for ms in per_output_metrics]}
         self.predictor = Predictor(model, self.device)
         self.plan = self.predictor.plan
         self.dtype = self.predictor.dtype

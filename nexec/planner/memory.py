@@ -111,7 +111,10 @@ class MemoryPlan:
     __repr__ = __str__
 
     def plot(self, path: str) -> None:
-        """Draws buffers as rectangles (x = step, y = offset) into ``path`` (matplotlib)."""
+        """Draws buffers as rectangles (x = step, y = offset) into ``path``.
+
+        ``.svg`` needs nothing installed; ``.png`` and other formats need matplotlib.
+        """
         from nexec.planner.picture import plot_memory
 
         plot_memory(self, path)

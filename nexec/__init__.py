@@ -9,8 +9,9 @@ Example:
 """
 from __future__ import annotations
 
-from nexec import callbacks, layers, losses, models, optimizers
-from nexec.errors import DataError, GraphError, NexecError, PluginError, ShapeError
+from nexec import callbacks, datasets, layers, losses, models, optimizers, utils
+from nexec.errors import (DataError, GraphError, NexecError, PluginError, SavedModelError,
+                          ShapeError)
 from nexec.graph import Input, SymbolicTensor, clear_session
 from nexec.model import Model, Sequential
 from nexec.plugins import plugins_info
@@ -20,9 +21,10 @@ from nexec.saving import load_model
 __version__ = "0.1.0"
 
 __all__ = ["Input", "Model", "Sequential", "SymbolicTensor", "layers", "models", "optimizers",
-           "losses", "callbacks",
+           "losses", "callbacks", "utils", "datasets",
            "clear_session", "set_random_seed", "load_model", "plugins_info", "devices",
-           "NexecError", "ShapeError", "GraphError", "PluginError", "DataError", "__version__"]
+           "NexecError", "ShapeError", "GraphError", "PluginError", "DataError",
+           "SavedModelError", "__version__"]
 
 
 def devices() -> list[str]:

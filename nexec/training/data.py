@@ -85,6 +85,8 @@ def as_targets(y: Any, model: Any, losses: list[Any], dtype: str) -> list[np.nda
             raise DataError(f"Output '{name}': categorical_crossentropy takes one-hot targets of "
                             f"shape {t.shape}, got integer labels of shape {a.shape}; one-hot "
                             "encode them or use loss='sparse_categorical_crossentropy'.")
+        if a.ndim == 1 and shape == (1,):
+            a = a[:, None]  # one value per sample for a one-unit output, as Keras takes it
         if tuple(a.shape[1:]) != shape:
             raise DataError(f"Output '{name}' expects targets of shape {t.shape}, got {a.shape}.")
         a = np.ascontiguousarray(a, dtype=dtype)

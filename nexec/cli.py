@@ -1,27 +1,26 @@
-"""The ``nexec`` command line.
+"""The ``nexec`` command line (also ``python -m nexec``).
 
-``nexec plugins`` lists every installed plugin (nexec's built-ins first): its version, what it
-registers, and any error (failed import, wrong API version, a name already taken). It exits
-with status 1 when a plugin has an error, so CI can run it as a check.
+    nexec demo [--quick] [--out DIR]   the tour: train the seed MLP, a CNN on real digits, ...
+    nexec summary FILE                 the summary of a saved model or a JSON config
+    nexec plot FILE -o OUT             the graph of a saved model or JSON config as a picture
+    nexec plugins [--json]             installed plugins, what they register, any errors
 
-Example:
-    $ nexec plugins
-    nexec.builtin 0.1.0
-      layers: InputLayer, Dense, Conv2D, Concatenate, Add, Activation, Flatten
-      ...
-    nexec-pooling:pooling 0.1.0
-      layers: MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D
-      kernels: MaxPooling2D/cpu, AveragePooling2D/cpu, GlobalAveragePooling2D/cpu
+Every failure prints one line, ``nexec: error: ...``, and exits with status 1 (2 for a wrong
+command line). ``nexec plugins`` also exits 1 when a plugin has an error, so CI can run it as
+a check.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
-from typing import Sequence
+from typing import Any, Sequence
 
-__all__ = ["main", "plugins_text"]
+from nexec.errors import NexecError
+
+__all__ = ["main", "plugins_text", "load_any"]
 
 
 def plugins_text(info: list[dict]) -> str:
@@ -56,18 +55,110 @@ def _plugins(args: argparse.Namespace) -> int:
     return 1 if any(p["error"] for p in info) else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``nexec`` script; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="nexec", description="nexec command line tools.")
+def load_any(path: str) -> Any:
+    """A model from a ``model.save`` file or from JSON (``model.to_json()`` or a config)."""
+    from nexec.saving import load_model, model_from_config, model_from_json
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: '{path}'")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":
+        return load_model(path, compile=False)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"'{path}' is neither a saved model (model.save) nor a JSON model "
+                         "config (model.to_json())") from None
+    if isinstance(data, dict) and "class_name" in data and "config" in data:
+        return model_from_json(json.dumps(data))
+    if isinstance(data, dict) and "layers" in data:
+        return model_from_config(data)
+    raise ValueError(f"'{path}' is JSON but not a nexec model config (no 'class_name' and "
+                     "'config', nor 'layers')")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from nexec.demo import run_demo
+
+    run_demo(quick=args.quick, out_dir=args.out)
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    load_any(args.file).summary()
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from nexec.plot import plot_model
+
+    plot_model(load_any(args.file), args.output, show_shapes=not args.no_shapes,
+               show_layer_activations=not args.no_shapes, rankdir=args.rankdir,
+               expand_nested=args.expand_nested)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from nexec import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="nexec", description="nexec: the Keras functional API on a static graph executor.")
+    parser.add_argument("--version", action="version", version=f"nexec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command")
-    p = sub.add_parser("plugins", help="list installed plugins, what they register, errors")
+    p = sub.add_parser("demo", help="train the seed MLP and a CNN on real digits; draw them",
+                       description="The tour: the seed MLP (Sequential and functional), an "
+                       "Inception + residual CNN trained on the UCI digits that ship with "
+                       "nexec, a two-input / two-output model, and pictures of the CNN.")
+    p.add_argument("--quick", action="store_true", help="seconds, not a minute (fewer epochs)")
+    p.add_argument("--out", default="nexec-demo", metavar="DIR",
+                   help="folder for the pictures (default: ./nexec-demo)")
+    p.set_defaults(run=_demo)
+    p = sub.add_parser("summary", help="print the summary of a saved model or JSON config",
+                       description="Print model.summary() of FILE: a file written by "
+                       "model.save(), or JSON from model.to_json().")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(run=_summary)
+    p = sub.add_parser("plot", help="draw the graph of a saved model or JSON config",
+                       description="Draw the graph of FILE (a model.save() file or "
+                       "model.to_json() JSON) into OUT: .dot needs nothing; .png, .svg, "
+                       ".pdf need Graphviz (pip install graphviz; apt-get install graphviz).")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the picture: .dot, .png, .svg, .pdf or .jpg")
+    p.add_argument("--no-shapes", action="store_true",
+                   help="boxes with names only, no shapes and activations")
+    p.add_argument("--rankdir", default="TB", choices=["TB", "LR"],
+                   help="top to bottom (default) or left to right")
+    p.add_argument("--expand-nested", action="store_true",
+                   help="draw the layers of nested models")
+    p.set_defaults(run=_plot)
+    p = sub.add_parser("plugins", help="list installed plugins, what they register, errors",
+                       description="List every installed plugin, what it registers, and any "
+                       "error; exits 1 when a plugin has an error.")
     p.add_argument("--json", action="store_true", help="print nexec.plugins_info() as JSON")
     p.set_defaults(run=_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nexec`` script; returns the exit status."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (NexecError, OSError, ValueError, ImportError) as e:
+        # Errors nexec raises on purpose carry a full sentence; a traceback adds nothing.
+        print(f"nexec: error: {str(e).rstrip('.')}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nexec: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -111,7 +111,7 @@ def run_demo(quick: bool = False, out_dir: str = "nexec-demo", verbose: Any = "a
     print(f"UCI digits: {len(x_tr)} training and {len(x_te)} held-out test images, 8x8 grey.")
     cnn = digits_cnn()
     cnn.summary()
-    cnn.compile(optimizer=nexec.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
+    cnn.compile(optimizer=nexec.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"])
     cnn.fit(images_tr, y_tr, epochs=3 if quick else 12, batch_size=32, validation_split=0.1,
             verbose=verbose)

@@ -174,3 +174,15 @@ class TestErrorsBeforeAnyKernel:
     def test_unknown_device(self):
         with pytest.raises(nexec.NexecError, match="cpu"):
             seed_model().compile(optimizer="sgd", loss="mse", device="tpu")
+
+
+def test_one_value_per_sample_for_a_one_unit_output():
+    """Keras takes y of shape (n,) for an output of shape (None, 1); so does nexec."""
+    x = Input(shape=(3,))
+    m = Model(x, layers.Dense(1, activation="sigmoid")(x))
+    m.compile(optimizer="sgd", loss="binary_crossentropy")
+    xs = np.random.default_rng(0).random((8, 3)).astype(np.float32)
+    flat = (xs[:, 0] > 0.5).astype(np.float32)
+    assert m.evaluate(xs, flat, verbose=0) == m.evaluate(xs, flat[:, None], verbose=0)
+    with pytest.raises(DataError, match=r"expects targets of shape \(None, 1\), got \(8, 2\)"):
+        m.evaluate(xs, np.zeros((8, 2)), verbose=0)

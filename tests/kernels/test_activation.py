@@ -11,6 +11,7 @@ from nexec.kernels.cpu.activation import (
     activation_forward,
     epilogue_grad_rows,
     epilogue_rows,
+    epilogue_softmax_rows,
     fast_exp,
     fast_sigmoid,
     fast_tanh,
@@ -237,6 +238,44 @@ def test_epilogue_rows(dtype, act, bias, layout):
     if layout != "contiguous":
         assert_outside_untouched(sbig, C)
     assert_close(out, expected, what="epilogue")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cols", [1, 3, 10, 17])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "inplace"])
+def test_epilogue_softmax_rows_matches_numpy_and_epilogue_rows_bitwise(dtype, cols, bias, layout):
+    rng = np.random.default_rng(cols)
+    s64 = 4.0 * rng.standard_normal((N, cols))
+    s64[0, 0] = 80.0  # exp would overflow without the max shift
+    b64 = rng.standard_normal(cols) if bias else np.zeros(0)
+    b = b64.astype(dtype)
+    src = s64.astype(dtype)
+    if layout == "contiguous":
+        out = np.full((N, cols), SENTINEL, dtype=dtype)
+    elif layout == "inplace":
+        out = src
+    else:
+        obig, out = strided(N, cols, dtype)
+    epilogue_softmax_rows(src, b, out)
+    if layout == "strided":
+        assert_outside_untouched(obig, cols)
+    assert_close(out, ref_act(s64.astype(dtype) + (b64.astype(dtype) if bias else 0.0),
+                              SOFTMAX), what="block softmax")
+    same = np.empty((N, cols), dtype)
+    epilogue_rows(s64.astype(dtype), b, SOFTMAX, same)
+    np.testing.assert_array_equal(out, same)  # the fast form changes no bit
+
+
+def test_epilogue_softmax_rows_special_values_as_epilogue_rows():
+    src = np.array([[np.inf, 0.0, 1.0], [np.nan, 1.0, 2.0], [-np.inf, 0.0, 0.0]], np.float32)
+    expected = np.empty_like(src)
+    epilogue_rows(src.copy(), np.zeros(0, np.float32), SOFTMAX, expected)
+    got = np.empty_like(src)
+    epilogue_softmax_rows(src.copy(), np.zeros(0, np.float32), got)
+    np.testing.assert_array_equal(got, expected)  # nan where epilogue_rows has nan
+    with pytest.raises(ValueError, match="bias length"):
+        epilogue_softmax_rows(src.copy(), np.zeros(2, np.float32), got)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nexec.kernels.cpu.activation import epilogue_grad_rows, epilogue_rows
+from nexec.kernels.activations import SOFTMAX
+from nexec.kernels.cpu.activation import epilogue_grad_rows, epilogue_rows, epilogue_softmax_rows
 from nexec.kernels.jit import kernel
 
 __all__ = ["dense_forward", "dense_backward"]
@@ -31,7 +32,10 @@ def dense_forward(x, w, b, act, out, tmp):
     if x.shape[1] != w.shape[0] or out.shape != (n, o) or tmp.shape != (n, o):
         raise ValueError("dense_forward: shapes of x, w, out and tmp do not match")
     np.dot(x, w, tmp)
-    epilogue_rows(tmp, b, act, out)
+    if act == SOFTMAX:
+        epilogue_softmax_rows(tmp, b, out)  # tmp is contiguous scratch: the fast block form
+    else:
+        epilogue_rows(tmp, b, act, out)
 
 
 @kernel

@@ -57,13 +57,11 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def load_any(path: str) -> Any:
     """A model from a ``model.save`` file or from JSON (``model.to_json()`` or a config)."""
-    from nexec.saving import load_model, model_from_config, model_from_json
+    from nexec.saving import is_zip_file, load_model, model_from_config, model_from_json
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: '{path}'")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head == b"PK\x03\x04":
+    if is_zip_file(path):
         return load_model(path, compile=False)
     try:
         with open(path, encoding="utf-8") as f:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["model_config", "model_from_config", "to_json", "model_from_json", "save_model",
            "load_model", "save_weights", "load_weights", "layer_class",
-           "MODEL_FILE_VERSION", "atomic_write"]
+           "MODEL_FILE_VERSION", "atomic_write", "is_zip_file"]
 
 FORMAT = "nexec-model-1"
 
@@ -271,14 +271,19 @@ def load_model(path: str, compile: bool = True) -> Model:
     return model
 
 
+def is_zip_file(path: str) -> bool:
+    """Whether ``path`` starts as every zip, so every ``.npz`` and saved model, does."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 def _read_model_file(path: str) -> dict[str, np.ndarray]:
     """Every array of a saved model file, checked; a clear error for anything else."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No saved model at '{path}'.")
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":  # every zip, so every .npz, starts so
-            raise SavedModelError(f"'{path}' is not a nexec model file (not a zip archive); "
-                                  "write one with model.save(path).")
+    if not is_zip_file(path):
+        raise SavedModelError(f"'{path}' is not a nexec model file (not a zip archive); "
+                              "write one with model.save(path).")
     try:
         with np.load(path, allow_pickle=False) as data:
             files = data.files

@@ -57,7 +57,7 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def load_any(path: str) -> Any:
     """A model from a ``model.save`` file or from JSON (``model.to_json()`` or a config)."""
-    from nexec.saving import is_zip_file, load_model, model_from_config, model_from_json
+    from nexec.saving import is_zip_file, layer_class, load_model, model_from_config
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: '{path}'")
@@ -70,11 +70,17 @@ def load_any(path: str) -> Any:
         raise ValueError(f"'{path}' is neither a saved model (model.save) nor a JSON model "
                          "config (model.to_json())") from None
     if isinstance(data, dict) and "class_name" in data and "config" in data:
-        return model_from_json(json.dumps(data))
-    if isinstance(data, dict) and "layers" in data:
-        return model_from_config(data)
-    raise ValueError(f"'{path}' is JSON but not a nexec model config (no 'class_name' and "
-                     "'config', nor 'layers')")
+        cls, config = layer_class(data["class_name"]), data["config"]
+    elif isinstance(data, dict) and "layers" in data:
+        cls, config = None, data
+    else:
+        raise ValueError(f"'{path}' is JSON but not a nexec model config (no 'class_name' and "
+                         "'config', nor 'layers')")
+    try:
+        return model_from_config(config, cls)
+    except (KeyError, TypeError, IndexError) as e:
+        raise ValueError(f"'{path}' is a malformed model config ({type(e).__name__}: {e})") \
+            from None
 
 
 def _demo(args: argparse.Namespace) -> int:

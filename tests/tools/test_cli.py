@@ -94,6 +94,10 @@ def test_summary_errors_are_one_line(tmp_path, capsys):
         "name": "m", "layers": [{"class_name": "NoSuchLayer", "config": {}}],
         "nodes": [], "input_layers": [], "output_layers": []}}))
     assert "NoSuchLayer" in error_line(capsys, "summary", str(tmp_path / "bad.json"))
+    (tmp_path / "partial.json").write_text(json.dumps({"class_name": "Model", "config": {
+        "name": "m", "layers": []}}))
+    assert "malformed model config" in error_line(capsys, "summary",
+                                                  str(tmp_path / "partial.json"))
 
 
 # ----- plot ----------------------------------------------------------------------------------

@@ -38,6 +38,16 @@ def test_demo_quick(tmp_path, capsys):
     assert str(tmp_path / "pics" / "cnn_memory.svg") in out
 
 
+def test_demo_without_graphviz_writes_dot_and_says_how_to_render(tmp_path, capsys,
+                                                                 monkeypatch):
+    monkeypatch.setitem(sys.modules, "graphviz", None)  # a bare install: no Graphviz
+    status, out, _ = run(capsys, "demo", "--quick", "--out", str(tmp_path))
+    assert status == 0
+    assert "(no PNG of the graph:" in out and "pip install graphviz" in out
+    assert f"The CNN's graph:           {tmp_path / 'cnn.dot'}" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.dot", "cnn_memory.svg"]
+
+
 def test_demo_reaches_95_percent_on_held_out_digits(tmp_path):
     """The full demo's promise (12 epochs on 1,438 images; about 3 s once compiled)."""
     from nexec.demo import run_demo

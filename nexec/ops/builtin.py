@@ -83,7 +83,7 @@ _CONV_PHASES = {"tmp": "forward", "dz": "backward", "dcols": "backward"}
 
 
 class Conv2DKernel(BuiltinKernel):
-    """im2col + one BLAS GEMM per batch, bias + activation fused into the epilogue."""
+    """im2col + BLAS GEMMs (per block of rows on the CPU), bias + activation fused."""
 
     layer_type = "Conv2D"
     fuses_activation = True
@@ -104,7 +104,7 @@ class Conv2DKernel(BuiltinKernel):
         ho, wo, _, _ = self._geometry(layer, in_shapes[0])
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
         shapes = conv2d_workspace_shapes(batch, h, w, cin, kh, kw, layer.filters, ho, wo,
-                                         sh, sw, training)
+                                         sh, sw, training, tiled=self.device == "cpu")
         if not strided_output:
             shapes.pop("tmp", None)  # the GEMM writes straight into the output
         return {name: Workspace(tuple(shape), phase=_CONV_PHASES.get(name, "both"))

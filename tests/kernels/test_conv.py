@@ -172,6 +172,15 @@ def test_workspace_shapes():
     assert conv2d_workspace_shapes(2, 8, 8, 16, 1, 1, 4, 8, 8, 1, 1, True)["cols"] == (0, 0)
     # 1x1 stride 2 still needs the (subsampled) column matrix.
     assert conv2d_workspace_shapes(2, 8, 8, 16, 1, 1, 4, 4, 4, 2, 2, False)["cols"] == (32, 16)
+    # Tiled (CPU): a block of about 2**20 elements (+ F rows for the partial dw in training),
+    # never more rows than the whole column matrix; the other workspaces are unchanged.
+    big = (64, 32, 32, 24, 3, 3, 32, 32, 32, 1, 1)
+    k = 3 * 3 * 24
+    assert conv2d_workspace_shapes(*big, False, tiled=True)["cols"] == ((1 << 20) // k, k)
+    s = conv2d_workspace_shapes(*big, True, tiled=True)
+    assert s["cols"] == ((1 << 20) // k + 32, k) and s["dz"] == (64 * 1024, 32)
+    assert conv2d_workspace_shapes(4, 8, 8, 3, 3, 3, 5, 8, 8, 1, 1, True, tiled=True) == \
+        conv2d_workspace_shapes(4, 8, 8, 3, 3, 3, 5, 8, 8, 1, 1, True)
 
 
 # ----------------------------------------------------------------------------- forward
@@ -364,6 +373,57 @@ def test_backward_separate_dcols_and_dz_is_dy(case):
         assert_close(db, db_ref, what="db")
 
 
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[5], CASES[8], CASES[11]],
+                         ids=lambda c: f"k{c[4]}x{c[5]}s{c[6]}x{c[7]}")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block", [1, 7])
+def test_blocked_column_matrix(case, dtype, block):
+    """A cols workspace of fewer rows than N*Ho*Wo: forward works ``block`` rows at a time,
+    backward ``block`` rows plus F rows of partial dw (the last block shorter), with a shared
+    and with a separate dcols, and matches the reference."""
+    h, wd, c, f, kh, kw, sh, sw, pad = case
+    ho, wo, pt, pl = geometry(case)
+    x64, w64, b64 = make_problem(case, 900 + block, True)
+    x, w, b = x64.astype(dtype), w64.astype(dtype), b64.astype(dtype)
+    m, k = N * ho * wo, kh * kw * c
+    assert m % block != 0 or block == 1
+    cols = np.full((block, k), np.nan, dtype=dtype)
+    tmp = np.full((m, f), np.nan, dtype=dtype)
+    big, y = strided(m, f, dtype)
+    conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, TANH, cols, tmp, y)
+    assert_close(y, ref_conv(x64, w64, b64, sh, sw, pt, pl, ho, wo, TANH).reshape(-1, f),
+                 what="blocked forward")
+    assert_outside_untouched(big, f)
+    dy = np.random.default_rng(901).standard_normal((m, f)).astype(dtype)
+    dz_ref = ref_act_grad(y.astype(np.float64), dy.astype(np.float64), TANH)
+    dx_ref, dw_ref, db_ref = ref_conv_grad(x, w, dz_ref.reshape(N, ho, wo, f),
+                                           sh, sw, pt, pl, ho, wo)
+    cols = np.full((block + f, k), np.nan, dtype=dtype)
+    for dcols in (np.empty((0, 0), dtype), np.full(cols.shape, np.nan, dtype=dtype)):
+        dz = np.full((m, f), np.nan, dtype=dtype)
+        dx = np.full(x.shape, SENTINEL, dtype=dtype)
+        dw = np.full(w.shape, SENTINEL, dtype=dtype)
+        db = np.full(b.shape, SENTINEL, dtype=dtype)
+        conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, TANH, cols, dz, dcols, dx, dw, db)
+        assert_close(dz, dz_ref, what="blocked dz")
+        assert_close(dw, dw_ref, what="blocked dw")
+        assert_close(dx, dx_ref, what="blocked dx")
+        assert_close(db, db_ref, what="blocked db")
+
+
+def test_blocked_backward_needs_room_for_partial_dw():
+    case = CASES[0]
+    h, wd, c, f, kh, kw, sh, sw, pad = case
+    ho, wo, pt, pl = geometry(case)
+    x, w, b = make_problem(case, 950, True)
+    m = N * ho * wo
+    y, dy = np.zeros((m, f)), np.ones((m, f))
+    with pytest.raises(ValueError, match="more than F rows"):
+        conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, LINEAR,
+                        np.empty((f, kh * kw * c)), np.empty((m, f)), np.empty((0, 0)),
+                        np.empty(x.shape), np.empty(w.shape), np.empty(b.shape))
+
+
 def test_float32_bias_gradient_over_many_rows():
     """db is summed in blocks: float32 stays accurate over a long batch of rows."""
     rng = np.random.default_rng(700)
@@ -388,6 +448,7 @@ def test_python_bodies_without_jit(act):
     ho, wo, pt, pl = geometry(case)
     x, w, b = make_problem(case, 800 + act, True)
     ws = workspaces(case, np.float64)
+    ws["cols"] = np.full((f + 3, kh * kw * c), np.nan)  # blocks of f + 3 and 3 rows
     big, out = strided(N * ho * wo, f, np.float64)
     conv2d_forward.py_func(x, w, b, sh, sw, pt, pl, ho, wo, act, ws["cols"], ws["tmp"], out)
     assert_close(out, ref_conv(x, w, b, sh, sw, pt, pl, ho, wo, act).reshape(-1, f))

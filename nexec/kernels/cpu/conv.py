@@ -1,4 +1,4 @@
-"""2-D convolution kernels (NHWC, Keras weight layout): im2col + one BLAS GEMM.
+"""2-D convolution kernels (NHWC, Keras weight layout): im2col + BLAS GEMMs, in row blocks.
 
 Layout and conventions
 ----------------------
@@ -16,18 +16,22 @@ Layout and conventions
 
 Algorithm (chosen by measurement)
 ---------------------------------
-Forward: serial im2col into ``cols`` (M, K) with M = N*Ho*Wo, K = KH*KW*Cin, then one
-``np.dot(cols, w2, tmp)`` (Numba hands it to the BLAS sgemm/dgemm of SciPy's OpenBLAS, which
-uses both cores), then one fused pass ``out = act(tmp + b)`` per cache-resident block of rows
-(skipped when linear, bias-free and ``tmp is out``).
-Backward: one fused pass ``dz = dy * act'(y)`` with ``db`` = column sums (float64 per block of
-256 rows, so float32 ``db`` stays at ~1e-6 relative over large batches); im2col of ``x``
-again (stateless: the forward's ``cols`` need not survive until backward),
-``dw = cols.T @ dz``; then ``dcols = dz @ w2.T`` written over the same workspace and a serial
-col2im (scatter-add of contiguous runs) into ``dx``.  A 1x1 stride-1 convolution is just the
-GEMMs on ``x`` viewed as (N*H*W, Cin).
+Both kernels walk the M = N*Ho*Wo output rows in blocks whose column matrix (R rows of
+K = KH*KW*Cin, about 2**20 elements: ``cols`` is sized by :func:`conv2d_workspace_shapes`
+with ``tiled=True``) stays in cache from its im2col to its GEMMs.
+Forward, per block: serial im2col into ``cols``, ``np.dot(cols, w2, tmp[rows])`` (Numba hands
+it to the BLAS sgemm/dgemm of SciPy's OpenBLAS, which uses both cores), then the fused
+``out = act(tmp + b)`` on those rows (skipped when linear, bias-free and ``tmp is out``).
+Backward, per block: ``dz = dy * act'(y)`` and ``db`` += column sums (float64 per 256 rows,
+so float32 ``db`` stays at ~1e-6 relative), im2col of ``x`` again (stateless: nothing
+survives from forward), ``dw += cols.T @ dz`` (the block's product goes to the last F rows of
+``cols``), ``dcols = dz @ w2.T`` over the block's ``cols`` and a serial col2im (scatter-add of
+contiguous runs) into ``dx``.  A ``cols`` of all M rows is one block (the CUDA layout).  A 1x1
+stride-1 convolution is just whole-batch GEMMs on ``x`` viewed as (N*H*W, Cin) (blocking them
+measured no gain).
 
-Measured (float32, batch 64, 2-core AMD EPYC Zen 4, OpenBLAS 0.3.30 from SciPy, relu + bias,
+Measured for the earlier whole-batch version (one im2col and one GEMM per batch; the blocks
+below improve on it) (float32, batch 64, 2-core AMD EPYC Zen 4, OpenBLAS 0.3.30 from SciPy, relu + bias,
 best of several interleaved runs; the machine was shared, single runs varied by up to 2x).
 GF/s counts 2*N*Ho*Wo*KH*KW*Cin*F flops forward and twice that backward (dw and dx GEMMs).
 "NumPy" is plain NumPy im2col (``sliding_window_view`` + ``@``, strided adds for col2im);
@@ -60,10 +64,17 @@ Why these choices:
   layer, a parallel region followed by a BLAS call costs ~8 ms: libgomp's workers keep
   spinning (``GOMP_SPINCOUNT``) on the core OpenBLAS wants.  Measured idle, a parallel im2col
   + GEMM took 20 ms against 12 ms serial; a parallel col2im gave no net backward gain.
-* One GEMM over the whole batch.  Chunking im2col+GEMM by 1/4/16 images (a smaller ``cols``)
-  was at best ~10% faster when the machine was idle, and far slower whenever another process
-  held a core: each multi-threaded OpenBLAS call then waits several ms for its worker thread.
-* col2im adds whole runs ``d[j] += s[j]`` between 1-D slice views.  Numba surprise: the
+* Blocks of ~2**20 elements of ``cols`` (4 MiB float32), not one GEMM over the batch.
+  Idle machine, batch 64, fwd/bwd ms, whole batch -> blocks: 32x32x24->32 3x3 13.2/28.5 ->
+  9.3/19.6; 32x32x8->16 5x5 9.9/20.2 -> 6.9/14.0; 32x32x80->64 s2 13.5/30.3 -> 11.2/23.3;
+  16x16x64->64 10.3/23.9 -> 8.4/17.3; the Cin=3 stem (one block) unchanged.  The GEMMs
+  themselves get faster on cache-resident blocks (e.g. 65536x200 @ 200x16: 74 -> 155 GF/s;
+  ``dw`` with its M-long reduction 40-65 -> 90-115 GF/s), and im2col/col2im write to cache.
+  Blocks of 0.75-2 * 2**20 elements measured alike; ~3 * 2**20 and up lose part of it.  Cost: more
+  OpenBLAS calls per layer (5-14), and each can wait a scheduler tick (~4 ms) for its worker
+  thread when another process holds a core, so under such load the blocked kernels can be
+  much slower than one big GEMM (measured up to 10x on one layer with a busy-loop process).
+* im2col copies and col2im adds whole runs (``d[j] += s[j]``) between 1-D slice views.  Numba surprise: the
   obvious ``dx[n, iy, ix, ci] += row[base + ci]`` is 5-8x slower (16 ms instead of 3 ms at
   32x32x24), because a computed signed index keeps the negative-index wraparound in the loop
   and LLVM does not vectorize it; indexing a slice view with the bare loop counter does.
@@ -85,6 +96,7 @@ __all__ = [
 ]
 
 _BLOCK = 256  # rows per cache-resident block of the epilogues (and per partial sum of db)
+_COLS_BLOCK = 1 << 20  # elements of a tiled column-matrix block (4 MiB float32)
 
 
 # --------------------------------------------------------------------------- pure Python
@@ -129,12 +141,16 @@ def _is_pointwise(h, w, kh, kw, ho, wo, sh, sw) -> bool:
 
 
 def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, f: int,
-                            ho: int, wo: int, sh: int, sw: int,
-                            training: bool) -> dict[str, tuple[int, ...]]:
+                            ho: int, wo: int, sh: int, sw: int, training: bool,
+                            tiled: bool = False) -> dict[str, tuple[int, ...]]:
     """Shapes of the C-contiguous workspaces (same dtype as ``x``) the kernels take.
 
-    * ``cols`` ``(N*Ho*Wo, KH*KW*Cin)``: the column matrix, used by forward and (again, from
+    * ``cols`` ``(R, KH*KW*Cin)``: the column matrix, used by forward and (again, from
       scratch) by backward; ``(0, 0)`` for a 1x1 stride-1 unpadded convolution.
+      ``tiled=False``: all R = N*Ho*Wo rows at once (what the CUDA kernels need).
+      ``tiled=True`` (CPU): a block of about ``_COLS_BLOCK`` elements, plus in training F
+      rows for a block's partial weight gradient, so that each block stays in cache
+      between its im2col, GEMMs and col2im; at most N*Ho*Wo rows (then one block).
     * ``tmp`` ``(N*Ho*Wo, F)``: forward GEMM target.  When ``out`` is itself C-contiguous the
       caller passes ``out`` instead and need not allocate it.
     * ``dz`` ``(N*Ho*Wo, F)`` (training only): pre-activation gradient; may be ``dy`` itself
@@ -147,9 +163,13 @@ def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, 
     """
     m = n * ho * wo
     k = kh * kw * cin
+    rows = m
+    if tiled:
+        block = max(_COLS_BLOCK // k, 64)
+        rows = min(m, block + f if training else block)
     pointwise = _is_pointwise(h, w, kh, kw, ho, wo, sh, sw)
     shapes: dict[str, tuple[int, ...]] = {
-        "cols": (0, 0) if pointwise else (m, k),
+        "cols": (0, 0) if pointwise else (rows, k),
         "tmp": (m, f),
     }
     if training:
@@ -293,22 +313,19 @@ def _act_grad_block(y, dy, act, dz, r0, r1):
 
 
 @kernel
-def _act_grad_rows(y, dy, act, dz, db):
-    """dz = dy * act'(y) (from the output y) and db = column sums of dz, in one pass.
+def _act_grad_rows(y, dy, act, dz, db, r0, r1):
+    """dz = dy * act'(y) (from the output y) for rows r0..r1-1, and db += their column sums.
 
     ``dz`` may be ``dy``; ``y``/``dy`` may be row-strided; ``db`` of length 0 is skipped.
     The column sums of each block of rows are taken while it is cache resident, in float64,
     and added to ``db`` once per block, so a float32 ``db`` keeps ~1e-6 relative precision
     over long batches.
     """
-    m = y.shape[0]
     f = y.shape[1]
     nb = db.shape[0]
-    for j in range(nb):
-        db[j] = 0
-    for r0 in range(0, m, _BLOCK):
-        r1 = min(m, r0 + _BLOCK)
-        _act_grad_block(y, dy, act, dz, r0, r1)
+    for b0 in range(r0, r1, _BLOCK):
+        b1 = min(r1, b0 + _BLOCK)
+        _act_grad_block(y, dy, act, dz, b0, b1)
         if nb == 0:
             continue
         # Eight columns at a time: row-contiguous loads into eight independent float64
@@ -324,7 +341,7 @@ def _act_grad_rows(y, dy, act, dz, db):
             a5 = 0.0
             a6 = 0.0
             a7 = 0.0
-            for r in range(r0, r1):
+            for r in range(b0, b1):
                 z = dz[r]
                 a0 += z[j0]
                 a1 += z[j0 + 1]
@@ -345,7 +362,7 @@ def _act_grad_rows(y, dy, act, dz, db):
             j0 += 8
         for j in range(j0, f):
             acc = 0.0
-            for r in range(r0, r1):
+            for r in range(b0, b1):
                 acc += dz[r, j]
             db[j] += acc
 
@@ -354,35 +371,50 @@ def _act_grad_rows(y, dy, act, dz, db):
 
 
 @kernel
-def _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, cols):
-    """cols[(n*ho + oy)*wo + ox, (ky*kw + kx)*c + ci] = x_padded[n, oy*sh+ky, ox*sw+kx, ci]."""
+def _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, r0, cols):
+    """Rows r0 .. r0+len(cols)-1 of the column matrix into ``cols``.
+
+    Row ``r = (n*ho + oy)*wo + ox``, column ``(ky*kw + kx)*c + ci`` holds
+    ``x_padded[n, oy*sh+ky, ox*sw+kx, ci]``.  For one output pixel and kernel row ``ky`` the
+    in-bounds taps are one contiguous run of ``x``, copied between 1-D views (see the module
+    notes on why views, not computed indices), with zeros either side.
+    """
     n = x.shape[0]
     h = x.shape[1]
     w = x.shape[2]
     c = x.shape[3]
-    for i in range(n * ho):
-        img = i // ho
-        oy = i % ho
-        for ox in range(wo):
-            row = cols[i * wo + ox]
-            ix0 = ox * sw - pl
-            for ky in range(kh):
-                iy = oy * sh - pt + ky
-                inside_y = iy >= 0 and iy < h
-                for kx in range(kw):
-                    ix = ix0 + kx
-                    base = (ky * kw + kx) * c
-                    if inside_y and ix >= 0 and ix < w:
-                        for ci in range(c):
-                            row[base + ci] = x[img, iy, ix, ci]
-                    else:
-                        for ci in range(c):
-                            row[base + ci] = 0
+    xf = x.reshape(n * h * w * c)
+    kwc = kw * c
+    for r in range(cols.shape[0]):
+        p = r0 + r
+        ox = p % wo
+        q = p // wo
+        oy = q % ho
+        img = q // ho
+        row = cols[r]
+        ix0 = ox * sw - pl
+        lo = max(0, -ix0) * c
+        hi = max(min(kw, w - ix0) * c, lo)
+        for ky in range(kh):
+            d = row[ky * kwc:(ky + 1) * kwc]
+            iy = oy * sh - pt + ky
+            if iy < 0 or iy >= h:
+                for j in range(kwc):
+                    d[j] = 0
+                continue
+            for j in range(lo):
+                d[j] = 0
+            s = xf[((img * h + iy) * w + ix0) * c + lo:]
+            dd = d[lo:]
+            for j in range(hi - lo):
+                dd[j] = s[j]
+            for j in range(hi, kwc):
+                d[j] = 0
 
 
 @kernel
-def _col2im(dcols, sh, sw, pt, pl, ho, wo, kh, kw, dx):
-    """dx = 0, then scatter-adds every column-matrix entry back onto its input pixel.
+def _col2im(dcols, sh, sw, pt, pl, ho, wo, kh, kw, r0, dx):
+    """Scatter-adds rows r0 .. r0+len(dcols)-1 of a column-matrix gradient onto ``dx``.
 
     For one output pixel and kernel row ``ky`` the in-bounds taps ``kx`` hit consecutive
     input pixels, so each (pixel, ky) is one contiguous run of ``(khi - klo) * Cin`` adds
@@ -392,30 +424,29 @@ def _col2im(dcols, sh, sw, pt, pl, ho, wo, kh, kw, dx):
     h = dx.shape[1]
     w = dx.shape[2]
     c = dx.shape[3]
-    hwc = h * w * c
-    dxf = dx.reshape(n * hwc)
+    dxf = dx.reshape(n * h * w * c)
     kwc = kw * c
-    for img in range(n):
-        dimg = dxf[img * hwc:(img + 1) * hwc]
-        for j in range(hwc):
-            dimg[j] = 0
-        for oy in range(ho):
-            for ox in range(wo):
-                row = dcols[(img * ho + oy) * wo + ox]
-                ix0 = ox * sw - pl
-                klo = max(0, -ix0)
-                khi = min(kw, w - ix0)
-                run = (khi - klo) * c
-                if run <= 0:
-                    continue
-                for ky in range(kh):
-                    iy = oy * sh - pt + ky
-                    if iy < 0 or iy >= h:
-                        continue
-                    d = dimg[(iy * w + ix0 + klo) * c:]
-                    s = row[ky * kwc + klo * c:]
-                    for j in range(run):
-                        d[j] += s[j]
+    for r in range(dcols.shape[0]):
+        p = r0 + r
+        ox = p % wo
+        q = p // wo
+        oy = q % ho
+        img = q // ho
+        row = dcols[r]
+        ix0 = ox * sw - pl
+        klo = max(0, -ix0)
+        khi = min(kw, w - ix0)
+        run = (khi - klo) * c
+        if run <= 0:
+            continue
+        for ky in range(kh):
+            iy = oy * sh - pt + ky
+            if iy < 0 or iy >= h:
+                continue
+            d = dxf[((img * h + iy) * w + ix0 + klo) * c:]
+            s = row[ky * kwc + klo * c:]
+            for j in range(run):
+                d[j] += s[j]
 
 
 # --------------------------------------------------------------------------- public kernels
@@ -433,8 +464,9 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, cols, tmp, out):
         pt, pl: top and left zero padding (see :func:`conv2d_geometry`).
         ho, wo: output height and width.
         act: activation code (``nexec.kernels.activations``); softmax is over channels.
-        cols: (N*Ho*Wo, KH*KW*Cin) C-contiguous workspace; ignored (may be (0, 0)) for a 1x1
-            stride-1 unpadded convolution.
+        cols: (R, KH*KW*Cin) C-contiguous workspace, R >= 1: the column matrix is built and
+            multiplied R rows at a time (R = N*Ho*Wo: all at once); ignored (may be (0, 0))
+            for a 1x1 stride-1 unpadded convolution.
         tmp: (N*Ho*Wo, F) C-contiguous GEMM target; pass ``out`` when ``out`` is contiguous
             (a row-strided ``tmp`` makes Numba's ``np.dot`` fail with a bare AssertionError).
         out: (N*Ho*Wo, F) output, may be row-strided; overwritten.
@@ -446,14 +478,20 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, cols, tmp, out):
     kh = w.shape[0]
     kw = w.shape[1]
     f = w.shape[3]
+    m = n * ho * wo
     w2 = w.reshape(kh * kw * c, f)
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 \
             and ho == h and wo == wd:
-        np.dot(x.reshape(n * h * wd, c), w2, tmp)
-    else:
-        _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, cols)
-        np.dot(cols, w2, tmp)
-    _bias_act_rows(tmp, b, act, out)
+        np.dot(x.reshape(m, c), w2, tmp)
+        _bias_act_rows(tmp, b, act, out)
+        return
+    rows = cols.shape[0]
+    for r0 in range(0, m, rows):
+        r1 = min(m, r0 + rows)
+        cb = cols[:r1 - r0]
+        _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, r0, cb)
+        np.dot(cb, w2, tmp[r0:r1])
+        _bias_act_rows(tmp[r0:r1], b, act, out[r0:r1])
 
 
 @kernel
@@ -466,18 +504,19 @@ def conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, cols, dz, dcols, d
         y: (N*Ho*Wo, F) forward output, may be row-strided.
         dy: (N*Ho*Wo, F) gradient with respect to ``y``, may be row-strided.
         sh, sw, pt, pl, ho, wo, act: as in :func:`conv2d_forward`.
-        cols: (N*Ho*Wo, KH*KW*Cin) C-contiguous workspace (rebuilt here from ``x``); ignored
-            for a 1x1 stride-1 unpadded convolution.
+        cols: (R, KH*KW*Cin) C-contiguous workspace (rebuilt here from ``x``).  R >= N*Ho*Wo:
+            one block of all rows.  Otherwise R > F: blocks of R - F rows, the last F rows
+            holding each block's partial weight gradient.  Ignored for a 1x1 stride-1
+            unpadded convolution.
         dz: (N*Ho*Wo, F) C-contiguous workspace: the pre-activation gradient (may be ``dy``
             when that is contiguous and may be overwritten).
         dcols: column-gradient workspace; a (0, 0) array (or ``cols`` itself) means "reuse
-            ``cols``", which is what :func:`conv2d_workspace_shapes` asks for; otherwise
-            (N*Ho*Wo, KH*KW*Cin) C-contiguous.
+            ``cols``", which is what :func:`conv2d_workspace_shapes` asks for; otherwise a
+            C-contiguous array shaped like ``cols``.
         dx: (N, H, W, Cin) C-contiguous input gradient; shape (0, H, W, Cin) skips it.
         dw: (KH, KW, Cin, F) C-contiguous weight gradient.
         db: (F,) bias gradient; shape (0,) skips it.
     """
-    _act_grad_rows(y, dy, act, dz, db)
     n = x.shape[0]
     h = x.shape[1]
     wd = x.shape[2]
@@ -486,19 +525,46 @@ def conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, cols, dz, dcols, d
     kw = w.shape[1]
     f = w.shape[3]
     k = kh * kw * c
+    m = n * ho * wo
     w2 = w.reshape(k, f)
     dw2 = dw.reshape(k, f)
     need_dx = dx.shape[0] != 0
+    for j in range(db.shape[0]):
+        db[j] = 0
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 \
             and ho == h and wo == wd:
-        x2 = x.reshape(n * h * wd, c)
+        _act_grad_rows(y, dy, act, dz, db, 0, m)
+        x2 = x.reshape(m, c)
         np.dot(x2.T, dz, dw2)
         if need_dx:
-            np.dot(dz, w2.T, dx.reshape(n * h * wd, c))
+            np.dot(dz, w2.T, dx.reshape(m, c))
         return
-    _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, cols)
-    np.dot(cols.T, dz, dw2)
     if need_dx:
-        dc = dcols if dcols.shape[0] != 0 else cols
-        np.dot(dz, w2.T, dc)
-        _col2im(dc, sh, sw, pt, pl, ho, wo, kh, kw, dx)
+        dxf = dx.reshape(dx.size)
+        for j in range(dxf.shape[0]):
+            dxf[j] = 0
+    rows = cols.shape[0]
+    step = m
+    part = dw2
+    if rows < m:
+        if rows <= f:
+            raise ValueError("conv2d_backward: cols needs more than F rows")
+        step = rows - f
+        part = cols.reshape(rows * k)[step * k:step * k + k * f].reshape(k, f)
+    for r0 in range(0, m, step):
+        r1 = min(m, r0 + step)
+        cb = cols[:r1 - r0]
+        dzb = dz[r0:r1]
+        _act_grad_rows(y, dy, act, dz, db, r0, r1)
+        _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, r0, cb)
+        if r0 == 0:
+            np.dot(cb.T, dzb, dw2)
+        else:
+            np.dot(cb.T, dzb, part)
+            for i in range(k):
+                for j in range(f):
+                    dw2[i, j] += part[i, j]
+        if need_dx:
+            dc = dcols[:r1 - r0] if dcols.shape[0] != 0 else cb
+            np.dot(dzb, w2.T, dc)
+            _col2im(dc, sh, sw, pt, pl, ho, wo, kh, kw, r0, dx)

@@ -240,29 +240,33 @@ def _act_rows_inplace(o, act, r0, r1):
 
 @kernel
 def _bias_act_rows(src, b, act, out):
-    """out[r, j] = act(src[r, j] + b[j]); ``out`` may be ``src``; both may be row-strided.
+    """out[r, j] = act(src[r, j] + b[j]); ``src`` C-contiguous (overwritten), ``out`` may be
+    ``src`` or row-strided.
 
-    Works on blocks of rows: copy (+ bias) into ``out``, then the activation in place while
+    Per block of rows: bias and activation in place on ``src`` (loops over a strided ``out``
+    do not vectorize: 1.5 vs 0.4 ms for 65536x32 of ReLU), then one copy into ``out`` while
     the block is still in L1/L2.
     """
     m = src.shape[0]
     f = src.shape[1]
     has_b = b.shape[0] != 0
-    if not has_b and act == LINEAR and src.ctypes.data == out.ctypes.data \
-            and src.strides[0] == out.strides[0]:
+    same = src.ctypes.data == out.ctypes.data and src.strides[0] == out.strides[0]
+    if not has_b and act == LINEAR and same:
         return  # the GEMM already wrote the result in place
     for r0 in range(0, m, _BLOCK):
         r1 = min(m, r0 + _BLOCK)
-        for r in range(r0, r1):
-            s = src[r]
-            o = out[r]
-            if has_b:
+        if has_b:
+            for r in range(r0, r1):
+                s = src[r]
                 for j in range(f):
-                    o[j] = s[j] + b[j]
-            else:
+                    s[j] += b[j]
+        _act_rows_inplace(src, act, r0, r1)
+        if not same:
+            for r in range(r0, r1):
+                s = src[r]
+                o = out[r]
                 for j in range(f):
                     o[j] = s[j]
-        _act_rows_inplace(out, act, r0, r1)
 
 
 @kernel
@@ -281,7 +285,8 @@ def _act_grad_block(y, dy, act, dz, r0, r1):
             g = dy[r]
             z = dz[r]
             for j in range(f):
-                z[j] = g[j] if yr[j] > 0 else 0
+                gv = g[j]
+                z[j] = gv if yr[j] > 0 else 0
     elif act == SIGMOID:
         for r in range(r0, r1):
             yr = y[r]

@@ -66,7 +66,8 @@ def _parse_conv(label):
 
 
 class TimeConvKernels:
-    """``conv2d_forward`` / ``conv2d_backward`` (im2col + GEMM), ReLU, batch 64.
+    """``conv2d_forward`` / ``conv2d_backward`` (blocked im2col + GEMM, as the CPU op sizes
+    ``cols``), ReLU, batch 64.
 
     The residual branch's second 3x3 (16x16x64-64k3s1) appears twice in the model, once
     here; every other convolution of the CNN once each.
@@ -83,7 +84,7 @@ class TimeConvKernels:
         h, w, cin, f, k, s = _parse_conv(label)
         n = models.kernel_batch(64)
         ho, wo, pt, pl = conv2d_geometry(h, w, k, k, s, s, "same")
-        ws = conv2d_workspace_shapes(n, h, w, cin, k, k, f, ho, wo, s, s, True)
+        ws = conv2d_workspace_shapes(n, h, w, cin, k, k, f, ho, wo, s, s, True, tiled=True)
         rng = np.random.default_rng(0)
         self.x = rng.random((n, h, w, cin), dtype=np.float32)
         self.w = _rand(rng, k, k, cin, f) * 0.05

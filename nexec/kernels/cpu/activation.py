@@ -276,6 +276,17 @@ def activate_row_grad(y, dy, act, dx):
 
 
 @kernel
+def _epilogue_has_bias(src, bias, out):
+    """Checks an epilogue's shapes; whether it adds a bias."""
+    if out.shape != src.shape:
+        raise ValueError("epilogue: src and out shapes differ")
+    has_bias = bias.shape[0] > 0
+    if has_bias and bias.shape[0] != src.shape[1]:
+        raise ValueError("epilogue: bias length differs from the channel count")
+    return has_bias
+
+
+@kernel
 def epilogue_rows(src, bias, act, out):
     """out[i, j] = act(src[i, j] + bias[j]), softmax row-wise; the fused-epilogue helper.
 
@@ -287,11 +298,7 @@ def epilogue_rows(src, bias, act, out):
     """
     rows = src.shape[0]
     cols = src.shape[1]
-    if out.shape != src.shape:
-        raise ValueError("epilogue_rows: src and out shapes differ")
-    has_bias = bias.shape[0] > 0
-    if has_bias and bias.shape[0] != cols:
-        raise ValueError("epilogue_rows: bias length differs from the channel count")
+    has_bias = _epilogue_has_bias(src, bias, out)
     for i in range(rows):
         s = src[i]
         o = out[i]
@@ -321,11 +328,7 @@ def epilogue_softmax_rows(src, bias, out):
     """
     rows = src.shape[0]
     cols = src.shape[1]
-    if out.shape != src.shape:
-        raise ValueError("epilogue_softmax_rows: src and out shapes differ")
-    has_bias = bias.shape[0] > 0
-    if has_bias and bias.shape[0] != cols:
-        raise ValueError("epilogue_softmax_rows: bias length differs from the channel count")
+    has_bias = _epilogue_has_bias(src, bias, out)
     if cols == 0:
         return
     for i in range(rows):

@@ -376,6 +376,13 @@ def _act_grad_rows(y, dy, act, dz, db, r0, r1):
 
 
 @kernel
+def _pixel(p, ho, wo):
+    """(image, output row, output column) of column-matrix row ``p = (n*ho + oy)*wo + ox``."""
+    q = p // wo
+    return q // ho, q % ho, p % wo
+
+
+@kernel
 def _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, r0, cols):
     """Rows r0 .. r0+len(cols)-1 of the column matrix into ``cols``.
 
@@ -391,11 +398,7 @@ def _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, r0, cols):
     xf = x.reshape(n * h * w * c)
     kwc = kw * c
     for r in range(cols.shape[0]):
-        p = r0 + r
-        ox = p % wo
-        q = p // wo
-        oy = q % ho
-        img = q // ho
+        img, oy, ox = _pixel(r0 + r, ho, wo)
         row = cols[r]
         ix0 = ox * sw - pl
         lo = max(0, -ix0) * c
@@ -432,11 +435,7 @@ def _col2im(dcols, sh, sw, pt, pl, ho, wo, kh, kw, r0, dx):
     dxf = dx.reshape(n * h * w * c)
     kwc = kw * c
     for r in range(dcols.shape[0]):
-        p = r0 + r
-        ox = p % wo
-        q = p // wo
-        oy = q % ho
-        img = q // ho
+        img, oy, ox = _pixel(r0 + r, ho, wo)
         row = dcols[r]
         ix0 = ox * sw - pl
         klo = max(0, -ix0)

@@ -90,6 +90,7 @@ from nexec.kernels.jit import kernel
 
 __all__ = [
     "conv2d_geometry",
+    "is_pointwise",
     "conv2d_workspace_shapes",
     "conv2d_forward",
     "conv2d_backward",
@@ -136,7 +137,7 @@ def conv2d_geometry(h: int, w: int, kh: int, kw: int, sh: int, sw: int,
 
 
 @kernel
-def _is_pointwise(h, w, kh, kw, ho, wo, sh, sw, pt, pl):
+def is_pointwise(h, w, kh, kw, ho, wo, sh, sw, pt, pl):
     """A 1x1 stride-1 unpadded convolution: ``x`` viewed as (N*H*W, Cin) is its column
     matrix. (Keras padding of a 1x1 stride-1 convolution is always 0.)"""
     return (kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0
@@ -170,7 +171,7 @@ def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, 
     if tiled:
         block = max(_COLS_BLOCK // k, 64)
         rows = min(m, block + f if training else block)
-    pointwise = _is_pointwise(h, w, kh, kw, ho, wo, sh, sw, 0, 0)
+    pointwise = is_pointwise(h, w, kh, kw, ho, wo, sh, sw, 0, 0)
     shapes: dict[str, tuple[int, ...]] = {
         "cols": (0, 0) if pointwise else (rows, k),
         "tmp": (m, f),
@@ -487,7 +488,7 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, cols, tmp, out):
     f = w.shape[3]
     m = n * ho * wo
     w2 = w.reshape(kh * kw * c, f)
-    if _is_pointwise(h, wd, kh, kw, ho, wo, sh, sw, pt, pl):
+    if is_pointwise(h, wd, kh, kw, ho, wo, sh, sw, pt, pl):
         np.dot(x.reshape(m, c), w2, tmp)
         _bias_act_rows(tmp, b, act, out)
         return
@@ -537,7 +538,7 @@ def conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, cols, dz, dcols, d
     need_dx = dx.shape[0] != 0
     for j in range(db.shape[0]):
         db[j] = 0
-    if _is_pointwise(h, wd, kh, kw, ho, wo, sh, sw, pt, pl):
+    if is_pointwise(h, wd, kh, kw, ho, wo, sh, sw, pt, pl):
         _act_grad_rows(y, dy, act, dz, db, 0, m)
         x2 = x.reshape(m, c)
         np.dot(x2.T, dz, dw2)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexec.kernels.cpu.conv import conv2d_geometry, conv2d_workspace_shapes
+from nexec.kernels.cpu.conv import conv2d_geometry, conv2d_workspace_shapes, is_pointwise
 from nexec.kernels.cuda.activation import epilogue_grad
 from nexec.kernels.cuda.backend import config_1d, cuda, jit
 from nexec.kernels.cuda.dense import gemm
@@ -98,8 +98,7 @@ def _col2im(dcols, sh, sw, pt, pl, ho, wo, kh, kw, dx):
 
 def _is_pointwise(x: Any, w: Any, sh: int, sw: int, pt: int, pl: int, ho: int,
                   wo: int) -> bool:
-    return (w.shape[0] == 1 and w.shape[1] == 1 and sh == 1 and sw == 1 and pt == 0
-            and pl == 0 and ho == x.shape[1] and wo == x.shape[2])
+    return is_pointwise(x.shape[1], x.shape[2], w.shape[0], w.shape[1], ho, wo, sh, sw, pt, pl)
 
 
 def _check(x: Any, w: Any, ho: int, wo: int, rows_arrays: dict[str, Any], where: str) -> None:

@@ -16,6 +16,7 @@ from nexec.graph import Input, SymbolicTensor, clear_session
 from nexec.model import Model, Sequential
 from nexec.plugins import plugins_info
 from nexec.random import set_random_seed
+from nexec.runtime.threads import get_num_threads, set_num_threads
 from nexec.saving import load_model
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = ["Input", "Model", "Sequential", "SymbolicTensor", "layers", "models", "optimizers",
            "losses", "callbacks", "utils", "datasets",
            "clear_session", "set_random_seed", "load_model", "plugins_info", "devices",
+           "set_num_threads", "get_num_threads",
            "NexecError", "ShapeError", "GraphError", "PluginError", "DataError",
            "SavedModelError", "__version__"]
 

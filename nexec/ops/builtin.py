@@ -25,6 +25,69 @@ def _bias(call: Call, grads: bool = False) -> np.ndarray:
     return np.empty(0, call.output.dtype)
 
 
+#: Below this many forward flops per shard, waking a thread costs more than it saves.
+_MIN_SHARD_FLOPS = 8_000_000
+
+
+def _shard_count(device: str, flops: int, batch: int) -> int:
+    """How many threads share an op's batch: 1 off the CPU, for one thread, or small work."""
+    from nexec.runtime.threads import get_num_threads
+
+    threads = get_num_threads() if device == "cpu" else 1
+    return max(1, min(threads, batch, flops // _MIN_SHARD_FLOPS))
+
+
+def _shard_slices(n: int, shards: int, rows_per_item: int) -> list[tuple[slice, slice]]:
+    """(items, rows of the 2-D output) of each shard; one shard takes whole arrays."""
+    if shards == 1:
+        return [(slice(None), slice(None))]
+    bounds = [n * i // shards for i in range(shards + 1)]
+    return [(slice(a, b), slice(a * rows_per_item, b * rows_per_item))
+            for a, b in zip(bounds, bounds[1:])]
+
+
+def _part(a: Any, s: slice) -> Any:
+    """Shard ``s`` of ``a`` (``a`` itself for the whole: no slicing of device arrays)."""
+    return a if s == slice(None) else a[s]
+
+
+def _grad_parts_workspaces(shards: int, kernel_shape: tuple, use_bias: bool
+                           ) -> dict[str, Workspace]:
+    """Where shards after the first write their partial weight and bias gradients."""
+    if shards == 1:
+        return {}
+    ws = {"dw_parts": Workspace((shards - 1, *kernel_shape), phase="backward")}
+    if use_bias:
+        ws["db_parts"] = Workspace((shards - 1, kernel_shape[-1]), phase="backward")
+    return ws
+
+
+def _shard_grads(call: Call, i: int, accumulate: Any) -> tuple[Any, Any, list[BoundCall]]:
+    """Shard ``i``'s weight and bias gradient targets, and the calls that add them up.
+
+    Shard 0 writes the gradients themselves; later shards write partial sums that are added
+    to them, in shard order (deterministic), once all shards are done.
+    """
+    dw, db = call.d_params["kernel"], _bias(call, grads=True)
+    if i == 0:
+        return dw, db, []
+    f = dw.shape[-1]
+    dw_i = call.workspace["dw_parts"][i - 1]
+    sums = [(accumulate, (dw.reshape(-1, f), dw_i.reshape(-1, f)))]
+    db_i = db
+    if db.shape[0]:
+        db_i = call.workspace["db_parts"][i - 1]
+        sums.append((accumulate, (db.reshape(1, f), db_i.reshape(1, f))))
+    return dw_i, db_i, sums
+
+
+def _in_parallel(shards: list[BoundCall]) -> list[BoundCall]:
+    """One bound call that runs the shards at once (or the one shard itself)."""
+    from nexec.runtime.threads import run_shards
+
+    return shards if len(shards) == 1 else [(run_shards, (tuple(shards),))]
+
+
 class BuiltinKernel(Kernel):
     """An op kernel bound to one device's kernel package.
 
@@ -45,7 +108,11 @@ class BuiltinKernel(Kernel):
 
 
 class DenseKernel(BuiltinKernel):
-    """GEMM with bias + activation in the epilogue; fused activation/bias-gradient backward."""
+    """GEMM with bias + activation in the epilogue; fused activation/bias-gradient backward.
+
+    Not split over threads: its GEMMs dominate and BLAS threads them well (splitting the
+    wide-MLP benchmark's batch measured 12% slower, from the partial weight gradients).
+    """
 
     layer_type = "Dense"
     fuses_activation = True
@@ -96,6 +163,12 @@ class Conv2DKernel(BuiltinKernel):
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
         return conv2d_geometry(h, w, kh, kw, sh, sw, layer.padding)
 
+    def _shards(self, layer: Any, in_shape: tuple, batch: int) -> int:
+        ho, wo, _, _ = self._geometry(layer, in_shape)
+        (kh, kw) = layer.kernel_size
+        return _shard_count(self.device, 2 * batch * ho * wo * kh * kw * in_shape[2]
+                            * layer.filters, batch)
+
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
                    strided_output=False):  # noqa: ANN001
         from nexec.kernels.cpu.conv import conv2d_workspace_shapes  # plain Python
@@ -103,27 +176,48 @@ class Conv2DKernel(BuiltinKernel):
         h, w, cin = in_shapes[0]
         ho, wo, _, _ = self._geometry(layer, in_shapes[0])
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
-        shapes = conv2d_workspace_shapes(batch, h, w, cin, kh, kw, layer.filters, ho, wo,
-                                         sh, sw, training, tiled=self.device == "cpu")
+        f = layer.filters
+        cpu = self.device == "cpu"
+        shapes = conv2d_workspace_shapes(batch, h, w, cin, kh, kw, f, ho, wo, sh, sw,
+                                         training, tiled=cpu)
+        if cpu:  # one column-matrix block per shard, and the shards' partial gradients
+            shards = self._shards(layer, in_shapes[0], batch)
+            per_shard = conv2d_workspace_shapes(-(-batch // shards), h, w, cin, kh, kw, f,
+                                                ho, wo, sh, sw, training, tiled=True)
+            shapes["cols"] = (shards, *per_shard["cols"])
         if not strided_output:
             shapes.pop("tmp", None)  # the GEMM writes straight into the output
-        return {name: Workspace(tuple(shape), phase=_CONV_PHASES.get(name, "both"))
-                for name, shape in shapes.items()}
+        ws = {name: Workspace(tuple(shape), phase=_CONV_PHASES.get(name, "both"))
+              for name, shape in shapes.items()}
+        if training and cpu:
+            ws.update(_grad_parts_workspaces(shards, (kh, kw, cin, f), layer.use_bias))
+        return ws
+
+    def _split(self, call: Call) -> list[tuple[slice, slice]]:
+        x = call.inputs[0]
+        ho, wo, _, _ = self._geometry(call.layer, x.shape[1:])
+        return _shard_slices(x.shape[0], self._shards(call.layer, x.shape[1:], x.shape[0]),
+                             ho * wo)
 
     def forward(self, call: Call) -> list[BoundCall]:
         conv2d_forward = self.fn("conv", "conv2d_forward")
 
         layer = call.layer
-        ho, wo, pt, pl = self._geometry(layer, call.inputs[0].shape[1:])
+        x = call.inputs[0]
+        ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
         out = rows(call.output)
         tmp = call.workspace.get("tmp", out)
+        cols = call.workspace["cols"]
         sh, sw = layer.strides
-        return [(conv2d_forward, (call.inputs[0], call.params["kernel"], _bias(call), sh, sw,
-                                  pt, pl, ho, wo, call.activation, call.workspace["cols"],
-                                  tmp, out))]
+        shards = [(conv2d_forward, (_part(x, im), call.params["kernel"], _bias(call), sh, sw,
+                                    pt, pl, ho, wo, call.activation, _shard_cols(cols, i),
+                                    _part(tmp, r), _part(out, r)))
+                  for i, (im, r) in enumerate(self._split(call))]
+        return _in_parallel(shards)
 
     def backward(self, call: Call) -> list[BoundCall]:
         conv2d_backward = self.fn("conv", "conv2d_backward")
+        accumulate = self.fn("merge", "accumulate")
 
         layer = call.layer
         x = call.inputs[0]
@@ -131,10 +225,21 @@ class Conv2DKernel(BuiltinKernel):
         sh, sw = layer.strides
         dx = call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
         ws = call.workspace
-        return [(conv2d_backward, (x, call.params["kernel"], rows(call.output),
-                                   rows(call.d_output), sh, sw, pt, pl, ho, wo,
-                                   call.activation, ws["cols"], ws["dz"], ws["dcols"], dx,
-                                   call.d_params["kernel"], _bias(call, grads=True)))]
+        y, dy, cols = rows(call.output), rows(call.d_output), ws["cols"]
+        shards, sums = [], []
+        for i, (im, r) in enumerate(self._split(call)):
+            dw_i, db_i, adds = _shard_grads(call, i, accumulate)
+            sums += adds
+            shards.append((conv2d_backward, (
+                _part(x, im), call.params["kernel"], _part(y, r), _part(dy, r), sh, sw, pt, pl,
+                ho, wo, call.activation, _shard_cols(cols, i), _part(ws["dz"], r), ws["dcols"],
+                _part(dx, im), dw_i, db_i)))
+        return _in_parallel(shards) + sums
+
+
+def _shard_cols(cols: Any, i: int) -> Any:
+    """Shard ``i``'s column-matrix block (CPU workspaces have one per shard; CUDA's is 2-D)."""
+    return cols[i] if cols.ndim == 3 else cols
 
 
 class AddKernel(BuiltinKernel):

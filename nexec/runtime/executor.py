@@ -7,6 +7,7 @@ arena at the same offsets.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ from nexec.planner.plan import Plan
 from nexec.planner.schedule import Schedule, build_schedule
 from nexec.runtime.memory import ALIGNMENT, kernel_fn, memory_for
 from nexec.runtime.params import ParamStore
+from nexec.runtime.threads import get_num_threads, run_shards, single_threaded_blas
 
 __all__ = ["Executor", "Program", "Objective"]
 
@@ -44,6 +46,8 @@ class Program:
     loss_values: list[tuple[int, float, Callable[..., float], tuple]] = field(default_factory=list)
     metrics: list[tuple[int, str, Callable[..., int], tuple, int]] = field(default_factory=list)
     backward: list[BoundCall] = field(default_factory=list)
+    #: Some op runs shards on several threads: BLAS is held at one thread during each step.
+    threaded: bool = False
 
 
 class Executor:
@@ -78,6 +82,7 @@ class Executor:
         self._targets: list[np.ndarray] = []
         self._scratch: dict[str, np.ndarray] = {}
         self._staging: dict = {}  # pinned host buffers of batches on their way to a device
+        self._threads = get_num_threads()
 
     # ----- planning ---------------------------------------------------------------------------
     def _fuse_loss(self, out: int) -> bool:
@@ -94,8 +99,11 @@ class Executor:
 
     def program(self, batch: int) -> Program:
         """The bound program for ``batch`` rows, binding it on first use."""
+        threads = get_num_threads()
+        if threads != self._threads:  # op kernels split their work by it: plan anew
+            self._threads, self.schedule = threads, None
         prog = self._programs.get(batch)
-        if prog is not None:
+        if prog is not None and self.schedule is not None:
             return prog
         if self.schedule is None or batch > self.schedule.batch:
             self.schedule = self._schedule(batch)
@@ -161,7 +169,7 @@ class Executor:
                         self.training)
             prog.forward += _checked(kernel, "forward", kernel.forward(call), op)
         if not self.objectives:
-            return prog
+            return _mark_threaded(prog)
         prog.targets = [t[:batch] for t in self._targets]
         for k, (out, obj) in enumerate(zip(g.outputs, self.objectives)):
             p = rows(arr(sched.value[out]))
@@ -184,7 +192,7 @@ class Executor:
                                               rows(arr(sched.grad[out])), act)
                 prog.backward.append((self._device_twin(fn) if device != "cpu" else fn, args))
         if not self.training:
-            return prog
+            return _mark_threaded(prog)
         written: set[int] = set()
         for op, kernel in reversed(list(zip(g.ops, self.kernels))):
             after: list[BoundCall] = []
@@ -216,7 +224,7 @@ class Executor:
                     not np.shares_memory(d0, call.d_output):
                 calls = [(copy_into, (self._flat2(d0), self._flat2(call.d_output)))]
             prog.backward += calls + after
-        return prog
+        return _mark_threaded(prog)
 
     def _scratch_like(self, key: str, like: np.ndarray) -> np.ndarray:
         a = self._scratch.get(key)
@@ -249,8 +257,9 @@ class Executor:
 
     # ----- running ------------------------------------------------------------------------------
     def run_forward(self, prog: Program) -> None:
-        for fn, args in prog.forward:
-            fn(*args)
+        with _blas_for(prog):
+            for fn, args in prog.forward:
+                fn(*args)
 
     def train_step(self, prog: Program, losses: list[float], counts: list[int]) -> float:
         """Forward, loss, metrics, backward, update.
@@ -258,9 +267,10 @@ class Executor:
         Per-output losses are written into ``losses``; metric counts are added to ``counts``
         (one per ``prog.metrics`` entry) before backward reuses the outputs' memory.
         """
-        total = self.evaluate_step(prog, losses, counts)
-        for fn, args in prog.backward:
-            fn(*args)
+        with _blas_for(prog):
+            total = self.evaluate_step(prog, losses, counts)
+            for fn, args in prog.backward:
+                fn(*args)
         t = self.store.trainable_size
         self.optimizer.step(self.params.values[:t], self.params.grads[:t])
         return total
@@ -269,8 +279,7 @@ class Executor:
         """Forward, loss and metrics only (validation, ``evaluate``)."""
         if self.plan.device != "cpu":
             return self._device_evaluate_step(prog, losses, counts)
-        for fn, args in prog.forward:
-            fn(*args)
+        self.run_forward(prog)
         total = 0.0
         for k, weight, fn, args in prog.loss_values:
             value = fn(*args)
@@ -294,6 +303,17 @@ class Executor:
             fn(*args)
             counts[i] += int(args[-1].copy_to_host()[0])
         return total
+
+
+def _mark_threaded(prog: Program) -> Program:
+    calls = prog.forward + prog.backward
+    prog.threaded = any(fn is run_shards for fn, _ in calls)
+    return prog
+
+
+def _blas_for(prog: Program) -> Any:
+    """One BLAS thread while a threaded program's step runs (see ``runtime/threads.py``)."""
+    return single_threaded_blas() if prog.threaded else contextlib.nullcontext()
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

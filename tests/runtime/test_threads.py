@@ -1,0 +1,222 @@
+"""Intra-op threads: run_shards, the BLAS hold, and sharded convolutions against one thread."""
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import nexec
+from nexec import Input, Model, layers
+from nexec.ops import builtin
+from nexec.runtime import threads
+from nexec.runtime.threads import get_num_threads, run_shards, set_num_threads
+from nexec.testing import (array_arguments, check_gradients, count_allocations,
+                           model_gradients, weights_by_name)
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    before = get_num_threads()
+    yield
+    set_num_threads(before)
+
+
+@pytest.fixture
+def shard_everything(monkeypatch):
+    """Every convolution, however small, is split (tests use tiny shapes)."""
+    monkeypatch.setattr(builtin, "_MIN_SHARD_FLOPS", 1)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_set_num_threads_is_validated_and_exported():
+    assert nexec.set_num_threads is set_num_threads and nexec.get_num_threads is get_num_threads
+    set_num_threads(3)
+    assert get_num_threads() == 3
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="positive int"):
+            set_num_threads(bad)
+
+
+@pytest.mark.parametrize("env,expected", [({"NEXEC_NUM_THREADS": "3"}, 3),
+                                          ({"OMP_NUM_THREADS": "5"}, 5),
+                                          ({"NEXEC_NUM_THREADS": "2", "OMP_NUM_THREADS": "7"}, 2),
+                                          ({"NEXEC_NUM_THREADS": "zero"}, None)])
+def test_default_thread_count_comes_from_the_environment(monkeypatch, env, expected):
+    monkeypatch.delenv("NEXEC_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cores = len(__import__("os").sched_getaffinity(0))
+    assert threads._default_threads() == (expected or cores)
+
+
+# --------------------------------------------------------------------------- run_shards
+
+
+def test_shards_run_at_the_same_time_on_different_threads():
+    barrier = threading.Barrier(3, timeout=10)  # breaks unless all three wait together
+    seen = []
+
+    def shard(i):
+        seen.append((i, threading.get_ident()))
+        barrier.wait()
+
+    run_shards(tuple((shard, (i,)) for i in range(3)))
+    assert sorted(i for i, _ in seen) == [0, 1, 2]
+    assert len({t for _, t in seen}) == 3
+    assert (0, threading.get_ident()) in seen  # the first shard runs in the caller
+
+
+def test_a_failing_shard_raises_in_the_caller_after_the_others_finish():
+    done = []
+
+    def ok(i):
+        done.append(i)
+
+    def bad():
+        raise ZeroDivisionError("shard 1")
+
+    with pytest.raises(ZeroDivisionError, match="shard 1"):
+        run_shards(((ok, (0,)), (bad, ()), (ok, (2,))))
+    assert sorted(done) == [0, 2]
+    run_shards(((ok, (3,)), (ok, (4,))))  # the workers are still usable
+    assert sorted(done) == [0, 2, 3, 4]
+
+
+def test_shards_run_one_after_the_other_while_another_thread_holds_the_workers():
+    order = []
+    with threads._busy:  # as if another model were running shards right now
+        run_shards(tuple((order.append, (i,)) for i in range(3)))
+    assert order == [0, 1, 2]
+
+
+def _blas_threads():
+    return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+def test_blas_is_held_at_one_thread_inside_and_restored_after():
+    import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS Numba uses
+
+    set_num_threads(2)
+    before = _blas_threads()
+    with threads.single_threaded_blas():
+        with threads.single_threaded_blas():  # nested holds are counted
+            assert set(_blas_threads().values()) == {1}
+        assert set(_blas_threads().values()) == {1}
+    assert _blas_threads() == before
+    set_num_threads(1)  # nexec single-threaded: BLAS keeps its own threads
+    with threads.single_threaded_blas():
+        assert _blas_threads() == before
+
+
+# --------------------------------------------------------------------------- sharded models
+
+
+def _cnn():
+    def conv(f, k, s=1, act="relu"):
+        return layers.Conv2D(f, k, strides=s, padding="same", activation=act)
+
+    i = Input(shape=(6, 6, 2), dtype="float64")
+    s = conv(4, 3)(i)
+    m = layers.Concatenate()([conv(3, 1)(s), conv(2, 3)(conv(2, 1)(s)),
+                              conv(2, 5, act="tanh")(conv(1, 1)(s))])   # strided outputs
+    d = conv(4, 3, 2)(m)
+    r = layers.Conv2D(4, 2, padding="same", use_bias=False)(conv(4, 3)(d))  # no bias
+    d = layers.Activation("relu")(layers.Add()([d, r]))
+    out = layers.Dense(3, activation="softmax")(layers.Flatten()(d))
+    return Model(i, out)
+
+
+def _data(n=5):
+    rng = np.random.default_rng(2)
+    return rng.normal(size=(n, 6, 6, 2)), np.eye(3)[rng.integers(0, 3, n)]
+
+
+def _outputs_and_grads(n_threads):
+    nexec.clear_session()
+    nexec.set_random_seed(7)
+    set_num_threads(n_threads)
+    model = _cnn()
+    x, y = _data()
+    _, grads = model_gradients(model, x, y, "categorical_crossentropy")
+    ex = model._trainer.train_executor
+    return model.predict(x, batch_size=5), grads, ex.program(5)
+
+
+def test_sharded_convolutions_match_one_thread(shard_everything):
+    p1, g1, prog1 = _outputs_and_grads(1)
+    p3, g3, prog3 = _outputs_and_grads(3)  # 5 images: shards of 1, 2 and 2
+    assert not prog1.threaded
+    assert prog3.threaded
+    sharded = [args[0] for fn, args in prog3.forward + prog3.backward if fn is run_shards]
+    assert len(sharded) == 2 * 9 and all(len(s) == 3 for s in sharded)  # 9 convs, both ways
+    np.testing.assert_allclose(p3, p1, rtol=1e-12, atol=1e-15)
+    assert g3.keys() == g1.keys()
+    for name in g1:
+        np.testing.assert_allclose(g3[name], g1[name], rtol=1e-11, atol=1e-14, err_msg=name)
+
+
+def test_sharded_gradients_match_finite_differences(shard_everything):
+    set_num_threads(2)
+    model = _cnn()
+    rng = np.random.default_rng(3)
+    for layer in model.layers:  # biases off the ReLU kink (see test_gradients.py)
+        if getattr(layer, "use_bias", False):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0.0, 0.1, bias.shape)])
+    x, y = _data()
+    loss_fn, grads = model_gradients(model, x, y, "categorical_crossentropy")
+    assert model._trainer.train_executor.program(5).threaded
+    check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
+
+
+def test_sharded_training_is_deterministic(shard_everything):
+    def train():
+        nexec.clear_session()
+        nexec.set_random_seed(11)
+        set_num_threads(2)
+        model = _cnn()
+        model.compile(optimizer="adam", loss="categorical_crossentropy")
+        x, y = _data(12)
+        model.fit(x, y, epochs=3, batch_size=4, verbose=0)
+        return model.get_weights()
+
+    for a, b in zip(train(), train()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_new_thread_count_takes_effect_at_the_next_batch(shard_everything):
+    set_num_threads(1)
+    model = _cnn()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x, y = _data()
+    model.fit(x, y, batch_size=5, verbose=0)
+    ex = model._trainer.train_executor
+    assert not ex.program(5).threaded
+    set_num_threads(2)
+    model.fit(x, y, batch_size=5, verbose=0)
+    assert ex.program(5).threaded
+
+
+def test_sharded_training_steps_allocate_nothing(shard_everything):
+    set_num_threads(2)
+    model = _cnn()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x, y = _data(8)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    ex = model._trainer.train_executor
+    prog = ex.program(4)
+    assert prog.threaded
+    losses = [0.0]
+
+    def steps(k):
+        for i in range(k):
+            ex.load(prog, [x, y], 0, 4)
+            ex.train_step(prog, losses, [])
+
+    steps(2)
+    nrt, numpy_blocks = count_allocations(lambda: steps(3))
+    assert nrt == 3 * (array_arguments(prog) + 3)  # + sgd_update(w, g, velocity)
+    assert numpy_blocks == []

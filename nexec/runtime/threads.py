@@ -19,7 +19,7 @@ layers ran 1.1-1.6x faster than with one serial pass around two-thread GEMMs
   threads (created on first use, daemons), and returns when all are done. Kernels release
   the GIL (``nogil``), so the shards really run in parallel. An exception in any shard is
   raised in the caller. If another thread is already running shards, this one runs its
-  shards one after the other instead of waiting.
+  shards one after the other instead of waiting. A forked child starts its own workers.
 """
 from __future__ import annotations
 
@@ -111,6 +111,19 @@ def single_threaded_blas() -> Iterator[None]:
             if _blas_holds == 0:
                 _blas_limit.restore_original_limits()
                 _blas_limit = None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads: start afresh, or shards would wait
+    forever on workers that do not exist."""
+    global _workers, _busy, _blas_lock
+    _workers = []
+    _busy = threading.Lock()
+    _blas_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def run_shards(calls: tuple) -> None:

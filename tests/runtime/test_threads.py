@@ -220,3 +220,18 @@ def test_sharded_training_steps_allocate_nothing(shard_everything):
     nrt, numpy_blocks = count_allocations(lambda: steps(3))
     assert nrt == 3 * (array_arguments(prog) + 3)  # + sgd_update(w, g, velocity)
     assert numpy_blocks == []
+
+
+def test_shards_work_in_a_forked_child():
+    import multiprocessing
+
+    run_shards(((int, ()), (int, ())))  # the parent has started its workers
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply_async(_shards_in_child).get(timeout=30) == [0, 1]
+
+
+def _shards_in_child():
+    seen = []
+    run_shards(((seen.append, (0,)), (seen.append, (1,))))
+    return sorted(seen)

@@ -3,8 +3,8 @@
 Why: the CPU kernels call BLAS (which threads itself) but also do serial passes around it
 (im2col, col2im, epilogues). A convolution split over the images of the batch, one shard
 per core with BLAS at one thread, keeps every core busy in every pass: the CNN benchmark's
-layers ran 1.1-1.6x faster than with one serial pass around two-thread GEMMs
-(docs/performance.md).
+convolutions ran 1.0-1.5x faster, its whole forward 1.23x, than with serial passes around
+two-thread GEMMs (docs/performance.md).
 
 * ``set_num_threads(n)`` / ``get_num_threads()``, as ``torch.set_num_threads``. The default
   is ``NEXEC_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the cores this process may use.
@@ -12,9 +12,10 @@ layers ran 1.1-1.6x faster than with one serial pass around two-thread GEMMs
 * ``single_threaded_blas()``: during each step of a program with shards, every BLAS library
   is held at one thread (threadpoolctl), so that shards do not each start BLAS threads and
   no BLAS worker thread spins on the core a shard wants. Holding it only around each
-  sharded op measured 1.6x slower on the CNN benchmark: after any two-thread GEMM between
-  them, OpenBLAS's worker keeps spinning for a while (its ``THREAD_TIMEOUT``). Programs
-  without shards (small or dense-only models) leave BLAS its own threads.
+  sharded op measured about 2x slower on the CNN benchmark (95 instead of 48 ms per
+  forward): after any two-thread GEMM between them, OpenBLAS's worker keeps spinning for a
+  while (its ``THREAD_TIMEOUT``). Programs without shards (small or dense-only models)
+  leave BLAS its own threads.
 * ``run_shards(calls)`` runs ``calls[0]`` in the calling thread and the others on worker
   threads (created on first use, daemons), and returns when all are done. Kernels release
   the GIL (``nogil``), so the shards really run in parallel. An exception in any shard is

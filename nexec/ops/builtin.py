@@ -13,6 +13,7 @@ import numpy as np
 
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows
+from nexec.runtime.threads import get_num_threads, run_shards
 
 __all__ = ["BUILTIN_KERNELS", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
            "ConcatenateKernel", "ActivationKernel", "FlattenKernel"]
@@ -31,8 +32,6 @@ _MIN_SHARD_FLOPS = 8_000_000
 
 def _shard_count(device: str, flops: int, batch: int) -> int:
     """How many threads share an op's batch: 1 off the CPU, for one thread, or small work."""
-    from nexec.runtime.threads import get_num_threads
-
     threads = get_num_threads() if device == "cpu" else 1
     return max(1, min(threads, batch, flops // _MIN_SHARD_FLOPS))
 
@@ -83,8 +82,6 @@ def _shard_grads(call: Call, i: int, accumulate: Any) -> tuple[Any, Any, list[Bo
 
 def _in_parallel(shards: list[BoundCall]) -> list[BoundCall]:
     """One bound call that runs the shards at once (or the one shard itself)."""
-    from nexec.runtime.threads import run_shards
-
     return shards if len(shards) == 1 else [(run_shards, (tuple(shards),))]
 
 

@@ -102,8 +102,9 @@ class Executor:
         threads = get_num_threads()
         if threads != self._threads:  # op kernels split their work by it: plan anew
             self._threads, self.schedule = threads, None
+            self._programs.clear()
         prog = self._programs.get(batch)
-        if prog is not None and self.schedule is not None:
+        if prog is not None:
             return prog
         if self.schedule is None or batch > self.schedule.batch:
             self.schedule = self._schedule(batch)

@@ -16,7 +16,7 @@ from nexec.graph import Input, SymbolicTensor, clear_session
 from nexec.model import Model, Sequential
 from nexec.plugins import plugins_info
 from nexec.random import set_random_seed
-from nexec.runtime.threads import get_num_threads, set_num_threads
+from nexec.devices.threads import get_num_threads, set_num_threads
 from nexec.saving import load_model
 
 __version__ = "0.1.0"
@@ -31,7 +31,7 @@ __all__ = ["Input", "Model", "Sequential", "SymbolicTensor", "layers", "models",
 
 def devices() -> list[str]:
     """Devices nexec can run on here: ``['cpu']``, plus ``'cuda:N'`` per visible GPU."""
-    from nexec.runtime.devices import available_devices
+    from nexec.devices import available_devices
 
     return available_devices()
 

@@ -181,17 +181,12 @@ def count_allocations(run: Callable[[], object]) -> tuple[int, list]:
 
 
 def array_arguments(prog) -> int:  # noqa: ANN001
-    """Array arguments of a bound program's kernel calls (forward, loss, metrics, backward),
-    i.e. the NRT wrappers one step makes when nothing else allocates (optimizer excluded).
-    A ``run_shards`` call counts the arrays of the calls it runs."""
-    from nexec.runtime.threads import run_shards
+    """Array arguments of a bound program's kernel calls (forward, loss, metrics, backward,
+    optimizer update), i.e. the NRT wrappers one training step makes when nothing else
+    allocates. Shards run together (a tuple of ``(fn, args)``) count the arrays they take."""
+    def arrays(value) -> int:  # noqa: ANN001
+        if isinstance(value, tuple):
+            return sum(arrays(v) for v in value)
+        return int(isinstance(value, np.ndarray))
 
-    def kernel_args(fn, args):  # noqa: ANN001, ANN202
-        if fn is run_shards:
-            return [a for shard in args[0] for a in kernel_args(*shard)]
-        return list(args)
-
-    calls = [kernel_args(fn, args) for fn, args in prog.forward + prog.backward]
-    calls += [args for *_, args in prog.loss_values]
-    calls += [m[3] for m in prog.metrics]
-    return sum(isinstance(a, np.ndarray) for args in calls for a in args)
+    return sum(arrays(args) for phase in prog.calls.values() for _, args in phase)

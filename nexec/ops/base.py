@@ -6,7 +6,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Kernel", "Call", "BoundCall", "Workspace", "rows", "empty_like_skip"]
+from nexec.plugins import registry
+
+__all__ = ["Kernel", "Call", "BoundCall", "Workspace", "rows", "view_2d", "empty_like_skip"]
 
 #: A kernel function and the arguments it is called with at every step.
 BoundCall = tuple[Callable[..., Any], tuple]
@@ -44,6 +46,9 @@ class Call:
     d_output: np.ndarray | None = None
     d_inputs: list[np.ndarray | None] = field(default_factory=list)
     d_params: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The ``nexec.devices.Device`` the arrays live on: its ``kernels`` namespace has every
+    #: kernel function of that device by name.
+    device: Any = None
 
 
 class Kernel:
@@ -85,25 +90,37 @@ class Kernel:
         return f"<Kernel {self.layer_type} on {self.device}>"
 
 
-def rows(a: np.ndarray) -> np.ndarray:
+def rows(a: Any) -> Any:
     """``a`` as a 2-D (rows, last axis) view; raises rather than silently copying.
 
-    Works for NumPy arrays (any single-axis slice) and for device arrays.
+    Works for NumPy arrays (any single-axis slice) and for any registered device's arrays.
     """
-    if not isinstance(a, np.ndarray):
-        from nexec.kernels.cuda.backend import view_2d
-
-        shape = tuple(a.shape)  # the simulator's shapes take no negative indices
-        return view_2d(a, int(np.prod(shape[:-1])), shape[-1])
-    v = a.view()
-    v.shape = (-1, a.shape[-1]) if a.ndim else (1, 1)
-    return v
+    shape = tuple(a.shape)
+    if not shape:
+        return view_2d(a, 1, 1)
+    return view_2d(a, int(np.prod(shape[:-1])), shape[-1])
 
 
-def empty_like_skip(a: np.ndarray) -> np.ndarray:
+def view_2d(a: Any, n_rows: int, n_cols: int) -> Any:
+    """A ``(n_rows, n_cols)`` view of ``a`` whose leading axes collapse into rows; a slice
+    of a wider buffer on one axis keeps its row stride."""
+    if isinstance(a, np.ndarray):
+        v = a.view()
+        v.shape = (n_rows, n_cols)  # raises instead of silently copying
+        return v
+    return _device_of(a).view_2d(a, n_rows, n_cols)
+
+
+def empty_like_skip(a: Any) -> Any:
     """A zero-length array of ``a``'s rank and dtype: tells a kernel to skip that output."""
-    if not isinstance(a, np.ndarray):
-        from nexec.kernels.cuda.backend import device_array
+    if isinstance(a, np.ndarray):
+        return np.empty((0, *a.shape[1:]), a.dtype)
+    return _device_of(a).zeros((0, *tuple(a.shape)[1:]), a.dtype)
 
-        return device_array((0, *tuple(a.shape)[1:]), a.dtype)
-    return np.empty((0, *a.shape[1:]), a.dtype)
+
+def _device_of(a: Any) -> Any:
+    """The registered device whose array ``a`` is."""
+    for device in registry().devices.values():
+        if device.owns(a):
+            return device
+    raise TypeError(f"{type(a).__name__} is not an array of any registered device")

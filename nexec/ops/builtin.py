@@ -1,9 +1,10 @@
 """Built-in layer types on each device: which kernel functions run, with which arrays.
 
-One class per layer type serves every device: the CPU and CUDA kernel packages have the same
-file and function names (``nexec.kernels.<device>.<family>``), so an op kernel only picks the
-package. Every binder runs once, when the executor binds a plan; it returns
-``(function, args)`` pairs, so a training step does no Python work here.
+One class per layer type serves every device: an instance is made per registered device
+and takes its kernel functions from that device's namespace (``device.kernels``), where
+every device has the same function names and argument order. Every binder runs once, when
+the executor binds a plan; it returns ``(function, args)`` pairs, so a training step does
+no Python work here.
 """
 from __future__ import annotations
 
@@ -12,28 +13,27 @@ from typing import Any
 import numpy as np
 
 from nexec.kernels.activations import LINEAR
-from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows
-from nexec.runtime.threads import get_num_threads, run_shards
+from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
 
-__all__ = ["BUILTIN_KERNELS", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
+__all__ = ["builtin_kernels", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
            "ConcatenateKernel", "ActivationKernel", "FlattenKernel"]
 
 
-def _bias(call: Call, grads: bool = False) -> np.ndarray:
+def _bias(call: Call, grads: bool = False) -> Any:
     table = call.d_params if grads else call.params
     if "bias" in table:
         return table["bias"]
-    return np.empty(0, call.output.dtype)
+    return call.device.zeros((0,), call.output.dtype)  # "no bias" to the kernels
 
 
 #: Below this many forward flops per shard, waking a thread costs more than it saves.
 _MIN_SHARD_FLOPS = 8_000_000
 
 
-def _shard_count(device: str, flops: int, batch: int) -> int:
-    """How many threads share an op's batch: 1 off the CPU, for one thread, or small work."""
-    threads = get_num_threads() if device == "cpu" else 1
-    return max(1, min(threads, batch, flops // _MIN_SHARD_FLOPS))
+def _shard_count(device: Any, flops: int, batch: int) -> int:
+    """How many threads share an op's batch: 1 for a device without intra-op threads, for
+    one thread, or for small work."""
+    return max(1, min(device.threads(), batch, flops // _MIN_SHARD_FLOPS))
 
 
 def _shard_slices(n: int, shards: int, rows_per_item: int) -> list[tuple[slice, slice]]:
@@ -80,28 +80,18 @@ def _shard_grads(call: Call, i: int, accumulate: Any) -> tuple[Any, Any, list[Bo
     return dw_i, db_i, sums
 
 
-def _in_parallel(shards: list[BoundCall]) -> list[BoundCall]:
-    """One bound call that runs the shards at once (or the one shard itself)."""
-    return shards if len(shards) == 1 else [(run_shards, (tuple(shards),))]
-
-
 class BuiltinKernel(Kernel):
-    """An op kernel bound to one device's kernel package.
+    """An op kernel bound to one device (a ``nexec.devices.Device``): its kernel functions
+    come from ``device.kernels``; its capabilities decide shards and workspaces."""
 
-    On CUDA every launch goes to one stream (``call``'s functions get ``stream=``), and
-    outputs are not written as row-strided slices, so Concatenate copies there.
-    """
+    def __init__(self, device: Any) -> None:
+        self.dev = device
+        self.device = device.name
 
-    def __init__(self, device: str = "cpu") -> None:
-        self.device = device
-        if device != "cpu":
-            self.strided_output = False
-
-    def fn(self, family: str, name: str) -> Any:
-        """Kernel function ``name`` of ``nexec.kernels.<device>.<family>``."""
-        from nexec.runtime.memory import kernel_fn
-
-        return kernel_fn(self.device, family, name)
+    @property
+    def k(self) -> Any:
+        """The device's kernel namespace."""
+        return self.dev.kernels
 
 
 class DenseKernel(BuiltinKernel):
@@ -126,7 +116,7 @@ class DenseKernel(BuiltinKernel):
         return ws
 
     def forward(self, call: Call) -> list[BoundCall]:
-        dense_forward = self.fn("dense", "dense_forward")
+        dense_forward = self.k.dense_forward
 
         out = call.output
         tmp = call.workspace.get("tmp", out)
@@ -134,7 +124,7 @@ class DenseKernel(BuiltinKernel):
                                  call.activation, out, tmp))]
 
     def backward(self, call: Call) -> list[BoundCall]:
-        dense_backward = self.fn("dense", "dense_backward")
+        dense_backward = self.k.dense_backward
 
         x = call.inputs[0]
         dx = call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
@@ -163,7 +153,7 @@ class Conv2DKernel(BuiltinKernel):
     def _shards(self, layer: Any, in_shape: tuple, batch: int) -> int:
         ho, wo, _, _ = self._geometry(layer, in_shape)
         (kh, kw) = layer.kernel_size
-        return _shard_count(self.device, 2 * batch * ho * wo * kh * kw * in_shape[2]
+        return _shard_count(self.dev, 2 * batch * ho * wo * kh * kw * in_shape[2]
                             * layer.filters, batch)
 
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
@@ -174,10 +164,10 @@ class Conv2DKernel(BuiltinKernel):
         ho, wo, _, _ = self._geometry(layer, in_shapes[0])
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
         f = layer.filters
-        cpu = self.device == "cpu"
+        blocks = self.dev.column_blocks
         shapes = conv2d_workspace_shapes(batch, h, w, cin, kh, kw, f, ho, wo, sh, sw,
-                                         training, tiled=cpu)
-        if cpu:  # one column-matrix block per shard, and the shards' partial gradients
+                                         training, tiled=blocks)
+        if blocks:  # one column-matrix block per shard, and the shards' partial gradients
             shards = self._shards(layer, in_shapes[0], batch)
             per_shard = conv2d_workspace_shapes(-(-batch // shards), h, w, cin, kh, kw, f,
                                                 ho, wo, sh, sw, training, tiled=True)
@@ -186,7 +176,7 @@ class Conv2DKernel(BuiltinKernel):
             shapes.pop("tmp", None)  # the GEMM writes straight into the output
         ws = {name: Workspace(tuple(shape), phase=_CONV_PHASES.get(name, "both"))
               for name, shape in shapes.items()}
-        if training and cpu:
+        if training and blocks:
             ws.update(_grad_parts_workspaces(shards, (kh, kw, cin, f), layer.use_bias))
         return ws
 
@@ -197,7 +187,7 @@ class Conv2DKernel(BuiltinKernel):
                              ho * wo)
 
     def forward(self, call: Call) -> list[BoundCall]:
-        conv2d_forward = self.fn("conv", "conv2d_forward")
+        conv2d_forward = self.k.conv2d_forward
 
         layer = call.layer
         x = call.inputs[0]
@@ -210,11 +200,11 @@ class Conv2DKernel(BuiltinKernel):
                                     pt, pl, ho, wo, call.activation, _shard_cols(cols, i),
                                     _part(tmp, r), _part(out, r)))
                   for i, (im, r) in enumerate(self._split(call))]
-        return _in_parallel(shards)
+        return self.dev.parallel(shards)
 
     def backward(self, call: Call) -> list[BoundCall]:
-        conv2d_backward = self.fn("conv", "conv2d_backward")
-        accumulate = self.fn("merge", "accumulate")
+        conv2d_backward = self.k.conv2d_backward
+        accumulate = self.k.accumulate
 
         layer = call.layer
         x = call.inputs[0]
@@ -231,7 +221,7 @@ class Conv2DKernel(BuiltinKernel):
                 _part(x, im), call.params["kernel"], _part(y, r), _part(dy, r), sh, sw, pt, pl,
                 ho, wo, call.activation, _shard_cols(cols, i), _part(ws["dz"], r), ws["dcols"],
                 _part(dx, im), dw_i, db_i)))
-        return _in_parallel(shards) + sums
+        return self.dev.parallel(shards) + sums
 
 
 def _shard_cols(cols: Any, i: int) -> Any:
@@ -250,8 +240,8 @@ class AddKernel(BuiltinKernel):
     saves_output = True  # backward reads it for a fused activation's gradient
 
     def forward(self, call: Call) -> list[BoundCall]:
-        add_accumulate = self.fn("merge", "add_accumulate")
-        add_forward = self.fn("merge", "add_forward")
+        add_accumulate = self.k.add_accumulate
+        add_forward = self.k.add_forward
 
         xs = [rows(x) for x in call.inputs]
         out = rows(call.output)
@@ -264,8 +254,8 @@ class AddKernel(BuiltinKernel):
         return calls
 
     def backward(self, call: Call) -> list[BoundCall]:
-        activation_backward = self.fn("activation", "activation_backward")
-        copy_into = self.fn("merge", "copy_into")
+        activation_backward = self.k.activation_backward
+        copy_into = self.k.copy_into
 
         dy = rows(call.d_output)
         targets = [rows(d) for d in call.d_inputs if d is not None]
@@ -297,7 +287,7 @@ class ConcatenateKernel(BuiltinKernel):
         return parts
 
     def forward(self, call: Call) -> list[BoundCall]:
-        copy_into = self.fn("merge", "copy_into")
+        copy_into = self.k.copy_into
 
         axis = call.layer.feature_axis(call.output.ndim - 1) + 1
         return [(copy_into, (as_2d(part, axis), as_2d(x, axis)))
@@ -305,7 +295,7 @@ class ConcatenateKernel(BuiltinKernel):
                 if not _same_memory(x, part)]  # produced in place: nothing to copy
 
     def backward(self, call: Call) -> list[BoundCall]:
-        copy_into = self.fn("merge", "copy_into")
+        copy_into = self.k.copy_into
 
         assert call.d_output is not None
         axis = call.layer.feature_axis(call.output.ndim - 1) + 1
@@ -326,14 +316,7 @@ def as_2d(a: np.ndarray, axis: int) -> np.ndarray:
     kernel serves concatenation on every axis.
     """
     full = tuple(a.shape)
-    shape = (int(np.prod(full[:axis])), int(np.prod(full[axis:])))
-    if not isinstance(a, np.ndarray):
-        from nexec.kernels.cuda.backend import view_2d
-
-        return view_2d(a, *shape)
-    v = a.view()
-    v.shape = shape
-    return v
+    return view_2d(a, int(np.prod(full[:axis])), int(np.prod(full[axis:])))
 
 
 class ActivationKernel(BuiltinKernel):
@@ -345,13 +328,13 @@ class ActivationKernel(BuiltinKernel):
     overwrites_input = True
 
     def forward(self, call: Call) -> list[BoundCall]:
-        activation_forward = self.fn("activation", "activation_forward")
+        activation_forward = self.k.activation_forward
 
         return [(activation_forward, (rows(call.inputs[0]), call.activation,
                                       rows(call.output)))]
 
     def backward(self, call: Call) -> list[BoundCall]:
-        activation_backward = self.fn("activation", "activation_backward")
+        activation_backward = self.k.activation_backward
 
         if call.d_inputs[0] is None:
             return []
@@ -374,6 +357,10 @@ class FlattenKernel(BuiltinKernel):
         return []
 
 
-BUILTIN_KERNELS = [cls(device) for device in ("cpu", "cuda")
-                   for cls in (DenseKernel, Conv2DKernel, AddKernel, ConcatenateKernel,
-                               ActivationKernel, FlattenKernel)]
+OP_KERNEL_CLASSES = (DenseKernel, Conv2DKernel, AddKernel, ConcatenateKernel, ActivationKernel,
+                     FlattenKernel)
+
+
+def builtin_kernels(devices: list[Any]) -> list[Kernel]:
+    """nexec's op kernels for each of ``devices``."""
+    return [cls(device) for device in devices for cls in OP_KERNEL_CLASSES]

@@ -1,4 +1,5 @@
-"""nexec's own layers, kernels, activations, losses, optimizers and initialisers.
+"""nexec's own devices, layers, kernels, activations, losses, metrics, optimizers and
+initialisers.
 
 Registered through the same hooks as any third-party plugin: there is no private back door.
 """
@@ -18,18 +19,43 @@ def nexec_layers() -> list[type]:
     return [InputLayer, Dense, Conv2D, Concatenate, Add, Activation, Flatten]
 
 
+_devices: list[Any] = []
+
+
+def _builtin_devices() -> list[Any]:
+    """One CPU and one CUDA device per process (they keep streams and compiled kernels)."""
+    if not _devices:
+        from nexec.devices.cpu import CpuDevice
+        from nexec.devices.cuda import CudaDevice
+
+        _devices.extend([CpuDevice(), CudaDevice()])
+    return _devices
+
+
+@hookimpl
+def nexec_devices() -> list[Any]:
+    return list(_builtin_devices())
+
+
 @hookimpl
 def nexec_kernels() -> list[Any]:
-    from nexec.ops.builtin import BUILTIN_KERNELS
+    from nexec.ops.builtin import builtin_kernels
 
-    return list(BUILTIN_KERNELS)
+    return builtin_kernels(_builtin_devices())
 
 
 @hookimpl
-def nexec_activations() -> dict[str, int]:
-    from nexec.kernels.activations import CODES
+def nexec_activations() -> list[Any]:
+    from nexec.activations import BUILTIN_ACTIVATIONS
 
-    return dict(CODES)
+    return list(BUILTIN_ACTIVATIONS)
+
+
+@hookimpl
+def nexec_metrics() -> list[Any]:
+    from nexec.training.metrics import BUILTIN_METRICS
+
+    return list(BUILTIN_METRICS)
 
 
 @hookimpl

@@ -33,6 +33,14 @@ class NexecSpec:
         """Activation names mapped to the fused-kernel codes of ``nexec.kernels.activations``."""
 
     @hookspec
+    def nexec_devices(self) -> list[Any]:
+        """``nexec.devices.Device`` instances: where kernels run (``"cpu"``, ``"cuda"``)."""
+
+    @hookspec
+    def nexec_metrics(self) -> list[Any]:
+        """``nexec.plugin.Metric`` instances, found by name (``"binary_accuracy"``)."""
+
+    @hookspec
     def nexec_losses(self) -> list[Any]:
         """``nexec.plugin.Loss`` instances, found by name (``"categorical_crossentropy"``)."""
 

@@ -22,7 +22,8 @@ __all__ = ["Registry", "registry", "reset_registry", "PluginRecord"]
 
 BUILTIN = "nexec.builtin"
 _SINGULAR = {"layers": "layer", "kernels": "kernel", "activations": "activation",
-             "losses": "loss", "optimizers": "optimizer", "initializers": "initializer"}
+             "losses": "loss", "optimizers": "optimizer", "initializers": "initializer",
+             "metrics": "metric", "devices": "device"}
 
 
 @dataclass
@@ -38,14 +39,17 @@ class PluginRecord:
 class Registry:
     """Every layer type, kernel, activation, loss, optimizer and initialiser by name."""
 
-    KINDS = ("layers", "kernels", "activations", "losses", "optimizers", "initializers")
+    KINDS = ("devices", "layers", "kernels", "activations", "losses", "metrics", "optimizers",
+             "initializers")
 
     def __init__(self, autoload: bool | None = None) -> None:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(NexecSpec)
         self.layers: dict[str, type] = {}
         self.kernels: dict[tuple[str, str], Any] = {}
-        self.activations: dict[str, int] = {}
+        self.activations: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
+        self.devices: dict[str, Any] = {}
         self.losses: dict[str, Any] = {}
         self.optimizers: dict[str, type] = {}
         self.initializers: dict[str, Any] = {}
@@ -112,8 +116,14 @@ class Registry:
             return [(cls.__name__, cls) for cls in result]
         if kind == "kernels":
             return [((k.layer_type, k.device), k) for k in result]
-        if kind == "losses":
-            return [(loss.name, loss) for loss in result]
+        if kind in ("losses", "metrics", "devices"):
+            return [(item.name, item) for item in result]
+        if kind == "activations":
+            from nexec.activations import Activation
+
+            if isinstance(result, dict):
+                return [(n, Activation(n, code)) for n, code in result.items()]
+            return [(a.name, a) for a in result]
         return list(dict(result).items())
 
     def _add(self, record: PluginRecord, kind: str, key: Any, value: Any) -> None:
@@ -167,6 +177,15 @@ class Registry:
                               f"for device '{device}'"
                               + (f"; it has kernels for: {', '.join(have)}." if have else "."))
         return self.kernels[key]
+
+    def activation(self, name: str) -> Any:
+        return self._lookup("activations", name)
+
+    def metric(self, name: str) -> Any:
+        return self._lookup("metrics", name)
+
+    def device(self, name: str) -> Any:
+        return self._lookup("devices", name)
 
     def loss(self, name: str) -> Any:
         return self._lookup("losses", name)

@@ -1,25 +1,27 @@
-"""The executor: binds a plan's kernels to views of one arena, then runs them.
+"""The executor: binds a plan's kernels to one arena as a :class:`Program`, then runs it.
 
 Binding happens once per batch size: every op kernel returns ``(function, args)`` pairs over
-arena views, so a step is a loop over pre-bound calls with no allocation. The arena is sized
-for the largest batch seen; a smaller batch (the last of an epoch) binds views of the same
-arena at the same offsets.
+arena views, which the program keeps as references into memory (``runtime/program.py``), so
+a step is a loop over pre-bound calls with no allocation. The arena is sized for the largest
+batch seen; a smaller batch (the last of an epoch) binds views of the same arena at the same
+offsets. The executor is written once for every device: memory, kernels and capabilities
+come from the plan's ``nexec.devices.Device``.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from nexec.kernels.activations import LINEAR, code_of
-from nexec.ops.base import BoundCall, Call, rows
+from nexec.errors import PluginError
+from nexec.kernels.activations import LINEAR
+from nexec.ops.base import BoundCall, Call, rows, view_2d
 from nexec.planner.plan import Plan
 from nexec.planner.schedule import Schedule, build_schedule
-from nexec.runtime.memory import ALIGNMENT, kernel_fn, memory_for
+from nexec.plugins import registry
 from nexec.runtime.params import ParamStore
-from nexec.runtime.threads import get_num_threads, run_shards, single_threaded_blas
+from nexec.runtime.program import Program
 
 __all__ = ["Executor", "Program", "Objective"]
 
@@ -30,24 +32,7 @@ class Objective:
 
     loss: Any  # nexec.training.losses.Loss
     weight: float = 1.0
-    metrics: list[tuple[str, Callable[..., int], str, tuple]] = field(default_factory=list)
-    # (name, count kernel, denominator: "rows" or "elements", extra kernel arguments)
-
-
-@dataclass
-class Program:
-    """All bound calls of one step for one batch size."""
-
-    batch: int
-    inputs: list[np.ndarray]
-    outputs: list[np.ndarray]
-    targets: list[np.ndarray] = field(default_factory=list)
-    forward: list[BoundCall] = field(default_factory=list)
-    loss_values: list[tuple[int, float, Callable[..., float], tuple]] = field(default_factory=list)
-    metrics: list[tuple[int, str, Callable[..., int], tuple, int]] = field(default_factory=list)
-    backward: list[BoundCall] = field(default_factory=list)
-    #: Some op runs shards on several threads: BLAS is held at one thread during each step.
-    threaded: bool = False
+    metrics: list[tuple[str, Any]] = field(default_factory=list)  # (log name, Metric)
 
 
 class Executor:
@@ -58,48 +43,49 @@ class Executor:
         store: The flat parameters the layers' arrays are views of.
         training: Whether programs include backward and the optimizer update.
         objectives: Per model output, the loss and metrics (training and evaluation).
-        optimizer: Updates ``store.values`` from ``store.grads`` (training only).
+        optimizer: Updates the trainable parameters from their gradients (training only).
         naive_memory: One buffer per tensor instead of the memory plan (for comparison).
     """
 
     def __init__(self, plan: Plan, store: ParamStore, training: bool = False,
                  objectives: list[Objective] | None = None, optimizer: Any = None,
                  naive_memory: bool = False) -> None:
-        from nexec.plugins import registry
-
+        reg = registry()
         self.plan = plan
         self.store = store
         self.training = training
         self.objectives = objectives or []
         self.optimizer = optimizer
         self.naive_memory = naive_memory
-        self.memory = memory_for(plan.device)
-        self.params = store.on(plan.device)  # the store's arrays where the kernels run
-        self.kernels = [registry().kernel(op.kind, plan.device) for op in plan.graph.ops]
+        self.device = reg.device(plan.device)
+        self.params = store.on(self.device)  # the store's arrays where the kernels run
+        self.kernels = [reg.kernel(op.kind, plan.device) for op in plan.graph.ops]
+        self.activations = [reg.activation(op.activation or "linear") for op in plan.graph.ops]
         self.schedule: Schedule | None = None
-        self._arena: np.ndarray | None = None
+        self._arena: Any = None
         self._programs: dict[int, Program] = {}
-        self._targets: list[np.ndarray] = []
-        self._scratch: dict[str, np.ndarray] = {}
+        self._targets: list[Any] = []
+        self._scratch: dict[str, Any] = {}
         self._staging: dict = {}  # pinned host buffers of batches on their way to a device
-        self._threads = get_num_threads()
+        self._threads = self.device.threads()
 
     # ----- planning ---------------------------------------------------------------------------
     def _fuse_loss(self, out: int) -> bool:
-        k = self.plan.graph.outputs.index(out)
-        act = self.plan.graph.ops[self.plan.graph.tensors[out].producer].activation \
-            if self.plan.graph.tensors[out].producer is not None else None
-        return act in self.objectives[k].loss.fused if self.objectives else False
+        g = self.plan.graph
+        producer = g.tensors[out].producer
+        if producer is None or not self.objectives:
+            return False
+        return self.objectives[g.outputs.index(out)].loss.fuses(g.ops[producer].activation)
 
     def _schedule(self, batch: int) -> Schedule:
         kinds = {op.kind: k for op, k in zip(self.plan.graph.ops, self.kernels)}
         return build_schedule(self.plan, batch, self.training, kernel_of=kinds.__getitem__,
                               fuse_loss=self._fuse_loss if self.training else None,
-                              alignment=ALIGNMENT, naive=self.naive_memory)
+                              naive=self.naive_memory)
 
     def program(self, batch: int) -> Program:
         """The bound program for ``batch`` rows, binding it on first use."""
-        threads = get_num_threads()
+        threads = self.device.threads()
         if threads != self._threads:  # op kernels split their work by it: plan anew
             self._threads, self.schedule = threads, None
             self._programs.clear()
@@ -108,46 +94,47 @@ class Executor:
             return prog
         if self.schedule is None or batch > self.schedule.batch:
             self.schedule = self._schedule(batch)
-            self._arena = self.memory.arena(self.schedule.memory.arena_bytes)
+            self._arena = self.device.arena(self.schedule.memory.arena_bytes)
             self._programs.clear()
             self._staging.clear()
             self._targets = self._make_targets(batch)
         sched = self.schedule if batch == self.schedule.batch else self._schedule(batch)
         prog = self._bind(sched, batch)
+        prog.materialise()
+        prog.threaded = self.device.threaded(prog.forward + prog.backward)
         self._programs[batch] = prog
         return prog
 
-    def _make_targets(self, batch: int) -> list[np.ndarray]:
+    def _make_targets(self, batch: int) -> list[Any]:
         g = self.plan.graph
         out = []
         for tid, obj in zip(g.outputs, self.objectives):
-            if obj.loss.sparse:
-                out.append(self.memory.zeros((batch, *g.tensors[tid].shape[:-1]), np.int64))
-            else:
-                out.append(self.memory.zeros((batch, *g.tensors[tid].shape),
-                                             g.tensors[tid].dtype))
+            t = g.tensors[tid]
+            shape, dtype = ((batch, *t.shape[:-1]), np.int64) if obj.loss.sparse else \
+                ((batch, *t.shape), t.dtype)
+            out.append(self.device.zeros(shape, dtype))
         return out
 
     # ----- binding ------------------------------------------------------------------------------
-    def _arrays(self, sched: Schedule) -> Callable[[str], np.ndarray]:
+    def _arrays(self, sched: Schedule) -> Any:
         """Buffer name -> view of the arena (offsets from the largest batch's plan)."""
         assert self.schedule is not None and self._arena is not None
         offsets = self.schedule.buffers
-        made: dict[str, np.ndarray] = {}
+        made: dict[str, Any] = {}
 
-        def get(name: str) -> np.ndarray:
+        def get(name: str) -> Any:
             if name in made:
                 return made[name]
             b = sched.buffers[name]
             if b.view_of is None:
-                a = self.memory.view(self._arena, offsets[name].offset, b.nbytes, b.dtype,
+                a = self.device.view(self._arena, offsets[name].offset, b.nbytes, b.dtype,
                                      b.shape)
             elif b.view[0] == "reshape":
-                a = self.memory.reshape(get(b.view_of), b.shape)
+                a = self.device.reshape(get(b.view_of), b.shape)
             else:
                 _, axis, lo, hi = b.view
                 parent = get(b.view_of)
-                index = [slice(None)] * parent.ndim
+                index = [slice(None)] * len(parent.shape)
                 index[axis] = slice(lo, hi)
                 a = parent[tuple(index)]
             made[name] = a
@@ -155,180 +142,183 @@ class Executor:
 
         return get
 
+    def _memories(self, batch: int) -> dict[str, Any]:
+        """Every allocation a program's arrays may live in, by name."""
+        mem = {"arena": self._arena, "values": self.params.values, "grads": self.params.grads}
+        mem.update({f"target {k}": t for k, t in enumerate(self._targets)})
+        if self.training and self.optimizer is not None:
+            mem.update({f"optimizer {i}": s for i, s in enumerate(self.optimizer.state)})
+            mem["optimizer hyperparameters"] = self.optimizer.hyper
+        return mem
+
     def _bind(self, sched: Schedule, batch: int) -> Program:
-        device = self.plan.device
-        accumulate = kernel_fn(device, "merge", "accumulate")
-        copy_into = kernel_fn(device, "merge", "copy_into")
         g = self.plan.graph
+        dev = self.device
         arr = self._arrays(sched)
-        prog = Program(batch, [arr(sched.value[i]) for i in g.inputs],
-                       [arr(sched.value[o]) for o in g.outputs])
-        for op, kernel in zip(g.ops, self.kernels):
+        prog = Program(batch, memories=self._memories(batch))
+        prog.inputs = [prog.refs(arr(sched.value[i])) for i in g.inputs]
+        prog.outputs = [prog.refs(arr(sched.value[o])) for o in g.outputs]
+        for op, kernel, act in zip(g.ops, self.kernels, self.activations):
             ws = {k: arr(v) for k, v in sched.workspaces.get((op.index, "forward"), {}).items()}
-            call = Call(op.layer, code_of(op.activation), [arr(sched.value[i]) for i in op.inputs],
-                        arr(sched.value[op.output]), self.params.params_of(op.layer), ws,
-                        self.training)
-            prog.forward += _checked(kernel, "forward", kernel.forward(call), op)
-        if not self.objectives:
-            return _mark_threaded(prog)
-        prog.targets = [t[:batch] for t in self._targets]
+            call = Call(op.layer, act.code if act.fused else LINEAR,
+                        [arr(sched.value[i]) for i in op.inputs], arr(sched.value[op.output]),
+                        self.params.params_of(op.layer), ws, self.training, device=dev)
+            calls = _checked(kernel, "forward", kernel.forward(call), op)
+            if not act.fused:  # a plugin activation: its own pass over the output
+                fwd, _ = dev.generated("activation", act.forward, act.derivative)
+                calls.append((fwd, (rows(call.output), rows(call.output))))
+            prog.add("forward", calls)
+        if self.objectives:
+            self._bind_objectives(prog, sched, arr)
+        if not self.training:
+            return prog
+        self._bind_backward(prog, sched, arr)
+        t = self.store.trainable_size
+        prog.add("update", [self.optimizer.bind(self.params.values[:t], self.params.grads[:t])])
+        return prog
+
+    def _bind_objectives(self, prog: Program, sched: Schedule, arr: Any) -> None:
+        g = self.plan.graph
+        dev = self.device
+        targets = [t[:prog.batch] for t in self._targets]
+        prog.targets = [prog.refs(t) for t in targets]
         for k, (out, obj) in enumerate(zip(g.outputs, self.objectives)):
             p = rows(arr(sched.value[out]))
-            y = prog.targets[k] if obj.loss.sparse else rows(prog.targets[k])
-            fn, args = obj.loss.bind_value(p, y)
-            if device != "cpu":  # device reductions write into a slot read back per step
-                fn, args = self._device_twin(fn), args + (self._slot("loss", k, np.float64),)
-            prog.loss_values.append((k, obj.weight, fn, args))
-            for name, count, denom, extra in obj.metrics:
-                total = p.shape[0] if denom == "rows" else p.size
-                args = (p, y, *extra)
-                if device != "cpu":
-                    count, args = self._device_twin(count), \
-                        args + (self._slot("count", len(prog.metrics), np.int64),)
-                prog.metrics.append((k, name, count, args, total))
+            y = targets[k] if obj.loss.sparse else rows(targets[k])
+            slot = self._slot(f"loss {k}", np.float64)
+            prog.memories[f"loss {k}"] = slot
+            prog.add("loss", [obj.loss.bind_value(dev, p, y, slot)])
+            prog.loss_slots.append((k, obj.weight, prog.refs(slot)))
+            for name, metric in obj.metrics:
+                m = len(prog.metric_slots)
+                slot = self._slot(f"metric {m}", np.dtype(metric.dtype))
+                prog.memories[f"metric {m}"] = slot
+                prog.add("metric", [metric.bind(dev, p, y, slot)])
+                prog.metric_slots.append((k, name, prog.refs(slot), metric.total(p)))
             if self.training and out in sched.grad:  # a model input as output has none
                 act = g.ops[g.tensors[out].producer].activation \
                     if sched.fused_loss.get(out) else None
-                fn, args = obj.loss.bind_grad(p, y, obj.weight / p.shape[0],
-                                              rows(arr(sched.grad[out])), act)
-                prog.backward.append((self._device_twin(fn) if device != "cpu" else fn, args))
-        if not self.training:
-            return _mark_threaded(prog)
+                prog.add("backward", [obj.loss.bind_grad(dev, p, y, obj.weight / p.shape[0],
+                                                         rows(arr(sched.grad[out])), act)])
+
+    def _bind_backward(self, prog: Program, sched: Schedule, arr: Any) -> None:
+        g = self.plan.graph
+        k = self.device.kernels
         written: set[int] = set()
-        for op, kernel in reversed(list(zip(g.ops, self.kernels))):
+        for op, kernel, act in reversed(list(zip(g.ops, self.kernels, self.activations))):
+            before: list[BoundCall] = []
             after: list[BoundCall] = []
-            d_inputs: list[np.ndarray | None] = []
+            d_inputs: list[Any] = []
             for j, tid in enumerate(op.inputs):
                 if tid not in sched.grad:
                     d_inputs.append(None)
                 elif (op.index, j) in sched.contributions:
                     part = arr(sched.contributions[(op.index, j)])
                     d_inputs.append(part)
-                    after.append((accumulate, (rows(arr(sched.grad[tid])), rows(part))))
+                    after.append((k.accumulate, (rows(arr(sched.grad[tid])), rows(part))))
                 else:
                     d_inputs.append(arr(sched.grad[tid]))
             d_params = self.params.grads_of(op.layer)
             if id(op.layer) in written:  # a shared layer: sum this call's share in
-                d_params = {n: self._scratch_like(f"{op.index}.{n}", p)
+                d_params = {n: self._scratch_like(f"{op.index}.{n}", p, prog)
                             for n, p in d_params.items()}
-                after += [(accumulate, (_flat(self.params.grads_of(op.layer)[n]), _flat(p)))
+                after += [(k.accumulate, (_flat(self.params.grads_of(op.layer)[n]), _flat(p)))
                           for n, p in d_params.items()]
             written.add(id(op.layer))
-            act = LINEAR if sched.fused_loss.get(op.output) else code_of(op.activation)
-            ws = {k: arr(v) for k, v in sched.workspaces.get((op.index, "backward"), {}).items()}
-            call = Call(op.layer, act, [arr(sched.value[i]) for i in op.inputs],
-                        arr(sched.value[op.output]), self.params.params_of(op.layer), ws, True,
-                        arr(sched.grad[op.output]), d_inputs, d_params)
+            code = act.code if act.fused else LINEAR
+            y, dy = arr(sched.value[op.output]), arr(sched.grad[op.output])
+            if sched.fused_loss.get(op.output):
+                code = LINEAR
+            elif not act.fused:  # a plugin activation: its gradient first, in place
+                _, bwd = self.device.generated("activation", act.forward, act.derivative)
+                before.append((bwd, (rows(y), rows(dy), rows(dy))))
+            ws = {n: arr(v) for n, v in sched.workspaces.get((op.index, "backward"), {}).items()}
+            call = Call(op.layer, code, [arr(sched.value[i]) for i in op.inputs], y,
+                        self.params.params_of(op.layer), ws, True, dy, d_inputs, d_params,
+                        device=self.device)
             calls = _checked(kernel, "backward", kernel.backward(call), op)
             d0 = d_inputs[0] if d_inputs else None
             if kernel.view_of_input and d0 is not None and \
-                    not np.shares_memory(d0, call.d_output):
-                calls = [(copy_into, (self._flat2(d0), self._flat2(call.d_output)))]
-            prog.backward += calls + after
-        return _mark_threaded(prog)
+                    not (isinstance(d0, np.ndarray) and np.shares_memory(d0, dy)):
+                calls = [(k.copy_into, (_flat2(d0), _flat2(dy)))]
+            prog.add("backward", before + calls + after)
 
-    def _scratch_like(self, key: str, like: np.ndarray) -> np.ndarray:
+    def _scratch_like(self, key: str, like: Any, prog: Program) -> Any:
         a = self._scratch.get(key)
-        if a is None or a.shape != like.shape:
-            a = self._scratch[key] = self.memory.zeros(like.shape, like.dtype)
+        if a is None or tuple(a.shape) != tuple(like.shape):
+            a = self._scratch[key] = self.device.zeros(tuple(like.shape), like.dtype)
+        prog.memories[f"scratch {key}"] = a
         return a
 
-    def _slot(self, kind: str, index: int, dtype: Any) -> Any:
-        """A 1-element device array a reduction kernel writes its result into."""
-        return self._scratch_like(f"{kind} slot {index}", np.zeros(1, dtype))
-
-    def _device_twin(self, cpu_fn: Callable[..., Any]) -> Callable[..., Any]:
-        """The device kernel with the same module and name as a CPU kernel function."""
-        family = cpu_fn.__module__.rsplit(".", 1)[-1]
-        return kernel_fn(self.plan.device, family, cpu_fn.__name__)
-
-    def _flat2(self, a: Any) -> Any:
-        return self.memory.reshape(a, (a.shape[0], -1))
+    def _slot(self, key: str, dtype: Any) -> Any:
+        """A 1-element array a reduction kernel writes its result into."""
+        a = self._scratch.get(key)
+        if a is None:
+            a = self._scratch[key] = self.device.zeros((1,), dtype)
+        return a
 
     # ----- data in and out ------------------------------------------------------------------------
     def load(self, prog: Program, sources: list[np.ndarray], lo: int, hi: int,
              order: np.ndarray | None = None) -> None:
         """Copies rows ``lo:hi`` (of ``order`` when shuffled) of inputs then targets in."""
         for dst, src in zip(prog.inputs + prog.targets, sources):
-            self.memory.load(dst, src, lo, hi, order, self._staging)
+            self.device.load(dst, src, lo, hi, order, self._staging)
 
     def read_outputs(self, prog: Program, results: list[np.ndarray], lo: int, hi: int) -> None:
         for res, out in zip(results, prog.outputs):
-            self.memory.read(res[lo:hi], out)
+            self.device.read(res[lo:hi], out)
 
     # ----- running ------------------------------------------------------------------------------
     def run_forward(self, prog: Program) -> None:
-        with _blas_for(prog):
+        with self.device.step_guard(prog.threaded):
             for fn, args in prog.forward:
                 fn(*args)
 
-    def train_step(self, prog: Program, losses: list[float], counts: list[int]) -> float:
+    def train_step(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         """Forward, loss, metrics, backward, update.
 
-        Per-output losses are written into ``losses``; metric counts are added to ``counts``
-        (one per ``prog.metrics`` entry) before backward reuses the outputs' memory.
+        Per-output losses are written into ``losses``; metric sums are added to ``counts``
+        (one per ``prog.metric_slots`` entry). Returns the weighted total loss.
         """
-        with _blas_for(prog):
-            total = self.evaluate_step(prog, losses, counts)
-            for fn, args in prog.backward:
-                fn(*args)
-        t = self.store.trainable_size
-        self.optimizer.step(self.params.values[:t], self.params.grads[:t])
-        return total
+        with self.device.step_guard(prog.threaded):
+            for phase in ("forward", "loss", "metric", "backward", "update"):
+                for fn, args in prog.calls[phase]:
+                    fn(*args)
+        return self._results(prog, losses, counts)
 
-    def evaluate_step(self, prog: Program, losses: list[float], counts: list[int]) -> float:
+    def evaluate_step(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         """Forward, loss and metrics only (validation, ``evaluate``)."""
-        if self.plan.device != "cpu":
-            return self._device_evaluate_step(prog, losses, counts)
-        self.run_forward(prog)
-        total = 0.0
-        for k, weight, fn, args in prog.loss_values:
-            value = fn(*args)
-            losses[k] = value
-            total += weight * value
-        for i, (_, _, fn, args, _) in enumerate(prog.metrics):
-            counts[i] += fn(*args)
-        return total
+        with self.device.step_guard(prog.threaded):
+            for phase in ("forward", "loss", "metric"):
+                for fn, args in prog.calls[phase]:
+                    fn(*args)
+        return self._results(prog, losses, counts)
 
-    def _device_evaluate_step(self, prog: Program, losses: list[float],
-                              counts: list[int]) -> float:
-        for fn, args in prog.forward:
-            fn(*args)
+    def _results(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         total = 0.0
-        for k, weight, fn, args in prog.loss_values:
-            fn(*args)
-            value = float(args[-1].copy_to_host()[0])
+        for k, weight, slot in prog.loss_slots:
+            value = float(self.device.scalar(slot))
             losses[k] = value
             total += weight * value
-        for i, (_, _, fn, args, _) in enumerate(prog.metrics):
-            fn(*args)
-            counts[i] += int(args[-1].copy_to_host()[0])
+        for i, (_, _, slot, _) in enumerate(prog.metric_slots):
+            counts[i] += self.device.scalar(slot).item()
         return total
 
 
-def _mark_threaded(prog: Program) -> Program:
-    calls = prog.forward + prog.backward
-    prog.threaded = any(fn is run_shards for fn, _ in calls)
-    return prog
-
-
-def _blas_for(prog: Program) -> Any:
-    """One BLAS thread while a threaded program's step runs (see ``runtime/threads.py``)."""
-    return single_threaded_blas() if prog.threaded else contextlib.nullcontext()
-
-
-def _flat(a: np.ndarray) -> np.ndarray:
+def _flat(a: Any) -> Any:
     """A contiguous parameter as one row, for the 2-D merge kernels."""
-    return a.reshape(1, -1)
+    return view_2d(a, 1, int(np.prod(a.shape)))
+
+
+def _flat2(a: Any) -> Any:
+    return view_2d(a, int(a.shape[0]), int(np.prod(a.shape[1:])))
 
 
 def _checked(kernel: Any, phase: str, calls: Any, op: Any) -> list[BoundCall]:
     """Validates what a (possibly third-party) kernel returned, naming it when wrong."""
-    from nexec.errors import PluginError
-
     if not isinstance(calls, list) or not all(
             isinstance(c, tuple) and len(c) == 2 and callable(c[0]) and isinstance(c[1], tuple)
             for c in calls):
         raise PluginError(f"{kernel!r}.{phase} for layer '{op.layer.name}' must return a list of "
                           f"(function, args_tuple) pairs, got {calls!r:.200}.")
-    return calls
+    return list(calls)

@@ -41,25 +41,24 @@ class ParamStore:
 
         self._mirrors: dict[str, DeviceParams] = {}
 
-    def on(self, device: str) -> ParamStore | DeviceParams:
-        """The arrays kernels of ``device`` use: this store on the CPU, a mirror elsewhere."""
-        if device == "cpu":
+    def on(self, device: Any) -> ParamStore | DeviceParams:
+        """The arrays kernels of ``device`` use: this store itself where the device's arrays
+        are host memory, a mirror elsewhere."""
+        if device.host_memory:
             return self
-        if device not in self._mirrors:
-            self._mirrors[device] = DeviceParams(self, device)
-        return self._mirrors[device]
+        if device.name not in self._mirrors:
+            self._mirrors[device.name] = DeviceParams(self, device)
+        return self._mirrors[device.name]
 
     def to_device(self) -> None:
         """Copies the host values to every device mirror (after ``set_weights``, loading)."""
         for mirror in self._mirrors.values():
-            mirror.values.copy_to_device(self.values)
+            mirror.device.copy_to_device(mirror.values, self.values)
 
-    def from_device(self, device: str) -> None:
+    def from_device(self, device: Any) -> None:
         """Copies a device's values back, so layers' arrays show what training did there."""
-        if device in self._mirrors:
-            from nexec.runtime.memory import memory_for
-
-            memory_for(device).to_host(self._mirrors[device].values, self.values)
+        if device.name in self._mirrors:
+            device.read(self.values, self._mirrors[device.name].values)
 
     def owns(self, layers: list[Any]) -> bool:
         """Whether this store still backs exactly these layers' parameters."""
@@ -80,13 +79,11 @@ class DeviceParams:
     after each ``fit``/``evaluate``/``predict`` call (``ParamStore.to_device``/``from_device``).
     """
 
-    def __init__(self, store: ParamStore, device: str) -> None:
-        from nexec.runtime.memory import memory_for
-
-        memory = memory_for(device)
+    def __init__(self, store: ParamStore, device: Any) -> None:
         self.store = store
-        self.values = memory.to_device(store.values)
-        self.grads = memory.zeros(store.grads.shape, store.grads.dtype)
+        self.device = device
+        self.values = device.to_device(store.values)
+        self.grads = device.zeros(store.grads.shape, store.grads.dtype)
         self.views: dict[tuple[int, str], Any] = {}
         self.grad_views: dict[tuple[int, str], Any] = {}
         at = 0

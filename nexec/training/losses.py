@@ -1,4 +1,14 @@
-"""Losses by Keras name, each bound to its value and gradient kernels.
+"""Losses by Keras name, with kernels for every device.
+
+A loss reaches a device's kernels in one of three ways, checked in this order:
+
+* ``kernels``: per device name (or ``"*"`` for any device) a :class:`LossKernels` whose
+  entries are kernel functions, or names looked up in the device's kernel namespace (how
+  nexec's own losses are declared: every device with those kernels supports them);
+* ``elementwise=(fn, derivative)``: scalar ``fn(p, t)`` and ``d fn / d p``; each device
+  compiles them into its own value and gradient kernels (the easy way for a plugin);
+* plugin API 1.0: ``value``/``grad``/``fused`` CPU functions, ``value`` returning the
+  batch mean; they run on devices whose arrays are host memory.
 
 A loss may also give the gradient with respect to the *pre-activation* of an output whose
 activation it knows (softmax + crossentropy, sigmoid + binary crossentropy): the backward of
@@ -7,75 +17,146 @@ that output layer then skips its activation gradient.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-import numpy as np
+from numba import njit
 
+from nexec.errors import PluginError
 from nexec.ops.base import BoundCall
 
-__all__ = ["Loss", "BUILTIN_LOSSES", "EPSILON"]
+__all__ = ["Loss", "LossKernels", "BUILTIN_LOSSES", "EPSILON", "ALIASES"]
 
 EPSILON = 1e-7  # Keras' backend epsilon, used for probability clipping
+
+KernelRef = Any  # a kernel function, or its name in a device's kernel namespace
+
+
+@dataclass(frozen=True)
+class LossKernels:
+    """One device's kernels of a loss.
+
+    Args:
+        value: ``value(p, y, [eps,] out)`` writes the batch mean into ``out[0]`` (float64).
+        grad: ``grad(p, y, [eps,] scale, dp)`` writes ``scale * dloss/dp`` (scale = w / N).
+        fused: Activation name -> ``grad(p, y, scale, dz)`` with respect to the logits.
+    """
+
+    value: KernelRef
+    grad: KernelRef
+    fused: Mapping[str, KernelRef] = field(default_factory=dict)
+
+    def resolved(self, device: Any) -> LossKernels:
+        def get(k: KernelRef) -> Callable[..., Any]:
+            return getattr(device.kernels, k) if isinstance(k, str) else k
+
+        return LossKernels(get(self.value), get(self.grad),
+                           {a: get(f) for a, f in self.fused.items()})
 
 
 @dataclass(frozen=True)
 class Loss:
-    """A loss: kernels for its value and gradient, and the fused forms it has.
+    """A loss: its name, target form, and kernels per device (see the module docstring).
 
     Args:
         name: Keras name (``"categorical_crossentropy"``).
-        value: ``value(p, y[, eps]) -> float``, the batch mean.
-        grad: ``grad(p, y, [eps,] scale, dp)`` writes ``scale * dloss/dp`` (scale = w / N).
-        fused: Activation name -> ``grad(p, y, scale, dz)`` with respect to the logits.
+        value, grad, fused: Plugin API 1.0 CPU kernels (``value`` returns the batch mean).
         sparse: Targets are integer class labels of shape ``(N,)``.
-        clipped: Whether value and grad take Keras' epsilon.
+        clipped: Whether value and grad take Keras' epsilon (``eps`` above).
+        kernels: Device name (or ``"*"``) -> :class:`LossKernels`.
+        elementwise: ``(fn, derivative)`` scalar functions of ``(p, t)``; the loss is the
+            mean of ``fn`` over all elements (Keras: over the last axis, then the batch).
+
+    Example:
+        >>> mae = Loss("my_mae", elementwise=(lambda p, t: abs(p - t),
+        ...                                   lambda p, t: 1.0 if p > t else -1.0))
+        >>> mae.clipped
+        False
     """
 
     name: str
-    value: Callable[..., float]
-    grad: Callable[..., None]
-    fused: dict[str, Callable[..., None]] = field(default_factory=dict)
+    value: Callable[..., float] | None = None
+    grad: Callable[..., None] | None = None
+    fused: Mapping[str, Callable[..., None]] = field(default_factory=dict)
     sparse: bool = False
     clipped: bool = True
+    kernels: Mapping[str, LossKernels] = field(default_factory=dict)
+    elementwise: tuple[Callable[..., float], Callable[..., float]] | None = None
 
-    def bind_value(self, p: np.ndarray, y: np.ndarray) -> BoundCall:
-        return (self.value, (p, y, EPSILON) if self.clipped else (p, y))
+    def __post_init__(self) -> None:
+        if self.elementwise is not None:
+            object.__setattr__(self, "clipped", False)
 
-    def bind_grad(self, p: np.ndarray, y: np.ndarray, scale: float, out: np.ndarray,
+    def on(self, device: Any) -> LossKernels:
+        """This loss's kernels on ``device``, or an error naming what it has."""
+        for key in (device.name, "*"):
+            if key in self.kernels:
+                return self.kernels[key].resolved(device)
+        if self.elementwise is not None:
+            value, grad = device.generated("loss", *self.elementwise)
+            return LossKernels(value, grad)
+        if self.value is not None and self.grad is not None and device.host_memory:
+            return LossKernels(_into_slot(self.value, self.clipped), self.grad, self.fused)
+        have = sorted(self.kernels) + (["host-memory devices"] if self.value else [])
+        raise PluginError(f"Loss {self.name!r} has no kernels for device '{device.name}' "
+                          f"(it has: {', '.join(have) or 'none'}); give it "
+                          "elementwise=(fn, derivative) to run on every device.")
+
+    def fuses(self, activation: str | None) -> bool:
+        """Whether the loss has a gradient through ``activation`` (softmax, sigmoid)."""
+        if activation is None:
+            return False
+        fused = set(self.fused)
+        for k in self.kernels.values():
+            fused |= set(k.fused)
+        return activation in fused
+
+    def bind_value(self, device: Any, p: Any, y: Any, slot: Any) -> BoundCall:
+        k = self.on(device)
+        return (k.value, (p, y, EPSILON, slot) if self.clipped else (p, y, slot))
+
+    def bind_grad(self, device: Any, p: Any, y: Any, scale: float, out: Any,
                   activation: str | None = None) -> BoundCall:
-        if activation in self.fused:
-            return (self.fused[activation], (p, y, scale, out))
+        k = self.on(device)
+        if activation is not None and activation in k.fused:
+            return (k.fused[activation], (p, y, scale, out))
         if self.clipped:
-            return (self.grad, (p, y, EPSILON, scale, out))
-        return (self.grad, (p, y, scale, out))
+            return (k.grad, (p, y, EPSILON, scale, out))
+        return (k.grad, (p, y, scale, out))
 
 
-def _builtin() -> list[Loss]:
-    from nexec.kernels.cpu import loss as k
+_slot_adapters: dict[tuple[Any, bool], Callable[..., None]] = {}
 
-    return [
-        Loss("categorical_crossentropy", k.categorical_crossentropy,
-             k.categorical_crossentropy_grad, {"softmax": k.softmax_crossentropy_grad}),
-        Loss("sparse_categorical_crossentropy", k.sparse_categorical_crossentropy,
-             k.sparse_categorical_crossentropy_grad,
-             {"softmax": k.sparse_softmax_crossentropy_grad}, sparse=True),
-        Loss("binary_crossentropy", k.binary_crossentropy, k.binary_crossentropy_grad,
-             {"sigmoid": k.sigmoid_binary_crossentropy_grad}),
-        Loss("mean_squared_error", k.mean_squared_error, k.mean_squared_error_grad,
-             clipped=False),
-    ]
+
+def _into_slot(value: Callable[..., float], clipped: bool) -> Callable[..., None]:
+    """A 1.0 CPU value kernel (returning the mean) as one that writes it into ``out[0]``."""
+    key = (value, clipped)
+    if key not in _slot_adapters:
+        if clipped:
+            def into(p, y, eps, out):  # noqa: ANN001, ANN202
+                out[0] = value(p, y, eps)
+        else:
+            def into(p, y, out):  # noqa: ANN001, ANN202
+                out[0] = value(p, y)
+        # A closure over the plugin's kernel: compiled per process, not cached on disk.
+        _slot_adapters[key] = njit(nogil=True)(into)
+    return _slot_adapters[key]
+
+
+def _builtin(name: str, value: str, grad: str, fused: dict[str, str] | None = None,
+             **kw: Any) -> Loss:
+    return Loss(name, kernels={"*": LossKernels(value, grad, fused or {})}, **kw)
 
 
 ALIASES = {"mse": "mean_squared_error", "crossentropy": "categorical_crossentropy"}
 
-
-class _Lazy(list):
-    """The built-in list, made on first iteration so importing nexec compiles nothing."""
-
-    def __iter__(self) -> Any:
-        if not len(self):
-            self.extend(_builtin())
-        return super().__iter__()
-
-
-BUILTIN_LOSSES: list[Loss] = _Lazy()
+BUILTIN_LOSSES: list[Loss] = [
+    _builtin("categorical_crossentropy", "categorical_crossentropy",
+             "categorical_crossentropy_grad", {"softmax": "softmax_crossentropy_grad"}),
+    _builtin("sparse_categorical_crossentropy", "sparse_categorical_crossentropy",
+             "sparse_categorical_crossentropy_grad",
+             {"softmax": "sparse_softmax_crossentropy_grad"}, sparse=True),
+    _builtin("binary_crossentropy", "binary_crossentropy", "binary_crossentropy_grad",
+             {"sigmoid": "sigmoid_binary_crossentropy_grad"}),
+    _builtin("mean_squared_error", "mean_squared_error", "mean_squared_error_grad",
+             clipped=False),
+]

@@ -14,7 +14,7 @@ import numpy as np
 from nexec.errors import DataError
 from nexec.planner import make_plan
 from nexec.random import generator
-from nexec.runtime.devices import check_device
+from nexec.devices import check_device, get_device
 from nexec.runtime.executor import Executor, Objective, Program
 from nexec.runtime.params import ParamStore
 from nexec.training import optimizers as opt_module
@@ -116,7 +116,7 @@ class Trainer:
         self.plan = self.predictor.plan
         self.dtype = self.predictor.dtype
         self.store = self.predictor.store
-        self.optimizer.build(self.store.trainable_size, self.dtype, self.device)
+        self.optimizer.build(self.store.trainable_size, self.dtype, get_device(self.device))
         self.train_executor = Executor(self.plan, self.store, True, self.objectives,
                                        self.optimizer)
         self.eval_executor = Executor(self.plan, self.store, False, self.objectives)
@@ -168,7 +168,7 @@ class Trainer:
         loss_sum = 0.0
         out_sums = [0.0] * k
         seen = 0
-        counts: list[int] | None = None
+        counts: list[Any] | None = None
         totals: list[int] = []
         loss_names, metric_names = self._log_names()
         for i, (lo, hi) in enumerate(_slices(n, batch)):
@@ -179,15 +179,15 @@ class Trainer:
                 for c in callbacks.batch_begin:
                     c.on_train_batch_begin(i)
             if counts is None:
-                counts = [0] * len(prog.metrics)
-                totals = [0] * len(prog.metrics)
+                counts = [0] * len(prog.metric_slots)
+                totals = [0] * len(prog.metric_slots)
             step = executor.train_step if train else executor.evaluate_step
             total = step(prog, per_output, counts)
             loss_sum += total * b
             for j in range(k):
                 out_sums[j] += per_output[j] * b
-            for m, entry in enumerate(prog.metrics):
-                totals[m] += entry[4]
+            for m, (*_, total_m) in enumerate(prog.metric_slots):
+                totals[m] += total_m
             seen += b
             if bar is not None and bar.dynamic:
                 bar.update(i + 1, {"loss": loss_sum / seen})
@@ -253,7 +253,7 @@ class Trainer:
             cbs.call("on_epoch_end", epoch, logs)
             if model.stop_training:
                 break
-        self.store.from_device(self.device)  # weights come back once, after training
+        self.store.from_device(get_device(self.device))  # weights come back once, after training
         cbs.call("on_train_end", {})
         return history
 
@@ -278,6 +278,6 @@ class Trainer:
         ys = as_targets(y, self.model, self.losses, self.dtype)
         self.store.to_device()
         logs = self._run_epoch(self.train_executor, xs, ys, len(xs[0]), None, True)
-        self.store.from_device(self.device)
+        self.store.from_device(get_device(self.device))
         values = list(logs.values())
         return values[0] if len(values) == 1 else values

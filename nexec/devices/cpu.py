@@ -1,0 +1,86 @@
+"""The CPU: NumPy arrays, Numba-compiled kernels, BLAS, and intra-op shards."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from nexec.devices.base import ALIGNMENT, Device
+from nexec.devices.threads import get_num_threads, run_shards, single_threaded_blas
+
+__all__ = ["CpuDevice"]
+
+
+class CpuDevice(Device):
+    """Arrays in the process's memory; every transfer is a NumPy copy."""
+
+    name = "cpu"
+    strided_output = True
+    host_memory = True
+    column_blocks = True
+
+    def _modules(self) -> tuple[Any, ...]:
+        from nexec.kernels.cpu import activation, conv, dense, loss, merge, optimizer
+
+        return (activation, conv, dense, loss, merge, optimizer)
+
+    def _elementwise(self) -> Any:
+        from nexec.kernels.cpu import elementwise
+
+        return elementwise
+
+    def threads(self) -> int:
+        return get_num_threads()
+
+    def parallel(self, shards: list[tuple]) -> list[tuple]:
+        return shards if len(shards) == 1 else [(run_shards, (tuple(shards),))]
+
+    def threaded(self, calls: list[tuple]) -> bool:
+        return any(fn is run_shards for fn, _ in calls)
+
+    def step_guard(self, threaded: bool) -> Any:
+        # One BLAS thread while shards run: see devices/threads.py for why a whole step.
+        return single_threaded_blas() if threaded else contextlib.nullcontext()
+
+    def arena(self, nbytes: int) -> np.ndarray:
+        raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+        start = (-raw.ctypes.data) % ALIGNMENT
+        return raw[start:start + nbytes]
+
+    def view(self, arena: Any, offset: int, nbytes: int, dtype: str, shape: tuple) -> Any:
+        return arena[offset:offset + nbytes].view(dtype).reshape(shape)
+
+    def reshape(self, a: Any, shape: tuple) -> Any:
+        v = a.view()
+        v.shape = shape  # raises instead of silently copying
+        return v
+
+    def owns(self, a: Any) -> bool:
+        return isinstance(a, np.ndarray)
+
+    def view_2d(self, a: Any, n_rows: int, n_cols: int) -> Any:
+        return self.reshape(a, (n_rows, n_cols))
+
+    def zeros(self, shape: tuple, dtype: Any) -> np.ndarray:
+        return np.zeros(shape, dtype)
+
+    def to_device(self, host: np.ndarray) -> np.ndarray:
+        return host
+
+    def copy_to_device(self, dst: Any, host: np.ndarray) -> None:
+        if dst is not host:
+            np.copyto(dst, host)
+
+    def load(self, dst: Any, src: np.ndarray, lo: int, hi: int, order: Any,
+             staging: dict) -> None:
+        if order is None:
+            np.copyto(dst, src[lo:hi])
+        else:
+            np.take(src, order[lo:hi], axis=0, out=dst, mode="clip")
+
+    def read(self, dst: np.ndarray, src: Any) -> None:
+        np.copyto(dst, src)
+
+    def scalar(self, slot: Any) -> Any:
+        return slot[0]

@@ -8,7 +8,7 @@ from threadpoolctl import threadpool_info
 import nexec
 from nexec import Input, Model, layers
 from nexec.ops import builtin
-from nexec.runtime import threads
+from nexec.devices import threads
 from nexec.devices.threads import get_num_threads, run_shards, set_num_threads
 from nexec.testing import (array_arguments, check_gradients, count_allocations,
                            model_gradients, weights_by_name)

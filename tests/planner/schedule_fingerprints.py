@@ -17,8 +17,9 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
@@ -26,9 +27,14 @@ import nexec  # noqa: E402
 from nexec import Input, Model, layers  # noqa: E402
 from nexec.planner.schedule import build_schedule  # noqa: E402
 from nexec.runtime.threads import get_num_threads, set_num_threads  # noqa: E402
-
 from tests.planner.conftest import (  # noqa: E402
-    build_model, conv_inception, dense_inception, inception_cnn, mlp, residual_stack)
+    build_model,
+    conv_inception,
+    dense_inception,
+    inception_cnn,
+    mlp,
+    residual_stack,
+)
 
 FIXTURE = Path(__file__).with_name("schedule_fingerprints.json")
 RECIPES = 8  # random DAG models

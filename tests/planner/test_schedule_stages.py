@@ -11,7 +11,7 @@ import json
 import pytest
 
 import nexec
-from tests.planner.schedule_fingerprints import FIXTURE, cases, digest, fingerprint, _as_json
+from tests.planner.schedule_fingerprints import FIXTURE, _as_json, cases, digest, fingerprint
 
 _SAVED = json.loads(FIXTURE.read_text())
 _CASES = cases(_SAVED["recipes"])

@@ -71,6 +71,14 @@ class Kernel:
     #: Forward may write its output over input 0 (elementwise ops): the planner does so when
     #: that input is read by nothing later.
     overwrites_input: bool = False
+    #: The output is the inputs joined along the layer's feature axis (``feature_axis``), so
+    #: producers may write straight into their slices (Concatenate): the planner does so when
+    #: that axis is the last and each input's producer can write strided rows.
+    concatenates_inputs: bool = False
+    #: The op only applies its layer's ``activation`` to its one input (Activation), so the
+    #: planner may fold it into that input's producer when the producer's kernel fuses
+    #: activations.
+    applies_activation_only: bool = False
 
     def workspaces(self, layer: Any, in_shapes: list[tuple], out_shape: tuple, batch: int,
                    training: bool, strided_output: bool = False) -> dict[str, Workspace]:

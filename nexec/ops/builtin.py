@@ -274,6 +274,7 @@ class ConcatenateKernel(BuiltinKernel):
     layer_type = "Concatenate"
     saves_inputs = False
     saves_output = False
+    concatenates_inputs = True
 
     def _parts(self, call: Call, whole: np.ndarray) -> list[np.ndarray]:
         """Each input's slice of ``whole`` (the output or its gradient)."""
@@ -326,6 +327,7 @@ class ActivationKernel(BuiltinKernel):
     saves_inputs = False
     strided_output = True
     overwrites_input = True
+    applies_activation_only = True
 
     def forward(self, call: Call) -> list[BoundCall]:
         activation_forward = self.k.activation_forward

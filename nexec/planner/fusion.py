@@ -1,29 +1,36 @@
-"""Fusion: a separate ``Activation`` merges into the op that produces its input.
+"""Fusion: an op that only applies an activation merges into the op producing its input.
 
-Allowed when the producer's kernel fuses activations, the producer is linear, and nothing else
-reads the pre-activation value (no other consumer, not a model output). The merged op then
-writes the activated value directly, and its backward derives the activation gradient from
-that output, so the pre-activation tensor disappears from the plan.
+An op folds when its kernel declares ``applies_activation_only`` (the built-in
+``Activation``; plugin ops may declare it too). Allowed when the producer's kernel fuses
+activations, the producer is linear, and nothing else reads the pre-activation value (no
+other consumer, not a model output). The merged op then writes the activated value directly,
+and its backward derives the activation gradient from that output, so the pre-activation
+tensor disappears from the plan.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from nexec.planner.lowering import Graph
 
 __all__ = ["fuse_activations"]
 
 
-def fuse_activations(g: Graph, can_fuse: Callable[[str], bool]) -> Graph:
-    """Returns ``g`` with every fusable ``Activation`` op merged into its producer.
+def fuse_activations(g: Graph, can_fuse: Callable[[str], bool],
+                     folds: Callable[[str], bool] | None = None) -> Graph:
+    """Returns ``g`` with every foldable activation op merged into its producer.
 
     Args:
         g: The lowered graph (modified in place and returned).
         can_fuse: Whether the kernel of an op kind (layer type name) fuses activations.
+        folds: Whether an op kind only applies its activation (its kernel's
+            ``applies_activation_only``); by default what the registered kernels declare.
     """
+    if folds is None:
+        folds = _declared_activation_only
     removed: set[int] = set()
     for op in g.ops:
-        if op.kind != "Activation":
+        if not folds(op.kind):
             continue
         (src,) = op.inputs
         t = g.tensors[src]
@@ -42,6 +49,15 @@ def fuse_activations(g: Graph, can_fuse: Callable[[str], bool]) -> Graph:
     if removed:
         _renumber(g, removed)
     return g
+
+
+def _declared_activation_only(kind: str) -> bool:
+    """Whether the kernels registered for layer type ``kind`` declare
+    ``applies_activation_only`` (what an op computes is the same on every device)."""
+    from nexec.plugins import registry
+
+    return any(k.applies_activation_only for (t, _), k in registry().kernels.items()
+               if t == kind)
 
 
 def _renumber(g: Graph, removed: set[int]) -> None:

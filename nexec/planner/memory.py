@@ -6,15 +6,19 @@ bound any placement can reach is the largest total of simultaneously live bytes.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from nexec.planner.schedule import Schedule
+from nexec.planner.buffers import Buffer
+from nexec.planner.verify import check_memory_plan
 
-__all__ = ["BufferRecord", "MemoryPlan", "assign_offsets", "plan_memory"]
+if TYPE_CHECKING:  # pragma: no cover
+    from nexec.planner.plan import Plan
+
+__all__ = ["BufferRecord", "MemoryPlan", "assign_offsets", "parameter_records", "plan_memory"]
 
 
 @dataclass
@@ -87,8 +91,6 @@ class MemoryPlan:
 
     def verify(self) -> None:
         """Runs the independent checker (``nexec.planner.verify``); raises on any overlap."""
-        from nexec.planner.verify import check_memory_plan
-
         check_memory_plan(self)
 
     def __str__(self) -> str:
@@ -98,7 +100,7 @@ class MemoryPlan:
             where = "persistent" if b.offset < 0 else f"{b.offset:,}"
             note = f"  (view of {b.view_of})" if b.view_of else ""
             live = f"{b.first_step}..{b.last_step}" if b.first_step >= 0 else "always"
-            lines.append(f"{b.name[:40]:<40} {b.role:<18} {str(b.shape):<22} {b.nbytes:>12,} "
+            lines.append(f"{b.name[:40]:<40} {b.role:<18} {b.shape!s:<22} {b.nbytes:>12,} "
                          f"{where:>12}  {live}{note}")
         lines.append(f"arena {self.arena_bytes:,} B; lower bound {self.lower_bound_bytes:,} B; "
                      f"naive {self.naive_bytes:,} B")
@@ -120,70 +122,75 @@ class MemoryPlan:
         plot_memory(self, path)
 
 
-def plan_memory(s: Schedule, alignment: int = 64, reuse: bool = True) -> MemoryPlan:
-    """Assigns arena offsets to the schedule's root buffers (views share their root's).
+def plan_memory(buffers: Mapping[str, Buffer], steps: int, alignment: int = 64,
+                reuse: bool = True, persistent: Sequence[BufferRecord] = (),
+                concat_in_place: Sequence[str] = (), in_place: Sequence[str] = ()
+                ) -> MemoryPlan:
+    """Gives every buffer its arena offset (views their root's) and returns the plan.
 
-    With ``reuse=False`` buffers are laid end to end, each with memory of its own.
+    Each root buffer's lifetime must already cover its views' (``aliasing.cover_views``).
+    Writes ``offset`` of every buffer.
+
+    Args:
+        buffers: The step's buffers by name, in a fixed order (it breaks ties of the greedy
+            placement).
+        steps: How many steps the schedule has.
+        alignment: Byte alignment of every offset.
+        reuse: Whether buffers that are never live together share memory; without it they
+            are laid end to end, each with memory of its own.
+        persistent: Rows for memory outside the arena (``parameter_records``).
+        concat_in_place: Names of the Concatenate layers planned in place (for the table).
+        in_place: Names of the layers writing over their input (for the table).
     """
-    bufs = s.buffers
+    def root(name: str) -> Buffer:
+        b = buffers[name]
+        while b.view_of is not None:
+            b = buffers[b.view_of]
+        return b
 
-    def root(name: str) -> str:
-        while bufs[name].view_of is not None:
-            name = bufs[name].view_of  # type: ignore[assignment]
-        return name
-
-    span: dict[str, tuple[int, int]] = {}
-    for b in bufs.values():
-        r = root(b.name)
-        lo, hi = span.get(r, (b.first, b.last))
-        span[r] = (min(lo, b.first), max(hi, b.last))
-    roots = list(span)
-    blocks = [(bufs[r].nbytes, *span[r]) for r in roots]
+    # Roots in the order their first member (the root or one of its views) comes.
+    roots = list({id(r): r for r in (root(name) for name in buffers)}.values())
+    blocks = [(b.nbytes, b.first, b.last) for b in roots]
     if reuse:
         offsets = assign_offsets(blocks, alignment)
     else:
         ends = np.cumsum([0] + [_align(b[0], alignment) for b in blocks])
         offsets = [int(e) for e in ends[:-1]]
-    for r, off in zip(roots, offsets):
-        bufs[r].offset = off
-        bufs[r].first, bufs[r].last = span[r]
-    for b in bufs.values():
+    for b, off in zip(roots, offsets):
+        b.offset = off
+    for b in buffers.values():
         if b.view_of is not None:
-            b.offset = bufs[root(b.name)].offset
-    arena = max((off + _align(bufs[r].nbytes, alignment) for r, off in zip(roots, offsets)),
-                default=0)
-    live = [0] * max(s.steps, 1)
-    for r in roots:
-        lo, hi = span[r]
-        for step in range(lo, hi + 1):
-            live[step] += _align(bufs[r].nbytes, alignment)
+            b.offset = root(b.name).offset
+    arena = max((b.offset + _align(b.nbytes, alignment) for b in roots), default=0)
+    live = [0] * max(steps, 1)
+    for b in roots:
+        for step in range(b.first, b.last + 1):
+            live[step] += _align(b.nbytes, alignment)
     records = [BufferRecord(b.name, b.role, b.shape, b.nbytes, b.offset, b.first, b.last,
-                            b.view_of) for b in bufs.values()]
-    records += _persistent_records(s)
-    naive = sum(_align(b.nbytes, alignment) for b in bufs.values())
-    return MemoryPlan(records, arena, max(live), naive,
-                      s.steps, alignment, list(s.concat_in_place), list(s.in_place))
+                            b.view_of) for b in buffers.values()]
+    naive = sum(_align(b.nbytes, alignment) for b in buffers.values())
+    return MemoryPlan(records + list(persistent), arena, max(live), naive, steps, alignment,
+                      list(concat_in_place), list(in_place))
 
 
-def _persistent_records(s: Schedule) -> list[BufferRecord]:
+def parameter_records(plan: Plan, training: bool) -> list[BufferRecord]:
+    """Rows for the parameters (and in training their gradients), kept outside the arena.
+
+    Optimizer state is not listed: it belongs to the optimizer, which the plan does not know.
+    """
     out = []
-    itemsize = np.dtype(s.plan.graph.tensors[s.plan.graph.inputs[0]].dtype).itemsize
+    g = plan.graph
+    itemsize = np.dtype(g.tensors[g.inputs[0]].dtype).itemsize
     seen: set[str] = set()
-    for op in s.plan.graph.ops:
+    for op in g.ops:
         if op.layer.name in seen:
             continue
         seen.add(op.layer.name)
-        for pname, shape in s.plan.param_shapes[op.layer.name].items():
+        for pname, shape in plan.param_shapes[op.layer.name].items():
             nbytes = int(np.prod(shape)) * itemsize
             out.append(BufferRecord(f"{op.layer.name}.{pname}", "parameter", shape, nbytes,
                                     -1, -1, -1))
-            if s.training:
+            if training:
                 out.append(BufferRecord(f"grad {op.layer.name}.{pname}", "parameter_gradient",
                                         shape, nbytes, -1, -1, -1))
-    trainer: Any = getattr(s.plan, "trainer", None)
-    slots = getattr(getattr(trainer, "optimizer", None), "slots", 0) if s.training else 0
-    for rec in [r for r in out if r.role == "parameter"]:
-        for k in range(slots):
-            out.append(BufferRecord(f"{rec.name} slot {k}", "optimizer_state", rec.shape,
-                                    rec.nbytes, -1, -1, -1))
     return out

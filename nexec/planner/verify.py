@@ -5,16 +5,45 @@ fails if two of them intersect, if a range leaves the arena, or if an offset is 
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
 
-__all__ = ["check_memory_plan", "MemoryPlanError"]
+__all__ = ["MemoryPlanError", "check_memory_plan"]
+
+
+class _Row(Protocol):
+    """What the checker reads of one buffer (``memory.BufferRecord`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def first_step(self) -> int: ...
+    @property
+    def last_step(self) -> int: ...
+    @property
+    def view_of(self) -> str | None: ...
+
+
+class _Plan(Protocol):
+    """What the checker reads of a plan (``memory.MemoryPlan`` has it)."""
+
+    @property
+    def buffers(self) -> Sequence[_Row]: ...
+    @property
+    def arena_bytes(self) -> int: ...
+    @property
+    def alignment(self) -> int: ...
 
 
 class MemoryPlanError(AssertionError):
     """Two buffers live at the same step share bytes, or a buffer leaves the arena."""
 
 
-def check_memory_plan(plan: Any) -> None:
+def check_memory_plan(plan: _Plan) -> None:
     """Raises :class:`MemoryPlanError` unless ``plan`` (a ``MemoryPlan``) is safe."""
     owners = [b for b in plan.buffers if b.offset >= 0 and b.view_of is None]
     by_name = {b.name: b for b in plan.buffers}

@@ -22,7 +22,7 @@ from tests.planner.conftest import (build_model, conv_inception, dag_recipes, de
                                     inception_cnn, mlp, residual_stack)
 
 ALIGN = 64
-PERSISTENT = {"parameter", "parameter_gradient", "optimizer_state"}
+PERSISTENT = {"parameter", "parameter_gradient"}
 RANDOM = settings(max_examples=25, deadline=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture,
                                          HealthCheck.too_slow])

@@ -169,15 +169,19 @@ class TimeOptimizerKernels:
         rng = np.random.default_rng(0)
         self.w, self.g = _rand(rng, size), _rand(rng, size) * 1e-3
         self.s1, self.s2 = np.zeros(size, np.float32), np.zeros(size, np.float32)
+        # [iterations, learning_rate, ...]: the layouts of nexec/kernels/cpu/optimizer.py
+        self.h_sgd = np.array([0.0, 1e-2, 0.9, 0.0])
+        self.h_rms = np.array([0.0, 1e-3, 0.9, 1e-7])
+        self.h_adam = np.array([9.0, 1e-3, 0.9, 0.999, 1e-7])
         self.time_sgd_momentum(size)
         self.time_rmsprop(size)
         self.time_adam(size)
 
     def time_sgd_momentum(self, size):
-        self.sgd(self.w, self.g, self.s1, 1e-2, 0.9, False)
+        self.sgd(self.w, self.g, self.s1, self.h_sgd)
 
     def time_rmsprop(self, size):
-        self.rms(self.w, self.g, self.s1, 1e-3, 0.9, 1e-7)
+        self.rms(self.w, self.g, self.s1, self.h_rms)
 
     def time_adam(self, size):
-        self.adam(self.w, self.g, self.s1, self.s2, 1e-3, 0.9, 0.999, 1e-7, 10)
+        self.adam(self.w, self.g, self.s1, self.s2, self.h_adam)

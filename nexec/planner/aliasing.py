@@ -30,7 +30,8 @@ RESHAPE = ("reshape",)
 
 
 def plan_views(g: Graph, kernels: Sequence[Kernel], table: BufferTable, value: dict[int, str],
-               grad: dict[int, str], share: bool = True) -> tuple[list[str], list[str]]:
+               grad: dict[int, str], share: bool = True, strided_output: bool = True
+               ) -> tuple[list[str], list[str]]:
     """Makes views of the buffers in ``table`` and extends roots over their views.
 
     Args:
@@ -41,6 +42,8 @@ def plan_views(g: Graph, kernels: Sequence[Kernel], table: BufferTable, value: d
         grad: Tensor id -> gradient buffer (empty at inference).
         share: Whether to concatenate in place and overwrite inputs (off: the naive plan,
             which keeps only the reshape views, since those take no work at all).
+        strided_output: Whether the device's kernels can write row-strided slices at all
+            (a capability of the device, ``nexec.devices.Device.strided_output``).
 
     Returns:
         The names of the layers concatenated in place, and of those writing over input 0.
@@ -56,7 +59,8 @@ def plan_views(g: Graph, kernels: Sequence[Kernel], table: BufferTable, value: d
     in_place: list[str] = []
     if share:
         for op, kernel in zip(g.ops, kernels):
-            if kernel.concatenates_inputs and _concat_in_place_ok(g, op, kernels):
+            if kernel.concatenates_inputs and strided_output and \
+                    _concat_in_place_ok(g, op, kernels):
                 _concat_in_place(g, op, table, value, grad)
                 concat_in_place.append(op.layer.name)
         for op, kernel in zip(g.ops, kernels):

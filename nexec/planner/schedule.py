@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from nexec.plugins import registry
 from nexec.planner.aliasing import plan_views
 from nexec.planner.backward import fused_losses, gradient_buffers
 from nexec.planner.buffers import Buffer, BufferTable, tensor_names
@@ -82,8 +83,6 @@ def build_schedule(plan: Plan, batch: int, training: bool,
             the planned memory is tested against).
     """
     if kernel_of is None:
-        from nexec.plugins import registry
-
         def kernel_of(kind: str) -> Kernel:
             return registry().kernel(kind, plan.device)
 
@@ -100,10 +99,18 @@ def build_schedule(plan: Plan, batch: int, training: bool,
         grad, contributions = gradient_buffers(g, numbering, batch, names, table)
         if fuse_loss is not None:
             fused = fused_losses(g, fuse_loss)
-    concat_in_place, in_place = plan_views(g, kernels, table, value, grad, share=not naive)
+    concat_in_place, in_place = plan_views(g, kernels, table, value, grad, share=not naive,
+                                           strided_output=_strided_output(plan.device))
     workspaces = workspace_buffers(g, kernels, numbering, batch, names, value, table)
     memory = plan_memory(table, numbering.count, alignment, reuse=not naive,
                          persistent=parameter_records(plan, training),
                          concat_in_place=concat_in_place, in_place=in_place)
     return Schedule(plan, batch, training, numbering, table, value, grad, workspaces,
                     contributions, concat_in_place, in_place, fused, memory)
+
+
+def _strided_output(device: str) -> bool:
+    """The device's capability; True for a device name the registry does not know (plans
+    drawn for a device that is not installed here)."""
+    devices = registry().devices
+    return devices[device].strided_output if device in devices else True

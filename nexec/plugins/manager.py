@@ -39,8 +39,8 @@ class PluginRecord:
 class Registry:
     """Every layer type, kernel, activation, loss, optimizer and initialiser by name."""
 
-    KINDS = ("devices", "layers", "kernels", "activations", "losses", "metrics", "optimizers",
-             "initializers")
+    KINDS = ("layers", "kernels", "activations", "losses", "metrics", "optimizers",
+             "initializers", "devices")
 
     def __init__(self, autoload: bool | None = None) -> None:
         self.pm = pluggy.PluginManager(PROJECT)

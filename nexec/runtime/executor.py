@@ -196,8 +196,9 @@ class Executor:
                 prog.add("metric", [metric.bind(dev, p, y, slot)])
                 prog.metric_slots.append((k, name, prog.refs(slot), metric.total(p)))
             if self.training and out in sched.grad:  # a model input as output has none
-                act = g.ops[g.tensors[out].producer].activation \
-                    if sched.fused_loss.get(out) else None
+                producer = g.tensors[out].producer
+                act = g.ops[producer].activation \
+                    if producer is not None and sched.fused_loss.get(out) else None
                 prog.add("backward", [obj.loss.bind_grad(dev, p, y, obj.weight / p.shape[0],
                                                          rows(arr(sched.grad[out])), act)])
 

@@ -131,14 +131,14 @@ def _into_slot(value: Callable[..., float], clipped: bool) -> Callable[..., None
     """A 1.0 CPU value kernel (returning the mean) as one that writes it into ``out[0]``."""
     key = (value, clipped)
     if key not in _slot_adapters:
-        if clipped:
-            def into(p, y, eps, out):  # noqa: ANN001, ANN202
-                out[0] = value(p, y, eps)
-        else:
-            def into(p, y, out):  # noqa: ANN001, ANN202
-                out[0] = value(p, y)
+        def clipped_into(p, y, eps, out):  # noqa: ANN001, ANN202
+            out[0] = value(p, y, eps)
+
+        def plain_into(p, y, out):  # noqa: ANN001, ANN202
+            out[0] = value(p, y)
+
         # A closure over the plugin's kernel: compiled per process, not cached on disk.
-        _slot_adapters[key] = njit(nogil=True)(into)
+        _slot_adapters[key] = njit(nogil=True)(clipped_into if clipped else plain_into)
     return _slot_adapters[key]
 
 

@@ -1,53 +1,50 @@
 """nexec's own layers, kernels, activations, losses, optimizers and initialisers.
 
 Registered through the same hooks as any third-party plugin: there is no private back door.
+Only the registry imports this module (by name, when it is first built), so it may import
+everything it registers.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from nexec.activations import BUILTIN_ACTIVATIONS, Activation
+from nexec.initializers import BUILTIN_INITIALIZERS
+from nexec.layers.conv import Conv2D
+from nexec.layers.core import Activation as ActivationLayer
+from nexec.layers.core import Dense, Flatten, InputLayer
+from nexec.layers.merge import Add, Concatenate
+from nexec.ops.builtin import BUILTIN_KERNELS
 from nexec.plugins.hookspecs import hookimpl
+from nexec.training.losses import BUILTIN_LOSSES
+from nexec.training.optimizers import BUILTIN_OPTIMIZERS
 
 
 @hookimpl
 def nexec_layers() -> list[type]:
-    from nexec.layers.conv import Conv2D
-    from nexec.layers.core import Activation, Dense, Flatten, InputLayer
-    from nexec.layers.merge import Add, Concatenate
-
-    return [InputLayer, Dense, Conv2D, Concatenate, Add, Activation, Flatten]
+    return [InputLayer, Dense, Conv2D, Concatenate, Add, ActivationLayer, Flatten]
 
 
 @hookimpl
 def nexec_kernels() -> list[Any]:
-    from nexec.ops.builtin import BUILTIN_KERNELS
-
     return list(BUILTIN_KERNELS)
 
 
 @hookimpl
-def nexec_activations() -> dict[str, int]:
-    from nexec.kernels.activations import CODES
-
-    return dict(CODES)
+def nexec_activations() -> list[Activation]:
+    return list(BUILTIN_ACTIVATIONS)
 
 
 @hookimpl
 def nexec_losses() -> list[Any]:
-    from nexec.training.losses import BUILTIN_LOSSES
-
     return list(BUILTIN_LOSSES)
 
 
 @hookimpl
 def nexec_optimizers() -> dict[str, type]:
-    from nexec.training.optimizers import BUILTIN_OPTIMIZERS
-
     return dict(BUILTIN_OPTIMIZERS)
 
 
 @hookimpl
 def nexec_initializers() -> dict[str, Any]:
-    from nexec.initializers import BUILTIN_INITIALIZERS
-
     return dict(BUILTIN_INITIALIZERS)

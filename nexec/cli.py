@@ -18,15 +18,15 @@ import sys
 import warnings
 from typing import Any, Sequence
 
+from nexec._version import __version__
 from nexec.errors import NexecError
+from nexec.plugins.hookspecs import API_VERSION
 
 __all__ = ["main", "plugins_text", "load_any"]
 
 
 def plugins_text(info: list[dict]) -> str:
     """``nexec.plugins_info()`` as the text ``nexec plugins`` prints."""
-    from nexec.plugin import API_VERSION
-
     lines = [f"nexec plugin API {API_VERSION}; {len(info)} plugin(s)"]
     for p in info:
         lines.append(f"{p['name']} {p['version'] or '(no version)'}"
@@ -106,8 +106,6 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from nexec import __version__
-
     parser = argparse.ArgumentParser(
         prog="nexec", description="nexec: the Keras functional API on a static graph executor.")
     parser.add_argument("--version", action="version", version=f"nexec {__version__}")

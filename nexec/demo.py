@@ -27,7 +27,9 @@ def _section(title: str) -> None:
 
 def seed_models() -> tuple[Any, Any]:
     """The classic 64-32-32-10 MLP, as ``Sequential`` and as a functional ``Model``."""
-    from nexec import Input, Model, Sequential, layers
+    import nexec.layers as layers
+    from nexec.layers.core import Input
+    from nexec.model import Model, Sequential
 
     seq_model = Sequential(name="seed_sequential")
     seq_model.add(layers.Dense(32, activation="relu", input_shape=(64,)))
@@ -43,7 +45,9 @@ def seed_models() -> tuple[Any, Any]:
 def digits_cnn() -> Any:
     """An Inception module (three parallel branches joined by ``Concatenate``) and a residual
     block (joined by ``Add``) for 8x8 grey images, 10 classes."""
-    from nexec import Input, Model, layers
+    import nexec.layers as layers
+    from nexec.layers.core import Input
+    from nexec.model import Model
 
     image = Input(shape=(8, 8, 1), name="image")
     stem = layers.Conv2D(16, 3, padding="same", activation="relu", name="stem")(image)
@@ -65,7 +69,9 @@ def digits_cnn() -> Any:
 def two_headed_model() -> Any:
     """Two inputs (the pixels, and the ink per image row) and two outputs (which digit, and
     whether it is even), each output with its own loss."""
-    from nexec import Input, Model, layers
+    import nexec.layers as layers
+    from nexec.layers.core import Input
+    from nexec.model import Model
 
     pixels = Input(shape=(64,), name="pixels")
     row_ink = Input(shape=(8,), name="row_ink")
@@ -85,13 +91,14 @@ def run_demo(quick: bool = False, out_dir: str = "nexec-demo", verbose: Any = "a
         out_dir: Folder for the pictures (created when missing).
         verbose: Progress bar setting passed to ``fit`` (Keras' values).
     """
-    import nexec
     from nexec.datasets import digits
+    from nexec.optimizers import Adam
     from nexec.plot import plot_model
+    from nexec.random import set_random_seed
     from nexec.utils import to_categorical
 
     started = time.perf_counter()
-    nexec.set_random_seed(0)
+    set_random_seed(0)
 
     _section("1. The seed example: one MLP, two ways of writing it")
     seq_model, model = seed_models()
@@ -111,7 +118,7 @@ def run_demo(quick: bool = False, out_dir: str = "nexec-demo", verbose: Any = "a
     print(f"UCI digits: {len(x_tr)} training and {len(x_te)} held-out test images, 8x8 grey.")
     cnn = digits_cnn()
     cnn.summary()
-    cnn.compile(optimizer=nexec.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+    cnn.compile(optimizer=Adam(1e-3), loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"])
     cnn.fit(images_tr, y_tr, epochs=3 if quick else 12, batch_size=32, validation_split=0.1,
             verbose=verbose)

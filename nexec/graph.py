@@ -1,18 +1,21 @@
-"""Graph capture: symbolic tensors and the nodes that connect them.
+"""Graph capture: symbolic tensors, the nodes that connect them, and functions of them.
 
 Calling a layer on :class:`SymbolicTensor` objects computes nothing; it records a
-:class:`Node` (one call of one layer) and returns new symbolic tensors. ``Model`` later walks
-these nodes back from its outputs.
+:class:`Node` (one call of one layer) and returns new symbolic tensors. A :class:`Function`
+(the graph part of ``Model``) walks these nodes back from its outputs.
+
+This module sits below layers: it knows a layer only as the object a node was made by (its
+``name``, and its ``_nodes`` for call indices), so nothing here imports ``nexec.layers``.
 """
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from nexec.layers.base import Layer
+from nexec.errors import GraphError
 
-__all__ = ["SymbolicTensor", "Node", "Input", "is_symbolic", "clear_session", "unique_name"]
+__all__ = ["SymbolicTensor", "Node", "Function", "is_symbolic", "clear_session", "unique_name",
+           "topological_order"]
 
 _ids = itertools.count()
 _name_counts: dict[str, int] = {}
@@ -64,9 +67,15 @@ class SymbolicTensor:
 
 
 class Node:
-    """One call of a layer: which tensors went in, which came out."""
+    """One call of a layer: which tensors went in, which came out.
 
-    def __init__(self, layer: Layer, inputs: list[SymbolicTensor],
+    Args:
+        layer: The layer called (a ``nexec.layers.Layer``, or a ``Model``).
+        inputs: The tensors it was called on; none for an input node.
+        outputs: The tensors it made; each gets this node as its ``node``.
+    """
+
+    def __init__(self, layer: Any, inputs: list[SymbolicTensor],
                  outputs: list[SymbolicTensor]) -> None:
         self.layer = layer
         self.inputs = list(inputs)
@@ -90,21 +99,163 @@ def is_symbolic(x: Any) -> bool:
     return isinstance(x, SymbolicTensor)
 
 
-def Input(shape: tuple | int, name: str | None = None, dtype: str = "float32",
-          batch_size: int | None = None) -> SymbolicTensor:
-    """Creates a model input, as ``keras.Input``.
+def topological_order(outputs: list[SymbolicTensor]) -> list[Node]:
+    """Nodes reachable from ``outputs``, each after the nodes making its inputs.
+
+    Depth-first post-order, visiting outputs and each node's inputs in their given order, so
+    the same graph gives the same order in every run. Iterative, so deep models do not hit
+    Python's recursion limit.
+    """
+    order: list[Node] = []
+    done: set[int] = set()
+    for out in outputs:
+        if out.node is None or out.node.id in done:
+            continue
+        stack: list[tuple[Node, int]] = [(out.node, 0)]
+        on_stack = {out.node.id}
+        while stack:
+            node, i = stack[-1]
+            if i < len(node.inputs):
+                stack[-1] = (node, i + 1)
+                parent = node.inputs[i].node
+                if parent is not None and parent.id not in done and parent.id not in on_stack:
+                    stack.append((parent, 0))
+                    on_stack.add(parent.id)
+            else:
+                stack.pop()
+                on_stack.discard(node.id)
+                done.add(node.id)
+                order.append(node)
+    return order
+
+
+def _flatten_io(value: Any, what: str) -> tuple[list[SymbolicTensor], list[str] | None]:
+    """Tensors from a tensor, list or dict; dict keys are kept for dict-style data."""
+    if isinstance(value, dict):
+        keys = list(value)
+        tensors = [value[k] for k in keys]
+    elif isinstance(value, (list, tuple)):
+        keys, tensors = None, list(value)
+    else:
+        keys, tensors = None, [value]
+    for i, t in enumerate(tensors):
+        if not is_symbolic(t):
+            raise GraphError(f"Model {what}[{i}] is a {type(t).__name__}, not a symbolic tensor "
+                             "from nexec.Input(...) or a layer call.")
+    return tensors, keys
+
+
+def _is_input(t: SymbolicTensor) -> bool:
+    """Whether ``t`` is a graph input: made by a node that reads nothing (``Input``)."""
+    return t.node is not None and not t.node.inputs
+
+
+class Function:
+    """The graph of a model: input tensors, output tensors and the nodes between them.
+
+    ``Model`` extends it with the Keras layer and training methods; the planner needs only
+    this part (``inputs``, ``outputs``, ``nodes``, and nested functions among the layers).
 
     Args:
-        shape: Shape of one sample, without the batch axis, e.g. ``(64,)``.
-        name: Name of the input (and of its ``InputLayer``).
-        dtype: ``"float32"`` (default) or ``"float64"``.
-        batch_size: Accepted for Keras compatibility; the batch axis stays flexible.
+        inputs: A tensor from ``nexec.Input``, or a list or dict of them.
+        outputs: A tensor, or a list or dict of them, computed from ``inputs``.
+        **kwargs: Passed on to the next base class (``Layer`` for a ``Model``).
 
-    Example:
-        >>> from nexec import Input
-        >>> Input(shape=(64,)).shape
-        (None, 64)
+    Raises:
+        GraphError: An input not made by ``Input``, an output needing an input not given,
+            an input no output uses, or two different layers with one name.
     """
-    from nexec.layers.core import InputLayer
 
-    return InputLayer(shape=shape, name=name, dtype=dtype).output
+    #: What plans and messages call it; a ``Model`` has its own name.
+    name: str = "function"
+
+    def __init__(self, inputs: Any = None, outputs: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if inputs is not None or outputs is not None:
+            self._init_graph(inputs, outputs)
+
+    def _init_graph(self, inputs: Any, outputs: Any) -> None:
+        ins, self._input_keys = _flatten_io(inputs, "inputs")
+        outs, self._output_keys = _flatten_io(outputs, "outputs")
+        for t in ins:
+            if not _is_input(t):
+                raise GraphError(f"Model input {t.name!r} is not made by nexec.Input(...); "
+                                 "models start from Input tensors.")
+        order = topological_order(outs)
+        given = {t.id for t in ins}
+        reached: set[int] = set()
+        for node in order:
+            if not node.inputs:
+                t = node.outputs[0]
+                if t.id not in given:
+                    needers = [o.name for o in outs if _depends_on(o, t)]
+                    raise GraphError(f"Output(s) {', '.join(needers)} need input {t.name!r} "
+                                     f"{t.shape}, which was not passed to Model(inputs=...).")
+                reached.add(t.id)
+        unused = [f"{t.name} {t.shape}" for t in ins if t.id not in reached]
+        if unused:
+            raise GraphError(f"Model input(s) {', '.join(unused)} are not used by any output.")
+        layers: list[Any] = []
+        seen: dict[str, Any] = {}
+        for node in order:
+            layer = node.layer
+            if layer.name in seen and seen[layer.name] is not layer:
+                raise GraphError(f"Two different layers are named {layer.name!r}; layer names "
+                                 "must be unique within a model.")
+            if layer.name not in seen:
+                seen[layer.name] = layer
+                layers.append(layer)
+        leaves: dict[str, Any] = {}
+        for leaf in leaf_layers(layers):
+            other = leaves.setdefault(leaf.name, leaf)
+            if other is not leaf:
+                raise GraphError(f"Two different layers are named {leaf.name!r} (one inside a "
+                                 "nested model); layer names must be unique within a model.")
+        self.inputs: list[SymbolicTensor] = ins
+        self.outputs: list[SymbolicTensor] = outs
+        self._layers = layers
+        self._graph_nodes = order
+
+    @property
+    def nodes(self) -> list[Node]:
+        """Every node from the inputs to the outputs, in topological order."""
+        return list(self._graph_nodes)
+
+    @property
+    def layers(self) -> list[Any]:
+        return list(self._layers)
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Any:
+        """A layer by name (or by position in ``layers``)."""
+        if index is not None:
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No layer named {name!r} in model '{self.name}'; layers: "
+                         f"{', '.join(l.name for l in self._layers)}.")
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.node.layer.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.node.layer.name for t in self.outputs]
+
+    def _leaves(self) -> list[Any]:
+        """Every layer inside that is not itself a function, each once, nested ones opened."""
+        return leaf_layers(self._layers)
+
+
+def leaf_layers(layers: list[Any]) -> list[Any]:
+    """``layers`` with every nested :class:`Function` replaced by its own leaf layers."""
+    out: dict[int, Any] = {}
+    for layer in layers:
+        for leaf in (layer._leaves() if isinstance(layer, Function) else [layer]):
+            out.setdefault(id(leaf), leaf)
+    return list(out.values())
+
+
+def _depends_on(out: SymbolicTensor, t: SymbolicTensor) -> bool:
+    return any(n.outputs[0] is t for n in topological_order([out]) if not n.inputs)

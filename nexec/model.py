@@ -1,40 +1,36 @@
 """Model and Sequential: graphs of layers, themselves callable like layers.
 
-A model holds the graph; training lives in ``nexec.training`` and is reached through the
-Keras methods (``compile``, ``fit``, ``evaluate``, ``predict``...), which delegate there.
+The graph itself is a :class:`nexec.graph.Function`, which a model extends with the Keras
+layer methods; training lives in ``nexec.training`` and is reached through the Keras methods
+(``compile``, ``fit``, ``evaluate``, ``predict``...), which delegate there. What those methods
+need of serialisation (the config of a graph, the weights and model files) and the summary
+table is here too, so that ``saving``, ``summary`` and ``plot`` sit above the model and
+nothing the model imports imports it back.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from nexec.errors import GraphError, ShapeError
-from nexec.graph import Node, SymbolicTensor, is_symbolic, unique_name
+from nexec.errors import GraphError, NotCompiledError, ShapeError
+from nexec.graph import Function, Node, SymbolicTensor, is_symbolic, unique_name
+from nexec.io import atomic_write
 from nexec.layers.base import Layer
-from nexec.layers.core import InputLayer
-from nexec.planner.order import topological_order
+from nexec.layers.core import Input, InputLayer
+from nexec.planner import make_plan
+from nexec.planner.schedule import build_schedule
+from nexec.plugins import registry
 
-__all__ = ["Model", "Sequential"]
+__all__ = ["Model", "Sequential", "layer_class", "model_from_config", "model_from_json",
+           "summary_text", "is_sequential_like", "FORMAT", "MODEL_FILE_VERSION"]
 
-
-def _flatten_io(value: Any, what: str) -> tuple[list[SymbolicTensor], list[str] | None]:
-    """Tensors from a tensor, list or dict; dict keys are kept for dict-style data."""
-    if isinstance(value, dict):
-        keys = list(value)
-        tensors = [value[k] for k in keys]
-    elif isinstance(value, (list, tuple)):
-        keys, tensors = None, list(value)
-    else:
-        keys, tensors = None, [value]
-    for i, t in enumerate(tensors):
-        if not is_symbolic(t):
-            raise GraphError(f"Model {what}[{i}] is a {type(t).__name__}, not a symbolic tensor "
-                             "from nexec.Input(...) or a layer call.")
-    return tensors, keys
+FORMAT = "nexec-model-1"  # the "format" field of to_json()
+MODEL_FILE_VERSION = 1  # bump when the layout of a saved model file changes
 
 
-class Model(Layer):
+class Model(Function, Layer):
     """A graph of layers from ``inputs`` to ``outputs``, as ``keras.Model``.
 
     Args:
@@ -51,85 +47,25 @@ class Model(Layer):
     """
 
     num_inputs = None  # a model takes as many tensors as it has inputs
+    #: The ``class_name`` of its config; "Sequential" for a :class:`Sequential`.
+    _config_class_name = "Model"
 
     def __init__(self, inputs: Any = None, outputs: Any = None, name: str | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(name=name or unique_name(self._default_name()), **kwargs)
         self._trainer: Any = None
-        if inputs is not None or outputs is not None:
-            self._init_graph(inputs, outputs)
+        super().__init__(inputs, outputs, name=name or unique_name(self._default_name()),
+                         **kwargs)
 
     @staticmethod
     def _default_name() -> str:
         return "model"
 
-    # ----- graph --------------------------------------------------------------------------
+    # ----- graph (nexec.graph.Function), and what a layer needs of it ---------------------
     def _init_graph(self, inputs: Any, outputs: Any) -> None:
-        ins, self._input_keys = _flatten_io(inputs, "inputs")
-        outs, self._output_keys = _flatten_io(outputs, "outputs")
-        for t in ins:
-            if not isinstance(t.node.layer, InputLayer):
-                raise GraphError(f"Model input {t.name!r} is not made by nexec.Input(...); "
-                                 "models start from Input tensors.")
-        order = topological_order(outs)
-        given = {t.id for t in ins}
-        reached: set[int] = set()
-        for node in order:
-            if isinstance(node.layer, InputLayer):
-                t = node.outputs[0]
-                if t.id not in given:
-                    needers = [o.name for o in outs if _depends_on(o, t)]
-                    raise GraphError(f"Output(s) {', '.join(needers)} need input {t.name!r} "
-                                     f"{t.shape}, which was not passed to Model(inputs=...).")
-                reached.add(t.id)
-        unused = [f"{t.name} {t.shape}" for t in ins if t.id not in reached]
-        if unused:
-            raise GraphError(f"Model input(s) {', '.join(unused)} are not used by any output.")
-        layers: list[Layer] = []
-        seen: dict[str, Layer] = {}
-        for node in order:
-            layer = node.layer
-            if layer.name in seen and seen[layer.name] is not layer:
-                raise GraphError(f"Two different layers are named {layer.name!r}; layer names "
-                                 "must be unique within a model.")
-            if layer.name not in seen:
-                seen[layer.name] = layer
-                layers.append(layer)
-        leaves: dict[str, Layer] = {}
-        for leaf in _leaf_layers(layers):
-            other = leaves.setdefault(leaf.name, leaf)
-            if other is not leaf:
-                raise GraphError(f"Two different layers are named {leaf.name!r} (one inside a "
-                                 "nested model); layer names must be unique within a model.")
-        self.inputs: list[SymbolicTensor] = ins
-        self.outputs: list[SymbolicTensor] = outs
-        self._layers = layers
-        self._graph_nodes = order
+        super()._init_graph(inputs, outputs)
         self.built = True
-        self.dtype = ins[0].dtype
-        self._input_shapes = [t.feature_shape for t in ins]
-
-    @property
-    def layers(self) -> list[Layer]:
-        return list(self._layers)
-
-    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
-        """A layer by name (or by position in ``model.layers``)."""
-        if index is not None:
-            return self._layers[index]
-        for layer in self._layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"No layer named {name!r} in model '{self.name}'; layers: "
-                         f"{', '.join(l.name for l in self._layers)}.")
-
-    @property
-    def input_names(self) -> list[str]:
-        return [t.node.layer.name for t in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [t.node.layer.name for t in self.outputs]
+        self.dtype = self.inputs[0].dtype
+        self._input_shapes = [t.feature_shape for t in self.inputs]
 
     # ----- a model is a layer -------------------------------------------------------------
     def __call__(self, inputs: Any) -> Any:
@@ -184,10 +120,6 @@ class Model(Layer):
         for layer in getattr(self, "_layers", []):
             layer.trainable = self._trainable
 
-    def _leaves(self) -> list[Layer]:
-        """Every non-model layer inside, each once, nested models opened."""
-        return _leaf_layers(self._layers)
-
     @property
     def weights(self) -> list[np.ndarray]:
         return [w for layer in self._leaves() for w in layer.weights]
@@ -219,57 +151,120 @@ class Model(Layer):
     # ----- planning and description ---------------------------------------------------------
     def plan(self, device: str = "cpu"):  # noqa: ANN201 - Plan
         """The static plan (order, shapes, fusion) of this model; ``print`` it to read it."""
-        from nexec.planner import make_plan
-
         self._ensure_built()
         return make_plan(self, device)
 
     def memory_plan(self, batch_size: int = 32, training: bool = True, device: str = "cpu"):  # noqa: ANN201
         """Where every buffer lives in the arena for a batch size (see ``MemoryPlan``)."""
-        from nexec.planner.schedule import build_schedule
-
         return build_schedule(self.plan(device), batch_size, training).memory
 
     def summary(self, line_length: int | None = None, positions: Any = None,
                 print_fn: Callable[[str], Any] | None = None) -> None:
         """Prints the Keras summary table (layers, output shapes, parameter counts)."""
-        from nexec.summary import summary_text
-
         self._ensure_built()
         text = summary_text(self, line_length=line_length)
         (print_fn or print)(text)
 
+    def _summary_layers(self) -> list[Layer]:
+        """The layers the summary lists, in order: the inputs first."""
+        inputs = [t.node.layer for t in self.inputs]
+        return inputs + [l for l in self.layers if l not in inputs]
+
     # ----- serialisation ------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        from nexec.saving import model_config
+        """The graph: layers (class name + config) and nodes, each naming what it reads.
 
-        return model_config(self)
+        Nodes are in topological order and name each input as ``[layer, call, output]``;
+        rebuilding replays those calls, so names, graph and parameter shapes round-trip.
+        """
+        local: dict[int, tuple[str, int]] = {}  # node id -> (layer name, call in this model)
+        counts: dict[str, int] = {}
+        for n in self._graph_nodes:
+            i = counts.get(n.layer.name, 0)
+            counts[n.layer.name] = i + 1
+            local[n.id] = (n.layer.name, i)
+
+        def ref(t: Any) -> list:
+            name, i = local[t.node.id]
+            return [name, i, t.index]
+
+        input_names = {t.node.layer.name for t in self.inputs}
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "layers": [_layer_entry(l) for l in self.layers if l.name not in input_names]
+                      + [{"class_name": "InputLayer", "config": t.node.layer.get_config()}
+                         for t in self.inputs],
+            "nodes": [[n.layer.name, [ref(t) for t in n.inputs]]
+                      for n in self._graph_nodes if n.inputs],
+            "input_layers": [ref(t) for t in self.inputs],
+            "output_layers": [ref(t) for t in self.outputs],
+            "input_keys": self._input_keys,
+            "output_keys": self._output_keys,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Model:
-        from nexec.saving import model_from_config
-
         return model_from_config(config, cls)
 
     def to_json(self, **kwargs: Any) -> str:
-        from nexec.saving import to_json
-
-        return to_json(self, **kwargs)
+        """The architecture as JSON (``nexec.models.model_from_json`` reads it back)."""
+        return json.dumps({"class_name": self._config_class_name, "config": self.get_config(),
+                           "format": FORMAT}, **kwargs)
 
     def save(self, path: str) -> None:
-        from nexec.saving import save_model
+        """Architecture, weights and (once compiled) compile settings and optimizer state, in
+        one file written atomically; ``nexec.load_model`` reads it back.
 
-        save_model(self, path)
+        The file is a NumPy ``.npz`` (a zip of ``.npy`` arrays, no pickles): ``__format__``
+        holds ``[MODEL_FILE_VERSION]``, ``__config__`` the :meth:`to_json` text,
+        ``__compile__`` the compile settings as JSON, ``layer/param`` each weight,
+        ``__optimizer__/N`` each optimizer state slot (flat, in the parameter store's order)
+        and ``__optimizer__/iterations``.
+        """
+        arrays: dict[str, np.ndarray] = {"__format__": np.array([MODEL_FILE_VERSION]),
+                                         "__config__": np.array(self.to_json())}
+        arrays.update(self._weight_arrays())
+        trainer = self._trainer
+        if trainer is not None:
+            opt = trainer.optimizer
+            compile_config = {**trainer.config, "optimizer": {
+                "class_name": type(opt).__name__, "config": opt.get_config()}}
+            arrays["__compile__"] = np.array(json.dumps(compile_config))
+            arrays["__optimizer__/iterations"] = np.array(opt.iterations, np.int64)
+            for i, slot in enumerate(opt.state):
+                arrays[f"__optimizer__/{i}"] = _host(slot)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def save_weights(self, path: str) -> None:
-        from nexec.saving import save_weights
-
-        save_weights(self, path)
+        """Writes every parameter to ``path`` (``.npz``), keyed ``layer/param``, atomically."""
+        arrays = self._weight_arrays()
+        atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def load_weights(self, path: str) -> None:
-        from nexec.saving import load_weights
+        """Loads parameters saved by :meth:`save_weights`; validates names and shapes first."""
+        with np.load(path, allow_pickle=False) as data:
+            self._assign_weight_arrays({k: data[k] for k in data.files if not k.startswith("__")})
 
-        load_weights(self, path)
+    def _weight_arrays(self) -> dict[str, np.ndarray]:
+        """Every parameter array (not a copy), keyed ``layer/param``."""
+        return {f"{l.name}/{n}": p for l in _all_layers(self) for n, p in l._params.items()}
+
+    def _assign_weight_arrays(self, saved: dict[str, np.ndarray]) -> None:
+        """Copies ``saved`` (keyed as :meth:`_weight_arrays`) into the parameters, after
+        checking that names and shapes match exactly."""
+        own = self._weight_arrays()
+        missing = sorted(set(own) - set(saved))
+        extra = sorted(set(saved) - set(own))
+        if missing or extra:
+            raise ValueError(f"Weights do not match model '{self.name}': missing {missing}, "
+                             f"unexpected {extra}.")
+        for k, p in own.items():
+            if saved[k].shape != p.shape:
+                raise ValueError(f"Weight {k}: model has shape {p.shape}, file has "
+                                 f"{saved[k].shape}.")
+        for k, p in own.items():
+            np.copyto(p, saved[k], casting="unsafe")
 
     # ----- training (nexec.training) ------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
@@ -294,8 +289,6 @@ class Model(Layer):
                              "input_shape or call the model on data.")
 
     def _need_trainer(self, what: str):  # noqa: ANN202
-        from nexec.errors import NotCompiledError
-
         if self._trainer is None:
             raise NotCompiledError(f"Model '{self.name}' must be compiled before {what}(); "
                                    "call model.compile(optimizer=..., loss=...) first.")
@@ -334,18 +327,6 @@ class Model(Layer):
         return self.predict(x, batch_size=None)
 
 
-def _leaf_layers(layers: list[Layer]) -> list[Layer]:
-    out: dict[int, Layer] = {}
-    for layer in layers:
-        for leaf in (layer._leaves() if isinstance(layer, Model) else [layer]):
-            out.setdefault(id(leaf), leaf)
-    return list(out.values())
-
-
-def _depends_on(out: SymbolicTensor, t: SymbolicTensor) -> bool:
-    return any(n.outputs[0] is t for n in topological_order([out]) if not n.inputs)
-
-
 class Sequential(Model):
     """A linear stack of layers, as ``keras.Sequential``; a thin builder over ``Model``.
 
@@ -373,6 +354,8 @@ class Sequential(Model):
         for layer in layers or []:
             self.add(layer)
 
+    _config_class_name = "Sequential"
+
     @staticmethod
     def _default_name() -> str:
         return "sequential"
@@ -389,8 +372,6 @@ class Sequential(Model):
         if any(l.name == layer.name for l in self._stack):
             raise GraphError(f"Sequential '{self.name}' already has a layer named {layer.name!r}.")
         if self._input is None and not self._stack and layer.input_shape_hint is not None:
-            from nexec.graph import Input
-
             self._input = Input(shape=layer.input_shape_hint, dtype=layer.dtype or "float32")
         self._stack.append(layer)
         if self._input is not None:
@@ -413,8 +394,6 @@ class Sequential(Model):
 
     def build(self, input_shape: Any = None, dtype: str = "float32") -> None:  # type: ignore[override]
         """Builds a deferred Sequential for samples of ``input_shape`` (batch axis optional)."""
-        from nexec.graph import Input
-
         if input_shape is not None and self._input is None:
             shape = tuple(input_shape)
             self._input = Input(shape=shape[1:] if shape and shape[0] is None else shape,
@@ -439,3 +418,171 @@ class Sequential(Model):
     @property
     def layers(self) -> list[Layer]:
         return list(self._stack)
+
+    def get_config(self) -> dict[str, Any]:
+        """The stack: each layer's class name and config, and the ``Input`` when given."""
+        cfg: dict[str, Any] = {"name": self.name, "trainable": self.trainable,
+                               "layers": [_layer_entry(l) for l in self.layers]}
+        if self._input is not None:
+            cfg["input"] = self._input.node.layer.get_config()
+        return cfg
+
+    def _summary_layers(self) -> list[Layer]:
+        return [l for l in self.layers if not isinstance(l, InputLayer)]
+
+
+# ----- configs ----------------------------------------------------------------------------
+def layer_class(name: str) -> type:
+    """The class registered under ``name`` (built-in or plugin), or ``Model``/``Sequential``."""
+    if name in ("Model", "Functional"):
+        return Model
+    if name == "Sequential":
+        return Sequential
+    return registry().layer(name)
+
+
+def _layer_entry(layer: Layer) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}`` of one layer (a nested model included)."""
+    name = layer._config_class_name if isinstance(layer, Model) else type(layer).__name__
+    return {"class_name": name, "config": layer.get_config()}
+
+
+def model_from_config(config: dict[str, Any], cls: type | None = None) -> Model:
+    """Rebuilds a model from ``model.get_config()`` output (fresh weights).
+
+    Args:
+        config: The config of a ``Model`` (it has ``nodes``) or of a ``Sequential``.
+        cls: ``Model`` or ``Sequential``; by default told apart by the config.
+    """
+    if cls is Sequential or (cls is None and "nodes" not in config):
+        seq = Sequential(name=config["name"])
+        if "input" in config:
+            seq.add(Input(**config["input"]))
+        for entry in config["layers"]:
+            seq.add(_layer_from(entry))
+        seq._trainable = config.get("trainable", True)  # the layers keep their own flags
+        return seq
+    layers: dict[str, Any] = {}
+    outputs: dict[str, list[list[Any]]] = {}  # layer name -> per call, its output tensors
+    for entry in config["layers"]:
+        if entry["class_name"] == "InputLayer":
+            t = Input(**entry["config"])
+            layers[t.node.layer.name] = t.node.layer
+            outputs[t.node.layer.name] = [[t]]
+        else:
+            layer = _layer_from(entry)
+            layers[layer.name] = layer
+            outputs[layer.name] = []
+
+    def tensor(ref: list) -> Any:
+        name, call, index = ref
+        try:
+            return outputs[name][call][index]
+        except (KeyError, IndexError):
+            raise GraphError(f"Model config refers to {name}[{call}][{index}], which no "
+                             "earlier node produced.") from None
+
+    for name, refs in config["nodes"]:
+        ins = [tensor(r) for r in refs]
+        out = layers[name](ins if len(ins) > 1 else ins[0])
+        outputs[name].append(out if isinstance(out, list) else [out])
+    ins = [tensor(r) for r in config["input_layers"]]
+    outs = [tensor(r) for r in config["output_layers"]]
+    if config.get("input_keys"):
+        ins = dict(zip(config["input_keys"], ins))
+    if config.get("output_keys"):
+        outs = dict(zip(config["output_keys"], outs))
+    model = Model(ins, outs, name=config["name"])
+    model._trainable = config.get("trainable", True)  # the layers keep their own flags
+    return model
+
+
+def _layer_from(entry: dict[str, Any]) -> Any:
+    cls = layer_class(entry["class_name"])
+    if entry["class_name"] in ("Model", "Functional", "Sequential"):
+        return model_from_config(entry["config"], cls)
+    return cls.from_config(dict(entry["config"]))
+
+
+def model_from_json(text: str) -> Model:
+    """Rebuilds a model from ``model.to_json()`` output."""
+    data = json.loads(text)
+    return model_from_config(data["config"], layer_class(data["class_name"]))
+
+
+# ----- weights ----------------------------------------------------------------------------
+def _all_layers(model: Model) -> list[Any]:
+    out = []
+    for l in model.layers:
+        out.extend(_all_layers(l) if isinstance(l, Model) else [l])
+    return out
+
+
+def _host(array: Any) -> np.ndarray:
+    """A host copy of a CPU or device array."""
+    return array.copy_to_host() if hasattr(array, "copy_to_host") else np.asarray(array)
+
+
+# ----- the summary table ------------------------------------------------------------------
+def is_sequential_like(model: Model) -> bool:
+    """True for chains (each node one input, one node per layer): no 'Connected to' column."""
+    nodes = [n for n in model._graph_nodes if n.inputs]
+    if len({id(n.layer) for n in nodes}) != len(nodes):
+        return False
+    consumed: set[int] = set()
+    for n in nodes:
+        if len(n.inputs) != 1 or n.inputs[0].id in consumed:
+            return False
+        consumed.add(n.inputs[0].id)
+    return len(model.inputs) == 1 and len(model.outputs) == 1
+
+
+def _shape(layer: Layer, model: Model) -> str:
+    nodes = [n for n in model._graph_nodes if n.layer is layer]
+    shapes = {tuple(tuple(t.shape) for t in n.outputs) for n in nodes}
+    if len(shapes) != 1:
+        return "multiple"
+    (outs,) = shapes
+    return str(outs[0]) if len(outs) == 1 else ", ".join(str(s) for s in outs)
+
+
+def _connections(layer: Layer, model: Model) -> list[str]:
+    out = []
+    for n in model._graph_nodes:
+        if n.layer is layer:
+            for t in n.inputs:
+                out.append(f"{t.node.layer.name}[{t.node.index}][{t.index}]")
+    return out or ["-"]
+
+
+def summary_text(model: Model, line_length: int | None = None) -> str:
+    """The summary as text, with Keras' columns and thousands separators."""
+    chain = is_sequential_like(model)
+    layers = model._summary_layers()
+    headers = ["Layer (type)", "Output Shape", "Param #"] + ([] if chain else ["Connected to"])
+    rows = []
+    for layer in layers:
+        conn = [] if chain else _connections(layer, model)
+        rows.append([f"{layer.name} ({type(layer).__name__})", _shape(layer, model),
+                     f"{layer.count_params():,}"] + (conn[:1] if conn else []))
+        for extra in conn[1:]:
+            rows.append(["", "", "", extra])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) + 3 if rows else len(h) + 3
+              for i, h in enumerate(headers)]
+    width = line_length or sum(widths)
+    if line_length:
+        widths[0] += max(0, line_length - sum(widths))
+
+    def fmt(cells: list[str]) -> str:
+        return "".join(f" {c:<{w - 1}}" for c, w in zip(cells, widths)).rstrip()
+
+    trainable = sum(w.size for w in model.trainable_weights)
+    total = model.count_params()
+    lines = [f'Model: "{model.name}"', "_" * width, fmt(headers), "=" * width]
+    for i, r in enumerate(rows):
+        lines.append(fmt(r))
+        if not chain and i + 1 < len(rows) and rows[i + 1][0]:
+            lines.append("_" * width)
+    lines += ["=" * width, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+              f"Non-trainable params: {total - trainable:,}", "_" * width]
+    return "\n".join(lines)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from nexec.model import Model
+from nexec.graph import Function
+from nexec.io import atomic_write
 
 __all__ = ["model_to_dot", "plot_model", "RENDERED_FORMATS"]
 
@@ -40,7 +40,7 @@ def _shapes(tensors: list[Any]) -> str:
     return shapes[0] if len(shapes) == 1 else "[" + ", ".join(shapes) + "]"
 
 
-def _io_shapes(layer: Any, model: Model) -> tuple[str, str]:
+def _io_shapes(layer: Any, model: Function) -> tuple[str, str]:
     """(input, output) shape text of ``layer`` in ``model``; "multiple" for shared layers."""
     nodes = [n for n in model._graph_nodes if n.layer is layer]
     ins = {_shapes(n.inputs) for n in nodes if n.inputs}
@@ -51,11 +51,9 @@ def _io_shapes(layer: Any, model: Model) -> tuple[str, str]:
     return one(ins), one(outs)
 
 
-def _label(layer: Any, model: Model, opts: dict[str, Any]) -> str:
+def _label(layer: Any, model: Function, opts: dict[str, Any]) -> str:
     """An HTML-like Graphviz label: the layer, then one row per detail asked for."""
-    from nexec.model import Model as ModelType
-
-    kind = "Model" if isinstance(layer, ModelType) else type(layer).__name__
+    kind = "Model" if isinstance(layer, Function) else type(layer).__name__
     title = f"{layer.name} ({kind})" if opts["show_layer_names"] else kind
     colour = _MODEL_COLOUR if kind == "Model" else _COLOURS.get(kind, _DEFAULT_COLOUR)
     rows = [f'<tr><td colspan="2" bgcolor="{colour}"><b>{escape(title)}</b></td></tr>']
@@ -89,17 +87,15 @@ class _DotWriter:
         self.clusters = 0
         self.edges: set[str] = set()
 
-    def model(self, model: Model, prefix: str, indent: str) -> dict[int, tuple[list, list]]:
+    def model(self, model: Function, prefix: str, indent: str) -> dict[int, tuple[list, list]]:
         """Writes ``model``'s layers; returns, per layer id, its (entry, exit) node ids."""
-        from nexec.model import Model as ModelType
-
         ports: dict[int, tuple[list, list]] = {}
         for node in model._graph_nodes:
             layer = node.layer
             if id(layer) in ports:
                 continue  # a shared layer is drawn once
             node_id = f"{prefix}{layer.name}"
-            if isinstance(layer, ModelType) and self.opts["expand_nested"]:
+            if isinstance(layer, Function) and self.opts["expand_nested"]:
                 self.clusters += 1
                 self.lines.append(f"{indent}subgraph cluster_{self.clusters} {{")
                 self.lines.append(f"{indent}  label={_quote(layer.name)}; style=rounded; "
@@ -125,7 +121,7 @@ class _DotWriter:
         return ports
 
 
-def model_to_dot(model: Model, show_shapes: bool = False, show_dtype: bool = False,
+def model_to_dot(model: Function, show_shapes: bool = False, show_dtype: bool = False,
                  show_layer_names: bool = True, rankdir: str = "TB",
                  expand_nested: bool = False, dpi: int | None = None,
                  show_layer_activations: bool = False, show_trainable: bool = False) -> str:
@@ -148,7 +144,7 @@ def model_to_dot(model: Model, show_shapes: bool = False, show_dtype: bool = Fal
     return "\n".join(head + writer.lines + ["}"]) + "\n"
 
 
-def plot_model(model: Model, to_file: str = "model.png", show_shapes: bool = False,
+def plot_model(model: Function, to_file: str = "model.png", show_shapes: bool = False,
                show_dtype: bool = False, show_layer_names: bool = True, rankdir: str = "TB",
                expand_nested: bool = False, dpi: int = 200,
                show_layer_activations: bool = False, show_trainable: bool = False) -> str:
@@ -177,8 +173,6 @@ def plot_model(model: Model, to_file: str = "model.png", show_shapes: bool = Fal
         ValueError: An extension that is neither DOT nor a Graphviz format.
         ImportError: A picture format without Graphviz installed; says how to get it.
     """
-    from nexec.saving import atomic_write
-
     fmt = os.path.splitext(to_file)[1].lstrip(".").lower()
     if fmt not in _TEXT_FORMATS + RENDERED_FORMATS:
         raise ValueError(f"plot_model cannot write '{to_file}': use one of "

@@ -27,10 +27,11 @@ A plugin layer takes four pieces (``docs/plugins.md`` walks through a complete o
    itself, with ``activation_forward``/``activation_backward`` or, inside its own Numba code,
    ``activate_row_inplace``/``activate_row_grad``;
 4. the **hooks**: ``nexec_layers`` returns the layer classes, ``nexec_kernels`` the op kernel
-   instances; ``nexec_activations``, ``nexec_losses``, ``nexec_optimizers`` and
-   ``nexec_initializers`` contribute the other kinds.
+   instances; ``nexec_activations`` (:class:`Activation` values, or a dict of names to
+   fused codes), ``nexec_losses``, ``nexec_metrics``, ``nexec_optimizers``,
+   ``nexec_initializers`` and ``nexec_devices`` contribute the other kinds.
 
-The plugin module declares the API it was written for: ``NEXEC_API_VERSION = "1.0"``. A
+The plugin module declares the API it was written for: ``NEXEC_API_VERSION = "1.1"``. A
 plugin for another major version is refused with a :class:`PluginWarning` naming it, and so
 is one that fails to import, raises in a hook, or registers a name already taken; the rest of
 nexec keeps working. ``nexec.plugins_info()`` and the ``nexec plugins`` command list what each
@@ -46,7 +47,7 @@ against central finite differences, ``model_gradients`` for a whole float64 mode
 Example:
     >>> from nexec.plugin import API_VERSION, Layer, hookimpl
     >>> API_VERSION
-    '1.0'
+    '1.1'
     >>> class Identity(Layer):
     ...     def compute_output_shape(self, input_shapes):
     ...         return input_shapes[0]
@@ -56,7 +57,8 @@ Example:
 """
 from __future__ import annotations
 
-from nexec import testing
+import nexec.testing as testing
+from nexec.activations import Activation
 from nexec.errors import PluginError, PluginWarning, ShapeError
 from nexec.kernels.activations import CODES, LINEAR, RELU, SIGMOID, SOFTMAX, TANH, code_of
 from nexec.kernels.cpu.activation import (activate_row_grad, activate_row_inplace,
@@ -64,10 +66,12 @@ from nexec.kernels.cpu.activation import (activate_row_grad, activate_row_inplac
 from nexec.kernels.jit import kernel, parallel_kernel
 from nexec.layers.base import Layer, ParamSpec, Shape
 from nexec.layers.core import check_activation
-from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows
-from nexec.plugins.hookspecs import hookimpl, hookspec
+from nexec.devices.base import Device
+from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
+from nexec.plugins.hookspecs import API_VERSION, compatible, hookimpl, hookspec
 from nexec.random import generator
-from nexec.training.losses import EPSILON, Loss
+from nexec.training.losses import EPSILON, Loss, LossKernels
+from nexec.training.metrics import Metric
 from nexec.training.optimizers import Optimizer
 
 __all__ = [
@@ -76,27 +80,13 @@ __all__ = [
     # layer descriptions
     "Layer", "ParamSpec", "Shape", "check_activation",
     # op kernels
-    "Kernel", "Call", "Workspace", "BoundCall", "rows", "empty_like_skip",
+    "Kernel", "Call", "Workspace", "BoundCall", "rows", "view_2d", "empty_like_skip",
     # kernel functions
     "kernel", "parallel_kernel",
     "LINEAR", "RELU", "SIGMOID", "TANH", "SOFTMAX", "CODES", "code_of",
     "activation_forward", "activation_backward", "activate_row_inplace", "activate_row_grad",
     # other contributions
-    "Loss", "EPSILON", "Optimizer",
+    "Activation", "Loss", "LossKernels", "Metric", "EPSILON", "Optimizer", "Device",
     # randomness, errors, checks
     "generator", "ShapeError", "PluginError", "PluginWarning", "testing",
 ]
-
-#: Major.minor of the plugin API. A plugin sets ``NEXEC_API_VERSION = "1.0"`` in its module;
-#: a different major version is refused with a clear error.
-API_VERSION = "1.0"
-
-
-def compatible(version: str) -> bool:
-    """Whether a plugin written for API ``version`` works with this nexec.
-
-    Example:
-        >>> compatible("1.3"), compatible("2.0")
-        (True, False)
-    """
-    return str(version).split(".")[0] == API_VERSION.split(".")[0]

@@ -11,17 +11,16 @@ from typing import Any
 
 from nexec.layers.base import Layer, ParamSpec
 from nexec.layers.conv import Conv2D
-from nexec.layers.core import Activation, Dense, Flatten, InputLayer
+from nexec.layers.core import Activation, Dense, Flatten, Input, InputLayer
 from nexec.layers.merge import Add, Concatenate
+from nexec.plugins import registry as _registry
 
-__all__ = ["Layer", "ParamSpec", "InputLayer", "Dense", "Conv2D", "Concatenate", "Add",
+__all__ = ["Layer", "ParamSpec", "Input", "InputLayer", "Dense", "Conv2D", "Concatenate", "Add",
            "Activation", "Flatten"]
 
 
 def __getattr__(name: str) -> Any:
     # Layer types contributed by installed plugins, looked up on first use.
-    from nexec.plugins import registry
-
-    if name.startswith("_") or name not in registry().layers:
+    if name.startswith("_") or name not in _registry().layers:
         raise AttributeError(f"module 'nexec.layers' has no layer {name!r}")
-    return registry().layers[name]
+    return _registry().layers[name]

@@ -16,6 +16,7 @@ import numpy as np
 
 from nexec.errors import GraphError, ShapeError
 from nexec.graph import Node, SymbolicTensor, is_symbolic, unique_name
+from nexec.plugins import registry
 from nexec.random import generator
 
 __all__ = ["Layer", "ParamSpec", "Shape"]
@@ -139,8 +140,6 @@ class Layer:
 
     def build(self, input_shapes: list[Shape], dtype: str = "float32") -> None:
         """Creates the parameters (with the seeded stream) for these input shapes."""
-        from nexec.plugins import registry
-
         self.dtype = self.dtype or dtype
         self._input_shapes = list(input_shapes)
         for spec in self.param_specs(self._input_shapes):
@@ -223,8 +222,6 @@ def _checked_shape(layer: Layer, shape: Any) -> Shape:
             d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0)
             for d in shape):
         return tuple(None if d is None else int(d) for d in shape)
-    from nexec.plugins import registry
-
     kind = type(layer).__name__
     owner = registry().owner.get(("layers", kind)) \
         if registry().layers.get(kind) is type(layer) else None

@@ -1,4 +1,4 @@
-"""Core layers: InputLayer, Dense, Activation, Flatten."""
+"""Core layers: Input and InputLayer, Dense, Activation, Flatten."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,14 +6,13 @@ from typing import Any
 from nexec.errors import ShapeError
 from nexec.graph import Node, SymbolicTensor
 from nexec.layers.base import Layer, ParamSpec, Shape, _as_shape
+from nexec.plugins import registry
 
-__all__ = ["InputLayer", "Dense", "Activation", "Flatten", "check_activation"]
+__all__ = ["Input", "InputLayer", "Dense", "Activation", "Flatten", "check_activation"]
 
 
 def check_activation(name: Any, layer: str = "") -> str:
     """Normalises an activation argument (None means linear) and rejects unknown names."""
-    from nexec.plugins import registry
-
     name = "linear" if name is None else name
     if not isinstance(name, str) or name not in registry().activations:
         known = ", ".join(sorted(registry().activations))
@@ -51,6 +50,24 @@ class InputLayer(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+def Input(shape: tuple | int, name: str | None = None, dtype: str = "float32",
+          batch_size: int | None = None) -> SymbolicTensor:
+    """Creates a model input, as ``keras.Input``.
+
+    Args:
+        shape: Shape of one sample, without the batch axis, e.g. ``(64,)``.
+        name: Name of the input (and of its ``InputLayer``).
+        dtype: ``"float32"`` (default) or ``"float64"``.
+        batch_size: Accepted for Keras compatibility; the batch axis stays flexible.
+
+    Example:
+        >>> from nexec import Input
+        >>> Input(shape=(64,)).shape
+        (None, 64)
+    """
+    return InputLayer(shape=shape, name=name, dtype=dtype).output
 
 
 class Dense(Layer):

@@ -1,19 +1,15 @@
-"""Lowering: a model's nodes become a flat list of ops over numbered tensors.
+"""Lowering: a function's nodes become a flat list of ops over numbered tensors.
 
-Nested models are inlined (each call of a nested model gets its own tensors), so later stages
-see one flat graph whatever the user nested.
+The planner works on a ``nexec.graph.Function`` (the graph part of a ``Model``), never on the
+model itself. Nested functions (models) are inlined (each call of a nested model gets its own
+tensors), so later stages see one flat graph whatever the user nested.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from nexec.graph import SymbolicTensor
+from nexec.graph import Function, SymbolicTensor
 from nexec.layers.base import Layer
-from nexec.planner.order import topological_order
-
-if TYPE_CHECKING:  # pragma: no cover
-    from nexec.model import Model
 
 __all__ = ["TensorInfo", "Op", "Graph", "lower"]
 
@@ -63,32 +59,30 @@ class Graph:
         return tid
 
 
-def lower(model: Model) -> Graph:
-    """Flattens ``model`` (nested models inlined) into a :class:`Graph`."""
+def lower(function: Function) -> Graph:
+    """Flattens ``function`` (a ``Model``; nested models inlined) into a :class:`Graph`."""
     g = Graph([], {}, [], [])
     env: dict[int, int] = {}
-    for t in model.inputs:
+    for t in function.inputs:
         tid = g.new_tensor(t.node.layer.name, t.feature_shape, t.dtype)
         g.tensors[tid].is_input = True
         env[t.id] = tid
         g.inputs.append(tid)
-    _lower_into(g, model, env)
-    for i, t in enumerate(model.outputs):
+    _lower_into(g, function, env)
+    for i, t in enumerate(function.outputs):
         g.outputs.append(env[t.id])
         if g.tensors[env[t.id]].output_index is None:
             g.tensors[env[t.id]].output_index = i
     return g
 
 
-def _lower_into(g: Graph, model: Model, env: dict[int, int]) -> None:
-    from nexec.model import Model as ModelType
-
-    for node in topological_order(model.outputs):
+def _lower_into(g: Graph, function: Function, env: dict[int, int]) -> None:
+    for node in function.nodes:
         layer = node.layer
         if not node.inputs:  # InputLayer: bound by the caller
             continue
         ins = [env[t.id] for t in node.inputs]
-        if isinstance(layer, ModelType):
+        if isinstance(layer, Function):
             inner = {t.id: tid for t, tid in zip(layer.inputs, ins)}
             _lower_into(g, layer, inner)
             for outer, inner_t in zip(node.outputs, layer.outputs):

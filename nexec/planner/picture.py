@@ -8,6 +8,8 @@ import os
 from html import escape
 from typing import Any
 
+from nexec.io import atomic_write
+
 __all__ = ["plot_memory", "memory_svg"]
 
 COLORS = {"input": "#8da0cb", "activation": "#66c2a5",
@@ -77,8 +79,6 @@ def plot_memory(plan: Any, path: str) -> None:
 
     ``.svg`` needs nothing installed; other suffixes (``.png``, ``.pdf``) need matplotlib.
     """
-    from nexec.saving import atomic_write
-
     if os.path.splitext(path)[1].lower() == ".svg":
         text = memory_svg(plan).encode()
         atomic_write(path, lambda f: f.write(text))

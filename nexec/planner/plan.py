@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
+from nexec.graph import Function
 from nexec.planner.fusion import fuse_activations
 from nexec.planner.lowering import Graph, lower
 from nexec.planner.shapes import infer_shapes
-
-if TYPE_CHECKING:  # pragma: no cover
-    from nexec.model import Model
+from nexec.plugins import registry
 
 __all__ = ["Plan", "make_plan"]
 
@@ -53,23 +52,21 @@ class Plan:
     __str__ = describe
 
 
-def make_plan(model: Model, device: str = "cpu",
+def make_plan(function: Function, device: str = "cpu",
               can_fuse: Callable[[str], bool] | None = None) -> Plan:
-    """Plans ``model``: lower, infer shapes, fuse. Runs no kernels.
+    """Plans ``function``: lower, infer shapes, fuse. Runs no kernels.
 
     Args:
-        model: A built ``Model`` or ``Sequential``.
+        function: The graph to plan: a built ``Model`` or ``Sequential``.
         device: The device whose kernels decide what can fuse.
         can_fuse: Override of the fusion capability per op kind (for tests).
     """
     if can_fuse is None:
-        from nexec.plugins import registry
-
         def can_fuse(kind: str) -> bool:
             k = registry().kernels.get((kind, device))
             return bool(k is not None and k.fuses_activation)
 
-    graph = lower(model)
+    graph = lower(function)
     params = infer_shapes(graph)
     fuse_activations(graph, can_fuse)
-    return Plan(model.name, graph, params, device)
+    return Plan(function.name, graph, params, device)

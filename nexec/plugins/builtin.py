@@ -2,32 +2,40 @@
 initialisers.
 
 Registered through the same hooks as any third-party plugin: there is no private back door.
+Only the registry imports this module (by name, when it is first built), so it may import
+everything it registers.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from nexec.activations import BUILTIN_ACTIVATIONS, Activation
+from nexec.devices.base import Device
+from nexec.devices.cpu import CpuDevice
+from nexec.devices.cuda import CudaDevice
+from nexec.initializers import BUILTIN_INITIALIZERS
+from nexec.layers.conv import Conv2D
+from nexec.layers.core import Activation as ActivationLayer
+from nexec.layers.core import Dense, Flatten, InputLayer
+from nexec.layers.merge import Add, Concatenate
+from nexec.ops.builtin import builtin_kernels
 from nexec.plugins.hookspecs import hookimpl
+from nexec.training.losses import BUILTIN_LOSSES
+from nexec.training.metrics import BUILTIN_METRICS
+from nexec.training.optimizers import BUILTIN_OPTIMIZERS
 
 
 @hookimpl
 def nexec_layers() -> list[type]:
-    from nexec.layers.conv import Conv2D
-    from nexec.layers.core import Activation, Dense, Flatten, InputLayer
-    from nexec.layers.merge import Add, Concatenate
-
-    return [InputLayer, Dense, Conv2D, Concatenate, Add, Activation, Flatten]
+    return [InputLayer, Dense, Conv2D, Concatenate, Add, ActivationLayer, Flatten]
 
 
-_devices: list[Any] = []
+_devices: list[Device] = []
 
 
-def _builtin_devices() -> list[Any]:
+def _builtin_devices() -> list[Device]:
     """One CPU and one CUDA device per process (they keep streams and compiled kernels)."""
     if not _devices:
-        from nexec.devices.cpu import CpuDevice
-        from nexec.devices.cuda import CudaDevice
-
         _devices.extend([CpuDevice(), CudaDevice()])
     return _devices
 
@@ -39,41 +47,29 @@ def nexec_devices() -> list[Any]:
 
 @hookimpl
 def nexec_kernels() -> list[Any]:
-    from nexec.ops.builtin import builtin_kernels
-
     return builtin_kernels(_builtin_devices())
 
 
 @hookimpl
-def nexec_activations() -> list[Any]:
-    from nexec.activations import BUILTIN_ACTIVATIONS
-
+def nexec_activations() -> list[Activation]:
     return list(BUILTIN_ACTIVATIONS)
 
 
 @hookimpl
 def nexec_metrics() -> list[Any]:
-    from nexec.training.metrics import BUILTIN_METRICS
-
     return list(BUILTIN_METRICS)
 
 
 @hookimpl
 def nexec_losses() -> list[Any]:
-    from nexec.training.losses import BUILTIN_LOSSES
-
     return list(BUILTIN_LOSSES)
 
 
 @hookimpl
 def nexec_optimizers() -> dict[str, type]:
-    from nexec.training.optimizers import BUILTIN_OPTIMIZERS
-
     return dict(BUILTIN_OPTIMIZERS)
 
 
 @hookimpl
 def nexec_initializers() -> dict[str, Any]:
-    from nexec.initializers import BUILTIN_INITIALIZERS
-
     return dict(BUILTIN_INITIALIZERS)

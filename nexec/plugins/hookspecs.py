@@ -1,8 +1,9 @@
-"""The hooks through which nexec and third-party packages contribute.
+"""The hooks through which nexec and third-party packages contribute, and the API version.
 
 Every hook returns a list (or dict) of contributions; the manager collects them per plugin so
 that a conflict or a failure can name the plugin responsible. nexec's own built-ins use these
-very hooks (``nexec.plugins.builtin``).
+very hooks (``nexec.plugins.builtin``). This module imports nothing of nexec, so the registry
+that uses it sits low in the package.
 """
 from __future__ import annotations
 
@@ -10,11 +11,26 @@ from typing import Any
 
 import pluggy
 
-__all__ = ["hookspec", "hookimpl", "NexecSpec", "PROJECT"]
+__all__ = ["hookspec", "hookimpl", "NexecSpec", "PROJECT", "API_VERSION", "compatible"]
 
 PROJECT = "nexec"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: Major.minor of the plugin API. A plugin sets ``NEXEC_API_VERSION = "1.1"`` in its module;
+#: a different major version is refused with a clear error. 1.1 added devices, metrics,
+#: activations from scalar functions and per-device losses; every 1.0 plugin still works.
+API_VERSION = "1.1"
+
+
+def compatible(version: str) -> bool:
+    """Whether a plugin written for API ``version`` works with this nexec.
+
+    Example:
+        >>> compatible("1.3"), compatible("2.0")
+        (True, False)
+    """
+    return str(version).split(".")[0] == API_VERSION.split(".")[0]
 
 
 class NexecSpec:
@@ -29,8 +45,9 @@ class NexecSpec:
         """``nexec.plugin.Kernel`` instances: how one layer type runs on one device."""
 
     @hookspec
-    def nexec_activations(self) -> dict[str, int]:
-        """Activation names mapped to the fused-kernel codes of ``nexec.kernels.activations``."""
+    def nexec_activations(self) -> dict[str, int] | list[Any]:
+        """``nexec.activations.Activation`` values, found by name; or (the API 1.0 form) a
+        dict of names to the fused-kernel codes of ``nexec.kernels.activations``."""
 
     @hookspec
     def nexec_devices(self) -> list[Any]:

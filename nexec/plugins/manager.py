@@ -4,9 +4,16 @@ Entry points of the group ``nexec`` are loaded one by one (not with pluggy's
 ``load_setuptools_entrypoints``, which stops at the first that fails to import), so a broken
 package is reported by name and the others keep working. ``NEXEC_DISABLE_PLUGIN_AUTOLOAD=1``
 skips discovery, as pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` does.
+
+The registry sits low in the package: it imports nothing of nexec but ``errors``, the hook
+specifications and ``activations``, and it checks contributions by what they can do (a layer
+type is a class with ``compute_output_shape``, ``param_specs`` and ``get_config``), not by
+importing the classes they extend. The one edge upwards is nexec's own built-in plugin, which
+it imports by name when the registry is first built.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -15,15 +22,20 @@ from typing import Any, Callable
 
 import pluggy
 
+from nexec.activations import BUILTIN_ACTIVATIONS, Activation
 from nexec.errors import PluginError, PluginWarning
-from nexec.plugins.hookspecs import PROJECT, NexecSpec
+from nexec.plugins.hookspecs import API_VERSION, PROJECT, NexecSpec, compatible
 
 __all__ = ["Registry", "registry", "reset_registry", "PluginRecord"]
 
 BUILTIN = "nexec.builtin"
 _SINGULAR = {"layers": "layer", "kernels": "kernel", "activations": "activation",
-             "losses": "loss", "optimizers": "optimizer", "initializers": "initializer",
-             "metrics": "metric", "devices": "device"}
+             "losses": "loss", "metrics": "metric", "optimizers": "optimizer",
+             "initializers": "initializer", "devices": "device"}
+_LAYER_METHODS = ("compute_output_shape", "param_specs", "get_config")
+_KERNEL_ATTRIBUTES = ("layer_type", "device", "forward", "backward")
+#: The fused-kernel codes an activation given as ``{name: code}`` may use.
+_CODES = frozenset(a.code for a in BUILTIN_ACTIVATIONS)
 
 
 @dataclass
@@ -37,7 +49,8 @@ class PluginRecord:
 
 
 class Registry:
-    """Every layer type, kernel, activation, loss, optimizer and initialiser by name."""
+    """Every layer type, kernel, activation, loss, metric, optimizer, initialiser and device
+    by name."""
 
     KINDS = ("layers", "kernels", "activations", "losses", "metrics", "optimizers",
              "initializers", "devices")
@@ -47,16 +60,17 @@ class Registry:
         self.pm.add_hookspecs(NexecSpec)
         self.layers: dict[str, type] = {}
         self.kernels: dict[tuple[str, str], Any] = {}
-        self.activations: dict[str, Any] = {}
-        self.metrics: dict[str, Any] = {}
-        self.devices: dict[str, Any] = {}
+        self.activations: dict[str, Activation] = {}
         self.losses: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
         self.optimizers: dict[str, type] = {}
         self.initializers: dict[str, Any] = {}
+        self.devices: dict[str, Any] = {}
         self.owner: dict[tuple[str, Any], str] = {}
         self.plugins: dict[str, PluginRecord] = {}
-        from nexec.plugins import builtin
-
+        # The registry's one import upwards (tests/test_imports.py sanctions it): nexec's own
+        # plugin, by name, so that importing the registry imports no layer, op or kernel.
+        builtin = importlib.import_module("nexec.plugins.builtin")
         self.register(builtin, BUILTIN, version=_version("nexec"))
         if autoload is None:
             autoload = not os.environ.get("NEXEC_DISABLE_PLUGIN_AUTOLOAD")
@@ -84,8 +98,6 @@ class Registry:
         Failures and conflicts are recorded on the plugin's record and warned about; they do
         not stop other plugins. Use :meth:`check` to turn them into an exception.
         """
-        from nexec.plugin import API_VERSION, compatible
-
         wanted = getattr(plugin, "NEXEC_API_VERSION", API_VERSION)
         if not compatible(wanted):
             return self._fail(name, version, f"is built for nexec plugin API {wanted}, "
@@ -97,7 +109,7 @@ class Registry:
         record = PluginRecord(name, version)
         self.plugins[name] = record
         try:
-            contributions = {kind: self._call(plugin, kind) for kind in self.KINDS}
+            contributions = {kind: self._collect(plugin, kind) for kind in self.KINDS}
         except Exception as e:  # noqa: BLE001
             self.pm.unregister(plugin)
             return self._fail(name, version, f"raised while registering "
@@ -107,23 +119,21 @@ class Registry:
                 self._add(record, kind, key, value)
         return record
 
-    def _call(self, plugin: Any, kind: str) -> list[tuple[Any, Any]]:
-        impl = getattr(plugin, f"nexec_{kind}", None)
-        if impl is None:
-            return []
-        result = impl() or []
+    def _collect(self, plugin: Any, kind: str) -> list[tuple[Any, Any]]:
+        """``plugin``'s contributions of one kind, through pluggy's own hook call restricted
+        to that plugin, so that each contribution is attributed to the plugin making it."""
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        results = self.pm.subset_hook_caller(f"nexec_{kind}", remove_plugins=others)()
+        result = results[0] if results else []
+        if kind in ("activations", "optimizers", "initializers") and isinstance(result, dict):
+            return list(result.items())
         if kind == "layers":
-            return [(cls.__name__, cls) for cls in result]
+            return [(getattr(cls, "__name__", repr(cls)), cls) for cls in result]
         if kind == "kernels":
-            return [((k.layer_type, k.device), k) for k in result]
-        if kind in ("losses", "metrics", "devices"):
-            return [(item.name, item) for item in result]
-        if kind == "activations":
-            from nexec.activations import Activation
-
-            if isinstance(result, dict):
-                return [(n, Activation(n, code)) for n, code in result.items()]
-            return [(a.name, a) for a in result]
+            return [((getattr(k, "layer_type", "?"), getattr(k, "device", "?")), k)
+                    for k in result]
+        if kind in ("losses", "metrics", "devices", "activations"):
+            return [(getattr(item, "name", repr(item)), item) for item in result]
         return list(dict(result).items())
 
     def _add(self, record: PluginRecord, kind: str, key: Any, value: Any) -> None:
@@ -133,16 +143,19 @@ class Registry:
             problem = (f"which plugin '{self.owner[(kind, key)]}' already registered; the "
                        "second one is ignored")
         elif kind == "layers":
-            from nexec.layers.base import Layer
-
-            if not (isinstance(value, type) and issubclass(value, Layer)):
-                problem = "which is not a Layer subclass"
+            if not (isinstance(value, type)
+                    and all(callable(getattr(value, m, None)) for m in _LAYER_METHODS)):
+                problem = ("which is not a layer type (a class with "
+                           f"{', '.join(_LAYER_METHODS)})")
         elif kind == "kernels":
-            from nexec.ops.base import Kernel
-
-            if not isinstance(value, Kernel):
-                problem = "which is " + ("a class; register an instance" if isinstance(
-                    value, type) else "not a nexec.plugin.Kernel instance")
+            if isinstance(value, type):
+                problem = "which is a class; register an instance"
+            elif not all(hasattr(value, a) for a in _KERNEL_ATTRIBUTES) or not (
+                    callable(value.forward) and callable(value.backward)):
+                problem = ("which is not an op kernel (an instance with "
+                           f"{', '.join(_KERNEL_ATTRIBUTES)})")
+        elif kind == "activations":
+            value, problem = _activation(key, value)
         if problem is not None:
             msg = f"plugin '{record.name}' registers {_SINGULAR[kind]} {shown}, {problem}."
             record.error = msg if record.error is None else f"{record.error}; {msg}"
@@ -178,17 +191,14 @@ class Registry:
                               + (f"; it has kernels for: {', '.join(have)}." if have else "."))
         return self.kernels[key]
 
-    def activation(self, name: str) -> Any:
+    def activation(self, name: str) -> Activation:
         return self._lookup("activations", name)
-
-    def metric(self, name: str) -> Any:
-        return self._lookup("metrics", name)
-
-    def device(self, name: str) -> Any:
-        return self._lookup("devices", name)
 
     def loss(self, name: str) -> Any:
         return self._lookup("losses", name)
+
+    def metric(self, name: str) -> Any:
+        return self._lookup("metrics", name)
 
     def optimizer(self, name: str) -> type:
         return self._lookup("optimizers", name)
@@ -196,12 +206,38 @@ class Registry:
     def initializer(self, name: str) -> Callable:
         return self._lookup("initializers", name)
 
+    def device(self, name: str) -> Any:
+        return self._lookup("devices", name)
+
     def _lookup(self, kind: str, name: str) -> Any:
         table = getattr(self, kind)
         if name not in table:
             raise ValueError(f"Unknown {_SINGULAR[kind]} {name!r}; "
                              f"known: {', '.join(sorted(table))}.")
         return table[name]
+
+
+def _activation(name: Any, value: Any) -> tuple[Any, str | None]:
+    """An activation contribution as an :class:`Activation`, or why it is refused.
+
+    ``value`` is an ``Activation``, or (the plugin API 1.0 form ``{name: code}``) the code of
+    a built-in fused activation.
+    """
+    if isinstance(value, Activation):
+        if value.name != name:
+            return None, f"whose Activation is named {value.name!r}"
+        return value, None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in _CODES:
+            return None, (f"whose code {value} is not a fused activation code of nexec "
+                          f"({', '.join(map(str, sorted(_CODES)))}); give an "
+                          "nexec.activations.Activation with forward and derivative instead")
+        try:
+            return Activation(name, value), None
+        except ValueError as e:
+            return None, f"which is invalid: {e}"
+    return None, (f"which is a {type(value).__name__}, not an nexec.activations.Activation "
+                  "nor a fused activation code")
 
 
 def _version(dist: str) -> str:

@@ -41,27 +41,34 @@ def register(reg, plugin, name="fake"):
 
 def test_metrics_and_devices_are_registered_and_found_by_name():
     reg = fresh()
-    accuracy, cpu, tpu = Named("accuracy"), Named("cpu"), Named("tpu")
-    record, warned = register(reg, Plugin(metrics=[accuracy], devices=[cpu, tpu]))
+    builtin_metrics, builtin_devices = dict(reg.metrics), dict(reg.devices)
+    assert set(builtin_devices) == {"cpu", "cuda"}  # nexec's own, through the same hook
+    accuracy, npu, tpu = Named("accuracy"), Named("npu"), Named("tpu")
+    record, warned = register(reg, Plugin(metrics=[accuracy], devices=[npu, tpu]))
     assert warned == [] and record.error is None
-    assert reg.metric("accuracy") is accuracy and reg.metrics == {"accuracy": accuracy}
-    assert reg.device("tpu") is tpu and set(reg.devices) == {"cpu", "tpu"}
-    assert record.provides == {"metrics": ["accuracy"], "devices": ["cpu", "tpu"]}
-    assert reg.owner[("devices", "cpu")] == "fake"
-    with pytest.raises(ValueError, match="Unknown metric 'auc'; known: accuracy."):
+    assert reg.metric("accuracy") is accuracy
+    assert reg.metrics == {**builtin_metrics, "accuracy": accuracy}
+    assert reg.device("tpu") is tpu and set(reg.devices) == {"cpu", "cuda", "npu", "tpu"}
+    assert record.provides == {"metrics": ["accuracy"], "devices": ["npu", "tpu"]}
+    assert reg.owner[("devices", "npu")] == "fake"
+    assert reg.owner[("devices", "cpu")] == "nexec.builtin"
+    with pytest.raises(ValueError, match="Unknown metric 'auc'; known: accuracy, binary_acc"):
         reg.metric("auc")
-    with pytest.raises(ValueError, match="Unknown device 'gpu'; known: cpu, tpu."):
+    with pytest.raises(ValueError, match="Unknown device 'gpu'; known: cpu, cuda, npu, tpu."):
         reg.device("gpu")
 
 
 def test_a_second_device_of_one_name_is_warned_about_and_ignored():
     reg = fresh()
-    first, second = Named("cpu"), Named("cpu")
+    first, second = Named("npu"), Named("npu")
     register(reg, Plugin(devices=[first]), "first")
     record, warned = register(reg, Plugin(devices=[second]), "second")
-    assert warned == ["plugin 'second' registers device 'cpu', which plugin 'first' already "
+    assert warned == ["plugin 'second' registers device 'npu', which plugin 'first' already "
                       "registered; the second one is ignored."]
-    assert reg.device("cpu") is first and record.error == warned[0]
+    assert reg.device("npu") is first and record.error == warned[0]
+    _, warned = register(reg, Plugin(devices=[Named("cpu")]), "third")
+    assert warned == ["plugin 'third' registers device 'cpu', which plugin 'nexec.builtin' "
+                      "already registered; the second one is ignored."]
 
 
 def test_builtin_activations_are_values():
@@ -167,8 +174,9 @@ def test_contributions_are_collected_through_pluggy_per_plugin():
     assert warned == [] and record.provides == {"metrics": ["renamed"]}
     assert reg.owner[("metrics", "first")] == "one" and reg.owner[("metrics", "renamed")] == "two"
     # the full hook still reaches every plugin, the built-in one included
-    assert sorted(m.name for ms in reg.pm.hook.nexec_metrics() for m in ms) == ["first",
-                                                                                "renamed"]
+    assert sorted(m.name for ms in reg.pm.hook.nexec_metrics() for m in ms) == [
+        "binary_accuracy", "categorical_accuracy", "first", "renamed",
+        "sparse_categorical_accuracy"]
 
 
 def test_a_hook_that_raises_unregisters_its_plugin_only():
@@ -178,9 +186,9 @@ def test_a_hook_that_raises_unregisters_its_plugin_only():
             raise RuntimeError("no devices today")
 
     reg = fresh()
-    register(reg, Plugin(devices=[Named("cpu")]), "fine")
+    register(reg, Plugin(devices=[Named("npu")]), "fine")
     record, warned = register(reg, Boom(), "boom")
     assert warned == ["plugin 'boom' raised while registering (RuntimeError: no devices "
                       "today)"]
-    assert record.error == warned[0] and reg.device("cpu").name == "cpu"
+    assert record.error == warned[0] and reg.device("npu").name == "npu"
     assert reg.pm.get_plugin("boom") is None and reg.pm.get_plugin("fine") is not None

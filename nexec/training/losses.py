@@ -19,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from numba import njit
-
 from nexec.errors import PluginError
 from nexec.ops.base import BoundCall
 
@@ -131,6 +129,8 @@ def _into_slot(value: Callable[..., float], clipped: bool) -> Callable[..., None
     """A 1.0 CPU value kernel (returning the mean) as one that writes it into ``out[0]``."""
     key = (value, clipped)
     if key not in _slot_adapters:
+        from numba import njit  # here, so that importing nexec does not import Numba
+
         def clipped_into(p, y, eps, out):  # noqa: ANN001, ANN202
             out[0] = value(p, y, eps)
 

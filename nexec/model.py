@@ -232,8 +232,8 @@ class Model(Function, Layer):
                 "class_name": type(opt).__name__, "config": opt.get_config()}}
             arrays["__compile__"] = np.array(json.dumps(compile_config))
             arrays["__optimizer__/iterations"] = np.array(opt.iterations, np.int64)
-            for i, slot in enumerate(opt.state):
-                arrays[f"__optimizer__/{i}"] = _host(slot)
+            for i, slot in enumerate(opt.state_arrays()):
+                arrays[f"__optimizer__/{i}"] = slot
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def save_weights(self, path: str) -> None:
@@ -517,10 +517,6 @@ def _all_layers(model: Model) -> list[Any]:
         out.extend(_all_layers(l) if isinstance(l, Model) else [l])
     return out
 
-
-def _host(array: Any) -> np.ndarray:
-    """A host copy of a CPU or device array."""
-    return array.copy_to_host() if hasattr(array, "copy_to_host") else np.asarray(array)
 
 
 # ----- the summary table ------------------------------------------------------------------

@@ -122,10 +122,10 @@ def _compile_from(model: Model, config: dict[str, Any], optimizer: dict[str, np.
     if len(optimizer) != len(opt.state) + 1:
         raise SavedModelError(f"'{path}': optimizer state has {len(optimizer) - 1} slot(s), "
                               f"{type(opt).__name__} needs {len(opt.state)}.")
+    saved = [optimizer[f"__optimizer__/{i}"] for i in range(len(opt.state))]
+    for i, (slot, array) in enumerate(zip(opt.state, saved)):
+        if array.shape != tuple(slot.shape):
+            raise SavedModelError(f"'{path}': optimizer slot {i} has shape {array.shape}, the "
+                                  f"model's parameters need {tuple(slot.shape)}.")
     opt.iterations = int(optimizer["__optimizer__/iterations"])
-    for i, slot in enumerate(opt.state):
-        saved = optimizer[f"__optimizer__/{i}"]
-        if saved.shape != slot.shape:
-            raise SavedModelError(f"'{path}': optimizer slot {i} has shape {saved.shape}, the "
-                                  f"model's parameters need {slot.shape}.")
-        np.copyto(slot, saved, casting="unsafe")
+    opt.load_state(saved)

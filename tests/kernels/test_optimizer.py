@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import pytest
-
 from numba import njit
 
 from nexec.kernels.cpu.optimizer import adam_update, rmsprop_update, sgd_update

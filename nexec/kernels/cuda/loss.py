@@ -43,18 +43,18 @@ from numba import float64, int64
 from nexec.kernels.cuda.backend import MAX_THREADS, config_1d, cuda, jit, max_threads, pow2_at_least
 
 __all__ = [
-    "block_sum",
-    "check_out",
-    "reduce_config",
     "binary_accuracy_count",
     "binary_crossentropy",
     "binary_crossentropy_grad",
+    "block_sum",
     "categorical_accuracy_count",
     "categorical_crossentropy",
     "categorical_crossentropy_grad",
     "check_finite",
+    "check_out",
     "mean_squared_error",
     "mean_squared_error_grad",
+    "reduce_config",
     "sigmoid_binary_crossentropy_grad",
     "softmax_crossentropy_grad",
     "sparse_categorical_accuracy_count",

@@ -88,6 +88,20 @@ def nan_like(a):
     return np.full_like(a, np.nan)
 
 
+def value(fn, *args):
+    """A loss kernel's result: it writes the batch mean into a 1-element float64 array."""
+    out = np.full(1, -123.0)
+    assert fn(*args, out) is None
+    return float(out[0])
+
+
+def count(fn, *args):
+    """A count kernel's result: it writes into a 1-element int64 array."""
+    out = np.full(1, -7, np.int64)
+    assert fn(*args, out) is None
+    return int(out[0])
+
+
 # ----------------------------------------------------------------- categorical
 
 
@@ -96,8 +110,7 @@ def nan_like(a):
 def test_categorical_crossentropy_value(dtype, target):
     p = probs_unnormalised().astype(dtype)
     y = TARGETS[target].astype(dtype)
-    got = K.categorical_crossentropy(p, y, EPS)
-    assert isinstance(got, float)
+    got = value(K.categorical_crossentropy, p, y, EPS)
     assert_close(np.float64(got), np.float64(ref_cce(p.astype(np.float64), y.astype(np.float64))),
                  rtol=1e-6 if dtype == np.float64 else 1e-5)
 
@@ -105,7 +118,7 @@ def test_categorical_crossentropy_value(dtype, target):
 def test_categorical_crossentropy_value_clips_zero_probability():
     p = np.array([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
     y = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
-    got = K.categorical_crossentropy(p, y, EPS)
+    got = value(K.categorical_crossentropy, p, y, EPS)
     expected = (-np.log(1e-7) - np.log(1.0 - 1e-7)) / 2
     assert_close(np.float64(got), np.float64(expected))
     assert_close(np.float64(got), np.float64(ref_cce(p, y)))
@@ -175,8 +188,7 @@ def test_categorical_grads_float32_match_float64(dtype):
 def test_sparse_categorical_crossentropy_value(dtype, label_dtype):
     p = probs_unnormalised().astype(dtype)
     labels = LABELS.astype(label_dtype)
-    got = K.sparse_categorical_crossentropy(p, labels, EPS)
-    assert isinstance(got, float)
+    got = value(K.sparse_categorical_crossentropy, p, labels, EPS)
     assert_close(np.float64(got), np.float64(ref_sparse_cce(p.astype(np.float64), LABELS)),
                  rtol=1e-6 if dtype == np.float64 else 1e-5)
 
@@ -213,13 +225,13 @@ def test_sparse_labels_out_of_range_raise():
     out = np.empty_like(p)
     for bad in (np.array([0, 5, 1, 1]), np.array([0, -1, 1, 1])):
         with pytest.raises(ValueError):
-            K.sparse_categorical_crossentropy(p, bad, EPS)
+            K.sparse_categorical_crossentropy(p, bad, EPS, np.zeros(1))
         with pytest.raises(ValueError):
             K.sparse_categorical_crossentropy_grad(p, bad, EPS, 1.0, out)
         with pytest.raises(ValueError):
             K.sparse_softmax_crossentropy_grad(p, bad, 1.0, out)
     with pytest.raises(ValueError):
-        K.sparse_categorical_crossentropy(p, LABELS[:3], EPS)
+        K.sparse_categorical_crossentropy(p, LABELS[:3], EPS, np.zeros(1))
 
 
 # ----------------------------------------------------------------- binary
@@ -240,8 +252,7 @@ BIN_TARGETS = {
 def test_binary_crossentropy_value(dtype, target):
     p = binary_probs().astype(dtype)
     y = BIN_TARGETS[target].astype(dtype)
-    got = K.binary_crossentropy(p, y, EPS)
-    assert isinstance(got, float)
+    got = value(K.binary_crossentropy, p, y, EPS)
     assert_close(np.float64(got), np.float64(ref_bce(p.astype(np.float64), y.astype(np.float64))),
                  rtol=1e-6 if dtype == np.float64 else 1e-5)
 
@@ -250,7 +261,7 @@ def test_binary_crossentropy_value_clips():
     p = np.array([[0.0, 1.0, 0.5]])
     y = np.array([[1.0, 0.0, 1.0]])
     expected = (-2 * np.log(1e-7) - np.log(0.5)) / 3
-    assert_close(np.float64(K.binary_crossentropy(p, y, EPS)), np.float64(expected))
+    assert_close(np.float64(value(K.binary_crossentropy, p, y, EPS)), np.float64(expected))
 
 
 @pytest.mark.parametrize("target", list(BIN_TARGETS))
@@ -303,8 +314,7 @@ def test_binary_grads_dtype(dtype):
 def test_mean_squared_error_value(dtype):
     p = rng(9).normal(size=(4, 3)).astype(dtype)
     y = rng(10).normal(size=(4, 3)).astype(dtype)
-    got = K.mean_squared_error(p, y)
-    assert isinstance(got, float)
+    got = value(K.mean_squared_error, p, y)
     assert_close(np.float64(got), np.float64(ref_mse(p.astype(np.float64), y.astype(np.float64))),
                  rtol=1e-6 if dtype == np.float64 else 1e-5)
 
@@ -328,7 +338,7 @@ def test_mean_squared_error_grad_float32():
 def test_shape_mismatch_raises():
     p = np.ones((2, 3))
     with pytest.raises(ValueError):
-        K.mean_squared_error(p, np.ones((2, 4)))
+        K.mean_squared_error(p, np.ones((2, 4)), np.zeros(1))
     with pytest.raises(ValueError):
         K.categorical_crossentropy_grad(p, p, EPS, 1.0, np.empty((3, 2)))
 
@@ -342,15 +352,17 @@ def test_categorical_accuracy_count():
     y = one_hot(r.integers(0, 4, 50), 4)
     expected = int(np.sum(np.argmax(p, -1) == np.argmax(y, -1)))
     assert 0 < expected < 50
-    assert K.categorical_accuracy_count(p, y) == expected
-    assert K.categorical_accuracy_count(p.astype(np.float32), y.astype(np.float32)) == expected
+    assert count(K.categorical_accuracy_count, p, y) == expected
+    assert count(K.categorical_accuracy_count, p.astype(np.float32),
+                 y.astype(np.float32)) == expected
 
 
 def test_categorical_accuracy_ties_take_first_index():
     p = np.array([[0.4, 0.4, 0.2], [0.1, 0.45, 0.45]])
     y = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
-    assert K.categorical_accuracy_count(p, y) == int(np.sum(np.argmax(p, -1) == np.argmax(y, -1)))
-    assert K.categorical_accuracy_count(p, y) == 1
+    expected = int(np.sum(np.argmax(p, -1) == np.argmax(y, -1)))
+    assert count(K.categorical_accuracy_count, p, y) == expected
+    assert count(K.categorical_accuracy_count, p, y) == 1
 
 
 @pytest.mark.parametrize("label_dtype", [np.int32, np.int64])
@@ -360,7 +372,7 @@ def test_sparse_categorical_accuracy_count(label_dtype):
     labels = r.integers(0, 4, 50).astype(label_dtype)
     expected = int(np.sum(np.argmax(p, -1) == labels))
     assert 0 < expected < 50
-    assert K.sparse_categorical_accuracy_count(p, labels) == expected
+    assert count(K.sparse_categorical_accuracy_count, p, labels) == expected
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.3])
@@ -373,9 +385,9 @@ def test_binary_accuracy_count(threshold):
     y[1, 1] = 0.4  # soft target never matches, as in Keras
     expected = int(np.sum((p > threshold).astype(np.float64) == y))
     assert 0 < expected < 60
-    assert K.binary_accuracy_count(p, y, threshold) == expected
-    assert K.binary_accuracy_count(p.astype(np.float32), y.astype(np.float32),
-                                   threshold) == expected
+    assert count(K.binary_accuracy_count, p, y, threshold) == expected
+    assert count(K.binary_accuracy_count, p.astype(np.float32), y.astype(np.float32),
+                 threshold) == expected
 
 
 # ----------------------------------------------------------------- check_finite
@@ -385,13 +397,13 @@ def test_binary_accuracy_count(threshold):
 @pytest.mark.parametrize("shape", [(7,), (3, 4), (2, 3, 4)])
 def test_check_finite(dtype, shape):
     x = rng(14).normal(size=shape).astype(dtype)
-    assert K.check_finite(x) is True
+    assert count(K.check_finite, x) == 1
     for bad in (np.nan, np.inf, -np.inf):
         for pos in (0, x.size // 2, x.size - 1):
             y = x.copy()
             y.reshape(-1)[pos] = bad
-            assert K.check_finite(y) is False
-    assert K.check_finite(np.empty((0,) + shape[1:], dtype)) is True
+            assert count(K.check_finite, y) == 0
+    assert count(K.check_finite, np.empty((0,) + shape[1:], dtype)) == 1
 
 
 def test_float32_clip_bounds_are_rounded_to_float32():
@@ -402,15 +414,56 @@ def test_float32_clip_bounds_are_rounded_to_float32():
     hi = float(np.float32(1.0) - np.float32(1e-7))
     assert hi < 1.0 - 1e-7
     expected = (-np.log(1.0 - hi) - np.log(0.5)) / 2
-    assert_close(np.float64(K.binary_crossentropy(p, y, EPS)), np.float64(expected), rtol=1e-6)
-    assert_close(np.float64(K.binary_crossentropy(p.astype(np.float64), y.astype(np.float64), EPS)),
+    assert_close(np.float64(value(K.binary_crossentropy, p, y, EPS)), np.float64(expected),
+                 rtol=1e-6)
+    assert_close(np.float64(value(K.binary_crossentropy, p.astype(np.float64),
+                                  y.astype(np.float64), EPS)),
                  np.float64((-np.log(1e-7) - np.log(0.5)) / 2), rtol=1e-6)
 
 
 def test_check_finite_strided_and_integer():
     x = np.ones((4, 6))
     x[3, 1] = np.nan
-    assert K.check_finite(x[:, ::2]) is True  # the NaN is in a skipped column
-    assert K.check_finite(x[:, 1::2]) is False
-    assert K.check_finite(x.T) is False
-    assert K.check_finite(np.arange(12, dtype=np.int32).reshape(3, 4)) is True
+    assert count(K.check_finite, x[:, ::2]) == 1  # the NaN is in a skipped column
+    assert count(K.check_finite, x[:, 1::2]) == 0
+    assert count(K.check_finite, x.T) == 0
+    assert count(K.check_finite, np.arange(12, dtype=np.int32).reshape(3, 4)) == 1
+
+
+# ----------------------------------------------------------------- result slots
+
+
+def test_empty_batch_writes_nan_and_zero_counts():
+    empty, labels = np.zeros((0, 3)), np.zeros(0, np.int64)
+    assert np.isnan(value(K.categorical_crossentropy, empty, empty, EPS))
+    assert np.isnan(value(K.sparse_categorical_crossentropy, empty, labels, EPS))
+    assert np.isnan(value(K.binary_crossentropy, empty, empty, EPS))
+    assert np.isnan(value(K.mean_squared_error, empty, empty))
+    assert count(K.categorical_accuracy_count, empty, empty) == 0
+    assert count(K.sparse_categorical_accuracy_count, empty, labels) == 0
+    assert count(K.binary_accuracy_count, empty, empty, 0.5) == 0
+    no_cols = np.zeros((4, 0))
+    assert count(K.categorical_accuracy_count, no_cols, no_cols) == 0
+    assert count(K.sparse_categorical_accuracy_count, no_cols, LABELS) == 0
+
+
+def test_results_land_in_element_zero_of_a_longer_slot():
+    """A slot may be one entry of a longer array; only its first element is written."""
+    p, y = probs_unnormalised(), TARGETS["soft"]
+    slots = np.full(3, -5.0)
+    K.categorical_crossentropy(p, y, EPS, slots[1:])
+    assert_close(np.float64(slots[1]), np.float64(ref_cce(p, y)))
+    assert slots[0] == -5.0 and slots[2] == -5.0
+    counts = np.full(2, -5, np.int64)
+    K.check_finite(p, counts)
+    assert counts.tolist() == [1, -5]
+
+
+def test_empty_slot_raises():
+    p = probs_unnormalised()
+    with pytest.raises(ValueError, match="1-element"):
+        K.mean_squared_error(p, p, np.zeros(0))
+    with pytest.raises(ValueError, match="1-element"):
+        K.categorical_accuracy_count(p, p, np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="1-element"):
+        K.check_finite(p, np.zeros(0, np.int64))

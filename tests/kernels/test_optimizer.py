@@ -3,7 +3,9 @@
 Expected numbers are written out by hand (or from the Keras docstring example) for the
 first steps; longer runs compare with a scalar reference written here in the textbook
 form, independently of the kernels' arithmetic. Both the serial path (small buffers)
-and large buffers (the size of a real model) are exercised.
+and large buffers (the size of a real model) are exercised. The hyperparameters travel in
+an array whose element 0 counts the steps; the updates are also checked bit for bit
+against copies of the kernels as they were when the scalars were arguments.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from numba import njit
 
 from nexec.kernels.cpu.optimizer import adam_update, rmsprop_update, sgd_update
 from nexec.testing import assert_close
@@ -29,6 +32,18 @@ def tol(dtype):
     return 1e-12 if dtype == np.float64 else 1e-6
 
 
+def sgd_h(lr, momentum, nesterov, iterations=0.0):
+    return np.array([iterations, lr, momentum, 1.0 if nesterov else 0.0])
+
+
+def rms_h(lr, rho, epsilon, iterations=0.0):
+    return np.array([iterations, lr, rho, epsilon])
+
+
+def adam_h(lr, beta_1, beta_2, epsilon, iterations=0.0):
+    return np.array([iterations, lr, beta_1, beta_2, epsilon])
+
+
 # ----------------------------------------------------------------- SGD
 
 
@@ -36,20 +51,20 @@ def tol(dtype):
 def test_sgd_plain_two_steps(dtype):
     w = arr(W0, dtype)
     empty = np.empty(0, dtype)  # no momentum slot is needed without momentum
-    sgd_update(w, arr(G1, dtype), empty, 0.1, 0.0, False)
+    sgd_update(w, arr(G1, dtype), empty, sgd_h(0.1, 0.0, False))
     assert_close(w, np.array([0.99, -1.97, 0.3]), rtol=tol(dtype))
-    sgd_update(w, arr(G2, dtype), empty, 0.1, 0.0, False)
+    sgd_update(w, arr(G2, dtype), empty, sgd_h(0.1, 0.0, False))
     assert_close(w, np.array([0.97, -1.98, 0.4]), rtol=tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sgd_momentum_two_steps(dtype):
     w, vel = arr(W0, dtype), np.zeros(3, dtype)
-    sgd_update(w, arr(G1, dtype), vel, 0.1, 0.9, False)
+    sgd_update(w, arr(G1, dtype), vel, sgd_h(0.1, 0.9, False))
     # velocity = 0.9 * 0 - 0.1 * g1 ; w += velocity
     assert_close(vel, np.array([-0.01, 0.03, -0.2]), rtol=tol(dtype))
     assert_close(w, np.array([0.99, -1.97, 0.3]), rtol=tol(dtype))
-    sgd_update(w, arr(G2, dtype), vel, 0.1, 0.9, False)
+    sgd_update(w, arr(G2, dtype), vel, sgd_h(0.1, 0.9, False))
     # velocity = 0.9 * [-0.01, 0.03, -0.2] - 0.1 * [0.2, 0.1, -1.0]
     assert_close(vel, np.array([-0.029, 0.017, -0.08]), rtol=tol(dtype))
     assert_close(w, np.array([0.961, -1.953, 0.22]), rtol=tol(dtype))
@@ -58,11 +73,11 @@ def test_sgd_momentum_two_steps(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sgd_nesterov_two_steps(dtype):
     w, vel = arr(W0, dtype), np.zeros(3, dtype)
-    sgd_update(w, arr(G1, dtype), vel, 0.1, 0.9, True)
+    sgd_update(w, arr(G1, dtype), vel, sgd_h(0.1, 0.9, True))
     # w += 0.9 * velocity - 0.1 * g1 = [-0.009 - 0.01, 0.027 + 0.03, -0.18 - 0.2]
     assert_close(vel, np.array([-0.01, 0.03, -0.2]), rtol=tol(dtype))
     assert_close(w, np.array([0.981, -1.943, 0.12]), rtol=tol(dtype))
-    sgd_update(w, arr(G2, dtype), vel, 0.1, 0.9, True)
+    sgd_update(w, arr(G2, dtype), vel, sgd_h(0.1, 0.9, True))
     # w += 0.9 * [-0.029, 0.017, -0.08] - 0.1 * g2 = [-0.0461, 0.0053, 0.028]
     assert_close(vel, np.array([-0.029, 0.017, -0.08]), rtol=tol(dtype))
     assert_close(w, np.array([0.9349, -1.9377, 0.148]), rtol=tol(dtype))
@@ -75,7 +90,7 @@ def test_sgd_nesterov_two_steps(dtype):
 def test_rmsprop_keras_docstring_example(dtype):
     # keras.optimizers.RMSprop(learning_rate=0.1); var = 10, loss = var**2 / 2 -> 9.683772
     w, vel = arr([10.0], dtype), np.zeros(1, dtype)
-    rmsprop_update(w, arr([10.0], dtype), vel, 0.1, 0.9, 1e-7)
+    rmsprop_update(w, arr([10.0], dtype), vel, rms_h(0.1, 0.9, 1e-7))
     assert_close(vel, np.array([10.0]), rtol=tol(dtype))
     assert abs(float(w[0]) - 9.683772) < (1e-6 if dtype == np.float64 else 2e-6)
 
@@ -85,20 +100,20 @@ def test_rmsprop_epsilon_inside_sqrt(dtype):
     # epsilon = 1: inside the sqrt 10 - 1 / sqrt(11) = 9.69849, outside it would give
     # 10 - 1 / (sqrt(10) + 1) = 9.75975.
     w, vel = arr([10.0], dtype), np.zeros(1, dtype)
-    rmsprop_update(w, arr([10.0], dtype), vel, 0.1, 0.9, 1.0)
+    rmsprop_update(w, arr([10.0], dtype), vel, rms_h(0.1, 0.9, 1.0))
     assert_close(w, np.array([9.698488655422236]), rtol=tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_rmsprop_two_steps(dtype):
     w, vel = arr(W0, dtype), np.zeros(3, dtype)
-    rmsprop_update(w, arr(G1, dtype), vel, 0.01, 0.8, 1e-7)
+    rmsprop_update(w, arr(G1, dtype), vel, rms_h(0.01, 0.8, 1e-7))
     g1 = np.array(G1)
     v1 = 0.2 * g1 ** 2
     w1 = np.array(W0) - 0.01 * g1 / np.sqrt(v1 + 1e-7)
     assert_close(vel, v1, rtol=tol(dtype))
     assert_close(w, w1, rtol=tol(dtype))
-    rmsprop_update(w, arr(G2, dtype), vel, 0.01, 0.8, 1e-7)
+    rmsprop_update(w, arr(G2, dtype), vel, rms_h(0.01, 0.8, 1e-7))
     g2 = np.array(G2)
     v2 = 0.8 * v1 + 0.2 * g2 ** 2
     assert_close(vel, v2, rtol=tol(dtype))
@@ -115,7 +130,7 @@ def test_adam_first_step_from_scratch(dtype):
     # 0.1 * 0.0316227766 / 0.1316227766 = 0.0240253073. (A bias-corrected epsilon, as in
     # Algorithm 1 of the paper, would give 0.1 / 1.1 = 0.0909 instead.)
     w, m, v = arr([1.0, 1.0], dtype), np.zeros(2, dtype), np.zeros(2, dtype)
-    adam_update(w, arr([1.0, -1.0], dtype), m, v, 0.1, 0.9, 0.999, 0.1, 1)
+    adam_update(w, arr([1.0, -1.0], dtype), m, v, adam_h(0.1, 0.9, 0.999, 0.1))
     assert_close(m, np.array([0.1, -0.1]), rtol=tol(dtype))
     assert_close(v, np.array([0.001, 0.001]), rtol=tol(dtype))
     assert_close(w, np.array([1.0 - 0.0240253073, 1.0 + 0.0240253073]),
@@ -125,7 +140,7 @@ def test_adam_first_step_from_scratch(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_first_step_is_lr_sign_g_with_default_epsilon(dtype):
     w, m, v = arr(W0, dtype), np.zeros(3, dtype), np.zeros(3, dtype)
-    adam_update(w, arr(G1, dtype), m, v, 0.001, 0.9, 0.999, 1e-7, 1)
+    adam_update(w, arr(G1, dtype), m, v, adam_h(0.001, 0.9, 0.999, 1e-7))
     g = np.abs(np.array(G1))
     shrink = 1.0 - 1e-7 / (math.sqrt(0.001) * g + 1e-7)
     expected = np.array(W0) - 0.001 * np.sign(G1) * shrink
@@ -152,8 +167,10 @@ def test_adam_several_steps(dtype):
     w0 = rng.normal(size=7)
     grads = [rng.normal(size=7) for _ in range(5)]
     w, m, v = w0.astype(dtype), np.zeros(7, dtype), np.zeros(7, dtype)
-    for t, g in enumerate(grads, start=1):
-        adam_update(w, g.astype(dtype), m, v, 0.05, 0.8, 0.99, 1e-3, t)
+    hyper = adam_h(0.05, 0.8, 0.99, 1e-3)
+    for g in grads:
+        adam_update(w, g.astype(dtype), m, v, hyper)
+    assert hyper.tolist() == [5.0, 0.05, 0.8, 0.99, 1e-3]
     ew, em, ev = ref_adam(w0, grads, 0.05, 0.8, 0.99, 1e-3)
     rt = 1e-10 if dtype == np.float64 else 1e-5
     assert_close(m, em, rtol=rt)
@@ -161,10 +178,12 @@ def test_adam_several_steps(dtype):
     assert_close(w - w0, ew - w0, rtol=rt * 10, what="total update")
 
 
-def test_adam_rejects_step_zero():
+def test_adam_rejects_a_negative_count():
     z = np.zeros(2)
-    with pytest.raises(ValueError):
-        adam_update(z.copy(), z, z.copy(), z.copy(), 0.1, 0.9, 0.999, 1e-7, 0)
+    hyper = adam_h(0.1, 0.9, 0.999, 1e-7, iterations=-1.0)
+    with pytest.raises(ValueError, match="cannot be negative"):
+        adam_update(z.copy(), z, z.copy(), z.copy(), hyper)
+    assert hyper[0] == -1.0
 
 
 # ----------------------------------------------------------------- large buffers
@@ -180,24 +199,26 @@ def test_large_buffer_matches_numpy(dtype):
 
     for nesterov in (False, True):
         w, vel = w0.astype(dtype), s0.astype(dtype)
-        sgd_update(w, g.astype(dtype), vel, 0.1, 0.9, nesterov)
+        sgd_update(w, g.astype(dtype), vel, sgd_h(0.1, 0.9, nesterov))
         ev = 0.9 * s0 - 0.1 * g
         ew = w0 + (0.9 * ev - 0.1 * g if nesterov else ev)
         assert_close(vel, ev, rtol=rt)
         assert_close(w, ew, rtol=rt)
 
     w = w0.astype(dtype)
-    sgd_update(w, g.astype(dtype), np.empty(0, dtype), 0.1, 0.0, False)
+    sgd_update(w, g.astype(dtype), np.empty(0, dtype), sgd_h(0.1, 0.0, False))
     assert_close(w, w0 - 0.1 * g, rtol=rt)
 
     w, vel = w0.astype(dtype), s0.astype(dtype)
-    rmsprop_update(w, g.astype(dtype), vel, 0.01, 0.9, 1e-7)
+    rmsprop_update(w, g.astype(dtype), vel, rms_h(0.01, 0.9, 1e-7))
     ev = 0.9 * s0 + 0.1 * g * g
     assert_close(vel, ev, rtol=rt)
     assert_close(w, w0 - 0.01 * g / np.sqrt(ev + 1e-7), rtol=rt)
 
     w, m, v = w0.astype(dtype), s0.astype(dtype), (s0 ** 2).astype(dtype)
-    adam_update(w, g.astype(dtype), m, v, 0.01, 0.9, 0.999, 1e-7, 3)
+    hyper = adam_h(0.01, 0.9, 0.999, 1e-7, iterations=2.0)  # resumes: this is step t = 3
+    adam_update(w, g.astype(dtype), m, v, hyper)
+    assert hyper[0] == 3.0
     em = 0.9 * s0 + 0.1 * g
     ev = 0.999 * s0 ** 2 + 0.001 * g * g
     alpha = 0.01 * math.sqrt(1 - 0.999 ** 3) / (1 - 0.9 ** 3)
@@ -206,11 +227,141 @@ def test_large_buffer_matches_numpy(dtype):
     assert_close(w, w0 - alpha * em / (np.sqrt(ev) + 1e-7), rtol=rt)
 
 
-def test_size_mismatch_raises():
+def test_size_mismatch_raises_before_counting():
     w = np.zeros(4)
+    h = sgd_h(0.1, 0.9, False)
     with pytest.raises(ValueError):
-        sgd_update(w, np.zeros(3), np.zeros(4), 0.1, 0.9, False)
+        sgd_update(w, np.zeros(3), np.zeros(4), h)
+    with pytest.raises(ValueError, match="velocity"):
+        sgd_update(w, np.zeros(4), np.zeros(0), h)  # momentum needs the slot
+    assert h[0] == 0.0
+    h = rms_h(0.1, 0.9, 1e-7)
     with pytest.raises(ValueError):
-        rmsprop_update(w, np.zeros(4), np.zeros(3), 0.1, 0.9, 1e-7)
+        rmsprop_update(w, np.zeros(4), np.zeros(3), h)
+    with pytest.raises(ValueError, match="too short"):
+        rmsprop_update(w, np.zeros(4), np.zeros(4), h[:3])
+    assert h[0] == 0.0
+    h = adam_h(0.1, 0.9, 0.999, 1e-7)
     with pytest.raises(ValueError):
-        adam_update(w, np.zeros(4), np.zeros(4), np.zeros(5), 0.1, 0.9, 0.999, 1e-7, 1)
+        adam_update(w, np.zeros(4), np.zeros(4), np.zeros(5), h)
+    with pytest.raises(ValueError, match="too short"):
+        adam_update(w, np.zeros(4), np.zeros(4), np.zeros(4), h[:4])
+    assert h[0] == 0.0
+
+
+# ----------------------------------------------------------------- the hyper array
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_hyper_counts_steps_and_is_otherwise_read_only(dtype):
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=5).astype(dtype)
+    g = rng.normal(size=5).astype(dtype)
+    cases = [
+        (lambda h: sgd_update(w, g, np.zeros(5, dtype), h), sgd_h(0.1, 0.9, True, 7.0)),
+        (lambda h: sgd_update(w, g, np.empty(0, dtype), h), sgd_h(0.1, 0.0, False)),
+        (lambda h: rmsprop_update(w, g, np.zeros(5, dtype), h), rms_h(0.01, 0.9, 1e-7)),
+        (lambda h: adam_update(w, g, np.zeros(5, dtype), np.zeros(5, dtype), h),
+         adam_h(0.001, 0.9, 0.999, 1e-7)),
+    ]
+    for step, hyper in cases:
+        start = hyper.copy()
+        for k in range(1, 4):
+            step(hyper)
+            assert hyper[0] == start[0] + k
+            assert np.array_equal(hyper[1:], start[1:])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_learning_rate_is_read_at_every_step(dtype):
+    """A schedule writes hyper[1] between steps; the next update uses the new value."""
+    w = arr(W0, dtype)
+    hyper = sgd_h(0.1, 0.0, False)
+    sgd_update(w, arr(G1, dtype), np.empty(0, dtype), hyper)
+    hyper[1] = 0.5
+    sgd_update(w, arr(G2, dtype), np.empty(0, dtype), hyper)
+    expected = np.array(W0) - 0.1 * np.array(G1) - 0.5 * np.array(G2)
+    assert_close(w, expected, rtol=tol(dtype))
+
+
+# Copies of the kernels as they were when the hyperparameters were scalar arguments.
+
+
+@njit
+def old_sgd(w, g, velocity, lr, momentum, nesterov):
+    n = w.size
+    if momentum == 0.0:
+        for i in range(n):
+            w[i] = w[i] - lr * g[i]
+        return
+    if nesterov:
+        for i in range(n):
+            vel = momentum * velocity[i] - lr * g[i]
+            velocity[i] = vel
+            w[i] = w[i] + (momentum * vel - lr * g[i])
+    else:
+        for i in range(n):
+            vel = momentum * velocity[i] - lr * g[i]
+            velocity[i] = vel
+            w[i] = w[i] + vel
+
+
+@njit
+def old_rmsprop(w, g, velocity, lr, rho, epsilon):
+    b = 1.0 - rho
+    for i in range(w.size):
+        gi = float(g[i])
+        vel = rho * velocity[i] + b * (gi * gi)
+        velocity[i] = vel
+        w[i] = w[i] - np.divide(lr * gi, math.sqrt(vel + epsilon))
+
+
+@njit
+def old_adam(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
+    alpha = lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+    a = 1.0 - beta_1
+    b = 1.0 - beta_2
+    for i in range(w.size):
+        gi = float(g[i])
+        mi = m[i] + (gi - m[i]) * a
+        vi = v[i] + (gi * gi - v[i]) * b
+        m[i] = mi
+        v[i] = vi
+        w[i] = w[i] - np.divide(alpha * mi, math.sqrt(vi) + epsilon)
+
+
+def same_bits(a, b):
+    return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bits_identical_to_scalar_argument_kernels(dtype):
+    rng = np.random.default_rng(3)
+    n, steps = 1001, 12  # odd size: vector loop and remainder; t up to 12 in beta ** t
+    w0 = (rng.normal(size=n) * 3).astype(dtype)
+    grads = [(rng.normal(size=n) * 10.0 ** rng.integers(-4, 3, size=n)).astype(dtype)
+             for _ in range(steps)]
+
+    for momentum, nesterov in ((0.0, False), (0.9, False), (0.95, True)):
+        w, vel, ow, ovel = w0.copy(), np.zeros(n, dtype), w0.copy(), np.zeros(n, dtype)
+        hyper = sgd_h(0.0123, momentum, nesterov)
+        for g in grads:
+            sgd_update(w, g, vel, hyper)
+            old_sgd(ow, g, ovel, 0.0123, momentum, nesterov)
+        assert same_bits(w, ow) and same_bits(vel, ovel), (momentum, nesterov)
+
+    w, s, ow, os_ = w0.copy(), np.zeros(n, dtype), w0.copy(), np.zeros(n, dtype)
+    hyper = rms_h(0.00321, 0.87, 1e-7)
+    for g in grads:
+        rmsprop_update(w, g, s, hyper)
+        old_rmsprop(ow, g, os_, 0.00321, 0.87, 1e-7)
+    assert same_bits(w, ow) and same_bits(s, os_)
+
+    w, m, v = w0.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+    ow, om, ov = w0.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+    hyper = adam_h(0.00137, 0.9, 0.999, 1e-7)
+    for t, g in enumerate(grads, start=1):
+        adam_update(w, g, m, v, hyper)
+        old_adam(ow, g, om, ov, 0.00137, 0.9, 0.999, 1e-7, t)
+        assert same_bits(w, ow) and same_bits(m, om) and same_bits(v, ov), f"step {t}"
+    assert hyper[0] == steps

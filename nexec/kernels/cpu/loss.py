@@ -4,8 +4,11 @@ Conventions:
 
 * predictions ``p`` and dense targets ``y`` are 2-D C-contiguous arrays ``(N, C)``; sparse
   labels are 1-D integer arrays ``(N,)``; float32 and float64 both work;
-* loss values are batch means accumulated in float64 and returned as Python floats
-  (an empty batch gives NaN, like ``np.mean`` of nothing);
+* loss values are batch means accumulated in float64 and written into ``out[0]``, a
+  1-element float64 array (an empty batch writes NaN, like ``np.mean`` of nothing);
+  accuracy counts go into ``out[0]`` of a 1-element int64 array and ``check_finite``
+  writes 1 or 0 there. Nothing is returned, so every device has the same signatures
+  (``nexec.kernels.cuda.loss``) and a step never reads a result back between kernels;
 * gradient kernels take ``scale = loss_weight / N`` from the caller and write
   ``d(loss_weight * batch_mean_loss) / d(input)`` into the given output, arithmetic in
   float64, rounded once on store;
@@ -63,16 +66,24 @@ def _clip_bounds(p, eps):
 
 
 @kernel
-def categorical_crossentropy(p, y, eps):
-    """Keras ``categorical_crossentropy`` (probabilities), mean over rows.
+def _check_out(out):
+    if out.shape[0] < 1:
+        raise ValueError("loss/metric kernel: out must be a 1-element array")
+
+
+@kernel
+def categorical_crossentropy(p, y, eps, out):
+    """Keras ``categorical_crossentropy`` (probabilities), batch mean written to ``out[0]``.
 
     Per row: ``q = p / sum(p)``, ``c = clip(q, eps, 1 - eps)``, ``-sum(y * log(c))``.
     """
     if p.shape != y.shape:
         raise ValueError("categorical_crossentropy: p and y shapes differ")
+    _check_out(out)
     n, k = p.shape
     if n == 0:
-        return np.nan
+        out[0] = np.nan
+        return
     lo, hi = _clip_bounds(p, eps)
     total = 0.0
     for i in range(n):
@@ -87,7 +98,7 @@ def categorical_crossentropy(p, y, eps):
                 c = min(max(q, lo), hi)
                 row -= yj * math.log(c)
         total += row
-    return total / n
+    out[0] = total / n
 
 
 @kernel
@@ -151,16 +162,18 @@ def _check_labels(labels, n, k):
 
 
 @kernel
-def sparse_categorical_crossentropy(p, labels, eps):
-    """Keras ``sparse_categorical_crossentropy`` (probabilities), mean over rows.
+def sparse_categorical_crossentropy(p, labels, eps, out):
+    """Keras ``sparse_categorical_crossentropy`` (probabilities), batch mean into ``out[0]``.
 
     Per row: ``-log(clip(p[label] / sum(p), eps, 1 - eps))``. Labels must lie in
     ``[0, C)`` (ValueError otherwise).
     """
     n, k = p.shape
     _check_labels(labels, n, k)
+    _check_out(out)
     if n == 0:
-        return np.nan
+        out[0] = np.nan
+        return
     lo, hi = _clip_bounds(p, eps)
     total = 0.0
     for i in range(n):
@@ -169,7 +182,7 @@ def sparse_categorical_crossentropy(p, labels, eps):
             s += p[i, j]
         q = p[i, labels[i]] / s
         total -= math.log(min(max(q, lo), hi))
-    return total / n
+    out[0] = total / n
 
 
 @kernel
@@ -220,16 +233,19 @@ def sparse_softmax_crossentropy_grad(p, labels, scale, dz):
 
 
 @kernel
-def binary_crossentropy(p, y, eps):
-    """Keras ``binary_crossentropy`` (probabilities): mean over the last axis, then rows.
+def binary_crossentropy(p, y, eps, out):
+    """Keras ``binary_crossentropy`` (probabilities): mean over the last axis, then rows,
+    written to ``out[0]``.
 
     Elementwise ``-(y log c + (1 - y) log(1 - c))`` with ``c = clip(p, eps, 1 - eps)``.
     """
     if p.shape != y.shape:
         raise ValueError("binary_crossentropy: p and y shapes differ")
+    _check_out(out)
     n, k = p.shape
     if n == 0 or k == 0:
-        return np.nan
+        out[0] = np.nan
+        return
     lo, hi = _clip_bounds(p, eps)
     total = 0.0
     for i in range(n):
@@ -239,7 +255,7 @@ def binary_crossentropy(p, y, eps):
             yj = float(y[i, j])
             row -= yj * math.log(c) + (1.0 - yj) * math.log(1.0 - c)
         total += row
-    return total / (n * k)
+    out[0] = total / (n * k)
 
 
 @kernel
@@ -284,19 +300,22 @@ def sigmoid_binary_crossentropy_grad(p, y, scale, dz):
 
 
 @kernel
-def mean_squared_error(p, y):
-    """Keras ``mean_squared_error``: mean over the last axis of ``(p - y)^2``, then rows."""
+def mean_squared_error(p, y, out):
+    """Keras ``mean_squared_error``: mean over the last axis of ``(p - y)^2``, then rows,
+    written to ``out[0]``."""
     if p.shape != y.shape:
         raise ValueError("mean_squared_error: p and y shapes differ")
+    _check_out(out)
     n, k = p.shape
     if n == 0 or k == 0:
-        return np.nan
+        out[0] = np.nan
+        return
     total = 0.0
     for i in range(n):
         for j in range(k):
             d = float(p[i, j]) - float(y[i, j])
             total += d * d
-    return total / (n * k)
+    out[0] = total / (n * k)
 
 
 @kernel
@@ -335,43 +354,46 @@ def _argmax_row(a, i):
 
 
 @kernel
-def categorical_accuracy_count(p, y):
-    """Number of rows whose ``argmax(p)`` equals ``argmax(y)`` (first index on ties)."""
+def categorical_accuracy_count(p, y, out):
+    """Number of rows whose ``argmax(p)`` equals ``argmax(y)`` (first index on ties),
+    written to ``out[0]``."""
     if p.shape != y.shape:
         raise ValueError("categorical_accuracy_count: p and y shapes differ")
+    _check_out(out)
     n, k = p.shape
-    if k == 0:
-        return 0
     count = 0
-    for i in range(n):
-        if _argmax_row(p, i) == _argmax_row(y, i):
-            count += 1
-    return count
+    if k > 0:
+        for i in range(n):
+            if _argmax_row(p, i) == _argmax_row(y, i):
+                count += 1
+    out[0] = count
 
 
 @kernel
-def sparse_categorical_accuracy_count(p, labels):
-    """Number of rows whose ``argmax(p)`` equals the integer label."""
+def sparse_categorical_accuracy_count(p, labels, out):
+    """Number of rows whose ``argmax(p)`` equals the integer label, written to ``out[0]``."""
     n, k = p.shape
     if labels.shape[0] != n:
         raise ValueError("sparse_categorical_accuracy_count: batch sizes differ")
-    if k == 0:
-        return 0
+    _check_out(out)
     count = 0
-    for i in range(n):
-        if _argmax_row(p, i) == labels[i]:
-            count += 1
-    return count
+    if k > 0:
+        for i in range(n):
+            if _argmax_row(p, i) == labels[i]:
+                count += 1
+    out[0] = count
 
 
 @kernel
-def binary_accuracy_count(p, y, threshold):
-    """Number of elements where ``float(p > threshold) == y`` (Keras ``binary_accuracy``).
+def binary_accuracy_count(p, y, threshold, out):
+    """Number of elements where ``float(p > threshold) == y`` (Keras ``binary_accuracy``),
+    written to ``out[0]``.
 
     Like Keras, the target is compared exactly, so only targets equal to 0 or 1 can match.
     """
     if p.shape != y.shape:
         raise ValueError("binary_accuracy_count: p and y shapes differ")
+    _check_out(out)
     n, k = p.shape
     thr = p.dtype.type(threshold)  # Keras compares in the prediction's dtype
     count = 0
@@ -380,18 +402,23 @@ def binary_accuracy_count(p, y, threshold):
             pred = 1.0 if p[i, j] > thr else 0.0
             if float(y[i, j]) == pred:
                 count += 1
-    return count
+    out[0] = count
 
 
 # ------------------------------------------------------------------------------ finite
 
 
 @kernel
-def check_finite(x):
-    """True when every element of ``x`` (any rank; integer arrays are always finite) is
-    finite. ``x.flat`` is as fast as ``x.reshape(-1)`` on contiguous input and also
-    accepts strided views, which ``reshape`` would reject at compile time."""
+def check_finite(x, out):
+    """``out[0] = 1`` when every element of ``x`` (any rank, any strides; integer arrays
+    are always finite) is finite, else 0; ``out`` is a 1-element int64 array.
+
+    ``x.flat`` is as fast as ``x.reshape(-1)`` on contiguous input and also accepts strided
+    views, which ``reshape`` would reject at compile time.
+    """
+    _check_out(out)
     for v in x.flat:
         if not np.isfinite(v):
-            return False
-    return True
+            out[0] = 0
+            return
+    out[0] = 1

@@ -6,6 +6,20 @@ whole model. float32 and float64 buffers both work; each element's update is com
 float64 and rounded once when stored (Keras computes in the variable's dtype; the
 difference is below the float32 resolution of the result).
 
+Hyperparameters arrive in ``hyper``, a 1-D float64 array the kernel reads (and whose
+step count it advances), so a training step's scalars that change (learning rate,
+iteration count) live in memory every device can read without a new call signature.
+Element 0 is the iteration count, element 1 the learning rate::
+
+    sgd_update(w, g, velocity, hyper)   hyper = [iterations, lr, momentum, nesterov (0.0/1.0)]
+    rmsprop_update(w, g, avg_sq, hyper) hyper = [iterations, lr, rho, epsilon]
+    adam_update(w, g, m, v, hyper)      hyper = [iterations, lr, beta_1, beta_2, epsilon]
+
+Each update first increments ``hyper[0]`` by one, then applies the step with that new count
+(Adam's ``t``; converted to int64 so ``beta ** t`` is Numba's exact integer power). A
+``hyper`` starting at ``[0.0, ...]`` counts the steps taken, like Keras' ``iterations``.
+Sizes are validated before anything (``hyper[0]`` included) is written.
+
 The update rules, as in ``keras/src/optimizers/{sgd,rmsprop,adam}.py``:
 
 * SGD (lr=0.01, momentum=0.0, nesterov=False)::
@@ -50,18 +64,32 @@ __all__ = ["sgd_update", "rmsprop_update", "adam_update"]
 
 
 @kernel
-def sgd_update(w, g, velocity, lr, momentum, nesterov):
-    """Keras 3 SGD step in place. ``velocity`` is neither read nor written (and may be
-    empty) when ``momentum == 0``, as Keras then keeps no momentum slot."""
+def _check_hyper(hyper, size):
+    if hyper.ndim != 1 or hyper.shape[0] < size:
+        raise ValueError("optimizer update: hyper is too short for this optimizer's layout")
+
+
+@kernel
+def sgd_update(w, g, velocity, hyper):
+    """Keras 3 SGD step in place; ``hyper = [iterations, lr, momentum, nesterov]``.
+
+    ``velocity`` is neither read nor written (and may be empty) when ``momentum == 0``, as
+    Keras then keeps no momentum slot; ``nesterov`` is true when non-zero.
+    """
     n = w.size
     if g.size != n:
         raise ValueError("sgd_update: w and g sizes differ")
+    _check_hyper(hyper, 4)
+    lr = hyper[1]
+    momentum = hyper[2]
+    nesterov = hyper[3] != 0.0
+    if momentum != 0.0 and velocity.size != n:
+        raise ValueError("sgd_update: velocity size differs from w")
+    hyper[0] += 1.0
     if momentum == 0.0:
         for i in range(n):
             w[i] = w[i] - lr * g[i]
         return
-    if velocity.size != n:
-        raise ValueError("sgd_update: velocity size differs from w")
     if nesterov:
         for i in range(n):
             vel = momentum * velocity[i] - lr * g[i]
@@ -75,27 +103,42 @@ def sgd_update(w, g, velocity, lr, momentum, nesterov):
 
 
 @kernel
-def rmsprop_update(w, g, velocity, lr, rho, epsilon):
-    """Keras 3 RMSprop step in place (``centered=False``, ``momentum=0``)."""
+def rmsprop_update(w, g, avg_sq, hyper):
+    """Keras 3 RMSprop step in place (``centered=False``, ``momentum=0``);
+    ``hyper = [iterations, lr, rho, epsilon]``; ``avg_sq`` is Keras' ``velocity`` slot."""
     n = w.size
-    if g.size != n or velocity.size != n:
-        raise ValueError("rmsprop_update: w, g, velocity sizes differ")
+    if g.size != n or avg_sq.size != n:
+        raise ValueError("rmsprop_update: w, g, avg_sq sizes differ")
+    _check_hyper(hyper, 4)
+    lr = hyper[1]
+    rho = hyper[2]
+    epsilon = hyper[3]
+    hyper[0] += 1.0
     b = 1.0 - rho
     for i in range(n):
         gi = float(g[i])
-        vel = rho * velocity[i] + b * (gi * gi)
-        velocity[i] = vel
+        vel = rho * avg_sq[i] + b * (gi * gi)
+        avg_sq[i] = vel
         w[i] = w[i] - np.divide(lr * gi, math.sqrt(vel + epsilon))
 
 
 @kernel
-def adam_update(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
-    """Keras 3 Adam step in place (``amsgrad=False``); ``t`` is the 1-based step count."""
+def adam_update(w, g, m, v, hyper):
+    """Keras 3 Adam step in place (``amsgrad=False``);
+    ``hyper = [iterations, lr, beta_1, beta_2, epsilon]``, iterations counting steps already
+    taken (so this step's ``t`` is ``iterations + 1``)."""
     n = w.size
     if g.size != n or m.size != n or v.size != n:
         raise ValueError("adam_update: w, g, m, v sizes differ")
-    if t < 1:
-        raise ValueError("adam_update: t is the 1-based step count")
+    _check_hyper(hyper, 5)
+    if hyper[0] < 0.0:
+        raise ValueError("adam_update: hyper[0] counts the steps taken and cannot be negative")
+    hyper[0] += 1.0
+    t = np.int64(hyper[0])
+    lr = hyper[1]
+    beta_1 = hyper[2]
+    beta_2 = hyper[3]
+    epsilon = hyper[4]
     alpha = lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
     a = 1.0 - beta_1
     b = 1.0 - beta_2

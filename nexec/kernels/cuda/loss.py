@@ -3,19 +3,21 @@
 ``[eps, 1 - eps]``, zero gradient through clipped entries, the fused ``*_softmax_*`` /
 ``sigmoid_*`` logit gradients ``scale * (p * sum(y) - y)`` and ``scale * (p - y) / C``).
 
-Signatures: the same as the CPU kernels, on device arrays, plus an optional keyword-only
-``stream``, with these differences:
+Signatures: the same positional arguments as the CPU kernels, on device arrays, plus an
+optional keyword-only ``stream``. Reductions write into a 1-element device array ``out``
+(last positional argument) and return None, on both devices:
 
 * **loss values** (``categorical_crossentropy``, ``sparse_categorical_crossentropy``,
-  ``binary_crossentropy``, ``mean_squared_error``) take one more argument, ``out``: a
-  1-element float device array (float64 recommended; a float32 one gets the float64
-  result rounded) that receives the batch mean; they return None. An empty batch writes
-  NaN, as the CPU returns NaN.
-* **counts** (``*_accuracy_count``) take ``out``: a 1-element integer device array that
-  receives the count.
-* ``check_finite(x, out)``: ``out`` is a 1-element integer device array that receives 1
-  when every element of ``x`` is finite and 0 otherwise; ``x`` must be C-contiguous (any
-  rank) or 2-D.
+  ``binary_crossentropy``, ``mean_squared_error``): ``out`` is float64 and receives the
+  batch mean (a float32 one would get the float64 result rounded). An empty batch writes
+  NaN.
+* **counts** (``*_accuracy_count``): ``out`` is int64 and receives the count.
+* ``check_finite(x, out)``: ``out`` is int64 and receives 1 when every element of ``x``
+  is finite and 0 otherwise; ``x`` must be C-contiguous (any rank) or 1-D (the CPU kernel
+  also takes any strided view).
+
+Differences from the CPU kernels:
+
 * **labels are not validated on the device** (a kernel cannot raise): the CPU kernels
   raise ValueError for a label outside ``[0, C)``, the CUDA ones make that row's loss NaN
   (so the batch mean is NaN), its gradient row zero, and never count it as correct. The
@@ -44,12 +46,15 @@ __all__ = [
     "binary_accuracy_count",
     "binary_crossentropy",
     "binary_crossentropy_grad",
+    "block_sum",
     "categorical_accuracy_count",
     "categorical_crossentropy",
     "categorical_crossentropy_grad",
     "check_finite",
+    "check_out",
     "mean_squared_error",
     "mean_squared_error_grad",
+    "reduce_config",
     "sigmoid_binary_crossentropy_grad",
     "softmax_crossentropy_grad",
     "sparse_categorical_accuracy_count",
@@ -69,19 +74,21 @@ def _clip_bounds(dtype: Any, eps: float) -> tuple[float, float]:
     return float(e), float(t(1.0) - e)
 
 
-def _reduce_config(n: int) -> tuple[int, int]:
-    """One block, a power of two of threads (the tree reduction needs it)."""
+def reduce_config(n: int) -> tuple[int, int]:
+    """One block, a power of two of threads (the tree reduction needs it), for ``n`` rows."""
     return 1, pow2_at_least(n, max_threads())
 
 
-def _check_out(out: Any, where: str) -> None:
-    if out.shape[0] < 1:
+def check_out(out: Any, where: str) -> None:
+    """Host check that ``out`` can take a reduction's result in ``out[0]``."""
+    if out.ndim != 1 or out.shape[0] < 1:
         raise ValueError(f"{where}: out must be a 1-element device array")
 
 
 @jit(device=True)
-def _block_sum(part, v):
-    """Sum of ``v`` over the threads of a one-dimensional, power-of-two block."""
+def block_sum(part, v):
+    """Sum of ``v`` over the threads of a one-dimensional, power-of-two block (every
+    thread must call it; ``part`` is a shared array of at least ``blockDim.x`` entries)."""
     t = cuda.threadIdx.x
     part[t] = v
     cuda.syncthreads()
@@ -150,7 +157,7 @@ def _cce_value(p, y, lo, hi, out):
                 c = _clip(q, lo, hi)
                 row -= yj * math.log(c)
         acc += row
-    total = _block_sum(part, acc)
+    total = block_sum(part, acc)
     if cuda.threadIdx.x == 0:
         out[0] = total / n if n > 0 else math.nan
 
@@ -170,7 +177,7 @@ def _sparse_cce_value(p, labels, lo, hi, out):
             q = p[i, lab] / s
             c = _clip(q, lo, hi)
             acc -= math.log(c)
-    total = _block_sum(part, acc)
+    total = block_sum(part, acc)
     if cuda.threadIdx.x == 0:
         out[0] = total / n if n > 0 else math.nan
 
@@ -189,7 +196,7 @@ def _bce_value(p, y, lo, hi, out):
             yj = float64(y[i, j])
             row -= yj * math.log(c) + (1.0 - yj) * math.log(1.0 - c)
         acc += row
-    total = _block_sum(part, acc)
+    total = block_sum(part, acc)
     if cuda.threadIdx.x == 0:
         out[0] = total / (n * k) if n * k > 0 else math.nan
 
@@ -204,7 +211,7 @@ def _mse_value(p, y, out):
         for j in range(k):
             d = float64(p[i, j]) - float64(y[i, j])
             acc += d * d
-    total = _block_sum(part, acc)
+    total = block_sum(part, acc)
     if cuda.threadIdx.x == 0:
         out[0] = total / (n * k) if n * k > 0 else math.nan
 
@@ -317,7 +324,7 @@ def _cat_acc(p, y, out):
         for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
             if _argmax_row(p, i) == _argmax_row(y, i):
                 cnt += 1
-    total = _block_sum(part, cnt)
+    total = block_sum(part, cnt)
     if cuda.threadIdx.x == 0:
         out[0] = total
 
@@ -332,7 +339,7 @@ def _sparse_cat_acc(p, labels, out):
         for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
             if _argmax_row(p, i) == labels[i]:
                 cnt += 1
-    total = _block_sum(part, cnt)
+    total = block_sum(part, cnt)
     if cuda.threadIdx.x == 0:
         out[0] = total
 
@@ -348,7 +355,7 @@ def _bin_acc(p, y, thr, out):
             pred = 1.0 if p[i, j] > thr else 0.0
             if float64(y[i, j]) == pred:
                 cnt += 1
-    total = _block_sum(part, cnt)
+    total = block_sum(part, cnt)
     if cuda.threadIdx.x == 0:
         out[0] = total
 
@@ -393,9 +400,9 @@ def categorical_crossentropy(p: Any, y: Any, eps: float, out: Any, *, stream: An
     Per row: ``q = p / sum(p)``, ``c = clip(q, eps, 1 - eps)``, ``-sum(y * log(c))``.
     """
     _same_shape(p, y, "categorical_crossentropy")
-    _check_out(out, "categorical_crossentropy")
+    check_out(out, "categorical_crossentropy")
     lo, hi = _clip_bounds(p.dtype, eps)
-    _cce_value[_reduce_config(p.shape[0]) + (stream,)](p, y, lo, hi, out)
+    _cce_value[reduce_config(p.shape[0]) + (stream,)](p, y, lo, hi, out)
 
 
 def categorical_crossentropy_grad(p: Any, y: Any, eps: float, scale: float, dp: Any, *,
@@ -427,9 +434,9 @@ def sparse_categorical_crossentropy(p: Any, labels: Any, eps: float, out: Any, *
     A label outside ``[0, C)`` makes the result NaN (the CPU kernel raises ValueError).
     """
     _labels_shape(p, labels, "sparse_categorical_crossentropy")
-    _check_out(out, "sparse_categorical_crossentropy")
+    check_out(out, "sparse_categorical_crossentropy")
     lo, hi = _clip_bounds(p.dtype, eps)
-    _sparse_cce_value[_reduce_config(p.shape[0]) + (stream,)](p, labels, lo, hi, out)
+    _sparse_cce_value[reduce_config(p.shape[0]) + (stream,)](p, labels, lo, hi, out)
 
 
 def sparse_categorical_crossentropy_grad(p: Any, labels: Any, eps: float, scale: float,
@@ -464,9 +471,9 @@ def sparse_softmax_crossentropy_grad(p: Any, labels: Any, scale: float, dz: Any,
 def binary_crossentropy(p: Any, y: Any, eps: float, out: Any, *, stream: Any = 0) -> None:
     """Keras ``binary_crossentropy``: mean over the last axis, then rows, into ``out[0]``."""
     _same_shape(p, y, "binary_crossentropy")
-    _check_out(out, "binary_crossentropy")
+    check_out(out, "binary_crossentropy")
     lo, hi = _clip_bounds(p.dtype, eps)
-    _bce_value[_reduce_config(p.shape[0]) + (stream,)](p, y, lo, hi, out)
+    _bce_value[reduce_config(p.shape[0]) + (stream,)](p, y, lo, hi, out)
 
 
 def binary_crossentropy_grad(p: Any, y: Any, eps: float, scale: float, dp: Any, *,
@@ -496,8 +503,8 @@ def sigmoid_binary_crossentropy_grad(p: Any, y: Any, scale: float, dz: Any, *,
 def mean_squared_error(p: Any, y: Any, out: Any, *, stream: Any = 0) -> None:
     """Keras ``mean_squared_error``: mean of ``(p - y)^2`` over all elements, into ``out[0]``."""
     _same_shape(p, y, "mean_squared_error")
-    _check_out(out, "mean_squared_error")
-    _mse_value[_reduce_config(p.shape[0]) + (stream,)](p, y, out)
+    check_out(out, "mean_squared_error")
+    _mse_value[reduce_config(p.shape[0]) + (stream,)](p, y, out)
 
 
 def mean_squared_error_grad(p: Any, y: Any, scale: float, dp: Any, *, stream: Any = 0) -> None:
@@ -515,8 +522,8 @@ def mean_squared_error_grad(p: Any, y: Any, scale: float, dp: Any, *, stream: An
 def categorical_accuracy_count(p: Any, y: Any, out: Any, *, stream: Any = 0) -> None:
     """Number of rows with ``argmax(p) == argmax(y)`` (first index on ties) into ``out[0]``."""
     _same_shape(p, y, "categorical_accuracy_count")
-    _check_out(out, "categorical_accuracy_count")
-    _cat_acc[_reduce_config(p.shape[0]) + (stream,)](p, y, out)
+    check_out(out, "categorical_accuracy_count")
+    _cat_acc[reduce_config(p.shape[0]) + (stream,)](p, y, out)
 
 
 def sparse_categorical_accuracy_count(p: Any, labels: Any, out: Any, *,
@@ -524,8 +531,8 @@ def sparse_categorical_accuracy_count(p: Any, labels: Any, out: Any, *,
     """Number of rows whose ``argmax(p)`` equals the integer label, into ``out[0]``."""
     if p.ndim != 2 or labels.ndim != 1 or labels.shape[0] != p.shape[0]:
         raise ValueError("sparse_categorical_accuracy_count: batch sizes differ")
-    _check_out(out, "sparse_categorical_accuracy_count")
-    _sparse_cat_acc[_reduce_config(p.shape[0]) + (stream,)](p, labels, out)
+    check_out(out, "sparse_categorical_accuracy_count")
+    _sparse_cat_acc[reduce_config(p.shape[0]) + (stream,)](p, labels, out)
 
 
 def binary_accuracy_count(p: Any, y: Any, threshold: float, out: Any, *,
@@ -535,17 +542,17 @@ def binary_accuracy_count(p: Any, y: Any, threshold: float, out: Any, *,
     The threshold is rounded to ``p``'s dtype on the host, as Keras compares.
     """
     _same_shape(p, y, "binary_accuracy_count")
-    _check_out(out, "binary_accuracy_count")
+    check_out(out, "binary_accuracy_count")
     thr = float(np.dtype(p.dtype).type(threshold))
-    _bin_acc[_reduce_config(p.shape[0]) + (stream,)](p, y, thr, out)
+    _bin_acc[reduce_config(p.shape[0]) + (stream,)](p, y, thr, out)
 
 
 def check_finite(x: Any, out: Any, *, stream: Any = 0) -> None:
-    """out[0] = 1 when every element of ``x`` is finite, else 0 (two launches).
+    """``out[0] = 1`` (int64) when every element of ``x`` is finite, else 0 (two launches).
 
     ``x``: a C-contiguous device array of any rank (viewed flat), or any 1-D array.
     """
-    _check_out(out, "check_finite")
+    check_out(out, "check_finite")
     flat = x if x.ndim == 1 else x.reshape(x.size)
     _store_first[1, 1, stream](out, 1)
     if flat.shape[0] == 0:

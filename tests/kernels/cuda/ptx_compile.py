@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 CC = (8, 0)
 
@@ -56,9 +57,27 @@ def main() -> int:
     from nexec.kernels.cuda import activation as A
     from nexec.kernels.cuda import conv as Co
     from nexec.kernels.cuda import dense as De
+    from nexec.kernels.cuda import elementwise as E
     from nexec.kernels.cuda import loss as L
     from nexec.kernels.cuda import merge as M
     from nexec.kernels.cuda import optimizer as O
+
+    # Kernels generated from the plugin-style scalar functions the tests use (abs, branches,
+    # powers, math functions); a launcher's ``kernel`` is the CUDA kernel it launches.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from scalar_functions import ACTIVATIONS, LOSSES, METRICS
+
+    generated = []
+    for name, (forward, derivative, _, _) in ACTIVATIONS.items():
+        fwd, bwd = E.activation_kernels(forward, derivative)
+        generated += [(f"elementwise {name} forward", fwd.kernel, "fwd"),
+                      (f"elementwise {name} backward", bwd.kernel, "bwd")]
+    for name, (fn, grad, _) in LOSSES.items():
+        value, grad_kernel = E.loss_kernels(fn, grad)
+        generated += [(f"elementwise {name} value", value.kernel, "sum"),
+                      (f"elementwise {name} grad", grad_kernel.kernel, "grad")]
+    for name, (fn, _) in METRICS.items():
+        generated.append((f"elementwise {name} metric", E.metric_kernel(fn).kernel, "sum"))
 
     jobs = []
     i64, f64, b = T.int64, T.float64, T.boolean
@@ -95,13 +114,18 @@ def main() -> int:
             ("loss._sparse_cat_acc", L._sparse_cat_acc, (a2, lab, oi)),
             ("loss._bin_acc", L._bin_acc, (a2, a2, f64, oi)),
             ("loss._clear_if_not_finite", L._clear_if_not_finite, (a1, oi)),
-            ("optimizer._sgd_plain", O._sgd_plain, (a1, a1, f64)),
-            ("optimizer._sgd_momentum", O._sgd_momentum, (a1, a1, a1, f64, f64, b)),
-            ("optimizer._rmsprop", O._rmsprop, (a1, a1, a1, f64, f64, f64, f64)),
-            ("optimizer._adam", O._adam, (a1, a1, a1, a1, f64, f64, f64, f64)),
+        ]
+        sigs = {"fwd": (s2, s2), "bwd": (s2, s2, s2), "sum": (s2, a2, b, o64),
+                "grad": (s2, a2, f64, s2)}
+        jobs += [(name, kernel, sigs[kind]) for name, kernel, kind in generated]
+        jobs += [
+            ("optimizer._sgd", O._sgd, (a1, a1, a1, o64)),
+            ("optimizer._rmsprop", O._rmsprop, (a1, a1, a1, o64)),
+            ("optimizer._adam", O._adam, (a1, a1, a1, a1, o64)),
         ]
     jobs += [
         ("loss._store_first", L._store_first, (oi, i64)),
+        ("optimizer._count_step", O._count_step, (o64,)),
         ("loss._clear_if_not_finite[int32]", L._clear_if_not_finite, (T.int32[:], oi)),
         ("loss._sparse_cce_value[int64 labels]", L._sparse_cce_value,
          (T.float32[:, :], T.int64[:], f64, f64, o64)),

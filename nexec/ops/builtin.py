@@ -13,6 +13,7 @@ import numpy as np
 
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows
+from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
 from nexec.runtime.threads import get_num_threads, run_shards
 
 __all__ = ["BUILTIN_KERNELS", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
@@ -154,8 +155,6 @@ class Conv2DKernel(BuiltinKernel):
     strided_output = True
 
     def _geometry(self, layer: Any, in_shape: tuple) -> tuple:
-        from nexec.kernels.cpu.conv import conv2d_geometry  # plain Python, every device
-
         h, w, _ = in_shape
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
         return conv2d_geometry(h, w, kh, kw, sh, sw, layer.padding)
@@ -168,8 +167,6 @@ class Conv2DKernel(BuiltinKernel):
 
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
                    strided_output=False):  # noqa: ANN001
-        from nexec.kernels.cpu.conv import conv2d_workspace_shapes  # plain Python
-
         h, w, cin = in_shapes[0]
         ho, wo, _, _ = self._geometry(layer, in_shapes[0])
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides

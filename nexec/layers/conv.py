@@ -6,8 +6,9 @@ from typing import Any
 from nexec.errors import ShapeError
 from nexec.layers.base import Layer, ParamSpec, Shape
 from nexec.layers.core import check_activation
+from nexec.ops.geometry import PADDINGS, window_geometry_2d
 
-__all__ = ["Conv2D", "conv_output_length"]
+__all__ = ["Conv2D"]
 
 
 def _pair(v: Any, what: str) -> tuple[int, int]:
@@ -15,13 +16,6 @@ def _pair(v: Any, what: str) -> tuple[int, int]:
     if len(t) != 2 or any(int(i) <= 0 for i in t):
         raise ValueError(f"{what} must be a positive int or a pair of them, got {v!r}.")
     return int(t[0]), int(t[1])
-
-
-def conv_output_length(size: int, kernel: int, stride: int, padding: str) -> int:
-    """Keras' output length: ``ceil(size / stride)`` for same, else of the valid part."""
-    if padding == "same":
-        return -(-size // stride)
-    return (size - kernel) // stride + 1
 
 
 class Conv2D(Layer):
@@ -53,11 +47,12 @@ class Conv2D(Layer):
         self.kernel_size = _pair(kernel_size, f"Conv2D '{self.name}': kernel_size")
         self.strides = _pair(strides, f"Conv2D '{self.name}': strides")
         padding = padding.lower()
-        if padding not in ("valid", "same"):
+        if padding not in PADDINGS:
             raise ValueError(f"Conv2D '{self.name}': padding must be 'valid' or 'same', "
                              f"got {padding!r}.")
         if data_format != "channels_last":
-            raise ValueError(f"Conv2D '{self.name}': only data_format='channels_last' is supported.")
+            raise ValueError(f"Conv2D '{self.name}': only data_format='channels_last' is "
+                             "supported.")
         self.padding = padding
         self.activation = check_activation(activation, self.name)
         self.use_bias = bool(use_bias)
@@ -73,8 +68,7 @@ class Conv2D(Layer):
         if h is None or w is None or c is None:
             raise ShapeError(f"needs known height, width and channels, got {(None, *shape)}.")
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        ho = conv_output_length(h, kh, sh, self.padding)
-        wo = conv_output_length(w, kw, sw, self.padding)
+        ho, wo, _, _ = window_geometry_2d(h, w, kh, kw, sh, sw, self.padding)
         if ho <= 0 or wo <= 0:
             raise ShapeError(f"kernel {self.kernel_size} does not fit input {(None, *shape)} "
                              f"with padding='{self.padding}'.")
@@ -82,7 +76,8 @@ class Conv2D(Layer):
 
     def param_specs(self, input_shapes: list[Shape]) -> list[ParamSpec]:
         cin = input_shapes[0][-1]
-        specs = [ParamSpec("kernel", (*self.kernel_size, cin, self.filters), self.kernel_initializer)]
+        specs = [ParamSpec("kernel", (*self.kernel_size, cin, self.filters),
+                           self.kernel_initializer)]
         if self.use_bias:
             specs.append(ParamSpec("bias", (self.filters,), self.bias_initializer))
         return specs

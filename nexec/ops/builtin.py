@@ -14,6 +14,7 @@ import numpy as np
 
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
+from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
 
 __all__ = ["builtin_kernels", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
            "ConcatenateKernel", "ActivationKernel", "FlattenKernel"]
@@ -144,8 +145,6 @@ class Conv2DKernel(BuiltinKernel):
     strided_output = True
 
     def _geometry(self, layer: Any, in_shape: tuple) -> tuple:
-        from nexec.kernels.cpu.conv import conv2d_geometry  # plain Python, every device
-
         h, w, _ = in_shape
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
         return conv2d_geometry(h, w, kh, kw, sh, sw, layer.padding)
@@ -158,8 +157,6 @@ class Conv2DKernel(BuiltinKernel):
 
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
                    strided_output=False):  # noqa: ANN001
-        from nexec.kernels.cpu.conv import conv2d_workspace_shapes  # plain Python
-
         h, w, cin = in_shapes[0]
         ho, wo, _, _ = self._geometry(layer, in_shapes[0])
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides

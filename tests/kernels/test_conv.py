@@ -1,16 +1,18 @@
 """Conv2D kernels against a plain NumPy float64 reference and finite differences."""
 from __future__ import annotations
 
+import inspect
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
-from nexec.kernels.cpu.conv import (
-    conv2d_backward,
-    conv2d_forward,
-    conv2d_geometry,
-    conv2d_workspace_shapes,
-)
+from nexec.kernels.cpu.conv import conv2d_backward, conv2d_forward
+from nexec.ops import geometry as geo
+from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
 from nexec.testing import assert_close, check_gradients
 from tests.kernels.reference import ref_act, ref_act_grad
 
@@ -181,6 +183,61 @@ def test_workspace_shapes():
     assert s["cols"] == ((1 << 20) // k + 32, k) and s["dz"] == (64 * 1024, 32)
     assert conv2d_workspace_shapes(4, 8, 8, 3, 3, 3, 5, 8, 8, 1, 1, True, tiled=True) == \
         conv2d_workspace_shapes(4, 8, 8, 3, 3, 3, 5, 8, 8, 1, 1, True)
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 6, 7, 32])
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_axis_geometry(size, kernel, stride):
+    valid = geo.output_length(size, kernel, stride, "valid")
+    assert max(valid, 0) == len(range(0, size - kernel + 1, stride))  # window starts that fit
+    assert geo.padding_before(size, kernel, stride, "valid") == 0
+    out = geo.output_length(size, kernel, stride, "SAME")
+    pad = geo.padding_before(size, kernel, stride, "same")
+    assert out == -(-size // stride)
+    # Every output window starts inside the padded input and the last one reaches its end.
+    total = max((out - 1) * stride + kernel - size, 0)
+    assert 0 <= pad <= total - pad <= pad + 1
+    assert (out - 1) * stride - pad <= size - 1
+    assert geo.window_geometry_2d(size, 7, kernel, 1, stride, 1, "same") == \
+        (out, 7, pad, 0)
+
+
+def test_axis_geometry_rejects_unknown_padding():
+    with pytest.raises(ValueError, match="padding"):
+        geo.output_length(5, 3, 1, "causal")
+    with pytest.raises(ValueError, match="padding"):
+        geo.padding_before(5, 3, 1, "full")
+
+
+def test_window_geometry_does_not_check_fit_but_conv_geometry_does():
+    assert geo.window_geometry_2d(2, 5, 3, 3, 1, 1, "valid")[0] <= 0
+    with pytest.raises(ValueError, match="larger than input"):
+        conv2d_geometry(2, 5, 3, 3, 1, 1, "valid")
+
+
+def test_is_pointwise_is_plain_python():
+    """Planning code calls it, so it must not be a compiled kernel."""
+    assert inspect.isfunction(geo.is_pointwise)
+    assert geo.is_pointwise(4, 5, 1, 1, 4, 5, 1, 1, 0, 0)
+    assert not geo.is_pointwise(4, 5, 1, 1, 2, 3, 2, 2, 0, 0)
+    assert not geo.is_pointwise(4, 5, 3, 3, 4, 5, 1, 1, 1, 1)
+    assert not geo.is_pointwise(4, 5, 1, 1, 4, 5, 1, 1, 1, 0)  # explicit padding
+
+
+def test_planning_a_conv_model_loads_no_kernel_module():
+    """``memory_plan`` needs only the geometry: no conv kernel module, nothing compiled."""
+    code = textwrap.dedent("""
+        import sys
+        from nexec import Input, Model, layers
+        i = Input(shape=(8, 8, 3))
+        h = layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(i)
+        h = layers.Conv2D(5, 1)(h)
+        Model(i, layers.Dense(2)(layers.Flatten()(h))).memory_plan(batch_size=4)
+        loaded = [m for m in sys.modules if m.endswith(".conv") and ".kernels." in m]
+        assert not loaded, loaded
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ----------------------------------------------------------------------------- forward

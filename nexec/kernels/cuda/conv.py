@@ -1,9 +1,9 @@
 """CUDA 2-D convolution (NHWC, Keras weight layout): im2col + tiled GEMM + fused epilogue.
 
 Mirrors :mod:`nexec.kernels.cpu.conv`: same launcher signatures (device arrays, plus an
-optional keyword-only ``stream``), same layouts and workspaces. The pure-Python geometry
-helpers are the CPU ones, re-exported: :func:`conv2d_geometry` (Keras "valid"/"same" ->
-``ho, wo, pt, pl``) and :func:`conv2d_workspace_shapes`.
+optional keyword-only ``stream``), same layouts and workspaces. The geometry is the
+device-neutral :mod:`nexec.ops.geometry`, re-exported: :func:`conv2d_geometry` (Keras
+"valid"/"same" -> ``ho, wo, pt, pl``) and :func:`conv2d_workspace_shapes`.
 
 * ``x`` (N, H, W, Cin) and ``w`` (KH, KW, Cin, F) are C-contiguous device arrays (they are
   reshaped to 2-D views); ``out``/``y``/``dy`` are (N*Ho*Wo, F).
@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexec.kernels.cpu.conv import conv2d_geometry, conv2d_workspace_shapes, is_pointwise
 from nexec.kernels.cuda.activation import epilogue_grad
 from nexec.kernels.cuda.backend import config_1d, cuda, jit
 from nexec.kernels.cuda.dense import gemm
+from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes, is_pointwise
 
 __all__ = [
     "conv2d_backward",

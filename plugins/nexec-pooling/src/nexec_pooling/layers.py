@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nexec.ops.geometry import PADDINGS, window_geometry_2d  # to come from nexec.plugin
 from nexec.plugin import Layer, ShapeError
 
 __all__ = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "pool_geometry"]
@@ -33,18 +34,14 @@ def pool_geometry(h: int, w: int, ph: int, pw: int, sh: int, sw: int,
                   padding: str) -> tuple[int, int, int, int]:
     """Output size and top/left padding of a Keras/TensorFlow 2-D pooling.
 
-    ``"valid"``: ``out = (in - pool) // stride + 1``. ``"same"``: ``out = ceil(in / stride)``,
-    ``pad_total = max((out - 1) * stride + pool - in, 0)``, top/left get ``pad_total // 2``.
-    Padded positions never take part: max ignores them, the average divides by the number of
-    real inputs in the window (as TensorFlow).
+    The window arithmetic of a convolution (:mod:`nexec.ops.geometry`). Padded positions
+    never take part: max ignores them, the average divides by the number of real inputs in
+    the window (as TensorFlow).
 
     Returns:
         ``(ho, wo, pad_top, pad_left)``; ``ho``/``wo`` may be <= 0 when the pool does not fit.
     """
-    if padding == "same":
-        ho, wo = -(-h // sh), -(-w // sw)
-        return ho, wo, max((ho - 1) * sh + ph - h, 0) // 2, max((wo - 1) * sw + pw - w, 0) // 2
-    return (h - ph) // sh + 1, (w - pw) // sw + 1, 0, 0
+    return window_geometry_2d(h, w, ph, pw, sh, sw, padding)
 
 
 class _Pooling2D(Layer):
@@ -64,7 +61,7 @@ class _Pooling2D(Layer):
         self.pool_size = _pair(pool_size, f"{kind}: pool_size")
         self.strides = self.pool_size if strides is None else _pair(strides, f"{kind}: strides")
         padding = str(padding).lower()
-        if padding not in ("valid", "same"):
+        if padding not in PADDINGS:
             raise ValueError(f"{kind}: padding must be 'valid' or 'same', got {padding!r}.")
         self.padding = padding
         self.data_format = _data_format(data_format, kind)

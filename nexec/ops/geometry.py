@@ -1,0 +1,151 @@
+"""Window geometry of convolutions and poolings (Keras ``"valid"``/``"same"``), once.
+
+Layers (output shapes), op binders (workspace sizes), the CPU and CUDA kernels and plugins
+(pooling) all need the same arithmetic: how long an output axis is and how much zero padding
+goes before it. It lives here, in plain Python with no device or Numba import, so planning a
+model never compiles a kernel and a plugin can import it like any other public helper.
+
+The rules are TensorFlow's. ``"valid"``: no padding, ``out = (in - k) // s + 1``. ``"same"``:
+``out = ceil(in / s)``, ``pad_total = max((out - 1) * s + k - in, 0)``, of which
+``pad_total // 2`` goes before (top/left) and the odd extra row or column after.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "PADDINGS",
+    "COLS_BLOCK",
+    "output_length",
+    "padding_before",
+    "window_geometry_2d",
+    "conv2d_geometry",
+    "is_pointwise",
+    "conv2d_workspace_shapes",
+]
+
+PADDINGS = ("valid", "same")
+COLS_BLOCK = 1 << 20  # elements of a CPU column-matrix block (4 MiB float32; docs/performance.md)
+
+
+def _mode(padding: str) -> str:
+    mode = padding.lower() if isinstance(padding, str) else padding
+    if mode not in PADDINGS:
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+    return mode
+
+
+def output_length(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Length of one output axis: ``ceil(size / stride)`` for same, else of the valid part.
+
+    Args:
+        size: Input length along the axis.
+        kernel: Window (kernel or pool) length.
+        stride: Step between windows.
+        padding: ``"valid"`` or ``"same"`` (any case).
+
+    Returns:
+        The output length; ``<= 0`` when a ``"valid"`` window does not fit (the caller says
+        what does not fit).
+
+    Raises:
+        ValueError: unknown padding.
+    """
+    if _mode(padding) == "same":
+        return -(-size // stride)
+    return (size - kernel) // stride + 1
+
+
+def padding_before(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Zero padding before one axis (top or left): ``pad_total // 2`` for same, else 0.
+
+    Raises:
+        ValueError: unknown padding.
+    """
+    if _mode(padding) == "valid":
+        return 0
+    out = -(-size // stride)
+    return max((out - 1) * stride + kernel - size, 0) // 2
+
+
+def window_geometry_2d(h: int, w: int, kh: int, kw: int, sh: int, sw: int,
+                       padding: str) -> tuple[int, int, int, int]:
+    """Output size and top/left padding of a 2-D window op, without checking that it fits.
+
+    Returns:
+        ``(ho, wo, pad_top, pad_left)``; ``ho``/``wo`` may be ``<= 0`` when a ``"valid"``
+        window is larger than the input.
+
+    Raises:
+        ValueError: unknown padding.
+    """
+    return (output_length(h, kh, sh, padding), output_length(w, kw, sw, padding),
+            padding_before(h, kh, sh, padding), padding_before(w, kw, sw, padding))
+
+
+def conv2d_geometry(h: int, w: int, kh: int, kw: int, sh: int, sw: int,
+                    padding: str) -> tuple[int, int, int, int]:
+    """Output size and top/left padding of a Keras/TF 2-D convolution, checked.
+
+    Returns:
+        ``(ho, wo, pad_top, pad_left)``.
+
+    Raises:
+        ValueError: unknown padding, non-positive sizes, or a "valid" kernel larger than the
+            input.
+    """
+    if min(h, w, kh, kw, sh, sw) <= 0:
+        raise ValueError(
+            f"conv2d sizes must be positive, got input {h}x{w}, kernel {kh}x{kw}, "
+            f"strides {sh}x{sw}")
+    ho, wo, pt, pl = window_geometry_2d(h, w, kh, kw, sh, sw, padding)
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"conv2d 'valid': kernel {kh}x{kw} larger than input {h}x{w}")
+    return ho, wo, pt, pl
+
+
+def is_pointwise(h: int, w: int, kh: int, kw: int, ho: int, wo: int, sh: int, sw: int,
+                 pt: int, pl: int) -> bool:
+    """Whether a convolution is 1x1, stride 1 and unpadded.
+
+    Then ``x`` viewed as ``(N*H*W, Cin)`` already is its column matrix and no im2col is
+    needed. (Keras padding of a 1x1 stride-1 convolution is always 0.)
+    """
+    return (kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0
+            and ho == h and wo == w)
+
+
+def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, f: int,
+                            ho: int, wo: int, sh: int, sw: int, training: bool,
+                            tiled: bool = False) -> dict[str, tuple[int, ...]]:
+    """Shapes of the C-contiguous workspaces (same dtype as ``x``) the conv kernels take.
+
+    * ``cols`` ``(R, KH*KW*Cin)``: the column matrix, used by forward and (again, from
+      scratch) by backward; ``(0, 0)`` for a 1x1 stride-1 unpadded convolution.
+      ``tiled=False``: all R = N*Ho*Wo rows at once (what the CUDA kernels need).
+      ``tiled=True`` (CPU): a block of about :data:`COLS_BLOCK` elements, plus in training F
+      rows for a block's partial weight gradient, so that each block stays in cache
+      between its im2col, GEMMs and col2im; at most N*Ho*Wo rows (then one block).
+    * ``tmp`` ``(N*Ho*Wo, F)``: forward GEMM target.  When ``out`` is itself C-contiguous the
+      caller passes ``out`` instead and need not allocate it.
+    * ``dz`` ``(N*Ho*Wo, F)`` (training only): pre-activation gradient; may be ``dy`` itself
+      when ``dy`` is C-contiguous and may be overwritten.
+    * ``dcols`` ``(0, 0)`` (training only): backward reuses ``cols`` for the column
+      gradient, so nothing extra is needed; pass a ``(0, 0)`` array (or ``cols`` itself).
+
+    Nothing has to survive between forward and backward: ``cols`` and ``tmp`` are plain
+    scratch.
+    """
+    m = n * ho * wo
+    k = kh * kw * cin
+    rows = m
+    if tiled:
+        block = max(COLS_BLOCK // k, 64)
+        rows = min(m, block + f if training else block)
+    pointwise = is_pointwise(h, w, kh, kw, ho, wo, sh, sw, 0, 0)
+    shapes: dict[str, tuple[int, ...]] = {
+        "cols": (0, 0) if pointwise else (rows, k),
+        "tmp": (m, f),
+    }
+    if training:
+        shapes["dz"] = (m, f)
+        shapes["dcols"] = (0, 0)
+    return shapes

@@ -67,6 +67,7 @@ from nexec.kernels.jit import kernel, parallel_kernel
 from nexec.layers.base import Layer, ParamSpec, Shape
 from nexec.layers.core import check_activation
 from nexec.devices.base import Device
+from nexec.ops.geometry import PADDINGS, conv2d_geometry, output_length, window_geometry_2d
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
 from nexec.plugins.hookspecs import API_VERSION, compatible, hookimpl, hookspec
 from nexec.random import generator
@@ -81,6 +82,8 @@ __all__ = [
     "Layer", "ParamSpec", "Shape", "check_activation",
     # op kernels
     "Kernel", "Call", "Workspace", "BoundCall", "rows", "view_2d", "empty_like_skip",
+    # convolution and pooling geometry
+    "PADDINGS", "output_length", "window_geometry_2d", "conv2d_geometry",
     # kernel functions
     "kernel", "parallel_kernel",
     "LINEAR", "RELU", "SIGMOID", "TANH", "SOFTMAX", "CODES", "code_of",

@@ -26,7 +26,7 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 import nexec  # noqa: E402
 from nexec import Input, Model, layers  # noqa: E402
 from nexec.planner.schedule import build_schedule  # noqa: E402
-from nexec.runtime.threads import get_num_threads, set_num_threads  # noqa: E402
+from nexec.devices.threads import get_num_threads, set_num_threads  # noqa: E402
 from tests.planner.conftest import (  # noqa: E402
     build_model,
     conv_inception,

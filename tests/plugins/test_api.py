@@ -66,5 +66,4 @@ def test_plugin_packages_import_only_the_public_api():
             for name in names:
                 top = name.split(".")[0]
                 assert top in {"__future__", "typing", "math", "numpy", "numba"} \
-                    or name == "nexec.plugin" or top.startswith("nexec_") \
-                    or name == "nexec.ops.geometry", f"{path}: {name}"  # until nexec.plugin has it
+                    or name == "nexec.plugin" or top.startswith("nexec_"), f"{path}: {name}"

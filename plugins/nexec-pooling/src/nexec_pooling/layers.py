@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexec.ops.geometry import PADDINGS, window_geometry_2d  # to come from nexec.plugin
-from nexec.plugin import Layer, ShapeError
+from nexec.plugin import PADDINGS, Layer, ShapeError, window_geometry_2d
 
 __all__ = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "pool_geometry"]
 
@@ -34,7 +33,7 @@ def pool_geometry(h: int, w: int, ph: int, pw: int, sh: int, sw: int,
                   padding: str) -> tuple[int, int, int, int]:
     """Output size and top/left padding of a Keras/TensorFlow 2-D pooling.
 
-    The window arithmetic of a convolution (:mod:`nexec.ops.geometry`). Padded positions
+    The window arithmetic of a convolution (``window_geometry_2d``). Padded positions
     never take part: max ignores them, the average divides by the number of real inputs in
     the window (as TensorFlow).
 

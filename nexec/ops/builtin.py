@@ -15,6 +15,7 @@ import numpy as np
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
 from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
+from nexec.plugins import registry
 
 __all__ = ["builtin_kernels", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
            "ConcatenateKernel", "ActivationKernel", "FlattenKernel"]
@@ -85,9 +86,17 @@ class BuiltinKernel(Kernel):
     """An op kernel bound to one device (a ``nexec.devices.Device``): its kernel functions
     come from ``device.kernels``; its capabilities decide shards and workspaces."""
 
-    def __init__(self, device: Any) -> None:
-        self.dev = device
-        self.device = device.name
+    def __init__(self, device: Any = "cpu") -> None:
+        """``device``: a ``Device``, or its name (looked up in the registry when used)."""
+        self._dev = None if isinstance(device, str) else device
+        self.device = device if isinstance(device, str) else device.name
+
+    @property
+    def dev(self) -> Any:
+        """The ``nexec.devices.Device`` (the registry's, by name, when none was given)."""
+        if self._dev is None:
+            self._dev = registry().device(self.device)
+        return self._dev
 
     @property
     def k(self) -> Any:

@@ -66,7 +66,11 @@ def make_plan(function: Function, device: str = "cpu",
             k = registry().kernels.get((kind, device))
             return bool(k is not None and k.fuses_activation)
 
+    def folds(kind: str) -> bool:
+        k = registry().kernels.get((kind, device))
+        return bool(k is not None and k.applies_activation_only)
+
     graph = lower(function)
     params = infer_shapes(graph)
-    fuse_activations(graph, can_fuse)
+    fuse_activations(graph, can_fuse, folds)
     return Plan(function.name, graph, params, device)

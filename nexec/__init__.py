@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from nexec import callbacks, datasets, layers, losses, models, optimizers, utils
 from nexec._version import __version__
-from nexec.errors import (DataError, GraphError, NexecError, PluginError, SavedModelError,
-                          ShapeError)
+from nexec.devices.threads import get_num_threads, set_num_threads
+from nexec.errors import DataError, GraphError, NexecError, PluginError, SavedModelError, ShapeError
 from nexec.graph import SymbolicTensor, clear_session
 from nexec.layers.core import Input
 from nexec.model import Model, Sequential
 from nexec.plugins import plugins_info
 from nexec.random import set_random_seed
-from nexec.devices.threads import get_num_threads, set_num_threads
 from nexec.saving import load_model
 
 __all__ = ["Input", "Model", "Sequential", "SymbolicTensor", "layers", "models", "optimizers",

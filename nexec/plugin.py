@@ -59,16 +59,20 @@ from __future__ import annotations
 
 import nexec.testing as testing
 from nexec.activations import Activation
+from nexec.devices.base import Device
 from nexec.errors import PluginError, PluginWarning, ShapeError
 from nexec.kernels.activations import CODES, LINEAR, RELU, SIGMOID, SOFTMAX, TANH, code_of
-from nexec.kernels.cpu.activation import (activate_row_grad, activate_row_inplace,
-                                          activation_backward, activation_forward)
+from nexec.kernels.cpu.activation import (
+                                          activate_row_grad,
+                                          activate_row_inplace,
+                                          activation_backward,
+                                          activation_forward,
+)
 from nexec.kernels.jit import kernel, parallel_kernel
 from nexec.layers.base import Layer, ParamSpec, Shape
 from nexec.layers.core import check_activation
-from nexec.devices.base import Device
-from nexec.ops.geometry import PADDINGS, conv2d_geometry, output_length, window_geometry_2d
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
+from nexec.ops.geometry import PADDINGS, conv2d_geometry, output_length, window_geometry_2d
 from nexec.plugins.hookspecs import API_VERSION, compatible, hookimpl, hookspec
 from nexec.random import generator
 from nexec.training.losses import EPSILON, Loss, LossKernels

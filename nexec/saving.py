@@ -21,8 +21,14 @@ import numpy as np
 
 from nexec.errors import SavedModelError
 from nexec.io import atomic_write, is_zip_file
-from nexec.model import (FORMAT, MODEL_FILE_VERSION, Model, layer_class, model_from_config,
-                         model_from_json)
+from nexec.model import (
+    FORMAT,
+    MODEL_FILE_VERSION,
+    Model,
+    layer_class,
+    model_from_config,
+    model_from_json,
+)
 from nexec.plugins import registry
 
 __all__ = ["model_config", "model_from_config", "to_json", "model_from_json", "save_model",

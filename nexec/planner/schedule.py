@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nexec.plugins import registry
 from nexec.planner.aliasing import plan_views
 from nexec.planner.backward import fused_losses, gradient_buffers
 from nexec.planner.buffers import Buffer, BufferTable, tensor_names
@@ -28,6 +27,7 @@ from nexec.planner.memory import MemoryPlan, parameter_records, plan_memory
 from nexec.planner.plan import Plan
 from nexec.planner.steps import StepNumbering
 from nexec.planner.workspaces import workspace_buffers
+from nexec.plugins import registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from nexec.ops.base import Kernel

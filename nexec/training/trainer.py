@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from nexec.devices import check_device, get_device
 from nexec.errors import DataError
 from nexec.planner import make_plan
 from nexec.random import generator
-from nexec.devices import check_device, get_device
 from nexec.runtime.executor import Executor, Objective, Program
 from nexec.runtime.params import ParamStore
 from nexec.training import optimizers as opt_module

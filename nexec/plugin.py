@@ -31,6 +31,11 @@ A plugin layer takes four pieces (``docs/plugins.md`` walks through a complete o
    fused codes), ``nexec_losses``, ``nexec_metrics``, ``nexec_optimizers``,
    ``nexec_initializers`` and ``nexec_devices`` contribute the other kinds.
 
+Activations, losses and metrics need no kernels of their own: ``Activation(name,
+forward=f, derivative=d)``, ``Loss(name, elementwise=(fn, dfn))`` and ``Metric(name,
+elementwise=fn)`` take plain scalar Python functions that every device (CPU, CUDA) compiles
+into its own kernels.
+
 The plugin module declares the API it was written for: ``NEXEC_API_VERSION = "1.1"``. A
 plugin for another major version is refused with a :class:`PluginWarning` naming it, and so
 is one that fails to import, raises in a hook, or registers a name already taken; the rest of

@@ -53,6 +53,18 @@ class SymbolicTensor:
         return (None, *self.feature_shape)
 
     @property
+    def producer(self) -> Node:
+        """The node that made this tensor, for code that needs it set (``node`` may be None).
+
+        Raises:
+            GraphError: The tensor was not made by a layer call or ``nexec.Input``.
+        """
+        if self.node is None:
+            raise GraphError(f"Tensor {self.name!r} was not made by a layer call or by "
+                             "nexec.Input(...), so it belongs to no graph.")
+        return self.node
+
+    @property
     def name(self) -> str:
         if self.node is None:
             return f"tensor_{self.id}"
@@ -233,15 +245,15 @@ class Function:
             if layer.name == name:
                 return layer
         raise ValueError(f"No layer named {name!r} in model '{self.name}'; layers: "
-                         f"{', '.join(l.name for l in self._layers)}.")
+                         f"{', '.join(layer.name for layer in self._layers)}.")
 
     @property
     def input_names(self) -> list[str]:
-        return [t.node.layer.name for t in self.inputs]
+        return [t.producer.layer.name for t in self.inputs]
 
     @property
     def output_names(self) -> list[str]:
-        return [t.node.layer.name for t in self.outputs]
+        return [t.producer.layer.name for t in self.outputs]
 
     def _leaves(self) -> list[Any]:
         """Every layer inside that is not itself a function, each once, nested ones opened."""

@@ -10,7 +10,7 @@ nothing the model imports imports it back.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from nexec.layers.core import Input, InputLayer
 from nexec.planner import make_plan
 from nexec.planner.schedule import build_schedule
 from nexec.plugins import registry
+
+if TYPE_CHECKING:
+    from nexec.training.callbacks import History
 
 __all__ = ["Model", "Sequential", "layer_class", "model_from_config", "model_from_json",
            "summary_text", "is_sequential_like", "FORMAT", "MODEL_FILE_VERSION"]
@@ -100,12 +103,12 @@ class Model(Function, Layer):
         return []
 
     @property
-    def input(self) -> Any:  # type: ignore[override]
+    def input(self) -> Any:
         """The model's own input tensor (a list when it has several)."""
         return self.inputs[0] if len(self.inputs) == 1 else list(self.inputs)
 
     @property
-    def output(self) -> Any:  # type: ignore[override]
+    def output(self) -> Any:
         """The model's own output tensor (a list when it has several)."""
         return self.outputs[0] if len(self.outputs) == 1 else list(self.outputs)
 
@@ -167,8 +170,8 @@ class Model(Function, Layer):
 
     def _summary_layers(self) -> list[Layer]:
         """The layers the summary lists, in order: the inputs first."""
-        inputs = [t.node.layer for t in self.inputs]
-        return inputs + [l for l in self.layers if l not in inputs]
+        inputs = [t.producer.layer for t in self.inputs]
+        return inputs + [layer for layer in self.layers if layer not in inputs]
 
     # ----- serialisation ------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -185,15 +188,16 @@ class Model(Function, Layer):
             local[n.id] = (n.layer.name, i)
 
         def ref(t: Any) -> list:
-            name, i = local[t.node.id]
+            name, i = local[t.producer.id]
             return [name, i, t.index]
 
-        input_names = {t.node.layer.name for t in self.inputs}
+        input_names = {t.producer.layer.name for t in self.inputs}
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "layers": [_layer_entry(l) for l in self.layers if l.name not in input_names]
-                      + [{"class_name": "InputLayer", "config": t.node.layer.get_config()}
+            "layers": [_layer_entry(layer) for layer in self.layers
+                       if layer.name not in input_names]
+                      + [{"class_name": "InputLayer", "config": t.producer.layer.get_config()}
                          for t in self.inputs],
             "nodes": [[n.layer.name, [ref(t) for t in n.inputs]]
                       for n in self._graph_nodes if n.inputs],
@@ -234,12 +238,12 @@ class Model(Function, Layer):
             arrays["__optimizer__/iterations"] = np.array(opt.iterations, np.int64)
             for i, slot in enumerate(opt.state_arrays()):
                 arrays[f"__optimizer__/{i}"] = slot
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
     def save_weights(self, path: str) -> None:
         """Writes every parameter to ``path`` (``.npz``), keyed ``layer/param``, atomically."""
         arrays = self._weight_arrays()
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
     def load_weights(self, path: str) -> None:
         """Loads parameters saved by :meth:`save_weights`; validates names and shapes first."""
@@ -248,7 +252,8 @@ class Model(Function, Layer):
 
     def _weight_arrays(self) -> dict[str, np.ndarray]:
         """Every parameter array (not a copy), keyed ``layer/param``."""
-        return {f"{l.name}/{n}": p for l in _all_layers(self) for n, p in l._params.items()}
+        return {f"{layer.name}/{n}": p
+                for layer in _all_layers(self) for n, p in layer._params.items()}
 
     def _assign_weight_arrays(self, saved: dict[str, np.ndarray]) -> None:
         """Copies ``saved`` (keyed as :meth:`_weight_arrays`) into the parameters, after
@@ -296,7 +301,8 @@ class Model(Function, Layer):
 
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
-            validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0):  # noqa: ANN201
+            validation_data: Any = None, shuffle: bool = True,
+            initial_epoch: int = 0) -> History:
         """Trains the model, printing a Keras progress bar; returns a ``History``."""
         self._ensure_built(x)
         return self._need_trainer("fit").fit(
@@ -305,8 +311,12 @@ class Model(Function, Layer):
             shuffle=shuffle, initial_epoch=initial_epoch)
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
-                 verbose: Any = "auto", return_dict: bool = False):  # noqa: ANN201
-        """Loss (and metrics) on data; a float, a list, or a dict with ``return_dict``."""
+                 verbose: Any = "auto", return_dict: bool = False) -> Any:
+        """Loss (and metrics) on data; a float, a list, or a dict with ``return_dict``.
+
+        Typed ``Any``: which of the three it is depends on the outputs, the metrics and
+        ``return_dict``.
+        """
         self._ensure_built(x)
         return self._need_trainer("evaluate").evaluate(x, y, batch_size=batch_size,
                                                        verbose=verbose, return_dict=return_dict)
@@ -369,7 +379,7 @@ class Sequential(Model):
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add takes a layer, got {type(layer).__name__}.")
-        if any(l.name == layer.name for l in self._stack):
+        if any(other.name == layer.name for other in self._stack):
             raise GraphError(f"Sequential '{self.name}' already has a layer named {layer.name!r}.")
         if self._input is None and not self._stack and layer.input_shape_hint is not None:
             self._input = Input(shape=layer.input_shape_hint, dtype=layer.dtype or "float32")
@@ -392,7 +402,7 @@ class Sequential(Model):
         self._layers = list(self._stack)
         return layer
 
-    def build(self, input_shape: Any = None, dtype: str = "float32") -> None:  # type: ignore[override]
+    def build(self, input_shape: Any = None, dtype: str = "float32") -> None:
         """Builds a deferred Sequential for samples of ``input_shape`` (batch axis optional)."""
         if input_shape is not None and self._input is None:
             shape = tuple(input_shape)
@@ -422,13 +432,13 @@ class Sequential(Model):
     def get_config(self) -> dict[str, Any]:
         """The stack: each layer's class name and config, and the ``Input`` when given."""
         cfg: dict[str, Any] = {"name": self.name, "trainable": self.trainable,
-                               "layers": [_layer_entry(l) for l in self.layers]}
+                               "layers": [_layer_entry(layer) for layer in self.layers]}
         if self._input is not None:
-            cfg["input"] = self._input.node.layer.get_config()
+            cfg["input"] = self._input.producer.layer.get_config()
         return cfg
 
     def _summary_layers(self) -> list[Layer]:
-        return [l for l in self.layers if not isinstance(l, InputLayer)]
+        return [layer for layer in self.layers if not isinstance(layer, InputLayer)]
 
 
 # ----- configs ----------------------------------------------------------------------------
@@ -467,8 +477,9 @@ def model_from_config(config: dict[str, Any], cls: type | None = None) -> Model:
     for entry in config["layers"]:
         if entry["class_name"] == "InputLayer":
             t = Input(**entry["config"])
-            layers[t.node.layer.name] = t.node.layer
-            outputs[t.node.layer.name] = [[t]]
+            input_layer = t.producer.layer
+            layers[input_layer.name] = input_layer
+            outputs[input_layer.name] = [[t]]
         else:
             layer = _layer_from(entry)
             layers[layer.name] = layer
@@ -486,13 +497,13 @@ def model_from_config(config: dict[str, Any], cls: type | None = None) -> Model:
         ins = [tensor(r) for r in refs]
         out = layers[name](ins if len(ins) > 1 else ins[0])
         outputs[name].append(out if isinstance(out, list) else [out])
-    ins = [tensor(r) for r in config["input_layers"]]
-    outs = [tensor(r) for r in config["output_layers"]]
+    model_ins: list[Any] | dict[str, Any] = [tensor(r) for r in config["input_layers"]]
+    model_outs: list[Any] | dict[str, Any] = [tensor(r) for r in config["output_layers"]]
     if config.get("input_keys"):
-        ins = dict(zip(config["input_keys"], ins))
+        model_ins = dict(zip(config["input_keys"], model_ins))
     if config.get("output_keys"):
-        outs = dict(zip(config["output_keys"], outs))
-    model = Model(ins, outs, name=config["name"])
+        model_outs = dict(zip(config["output_keys"], model_outs))
+    model = Model(model_ins, model_outs, name=config["name"])
     model._trainable = config.get("trainable", True)  # the layers keep their own flags
     return model
 
@@ -501,7 +512,9 @@ def _layer_from(entry: dict[str, Any]) -> Any:
     cls = layer_class(entry["class_name"])
     if entry["class_name"] in ("Model", "Functional", "Sequential"):
         return model_from_config(entry["config"], cls)
-    return cls.from_config(dict(entry["config"]))
+    # Layer types subclass Layer (the hook's contract); the registry, which sits below
+    # layers, checks them by what they can do and so types them as plain ``type``.
+    return cast("type[Layer]", cls).from_config(dict(entry["config"]))
 
 
 def model_from_json(text: str) -> Model:
@@ -513,8 +526,8 @@ def model_from_json(text: str) -> Model:
 # ----- weights ----------------------------------------------------------------------------
 def _all_layers(model: Model) -> list[Any]:
     out = []
-    for l in model.layers:
-        out.extend(_all_layers(l) if isinstance(l, Model) else [l])
+    for layer in model.layers:
+        out.extend(_all_layers(layer) if isinstance(layer, Model) else [layer])
     return out
 
 
@@ -547,7 +560,8 @@ def _connections(layer: Layer, model: Model) -> list[str]:
     for n in model._graph_nodes:
         if n.layer is layer:
             for t in n.inputs:
-                out.append(f"{t.node.layer.name}[{t.node.index}][{t.index}]")
+                node = t.producer
+                out.append(f"{node.layer.name}[{node.index}][{t.index}]")
     return out or ["-"]
 
 

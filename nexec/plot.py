@@ -102,8 +102,8 @@ class _DotWriter:
                                   'color="#807dba";')
                 inner = self.model(layer, node_id + "/", indent + "  ")
                 self.lines.append(f"{indent}}}")
-                ports[id(layer)] = ([inner[id(t.node.layer)][0][0] for t in layer.inputs],
-                                    [inner[id(t.node.layer)][1][0] for t in layer.outputs])
+                ports[id(layer)] = ([inner[id(t.producer.layer)][0][0] for t in layer.inputs],
+                                    [inner[id(t.producer.layer)][1][0] for t in layer.outputs])
             else:
                 self.lines.append(f"{indent}{_quote(node_id)} "
                                   f"[label={_label(layer, model, self.opts)}];")
@@ -111,7 +111,7 @@ class _DotWriter:
         for node in model._graph_nodes:
             entries = ports[id(node.layer)][0]
             for i, t in enumerate(node.inputs):
-                exits = ports[id(t.node.layer)][1]
+                exits = ports[id(t.producer.layer)][1]
                 src = exits[t.index] if len(exits) > 1 else exits[0]
                 dst = entries[i] if len(entries) > 1 else entries[0]
                 edge = f"{indent}{_quote(src)} -> {_quote(dst)};"

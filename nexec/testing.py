@@ -162,7 +162,8 @@ def count_allocations(run: Callable[[], object]) -> tuple[int, list]:
     """
     import tracemalloc
 
-    from numba.core.runtime import _nrt_python, rtsys
+    import numba.core.runtime._nrt_python as _nrt_python  # a C extension: the stats switch
+    from numba.core.runtime import rtsys
 
     only_numpy = [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
     _nrt_python.memsys_enable_stats()

@@ -40,7 +40,8 @@ class InputLayer(Layer):
             raise ValueError("InputLayer needs a shape, e.g. Input(shape=(64,)).")
         self.shape = _as_shape(shape)
         if dtype not in ("float32", "float64"):
-            raise ValueError(f"Input '{self.name}': dtype must be float32 or float64, got {dtype!r}.")
+            raise ValueError(f"Input '{self.name}': dtype must be float32 or float64, "
+                             f"got {dtype!r}.")
         self.built = True
         self._input_shapes = []
         self._nodes.append(Node(self, [], [SymbolicTensor(self.shape, dtype)]))

@@ -64,7 +64,7 @@ def lower(function: Function) -> Graph:
     g = Graph([], {}, [], [])
     env: dict[int, int] = {}
     for t in function.inputs:
-        tid = g.new_tensor(t.node.layer.name, t.feature_shape, t.dtype)
+        tid = g.new_tensor(t.producer.layer.name, t.feature_shape, t.dtype)
         g.tensors[tid].is_input = True
         env[t.id] = tid
         g.inputs.append(tid)

@@ -31,8 +31,9 @@ class Plan:
 
     def describe(self) -> str:
         g = self.graph
+        inputs = ", ".join(f"{g.tensors[i].name}{(None, *g.tensors[i].shape)}" for i in g.inputs)
         lines = [f'Plan of "{self.model_name}" on {self.device}: {len(g.ops)} steps',
-                 f"inputs: {', '.join(f'{g.tensors[i].name}{(None, *g.tensors[i].shape)}' for i in g.inputs)}"]
+                 f"inputs: {inputs}"]
         header = f"{'step':>4}  {'op':<28} {'inputs':<30} {'output shape':<20} params"
         lines += [header, "-" * len(header)]
         for op in g.ops:

@@ -34,37 +34,49 @@ def compatible(version: str) -> bool:
 
 
 class NexecSpec:
-    """Hook specifications of the ``nexec`` plugin manager."""
+    """Hook specifications of the ``nexec`` plugin manager.
+
+    pluggy never runs a specification's body; each returns an empty contribution only so
+    that the body agrees with its declared return type.
+    """
 
     @hookspec
     def nexec_layers(self) -> list[type]:
         """Layer classes (subclasses of ``nexec.plugin.Layer``), found by class name."""
+        return []
 
     @hookspec
     def nexec_kernels(self) -> list[Any]:
         """``nexec.plugin.Kernel`` instances: how one layer type runs on one device."""
+        return []
 
     @hookspec
     def nexec_activations(self) -> dict[str, int] | list[Any]:
         """``nexec.activations.Activation`` values, found by name; or (the API 1.0 form) a
         dict of names to the fused-kernel codes of ``nexec.kernels.activations``."""
+        return []
 
     @hookspec
     def nexec_devices(self) -> list[Any]:
         """``nexec.devices.Device`` instances: where kernels run (``"cpu"``, ``"cuda"``)."""
+        return []
 
     @hookspec
     def nexec_metrics(self) -> list[Any]:
         """``nexec.plugin.Metric`` instances, found by name (``"binary_accuracy"``)."""
+        return []
 
     @hookspec
     def nexec_losses(self) -> list[Any]:
         """``nexec.plugin.Loss`` instances, found by name (``"categorical_crossentropy"``)."""
+        return []
 
     @hookspec
     def nexec_optimizers(self) -> dict[str, type]:
         """Optimizer classes by name (``"adam"``)."""
+        return {}
 
     @hookspec
     def nexec_initializers(self) -> dict[str, Any]:
         """Initialisers ``(shape, dtype, rng) -> ndarray`` by name (``"glorot_uniform"``)."""
+        return {}

@@ -17,14 +17,15 @@ class ParamStore:
     """Flat parameters, flat gradients and the per-layer views of both."""
 
     def __init__(self, layers: list[Any], dtype: str) -> None:
-        entries = [(l, n) for l in layers for n in l._params]
-        trainable = [(l, n) for l, n in entries if l.trainable and l._param_specs[n].trainable]
-        frozen = [(l, n) for l, n in entries if (l, n) not in trainable]
+        entries = [(layer, n) for layer in layers for n in layer._params]
+        trainable = [(layer, n) for layer, n in entries
+                     if layer.trainable and layer._param_specs[n].trainable]
+        frozen = [(layer, n) for layer, n in entries if (layer, n) not in trainable]
         self.layers = layers
         self.order = trainable + frozen
-        sizes = [l._params[n].size for l, n in self.order]
+        sizes = [layer._params[n].size for layer, n in self.order]
         self.size = int(sum(sizes))
-        self.trainable_size = int(sum(l._params[n].size for l, n in trainable))
+        self.trainable_size = int(sum(layer._params[n].size for layer, n in trainable))
         self.values = np.zeros(self.size, dtype)
         self.grads = np.zeros(self.size, dtype)
         self.views: dict[tuple[int, str], np.ndarray] = {}
@@ -62,8 +63,9 @@ class ParamStore:
 
     def owns(self, layers: list[Any]) -> bool:
         """Whether this store still backs exactly these layers' parameters."""
-        return all(l._params[n] is self.views.get((id(l), n)) for l in layers for n in l._params) \
-            and sum(len(l._params) for l in layers) == len(self.views)
+        return all(layer._params[n] is self.views.get((id(layer), n))
+                   for layer in layers for n in layer._params) \
+            and sum(len(layer._params) for layer in layers) == len(self.views)
 
     def params_of(self, layer: Any) -> dict[str, np.ndarray]:
         return {n: self.views[(id(layer), n)] for n in layer._params}

@@ -106,11 +106,11 @@ class Trainer:
             [float(w) for w in self._per_output(loss_weights, names, "loss_weights")]
         per_output_metrics = self._metrics(metrics, names)
         self.objectives = [
-            Objective(l, w, [resolve_metric(m, l.name) for m in ms])
-            for l, w, ms in zip(self.losses, weights, per_output_metrics)]
+            Objective(loss_fn, w, [resolve_metric(m, loss_fn.name) for m in ms])
+            for loss_fn, w, ms in zip(self.losses, weights, per_output_metrics)]
         self.optimizer = opt_module.get(optimizer)
         # What ``model.save`` records to compile a loaded model the same way (by name).
-        self.config = {"loss": [l.name for l in self.losses], "loss_weights": weights,
+        self.config = {"loss": [loss_fn.name for loss_fn in self.losses], "loss_weights": weights,
                        "metrics": [[str(m) for m in ms] for ms in per_output_metrics]}
         self.predictor = Predictor(model, self.device)
         self.plan = self.predictor.plan

@@ -29,10 +29,13 @@ the variable later in the same process has no effect.
 from __future__ import annotations
 
 import functools
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+# numba.cuda, or None when it cannot be imported.
+_cuda: ModuleType | None
 try:  # the only import of numba.cuda in nexec
     from numba import cuda as _cuda
     _IMPORT_ERROR: BaseException | None = None

@@ -54,9 +54,13 @@ def _per_sample(name: str, y: Any, p: Any, from_logits: bool = False,
                 label_smoothing: float = 0.0, delta: float = 1.0) -> np.ndarray:
     """Keras' per-sample loss ``name`` in float64 NumPy (reduced over the last axis)."""
     p = np.asarray(p, np.float64)
-    y = np.asarray(y, np.float64 if name != "sparse_categorical_crossentropy" else np.int64)
+    if name == "sparse_categorical_crossentropy":
+        labels = np.asarray(y, np.int64)
+        return _per_sample("categorical_crossentropy", np.eye(p.shape[-1])[labels], p,
+                           from_logits)
+    y = np.asarray(y, np.float64)
     eps, s = EPSILON, label_smoothing
-    e = p - y if name != "sparse_categorical_crossentropy" else None
+    e = p - y
     if name == "mean_squared_error":
         return np.mean(e * e, axis=-1)
     if name == "mean_absolute_error":
@@ -93,9 +97,6 @@ def _per_sample(name: str, y: Any, p: Any, from_logits: bool = False,
         else:
             logq = np.log(np.clip(p / p.sum(axis=-1, keepdims=True), eps, 1.0 - eps))
         return -np.sum(y * logq, axis=-1)
-    if name == "sparse_categorical_crossentropy":
-        k = p.shape[-1]
-        return _per_sample("categorical_crossentropy", np.eye(k)[y], p, from_logits)
     if name == "binary_crossentropy":
         y = y * (1.0 - s) + 0.5 * s
         if from_logits:

@@ -16,13 +16,15 @@ that output layer then skips its activation gradient.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from nexec.errors import PluginError
+from nexec.kernels.loss_rows import CODES
 from nexec.ops.base import BoundCall
 
-__all__ = ["Loss", "LossKernels", "BUILTIN_LOSSES", "EPSILON", "ALIASES"]
+__all__ = ["Loss", "LossKernels", "BUILTIN_LOSSES", "EPSILON", "ALIASES", "configured",
+           "resolve", "saved_form"]
 
 EPSILON = 1e-7  # Keras' backend epsilon, used for probability clipping
 
@@ -63,6 +65,10 @@ class Loss:
         kernels: Device name (or ``"*"``) -> :class:`LossKernels`.
         elementwise: ``(fn, derivative)`` scalar functions of ``(p, t)``; the loss is the
             mean of ``fn`` over all elements (Keras: over the last axis, then the batch).
+        extra: Constant arguments of value and grad kernels after ``y`` (and ``eps``).
+        config: Keras arguments of a loss object (``{"from_logits": True}``), recorded by
+            ``model.save``; a loss made by a class of :mod:`nexec.losses` has its class name
+            under ``"class_name"``.
 
     Example:
         >>> mae = Loss("my_mae", elementwise=(lambda p, t: abs(p - t),
@@ -79,6 +85,8 @@ class Loss:
     clipped: bool = True
     kernels: Mapping[str, LossKernels] = field(default_factory=dict)
     elementwise: tuple[Callable[..., float], Callable[..., float]] | None = None
+    extra: tuple = ()
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.elementwise is not None:
@@ -110,16 +118,16 @@ class Loss:
 
     def bind_value(self, device: Any, p: Any, y: Any, slot: Any) -> BoundCall:
         k = self.on(device)
-        return (k.value, (p, y, EPSILON, slot) if self.clipped else (p, y, slot))
+        head = (p, y, EPSILON) if self.clipped else (p, y)
+        return (k.value, (*head, *self.extra, slot))
 
     def bind_grad(self, device: Any, p: Any, y: Any, scale: float, out: Any,
                   activation: str | None = None) -> BoundCall:
         k = self.on(device)
         if activation is not None and activation in k.fused:
-            return (k.fused[activation], (p, y, scale, out))
-        if self.clipped:
-            return (k.grad, (p, y, EPSILON, scale, out))
-        return (k.grad, (p, y, scale, out))
+            return (k.fused[activation], (p, y, *self.extra, scale, out))
+        head = (p, y, EPSILON) if self.clipped else (p, y)
+        return (k.grad, (*head, *self.extra, scale, out))
 
 
 _slot_adapters: dict[tuple[Any, bool], Callable[..., None]] = {}
@@ -147,7 +155,24 @@ def _builtin(name: str, value: str, grad: str, fused: dict[str, str] | None = No
     return Loss(name, kernels={"*": LossKernels(value, grad, fused or {})}, **kw)
 
 
-ALIASES = {"mse": "mean_squared_error", "crossentropy": "categorical_crossentropy"}
+def _by_code(name: str, code_name: str | None = None, a: float = 0.0, **kw: Any) -> Loss:
+    """A loss computed by the ``row_loss`` kernels (``nexec.kernels.loss_rows``)."""
+    code = CODES[code_name or name]
+    return Loss(name, kernels={"*": LossKernels("row_loss", "row_loss_grad")},
+                clipped=False, extra=(code, float(a), EPSILON), **kw)
+
+
+ALIASES = {
+    "mse": "mean_squared_error", "MSE": "mean_squared_error",
+    "mae": "mean_absolute_error", "MAE": "mean_absolute_error",
+    "mape": "mean_absolute_percentage_error", "MAPE": "mean_absolute_percentage_error",
+    "msle": "mean_squared_logarithmic_error", "MSLE": "mean_squared_logarithmic_error",
+    "kld": "kl_divergence", "KLD": "kl_divergence",
+    "kullback_leibler_divergence": "kl_divergence", "logcosh": "log_cosh",
+    "bce": "binary_crossentropy", "BCE": "binary_crossentropy",
+    "crossentropy": "categorical_crossentropy",
+}
+"""Keras' short and legacy names of losses."""
 
 BUILTIN_LOSSES: list[Loss] = [
     _builtin("categorical_crossentropy", "categorical_crossentropy",
@@ -159,4 +184,87 @@ BUILTIN_LOSSES: list[Loss] = [
              {"sigmoid": "sigmoid_binary_crossentropy_grad"}),
     _builtin("mean_squared_error", "mean_squared_error", "mean_squared_error_grad",
              clipped=False),
+    *(_by_code(n) for n in (
+        "mean_absolute_error", "mean_absolute_percentage_error",
+        "mean_squared_logarithmic_error", "log_cosh", "kl_divergence", "poisson", "hinge",
+        "squared_hinge", "categorical_hinge", "cosine_similarity")),
+    _by_code("huber", a=1.0),
 ]
+
+
+def configured(name: str, **config: Any) -> Loss:
+    """The loss ``name`` with Keras arguments (``from_logits``, ``label_smoothing``,
+    ``delta``); raises ValueError naming what is accepted.
+
+    Args:
+        name: Keras function name (``"categorical_crossentropy"``).
+        **config: The loss object's arguments; defaults give the registered loss.
+    """
+    from nexec.plugins import registry
+
+    logits = bool(config.get("from_logits", False))
+    smoothing = float(config.get("label_smoothing", 0.0))
+    if not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {smoothing!r}.")
+    cfg = dict(config)
+    if name == "huber":
+        delta = float(config.get("delta", 1.0))
+        if delta <= 0:
+            raise ValueError(f"Huber: delta must be positive, got {delta!r}.")
+        base = _by_code("huber", a=delta)
+    elif name == "categorical_crossentropy" and logits:
+        base = _by_code(name, "categorical_crossentropy_logits", smoothing)
+    elif name == "categorical_crossentropy" and smoothing:
+        base = _by_code(name, "categorical_crossentropy_smoothed", smoothing)
+    elif name == "binary_crossentropy" and logits:
+        base = _by_code(name, "binary_crossentropy_logits", smoothing)
+    elif name == "binary_crossentropy" and smoothing:
+        base = _by_code(name, "binary_crossentropy_smoothed", smoothing)
+    elif name == "sparse_categorical_crossentropy" and logits:
+        base = Loss(name, kernels={"*": LossKernels(
+            "sparse_categorical_crossentropy_logits",
+            "sparse_categorical_crossentropy_logits_grad")}, sparse=True, clipped=False)
+    else:
+        base = registry().loss(name)
+    return replace(base, config=cfg)
+
+
+
+def resolve(loss: Any) -> Loss:
+    """The :class:`Loss` for an entry of ``compile(loss=...)``.
+
+    Accepts a name (Keras' names and aliases), a :class:`Loss`, a loss object of
+    :mod:`nexec.losses` (``CategoricalCrossentropy(from_logits=True)``), or what
+    ``model.save`` records for one (``{"class_name": ..., "config": {...}}``).
+    """
+    from nexec.plugins import registry
+
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str):
+        return registry().loss(ALIASES.get(loss, loss))
+    to_loss = getattr(loss, "to_loss", None)
+    if callable(to_loss):
+        return to_loss()
+    if isinstance(loss, Mapping) and "class_name" in loss:
+        from nexec import losses as public
+
+        cls = getattr(public, str(loss["class_name"]), None)
+        if cls is None:
+            raise ValueError(f"Unknown loss class {loss['class_name']!r} in a saved config.")
+        return cls(**dict(loss.get("config", {}))).to_loss()
+    what = getattr(loss, "__name__", type(loss).__name__)
+    raise TypeError(
+        f"loss={what!r} is not accepted: give a loss name ('mae', 'categorical_crossentropy'), "
+        "a loss object of nexec.losses (CategoricalCrossentropy(from_logits=True)), or a "
+        "custom per-element loss wrapped as nexec.losses.Loss(name, elementwise=(fn, dfn)) "
+        "with Numba-compilable scalar fn(p, t) and its derivative dfn(p, t) = d fn / d p. "
+        "A Python function of whole arrays cannot run as a kernel; see docs/keras.md#losses.")
+
+
+def saved_form(loss: Loss) -> Any:
+    """What ``model.save`` records for ``loss``: its name, or its class and arguments."""
+    if loss.config and "class_name" in loss.config:
+        cfg = {k: v for k, v in loss.config.items() if k != "class_name"}
+        return {"class_name": loss.config["class_name"], "config": cfg}
+    return loss.name

@@ -85,10 +85,20 @@ BUILTIN_METRICS: list[Metric] = [
 ]
 
 
-def resolve_metric(name: Any, loss_name: str) -> tuple[str, Metric]:
+def resolve_metric(name: Any, loss_name: str, units: int | None = None,
+                   sparse: bool | None = None) -> tuple[str, Metric]:
     """``(log name, metric)`` for a name in ``compile(metrics=...)`` or a Metric.
 
-    ``"accuracy"`` picks the accuracy that matches the loss, as Keras does.
+    ``"accuracy"`` (``"acc"``) resolves as Keras 3 does, from the shapes: sparse categorical
+    accuracy for integer-label targets, binary accuracy when the output has one unit,
+    categorical (argmax) accuracy otherwise, whatever the loss (so a multi-unit sigmoid with
+    binary crossentropy gets argmax accuracy, as in Keras 3).
+
+    Args:
+        name: The entry of ``metrics``.
+        loss_name: The output's loss (sparse crossentropy means integer-label targets).
+        units: The output's last dimension, when known.
+        sparse: Whether targets are integer labels (default: from ``loss_name``).
     """
     if isinstance(name, Metric):
         return name.name, name
@@ -96,10 +106,16 @@ def resolve_metric(name: Any, loss_name: str) -> tuple[str, Metric]:
         raise ValueError(f"A metric must be a name such as 'accuracy' or a "
                          f"nexec.plugin.Metric, got {name!r}.")
     key = name
-    if name in ("accuracy", "acc"):
-        key = {"sparse_categorical_crossentropy": "sparse_categorical_accuracy",
-               "binary_crossentropy": "binary_accuracy"}.get(loss_name, "categorical_accuracy")
+    if name.lower() in ("accuracy", "acc"):
+        if sparse is None:
+            sparse = loss_name == "sparse_categorical_crossentropy"
+        if sparse:
+            key = "sparse_categorical_accuracy"
+        elif units == 1 or (units is None and loss_name == "binary_crossentropy"):
+            key = "binary_accuracy"
+        else:
+            key = "categorical_accuracy"
     table = registry().metrics
     if key not in table:
         raise ValueError(f"Unknown metric {name!r}; known: accuracy, {', '.join(sorted(table))}.")
-    return ("accuracy" if name in ("accuracy", "acc") else key), table[key]
+    return (name if name.lower() in ("accuracy", "acc") else key), table[key]

@@ -20,7 +20,8 @@ from nexec.runtime.params import ParamStore
 from nexec.training import optimizers as opt_module
 from nexec.training.callbacks import Callback, CallbackList, History
 from nexec.training.data import as_inputs, as_targets
-from nexec.training.losses import ALIASES
+from nexec.training.losses import resolve as resolve_loss
+from nexec.training.losses import saved_form
 from nexec.training.metrics import resolve_metric
 from nexec.training.progress import ProgressBar
 
@@ -91,7 +92,6 @@ class Trainer:
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any,
                  loss_weights: Any, device: str) -> None:
-        from nexec.plugins import registry
 
         self.model = model
         self.device = check_device(device)
@@ -100,17 +100,20 @@ class Trainer:
             raise ValueError(f"Model '{model.name}': compile() needs a loss, e.g. "
                              "loss='categorical_crossentropy'.")
         loss_names = self._per_output(loss, names, "loss")
-        self.losses = [registry().loss(ALIASES.get(n, n)) if isinstance(n, str) else n
-                       for n in loss_names]
+        self.losses = [resolve_loss(n) for n in loss_names]
         weights = [1.0] * len(names) if loss_weights is None else \
             [float(w) for w in self._per_output(loss_weights, names, "loss_weights")]
         per_output_metrics = self._metrics(metrics, names)
         self.objectives = [
-            Objective(loss_fn, w, [resolve_metric(m, loss_fn.name) for m in ms])
-            for loss_fn, w, ms in zip(self.losses, weights, per_output_metrics)]
+            Objective(loss_fn, w, [resolve_metric(m, loss_fn.name,
+                                                  int(out.feature_shape[-1]), loss_fn.sparse)
+                                    for m in ms])
+            for loss_fn, w, ms, out in zip(self.losses, weights, per_output_metrics,
+                                           model.outputs)]
         self.optimizer = opt_module.get(optimizer)
         # What ``model.save`` records to compile a loaded model the same way (by name).
-        self.config = {"loss": [loss_fn.name for loss_fn in self.losses], "loss_weights": weights,
+        self.config = {"loss": [saved_form(loss_fn) for loss_fn in self.losses],
+                       "loss_weights": weights,
                        "metrics": [[str(m) for m in ms] for ms in per_output_metrics]}
         self.predictor = Predictor(model, self.device)
         self.plan = self.predictor.plan

@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from nexec.kernels import loss_rows
 from nexec.kernels.jit import kernel
 
 __all__ = [
@@ -46,6 +47,10 @@ __all__ = [
     "sigmoid_binary_crossentropy_grad",
     "mean_squared_error",
     "mean_squared_error_grad",
+    "row_loss",
+    "row_loss_grad",
+    "sparse_categorical_crossentropy_logits",
+    "sparse_categorical_crossentropy_logits_grad",
     "categorical_accuracy_count",
     "sparse_categorical_accuracy_count",
     "binary_accuracy_count",
@@ -330,6 +335,88 @@ def mean_squared_error_grad(p, y, scale, dp):
     for i in range(n):
         for j in range(k):
             dp[i, j] = f * (float(p[i, j]) - float(y[i, j]))
+
+
+# ------------------------------------------------------------------------------ by code
+
+_row_value = kernel(loss_rows.row_value)
+_row_grad = kernel(loss_rows.row_grad)
+_hinge_pm = kernel(loss_rows.hinge_targets_pm)
+
+
+@kernel
+def row_loss(p, y, code, a, eps, out):
+    """The Keras loss ``code`` of :mod:`nexec.kernels.loss_rows` (MAE, Huber, hinge, KL
+    divergence, crossentropy from logits...), batch mean of the row losses into ``out[0]``.
+
+    ``a`` is the loss's parameter (Huber's delta, label smoothing), ``eps`` Keras' epsilon.
+    """
+    if p.shape != y.shape:
+        raise ValueError("row_loss: p and y shapes differ")
+    _check_out(out)
+    n, k = p.shape
+    if n == 0 or k == 0:
+        out[0] = np.nan
+        return
+    pm = _hinge_pm(y) if code == loss_rows.HINGE or code == loss_rows.SQUARED_HINGE else 0.0
+    total = 0.0
+    for i in range(n):
+        total += _row_value(code, p, y, i, a, eps, pm)
+    out[0] = total / n
+
+
+@kernel
+def row_loss_grad(p, y, code, a, eps, scale, dp):
+    """Exact gradient of :func:`row_loss` w.r.t. ``p``, times ``scale`` (= weight / N)."""
+    if p.shape != y.shape or dp.shape != p.shape:
+        raise ValueError("row_loss_grad: shapes differ")
+    n, k = p.shape
+    if k == 0:
+        return
+    pm = _hinge_pm(y) if code == loss_rows.HINGE or code == loss_rows.SQUARED_HINGE else 0.0
+    for i in range(n):
+        _row_grad(code, p, y, i, a, eps, pm, scale, dp)
+
+
+@kernel
+def sparse_categorical_crossentropy_logits(z, labels, out):
+    """Keras ``sparse_categorical_crossentropy(from_logits=True)``: per row
+    ``logsumexp(z) - z[label]``, batch mean into ``out[0]``."""
+    n, k = z.shape
+    _check_labels(labels, n, k)
+    _check_out(out)
+    if n == 0:
+        out[0] = np.nan
+        return
+    total = 0.0
+    for i in range(n):
+        m = -np.inf
+        for j in range(k):
+            m = max(m, float(z[i, j]))
+        se = 0.0
+        for j in range(k):
+            se += math.exp(float(z[i, j]) - m)
+        total += m + math.log(se) - float(z[i, labels[i]])
+    out[0] = total / n
+
+
+@kernel
+def sparse_categorical_crossentropy_logits_grad(z, labels, scale, dz):
+    """``dz = scale * (softmax(z) - one_hot(labels))``: the exact gradient."""
+    n, k = z.shape
+    if dz.shape != z.shape:
+        raise ValueError("sparse_categorical_crossentropy_logits_grad: shapes differ")
+    _check_labels(labels, n, k)
+    for i in range(n):
+        m = -np.inf
+        for j in range(k):
+            m = max(m, float(z[i, j]))
+        se = 0.0
+        for j in range(k):
+            se += math.exp(float(z[i, j]) - m)
+        for j in range(k):
+            dz[i, j] = scale * math.exp(float(z[i, j]) - m) / se
+        dz[i, labels[i]] -= scale
 
 
 # ------------------------------------------------------------------------------ metrics

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from numba import float64, int64
 
+from nexec.kernels import loss_rows
 from nexec.kernels.cuda.backend import MAX_THREADS, config_1d, cuda, jit, max_threads, pow2_at_least
 
 __all__ = [
@@ -55,11 +56,15 @@ __all__ = [
     "mean_squared_error",
     "mean_squared_error_grad",
     "reduce_config",
+    "row_loss",
+    "row_loss_grad",
     "sigmoid_binary_crossentropy_grad",
     "softmax_crossentropy_grad",
     "sparse_categorical_accuracy_count",
     "sparse_categorical_crossentropy",
     "sparse_categorical_crossentropy_grad",
+    "sparse_categorical_crossentropy_logits",
+    "sparse_categorical_crossentropy_logits_grad",
     "sparse_softmax_crossentropy_grad",
 ]
 
@@ -374,6 +379,93 @@ def _clear_if_not_finite(x, out):
             out[0] = 0  # every writer stores the same value: a benign race
 
 
+# --------------------------------------------------------------------------- by code
+# One block: the hinge losses first need "every target is 0 or 1" over the whole batch.
+
+_row_value = jit(device=True)(loss_rows.row_value) if cuda is not None else None
+_row_grad = jit(device=True)(loss_rows.row_grad) if cuda is not None else None
+
+
+@jit(device=True)
+def _hinge_pm(part, code, y):
+    """1.0 when the hinge targets are all 0/1 (every thread of the block must call it)."""
+    bad = 0.0
+    if code == loss_rows.HINGE or code == loss_rows.SQUARED_HINGE:
+        k = y.shape[1]
+        for i in range(cuda.threadIdx.x, y.shape[0], cuda.blockDim.x):
+            for j in range(k):
+                v = float64(y[i, j])
+                if v != 0.0 and v != 1.0:
+                    bad += 1.0
+    total = block_sum(part, bad)
+    cuda.syncthreads()
+    if code == loss_rows.HINGE or code == loss_rows.SQUARED_HINGE:
+        return 1.0 if total == 0.0 else 0.0
+    return 0.0
+
+
+@jit
+def _row_loss_value(p, y, code, a, eps, out):
+    n = p.shape[0]
+    part = cuda.shared.array(MAX_THREADS, float64)
+    pm = _hinge_pm(part, code, y)
+    acc = 0.0
+    if p.shape[1] > 0:
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            acc += _row_value(code, p, y, i, a, eps, pm)
+    total = block_sum(part, acc)
+    if cuda.threadIdx.x == 0:
+        out[0] = total / n if n * p.shape[1] > 0 else math.nan
+
+
+@jit
+def _row_loss_grad(p, y, code, a, eps, scale, dp):
+    part = cuda.shared.array(MAX_THREADS, float64)
+    pm = _hinge_pm(part, code, y)
+    for i in range(cuda.threadIdx.x, p.shape[0], cuda.blockDim.x):
+        _row_grad(code, p, y, i, a, eps, pm, scale, dp)
+
+
+@jit(device=True)
+def _logsumexp_row(z, i):
+    m = -math.inf
+    for j in range(z.shape[1]):
+        m = max(m, float64(z[i, j]))
+    se = 0.0
+    for j in range(z.shape[1]):
+        se += math.exp(float64(z[i, j]) - m)
+    return m + math.log(se)
+
+
+@jit
+def _sparse_logits_value(z, labels, out):
+    n = z.shape[0]
+    k = z.shape[1]
+    part = cuda.shared.array(MAX_THREADS, float64)
+    acc = 0.0
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        lab = labels[i]
+        if lab >= 0 and lab < k:
+            acc += _logsumexp_row(z, i) - float64(z[i, lab])
+        else:
+            acc += math.nan
+    total = block_sum(part, acc)
+    if cuda.threadIdx.x == 0:
+        out[0] = total / n if n > 0 else math.nan
+
+
+@jit
+def _sparse_logits_grad(z, labels, scale, dz):
+    k = z.shape[1]
+    for i in range(cuda.grid(1), z.shape[0], cuda.gridsize(1)):
+        lab = labels[i]
+        lse = _logsumexp_row(z, i)
+        for j in range(k):
+            dz[i, j] = scale * math.exp(float64(z[i, j]) - lse) if lab >= 0 and lab < k else 0.0
+        if lab >= 0 and lab < k:
+            dz[i, lab] -= scale
+
+
 # --------------------------------------------------------------------------- launch helpers
 
 
@@ -514,6 +606,47 @@ def mean_squared_error_grad(p: Any, y: Any, scale: float, dp: Any, *, stream: An
     if n * k == 0:
         return
     _diff_grad[config_1d(n * k) + (stream,)](p, y, 2.0 * float(scale) / k, dp)
+
+
+# --------------------------------------------------------------------------- by code
+
+
+def row_loss(p: Any, y: Any, code: int, a: float, eps: float, out: Any, *,
+             stream: Any = 0) -> None:
+    """The Keras loss ``code`` of :mod:`nexec.kernels.loss_rows`, batch mean into ``out[0]``."""
+    _same_shape(p, y, "row_loss")
+    check_out(out, "row_loss")
+    _row_loss_value[reduce_config(p.shape[0]) + (stream,)](p, y, int(code), float(a),
+                                                            float(eps), out)
+
+
+def row_loss_grad(p: Any, y: Any, code: int, a: float, eps: float, scale: float, dp: Any, *,
+                  stream: Any = 0) -> None:
+    """Exact gradient of :func:`row_loss` w.r.t. ``p``, times ``scale``."""
+    _same_shape(p, y, "row_loss_grad", dp)
+    if p.shape[0] * p.shape[1] == 0:
+        return
+    _row_loss_grad[reduce_config(p.shape[0]) + (stream,)](p, y, int(code), float(a),
+                                                           float(eps), float(scale), dp)
+
+
+def sparse_categorical_crossentropy_logits(z: Any, labels: Any, out: Any, *,
+                                           stream: Any = 0) -> None:
+    """``logsumexp(z) - z[label]`` per row, batch mean into ``out[0]`` (bad label: NaN)."""
+    _labels_shape(z, labels, "sparse_categorical_crossentropy_logits")
+    check_out(out, "sparse_categorical_crossentropy_logits")
+    _sparse_logits_value[reduce_config(z.shape[0]) + (stream,)](z, labels, out)
+
+
+def sparse_categorical_crossentropy_logits_grad(z: Any, labels: Any, scale: float, dz: Any, *,
+                                                stream: Any = 0) -> None:
+    """``dz = scale * (softmax(z) - one_hot(labels))``; a bad label's row gets zeros."""
+    _labels_shape(z, labels, "sparse_categorical_crossentropy_logits_grad")
+    if dz.shape != z.shape:
+        raise ValueError("sparse_categorical_crossentropy_logits_grad: shapes differ")
+    if z.shape[0] * z.shape[1] == 0:
+        return
+    _sparse_logits_grad[_rows(z.shape[0]) + (stream,)](z, labels, float(scale), dz)
 
 
 # --------------------------------------------------------------------------- metrics

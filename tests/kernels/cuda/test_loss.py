@@ -196,3 +196,41 @@ def test_empty_batch_and_device_only_behaviour():
     with pytest.raises(ValueError, match="batch sizes"):
         gpu.sparse_categorical_crossentropy(dev(p), dev(bad[:3]), EPS,
                                             sentinel((1,), np.float64))
+
+
+@pytest.mark.parametrize("code_name,a", [("huber", 0.5), ("hinge", 0.0),
+                                          ("categorical_crossentropy_logits", 0.1)])
+def test_row_loss_matches_cpu(code_name, a):
+    """The Keras losses by code (nexec.kernels.loss_rows): value and gradient as on the CPU."""
+    from nexec.kernels.loss_rows import CODES
+
+    code = CODES[code_name]
+    rng = np.random.default_rng(5)
+    p = rng.normal(0.0, 1.5, (N, C))
+    y = np.eye(C)[rng.integers(0, C, N)]
+    out = np.zeros(1)
+    cpu.row_loss(p, y, code, a, EPS, out)
+    got = sentinel((1,), np.float64)
+    gpu.row_loss(dev(p), dev(y), code, a, EPS, got)
+    assert abs(host(got)[0] - out[0]) <= 1e-12 * abs(out[0])
+    dp = np.zeros_like(p)
+    cpu.row_loss_grad(p, y, code, a, EPS, SCALE, dp)
+    ddp = dev(np.full_like(p, np.nan))
+    gpu.row_loss_grad(dev(p), dev(y), code, a, EPS, SCALE, ddp)
+    check(ddp, dp, np.float64, "row_loss_grad")
+
+
+def test_sparse_crossentropy_from_logits_matches_cpu():
+    rng = np.random.default_rng(6)
+    z = rng.normal(0.0, 2.0, (N, C))
+    labels = np.array([0, 3, 1, 2, 2])
+    out = np.zeros(1)
+    cpu.sparse_categorical_crossentropy_logits(z, labels, out)
+    got = sentinel((1,), np.float64)
+    gpu.sparse_categorical_crossentropy_logits(dev(z), dev(labels), got)
+    assert abs(host(got)[0] - out[0]) <= 1e-12 * abs(out[0])
+    dz = np.zeros_like(z)
+    cpu.sparse_categorical_crossentropy_logits_grad(z, labels, SCALE, dz)
+    ddz = dev(np.full_like(z, np.nan))
+    gpu.sparse_categorical_crossentropy_logits_grad(dev(z), dev(labels), SCALE, ddz)
+    check(ddz, dz, np.float64, "sparse logits grad")

@@ -23,8 +23,7 @@ from nexec.errors import PluginError
 from nexec.kernels.loss_rows import CODES
 from nexec.ops.base import BoundCall
 
-__all__ = ["Loss", "LossKernels", "BUILTIN_LOSSES", "EPSILON", "ALIASES", "configured",
-           "resolve", "saved_form"]
+__all__ = ["Loss", "LossKernels", "BUILTIN_LOSSES", "EPSILON", "ALIASES", "configured"]
 
 EPSILON = 1e-7  # Keras' backend epsilon, used for probability clipping
 
@@ -227,44 +226,3 @@ def configured(name: str, **config: Any) -> Loss:
     else:
         base = registry().loss(name)
     return replace(base, config=cfg)
-
-
-
-def resolve(loss: Any) -> Loss:
-    """The :class:`Loss` for an entry of ``compile(loss=...)``.
-
-    Accepts a name (Keras' names and aliases), a :class:`Loss`, a loss object of
-    :mod:`nexec.losses` (``CategoricalCrossentropy(from_logits=True)``), or what
-    ``model.save`` records for one (``{"class_name": ..., "config": {...}}``).
-    """
-    from nexec.plugins import registry
-
-    if isinstance(loss, Loss):
-        return loss
-    if isinstance(loss, str):
-        return registry().loss(ALIASES.get(loss, loss))
-    to_loss = getattr(loss, "to_loss", None)
-    if callable(to_loss):
-        return to_loss()
-    if isinstance(loss, Mapping) and "class_name" in loss:
-        from nexec import losses as public
-
-        cls = getattr(public, str(loss["class_name"]), None)
-        if cls is None:
-            raise ValueError(f"Unknown loss class {loss['class_name']!r} in a saved config.")
-        return cls(**dict(loss.get("config", {}))).to_loss()
-    what = getattr(loss, "__name__", type(loss).__name__)
-    raise TypeError(
-        f"loss={what!r} is not accepted: give a loss name ('mae', 'categorical_crossentropy'), "
-        "a loss object of nexec.losses (CategoricalCrossentropy(from_logits=True)), or a "
-        "custom per-element loss wrapped as nexec.losses.Loss(name, elementwise=(fn, dfn)) "
-        "with Numba-compilable scalar fn(p, t) and its derivative dfn(p, t) = d fn / d p. "
-        "A Python function of whole arrays cannot run as a kernel; see docs/keras.md#losses.")
-
-
-def saved_form(loss: Loss) -> Any:
-    """What ``model.save`` records for ``loss``: its name, or its class and arguments."""
-    if loss.config and "class_name" in loss.config:
-        cfg = {k: v for k, v in loss.config.items() if k != "class_name"}
-        return {"class_name": loss.config["class_name"], "config": cfg}
-    return loss.name

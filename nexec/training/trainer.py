@@ -20,8 +20,8 @@ from nexec.runtime.params import ParamStore
 from nexec.training import optimizers as opt_module
 from nexec.training.callbacks import Callback, CallbackList, History
 from nexec.training.data import as_inputs, as_targets
-from nexec.training.losses import resolve as resolve_loss
-from nexec.training.losses import saved_form
+from nexec.training.loss_objects import resolve as resolve_loss
+from nexec.training.loss_objects import saved_form
 from nexec.training.metrics import resolve_metric
 from nexec.training.progress import ProgressBar
 

@@ -274,12 +274,14 @@ def _segment_scale(g, offsets, norms, prep):
     c = prep[1]
     k = cuda.blockIdx.x
     d = max(math.sqrt(norms[k]), c)  # clipnorm: g * c / d, as the CPU rounds it
-    total = 0.0
+    scale = 1.0
     if mode == 2:
+        total = 0.0
         for j in range(offsets.shape[0] - 1):
             total += norms[j]
-    norm = math.sqrt(total)
-    scale = c * min(1.0 / norm, 1.0 / c) + (norm - norm)
+        norm = math.sqrt(total)
+        inv = 1.0 / norm if norm > 0.0 else math.inf  # NaN stays NaN through the last term
+        scale = c * min(inv, 1.0 / c) + (norm - norm)
     for i in range(offsets[k] + cuda.threadIdx.x, offsets[k + 1], cuda.blockDim.x):
         if mode == 1:
             g[i] = g[i] * c / d

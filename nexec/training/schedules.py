@@ -233,7 +233,7 @@ class CosineDecay(LearningRateSchedule):
                 "warmup_target": self.warmup_target, "warmup_steps": self.warmup_steps}
 
 
-BUILTIN_SCHEDULES: dict[str, type] = {c.__name__: c for c in (
+BUILTIN_SCHEDULES: dict[str, type[LearningRateSchedule]] = {c.__name__: c for c in (
     ExponentialDecay, PiecewiseConstantDecay, PolynomialDecay, InverseTimeDecay, CosineDecay)}
 
 
@@ -245,7 +245,7 @@ def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
 def deserialize(config: dict[str, Any]) -> LearningRateSchedule:
     """The schedule :func:`serialize` wrote."""
     name = config.get("class_name")
-    cls = BUILTIN_SCHEDULES.get(name)  # type: ignore[arg-type]
+    cls: Any = BUILTIN_SCHEDULES.get(str(name))
     if cls is None:
         raise ValueError(f"Unknown learning-rate schedule {name!r}; known: "
                          f"{sorted(BUILTIN_SCHEDULES)}.")

@@ -135,6 +135,12 @@ class Model(Function, Layer):
     def non_trainable_weights(self) -> list[np.ndarray]:
         return [w for layer in self._leaves() for w in layer.non_trainable_weights]
 
+    @property
+    def optimizer(self) -> Any:
+        """The compiled optimizer object (``None`` before ``compile``), as Keras';
+        ``model.optimizer.learning_rate = x`` takes effect at the next step."""
+        return None if self._trainer is None else self._trainer.optimizer
+
     def get_weights(self) -> list[np.ndarray]:
         return [w.copy() for w in self.weights]
 

@@ -120,7 +120,8 @@ def _compile_from(model: Model, config: dict[str, Any], optimizer: dict[str, np.
     if cls is None:
         raise SavedModelError(f"'{path}' was compiled with optimizer "
                               f"{opt_entry['class_name']!r}, which no installed plugin provides.")
-    opt = cls(**opt_entry["config"])
+    opt = cls.from_config(opt_entry["config"]) if hasattr(cls, "from_config") else \
+        cls(**opt_entry["config"])
     names = model.output_names
     model.compile(optimizer=opt, loss=dict(zip(names, config["loss"])),
                   metrics=dict(zip(names, config["metrics"])),

@@ -174,7 +174,8 @@ class Executor:
             return prog
         self._bind_backward(prog, sched, arr)
         t = self.store.trainable_size
-        prog.add("update", [self.optimizer.bind(self.params.values[:t], self.params.grads[:t])])
+        prog.add("update", self.optimizer.calls(self.params.values[:t], self.params.grads[:t],
+                                                self.store))
         return prog
 
     def _bind_objectives(self, prog: Program, sched: Schedule, arr: Any) -> None:

@@ -10,13 +10,37 @@ Example:
 """
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import numpy as np
 
 from nexec.plugins import registry
+from nexec.training import schedules as schedules_module
+from nexec.training.schedules import LearningRateSchedule
 
-__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "BUILTIN_OPTIMIZERS", "get"]
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Nadam", "Adamax", "Adagrad",
+           "Adadelta", "Lion", "BUILTIN_OPTIMIZERS", "get"]
+
+#: ``clip_and_decay``'s modes (``prep[0]``).
+_CLIP_MODES = {None: 0.0, "clipnorm": 1.0, "global_clipnorm": 2.0, "clipvalue": 3.0}
+
+
+def _checked(cls: str, arg: str, value: Any, *, lo: float = 0.0, hi: float = math.inf,
+             lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a float when it is a real number in the interval, else a ValueError
+    naming the argument, the value and the accepted interval."""
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and \
+        not isinstance(value, bool) and not math.isnan(float(value))
+    if ok:
+        v = float(value)
+        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    if not ok:
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ValueError(f"{cls}: argument `{arg}` must be a number in {interval}. "
+                         f"Received: {arg}={value!r}")
+    return float(value)
 
 
 class Optimizer:
@@ -25,35 +49,110 @@ class Optimizer:
     learning_rate, ...]``), so changing the learning rate needs no re-binding and the
     update is an ordinary instruction of the training step.
 
+    Keras 3's common arguments are keyword arguments of every optimizer: ``weight_decay``
+    (decoupled, ``w -= w * weight_decay * lr`` before the update), ``clipnorm`` (each
+    variable's gradient by its own norm), ``global_clipnorm``, ``clipvalue`` (at most one
+    of the three); clipping and decay run as one kernel instruction before the update.
+    ``use_ema``, ``loss_scale_factor`` and ``gradient_accumulation_steps`` are refused.
+
     Args:
-        learning_rate: Step size.
+        learning_rate: Step size (>= 0), or a ``schedules.LearningRateSchedule``.
+        name: Default: the class name in lower case.
     """
 
     slots = 0
     #: The update kernel's name in a device's kernel namespace.
     update_kernel = ""
+    #: Initial value of every state slot (Adagrad starts its accumulator above zero).
+    slot_initial_value = 0.0
 
-    def __init__(self, learning_rate: float = 0.001, name: str | None = None) -> None:
-        self.name = name or type(self).__name__.lower()
+    def __init__(self, learning_rate: Any = 0.001, name: str | None = None, *,
+                 weight_decay: float | None = None, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None,
+                 use_ema: bool = False, ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: int | None = None,
+                 loss_scale_factor: float | None = None,
+                 gradient_accumulation_steps: int | None = None, **kwargs: Any) -> None:
+        cls = type(self).__name__
+        if kwargs.pop("decay", None) is not None:
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.",
+                          stacklevel=2)
+        if kwargs:
+            raise ValueError(f"{cls}: argument(s) not recognized: {kwargs}")
+        for arg, value, default in (("use_ema", use_ema, False),
+                                    ("loss_scale_factor", loss_scale_factor, None),
+                                    ("gradient_accumulation_steps",
+                                     gradient_accumulation_steps, None)):
+            if value != default:
+                raise ValueError(f"{cls}: argument `{arg}` is not supported by nexec "
+                                 f"(only {arg}={default!r}). Received: {arg}={value!r}")
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
+        self.name = name or cls.lower()
+        self.weight_decay = None if weight_decay is None else \
+            _checked(cls, "weight_decay", weight_decay)
+        clips = {k: v for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                                   ("global_clipnorm", global_clipnorm)) if v is not None}
+        if len(clips) > 1:
+            raise ValueError(f"{cls}: only one of `clipnorm`, `clipvalue` and "
+                             f"`global_clipnorm` can be set. Received: clipnorm={clipnorm}, "
+                             f"clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
+        for k, v in clips.items():
+            clips[k] = _checked(cls, k, v, lo_open=True)
+        self.clipnorm = clips.get("clipnorm")
+        self.clipvalue = clips.get("clipvalue")
+        self.global_clipnorm = clips.get("global_clipnorm")
         self.state: list[Any] = []
         self.device: Any = None
+        self._schedule: Any = None
         self._host = np.zeros(2 + len(self._extra()), np.float64)
-        self._host[1] = float(learning_rate)
         self.hyper: Any = self._host  # where the kernel reads them (a device copy off-host)
+        self._host_lr = self._host[1:2]
+        self._device_lr: Any = self._host_lr
+        self._set_rate(learning_rate)
 
     def _extra(self) -> list[float]:
         """The hyperparameters after ``[iterations, learning_rate]``, in kernel order."""
         return []
 
+    def _set_rate(self, value: Any) -> None:
+        if isinstance(value, LearningRateSchedule) or (
+                callable(value) and not isinstance(value, (int, float))):
+            self._schedule = value
+            self._host[1] = self._rate_at(int(self._host[0]))
+            return
+        self._schedule = None
+        self._host[1] = _checked(type(self).__name__, "learning_rate", value)
+
+    def _rate_at(self, step: int) -> float:
+        s = self._schedule
+        rate = s(step) if isinstance(s, LearningRateSchedule) else s()
+        return float(rate)
+
     # ----- values users read and set -------------------------------------------------------
     @property
     def learning_rate(self) -> float:
+        """The rate of the next step (a schedule's value at ``iterations``); settable to a
+        number (not when constructed with a schedule, as Keras) or to a schedule."""
+        if self._schedule is not None:
+            return self._rate_at(self.iterations)
         return float(self._host[1])
 
     @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        self._host[1] = float(value)
-        self._push()
+    def learning_rate(self, value: Any) -> None:
+        new_schedule = isinstance(value, LearningRateSchedule) or (
+            callable(value) and not isinstance(value, (int, float)))
+        if self._schedule is not None and not new_schedule:
+            raise TypeError(f"{type(self).__name__} was created with a learning-rate schedule "
+                            "as its `learning_rate`, so its learning rate is not settable to "
+                            f"a number (received {value!r}); create the optimizer with a float "
+                            "`learning_rate` to set it.")
+        if new_schedule and self._schedule is None and self.device is not None:
+            raise TypeError(f"{type(self).__name__}: a learning-rate schedule can be set only "
+                            "before compile() (or compile again after setting it); the "
+                            "compiled step has no schedule instruction.")
+        self._set_rate(value)
+        self._push_rate()
 
     @property
     def iterations(self) -> int:
@@ -66,24 +165,90 @@ class Optimizer:
     def iterations(self, value: int) -> None:
         _ = self.iterations  # bring the device's count over before overwriting the host copy
         self._host[0] = int(value)
+        self._host[2:] = self._extra()
         self._push()
 
     def _push(self) -> None:
         if self.hyper is not self._host:
             self.device.copy_to_device(self.hyper, self._host)
 
+    def _push_rate(self) -> None:
+        """Writes only the learning rate (the device's step count stays as it is)."""
+        if self._device_lr is not self._host_lr:
+            self.device.copy_to_device(self._device_lr, self._host_lr)
+
+    def _schedule_step(self) -> None:
+        """Before each update: this step's scheduled rate into ``hyper[1]``. On a device
+        the host's ``hyper[0]`` mirrors the count (one schedule step per update)."""
+        self._host[1] = self._rate_at(int(self._host[0]))
+        if self._device_lr is not self._host_lr:
+            self.device.copy_to_device(self._device_lr, self._host_lr)
+            self._host[0] += 1.0
+
     # ----- binding --------------------------------------------------------------------------
     def build(self, size: int, dtype: str, device: Any) -> None:
         """Allocates the state once on ``device`` (a ``nexec.devices.Device``); keeps it
         when nothing changed (a second ``compile``)."""
+        if self.device is not None:
+            _ = self.iterations  # the device's count (and state) into the host copy
         if len(self.state) != self.slots or self.device is not device or any(
                 s.size != size or s.dtype != dtype for s in self.state):
-            _ = self.iterations if self.device is not None else 0
-            self.state = [device.zeros((size,), dtype) for _ in range(self.slots)]
+            init = self.slot_initial_value
+            self.state = [device.zeros((size,), dtype) if init == 0.0 else
+                          device.to_device(np.full((size,), init, dtype))
+                          for _ in range(self.slots)]
             self.device = device
             self.hyper = device.to_device(self._host)
+            self._device_lr = self._host_lr if self.hyper is self._host else self.hyper[1:2]
         self._host[2:] = self._extra()
+        if self._schedule is not None:
+            self._host[1] = self._rate_at(int(self._host[0]))
         self._push()
+
+    def _clip_mode(self) -> tuple[str | None, float]:
+        for k in ("clipnorm", "global_clipnorm", "clipvalue"):
+            if getattr(self, k, None) is not None:
+                return k, float(getattr(self, k))
+        return None, 0.0
+
+    def calls(self, w: Any, g: Any, store: Any = None) -> list[tuple]:
+        """Every bound call of one update, in order: the scheduled rate (when the learning
+        rate is a schedule), clipping and weight decay (when asked for), then the update.
+
+        Args:
+            w: The flat trainable parameters.
+            g: Their gradients (clipping rewrites them in place).
+            store: The ``ParamStore`` whose order gives each variable's place in ``w``
+                (needed for ``clipnorm``, which clips each variable by its own norm).
+        """
+        out: list[tuple] = []
+        if self._schedule is not None:
+            out.append((self._schedule_step, ()))
+        mode, clip = self._clip_mode()
+        wd = getattr(self, "weight_decay", None) or 0.0
+        if mode is not None or wd:
+            offsets = self._offsets(w.shape[0], store)
+            dev = self.device
+            prep = np.array([_CLIP_MODES[mode], clip, wd], np.float64)
+            out.append((dev.kernels.clip_and_decay,
+                        (w, g, dev.to_device(offsets),
+                         dev.zeros((max(offsets.size - 1, 1),), np.float64), self.hyper,
+                         dev.to_device(prep))))
+        out.append(self.bind(w, g))
+        return out
+
+    @staticmethod
+    def _offsets(size: int, store: Any) -> np.ndarray:
+        """Variable boundaries in the flat trainable buffer (one variable without a store)."""
+        bounds = [0]
+        if store is not None:
+            for layer, name in store.order:
+                if bounds[-1] >= size:
+                    break
+                bounds.append(bounds[-1] + int(layer._params[name].size))
+        if bounds[-1] != size:
+            bounds = [0, size]
+        return np.array(bounds, np.int64)
 
     def bind(self, w: Any, g: Any) -> tuple:
         """The update of flat parameters ``w`` from gradients ``g``, as one bound call."""
@@ -118,7 +283,28 @@ class Optimizer:
             self.device.copy_to_device(slot, np.asarray(host, slot.dtype))
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "learning_rate": self.learning_rate}
+        """The constructor's arguments (JSON-serialisable; a schedule as its config)."""
+        rate: Any = self._host[1] if self._schedule is None else self._schedule
+        if isinstance(rate, LearningRateSchedule):
+            rate = schedules_module.serialize(rate)
+        elif callable(rate):
+            raise ValueError(f"{type(self).__name__}: a learning rate given as a plain "
+                             "callable cannot be saved; use a schedules.LearningRateSchedule.")
+        else:
+            rate = float(rate)
+        config: dict[str, Any] = {"name": self.name, "learning_rate": rate}
+        for k in ("weight_decay", "clipnorm", "global_clipnorm", "clipvalue"):
+            if getattr(self, k, None) is not None:
+                config[k] = getattr(self, k)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        """The optimizer :meth:`get_config` described (a schedule rebuilt from its config)."""
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules_module.deserialize(config["learning_rate"])
+        return cls(**config)
 
 
 class SGD(Optimizer):
@@ -126,18 +312,19 @@ class SGD(Optimizer):
 
     Args:
         learning_rate: Default 0.01.
-        momentum: Default 0.0.
+        momentum: In [0, 1]; default 0.0.
         nesterov: Default False.
+        **kwargs: Keras' common optimizer arguments (see :class:`Optimizer`).
     """
 
     slots = 1  # the velocity
     update_kernel = "sgd_update"
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0,
-                 nesterov: bool = False, name: str | None = None) -> None:
-        self.momentum = float(momentum)
+    def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0,
+                 nesterov: bool = False, name: str | None = None, **kwargs: Any) -> None:
+        self.momentum = _checked("SGD", "momentum", momentum, hi=1.0)
         self.nesterov = bool(nesterov)
-        super().__init__(learning_rate, name)
+        super().__init__(learning_rate, name, **kwargs)
 
     def _extra(self) -> list[float]:
         return [self.momentum, float(self.nesterov)]
@@ -147,22 +334,29 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSprop, as Keras (non-centered, no momentum).
+    """RMSprop, as Keras (non-centered, no momentum: others are refused).
 
     Args:
         learning_rate: Default 0.001.
-        rho: Decay of the squared-gradient average; default 0.9.
+        rho: Decay of the squared-gradient average, in [0, 1); default 0.9.
+        momentum: Only 0.0.
         epsilon: Default 1e-7.
+        centered: Only False.
+        **kwargs: Keras' common optimizer arguments (see :class:`Optimizer`).
     """
 
     slots = 1
     update_kernel = "rmsprop_update"
 
-    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7,
-                 name: str | None = None) -> None:
-        self.rho = float(rho)
-        self.epsilon = float(epsilon)
-        super().__init__(learning_rate, name)
+    def __init__(self, learning_rate: Any = 0.001, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, centered: bool = False, name: str | None = None,
+                 **kwargs: Any) -> None:
+        if momentum != 0.0 or centered:
+            raise ValueError("RMSprop: nexec supports momentum=0.0 and centered=False only. "
+                             f"Received: momentum={momentum!r}, centered={centered!r}")
+        self.rho = _checked("RMSprop", "rho", rho, hi=1.0, hi_open=True)
+        self.epsilon = _checked("RMSprop", "epsilon", epsilon)
+        super().__init__(learning_rate, name, **kwargs)
 
     def _extra(self) -> list[float]:
         return [self.rho, self.epsilon]
@@ -171,23 +365,16 @@ class RMSprop(Optimizer):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
 
 
-class Adam(Optimizer):
-    """Adam, as Keras.
+class _Betas(Optimizer):
+    """An optimizer with ``beta_1``, ``beta_2`` (each in [0, 1)) and ``epsilon``."""
 
-    Args:
-        learning_rate: Default 0.001.
-        beta_1: Default 0.9.
-        beta_2: Default 0.999.
-        epsilon: Default 1e-7.
-    """
-
-    slots = 2
-    update_kernel = "adam_update"
-
-    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, name: str | None = None) -> None:
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
-        super().__init__(learning_rate, name)
+    def __init__(self, learning_rate: Any, beta_1: float, beta_2: float, epsilon: float,
+                 name: str | None, **kwargs: Any) -> None:
+        cls = type(self).__name__
+        self.beta_1 = _checked(cls, "beta_1", beta_1, hi=1.0, hi_open=True)
+        self.beta_2 = _checked(cls, "beta_2", beta_2, hi=1.0, hi_open=True)
+        self.epsilon = _checked(cls, "epsilon", epsilon)
+        super().__init__(learning_rate, name, **kwargs)
 
     def _extra(self) -> list[float]:
         return [self.beta_1, self.beta_2, self.epsilon]
@@ -197,7 +384,185 @@ class Adam(Optimizer):
                 "epsilon": self.epsilon}
 
 
-BUILTIN_OPTIMIZERS: dict[str, type] = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+class Adam(_Betas):
+    """Adam, as Keras (``amsgrad=True`` is refused).
+
+    Args:
+        learning_rate: Default 0.001.
+        beta_1: Default 0.9.
+        beta_2: Default 0.999.
+        epsilon: Default 1e-7.
+        amsgrad: Only False.
+        **kwargs: Keras' common optimizer arguments (see :class:`Optimizer`).
+    """
+
+    slots = 2
+    update_kernel = "adam_update"
+
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, amsgrad: bool = False, name: str | None = None,
+                 **kwargs: Any) -> None:
+        if amsgrad:
+            raise ValueError(f"{type(self).__name__}: nexec supports amsgrad=False only. "
+                             f"Received: amsgrad={amsgrad!r}")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, as Keras (``weight_decay`` defaults to 0.004 and
+    cannot be None).
+
+    Args:
+        learning_rate: Default 0.001.
+        weight_decay: Default 0.004.
+        beta_1: Default 0.9.
+        beta_2: Default 0.999.
+        epsilon: Default 1e-7.
+        amsgrad: Only False.
+        **kwargs: Keras' common optimizer arguments (see :class:`Optimizer`).
+    """
+
+    def __init__(self, learning_rate: Any = 0.001, weight_decay: float = 0.004,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 amsgrad: bool = False, name: str | None = None, **kwargs: Any) -> None:
+        if weight_decay is None:
+            raise ValueError("AdamW: argument `weight_decay` must be a number >= 0. "
+                             "Received: weight_decay=None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name,
+                         weight_decay=weight_decay, **kwargs)
+
+
+class Nadam(_Betas):
+    """Nadam, as Keras 3 (its momentum cache ``u_product`` rides in the hyperparameters and
+    is recomputed from ``iterations`` when the count is set).
+
+    Args:
+        learning_rate: Default 0.001.
+        beta_1: Default 0.9.
+        beta_2: Default 0.999.
+        epsilon: Default 1e-7.
+        **kwargs: Keras' common optimizer arguments (see :class:`Optimizer`).
+    """
+
+    slots = 2
+    update_kernel = "nadam_update"
+
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
+
+    def _extra(self) -> list[float]:
+        steps = int(self._host[0]) if hasattr(self, "_host") else 0
+        u_product = 1.0
+        for t in range(1, steps + 1):  # the kernel's product, factor by factor
+            u_product = u_product * (self.beta_1 * (1.0 - 0.5 * 0.96 ** t))
+        return [*super()._extra(), u_product]
+
+
+class Adamax(_Betas):
+    """Adamax, as Keras.
+
+    Args:
+        learning_rate: Default 0.001.
+        beta_1: Default 0.9.
+        beta_2: Default 0.999.
+        epsilon: Default 1e-7.
+        **kwargs: Keras' common optimizer arguments (see :class:`Optimizer`).
+    """
+
+    slots = 2
+    update_kernel = "adamax_update"
+
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
+
+
+class Adagrad(Optimizer):
+    """Adagrad, as Keras.
+
+    Args:
+        learning_rate: Default 0.001.
+        initial_accumulator_value: The accumulator's start, >= 0; default 0.1.
+        epsilon: Default 1e-7.
+        **kwargs: Keras' common optimizer arguments (see :class:`Optimizer`).
+    """
+
+    slots = 1
+    update_kernel = "adagrad_update"
+
+    def __init__(self, learning_rate: Any = 0.001, initial_accumulator_value: float = 0.1,
+                 epsilon: float = 1e-7, name: str | None = None, **kwargs: Any) -> None:
+        self.initial_accumulator_value = _checked("Adagrad", "initial_accumulator_value",
+                                                  initial_accumulator_value)
+        self.slot_initial_value = self.initial_accumulator_value
+        self.epsilon = _checked("Adagrad", "epsilon", epsilon)
+        super().__init__(learning_rate, name, **kwargs)
+
+    def _extra(self) -> list[float]:
+        return [self.epsilon]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(),
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class Adadelta(Optimizer):
+    """Adadelta, as Keras 3 (its default learning rate is 0.001).
+
+    Args:
+        learning_rate: Default 0.001.
+        rho: Decay of both averages, in [0, 1); default 0.95.
+        epsilon: Default 1e-7.
+        **kwargs: Keras' common optimizer arguments (see :class:`Optimizer`).
+    """
+
+    slots = 2
+    update_kernel = "adadelta_update"
+
+    def __init__(self, learning_rate: Any = 0.001, rho: float = 0.95, epsilon: float = 1e-7,
+                 name: str | None = None, **kwargs: Any) -> None:
+        self.rho = _checked("Adadelta", "rho", rho, hi=1.0, hi_open=True)
+        self.epsilon = _checked("Adadelta", "epsilon", epsilon)
+        super().__init__(learning_rate, name, **kwargs)
+
+    def _extra(self) -> list[float]:
+        return [self.rho, self.epsilon]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+class Lion(Optimizer):
+    """Lion, as Keras.
+
+    Args:
+        learning_rate: Default 0.001.
+        beta_1: In [0, 1]; default 0.9.
+        beta_2: In [0, 1); default 0.99.
+        **kwargs: Keras' common optimizer arguments (see :class:`Optimizer`).
+    """
+
+    slots = 1
+    update_kernel = "lion_update"
+
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.99,
+                 name: str | None = None, **kwargs: Any) -> None:
+        self.beta_1 = _checked("Lion", "beta_1", beta_1, hi=1.0)
+        self.beta_2 = _checked("Lion", "beta_2", beta_2, hi=1.0, hi_open=True)
+        super().__init__(learning_rate, name, **kwargs)
+
+    def _extra(self) -> list[float]:
+        return [self.beta_1, self.beta_2]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
+BUILTIN_OPTIMIZERS: dict[str, type] = {
+    "sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "nadam": Nadam,
+    "adamax": Adamax, "adagrad": Adagrad, "adadelta": Adadelta, "lion": Lion}
 
 
 def get(identifier: Any) -> Optimizer:

@@ -14,6 +14,20 @@ Element 0 is the iteration count, element 1 the learning rate::
     sgd_update(w, g, velocity, hyper)   hyper = [iterations, lr, momentum, nesterov (0.0/1.0)]
     rmsprop_update(w, g, avg_sq, hyper) hyper = [iterations, lr, rho, epsilon]
     adam_update(w, g, m, v, hyper)      hyper = [iterations, lr, beta_1, beta_2, epsilon]
+    nadam_update(w, g, m, v, hyper)     hyper = [iterations, lr, beta_1, beta_2, epsilon,
+                                                 u_product]   (the kernel advances u_product)
+    adamax_update(w, g, m, u, hyper)    hyper = [iterations, lr, beta_1, beta_2, epsilon]
+    adagrad_update(w, g, acc, hyper)    hyper = [iterations, lr, epsilon]
+    adadelta_update(w, g, acc_grad, acc_delta, hyper)  hyper = [iterations, lr, rho, epsilon]
+    lion_update(w, g, m, hyper)         hyper = [iterations, lr, beta_1, beta_2]
+
+and, as an instruction of its own before any update when an optimizer clips gradients or
+decays weights (Keras 3's base optimizer applies both before ``update_step``)::
+
+    clip_and_decay(w, g, offsets, norms, hyper, prep)
+        prep = [mode (0 none, 1 clipnorm, 2 global_clipnorm, 3 clipvalue), clip, weight_decay]
+        offsets: int64 variable boundaries in the flat buffer (len = variables + 1)
+        norms: float64 scratch, one element per variable
 
 Each update first increments ``hyper[0]`` by one, then applies the step with that new count
 (Adam's ``t``; converted to int64 so ``beta ** t`` is Numba's exact integer power). A
@@ -33,6 +47,38 @@ The update rules, as in ``keras/src/optimizers/{sgd,rmsprop,adam}.py``:
 
       velocity = rho * velocity + (1 - rho) * g**2
       w -= lr * g / sqrt(velocity + epsilon)                     (epsilon INSIDE the sqrt)
+
+* Nadam (lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7), Keras 3's momentum cache::
+
+      u_t = beta_1 * (1 - 0.5 * 0.96**t);  u_t1 = beta_1 * (1 - 0.5 * 0.96**(t + 1))
+      u_product *= u_t                                          (kept in hyper[5], from 1.0)
+      m += (g - m) * (1 - beta_1);  v += (g**2 - v) * (1 - beta_2)
+      m_hat = u_t1 * m / (1 - u_product * u_t1) + (1 - u_t) * g / (1 - u_product)
+      w -= lr * m_hat / (sqrt(v / (1 - beta_2**t)) + epsilon)
+
+* Adamax (lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)::
+
+      m += (g - m) * (1 - beta_1);  u = max(beta_2 * u, |g|)
+      w -= lr * m / ((1 - beta_1**t) * (u + epsilon))
+
+* Adagrad (lr=0.001, initial_accumulator_value=0.1 in the slot, epsilon=1e-7)::
+
+      acc += g**2;  w -= lr * g / sqrt(acc + epsilon)
+
+* Adadelta (lr=0.001, rho=0.95, epsilon=1e-7)::
+
+      acc_grad = rho * acc_grad + (1 - rho) * g**2
+      delta = -sqrt(acc_delta + epsilon) * g / sqrt(acc_grad + epsilon)
+      acc_delta = rho * acc_delta + (1 - rho) * delta**2;  w += lr * delta
+
+* Lion (lr=0.001, beta_1=0.9, beta_2=0.99)::
+
+      w -= lr * sign(beta_1 * m + (1 - beta_1) * g);  m = beta_2 * m + (1 - beta_2) * g
+
+* Clipping (``keras/src/optimizers/base_optimizer.py``, ``_clip_gradients``): clipnorm
+  scales each *variable's* gradient by ``clip / max(norm, clip)``; global_clipnorm scales
+  all by ``clip * min(1 / norm, 1 / clip)`` (NaN when the norm is not finite, as Keras);
+  clipvalue clamps to ``[-clip, clip]``. Weight decay then ``w -= w * weight_decay * lr``.
 
 * Adam, no AMSGrad (lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7), t = 1, 2, ...::
 
@@ -60,7 +106,8 @@ import numpy as np
 
 from nexec.kernels.jit import kernel
 
-__all__ = ["sgd_update", "rmsprop_update", "adam_update"]
+__all__ = ["sgd_update", "rmsprop_update", "adam_update", "nadam_update", "adamax_update",
+           "adagrad_update", "adadelta_update", "lion_update", "clip_and_decay"]
 
 
 @kernel
@@ -149,3 +196,169 @@ def adam_update(w, g, m, v, hyper):
         m[i] = mi
         v[i] = vi
         w[i] = w[i] - np.divide(alpha * mi, math.sqrt(vi) + epsilon)
+
+
+@kernel
+def _begin(hyper, size, where):
+    """Checks ``hyper`` and the count, then advances it; returns this step's ``t``."""
+    _check_hyper(hyper, size)
+    if hyper[0] < 0.0:
+        raise ValueError("optimizer update: hyper[0] counts the steps taken and cannot be "
+                         "negative")
+    hyper[0] += 1.0
+    return np.int64(hyper[0])
+
+
+@kernel
+def nadam_update(w, g, m, v, hyper):
+    """Keras 3 Nadam step in place;
+    ``hyper = [iterations, lr, beta_1, beta_2, epsilon, u_product]`` (u_product starts at
+    1.0 and this kernel multiplies it by this step's momentum-cache factor)."""
+    n = w.size
+    if g.size != n or m.size != n or v.size != n:
+        raise ValueError("nadam_update: w, g, m, v sizes differ")
+    t = _begin(hyper, 6, "nadam_update")
+    lr = hyper[1]
+    beta_1 = hyper[2]
+    beta_2 = hyper[3]
+    epsilon = hyper[4]
+    u_t = beta_1 * (1.0 - 0.5 * 0.96 ** t)
+    u_t1 = beta_1 * (1.0 - 0.5 * 0.96 ** (t + 1))
+    hyper[5] = hyper[5] * u_t
+    u_prod = hyper[5]
+    c_m = np.divide(u_t1, 1.0 - u_prod * u_t1)
+    c_g = np.divide(1.0 - u_t, 1.0 - u_prod)
+    bias_2 = 1.0 - beta_2 ** t
+    a = 1.0 - beta_1
+    b = 1.0 - beta_2
+    for i in range(n):
+        gi = float(g[i])
+        mi = m[i] + (gi - m[i]) * a
+        vi = v[i] + (gi * gi - v[i]) * b
+        m[i] = mi
+        v[i] = vi
+        m_hat = c_m * mi + c_g * gi
+        w[i] = w[i] - np.divide(m_hat * lr, math.sqrt(np.divide(vi, bias_2)) + epsilon)
+
+
+@kernel
+def adamax_update(w, g, m, u, hyper):
+    """Keras 3 Adamax step in place; ``hyper = [iterations, lr, beta_1, beta_2, epsilon]``."""
+    n = w.size
+    if g.size != n or m.size != n or u.size != n:
+        raise ValueError("adamax_update: w, g, m, u sizes differ")
+    t = _begin(hyper, 5, "adamax_update")
+    lr = hyper[1]
+    beta_1 = hyper[2]
+    beta_2 = hyper[3]
+    epsilon = hyper[4]
+    bias_1 = 1.0 - beta_1 ** t
+    a = 1.0 - beta_1
+    for i in range(n):
+        gi = float(g[i])
+        mi = m[i] + (gi - m[i]) * a
+        ui = max(beta_2 * u[i], abs(gi))
+        m[i] = mi
+        u[i] = ui
+        w[i] = w[i] - np.divide(lr * mi, bias_1 * (ui + epsilon))
+
+
+@kernel
+def adagrad_update(w, g, acc, hyper):
+    """Keras 3 Adagrad step in place; ``hyper = [iterations, lr, epsilon]``; ``acc`` starts
+    at ``initial_accumulator_value``."""
+    n = w.size
+    if g.size != n or acc.size != n:
+        raise ValueError("adagrad_update: w, g, acc sizes differ")
+    _begin(hyper, 3, "adagrad_update")
+    lr = hyper[1]
+    epsilon = hyper[2]
+    for i in range(n):
+        gi = float(g[i])
+        ai = acc[i] + gi * gi
+        acc[i] = ai
+        w[i] = w[i] - np.divide(lr * gi, math.sqrt(ai + epsilon))
+
+
+@kernel
+def adadelta_update(w, g, acc_grad, acc_delta, hyper):
+    """Keras 3 Adadelta step in place; ``hyper = [iterations, lr, rho, epsilon]``."""
+    n = w.size
+    if g.size != n or acc_grad.size != n or acc_delta.size != n:
+        raise ValueError("adadelta_update: w, g, acc_grad, acc_delta sizes differ")
+    _begin(hyper, 4, "adadelta_update")
+    lr = hyper[1]
+    rho = hyper[2]
+    epsilon = hyper[3]
+    b = 1.0 - rho
+    for i in range(n):
+        gi = float(g[i])
+        ag = rho * acc_grad[i] + b * (gi * gi)
+        acc_grad[i] = ag
+        delta = -np.divide(math.sqrt(acc_delta[i] + epsilon) * gi, math.sqrt(ag + epsilon))
+        acc_delta[i] = rho * acc_delta[i] + b * (delta * delta)
+        w[i] = w[i] + lr * delta
+
+
+@kernel
+def lion_update(w, g, m, hyper):
+    """Keras 3 Lion step in place; ``hyper = [iterations, lr, beta_1, beta_2]``."""
+    n = w.size
+    if g.size != n or m.size != n:
+        raise ValueError("lion_update: w, g, m sizes differ")
+    _begin(hyper, 4, "lion_update")
+    lr = hyper[1]
+    beta_1 = hyper[2]
+    beta_2 = hyper[3]
+    for i in range(n):
+        gi = float(g[i])
+        c = m[i] * beta_1 + gi * (1.0 - beta_1)
+        s = 1.0 if c > 0.0 else (-1.0 if c < 0.0 else c)  # sign; NaN stays NaN
+        w[i] = w[i] - lr * s
+        m[i] = m[i] * beta_2 + gi * (1.0 - beta_2)
+
+
+@kernel
+def clip_and_decay(w, g, offsets, norms, hyper, prep):
+    """Keras 3's gradient clipping (``g`` in place) then decoupled weight decay (``w`` in
+    place, with the learning rate ``hyper[1]``); ``prep = [mode, clip, weight_decay]``,
+    mode 0 none, 1 clipnorm per variable (``offsets`` bounds them), 2 global_clipnorm,
+    3 clipvalue. Does not count a step."""
+    n = w.size
+    if g.size != n:
+        raise ValueError("clip_and_decay: w and g sizes differ")
+    if prep.size < 3 or hyper.size < 2:
+        raise ValueError("clip_and_decay: prep needs 3 elements and hyper 2")
+    mode = np.int64(prep[0])
+    c = prep[1]
+    wd = prep[2]
+    nseg = offsets.size - 1
+    if mode == 1 or mode == 2:
+        if nseg < 0 or norms.size < nseg or (nseg > 0 and offsets[nseg] > n):
+            raise ValueError("clip_and_decay: offsets or norms do not fit the buffers")
+        for k in range(nseg):
+            s = 0.0
+            for i in range(offsets[k], offsets[k + 1]):
+                gi = float(g[i])
+                s += gi * gi
+            norms[k] = s
+        if mode == 1:
+            for k in range(nseg):
+                d = max(math.sqrt(norms[k]), c)
+                for i in range(offsets[k], offsets[k + 1]):
+                    g[i] = np.divide(g[i] * c, d)
+        else:
+            total = 0.0
+            for k in range(nseg):
+                total += norms[k]
+            norm = math.sqrt(total)
+            scale = c * min(np.divide(1.0, norm), np.divide(1.0, c)) + (norm - norm)
+            for i in range(n):
+                g[i] = g[i] * scale
+    elif mode == 3:
+        for i in range(n):
+            g[i] = min(max(g[i], -c), c)
+    if wd != 0.0:
+        f = wd * hyper[1]
+        for i in range(n):
+            w[i] = w[i] - w[i] * f

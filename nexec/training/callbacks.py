@@ -561,7 +561,16 @@ def _restore(model: Any, path: str) -> None:
     """Loads the weights and optimizer state of a ``model.save`` file into ``model``."""
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
-    model._assign_weight_arrays({k: v for k, v in arrays.items() if not k.startswith("__")})
+    # By position (``model.save`` writes them in the model's order), as Keras' weight files
+    # are: a model rebuilt in a new process may have other auto-generated layer names.
+    saved = [v for k, v in arrays.items() if not k.startswith("__")]
+    own = model._weight_arrays()
+    if len(saved) != len(own) or any(s.shape != o.shape for s, o in zip(saved, own.values())):
+        raise ValueError(f"BackupAndRestore: the weights in '{path}' "
+                         f"({[s.shape for s in saved]}) do not fit model '{model.name}' "
+                         f"({[o.shape for o in own.values()]}); delete the backup folder to "
+                         "start afresh.")
+    model._assign_weight_arrays(dict(zip(own, saved)))
     opt = model_optimizer(model)
     slots = [arrays[f"__optimizer__/{i}"] for i in range(len(opt.state))
              if f"__optimizer__/{i}" in arrays]

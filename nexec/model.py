@@ -329,7 +329,7 @@ class Model(Function, Layer):
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
-            steps_per_epoch: int | None = None, validation_freq: Any = 1):  # noqa: ANN201
+            steps_per_epoch: int | None = None, validation_freq: Any = 1) -> Any:
         """Trains the model, printing a Keras progress bar; returns a ``History``.
 
         Args:

@@ -36,7 +36,8 @@ def test_calling_a_model_on_arrays_returns_its_outputs():
 
 def test_predict_of_dict_outputs_is_a_dict_keyed_as_given():
     i = Input(shape=(3,))
-    model = Model(i, {"score": layers.Dense(1)(i), "probs": layers.Dense(2, activation="softmax")(i)})
+    model = Model(i, {"score": layers.Dense(1)(i),
+                      "probs": layers.Dense(2, activation="softmax")(i)})
     x, _ = data()
     out = model.predict(x)
     assert list(out) == ["score", "probs"]
@@ -76,7 +77,7 @@ def test_summary_print_fn_is_called_once_per_line():
     model = tiny()
     lines = []
     model.summary(print_fn=lines.append)
-    assert len(lines) > 5 and all("\n" not in l for l in lines)
+    assert len(lines) > 5 and all("\n" not in line for line in lines)
     assert lines[0] == 'Model: "functional"'
 
 
@@ -152,7 +153,7 @@ def test_clone_model_same_architecture_fresh_weights():
     model.compile(optimizer="sgd", loss="mse")
     clone = clone_model(model)
     assert clone is not model and clone.name == "orig"
-    assert [l.name for l in clone.layers] == [l.name for l in model.layers]
+    assert [la.name for la in clone.layers] == [la.name for la in model.layers]
     assert all(a is not b for a, b in zip(clone.layers, model.layers))
     assert [w.shape for w in clone.get_weights()] == [w.shape for w in model.get_weights()]
     assert not np.allclose(clone.get_weights()[0], model.get_weights()[0])  # fresh kernel
@@ -163,4 +164,4 @@ def test_clone_model_same_architecture_fresh_weights():
     seq = clone_model(Sequential([layers.Dense(3, input_shape=(3,)), layers.Dense(1)]))
     assert isinstance(seq, Sequential) and seq.count_params() == 16
     with pytest.raises(ValueError, match="clone_function"):
-        clone_model(model, clone_function=lambda l: l)
+        clone_model(model, clone_function=lambda layer: layer)

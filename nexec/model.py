@@ -39,7 +39,7 @@ class Model(Function, Layer):
     Args:
         inputs: A tensor from :func:`nexec.Input`, or a list or dict of them.
         outputs: A tensor, or a list or dict of them, computed from ``inputs``.
-        name: Model name (``model``, ``model_1``... when omitted).
+        name: Model name (``functional``, ``functional_1``... when omitted, as Keras 3).
 
     Example:
         >>> from nexec import Input, Model, layers
@@ -61,7 +61,7 @@ class Model(Function, Layer):
 
     @staticmethod
     def _default_name() -> str:
-        return "model"
+        return "functional"
 
     # ----- graph (nexec.graph.Function), and what a layer needs of it ---------------------
     def _init_graph(self, inputs: Any, outputs: Any) -> None:
@@ -71,7 +71,20 @@ class Model(Function, Layer):
         self._input_shapes = [t.feature_shape for t in self.inputs]
 
     # ----- a model is a layer -------------------------------------------------------------
-    def __call__(self, inputs: Any) -> Any:
+    def __call__(self, inputs: Any, training: bool = False) -> Any:
+        """On symbolic tensors: a node of a bigger graph. On NumPy arrays (a batch): the
+        outputs, as NumPy arrays (Keras returns tensors), computed as by :meth:`predict`.
+
+        Args:
+            inputs: Symbolic tensors, or arrays (a list or a dict keyed as the inputs).
+            training: Must be False on arrays (inference; training-mode calls are not
+                supported on arrays).
+        """
+        if _is_data(inputs):
+            if training:
+                raise ValueError(f"Model '{self.name}': model(x, training=True) on arrays is "
+                                 "not supported; use train_on_batch or fit to train.")
+            return self.predict(inputs, batch_size=None, verbose=0)
         self._ensure_built()
         if isinstance(inputs, dict):
             keys = self._input_keys or self.input_names
@@ -169,10 +182,20 @@ class Model(Function, Layer):
 
     def summary(self, line_length: int | None = None, positions: Any = None,
                 print_fn: Callable[[str], Any] | None = None) -> None:
-        """Prints the Keras summary table (layers, output shapes, parameter counts)."""
+        """Prints the Keras summary table (layers, output shapes, parameter counts).
+
+        Args:
+            line_length: Total width of the table.
+            positions: Accepted for Keras compatibility; ignored.
+            print_fn: Called once per line (as Keras 3) instead of ``print``.
+        """
         self._ensure_built()
         text = summary_text(self, line_length=line_length)
-        (print_fn or print)(text)
+        if print_fn is None:
+            print(text)
+            return
+        for line in text.split("\n"):  # Keras 3 calls print_fn once per line
+            print_fn(line)
 
     def _summary_layers(self) -> list[Layer]:
         """The layers the summary lists, in order: the inputs first."""
@@ -291,8 +314,17 @@ class Model(Function, Layer):
         """
         from nexec.training.trainer import Trainer
 
+        if self._deferred():
+            # Keras builds a Sequential without an input shape at its first fit/predict;
+            # compile's arguments wait until then (see ``_ensure_built``).
+            self._pending_compile = (optimizer, loss, metrics, loss_weights, device)
+            return
         self._ensure_built()
         self._trainer = Trainer(self, optimizer, loss, metrics, loss_weights, device)
+
+    def _deferred(self) -> bool:
+        """Whether the model waits for data to learn its input shape (a Sequential only)."""
+        return False
 
     def _ensure_built(self, x: Any = None) -> None:
         if not hasattr(self, "inputs"):
@@ -307,14 +339,22 @@ class Model(Function, Layer):
 
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
-            validation_data: Any = None, shuffle: bool = True,
-            initial_epoch: int = 0) -> History:
-        """Trains the model, printing a Keras progress bar; returns a ``History``."""
+            validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
+            steps_per_epoch: int | None = None, validation_freq: Any = 1) -> History:
+        """Trains the model, printing a Keras progress bar; returns a ``History``.
+
+        Args:
+            steps_per_epoch: Batches per epoch; as Keras 3 on arrays, successive epochs
+                continue one pass over the data (see docs/keras.md).
+            validation_freq: Validate every ``validation_freq`` epochs, or after the
+                (1-based) epochs listed.
+        """
         self._ensure_built(x)
         return self._need_trainer("fit").fit(
             x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
             validation_split=validation_split, validation_data=validation_data,
-            shuffle=shuffle, initial_epoch=initial_epoch)
+            shuffle=shuffle, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+            validation_freq=validation_freq)
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
                  verbose: Any = "auto", return_dict: bool = False) -> Any:
@@ -332,12 +372,21 @@ class Model(Function, Layer):
         from nexec.training.trainer import predictor
 
         self._ensure_built(x)
-        return predictor(self).predict(x, batch_size=batch_size, verbose=verbose)
+        out = predictor(self).predict(x, batch_size=batch_size, verbose=verbose)
+        if self._output_keys:  # outputs given as a dict: a dict keyed as given (Keras)
+            return dict(zip(self._output_keys, out if isinstance(out, list) else [out]))
+        return out
 
-    def train_on_batch(self, x: Any, y: Any):  # noqa: ANN201
+    def train_on_batch(self, x: Any, y: Any, return_dict: bool = False):  # noqa: ANN201
         """One optimiser step on one batch; returns the loss (and metrics)."""
         self._ensure_built(x)
-        return self._need_trainer("train_on_batch").train_on_batch(x, y)
+        return self._need_trainer("train_on_batch").train_on_batch(x, y,
+                                                                   return_dict=return_dict)
+
+    def test_on_batch(self, x: Any, y: Any, return_dict: bool = False):  # noqa: ANN201
+        """Loss (and metrics) on one batch, nothing updated; a float, a list, or a dict."""
+        self._ensure_built(x)
+        return self._need_trainer("test_on_batch").test_on_batch(x, y, return_dict=return_dict)
 
     def predict_on_batch(self, x: Any):  # noqa: ANN201
         return self.predict(x, batch_size=None)
@@ -425,11 +474,24 @@ class Sequential(Model):
             self._init_graph(self._input, self._outputs[-1])
         self._layers = list(self._stack)
 
+    def _deferred(self) -> bool:
+        return self._input is None
+
     def _ensure_built(self, x: Any = None) -> None:
         if self._input is None and x is not None:
-            arr = np.asarray(x[0] if isinstance(x, (list, tuple)) else x)
-            self.build((None, *arr.shape[1:]))
+            arr = np.asarray(x[0] if isinstance(x, (list, tuple)) and x and hasattr(x[0], "shape")
+                             else x)
+            if arr.ndim < 2:
+                raise ValueError(f"Sequential '{self.name}' has no input shape yet and cannot "
+                                 f"learn one from data of shape {arr.shape}: it needs a batch "
+                                 "axis first, e.g. (samples, features).")
+            # As Keras: the model's dtype is the first layer's (float32 by default), not the data's.
+            first = self._stack[0].dtype if self._stack else None
+            self.build((None, *arr.shape[1:]), dtype=first or "float32")
         super()._ensure_built(x)
+        pending = self.__dict__.pop("_pending_compile", None)
+        if pending is not None:
+            self.compile(*pending)
 
     @property
     def layers(self) -> list[Layer]:
@@ -455,6 +517,13 @@ def layer_class(name: str) -> type:
     if name == "Sequential":
         return Sequential
     return registry().layer(name)
+
+
+def _is_data(inputs: Any) -> bool:
+    """Whether a model was called on data (arrays, lists of numbers) rather than tensors."""
+    items = list(inputs.values()) if isinstance(inputs, dict) else \
+        list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    return bool(items) and not any(is_symbolic(t) for t in items)
 
 
 def _layer_entry(layer: Layer) -> dict[str, Any]:

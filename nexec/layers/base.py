@@ -70,7 +70,7 @@ class Layer:
                  batch_input_shape: tuple | None = None) -> None:
         self.name = name if name is not None else unique_name(_snake(type(self).__name__))
         self.trainable = trainable
-        self.dtype = dtype
+        self.dtype = _check_dtype(dtype, self.name)
         if batch_input_shape is not None:
             input_shape = tuple(batch_input_shape)[1:]
         self.input_shape_hint = None if input_shape is None else _as_shape(input_shape)
@@ -108,6 +108,13 @@ class Layer:
             out_shape = _checked_shape(self, self.compute_output_shape(shapes))
         except ShapeError as e:
             raise ShapeError(f"Layer '{self.name}' ({type(self).__name__}): {e}") from None
+        if self.dtype is not None and any(t.dtype != self.dtype for t in tensors):
+            got = ", ".join(sorted({t.dtype for t in tensors}))
+            raise TypeError(
+                f"Layer '{self.name}' ({type(self).__name__}) has dtype {self.dtype} but its input "
+                f"is {got}; nexec runs a whole model in one dtype (float32 or float64): give "
+                f"the model's Input(dtype='{self.dtype}') (or the first layer of a Sequential "
+                f"dtype='{self.dtype}'), and leave the other layers' dtype unset.")
         if not self.built:
             self.build(shapes, tensors[0].dtype)
         elif self.param_specs(shapes) != list(self._param_specs.values()):
@@ -228,6 +235,25 @@ def _checked_shape(layer: Layer, shape: Any) -> Shape:
     where = f"from plugin '{owner}'" if owner else "not registered by a plugin"
     raise ShapeError(f"compute_output_shape ({where}) returned {shape!r}; it must return the "
                      "feature shape without the batch axis, a tuple of positive ints or None.")
+
+
+_DTYPES = ("float32", "float64")
+
+
+def _check_dtype(dtype: Any, name: str) -> str | None:
+    """A layer's ``dtype`` argument as ``"float32"``/``"float64"`` (or None: the input's);
+    anything else (``"float16"``, a mixed-precision policy) is refused here, clearly."""
+    if dtype is None:
+        return None
+    try:
+        as_name = np.dtype(dtype).name
+    except TypeError:
+        as_name = str(dtype)
+    if as_name not in _DTYPES:
+        raise ValueError(f"Layer '{name}': dtype must be 'float32' or 'float64' (or None, the "
+                         f"input's), got {dtype!r}; nexec has no other dtypes or dtype "
+                         "policies.")
+    return as_name
 
 
 def _as_shape(shape: Any) -> Shape:

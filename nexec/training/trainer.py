@@ -7,6 +7,7 @@ The loops here only move batches in and read scalars out; all arithmetic is in k
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -197,6 +198,8 @@ class Trainer:
             if callbacks is not None and callbacks.batch_end:
                 for c in callbacks.batch_end:
                     c.on_train_batch_end(i, {"loss": total})
+                if self.model.stop_training:
+                    break  # a batch callback (TerminateOnNaN) stopped training, as in Keras
         logs = {"loss": loss_sum / max(seen, 1)}
         for name, s in zip(loss_names, out_sums):
             logs[name] = s / max(seen, 1)
@@ -207,12 +210,14 @@ class Trainer:
 
     def fit(self, x: Any, y: Any, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
-            validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0) -> History:
+            validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
+            steps_per_epoch: int | None = None, validation_freq: Any = 1) -> History:
         model = self.model
         xs = as_inputs(x, model, self.dtype)
         ys = as_targets(y, model, self.losses, self.dtype)
         if len(xs[0]) != len(ys[0]):
             raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        _check_validation_freq(validation_freq)
         val = None
         if validation_data is not None:
             vx, vy = validation_data[0], validation_data[1]
@@ -228,7 +233,13 @@ class Trainer:
         if n == 0:
             raise DataError("fit() got no training samples.")
         batch = min(batch_size or 32, n)
-        steps = -(-n // batch)
+        batches = -(-n // batch)
+        if steps_per_epoch is not None and (
+                isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int)
+                or steps_per_epoch <= 0):
+            raise ValueError(f"fit(steps_per_epoch=...) takes a positive int or None, got "
+                             f"{steps_per_epoch!r}.")
+        steps = steps_per_epoch or batches
         verbose = _verbosity(verbose)
         history = History()
         user = list(callbacks or [])
@@ -240,23 +251,56 @@ class Trainer:
                            {"epochs": epochs, "steps": steps, "verbose": verbose})
         model.stop_training = False
         model.history = history
-        self.store.to_device()
+        model._initial_epoch = None
+        device = get_device(self.device)
         cbs.call("on_train_begin", {})
+        initial_epoch = model._initial_epoch or initial_epoch  # BackupAndRestore sets it
+        model._initial_epoch = None
+        self.store.to_device()
+        warned_nan = False
+        position = 0  # the next batch of the current pass over the data (steps_per_epoch)
+        order: np.ndarray | None = None
         for epoch in range(initial_epoch, epochs):
             cbs.call("on_epoch_begin", epoch, {})
+            self.store.to_device()  # a callback may have set weights
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-            order = generator().permutation(n) if shuffle else None
-            bar = ProgressBar(steps, verbose)
-            logs = self._run_epoch(self.train_executor, xs, ys, batch, order, True, bar, cbs)
-            if val is not None:
+            if position == 0:
+                order = generator().permutation(n) if shuffle else None
+            ex, ey, eorder = xs, ys, order
+            epoch_steps = batches
+            if steps_per_epoch is not None:
+                # Keras 3 on arrays: an epoch takes the next ``steps_per_epoch`` batches of
+                # one pass over the data, which continues across epochs; a pass that runs
+                # out ends the epoch early (with Keras' warning) and the next one starts anew.
+                end = position + steps_per_epoch
+                if end > batches:
+                    warnings.warn("Your input ran out of data; interrupting training. Make sure "
+                                  "that your dataset or generator can generate at least "
+                                  "`steps_per_epoch * epochs` batches.", stacklevel=3)
+                    end = batches
+                lo, hi = position * batch, min(end * batch, n)
+                rows = order[lo:hi] if order is not None else slice(lo, hi)
+                ex, ey = [a[rows] for a in xs], [a[rows] for a in ys]
+                eorder, epoch_steps = None, end - position
+                position = 0 if end >= batches else end
+            bar = ProgressBar(epoch_steps, verbose)
+            logs = self._run_epoch(self.train_executor, ex, ey, batch, eorder, True, bar, cbs)
+            if not warned_nan and not np.isfinite(logs["loss"]):
+                warned_nan = True
+                warnings.warn(f"Epoch {epoch + 1}: the training loss of model '{model.name}' is "
+                              f"{logs['loss']}; training has diverged (try a smaller learning "
+                              "rate, or stop at once with callbacks.TerminateOnNaN()).",
+                              RuntimeWarning, stacklevel=3)
+            if val is not None and _should_eval(epoch, validation_freq):
                 vlogs = self._run_epoch(self.eval_executor, val[0], val[1], batch, None, False)
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
             bar.finish(logs)
+            self.store.from_device(device)  # callbacks read (and may set) the weights
             cbs.call("on_epoch_end", epoch, logs)
             if model.stop_training:
                 break
-        self.store.from_device(get_device(self.device))  # weights come back once, after training
+        self.store.from_device(device)  # weights come back once, after training
         cbs.call("on_train_end", {})
         return history
 
@@ -276,11 +320,43 @@ class Trainer:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def train_on_batch(self, x: Any, y: Any) -> Any:
+    def train_on_batch(self, x: Any, y: Any, return_dict: bool = False) -> Any:
         xs = as_inputs(x, self.model, self.dtype)
         ys = as_targets(y, self.model, self.losses, self.dtype)
         self.store.to_device()
         logs = self._run_epoch(self.train_executor, xs, ys, len(xs[0]), None, True)
         self.store.from_device(get_device(self.device))
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        return _result(logs, return_dict)
+
+    def test_on_batch(self, x: Any, y: Any, return_dict: bool = False) -> Any:
+        """Loss (and metrics) of one batch, without updating anything."""
+        xs = as_inputs(x, self.model, self.dtype)
+        ys = as_targets(y, self.model, self.losses, self.dtype)
+        if len(xs[0]) != len(ys[0]):
+            raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        self.store.to_device()
+        logs = self._run_epoch(self.eval_executor, xs, ys, len(xs[0]), None, False)
+        return _result(logs, return_dict)
+
+
+def _result(logs: dict[str, float], return_dict: bool) -> Any:
+    """Keras' return value: the logs dict, or its one value, or its values as a list."""
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
+def _check_validation_freq(freq: Any) -> None:
+    if isinstance(freq, bool) or not (
+            (isinstance(freq, int) and freq > 0)
+            or (isinstance(freq, (list, tuple)) and all(isinstance(e, int) for e in freq))):
+        raise ValueError(f"Expected `validation_freq` to be a positive int or a list of epochs. "
+                         f"Received: validation_freq={freq!r} of the type {type(freq)}.")
+
+
+def _should_eval(epoch: int, freq: Any) -> bool:
+    """Keras: validate after epoch ``e`` (1-based) when ``e % freq == 0`` or ``e in freq``."""
+    if isinstance(freq, int):
+        return (epoch + 1) % freq == 0
+    return epoch + 1 in freq

@@ -142,8 +142,8 @@ def test_numpy_array_to_model(where):
 def test_numpy_array_to_model_call():
     x = Input(shape=(4,))
     model = Model(x, layers.Dense(2)(x), name="callee")
-    with pytest.raises(TypeError) as e:
-        model(np.zeros((2, 4)))
+    with pytest.raises(TypeError) as e:  # arrays mixed with tensors: neither a node nor data
+        model([x, np.zeros((2, 4))])
     assert "callee" in str(e.value) and "ndarray" in str(e.value)
 
 

@@ -155,7 +155,7 @@ def test_nested_model_call_checks_shapes_and_arity():
     with pytest.raises(ShapeError, match="encoder"):
         enc([Input(shape=(8,)), Input(shape=(8,))])
     with pytest.raises(TypeError, match="encoder"):
-        enc(np.zeros((2, 8)))
+        enc([Input(shape=(8,)), np.zeros((2, 8))])
 
 
 def test_layer_shared_by_nested_and_outer_model_counted_once():

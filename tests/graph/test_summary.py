@@ -49,7 +49,7 @@ def test_seed_sequential_summary_rows_and_totals():
 def test_seed_functional_summary_has_input_row_and_same_counts():
     model = seed_functional()
     text = summary_text(model)
-    assert text.splitlines()[0] == 'Model: "model"'
+    assert text.splitlines()[0] == 'Model: "functional"'
     rows = summary_rows(text)
     assert [(r["name"], r["type"], r["shape"], r["params"]) for r in rows] == [
         ("input_layer", "InputLayer", "(None, 64)", 0),

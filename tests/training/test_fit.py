@@ -104,8 +104,8 @@ def test_multi_input_multi_output_with_dicts_and_loss_weights():
     assert set(logs) >= {"loss", "cls_loss", "reg_loss", "cls_accuracy", "val_loss"}
     for total, c, r in zip(logs["loss"], logs["cls_loss"], logs["reg_loss"]):
         assert total == pytest.approx(c + 0.25 * r, rel=1e-6)
-    preds = model.predict(x)
-    assert [p.shape for p in preds] == [(n, 4), (n, 1)]
+    preds = model.predict(x)  # outputs given as a dict: a dict, as Keras
+    assert {k: p.shape for k, p in preds.items()} == {"cls": (n, 4), "reg": (n, 1)}
 
 
 def test_early_stopping_stops_and_history_is_returned():

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from nexec.checks import positive_finite_float
 from nexec.plugins import registry
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "BUILTIN_OPTIMIZERS", "get"]
@@ -38,7 +39,9 @@ class Optimizer:
         self.state: list[Any] = []
         self.device: Any = None
         self._host = np.zeros(2 + len(self._extra()), np.float64)
-        self._host[1] = float(learning_rate)
+        # 0 is allowed (a frozen step, a warm-up's start); negative, NaN and inf are not.
+        self._host[1] = positive_finite_float(learning_rate, "learning_rate",
+                                              type(self).__name__, allow_zero=True)
         self.hyper: Any = self._host  # where the kernel reads them (a device copy off-host)
 
     def _extra(self) -> list[float]:
@@ -52,7 +55,8 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
-        self._host[1] = float(value)
+        self._host[1] = positive_finite_float(value, "learning_rate", type(self).__name__,
+                                              allow_zero=True)
         self._push()
 
     @property

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from nexec.checks import ArgumentError, ArgumentTypeError, optional_positive_int
 from nexec.devices import check_device, get_device
 from nexec.errors import DataError
 from nexec.planner import make_plan
@@ -59,6 +60,7 @@ class Predictor:
         self.executor = Executor(self.plan, self.store)
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto") -> Any:
+        batch_size = optional_positive_int(batch_size, "batch_size", "predict()")
         xs = as_inputs(x, self.model, self.dtype)
         n = len(xs[0])
         batch = batch_size or 32
@@ -103,7 +105,7 @@ class Trainer:
         self.losses = [registry().loss(ALIASES.get(n, n)) if isinstance(n, str) else n
                        for n in loss_names]
         weights = [1.0] * len(names) if loss_weights is None else \
-            [float(w) for w in self._per_output(loss_weights, names, "loss_weights")]
+            [_loss_weight(w) for w in self._per_output(loss_weights, names, "loss_weights")]
         per_output_metrics = self._metrics(metrics, names)
         self.objectives = [
             Objective(l, w, [resolve_metric(m, l.name) for m in ms])
@@ -144,6 +146,9 @@ class Trainer:
     def _metrics(metrics: Any, names: list[str]) -> list[list[str]]:
         if metrics is None:
             return [[] for _ in names]
+        if not isinstance(metrics, (list, tuple, dict)):
+            raise ArgumentTypeError(f"compile(): metrics must be a list (e.g. ['accuracy']) or a "
+                                    f"dict per output, got {metrics!r} ({type(metrics).__name__}).")
         if isinstance(metrics, dict):
             return [list(np.atleast_1d(metrics.get(n, []))) for n in names]
         return [list(metrics) for _ in names]
@@ -205,6 +210,7 @@ class Trainer:
     def fit(self, x: Any, y: Any, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0) -> History:
+        batch_size = optional_positive_int(batch_size, "batch_size", "fit()")
         model = self.model
         xs = as_inputs(x, model, self.dtype)
         ys = as_targets(y, model, self.losses, self.dtype)
@@ -259,10 +265,13 @@ class Trainer:
 
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: Any = "auto",
                  return_dict: bool = False) -> Any:
+        batch_size = optional_positive_int(batch_size, "batch_size", "evaluate()")
         xs = as_inputs(x, self.model, self.dtype)
         ys = as_targets(y, self.model, self.losses, self.dtype)
         if len(xs[0]) != len(ys[0]):
             raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        if len(xs[0]) == 0:
+            raise DataError("evaluate() got no samples (x has 0 rows).")
         batch = min(batch_size or 32, len(xs[0]))
         bar = ProgressBar(-(-len(xs[0]) // batch), _verbosity(verbose, 0))
         self.store.to_device()
@@ -276,8 +285,23 @@ class Trainer:
     def train_on_batch(self, x: Any, y: Any) -> Any:
         xs = as_inputs(x, self.model, self.dtype)
         ys = as_targets(y, self.model, self.losses, self.dtype)
+        if len(xs[0]) != len(ys[0]):
+            raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        if len(xs[0]) == 0:
+            raise DataError("train_on_batch() got no samples (x has 0 rows).")
         self.store.to_device()
         logs = self._run_epoch(self.train_executor, xs, ys, len(xs[0]), None, True)
         self.store.from_device(get_device(self.device))
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
+
+
+def _loss_weight(w: Any) -> float:
+    """One entry of ``compile(loss_weights=...)``: a finite number >= 0."""
+    if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
+        raise ArgumentTypeError(f"compile(): loss_weights entries must be numbers, got "
+                                f"{w!r} ({type(w).__name__}).")
+    if not np.isfinite(w) or w < 0:
+        raise ArgumentError(f"compile(): loss_weights entries must be finite and >= 0, "
+                            f"got {w!r}.")
+    return float(w)

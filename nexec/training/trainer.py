@@ -68,10 +68,11 @@ class Predictor:
         bar = ProgressBar(-(-n // batch), _verbosity(verbose, 0))
         self.store.to_device()
         for i, (lo, hi) in enumerate(_slices(n, batch)):
-            prog = self.executor.program(hi - lo)
-            self.executor.load(prog, xs, lo, hi)
-            self.executor.run_forward(prog)
-            self.executor.read_outputs(prog, results, lo, hi)
+            with self.executor.lock:  # one arena: one thread's batch at a time
+                prog = self.executor.program(hi - lo)
+                self.executor.load(prog, xs, lo, hi)
+                self.executor.run_forward(prog)
+                self.executor.read_outputs(prog, results, lo, hi)
             bar.update(i + 1)
         bar.finish()
         return results[0] if len(results) == 1 else results
@@ -178,16 +179,17 @@ class Trainer:
         loss_names, metric_names = self._log_names()
         for i, (lo, hi) in enumerate(_slices(n, batch)):
             b = hi - lo
-            prog: Program = executor.program(b)
-            executor.load(prog, xs + ys, lo, hi, order)
             if callbacks is not None:
                 for c in callbacks.batch_begin:
                     c.on_train_batch_begin(i)
-            if counts is None:
-                counts = [0] * len(prog.metric_slots)
-                totals = [0] * len(prog.metric_slots)
-            step = executor.train_step if train else executor.evaluate_step
-            total = step(prog, per_output, counts)
+            with executor.lock:  # one arena: one thread's batch at a time
+                prog: Program = executor.program(b)
+                executor.load(prog, xs + ys, lo, hi, order)
+                if counts is None:
+                    counts = [0] * len(prog.metric_slots)
+                    totals = [0] * len(prog.metric_slots)
+                step = executor.train_step if train else executor.evaluate_step
+                total = step(prog, per_output, counts)
             loss_sum += total * b
             for j in range(k):
                 out_sums[j] += per_output[j] * b

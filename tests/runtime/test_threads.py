@@ -328,3 +328,40 @@ def test_interrupts_at_random_moments_leave_later_results_right(shard_everything
         np.testing.assert_array_equal(model.predict(x, batch_size=8), expected,
                                       err_msg=f"after trial {trials}")
     assert trials >= 100 and landed >= trials // 4, (trials, landed, took, took_fit)
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_predict_and_evaluate_from_eight_threads_match_serial_bit_for_bit(shard_everything):
+    set_num_threads(2)
+    model = _conv_net()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    rng = np.random.default_rng(9)
+    xs = [rng.normal(size=(6 + k, 16, 16, 4)) for k in range(8)]  # batches of 4 and a rest
+    ys = [np.eye(3)[rng.integers(0, 3, len(x))] for x in xs]
+    serial = [model.predict(x, batch_size=4) for x in xs]
+    serial_eval = [model.evaluate(x, y, batch_size=4, verbose=0) for x, y in zip(xs, ys)]
+    got, got_eval, errors = {}, {}, []
+    start = threading.Barrier(8, timeout=30)
+
+    def work(k):
+        try:
+            start.wait()
+            for _ in range(3):
+                got.setdefault(k, []).append(model.predict(xs[k], batch_size=4))
+                got_eval.setdefault(k, []).append(
+                    model.evaluate(xs[k], ys[k], batch_size=4, verbose=0))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    assert not errors and not any(t.is_alive() for t in workers)
+    for k in range(8):
+        for p, e in zip(got[k], got_eval[k]):
+            np.testing.assert_array_equal(p, serial[k], err_msg=f"thread {k}")
+            assert e == serial_eval[k]

@@ -82,7 +82,7 @@ def sweep_stale_temporaries(folder: str, max_age_s: float = STALE_AFTER_S) -> li
     """Removes ``.nexec-*.tmp`` files that killed saves left in ``folder``: those whose
     writer's pid no longer runs, and any older than ``max_age_s``. Best effort: a file that
     cannot be removed is left. Returns the paths removed."""
-    removed = []
+    removed: list[str] = []
     now = time.time()
     try:
         names = os.listdir(folder)

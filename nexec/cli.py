@@ -145,6 +145,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reader_went_away() -> int:
+    """``nexec ... | head`` closed the pipe: quiet, as CPython's docs recommend (the rest of
+    the output goes to devnull so the flush at exit cannot raise again)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nexec`` script; returns the exit status."""
     parser = _parser()
@@ -153,7 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args))
+        status = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return status
+    except BrokenPipeError:
+        return _reader_went_away()
     except (NexecError, OSError, ValueError, ImportError) as e:
         # Errors nexec raises on purpose carry a full sentence; a traceback adds nothing.
         print(f"nexec: error: {str(e).rstrip('.')}", file=sys.stderr)

@@ -189,6 +189,10 @@ class Function:
     def _init_graph(self, inputs: Any, outputs: Any) -> None:
         ins, self._input_keys = _flatten_io(inputs, "inputs")
         outs, self._output_keys = _flatten_io(outputs, "outputs")
+        if len({t.id for t in ins}) != len(ins):
+            dup = next(t for i, t in enumerate(ins) if any(u.id == t.id for u in ins[:i]))
+            raise GraphError(f"Model inputs list the tensor {dup.name!r} more than once; each "
+                             "Input may be passed to Model(inputs=...) only once.")
         for t in ins:
             if not _is_input(t):
                 raise GraphError(f"Model input {t.name!r} is not made by nexec.Input(...); "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
-from nexec.errors import GraphError, NotCompiledError, ShapeError
+from nexec.errors import GraphError, NotCompiledError, SavedModelError, ShapeError
 from nexec.graph import Function, Node, SymbolicTensor, is_symbolic, unique_name
 from nexec.io import atomic_write
 from nexec.layers.base import Layer
@@ -594,7 +594,13 @@ def _layer_from(entry: dict[str, Any]) -> Any:
 
 def model_from_json(text: str) -> Model:
     """Rebuilds a model from ``model.to_json()`` output."""
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise SavedModelError(f"model_from_json: text is not valid JSON ({e}).") from None
+    if not isinstance(data, dict) or "config" not in data or "class_name" not in data:
+        raise SavedModelError("model_from_json: text is not a model's JSON (it needs "
+                              "'class_name' and 'config'); write it with model.to_json().")
     return model_from_config(data["config"], layer_class(data["class_name"]))
 
 

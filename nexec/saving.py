@@ -33,7 +33,9 @@ from nexec.plugins import registry
 
 __all__ = ["model_config", "model_from_config", "to_json", "model_from_json", "save_model",
            "load_model", "save_weights", "load_weights", "layer_class",
-           "MODEL_FILE_VERSION", "FORMAT", "atomic_write", "is_zip_file"]
+           "MODEL_FILE_VERSION", "FORMAT", "atomic_write", "is_zip_file", "check_npz_sizes"]
+
+_MAX_DEFLATE_RATIO = 1100  # deflate expands at most ~1032x; a larger claim is a lie
 
 
 def model_config(model: Model) -> dict[str, Any]:
@@ -92,6 +94,7 @@ def _read_model_file(path: str) -> dict[str, np.ndarray]:
         raise SavedModelError(f"'{path}' is not a nexec model file (not a zip archive); "
                               "write one with model.save(path).")
     try:
+        check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             files = data.files
             if "__format__" not in files or "__config__" not in files:
@@ -136,3 +139,42 @@ def _compile_from(model: Model, config: dict[str, Any], optimizer: dict[str, np.
                                   f"model's parameters need {tuple(slot.shape)}.")
     opt.iterations = int(optimizer["__optimizer__/iterations"])
     opt.load_state(saved)
+
+
+def check_npz_sizes(path: str) -> None:
+    """Refuses an ``.npz`` whose members declare more data than the file can hold, before
+    anything is allocated: a header claiming 16 GiB in a 1 KB file is a SavedModelError, not
+    a MemoryError.
+
+    Each member's ``.npy`` header (shape, dtype) must fit in the member's uncompressed size,
+    which must itself fit in the file (stored members) or in what deflate can expand to.
+
+    Raises:
+        SavedModelError: A member declares more than the file holds, or has no valid header.
+    """
+    size = os.path.getsize(path)
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            limit = size if info.compress_type == zipfile.ZIP_STORED else \
+                info.compress_size * _MAX_DEFLATE_RATIO
+            if info.file_size > limit:
+                raise SavedModelError(
+                    f"'{path}': member {info.filename!r} declares {info.file_size} bytes, more "
+                    f"than the {size}-byte file can hold; the file is corrupted or hostile.")
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as f:
+                try:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                except ValueError as e:
+                    raise SavedModelError(f"'{path}': member {info.filename!r} has no valid "
+                                          f"array header ({e}).") from None
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > info.file_size:
+                    raise SavedModelError(
+                        f"'{path}': member {info.filename!r} declares an array of shape "
+                        f"{shape} ({declared} bytes) in {info.file_size} bytes; the file is "
+                        "corrupted or hostile.")

@@ -21,12 +21,14 @@ two-thread GEMMs (docs/performance.md).
   the GIL (``nogil``), so the shards really run in parallel. An exception in any shard is
   raised in the caller. If another thread is already running shards, this one runs its
   shards one after the other instead of waiting. A forked child starts its own workers.
+  A ``KeyboardInterrupt`` (Ctrl-C, Jupyter's interrupt) is re-raised only once every worker
+  of the call is idle, and each call has its own completion state, so later calls never see
+  an earlier call's leftovers.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import threading
 from typing import Any, Iterator
 
@@ -63,21 +65,47 @@ def set_num_threads(n: int) -> None:
 
 
 class _Worker:
-    """A daemon thread that runs one bound call at a time."""
+    """A daemon thread that runs bound calls, one at a time, in the order given.
+
+    Its state (``pending`` calls, ``active`` while one runs) is guarded by one condition, so
+    the caller can wait until it is idle: the truth of "nothing of mine still runs" whatever
+    was or was not queued when an interrupt landed. Each call carries its own error list,
+    so nothing one call leaves behind is seen by the next.
+    """
 
     def __init__(self) -> None:
-        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.cond = threading.Condition(threading.Lock())
+        self.pending: list[tuple[Any, tuple, list[BaseException]]] = []
+        self.active = False
         threading.Thread(target=self._loop, daemon=True, name="nexec-shard").start()
+
+    def submit(self, fn: Any, args: tuple, errors: list[BaseException]) -> None:
+        with self.cond:
+            self.pending.append((fn, args, errors))
+            self.cond.notify_all()
+
+    def wait_idle(self) -> None:
+        """Returns once every call given to this worker has finished."""
+        with self.cond:
+            self.cond.notify_all()  # wakes the worker should an interrupt have skipped a notify
+            while self.pending or self.active:
+                self.cond.wait(0.1)
 
     def _loop(self) -> None:
         while True:
-            fn, args = self.jobs.get()
+            with self.cond:
+                while not self.pending:
+                    self.cond.wait()
+                fn, args, errors = self.pending.pop(0)
+                self.active = True
             try:
                 fn(*args)
-                self.done.put(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                self.done.put(exc)
+                errors.append(exc)
+            finally:
+                with self.cond:
+                    self.active = False
+                    self.cond.notify_all()
 
 
 _workers: list[_Worker] = []
@@ -127,8 +155,27 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _wait_for(workers: list[_Worker]) -> BaseException | None:
+    """Waits until ``workers`` are idle, even through interrupts; returns the first
+    interrupt (re-raised by the caller once nothing of this call runs any more)."""
+    interrupt: BaseException | None = None
+    for worker in workers:
+        while True:
+            try:
+                worker.wait_idle()
+                break
+            except BaseException as exc:  # noqa: BLE001 - a KeyboardInterrupt: finish first
+                interrupt = interrupt or exc
+    return interrupt
+
+
 def run_shards(calls: tuple) -> None:
-    """Runs the ``(function, args)`` pairs of ``calls`` in parallel; see the module notes."""
+    """Runs the ``(function, args)`` pairs of ``calls`` in parallel; see the module notes.
+
+    Interrupt safety: however a ``KeyboardInterrupt`` lands (while queueing, in the caller's
+    own shard, or while waiting), this returns or raises only after every worker it used is
+    idle, so no shard writes into the arena afterwards and the next call starts clean.
+    """
     if len(calls) == 1 or not _busy.acquire(blocking=False):
         for fn, args in calls:
             fn(*args)
@@ -136,18 +183,19 @@ def run_shards(calls: tuple) -> None:
     try:
         while len(_workers) < len(calls) - 1:
             _workers.append(_Worker())
+        used = _workers[:len(calls) - 1]
+        errors: list[BaseException] = []  # this call's own: stale failures cannot leak in
+        error: BaseException | None = None
         with single_threaded_blas():  # already held inside fit/predict: only a count
-            for worker, call in zip(_workers, calls[1:]):
-                worker.jobs.put(call)
-            error = None
             try:
+                for worker, (fn, args) in zip(used, calls[1:]):
+                    worker.submit(fn, args, errors)
                 fn, args = calls[0]
                 fn(*args)
             except BaseException as exc:  # noqa: BLE001 - raised after the others finish
                 error = exc
-            for worker, _ in zip(_workers, calls[1:]):
-                failure = worker.done.get()
-                error = error or failure
+            interrupt = _wait_for(used)
+        error = error or interrupt or (errors[0] if errors else None)
         if error is not None:
             raise error
     finally:

@@ -1,8 +1,10 @@
 """Convolution layers (channels_last, Keras layout)."""
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
+from nexec.checks import positive_int
 from nexec.errors import ShapeError
 from nexec.layers.base import Layer, ParamSpec, Shape
 from nexec.layers.core import check_activation
@@ -12,8 +14,9 @@ __all__ = ["Conv2D"]
 
 
 def _pair(v: Any, what: str) -> tuple[int, int]:
-    t = (v, v) if isinstance(v, int) else tuple(v)
-    if len(t) != 2 or any(int(i) <= 0 for i in t):
+    t = (v, v) if isinstance(v, Integral) else tuple(v) if isinstance(v, (tuple, list)) else ()
+    if len(t) != 2 or any(isinstance(i, bool) or not isinstance(i, Integral) or i <= 0
+                          for i in t):
         raise ValueError(f"{what} must be a positive int or a pair of them, got {v!r}.")
     return int(t[0]), int(t[1])
 
@@ -43,7 +46,7 @@ class Conv2D(Layer):
                  kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
                  data_format: str = "channels_last", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.filters = int(filters)
+        self.filters = positive_int(filters, "filters", f"Conv2D '{self.name}'")
         self.kernel_size = _pair(kernel_size, f"Conv2D '{self.name}': kernel_size")
         self.strides = _pair(strides, f"Conv2D '{self.name}': strides")
         padding = padding.lower()

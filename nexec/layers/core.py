@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nexec.checks import positive_int
 from nexec.errors import ShapeError
 from nexec.graph import Node, SymbolicTensor
 from nexec.layers.base import Layer, ParamSpec, Shape, _as_shape
@@ -38,7 +39,7 @@ class InputLayer(Layer):
         shape = shape if shape is not None else input_shape
         if shape is None:
             raise ValueError("InputLayer needs a shape, e.g. Input(shape=(64,)).")
-        self.shape = _as_shape(shape)
+        self.shape = _checked_shape(shape, f"Input '{self.name}'")
         if dtype not in ("float32", "float64"):
             raise ValueError(f"Input '{self.name}': dtype must be float32 or float64, "
                              f"got {dtype!r}.")
@@ -51,6 +52,19 @@ class InputLayer(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+def _checked_shape(shape: Any, where: str) -> Shape:
+    """A sample shape of positive ints (``None`` for an unknown axis), or a clear error."""
+    dims = (shape,) if not isinstance(shape, (tuple, list)) else tuple(shape)
+    for d in dims:
+        if d is not None:
+            try:
+                positive_int(d, "shape", where)
+            except (TypeError, ValueError):
+                raise ShapeError(f"{where}: shape must be a tuple of positive ints (or None), "
+                                 f"got {shape!r}.") from None
+    return _as_shape(dims)
 
 
 def Input(shape: tuple | int, name: str | None = None, dtype: str = "float32",
@@ -91,9 +105,7 @@ class Dense(Layer):
                  kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if int(units) <= 0:
-            raise ValueError(f"Dense '{self.name}': units must be positive, got {units}.")
-        self.units = int(units)
+        self.units = positive_int(units, "units", f"Dense '{self.name}'")
         self.activation = check_activation(activation, self.name)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer

@@ -5,10 +5,12 @@ arena views, which the program keeps as references into memory (``runtime/progra
 a step is a loop over pre-bound calls with no allocation. The arena is sized for the largest
 batch seen; a smaller batch (the last of an epoch) binds views of the same arena at the same
 offsets. The executor is written once for every device: memory, kernels and capabilities
-come from the plan's ``nexec.devices.Device``.
+come from the plan's ``nexec.devices.Device``. Its ``lock`` serialises steps from several
+threads (one arena per executor).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +70,9 @@ class Executor:
         self._scratch: dict[str, Any] = {}
         self._staging: dict = {}  # pinned host buffers of batches on their way to a device
         self._threads = self.device.threads()
+        #: Held by callers around each step (bind, load, run, read): the programs of one
+        #: executor share its arena, so two threads must not run them at the same time.
+        self.lock = threading.RLock()
 
     # ----- planning ---------------------------------------------------------------------------
     def _fuse_loss(self, out: int) -> bool:

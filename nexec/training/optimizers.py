@@ -122,7 +122,8 @@ class Optimizer:
             self._host[1] = self._rate_at(int(self._host[0]))
             return
         self._schedule = None
-        self._host[1] = _checked(type(self).__name__, "learning_rate", value)
+        # 0 is allowed (a frozen step, a warm-up's start); negative, NaN and inf are not.
+        self._host[1] = _checked(type(self).__name__, "learning_rate", value, hi_open=True)
 
     def _rate_at(self, step: int) -> float:
         s = self._schedule

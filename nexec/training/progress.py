@@ -44,6 +44,7 @@ class ProgressBar:
         self.start = time.perf_counter()
         self.dynamic = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_draw = 0.0
+        self._drawn = 0  # length of the line on screen, so a shorter one can blank the rest
 
     def update(self, done: int, logs: dict[str, float] | None = None) -> None:
         """Redraws the bar (at most every 50 ms) when on a terminal."""
@@ -53,19 +54,25 @@ class ProgressBar:
         if now - self._last_draw < 0.05:
             return
         self._last_draw = now
-        self.stream.write("\r" + self._line(done, logs or {}, now - self.start))
+        self.stream.write("\r" + self._padded(self._line(done, logs or {}, now - self.start)))
         self.stream.flush()
 
     def finish(self, logs: dict[str, float] | None = None) -> None:
         elapsed = time.perf_counter() - self.start
         if self.verbose == 1:
-            self.stream.write(("\r" if self.dynamic else "")
-                              + self._line(self.total, logs or {}, elapsed) + "\n")
+            line = self._line(self.total, logs or {}, elapsed)
+            self.stream.write(("\r" + self._padded(line) if self.dynamic else line) + "\n")
         elif self.verbose == 2:
             tail = f" - {format_logs(logs)}" if logs else ""
             self.stream.write(f"{self.total}/{self.total} - {elapsed:.0f}s - "
                               f"{format_step_time(elapsed / max(self.total, 1))}{tail}\n")
         self.stream.flush()
+
+    def _padded(self, line: str) -> str:
+        """``line`` with spaces over what a longer earlier line left on screen."""
+        padded = line.ljust(self._drawn)
+        self._drawn = len(line)
+        return padded
 
     def _line(self, done: int, logs: dict[str, float], elapsed: float) -> str:
         n = len(str(self.total))

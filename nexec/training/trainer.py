@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from nexec.checks import ArgumentError, ArgumentTypeError, optional_positive_int
 from nexec.devices import check_device, get_device
 from nexec.errors import DataError
 from nexec.planner import make_plan
@@ -61,6 +62,7 @@ class Predictor:
         self.executor = Executor(self.plan, self.store)
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto") -> Any:
+        batch_size = optional_positive_int(batch_size, "batch_size", "predict()")
         xs = as_inputs(x, self.model, self.dtype)
         n = len(xs[0])
         batch = batch_size or 32
@@ -68,10 +70,11 @@ class Predictor:
         bar = ProgressBar(-(-n // batch), _verbosity(verbose, 0))
         self.store.to_device()
         for i, (lo, hi) in enumerate(_slices(n, batch)):
-            prog = self.executor.program(hi - lo)
-            self.executor.load(prog, xs, lo, hi)
-            self.executor.run_forward(prog)
-            self.executor.read_outputs(prog, results, lo, hi)
+            with self.executor.lock:  # one arena: one thread's batch at a time
+                prog = self.executor.program(hi - lo)
+                self.executor.load(prog, xs, lo, hi)
+                self.executor.run_forward(prog)
+                self.executor.read_outputs(prog, results, lo, hi)
             bar.update(i + 1)
         bar.finish()
         return results[0] if len(results) == 1 else results
@@ -103,7 +106,7 @@ class Trainer:
         loss_names = self._per_output(loss, names, "loss")
         self.losses = [resolve_loss(n) for n in loss_names]
         weights = [1.0] * len(names) if loss_weights is None else \
-            [float(w) for w in self._per_output(loss_weights, names, "loss_weights")]
+            [_loss_weight(w) for w in self._per_output(loss_weights, names, "loss_weights")]
         per_output_metrics = self._metrics(metrics, names)
         self.objectives = [
             Objective(loss_fn, w, [resolve_metric(m, loss_fn.name,
@@ -148,6 +151,9 @@ class Trainer:
     def _metrics(metrics: Any, names: list[str]) -> list[list[str]]:
         if metrics is None:
             return [[] for _ in names]
+        if not isinstance(metrics, (list, tuple, dict)):
+            raise ArgumentTypeError(f"compile(): metrics must be a list (e.g. ['accuracy']) or a "
+                                    f"dict per output, got {metrics!r} ({type(metrics).__name__}).")
         if isinstance(metrics, dict):
             return [list(np.atleast_1d(metrics.get(n, []))) for n in names]
         return [list(metrics) for _ in names]
@@ -177,16 +183,17 @@ class Trainer:
         loss_names, metric_names = self._log_names()
         for i, (lo, hi) in enumerate(_slices(n, batch)):
             b = hi - lo
-            prog: Program = executor.program(b)
-            executor.load(prog, xs + ys, lo, hi, order)
             if callbacks is not None:
                 for c in callbacks.batch_begin:
                     c.on_train_batch_begin(i)
-            if counts is None:
-                counts = [0] * len(prog.metric_slots)
-                totals = [0] * len(prog.metric_slots)
-            step = executor.train_step if train else executor.evaluate_step
-            total = step(prog, per_output, counts)
+            with executor.lock:  # one arena: one thread's batch at a time
+                prog: Program = executor.program(b)
+                executor.load(prog, xs + ys, lo, hi, order)
+                if counts is None:
+                    counts = [0] * len(prog.metric_slots)
+                    totals = [0] * len(prog.metric_slots)
+                step = executor.train_step if train else executor.evaluate_step
+                total = step(prog, per_output, counts)
             loss_sum += total * b
             for j in range(k):
                 out_sums[j] += per_output[j] * b
@@ -212,6 +219,7 @@ class Trainer:
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
             steps_per_epoch: int | None = None, validation_freq: Any = 1) -> History:
+        batch_size = optional_positive_int(batch_size, "batch_size", "fit()")
         model = self.model
         xs = as_inputs(x, model, self.dtype)
         ys = as_targets(y, model, self.losses, self.dtype)
@@ -306,10 +314,13 @@ class Trainer:
 
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: Any = "auto",
                  return_dict: bool = False) -> Any:
+        batch_size = optional_positive_int(batch_size, "batch_size", "evaluate()")
         xs = as_inputs(x, self.model, self.dtype)
         ys = as_targets(y, self.model, self.losses, self.dtype)
         if len(xs[0]) != len(ys[0]):
             raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        if len(xs[0]) == 0:
+            raise DataError("evaluate() got no samples (x has 0 rows).")
         batch = min(batch_size or 32, len(xs[0]))
         bar = ProgressBar(-(-len(xs[0]) // batch), _verbosity(verbose, 0))
         self.store.to_device()
@@ -323,6 +334,10 @@ class Trainer:
     def train_on_batch(self, x: Any, y: Any, return_dict: bool = False) -> Any:
         xs = as_inputs(x, self.model, self.dtype)
         ys = as_targets(y, self.model, self.losses, self.dtype)
+        if len(xs[0]) != len(ys[0]):
+            raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        if len(xs[0]) == 0:
+            raise DataError("train_on_batch() got no samples (x has 0 rows).")
         self.store.to_device()
         logs = self._run_epoch(self.train_executor, xs, ys, len(xs[0]), None, True)
         self.store.from_device(get_device(self.device))
@@ -334,6 +349,8 @@ class Trainer:
         ys = as_targets(y, self.model, self.losses, self.dtype)
         if len(xs[0]) != len(ys[0]):
             raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        if len(xs[0]) == 0:
+            raise DataError("test_on_batch() got no samples (x has 0 rows).")
         self.store.to_device()
         logs = self._run_epoch(self.eval_executor, xs, ys, len(xs[0]), None, False)
         return _result(logs, return_dict)
@@ -360,3 +377,14 @@ def _should_eval(epoch: int, freq: Any) -> bool:
     if isinstance(freq, int):
         return (epoch + 1) % freq == 0
     return epoch + 1 in freq
+
+
+def _loss_weight(w: Any) -> float:
+    """One entry of ``compile(loss_weights=...)``: a finite number >= 0."""
+    if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
+        raise ArgumentTypeError(f"compile(): loss_weights entries must be numbers, got "
+                                f"{w!r} ({type(w).__name__}).")
+    if not np.isfinite(w) or w < 0:
+        raise ArgumentError(f"compile(): loss_weights entries must be finite and >= 0, "
+                            f"got {w!r}.")
+    return float(w)

@@ -1,5 +1,8 @@
 """Intra-op threads: run_shards, the BLAS hold, and sharded convolutions against one thread."""
+import random
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -235,3 +238,130 @@ def _shards_in_child():
     seen = []
     run_shards(((seen.append, (0,)), (seen.append, (1,))))
     return sorted(seen)
+
+
+# --------------------------------------------------------------------------- interrupts
+
+
+def _sigint_main():
+    """A real SIGINT to the main thread, as Ctrl-C sends: unlike ``_thread.interrupt_main``
+    it also interrupts a blocking wait (a lock, a queue) there."""
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
+def _run_interrupted(run, delay):
+    """Runs ``run()`` while a timer interrupts the main thread after ``delay`` seconds (as
+    Ctrl-C or Jupyter's interrupt button does); True when the interrupt landed inside."""
+    timer = threading.Timer(delay, _sigint_main)
+    try:
+        try:
+            timer.start()  # a short delay can land inside start() already
+            run()
+        finally:
+            timer.join()
+            for _ in range(1000):  # an interrupt still pending lands here, inside the try
+                pass
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def test_an_interrupt_while_waiting_waits_for_the_worker_and_leaves_nothing_stale():
+    done = []
+
+    def slow(i):
+        time.sleep(0.3)
+        done.append(i)
+
+    def interrupt_soon():
+        threading.Timer(0.05, _sigint_main).start()
+
+    set_num_threads(2)
+    with pytest.raises(KeyboardInterrupt):
+        run_shards(((interrupt_soon, ()), (slow, (1,))))  # lands while the caller waits
+    assert done == [1]  # re-raised only once the worker had finished
+    run_shards(((lambda: None, ()), (slow, (2,))))
+    assert done == [1, 2]  # no stale completion: this call waited for its own worker
+    assert not threads._busy.locked()
+
+
+def _conv_net():
+    i = Input(shape=(16, 16, 4), dtype="float64")
+    h = layers.Conv2D(16, 3, padding="same", activation="relu")(i)
+    h = layers.Conv2D(16, 3, padding="same", activation="relu")(h)
+    h = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(h)
+    return Model(i, layers.Dense(3, activation="softmax")(layers.Flatten()(h)))
+
+
+def test_interrupts_at_random_moments_leave_later_results_right(shard_everything):
+    """A stale completion token once made every later sharded call return early (wrong
+    outputs); now each call has its own and waits for its workers even when interrupted."""
+    set_num_threads(2)
+    model = _conv_net()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    twin = _conv_net()
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(16, 16, 16, 4)), np.eye(3)[rng.integers(0, 3, 16)]
+    model.fit(x, y, batch_size=8, verbose=0, shuffle=False)  # binds (and compiles) first
+    twin.predict(x, batch_size=8)
+    start = time.perf_counter()
+    expected = model.predict(x, batch_size=8)
+    took = time.perf_counter() - start
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    took_fit = time.perf_counter() - start
+    expected = model.predict(x, batch_size=8)
+    pick = random.Random(5)
+    landed, trials, deadline = 0, 0, time.monotonic() + 8
+    while trials < 400 and time.monotonic() < deadline:
+        trials += 1
+        if trials % 3 == 0:  # a fit, then a reference from an uninterrupted twin
+            landed += _run_interrupted(
+                lambda: model.fit(x, y, batch_size=8, verbose=0, shuffle=False),
+                pick.uniform(0, 1.5 * took_fit))
+            twin.set_weights(model.get_weights())
+            expected = twin.predict(x, batch_size=8)
+        else:
+            landed += _run_interrupted(lambda: model.predict(x, batch_size=8),
+                                       pick.uniform(0, 1.5 * took))
+        assert not threads._busy.locked()
+        np.testing.assert_array_equal(model.predict(x, batch_size=8), expected,
+                                      err_msg=f"after trial {trials}")
+    assert trials >= 100 and landed >= trials // 4, (trials, landed, took, took_fit)
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_predict_and_evaluate_from_eight_threads_match_serial_bit_for_bit(shard_everything):
+    set_num_threads(2)
+    model = _conv_net()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    rng = np.random.default_rng(9)
+    xs = [rng.normal(size=(6 + k, 16, 16, 4)) for k in range(8)]  # batches of 4 and a rest
+    ys = [np.eye(3)[rng.integers(0, 3, len(x))] for x in xs]
+    serial = [model.predict(x, batch_size=4) for x in xs]
+    serial_eval = [model.evaluate(x, y, batch_size=4, verbose=0) for x, y in zip(xs, ys)]
+    got, got_eval, errors = {}, {}, []
+    start = threading.Barrier(8, timeout=30)
+
+    def work(k):
+        try:
+            start.wait()
+            for _ in range(3):
+                got.setdefault(k, []).append(model.predict(xs[k], batch_size=4))
+                got_eval.setdefault(k, []).append(
+                    model.evaluate(xs[k], ys[k], batch_size=4, verbose=0))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    assert not errors and not any(t.is_alive() for t in workers)
+    for k in range(8):
+        for p, e in zip(got[k], got_eval[k]):
+            np.testing.assert_array_equal(p, serial[k], err_msg=f"thread {k}")
+            assert e == serial_eval[k]

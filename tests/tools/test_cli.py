@@ -160,3 +160,46 @@ def test_python_dash_m_nexec(tmp_path):
     version = subprocess.run([sys.executable, "-m", "nexec", "--version"], capture_output=True,
                              text=True, timeout=120)
     assert version.stdout.strip().startswith("nexec ")
+
+
+def test_a_closed_pipe_ends_quietly_as_cpython_recommends():
+    """``nexec plugins | head -0``: the reader is gone before nexec writes."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, sys
+        r, w = os.pipe()
+        os.close(r)  # the reader (head) has already exited
+        sys.stdout = os.fdopen(w, "w")
+        from nexec.cli import main
+        code = main(["plugins"])
+        sys.stderr.write(f"status {code}")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "status 141"  # no "Broken pipe", no traceback at exit
+
+
+def test_the_progress_bar_blanks_what_a_longer_line_left():
+    import io
+
+    from nexec.training.progress import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    bar = ProgressBar(100, 1, stream=out)
+    bar._last_draw = -1.0
+    bar.update(1, {"loss": 123456.789})
+    long_line = out.getvalue()
+    bar._last_draw = -1.0
+    bar.update(2, {"loss": 0.5})  # shorter than the line before it
+    screen = ""
+    for chunk in out.getvalue().replace("\n", "\r").split("\r"):  # what a terminal shows
+        screen = chunk + screen[len(chunk):]
+    assert "loss: 0.5000" in screen and "789" not in screen and len(long_line) > 1

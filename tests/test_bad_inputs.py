@@ -1,0 +1,198 @@
+"""A catalogue of bad inputs and faults: each must raise a nexec error (or a ValueError /
+TypeError / OSError nexec raises on purpose) whose message names the problem, before any
+kernel runs, with no crash, hang or silent wrong answer. Add a row for every new one."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import nexec
+from nexec import Input, Model, Sequential, layers, optimizers
+from nexec.errors import NexecError, SavedModelError
+from nexec.saving import load_model, model_from_json
+
+
+def _mlp(compiled=True):
+    x = Input(shape=(4,), name="x")
+    m = Model(x, layers.Dense(2, activation="softmax", name="out")(x))
+    if compiled:
+        m.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+X = np.ones((6, 4), np.float32)
+Y = np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 0, 1]]
+
+
+def _file(tmp, name, content):
+    path = os.path.join(tmp, name)
+    with open(path, "wb") as f:
+        f.write(content)
+    return path
+
+
+def _saved(tmp):
+    path = os.path.join(tmp, "m.npz")
+    _mlp().save(path)
+    return path
+
+
+# (id, action(tmp_path), expected exception types, regex the message must match)
+CASES = [
+    # --- batch sizes -------------------------------------------------------------------
+    ("predict batch_size=-5", lambda t: _mlp().predict(X, batch_size=-5), ValueError,
+     r"batch_size.*-5"),
+    ("predict batch_size=0", lambda t: _mlp().predict(X, batch_size=0), ValueError,
+     r"batch_size.*0"),
+    ("predict batch_size=2.5", lambda t: _mlp().predict(X, batch_size=2.5), TypeError,
+     r"batch_size.*2\.5"),
+    ("predict batch_size=True", lambda t: _mlp().predict(X, batch_size=True), TypeError,
+     r"batch_size.*True"),
+    ("predict batch_size='8'", lambda t: _mlp().predict(X, batch_size="8"), TypeError,
+     r"batch_size"),
+    ("fit batch_size=-5", lambda t: _mlp().fit(X, Y, batch_size=-5, verbose=0), ValueError,
+     r"batch_size.*-5"),
+    ("fit batch_size=0", lambda t: _mlp().fit(X, Y, batch_size=0, verbose=0), ValueError,
+     r"batch_size.*0"),
+    ("fit batch_size=2.5", lambda t: _mlp().fit(X, Y, batch_size=2.5, verbose=0), TypeError,
+     r"batch_size"),
+    ("evaluate batch_size=-1", lambda t: _mlp().evaluate(X, Y, batch_size=-1, verbose=0),
+     ValueError, r"batch_size.*-1"),
+    ("evaluate batch_size=1.0", lambda t: _mlp().evaluate(X, Y, batch_size=1.0, verbose=0),
+     TypeError, r"batch_size"),
+    # --- layers ------------------------------------------------------------------------
+    ("Dense units=2.5", lambda t: layers.Dense(2.5), TypeError, r"units.*2\.5"),
+    ("Dense units=0", lambda t: layers.Dense(0), ValueError, r"units.*0"),
+    ("Dense units=-3", lambda t: layers.Dense(-3), ValueError, r"units.*-3"),
+    ("Dense units='8'", lambda t: layers.Dense("8"), TypeError, r"units"),
+    ("Dense units=True", lambda t: layers.Dense(True), TypeError, r"units"),
+    ("Dense activation='relux'", lambda t: layers.Dense(2, activation="relux"), ValueError,
+     r"activation 'relux'"),
+    ("Conv2D filters=0", lambda t: layers.Conv2D(0, 3), ValueError, r"filters.*0"),
+    ("Conv2D filters=1.5", lambda t: layers.Conv2D(1.5, 3), TypeError, r"filters"),
+    ("Conv2D kernel_size=0", lambda t: layers.Conv2D(2, 0), ValueError, r"kernel_size"),
+    ("Conv2D kernel_size=2.5", lambda t: layers.Conv2D(2, 2.5), ValueError, r"kernel_size"),
+    ("Conv2D kernel_size=(3,)", lambda t: layers.Conv2D(2, (3,)), ValueError, r"kernel_size"),
+    ("Conv2D strides=-1", lambda t: layers.Conv2D(2, 3, strides=-1), ValueError, r"strides"),
+    ("Conv2D padding='full'", lambda t: layers.Conv2D(2, 3, padding="full"), ValueError,
+     r"padding"),
+    ("Conv2D channels_first", lambda t: layers.Conv2D(2, 3, data_format="channels_first"),
+     ValueError, r"data_format"),
+    ("Conv2D on a rank-2 input", lambda t: layers.Conv2D(2, 3)(Input(shape=(4,))),
+     ValueError, r"Conv2D|rank|shape"),
+    ("Dense on a rank-3 input", lambda t: layers.Dense(2)(Input(shape=(4, 4))), ValueError,
+     r"Flatten"),
+    ("Activation 'nope'", lambda t: layers.Activation("nope"), ValueError, r"activation"),
+    # --- inputs and graphs -------------------------------------------------------------
+    ("Input shape=(-5,)", lambda t: Input(shape=(-5,)), ValueError, r"shape.*-5"),
+    ("Input shape=(0, 3)", lambda t: Input(shape=(0, 3)), ValueError, r"shape"),
+    ("Input shape=(2.5,)", lambda t: Input(shape=(2.5,)), ValueError, r"shape"),
+    ("Input shape=None", lambda t: Input(shape=None), ValueError, r"shape"),
+    ("Input dtype=int32", lambda t: Input(shape=(3,), dtype="int32"), ValueError, r"dtype"),
+    ("Model inputs=[a, a]", lambda t: (lambda a: Model([a, a], layers.Dense(1)(a)))(
+        Input(shape=(3,))), ValueError, r"more than once"),
+    ("Model input not an Input", lambda t: (lambda a: Model(layers.Dense(2)(a),
+                                                            layers.Dense(1)(a)))(
+        Input(shape=(3,))), ValueError, r"Input"),
+    ("Model inputs=array", lambda t: Model(np.ones(3), np.ones(3)), ValueError, r"inputs"),
+    ("Model unused input", lambda t: (lambda a, b: Model([a, b], layers.Dense(1)(a)))(
+        Input(shape=(3,)), Input(shape=(3,))), ValueError, r"not used"),
+    ("Sequential.add(3)", lambda t: Sequential().add(3), TypeError, r"layer"),
+    # --- compile -----------------------------------------------------------------------
+    ("SGD learning_rate=-1", lambda t: optimizers.SGD(-1.0), ValueError, r"learning_rate"),
+    ("Adam learning_rate=nan", lambda t: optimizers.Adam(float("nan")), ValueError,
+     r"learning_rate.*nan"),
+    ("RMSprop learning_rate=inf", lambda t: optimizers.RMSprop(float("inf")), ValueError,
+     r"learning_rate.*inf"),
+    ("Adam learning_rate='fast'", lambda t: optimizers.Adam("fast"), TypeError,
+     r"learning_rate"),
+    ("learning_rate setter -1", lambda t: setattr(optimizers.SGD(), "learning_rate", -1.0),
+     ValueError, r"learning_rate"),
+    ("compile optimizer=3", lambda t: _mlp(False).compile(3, "mse"), ValueError,
+     r"optimizer"),
+    ("compile optimizer='adamw2'", lambda t: _mlp(False).compile("adamw2", "mse"),
+     (ValueError, NexecError), r"adamw2"),
+    ("compile no loss", lambda t: _mlp(False).compile("sgd"), ValueError, r"loss"),
+    ("compile loss='msee'", lambda t: _mlp(False).compile("sgd", "msee"),
+     (ValueError, NexecError), r"msee"),
+    ("compile loss_weights=['abc']", lambda t: _mlp(False).compile(
+        "sgd", "mse", loss_weights=["abc"]), TypeError, r"loss_weights.*abc"),
+    ("compile loss_weights=[nan]", lambda t: _mlp(False).compile(
+        "sgd", "mse", loss_weights=[float("nan")]), ValueError, r"loss_weights"),
+    ("compile loss_weights two for one", lambda t: _mlp(False).compile(
+        "sgd", "mse", loss_weights=[1.0, 2.0]), ValueError, r"loss_weights"),
+    ("compile metrics='accuracy'", lambda t: _mlp(False).compile(
+        "sgd", "mse", metrics="accuracy"), TypeError, r"metrics.*accuracy"),
+    ("compile metrics=['acuracy']", lambda t: _mlp(False).compile(
+        "sgd", "mse", metrics=["acuracy"]), ValueError, r"acuracy"),
+    ("compile loss dict wrong key", lambda t: _mlp(False).compile("sgd", {"nope": "mse"}),
+     ValueError, r"nope"),
+    ("compile device='tpu'", lambda t: _mlp(False).compile("sgd", "mse", device="tpu"),
+     (ValueError, NexecError), r"tpu"),
+    # --- data --------------------------------------------------------------------------
+    ("fit before compile", lambda t: _mlp(False).fit(X, Y, verbose=0), RuntimeError,
+     r"compile"),
+    ("evaluate empty", lambda t: _mlp().evaluate(X[:0], Y[:0], verbose=0), ValueError,
+     r"no samples"),
+    ("train_on_batch empty", lambda t: _mlp().train_on_batch(X[:0], Y[:0]), ValueError,
+     r"no samples"),
+    ("fit empty", lambda t: _mlp().fit(X[:0], Y[:0], verbose=0), ValueError,
+     r"no training samples"),
+    ("predict wrong feature shape", lambda t: _mlp().predict(np.ones((3, 5))), ValueError,
+     r"shape"),
+    ("predict NaN input", lambda t: _mlp().predict(np.full((2, 4), np.nan)), ValueError,
+     r"NaN"),
+    ("predict strings", lambda t: _mlp().predict(np.array([["a"] * 4])), ValueError,
+     r"dtype"),
+    ("predict x=None", lambda t: _mlp().predict(None), ValueError, r"x"),
+    ("fit x/y length mismatch", lambda t: _mlp().fit(X, Y[:3], verbose=0), ValueError,
+     r"samples"),
+    ("fit validation_split=1.5", lambda t: _mlp().fit(X, Y, validation_split=1.5, verbose=0),
+     ValueError, r"validation_split"),
+    ("fit callbacks=[3]", lambda t: _mlp().fit(X, Y, callbacks=[3], verbose=0), TypeError,
+     r"callbacks"),
+    ("fit wrong dict key", lambda t: _mlp().fit({"nope": X}, Y, verbose=0), ValueError,
+     r"nope"),
+    ("set_num_threads(0)", lambda t: nexec.set_num_threads(0), ValueError, r"positive int"),
+    ("set_weights wrong count", lambda t: _mlp().set_weights([]), ValueError, r"weight"),
+    # --- files -------------------------------------------------------------------------
+    ("load_model missing", lambda t: load_model(os.path.join(t, "nope.npz")),
+     FileNotFoundError, r"nope\.npz"),
+    ("load_model text file", lambda t: load_model(_file(t, "a.npz", b"hello")), ValueError,
+     r"a\.npz.*not a nexec model"),
+    ("load_model truncated", lambda t: load_model(_file(
+        t, "b.npz", open(_saved(t), "rb").read()[:300])), ValueError, r"b\.npz"),
+    ("load_model plain npz", lambda t: (np.savez(os.path.join(t, "c.npz"), a=np.ones(2)),
+                                        load_model(os.path.join(t, "c.npz"))), ValueError,
+     r"format marker"),
+    ("load_model pickled objects", lambda t: (np.savez(
+        os.path.join(t, "d.npz"), __format__=np.array([1]), __config__=np.array("{}"),
+        evil=np.array([{"a": 1}], dtype=object)), load_model(os.path.join(t, "d.npz"))),
+     ValueError, r"d\.npz"),
+    ("save to a directory", lambda t: _mlp().save(t), OSError, r"directory"),
+    ("save to /dev/null", lambda t: _mlp().save("/dev/null"), OSError,
+     r"not a regular file.*/dev/null"),
+    ("save into a missing folder", lambda t: _mlp().save(os.path.join(t, "no", "m.npz")),
+     OSError, r"no.m\.npz"),
+    ("model_from_json garbage", lambda t: model_from_json("{not json"), SavedModelError,
+     r"not valid JSON"),
+    ("model_from_json a list", lambda t: model_from_json("[1, 2]"), SavedModelError,
+     r"class_name"),
+    ("model_from_json unknown layer", lambda t: model_from_json(json.dumps(
+        {"class_name": "Sequential", "config": {"name": "s", "layers": [
+            {"class_name": "Dense9", "config": {}}]}})), ValueError,
+     r"Dense9"),
+]
+
+
+@pytest.mark.parametrize("action,expected,pattern", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_a_bad_input_gives_a_clear_error(tmp_path, action, expected, pattern):
+    with pytest.raises(expected, match=pattern):
+        action(str(tmp_path))
+
+
+def test_the_catalogue_is_large_and_has_unique_names():
+    assert len(CASES) >= 40
+    assert len({c[0] for c in CASES}) == len(CASES)

@@ -17,7 +17,7 @@ from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, 
 from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
 from nexec.plugins import registry
 
-__all__ = ["builtin_kernels", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
+__all__ = ["OP_KERNEL_CLASSES", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
            "ConcatenateKernel", "ActivationKernel", "FlattenKernel"]
 
 
@@ -367,8 +367,3 @@ class FlattenKernel(BuiltinKernel):
 
 OP_KERNEL_CLASSES = (DenseKernel, Conv2DKernel, AddKernel, ConcatenateKernel, ActivationKernel,
                      FlattenKernel)
-
-
-def builtin_kernels(devices: list[Any]) -> list[Kernel]:
-    """nexec's op kernels for each of ``devices``."""
-    return [cls(device) for device in devices for cls in OP_KERNEL_CLASSES]

@@ -18,16 +18,21 @@ from nexec.layers.conv import Conv2D
 from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.merge import Add, Concatenate
-from nexec.ops.builtin import builtin_kernels
+from nexec.ops import builtin as core_ops
 from nexec.plugins.hookspecs import hookimpl
 from nexec.training.losses import BUILTIN_LOSSES
 from nexec.training.metrics import BUILTIN_METRICS
 from nexec.training.optimizers import BUILTIN_OPTIMIZERS
 
+#: nexec's layer types, and the op-kernel classes that run them (one instance per device;
+#: each family of layers has its module in ``nexec/layers/`` and ``nexec/ops/``).
+LAYERS: list[type] = [InputLayer, Dense, Conv2D, Concatenate, Add, ActivationLayer, Flatten]
+OP_KERNEL_CLASSES: list[type] = [*core_ops.OP_KERNEL_CLASSES]
+
 
 @hookimpl
 def nexec_layers() -> list[type]:
-    return [InputLayer, Dense, Conv2D, Concatenate, Add, ActivationLayer, Flatten]
+    return list(LAYERS)
 
 
 _devices: list[Device] = []
@@ -47,7 +52,7 @@ def nexec_devices() -> list[Any]:
 
 @hookimpl
 def nexec_kernels() -> list[Any]:
-    return builtin_kernels(_builtin_devices())
+    return [cls(device) for device in _builtin_devices() for cls in OP_KERNEL_CLASSES]
 
 
 @hookimpl

@@ -192,6 +192,14 @@ class Trainer:
         loss_names = [f"{n}_loss" for n in names] if multi else []
         metric_names = [[f"{n}_{m[0]}" if multi else m[0] for m in o.metrics]
                         for n, o in zip(names, self.objectives)]
+        seen: dict[str, int] = {}  # a repeated name gets _1, _2, ... as in Keras 3
+        for names_k in metric_names:
+            for i, name in enumerate(names_k):
+                if name in seen:
+                    names_k[i] = f"{name}_{seen[name]}"
+                    seen[name] += 1
+                else:
+                    seen[name] = 1
         return loss_names, metric_names
 
     # ----- loops --------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from nexec.kernels.cpu.loss import _argmax_row
 from nexec.kernels.jit import kernel
 
@@ -45,7 +47,7 @@ def absolute_error_sum(p, y, out):
     total = 0.0
     for i in range(n):
         for j in range(k):
-            total += abs(float(p[i, j]) - float(y[i, j]))
+            total += abs(np.float64(p[i, j]) - np.float64(y[i, j]))
     out[0] = total
 
 
@@ -60,7 +62,7 @@ def squared_error_sum(p, y, out):
     total = 0.0
     for i in range(n):
         for j in range(k):
-            d = float(p[i, j]) - float(y[i, j])
+            d = np.float64(p[i, j]) - np.float64(y[i, j])
             total += d * d
     out[0] = total
 

@@ -21,8 +21,7 @@ class CpuDevice(Device):
     column_blocks = True
 
     def _modules(self) -> tuple[Any, ...]:
-        from nexec.kernels.cpu import (activation, conv, dense, loss, merge, metric,
-                                       optimizer)
+        from nexec.kernels.cpu import activation, conv, dense, loss, merge, metric, optimizer
 
         return (activation, conv, dense, loss, merge, metric, optimizer)
 

@@ -261,6 +261,8 @@ class AUC(_Keras):
     data, label weights and ``from_logits`` are refused with an error.
     """
 
+    num_thresholds: int  # set in __init__ (not a dataclass field)
+
     def __init__(self, num_thresholds: int = 200, curve: str = "ROC",
                  summation_method: str = "interpolation", name: str | None = None,
                  dtype: Any = None, thresholds: Any = None, multi_label: bool = False,

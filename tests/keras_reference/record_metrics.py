@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 import keras
+import numpy as np
 from keras import layers
 
 HERE = Path(__file__).parent

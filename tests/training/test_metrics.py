@@ -111,3 +111,22 @@ def test_vector_slots_on_cuda_match_cpu():
         results.append(m.evaluate(X, Y, batch_size=4, verbose=0, return_dict=True))
     for k, v in results[0].items():
         assert results[1][k] == pytest.approx(v, rel=1e-6), k
+
+
+def test_vector_slot_steps_allocate_nothing():
+    from nexec.testing import array_arguments, count_allocations
+
+    m = model()
+    m.compile("sgd", "mse", metrics=["auc", "mae"])
+    m.fit(X, Y, batch_size=5, epochs=1, verbose=0)
+    ex = m._trainer.train_executor
+    prog = ex.program(5)
+    losses = [0.0]
+    counts = [np.zeros(s.shape[0], s.dtype) if s.shape[0] > 1 else 0
+              for _, _, s, _ in prog.metric_slots]
+    ex.train_step(prog, losses, counts)
+    nrt, numpy_blocks = count_allocations(lambda: [ex.train_step(prog, losses, counts)
+                                                   for _ in range(3)])
+    assert nrt == 3 * array_arguments(prog)
+    assert numpy_blocks == []
+    assert counts[0].sum() == 4 * 5 * 3  # each of the 5 x 3 predictions once per step

@@ -308,7 +308,8 @@ class Model(Function, Layer):
         Args:
             optimizer: Name (``"rmsprop"``) or instance (``optimizers.Adam(1e-3)``).
             loss: Name, or a list/dict of names per output.
-            metrics: e.g. ``["accuracy"]``, or a dict per output.
+            metrics: e.g. ``["accuracy", "mae", metrics.AUC()]``; per output a list with
+                one entry each, or a dict by output name (as Keras 3).
             loss_weights: Per-output weights of the total loss (list or dict).
             device: ``"cpu"`` (default).
         """
@@ -336,6 +337,16 @@ class Model(Function, Layer):
             raise NotCompiledError(f"Model '{self.name}' must be compiled before {what}(); "
                                    "call model.compile(optimizer=..., loss=...) first.")
         return self._trainer
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """The names of ``evaluate()``'s values in its order (``[]`` before ``compile``).
+
+        Keras 3.15 returns ``["loss", "compile_metrics"]`` (plus per-output losses) here;
+        nexec returns every logged name, as Keras 2 did (docs/keras.md, Metrics).
+        """
+        trainer = getattr(self, "_trainer", None)
+        return [] if trainer is None else trainer.metrics_names()
 
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,

@@ -197,7 +197,7 @@ class Executor:
             prog.loss_slots.append((k, obj.weight, prog.refs(slot)))
             for name, metric in obj.metrics:
                 m = len(prog.metric_slots)
-                slot = self._slot(f"metric {m}", np.dtype(metric.dtype))
+                slot = self._slot(f"metric {m}", np.dtype(metric.dtype), metric.size)
                 prog.memories[f"metric {m}"] = slot
                 prog.add("metric", [metric.bind(dev, p, y, slot)])
                 prog.metric_slots.append((k, name, prog.refs(slot), metric.total(p)))
@@ -257,11 +257,11 @@ class Executor:
         prog.memories[f"scratch {key}"] = a
         return a
 
-    def _slot(self, key: str, dtype: Any) -> Any:
-        """A 1-element array a reduction kernel writes its result into."""
+    def _slot(self, key: str, dtype: Any, size: int = 1) -> Any:
+        """A ``size``-element array a reduction kernel writes its result(s) into."""
         a = self._scratch.get(key)
-        if a is None:
-            a = self._scratch[key] = self.device.zeros((1,), dtype)
+        if a is None or a.shape[0] != size or a.dtype != dtype:
+            a = self._scratch[key] = self.device.zeros((size,), dtype)
         return a
 
     # ----- data in and out ------------------------------------------------------------------------
@@ -285,7 +285,9 @@ class Executor:
         """Forward, loss, metrics, backward, update.
 
         Per-output losses are written into ``losses``; metric sums are added to ``counts``
-        (one per ``prog.metric_slots`` entry). Returns the weighted total loss.
+        (one per ``prog.metric_slots`` entry: a number for a 1-element slot, a host array of
+        the slot's length, added to in place, for a longer one). Returns the weighted total
+        loss.
         """
         with self.device.step_guard(prog.threaded):
             for phase in ("forward", "loss", "metric", "backward", "update"):
@@ -308,8 +310,25 @@ class Executor:
             losses[k] = value
             total += weight * value
         for i, (_, _, slot, _) in enumerate(prog.metric_slots):
-            counts[i] += self.device.scalar(slot).item()
+            acc = counts[i]
+            if isinstance(acc, np.ndarray):  # a vector slot (AUC, precision): add in place
+                self._add_slot(acc, slot)
+            else:
+                counts[i] += self.device.scalar(slot).item()
         return total
+
+    def _add_slot(self, acc: np.ndarray, slot: Any) -> None:
+        """``acc += slot`` for a metric slot of several sums, through a reused host buffer
+        on devices whose memory the host cannot read."""
+        if self.device.host_memory:
+            np.add(acc, slot, out=acc)
+            return
+        key = f"host {tuple(slot.shape)} {np.dtype(slot.dtype).str}"
+        buf = self._staging.get(key)
+        if buf is None:
+            buf = self._staging[key] = np.empty(tuple(slot.shape), slot.dtype)
+        self.device.read(buf, slot)
+        np.add(acc, buf, out=acc)
 
 
 def _flat(a: Any) -> Any:

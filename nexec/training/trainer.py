@@ -118,7 +118,8 @@ class Trainer:
         # What ``model.save`` records to compile a loaded model the same way (by name).
         self.config = {"loss": [saved_form(loss_fn) for loss_fn in self.losses],
                        "loss_weights": weights,
-                       "metrics": [[str(m) for m in ms] for ms in per_output_metrics]}
+                       "metrics": [[m if isinstance(m, str) else getattr(m, "name", str(m))
+                                    for m in ms] for ms in per_output_metrics]}
         self.predictor = Predictor(model, self.device)
         self.plan = self.predictor.plan
         self.dtype = self.predictor.dtype
@@ -148,15 +149,51 @@ class Trainer:
         return [value] * len(names)
 
     @staticmethod
-    def _metrics(metrics: Any, names: list[str]) -> list[list[str]]:
+    def _metrics(metrics: Any, names: list[str]) -> list[list[Any]]:
+        """Per output, its metrics, from the forms Keras 3 accepts: a list (a single output's
+        metrics, or one entry per output: a metric, a list of metrics or None), a list
+        holding one list (single output), or a dict by output name."""
+        forms = ("a list such as ['accuracy', 'mae'], one entry per output for a model with "
+                 "several outputs (a metric, a list of metrics, or None), or a dict by "
+                 f"output name (outputs: {names})")
+
+        def entries(v: Any) -> list[Any]:
+            items = [] if v is None else list(v) if isinstance(v, (list, tuple)) else [v]
+            for m in items:
+                if isinstance(m, (list, tuple, dict)) or m is None:
+                    raise ValueError(f"compile(metrics=...): {m!r} inside {v!r} is not a "
+                                     f"metric; metrics must be {forms}.")
+            return items
+
         if metrics is None:
             return [[] for _ in names]
         if not isinstance(metrics, (list, tuple, dict)):
             raise ArgumentTypeError(f"compile(): metrics must be a list (e.g. ['accuracy']) or a "
                                     f"dict per output, got {metrics!r} ({type(metrics).__name__}).")
         if isinstance(metrics, dict):
-            return [list(np.atleast_1d(metrics.get(n, []))) for n in names]
-        return [list(metrics) for _ in names]
+            unknown = [k for k in metrics if k not in names]
+            if unknown:
+                raise ValueError(f"compile(metrics=...) has keys {unknown} that are not "
+                                 f"outputs; outputs: {names}.")
+            return [entries(metrics.get(n)) for n in names]
+        if not isinstance(metrics, (list, tuple)):
+            raise ValueError(f"compile(metrics=...) must be a list, tuple or dict (as in "
+                             f"Keras 3), got {metrics!r} of type {type(metrics).__name__}; "
+                             f"metrics must be {forms}.")
+        if len(names) == 1:
+            nested = len(metrics) == 1 and isinstance(metrics[0], (list, tuple))
+            return [entries(metrics[0] if nested else metrics)]
+        if len(metrics) != len(names):
+            raise ValueError(f"compile(metrics=...) has {len(metrics)} entries for "
+                             f"{len(names)} outputs ({', '.join(names)}); metrics must be "
+                             f"{forms}.")
+        return [entries(m) for m in metrics]
+
+    def metrics_names(self) -> list[str]:
+        """The names of ``evaluate``'s values, in its order (``loss``, per-output losses,
+        metrics), as ``model.metrics_names``."""
+        loss_names, metric_names = self._log_names()
+        return ["loss", *loss_names, *(n for names in metric_names for n in names)]
 
     # ----- logs ---------------------------------------------------------------------------------
     def _log_names(self) -> tuple[list[str], list[list[str]]]:
@@ -165,6 +202,14 @@ class Trainer:
         loss_names = [f"{n}_loss" for n in names] if multi else []
         metric_names = [[f"{n}_{m[0]}" if multi else m[0] for m in o.metrics]
                         for n, o in zip(names, self.objectives)]
+        seen: dict[str, int] = {}  # a repeated name gets _1, _2, ... as in Keras 3
+        for names_k in metric_names:
+            for i, name in enumerate(names_k):
+                if name in seen:
+                    names_k[i] = f"{name}_{seen[name]}"
+                    seen[name] += 1
+                else:
+                    seen[name] = 1
         return loss_names, metric_names
 
     # ----- loops --------------------------------------------------------------------------------
@@ -189,8 +234,9 @@ class Trainer:
             with executor.lock:  # one arena: one thread's batch at a time
                 prog: Program = executor.program(b)
                 executor.load(prog, xs + ys, lo, hi, order)
-                if counts is None:
-                    counts = [0] * len(prog.metric_slots)
+                if counts is None:  # a number per 1-element slot, a host array per longer one
+                    counts = [0 if s.shape[0] == 1 else np.zeros(s.shape[0], s.dtype)
+                              for _, _, s, _ in prog.metric_slots]
                     totals = [0] * len(prog.metric_slots)
                 step = executor.train_step if train else executor.evaluate_step
                 total = step(prog, per_output, counts)
@@ -211,8 +257,9 @@ class Trainer:
         for name, s in zip(loss_names, out_sums):
             logs[name] = s / max(seen, 1)
         flat_names = [name for names in metric_names for name in names]
-        for name, c, t in zip(flat_names, counts or [], totals):
-            logs[name] = c / max(t, 1)
+        flat_metrics = [m for o in self.objectives for _, m in o.metrics]
+        for name, metric, c, t in zip(flat_names, flat_metrics, counts or [], totals):
+            logs[name] = metric.result(np.atleast_1d(c), t)
         return logs
 
     def fit(self, x: Any, y: Any, batch_size: int | None = None, epochs: int = 1,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from nexec.checks import ArgumentError, ArgumentTypeError
 from nexec.plugins import registry
 from nexec.training import schedules as schedules_module
 from nexec.training.schedules import LearningRateSchedule
@@ -29,18 +30,17 @@ _CLIP_MODES = {None: 0.0, "clipnorm": 1.0, "global_clipnorm": 2.0, "clipvalue": 
 
 def _checked(cls: str, arg: str, value: Any, *, lo: float = 0.0, hi: float = math.inf,
              lo_open: bool = False, hi_open: bool = False) -> float:
-    """``value`` as a float when it is a real number in the interval, else a ValueError
-    naming the argument, the value and the accepted interval."""
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and \
-        not isinstance(value, bool) and not math.isnan(float(value))
-    if ok:
-        v = float(value)
-        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-    if not ok:
-        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        raise ValueError(f"{cls}: argument `{arg}` must be a number in {interval}. "
-                         f"Received: {arg}={value!r}")
-    return float(value)
+    """``value`` as a float when it is a real number in the interval; else a TypeError (not a
+    number) or ValueError (outside it) naming the argument, the value and the interval."""
+    interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ArgumentTypeError(f"{cls}: argument `{arg}` must be a number in {interval}. "
+                                f"Received: {arg}={value!r} ({type(value).__name__})")
+    v = float(value)
+    if math.isnan(v) or not ((v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)):
+        raise ArgumentError(f"{cls}: argument `{arg}` must be a number in {interval}. "
+                            f"Received: {arg}={value!r}")
+    return v
 
 
 class Optimizer:

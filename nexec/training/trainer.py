@@ -167,9 +167,6 @@ class Trainer:
 
         if metrics is None:
             return [[] for _ in names]
-        if not isinstance(metrics, (list, tuple, dict)):
-            raise ArgumentTypeError(f"compile(): metrics must be a list (e.g. ['accuracy']) or a "
-                                    f"dict per output, got {metrics!r} ({type(metrics).__name__}).")
         if isinstance(metrics, dict):
             unknown = [k for k in metrics if k not in names]
             if unknown:
@@ -177,7 +174,7 @@ class Trainer:
                                  f"outputs; outputs: {names}.")
             return [entries(metrics.get(n)) for n in names]
         if not isinstance(metrics, (list, tuple)):
-            raise ValueError(f"compile(metrics=...) must be a list, tuple or dict (as in "
+            raise ArgumentTypeError(f"compile(metrics=...) must be a list, tuple or dict (as in "
                              f"Keras 3), got {metrics!r} of type {type(metrics).__name__}; "
                              f"metrics must be {forms}.")
         if len(names) == 1:

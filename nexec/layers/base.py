@@ -135,13 +135,13 @@ class Layer:
     # ----- graph capture ------------------------------------------------------------------
     def __call__(self, inputs: Any) -> Any:
         tensors = self._check_inputs(inputs)
+        self._check_dtypes(tensors)
+        self._check_masks(tensors)
         shapes = [t.feature_shape for t in tensors]
         try:
             out_shape = _checked_shape(self, self.compute_output_shape(shapes))
         except ShapeError as e:
             raise ShapeError(f"Layer '{self.name}' ({type(self).__name__}): {e}") from None
-        self._check_dtypes(tensors)
-        self._check_masks(tensors)
         dtype = float_dtype(t.dtype for t in tensors)
         if not self.built:
             self.build(shapes, dtype)

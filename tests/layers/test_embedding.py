@@ -7,8 +7,14 @@ import torch
 import nexec
 from nexec import Input, Model, layers
 from nexec.errors import DataError
-from nexec.testing import (array_arguments, assert_close, check_gradients, count_allocations,
-                           model_gradients, weights_by_name)
+from nexec.testing import (
+    array_arguments,
+    assert_close,
+    check_gradients,
+    count_allocations,
+    model_gradients,
+    weights_by_name,
+)
 
 V, T, D = 9, 4, 3
 

@@ -15,7 +15,27 @@ from typing import Any
 from nexec.errors import GraphError
 
 __all__ = ["SymbolicTensor", "Node", "Function", "is_symbolic", "clear_session", "unique_name",
-           "topological_order"]
+           "topological_order", "FLOAT_DTYPES", "INTEGER_DTYPES", "is_integer_dtype",
+           "float_dtype"]
+
+#: The dtypes of parameters, activations and gradients (one per model).
+FLOAT_DTYPES = ("float32", "float64")
+#: The dtypes of integer tensors (token ids): they flow to the layers that take ids.
+INTEGER_DTYPES = ("int32", "int64")
+
+
+def is_integer_dtype(dtype: str) -> bool:
+    """Whether ``dtype`` (a dtype name) is one of nexec's integer tensor dtypes."""
+    return dtype in INTEGER_DTYPES
+
+
+def float_dtype(dtypes: Any) -> str:
+    """The floating dtype of a group of tensors: the first float one, else float32.
+
+    This is the *model dtype* rule: parameters, activations and gradients take the dtype of
+    the float tensors; integer tensors (ids) keep their own and say nothing about it.
+    """
+    return next((d for d in dtypes if d in FLOAT_DTYPES), "float32")
 
 _ids = itertools.count()
 _name_counts: dict[str, int] = {}
@@ -38,14 +58,20 @@ class SymbolicTensor:
 
     ``shape`` follows Keras and includes the unknown batch axis (``(None, 32)``);
     ``feature_shape`` is the same without it, which is what layers reason about.
+
+    ``mask`` is Keras' mask of the tensor, kept symbolic: None, or the integer-id tensor
+    whose entries equal to 0 are padding (``Embedding(mask_zero=True)`` makes one). The
+    mask's shape is that source's feature shape (for ``(T, D)`` embeddings of ``(T,)`` ids:
+    one flag per time step), as ``ids != 0`` is in Keras.
     """
 
     def __init__(self, feature_shape: tuple, dtype: str, node: Node | None = None,
-                 index: int = 0) -> None:
+                 index: int = 0, mask: SymbolicTensor | None = None) -> None:
         self.feature_shape = tuple(feature_shape)
         self.dtype = dtype
         self.node = node
         self.index = index
+        self.mask = mask
         self.id = next(_ids)
 
     @property

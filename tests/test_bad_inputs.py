@@ -89,7 +89,8 @@ CASES = [
     ("Input shape=(0, 3)", lambda t: Input(shape=(0, 3)), ValueError, r"shape"),
     ("Input shape=(2.5,)", lambda t: Input(shape=(2.5,)), ValueError, r"shape"),
     ("Input shape=None", lambda t: Input(shape=None), ValueError, r"shape"),
-    ("Input dtype=int32", lambda t: Input(shape=(3,), dtype="int32"), ValueError, r"dtype"),
+    ("Input dtype=int8", lambda t: Input(shape=(3,), dtype="int8"), ValueError, r"dtype"),
+    ("Input shape=(None, 8)", lambda t: Input(shape=(None, 8)), ValueError, r"pad"),
     ("Model inputs=[a, a]", lambda t: (lambda a: Model([a, a], layers.Dense(1)(a)))(
         Input(shape=(3,))), ValueError, r"more than once"),
     ("Model input not an Input", lambda t: (lambda a: Model(layers.Dense(2)(a),

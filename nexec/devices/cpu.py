@@ -21,9 +21,18 @@ class CpuDevice(Device):
     column_blocks = True
 
     def _modules(self) -> tuple[Any, ...]:
-        from nexec.kernels.cpu import activation, conv, dense, loss, merge, metric, optimizer
+        from nexec.kernels.cpu import (
+            activation,
+            conv,
+            dense,
+            embedding,
+            loss,
+            merge,
+            metric,
+            optimizer,
+        )
 
-        return (activation, conv, dense, loss, merge, metric, optimizer)
+        return (activation, conv, dense, embedding, loss, merge, metric, optimizer)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

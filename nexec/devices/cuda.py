@@ -49,9 +49,18 @@ class CudaDevice(Device):
                 "NUMBA_ENABLE_CUDASIM=1 before starting Python (slow).")
 
     def _modules(self) -> tuple[Any, ...]:
-        from nexec.kernels.cuda import activation, conv, dense, loss, merge, metric, optimizer
+        from nexec.kernels.cuda import (
+            activation,
+            conv,
+            dense,
+            embedding,
+            loss,
+            merge,
+            metric,
+            optimizer,
+        )
 
-        return (activation, conv, dense, loss, merge, metric, optimizer)
+        return (activation, conv, dense, embedding, loss, merge, metric, optimizer)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cuda import elementwise

@@ -12,11 +12,13 @@ from typing import Any
 from nexec.layers.base import Layer, ParamSpec
 from nexec.layers.conv import Conv2D
 from nexec.layers.core import Activation, Dense, Flatten, Input, InputLayer
+from nexec.layers.embedding import Embedding
 from nexec.layers.merge import Add, Concatenate
 from nexec.plugins import registry as _registry
 
 __all__ = ["Layer", "ParamSpec", "Input", "InputLayer", "Dense", "Conv2D", "Concatenate", "Add",
            "Activation", "Flatten"]
+__all__ += ["Embedding"]
 
 
 def __getattr__(name: str) -> Any:

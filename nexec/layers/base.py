@@ -15,7 +15,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nexec.errors import GraphError, ShapeError
-from nexec.graph import Node, SymbolicTensor, is_symbolic, unique_name
+from nexec.graph import (
+    Node,
+    SymbolicTensor,
+    float_dtype,
+    is_integer_dtype,
+    is_symbolic,
+    unique_name,
+)
 from nexec.plugins import registry
 from nexec.random import generator
 
@@ -64,6 +71,14 @@ class Layer:
     num_inputs: int | None = 1
     #: Whether the layer behaves differently in training (Dropout, BatchNormalization).
     has_training_mode: bool = False
+    #: Whether the layer reads its inputs as integer ids (Embedding): they may then be of an
+    #: integer dtype (``int32``/``int64``) or hold whole numbers in a float dtype. Every
+    #: other layer computes in floating point and refuses integer tensors when called.
+    accepts_ids: bool = False
+    #: Keras' name: whether the layer takes an input that carries a mask (see
+    #: :meth:`compute_mask`). A layer that does not is refused such an input when called,
+    #: rather than ignoring the mask silently.
+    supports_masking: bool = False
 
     def __init__(self, name: str | None = None, trainable: bool = True,
                  dtype: str | None = None, input_shape: tuple | None = None,
@@ -100,14 +115,60 @@ class Layer:
     def from_config(cls, config: dict[str, Any]) -> Layer:
         return cls(**config)
 
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> SymbolicTensor | None:
+        """The mask of the output, as Keras' ``compute_mask``, on symbolic tensors.
+
+        A mask is None or the integer-id tensor whose zeros are padding
+        (``SymbolicTensor.mask``). By default a layer that supports masking passes the mask
+        of its one input on (an elementwise or per-time-step layer), and any other layer's
+        output has none; a layer that consumes the mask (a pooling over time, a recurrent
+        layer without ``return_sequences``) or makes one (``Embedding``) overrides this.
+
+        Args:
+            inputs: The input tensor (a list for several inputs), as the layer was called.
+            previous_mask: Its mask (a list of masks, one per input, for several inputs).
+        """
+        if self.supports_masking and not isinstance(inputs, (list, tuple)):
+            return previous_mask
+        return None
+
     # ----- graph capture ------------------------------------------------------------------
     def __call__(self, inputs: Any) -> Any:
         tensors = self._check_inputs(inputs)
+        self._check_dtypes(tensors)
+        self._check_masks(tensors)
         shapes = [t.feature_shape for t in tensors]
         try:
             out_shape = _checked_shape(self, self.compute_output_shape(shapes))
         except ShapeError as e:
             raise ShapeError(f"Layer '{self.name}' ({type(self).__name__}): {e}") from None
+        dtype = float_dtype(t.dtype for t in tensors)
+        if not self.built:
+            self.build(shapes, dtype)
+        elif self.param_specs(shapes) != list(self._param_specs.values()):
+            raise ShapeError(
+                f"Layer '{self.name}' was built for input shapes "
+                f"{_fmt(self._input_shapes)} and cannot be called on {_fmt(shapes)}: "
+                "a shared layer needs inputs of the same shape.")
+        out = SymbolicTensor(out_shape, self.dtype or dtype)
+        self._nodes.append(Node(self, tensors, [out]))
+        many = isinstance(inputs, (list, tuple))
+        masks = [t.mask for t in tensors]
+        out.mask = self.compute_mask(tensors if many else tensors[0], masks if many else masks[0])
+        return out
+
+    def _check_dtypes(self, tensors: list[SymbolicTensor]) -> None:
+        """Integer tensors only into layers that take ids; float inputs of the layer's dtype."""
+        if self.accepts_ids:
+            return  # ids of any numeric dtype; the layer's dtype is its parameters'
+        ints = [t for t in tensors if is_integer_dtype(t.dtype)]
+        if ints:
+            raise TypeError(
+                f"Layer '{self.name}' ({type(self).__name__}) was called on {ints[0].name!r} "
+                f"of dtype {ints[0].dtype}, but it computes in floating point: integer tensors "
+                "are token ids for the layers that take ids (Embedding). Put an Embedding "
+                "first, or give the input a float dtype (Input(..., dtype='float32')) if it "
+                "holds numeric features.")
         if self.dtype is not None and any(t.dtype != self.dtype for t in tensors):
             got = ", ".join(sorted({t.dtype for t in tensors}))
             raise TypeError(
@@ -115,16 +176,22 @@ class Layer:
                 f"is {got}; nexec runs a whole model in one dtype (float32 or float64): give "
                 f"the model's Input(dtype='{self.dtype}') (or the first layer of a Sequential "
                 f"dtype='{self.dtype}'), and leave the other layers' dtype unset.")
-        if not self.built:
-            self.build(shapes, tensors[0].dtype)
-        elif self.param_specs(shapes) != list(self._param_specs.values()):
-            raise ShapeError(
-                f"Layer '{self.name}' was built for input shapes "
-                f"{_fmt(self._input_shapes)} and cannot be called on {_fmt(shapes)}: "
-                "a shared layer needs inputs of the same shape.")
-        out = SymbolicTensor(out_shape, self.dtype or tensors[0].dtype)
-        self._nodes.append(Node(self, tensors, [out]))
-        return out
+
+    def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
+        """A masked input only into a layer that supports masking: never ignored silently."""
+        if self.supports_masking:
+            return
+        masked = next((t for t in tensors if t.mask is not None), None)
+        if masked is not None:
+            assert masked.mask is not None
+            raise GraphError(
+                f"Layer '{self.name}' ({type(self).__name__}) was called on {masked.name!r}, "
+                f"which carries a mask (entries of {masked.mask.name!r} equal to 0 are "
+                f"padding, from Embedding(mask_zero=True)), but {type(self).__name__} does not "
+                "support masking: nexec refuses the mask rather than drop it silently (Keras "
+                "drops it with a warning, or passes it on where nexec cannot yet). Use "
+                "mask_zero=False, or feed the masked tensor to a layer that supports masking "
+                "(docs/keras.md, Masks).")
 
     def _check_inputs(self, inputs: Any) -> list[SymbolicTensor]:
         many = isinstance(inputs, (list, tuple))

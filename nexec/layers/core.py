@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from nexec.checks import positive_int
 from nexec.errors import ShapeError
-from nexec.graph import Node, SymbolicTensor
+from nexec.graph import FLOAT_DTYPES, INTEGER_DTYPES, Node, SymbolicTensor
 from nexec.layers.base import Layer, ParamSpec, Shape, _as_shape
 from nexec.plugins import registry
 
@@ -26,23 +28,31 @@ class InputLayer(Layer):
     """The layer behind :func:`nexec.Input`; it makes one tensor and takes none.
 
     Args:
-        shape: Sample shape without the batch axis.
+        shape: Sample shape without the batch axis; every dimension known (no ``None``).
         name: Layer name (``input_layer``, ``input_layer_1``... when omitted).
-        dtype: ``float32`` or ``float64``.
+        dtype: ``float32`` or ``float64`` (features), or ``int32``/``int64`` (token ids, for
+            the layers that take ids: ``Embedding``).
     """
 
     num_inputs = 0
 
-    def __init__(self, shape: Any = None, name: str | None = None, dtype: str = "float32",
+    def __init__(self, shape: Any = None, name: str | None = None, dtype: Any = "float32",
                  input_shape: Any = None, **kwargs: Any) -> None:
-        super().__init__(name=name, dtype=dtype, **kwargs)
+        dtype = _input_dtype(dtype, name)
+        super().__init__(name=name, dtype=dtype if dtype in FLOAT_DTYPES else None, **kwargs)
+        self.dtype = dtype
         shape = shape if shape is not None else input_shape
         if shape is None:
             raise ValueError("InputLayer needs a shape, e.g. Input(shape=(64,)).")
         self.shape = _checked_shape(shape, f"Input '{self.name}'")
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"Input '{self.name}': dtype must be float32 or float64, "
-                             f"got {dtype!r}.")
+        if None in self.shape:
+            raise ShapeError(
+                f"Input '{self.name}': shape {(None, *self.shape)} has an unknown dimension "
+                f"(None) besides the batch axis; nexec plans every buffer for fixed shapes, so "
+                "each dimension of a sample must be known. Give a fixed length, e.g. "
+                "Input(shape=(100,)), and pad (or truncate) the data to it (for sequences: "
+                "pad with 0 and use Embedding(mask_zero=True) where the padding must be "
+                "ignored).")
         self.built = True
         self._input_shapes = []
         self._nodes.append(Node(self, [], [SymbolicTensor(self.shape, dtype)]))
@@ -52,6 +62,19 @@ class InputLayer(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+def _input_dtype(dtype: Any, name: str | None) -> str:
+    """An ``Input`` dtype as its name: a float dtype, or an integer one for token ids."""
+    try:
+        as_name = np.dtype(dtype).name
+    except TypeError:
+        as_name = str(dtype)
+    accepted = FLOAT_DTYPES + INTEGER_DTYPES
+    if as_name not in accepted:
+        raise ValueError(f"Input '{name or 'input_layer'}': dtype must be one of "
+                         f"{', '.join(accepted)}, got {dtype!r}.")
+    return as_name
 
 
 def _checked_shape(shape: Any, where: str) -> Shape:
@@ -74,8 +97,12 @@ def Input(shape: tuple | int, name: str | None = None, dtype: str = "float32",
     Args:
         shape: Shape of one sample, without the batch axis, e.g. ``(64,)``.
         name: Name of the input (and of its ``InputLayer``).
-        dtype: ``"float32"`` (default) or ``"float64"``.
+        dtype: ``"float32"`` (default) or ``"float64"``; ``"int32"`` or ``"int64"`` for
+            token ids fed to an ``Embedding``.
         batch_size: Accepted for Keras compatibility; the batch axis stays flexible.
+
+    Raises:
+        ShapeError: ``shape`` has ``None`` in it (variable length is not supported: pad).
 
     Example:
         >>> from nexec import Input

@@ -124,4 +124,6 @@ def _overwrite_ok(g: Graph, op: Op, table: BufferTable, value: dict[int, str]) -
         return False
     if src.last != op.index or src.view_of is not None or out.view_of is not None:
         return False
+    if src.dtype != out.dtype:  # ids in, floats out: not the same kind of memory
+        return False
     return not any(b.view_of in (src.name, out.name) for b in table.values())

@@ -24,7 +24,8 @@ def gradient_buffers(g: Graph, steps: StepNumbering, batch: int, names: dict[int
                      table: BufferTable) -> tuple[dict[int, str], dict[tuple[int, int], str]]:
     """Adds the gradient of every tensor that gets one, and the contribution buffers.
 
-    Model inputs get no gradient; nor does a tensor that no op reads and no loss sees.
+    Model inputs get no gradient; nor do integer tensors (ids), nor a tensor that no op
+    reads and no loss sees.
 
     Args:
         g: The fused graph.
@@ -40,7 +41,7 @@ def gradient_buffers(g: Graph, steps: StepNumbering, batch: int, names: dict[int
     grad: dict[int, str] = {}
     contributions: dict[tuple[int, int], str] = {}
     for tid, t in g.tensors.items():
-        if t.is_input:
+        if t.is_input or t.is_integer:
             continue
         writers = [steps.backward(c) for c in t.consumers]
         if t.output_index is not None:

@@ -34,13 +34,20 @@ def value_buffers(g: Graph, kernels: Sequence[Kernel], steps: StepNumbering, bat
         table: Where the buffers go.
     """
     value: dict[int, str] = {}
+    masked_by: dict[int, list[int]] = {}  # mask source -> the ops reading it as a mask
+    for op in g.ops:
+        if op.mask is not None:
+            masked_by.setdefault(op.mask, []).append(op.index)
     for tid, t in g.tensors.items():
         first = 0 if t.producer is None else steps.forward(t.producer)
-        last = max([first, *t.consumers])
+        mask_readers = masked_by.get(tid, [])
+        last = max([first, *t.consumers, *mask_readers])
         if steps.training:
             for c in t.consumers:
                 if kernels[c].saves_inputs:
                     last = max(last, steps.backward(c))
+            for c in mask_readers:  # a mask is read again by backward
+                last = max(last, steps.backward(c))
             if t.producer is not None and kernels[t.producer].saves_output:
                 last = max(last, steps.backward(t.producer))
             if t.output_index is not None:
@@ -48,5 +55,6 @@ def value_buffers(g: Graph, kernels: Sequence[Kernel], steps: StepNumbering, bat
         elif t.output_index is not None:
             last = max(last, steps.n - 1)
         role = "input" if t.is_input else ("saved" if last >= steps.n else "activation")
-        value[tid] = table.add(names[tid], role, (batch, *t.shape), first, last)
+        value[tid] = table.add(names[tid], role, (batch, *t.shape), first, last,
+                               dtype=t.dtype if t.is_integer else None)
     return value

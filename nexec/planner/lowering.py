@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nexec.graph import Function, SymbolicTensor
+from nexec.graph import Function, SymbolicTensor, float_dtype, is_integer_dtype
 from nexec.layers.base import Layer
 
 __all__ = ["TensorInfo", "Op", "Graph", "lower"]
@@ -27,6 +27,11 @@ class TensorInfo:
     is_input: bool = False
     output_index: int | None = None  # position among the model outputs
 
+    @property
+    def is_integer(self) -> bool:
+        """An integer tensor (token ids): no gradient flows into it."""
+        return is_integer_dtype(self.dtype)
+
 
 @dataclass
 class Op:
@@ -38,6 +43,10 @@ class Op:
     output: int
     activation: str = "linear"
     fused: list[str] = field(default_factory=list)  # names of Activation layers merged in
+    #: The tensor whose zeros mark the padding of input 0 (its Keras mask), for a layer that
+    #: supports masking; None when the input carries no mask. Its value stays live until
+    #: this op's backward (``liveness``).
+    mask: int | None = None
 
     @property
     def kind(self) -> str:
@@ -52,6 +61,14 @@ class Graph:
     tensors: dict[int, TensorInfo]
     inputs: list[int]
     outputs: list[int]
+
+    @property
+    def dtype(self) -> str:
+        """The model dtype (parameters, activations, gradients): that of the float tensors,
+        inputs first, float32 when none is float. Integer tensors keep their own dtype."""
+        ordered = [self.tensors[i].dtype for i in self.inputs] + \
+            [self.tensors[op.output].dtype for op in self.ops]
+        return float_dtype(ordered)
 
     def new_tensor(self, name: str, shape: tuple, dtype: str) -> int:
         tid = len(self.tensors)
@@ -91,6 +108,9 @@ def _lower_into(g: Graph, function: Function, env: dict[int, int]) -> None:
         out: SymbolicTensor = node.outputs[0]
         tid = g.new_tensor(layer.name, out.feature_shape, out.dtype)
         op = Op(len(g.ops), layer, ins, tid, getattr(layer, "activation", "linear"))
+        source = node.inputs[0].mask if getattr(layer, "supports_masking", False) else None
+        if source is not None and source.id in env:
+            op.mask = env[source.id]
         g.tensors[tid].producer = op.index
         for i in ins:
             g.tensors[i].consumers.append(op.index)

@@ -180,7 +180,7 @@ def parameter_records(plan: Plan, training: bool) -> list[BufferRecord]:
     """
     out = []
     g = plan.graph
-    itemsize = np.dtype(g.tensors[g.inputs[0]].dtype).itemsize
+    itemsize = np.dtype(g.dtype).itemsize
     seen: set[str] = set()
     for op in g.ops:
         if op.layer.name in seen:

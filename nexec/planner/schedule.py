@@ -90,7 +90,7 @@ def build_schedule(plan: Plan, batch: int, training: bool,
     kernels = [kernel_of(op.kind) for op in g.ops]
     numbering = StepNumbering(len(g.ops), training)
     names = tensor_names(g)
-    table = BufferTable(g.tensors[g.inputs[0]].dtype)
+    table = BufferTable(g.dtype)
     value = value_buffers(g, kernels, numbering, batch, names, table)
     grad: dict[int, str] = {}
     contributions: dict[tuple[int, int], str] = {}

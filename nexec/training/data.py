@@ -1,7 +1,8 @@
 """Turning what users pass to fit/evaluate/predict into checked, model-typed arrays.
 
 Every check runs here, once, before any kernel: counts, lengths, feature shapes, dtypes,
-finiteness. Data is cast to the model's dtype once, not per batch.
+finiteness, and the range of token ids. Data is cast once, not per batch: to the model's
+float dtype, or for an integer input (``Input(dtype="int32")``) to that integer dtype.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from nexec.errors import DataError
+from nexec.graph import Function, is_integer_dtype
 
 __all__ = ["as_inputs", "as_targets", "check_same_length"]
 
@@ -49,12 +51,66 @@ def as_inputs(x: Any, model: Any, dtype: str) -> list[np.ndarray]:
         if tuple(a.shape[1:]) != t.feature_shape:
             raise DataError(f"Input '{name}' expects shape {t.shape}, got data of shape "
                             f"{a.shape}.")
-        a = np.ascontiguousarray(a, dtype=dtype)
-        if not np.isfinite(a).all():
-            raise DataError(f"Input '{name}' contains NaN or infinite values.")
+        readers = _id_readers(model, t)
+        if is_integer_dtype(t.dtype):
+            a = _as_ids(a, name, t.dtype)
+        else:
+            a = np.ascontiguousarray(a, dtype=dtype)
+            if not np.isfinite(a).all():
+                raise DataError(f"Input '{name}' contains NaN or infinite values.")
+            if readers and a.size and not np.all(np.mod(a, 1) == 0):
+                raise DataError(f"Input '{name}' feeds layer '{readers[0].name}' "
+                                f"({type(readers[0]).__name__}), which takes integer ids, but "
+                                "holds values that are not whole numbers.")
+        _check_id_range(a, name, readers)
         arrays.append(a)
     check_same_length(arrays, names, "input")
     return arrays
+
+
+def _as_ids(a: np.ndarray, name: str, dtype: str) -> np.ndarray:
+    """Data for an integer input: whole numbers that fit ``dtype``, as a contiguous copy."""
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise DataError(f"Input '{name}' ({dtype}) contains NaN or infinite values.")
+        if a.size and not np.all(np.mod(a, 1) == 0):
+            raise DataError(f"Input '{name}' has dtype {dtype} (token ids) but its data holds "
+                            "values that are not whole numbers.")
+    info = np.iinfo(dtype)
+    if a.size and (a.min() < info.min or a.max() > info.max):
+        raise DataError(f"Input '{name}' has dtype {dtype}, which cannot hold its values "
+                        f"[{a.min()}, {a.max()}]; use Input(dtype='int64').")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _id_readers(function: Any, t: Any) -> list[Any]:
+    """The layers reading ``t`` as integer ids (``accepts_ids``) with an id bound
+    (``input_dim``), looking inside nested models."""
+    found: list[Any] = []
+    for node in getattr(function, "nodes", []):
+        for i, inp in enumerate(node.inputs):
+            if inp is not t:
+                continue
+            layer = node.layer
+            if isinstance(layer, Function):
+                found += _id_readers(layer, layer.inputs[i])
+            elif getattr(layer, "accepts_ids", False) and \
+                    getattr(layer, "input_dim", None) is not None:
+                found.append(layer)
+    return found
+
+
+def _check_id_range(a: np.ndarray, name: str, readers: list[Any]) -> None:
+    """Ids in ``[0, input_dim)`` of every layer reading them, before any kernel runs."""
+    if not a.size or not readers:
+        return
+    lo, hi = a.min(), a.max()
+    for layer in readers:
+        if lo < 0 or hi >= layer.input_dim:
+            raise DataError(f"Input '{name}' feeds layer '{layer.name}' "
+                            f"({type(layer).__name__}, input_dim={layer.input_dim}), whose ids "
+                            f"must be in [0, {layer.input_dim}), but holds ids in "
+                            f"[{lo:g}, {hi:g}].")
 
 
 def as_targets(y: Any, model: Any, losses: list[Any], dtype: str) -> list[np.ndarray]:

@@ -15,6 +15,7 @@ import numpy as np
 from nexec.checks import ArgumentError, ArgumentTypeError, optional_positive_int
 from nexec.devices import check_device, get_device
 from nexec.errors import DataError
+from nexec.graph import is_integer_dtype
 from nexec.planner import make_plan
 from nexec.random import generator
 from nexec.runtime.executor import Executor, Objective, Program
@@ -35,8 +36,7 @@ def param_store(model: Any, plan: Any) -> ParamStore:
     layers = list({id(op.layer): op.layer for op in plan.graph.ops}.values())
     store = getattr(model, "_param_store", None)
     if store is None or not store.owns(layers):
-        dtype = plan.graph.tensors[plan.graph.inputs[0]].dtype
-        store = ParamStore(layers, dtype)
+        store = ParamStore(layers, plan.graph.dtype)
         model._param_store = store
     return store
 
@@ -57,7 +57,7 @@ class Predictor:
     def __init__(self, model: Any, device: str = "cpu") -> None:
         self.model = model
         self.plan = make_plan(model, check_device(device))
-        self.dtype = self.plan.graph.tensors[self.plan.graph.inputs[0]].dtype
+        self.dtype = self.plan.graph.dtype  # the model's float dtype (inputs may be ids)
         self.store = param_store(model, self.plan)
         self.executor = Executor(self.plan, self.store)
 
@@ -66,7 +66,8 @@ class Predictor:
         xs = as_inputs(x, self.model, self.dtype)
         n = len(xs[0])
         batch = batch_size or 32
-        results = [np.empty((n, *t.feature_shape), self.dtype) for t in self.model.outputs]
+        results = [np.empty((n, *t.feature_shape), t.dtype if is_integer_dtype(t.dtype)
+                            else self.dtype) for t in self.model.outputs]
         bar = ProgressBar(-(-n // batch), _verbosity(verbose, 0))
         self.store.to_device()
         for i, (lo, hi) in enumerate(_slices(n, batch)):

@@ -321,3 +321,17 @@ def test_cpu_only_layers_say_so_on_cuda(name):
     with pytest.raises(PluginError, match="no kernel for device 'cuda'; it has kernels for: cpu"):
         model.compile(optimizer="sgd", loss="mse", device="cuda")
         model.predict(np.zeros((1, *model.inputs[0].shape[1:])), verbose=0)
+
+
+def test_conv1d_branches_write_into_their_concatenation_slices():
+    seq = Input(shape=(9, 3), dtype="float64")
+    a = layers.Conv1D(4, 3, padding="causal", activation="relu")
+    b = layers.Conv1D(2, 2, padding="same", activation="tanh")
+    model = Model(seq, layers.Concatenate()([a(seq), b(seq)]))
+    assert model.memory_plan(4, False).concat_in_place
+    _nudge_biases(model)
+    x = np.random.default_rng(6).normal(size=(4, 9, 3))
+    xt = torch.tensor(x)
+    ref = torch.cat([torch_layer(layer, xt, [torch.tensor(w) for w in layer.get_weights()])
+                     for layer in (a, b)], dim=-1)
+    np.testing.assert_allclose(model.predict(x, verbose=0), ref.numpy(), rtol=0, atol=1e-12)

@@ -24,6 +24,7 @@ class CpuDevice(Device):
         from nexec.kernels.cpu import (
             activation,
             conv,
+            conv_more,
             dense,
             embedding,
             loss,
@@ -32,7 +33,7 @@ class CpuDevice(Device):
             optimizer,
         )
 
-        return (activation, conv, dense, embedding, loss, merge, metric, optimizer)
+        return (activation, conv, conv_more, dense, embedding, loss, merge, metric, optimizer)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

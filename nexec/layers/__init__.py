@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from nexec.layers.base import Layer, ParamSpec
-from nexec.layers.conv import Conv2D
+from nexec.layers.conv import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from nexec.layers.core import Activation, Dense, Flatten, Input, InputLayer
 from nexec.layers.embedding import Embedding
 from nexec.layers.merge import Add, Concatenate
@@ -19,6 +19,7 @@ from nexec.plugins import registry as _registry
 __all__ = ["Layer", "ParamSpec", "Input", "InputLayer", "Dense", "Conv2D", "Concatenate", "Add",
            "Activation", "Flatten"]
 __all__ += ["Embedding"]
+__all__ += ["Conv1D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose"]
 
 
 def __getattr__(name: str) -> Any:

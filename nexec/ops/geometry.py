@@ -20,6 +20,9 @@ __all__ = [
     "conv2d_geometry",
     "is_pointwise",
     "conv2d_workspace_shapes",
+    "conv1d_geometry",
+    "transpose_output_length",
+    "conv2d_transpose_geometry",
 ]
 
 PADDINGS = ("valid", "same")
@@ -149,3 +152,65 @@ def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, 
         shapes["dz"] = (m, f)
         shapes["dcols"] = (0, 0)
     return shapes
+
+
+def conv1d_geometry(length: int, kernel: int, stride: int, padding: str) -> tuple[int, int]:
+    """Output length and left padding of a Keras 1-D convolution, checked.
+
+    ``"causal"`` pads ``kernel - 1`` zeros on the left only (Keras' ``Conv1D``), so output
+    step ``t`` sees inputs up to ``t * stride``: ``out = (length - 1) // stride + 1``.
+
+    Returns:
+        ``(out, pad_left)``.
+
+    Raises:
+        ValueError: unknown padding, non-positive sizes, or a "valid" kernel longer than the
+            input.
+    """
+    if min(length, kernel, stride) <= 0:
+        raise ValueError(f"conv1d sizes must be positive, got length {length}, kernel "
+                         f"{kernel}, stride {stride}")
+    if isinstance(padding, str) and padding.lower() == "causal":
+        return (length - 1) // stride + 1, kernel - 1
+    out = output_length(length, kernel, stride, padding)
+    if out <= 0:
+        raise ValueError(f"conv1d 'valid': kernel {kernel} longer than input {length}")
+    return out, padding_before(length, kernel, stride, padding)
+
+
+def transpose_output_length(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Length of one output axis of a Keras transposed convolution (no ``output_padding``).
+
+    ``"valid"``: ``(size - 1) * stride + max(kernel, stride)``; ``"same"``: ``size * stride``
+    (Keras' ``compute_conv_transpose_output_shape``, every backend).
+
+    Raises:
+        ValueError: unknown padding.
+    """
+    if _mode(padding) == "same":
+        return size * stride
+    return (size - 1) * stride + max(kernel, stride)
+
+
+def conv2d_transpose_geometry(h: int, w: int, kh: int, kw: int, sh: int, sw: int,
+                              padding: str) -> tuple[int, int, int, int]:
+    """Output size of a 2-D transposed convolution and the padding of its adjoint.
+
+    A transposed convolution is the input-gradient of the convolution that maps its
+    ``(ho, wo)`` output back to its ``(h, w)`` input with the same kernel, strides and
+    padding; ``pad_top``/``pad_left`` are that convolution's (TensorFlow's rule, which JAX's
+    ``conv_transpose`` padding equals when there is no ``output_padding``).
+
+    Returns:
+        ``(ho, wo, pad_top, pad_left)``.
+
+    Raises:
+        ValueError: unknown padding or non-positive sizes.
+    """
+    if min(h, w, kh, kw, sh, sw) <= 0:
+        raise ValueError(
+            f"conv2d_transpose sizes must be positive, got input {h}x{w}, kernel {kh}x{kw}, "
+            f"strides {sh}x{sw}")
+    ho = transpose_output_length(h, kh, sh, padding)
+    wo = transpose_output_length(w, kw, sw, padding)
+    return ho, wo, padding_before(ho, kh, sh, padding), padding_before(wo, kw, sw, padding)

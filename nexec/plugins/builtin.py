@@ -14,12 +14,13 @@ from nexec.devices.base import Device
 from nexec.devices.cpu import CpuDevice
 from nexec.devices.cuda import CudaDevice
 from nexec.initializers import BUILTIN_INITIALIZERS
-from nexec.layers.conv import Conv2D
+from nexec.layers.conv import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.embedding import Embedding
 from nexec.layers.merge import Add, Concatenate
 from nexec.ops import builtin as core_ops
+from nexec.ops import conv as conv_ops
 from nexec.ops import embedding as embedding_ops
 from nexec.plugins.hookspecs import hookimpl
 from nexec.training.losses import BUILTIN_LOSSES
@@ -32,6 +33,8 @@ LAYERS: list[type] = [InputLayer, Dense, Conv2D, Concatenate, Add, ActivationLay
 LAYERS += [Embedding]
 OP_KERNEL_CLASSES: list[type] = [*core_ops.OP_KERNEL_CLASSES]
 OP_KERNEL_CLASSES += embedding_ops.OP_KERNEL_CLASSES
+LAYERS += [Conv1D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose]
+OP_KERNEL_CLASSES += [*conv_ops.OP_KERNEL_CLASSES]
 
 
 @hookimpl
@@ -56,7 +59,9 @@ def nexec_devices() -> list[Any]:
 
 @hookimpl
 def nexec_kernels() -> list[Any]:
-    return [cls(device) for device in _builtin_devices() for cls in OP_KERNEL_CLASSES]
+    # A class with a ``devices`` tuple has kernel functions on those devices only.
+    return [cls(device) for device in _builtin_devices() for cls in OP_KERNEL_CLASSES
+            if device.name in getattr(cls, "devices", (device.name,))]
 
 
 @hookimpl

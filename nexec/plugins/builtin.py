@@ -18,7 +18,11 @@ from nexec.layers.conv import Conv2D
 from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.merge import Add, Concatenate
+from nexec.layers.normalization import BatchNormalization, LayerNormalization
+from nexec.layers.regularization import Dropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from nexec.ops import builtin as core_ops
+from nexec.ops import normalization as normalization_ops
+from nexec.ops import regularization as regularization_ops
 from nexec.plugins.hookspecs import hookimpl
 from nexec.training.losses import BUILTIN_LOSSES
 from nexec.training.metrics import BUILTIN_METRICS
@@ -27,7 +31,10 @@ from nexec.training.optimizers import BUILTIN_OPTIMIZERS
 #: nexec's layer types, and the op-kernel classes that run them (one instance per device;
 #: each family of layers has its module in ``nexec/layers/`` and ``nexec/ops/``).
 LAYERS: list[type] = [InputLayer, Dense, Conv2D, Concatenate, Add, ActivationLayer, Flatten]
+LAYERS += [Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise, BatchNormalization,
+           LayerNormalization]
 OP_KERNEL_CLASSES: list[type] = [*core_ops.OP_KERNEL_CLASSES]
+OP_KERNEL_CLASSES += [*regularization_ops.OP_KERNEL_CLASSES, *normalization_ops.OP_KERNEL_CLASSES]
 
 
 @hookimpl

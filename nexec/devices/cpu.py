@@ -30,10 +30,15 @@ class CpuDevice(Device):
             loss,
             merge,
             metric,
+            normalization,
             optimizer,
+            regularization,
         )
 
-        return (activation, conv, conv_more, dense, embedding, loss, merge, metric, optimizer)
+        return (activation, conv, conv_more, dense, embedding, loss, merge, metric, normalization,
+                optimizer, regularization)
+
+        return (activation, conv, dense, loss, merge, optimizer, normalization, regularization)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

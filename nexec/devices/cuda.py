@@ -57,10 +57,15 @@ class CudaDevice(Device):
             loss,
             merge,
             metric,
+            normalization,
             optimizer,
+            regularization,
         )
 
-        return (activation, conv, dense, embedding, loss, merge, metric, optimizer)
+        return (activation, conv, dense, embedding, loss, merge, metric, normalization, optimizer,
+                regularization)
+
+        return (activation, conv, dense, loss, merge, optimizer, normalization, regularization)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cuda import elementwise

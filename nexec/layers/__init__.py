@@ -14,12 +14,16 @@ from nexec.layers.conv import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, 
 from nexec.layers.core import Activation, Dense, Flatten, Input, InputLayer
 from nexec.layers.embedding import Embedding
 from nexec.layers.merge import Add, Concatenate
+from nexec.layers.normalization import BatchNormalization, LayerNormalization
+from nexec.layers.regularization import Dropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from nexec.plugins import registry as _registry
 
 __all__ = ["Layer", "ParamSpec", "Input", "InputLayer", "Dense", "Conv2D", "Concatenate", "Add",
            "Activation", "Flatten"]
 __all__ += ["Embedding"]
 __all__ += ["Conv1D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose"]
+__all__ += ["Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
+            "BatchNormalization", "LayerNormalization"]
 
 
 def __getattr__(name: str) -> Any:

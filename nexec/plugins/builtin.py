@@ -19,9 +19,13 @@ from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.embedding import Embedding
 from nexec.layers.merge import Add, Concatenate
+from nexec.layers.normalization import BatchNormalization, LayerNormalization
+from nexec.layers.regularization import Dropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from nexec.ops import builtin as core_ops
 from nexec.ops import conv as conv_ops
 from nexec.ops import embedding as embedding_ops
+from nexec.ops import normalization as normalization_ops
+from nexec.ops import regularization as regularization_ops
 from nexec.plugins.hookspecs import hookimpl
 from nexec.training.losses import BUILTIN_LOSSES
 from nexec.training.metrics import BUILTIN_METRICS
@@ -35,6 +39,9 @@ OP_KERNEL_CLASSES: list[type] = [*core_ops.OP_KERNEL_CLASSES]
 OP_KERNEL_CLASSES += embedding_ops.OP_KERNEL_CLASSES
 LAYERS += [Conv1D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose]
 OP_KERNEL_CLASSES += [*conv_ops.OP_KERNEL_CLASSES]
+LAYERS += [Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise, BatchNormalization,
+           LayerNormalization]
+OP_KERNEL_CLASSES += [*regularization_ops.OP_KERNEL_CLASSES, *normalization_ops.OP_KERNEL_CLASSES]
 
 
 @hookimpl

@@ -1,152 +1,105 @@
-"""Dropout and BatchNormalization descriptions (Keras arguments). ``ops.py`` runs them.
+"""GaussianDropout and AlphaDropout descriptions (Keras arguments). ``ops.py`` runs them.
 
-Both behave differently in training (``has_training_mode = True``); their op kernels read
+Both act only in training (``has_training_mode = True``); their op kernels read
 ``call.training``. ``fit`` and ``train_on_batch`` run them in training mode; ``predict``,
-``evaluate`` and validation in inference mode.
+``evaluate`` and validation pass the input through.
 
 Example:
     >>> from nexec import Input
-    >>> from nexec_regularization.layers import BatchNormalization
-    >>> bn = BatchNormalization()
-    >>> _ = bn(Input(shape=(3,)))
-    >>> [w.shape for w in bn.weights], len(bn.trainable_weights)
-    ([(3,), (3,), (3,), (3,)], 2)
+    >>> from nexec_regularization.layers import AlphaDropout
+    >>> AlphaDropout(0.1, seed=3)(Input(shape=(4,))).shape
+    (None, 4)
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from nexec.plugin import Layer, ParamSpec, ShapeError, generator
+from nexec.plugin import Layer, generator
 
-__all__ = ["Dropout", "BatchNormalization"]
+__all__ = ["GaussianDropout", "AlphaDropout"]
+
+# SELU's constants (Klambauer et al. 2017), as Keras' AlphaDropout writes them.
+ALPHA = 1.6732632423543772848170429916717
+SCALE = 1.0507009873554804934193349852946
 
 
-class Dropout(Layer):
-    """Zeroes each input value with probability ``rate`` in training (Keras ``Dropout``).
+def _rate(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not (math.isfinite(float(value)) and 0.0 <= float(value) < 1.0):
+        raise ValueError(f"{where}: rate must be a number in [0, 1), got {value!r} (Keras "
+                         "accepts 1, which makes the output infinite or NaN).")
+    return float(value)
 
-    Kept values are scaled by ``1 / (1 - rate)`` (inverted dropout), so inference is the
-    identity. The mask comes from the layer's own random stream (SplitMix64), seeded by
-    ``seed``, or, when ``seed`` is None, drawn from nexec's stream when the layer is made
-    (so ``nexec.set_random_seed`` makes it reproducible too). Each training step draws a new
-    mask and keeps it for backward.
 
-    Args:
-        rate: Fraction of the inputs to drop, in ``[0, 1)``.
-        noise_shape: Only None (one independent draw per value) is supported.
-        seed: Seed of the layer's random stream.
-
-    Example:
-        >>> Dropout(0.5, seed=1).get_config()["rate"]
-        0.5
-    """
+class _Seeded(Layer):
+    """A layer with its own random stream (``rng_state``), seeded by ``seed`` or, when it is
+    None, from nexec's stream when the layer is made (``nexec.set_random_seed``)."""
 
     has_training_mode = True
 
-    def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        rate = float(rate)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout '{self.name}': rate must be in [0, 1), got {rate}.")
-        if noise_shape is not None:
-            raise ValueError(f"Dropout '{self.name}': noise_shape is not supported; "
-                             "leave it None (one draw per value).")
-        self.rate = rate
-        self.noise_shape = None
+        where = f"{type(self).__name__} '{self.name}'"
+        self.rate = _rate(rate, where)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"{where}: seed must be an int or None, got {seed!r}.")
         self.seed = None if seed is None else int(seed)
         start = self.seed if self.seed is not None else int(generator().integers(0, 2**63))
         #: The stream's state (one uint64), advanced in place by every training forward.
         self.rng_state = np.array([start % 2**64], np.uint64)
 
     def reset_seed(self, seed: int) -> None:
-        """Restarts the random stream (masks then repeat those of a new layer with ``seed``)."""
+        """Restarts the stream: the next draws repeat those of a new layer with ``seed``."""
         self.rng_state[0] = np.uint64(int(seed) % 2**64)
 
     def compute_output_shape(self, input_shapes: list[tuple]) -> tuple:
         return tuple(input_shapes[0])
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape,
-                "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
-class BatchNormalization(Layer):
-    """Normalizes the last axis with batch statistics in training, moving ones in inference.
-
-    Training: ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` over the batch (and
-    every axis but the last), with the biased batch variance, and the moving statistics are
-    updated in the same kernel: ``moving = momentum * moving + (1 - momentum) * batch``.
-    Inference uses ``moving_mean`` and ``moving_variance``. As in Keras, a layer with
-    ``trainable = False`` runs in inference mode even during ``fit``.
-
-    Weights, in Keras order: ``gamma`` (if ``scale``), ``beta`` (if ``center``), then the
-    non-trainable ``moving_mean`` and ``moving_variance``.
+class GaussianDropout(_Seeded):
+    """Multiplies the input by ``1 + N(0, sqrt(rate / (1 - rate)))`` noise in training
+    (Keras ``GaussianDropout``); the identity at inference.
 
     Args:
-        axis: The normalized (channel) axis; only the last one (-1, the default) is supported.
-        momentum: Of the moving statistics; default 0.99.
-        epsilon: Added to the variance; default 1e-3.
-        center: Learn an offset ``beta``.
-        scale: Learn a factor ``gamma``.
-        beta_initializer, gamma_initializer, moving_mean_initializer,
-        moving_variance_initializer: Initialiser names (Keras defaults: zeros, ones, zeros,
-            ones).
+        rate: Drop probability of the equivalent dropout, in ``[0, 1)``.
+        seed: Seed of the layer's random stream.
     """
 
-    has_training_mode = True
+    @property
+    def stddev(self) -> float:
+        return math.sqrt(self.rate / (1.0 - self.rate))
 
-    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
-                 center: bool = True, scale: bool = True, beta_initializer: Any = "zeros",
-                 gamma_initializer: Any = "ones", moving_mean_initializer: Any = "zeros",
-                 moving_variance_initializer: Any = "ones", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if isinstance(axis, (list, tuple)):
-            if len(axis) != 1:
-                raise ValueError(f"BatchNormalization '{self.name}': only one axis is "
-                                 f"supported, got {axis!r}.")
-            axis = axis[0]
-        self.axis = int(axis)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        if self.epsilon <= 0:
-            raise ValueError(f"BatchNormalization '{self.name}': epsilon must be positive.")
-        self.center = bool(center)
-        self.scale = bool(scale)
-        self.beta_initializer = beta_initializer
-        self.gamma_initializer = gamma_initializer
-        self.moving_mean_initializer = moving_mean_initializer
-        self.moving_variance_initializer = moving_variance_initializer
 
-    def compute_output_shape(self, input_shapes: list[tuple]) -> tuple:
-        (shape,) = input_shapes
-        rank = len(shape) + 1  # with the batch axis, as Keras counts ``axis``
-        if rank < 2:
-            raise ShapeError("needs an input with at least one feature axis.")
-        if self.axis not in (-1, rank - 1):
-            raise ShapeError(f"axis={self.axis} on input {(None, *shape)}: only the last axis "
-                             "(-1, the channels) is supported.")
-        if shape[-1] is None:
-            raise ShapeError(f"the last dimension of its input {(None, *shape)} must be known.")
-        return tuple(shape)
+class AlphaDropout(_Seeded):
+    """Dropout that keeps the mean and variance of SELU activations (Keras ``AlphaDropout``):
+    dropped values are set to ``-alpha * scale`` of SELU, then everything goes through the
+    affine map ``a * x + b`` that restores them; the identity at inference.
 
-    def param_specs(self, input_shapes: list[tuple]) -> list[ParamSpec]:
-        c = (input_shapes[0][-1],)
-        specs = []
-        if self.scale:
-            specs.append(ParamSpec("gamma", c, self.gamma_initializer))
-        if self.center:
-            specs.append(ParamSpec("beta", c, self.beta_initializer))
-        specs += [ParamSpec("moving_mean", c, self.moving_mean_initializer, trainable=False),
-                  ParamSpec("moving_variance", c, self.moving_variance_initializer,
-                            trainable=False)]
-        return specs
+    Args:
+        rate: Fraction of the inputs to drop, in ``[0, 1)``.
+        noise_shape: Only None (one draw per value) is supported.
+        seed: Seed of the layer's random stream.
+    """
+
+    def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(rate, seed=seed, **kwargs)
+        if noise_shape is not None:
+            raise ValueError(f"AlphaDropout '{self.name}': noise_shape={noise_shape!r} is not "
+                             "supported; leave it None (one draw per value).")
+        self.noise_shape = None
+
+    def coefficients(self) -> tuple[float, float, float]:
+        """``(a, b, alpha_p)`` of Keras' formula for this rate."""
+        alpha_p = -ALPHA * SCALE
+        a = ((1 - self.rate) * (1 + self.rate * alpha_p ** 2)) ** -0.5
+        return a, -a * alpha_p * self.rate, alpha_p
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
-                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
-                "beta_initializer": self.beta_initializer,
-                "gamma_initializer": self.gamma_initializer,
-                "moving_mean_initializer": self.moving_mean_initializer,
-                "moving_variance_initializer": self.moving_variance_initializer}
+        return {**super().get_config(), "noise_shape": None}

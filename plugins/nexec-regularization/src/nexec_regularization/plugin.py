@@ -9,9 +9,9 @@ NEXEC_API_VERSION = "1.0"
 
 @hookimpl
 def nexec_layers() -> list[type]:
-    from nexec_regularization.layers import BatchNormalization, Dropout
+    from nexec_regularization.layers import AlphaDropout, GaussianDropout
 
-    return [Dropout, BatchNormalization]
+    return [GaussianDropout, AlphaDropout]
 
 
 @hookimpl

@@ -1,0 +1,238 @@
+"""Kernels of BatchNormalization and LayerNormalization over the last axis.
+
+Every tensor is a 2-D ``(rows, channels)`` view (every axis but the channels flattened into
+rows; row stride may exceed the width). Kernels write into given outputs and allocate
+nothing; backward kernels *overwrite* ``dx`` and the parameter gradients. An empty array for
+``gamma``/``beta`` (or their gradients) means the layer has none (``scale=False`` /
+``center=False``); ``dx`` with zero rows means the input needs no gradient.
+"""
+from __future__ import annotations
+
+import math
+
+from nexec.kernels.jit import kernel
+
+__all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
+           "batchnorm_backward_frozen", "layernorm_forward", "layernorm_backward"]
+
+
+@kernel
+def batchnorm_forward_train(x, gamma, beta, momentum, epsilon, moving_mean, moving_var,
+                            stats, out):
+    """Batch statistics per channel, the moving-statistics update, and the normalization.
+
+    Args:
+        x: ``(M, C)`` input rows (every axis but the channels flattened into rows).
+        gamma, beta: ``(C,)``, or empty when the layer has no scale / no center.
+        momentum, epsilon: Layer constants.
+        moving_mean, moving_var: ``(C,)``, updated in place with the biased batch variance.
+        stats: ``(2, C)``; gets the batch mean and ``1 / sqrt(var + epsilon)`` for backward.
+        out: ``(M, C)`` output rows.
+    """
+    m, c = x.shape
+    mean = stats[0]
+    inv = stats[1]
+    for k in range(c):
+        mean[k] = 0.0
+        inv[k] = 0.0
+    for r in range(m):
+        for k in range(c):
+            mean[k] += x[r, k]
+    for k in range(c):
+        mean[k] /= m
+    for r in range(m):
+        for k in range(c):
+            d = x[r, k] - mean[k]
+            inv[k] += d * d
+    for k in range(c):
+        var = inv[k] / m
+        moving_mean[k] = momentum * moving_mean[k] + (1.0 - momentum) * mean[k]
+        moving_var[k] = momentum * moving_var[k] + (1.0 - momentum) * var
+        inv[k] = 1.0 / math.sqrt(var + epsilon)
+    has_gamma = gamma.shape[0] != 0
+    has_beta = beta.shape[0] != 0
+    for r in range(m):
+        for k in range(c):
+            y = (x[r, k] - mean[k]) * inv[k]
+            if has_gamma:
+                y *= gamma[k]
+            if has_beta:
+                y += beta[k]
+            out[r, k] = y
+
+
+@kernel
+def batchnorm_forward_infer(x, gamma, beta, epsilon, moving_mean, moving_var, coef, out):
+    """Inference: ``out = x * a + b`` with ``a = gamma / sqrt(moving_var + epsilon)`` and
+    ``b = beta - moving_mean * a`` per channel, computed into ``coef`` ``(2, C)`` first."""
+    m, c = x.shape
+    a = coef[0]
+    b = coef[1]
+    for k in range(c):
+        s = 1.0 / math.sqrt(moving_var[k] + epsilon)
+        if gamma.shape[0] != 0:
+            s *= gamma[k]
+        a[k] = s
+        b[k] = -moving_mean[k] * s
+        if beta.shape[0] != 0:
+            b[k] += beta[k]
+    for r in range(m):
+        for k in range(c):
+            out[r, k] = x[r, k] * a[k] + b[k]
+
+
+@kernel
+def batchnorm_backward(x, dy, gamma, stats, sums, dgamma, dbeta, dx):
+    """Training backward through the batch statistics.
+
+    With ``xhat = (x - mean) * inv``: ``dbeta = sum(dy)``, ``dgamma = sum(dy * xhat)`` and
+    ``dx = gamma * inv / M * (M * dy - dbeta - xhat * dgamma)``.
+
+    Args:
+        x, dy: ``(M, C)``.
+        gamma: ``(C,)`` or empty (no scale: gamma = 1).
+        stats: ``(2, C)`` mean and inverse standard deviation saved by forward.
+        sums: ``(2, C)`` scratch.
+        dgamma, dbeta: ``(C,)`` parameter gradients, or empty when absent.
+        dx: ``(M, C)``, or zero rows when the input needs no gradient.
+    """
+    m, c = x.shape
+    mean = stats[0]
+    inv = stats[1]
+    sdy = sums[0]
+    sdyx = sums[1]
+    for k in range(c):
+        sdy[k] = 0.0
+        sdyx[k] = 0.0
+    for r in range(m):
+        for k in range(c):
+            g = dy[r, k]
+            sdy[k] += g
+            sdyx[k] += g * (x[r, k] - mean[k]) * inv[k]
+    if dgamma.shape[0] != 0:
+        for k in range(c):
+            dgamma[k] = sdyx[k]
+    if dbeta.shape[0] != 0:
+        for k in range(c):
+            dbeta[k] = sdy[k]
+    if dx.shape[0] == 0:
+        return
+    # Fold the per-channel constants: dx = f * dy - f/M * (sdy + xhat * sdyx).
+    for k in range(c):
+        f = inv[k]
+        if gamma.shape[0] != 0:
+            f *= gamma[k]
+        sdy[k] = f * sdy[k] / m
+        sdyx[k] = f * sdyx[k] / m
+    for r in range(m):
+        for k in range(c):
+            f = inv[k]
+            if gamma.shape[0] != 0:
+                f *= gamma[k]
+            dx[r, k] = f * dy[r, k] - sdy[k] - (x[r, k] - mean[k]) * inv[k] * sdyx[k]
+
+
+@kernel
+def batchnorm_backward_frozen(x, dy, moving_mean, moving_var, epsilon, coef, dgamma, dbeta, dx):
+    """Backward of the inference form (a frozen layer in ``fit``): ``dx = dy * a`` with the
+    forward's folded scale ``a = coef[0]``; ``dbeta = sum(dy)`` and
+    ``dgamma = sum(dy * (x - moving_mean) / sqrt(moving_var + epsilon))`` when present."""
+    m, c = dy.shape
+    if dgamma.shape[0] != 0:
+        for k in range(c):
+            dgamma[k] = 0.0
+    if dbeta.shape[0] != 0:
+        for k in range(c):
+            dbeta[k] = 0.0
+    for r in range(m):
+        for k in range(c):
+            if dgamma.shape[0] != 0:
+                dgamma[k] += dy[r, k] * (x[r, k] - moving_mean[k]) \
+                    / math.sqrt(moving_var[k] + epsilon)
+            if dbeta.shape[0] != 0:
+                dbeta[k] += dy[r, k]
+    if dx.shape[0] == 0:
+        return
+    a = coef[0]
+    for r in range(m):
+        for k in range(c):
+            dx[r, k] = dy[r, k] * a[k]
+
+
+@kernel
+def layernorm_forward(x, gamma, beta, epsilon, stats, out):
+    """Normalises each row: ``out = gamma * (x - mean) / sqrt(var + epsilon) + beta``.
+
+    Args:
+        x: ``(R, C)`` rows (the normalised axis last).
+        gamma, beta: ``(C,)``, or empty.
+        epsilon: Added to the (biased) row variance.
+        stats: ``(R, 2)``; gets each row's mean and ``1 / sqrt(var + epsilon)``.
+        out: ``(R, C)``; may be ``x`` itself.
+    """
+    m, c = x.shape
+    has_gamma = gamma.shape[0] != 0
+    has_beta = beta.shape[0] != 0
+    for r in range(m):
+        xr = x[r]
+        mean = 0.0
+        for k in range(c):
+            mean += xr[k]
+        mean /= c
+        var = 0.0
+        for k in range(c):
+            d = xr[k] - mean
+            var += d * d
+        inv = 1.0 / math.sqrt(var / c + epsilon)
+        stats[r, 0] = mean
+        stats[r, 1] = inv
+        o = out[r]
+        for k in range(c):
+            y = (xr[k] - mean) * inv
+            if has_gamma:
+                y *= gamma[k]
+            if has_beta:
+                y += beta[k]
+            o[k] = y
+
+
+@kernel
+def layernorm_backward(x, dy, gamma, stats, dgamma, dbeta, dx):
+    """Backward of :func:`layernorm_forward` with its saved row statistics.
+
+    With ``xhat = (x - mean) * inv`` and ``g = dy * gamma``: ``dbeta = sum_rows(dy)``,
+    ``dgamma = sum_rows(dy * xhat)`` and ``dx = inv * (g - mean(g) - xhat * mean(g * xhat))``.
+    """
+    m, c = x.shape
+    has_gamma = gamma.shape[0] != 0
+    if dgamma.shape[0] != 0:
+        for k in range(c):
+            dgamma[k] = 0.0
+    if dbeta.shape[0] != 0:
+        for k in range(c):
+            dbeta[k] = 0.0
+    for r in range(m):
+        xr = x[r]
+        gr = dy[r]
+        mean = stats[r, 0]
+        inv = stats[r, 1]
+        if dgamma.shape[0] != 0:
+            for k in range(c):
+                dgamma[k] += gr[k] * (xr[k] - mean) * inv
+        if dbeta.shape[0] != 0:
+            for k in range(c):
+                dbeta[k] += gr[k]
+        if dx.shape[0] == 0:
+            continue
+        sg = 0.0
+        sgx = 0.0
+        for k in range(c):
+            g = gr[k] * gamma[k] if has_gamma else gr[k]
+            sg += g
+            sgx += g * (xr[k] - mean) * inv
+        sg /= c
+        sgx /= c
+        d = dx[r]
+        for k in range(c):
+            g = gr[k] * gamma[k] if has_gamma else gr[k]
+            d[k] = inv * (g - sg - (xr[k] - mean) * inv * sgx)

@@ -38,8 +38,6 @@ class CpuDevice(Device):
         return (activation, conv, conv_more, dense, embedding, loss, merge, metric, normalization,
                 optimizer, regularization)
 
-        return (activation, conv, dense, loss, merge, optimizer, normalization, regularization)
-
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise
 

@@ -65,8 +65,6 @@ class CudaDevice(Device):
         return (activation, conv, dense, embedding, loss, merge, metric, normalization, optimizer,
                 regularization)
 
-        return (activation, conv, dense, loss, merge, optimizer, normalization, regularization)
-
     def _elementwise(self) -> Any:
         from nexec.kernels.cuda import elementwise
 

@@ -21,9 +21,18 @@ class CpuDevice(Device):
     column_blocks = True
 
     def _modules(self) -> tuple[Any, ...]:
-        from nexec.kernels.cpu import activation, conv, dense, loss, merge, optimizer
+        from nexec.kernels.cpu import (
+            activation,
+            conv,
+            dense,
+            loss,
+            merge,
+            optimizer,
+            pooling,
+            reshaping,
+        )
 
-        return (activation, conv, dense, loss, merge, optimizer)
+        return (activation, conv, dense, loss, merge, optimizer, pooling, reshaping)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

@@ -49,9 +49,18 @@ class CudaDevice(Device):
                 "NUMBA_ENABLE_CUDASIM=1 before starting Python (slow).")
 
     def _modules(self) -> tuple[Any, ...]:
-        from nexec.kernels.cuda import activation, conv, dense, loss, merge, optimizer
+        from nexec.kernels.cuda import (
+            activation,
+            conv,
+            dense,
+            loss,
+            merge,
+            optimizer,
+            pooling,
+            reshaping,
+        )
 
-        return (activation, conv, dense, loss, merge, optimizer)
+        return (activation, conv, dense, loss, merge, optimizer, pooling, reshaping)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cuda import elementwise

@@ -18,7 +18,28 @@ from nexec.layers.conv import Conv2D
 from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.merge import Add, Concatenate
+from nexec.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+from nexec.layers.reshaping import (
+    Cropping2D,
+    Permute,
+    RepeatVector,
+    Reshape,
+    UpSampling2D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+)
 from nexec.ops import builtin as core_ops
+from nexec.ops import pooling as pooling_ops
+from nexec.ops import reshaping as reshaping_ops
 from nexec.plugins.hookspecs import hookimpl
 from nexec.training.losses import BUILTIN_LOSSES
 from nexec.training.metrics import BUILTIN_METRICS
@@ -28,6 +49,11 @@ from nexec.training.optimizers import BUILTIN_OPTIMIZERS
 #: each family of layers has its module in ``nexec/layers/`` and ``nexec/ops/``).
 LAYERS: list[type] = [InputLayer, Dense, Conv2D, Concatenate, Add, ActivationLayer, Flatten]
 OP_KERNEL_CLASSES: list[type] = [*core_ops.OP_KERNEL_CLASSES]
+# pooling and shape layers
+LAYERS += [MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D, GlobalMaxPooling1D,
+           GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, Reshape, Permute,
+           RepeatVector, UpSampling2D, ZeroPadding1D, ZeroPadding2D, Cropping2D]
+OP_KERNEL_CLASSES += [*pooling_ops.OP_KERNEL_CLASSES, *reshaping_ops.OP_KERNEL_CLASSES]
 
 
 @hookimpl

@@ -32,11 +32,13 @@ class CpuDevice(Device):
             metric,
             normalization,
             optimizer,
+            pooling,
             regularization,
+            reshaping,
         )
 
         return (activation, conv, conv_more, dense, embedding, loss, merge, metric, normalization,
-                optimizer, regularization)
+                optimizer, pooling, regularization, reshaping)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

@@ -59,11 +59,13 @@ class CudaDevice(Device):
             metric,
             normalization,
             optimizer,
+            pooling,
             regularization,
+            reshaping,
         )
 
         return (activation, conv, dense, embedding, loss, merge, metric, normalization, optimizer,
-                regularization)
+                pooling, regularization, reshaping)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cuda import elementwise

@@ -1,4 +1,4 @@
-"""Layers: built-ins here; plugin layer types are found by name (``layers.MaxPooling2D``).
+"""Layers: built-ins here; plugin layer types are found by name (``layers.MaxPooling3D``).
 
 Example:
     >>> from nexec import layers
@@ -16,6 +16,24 @@ from nexec.layers.embedding import Embedding
 from nexec.layers.merge import Add, Concatenate
 from nexec.layers.normalization import BatchNormalization, LayerNormalization
 from nexec.layers.regularization import Dropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
+from nexec.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+from nexec.layers.reshaping import (
+    Cropping2D,
+    Permute,
+    RepeatVector,
+    Reshape,
+    UpSampling2D,
+    ZeroPadding1D,
+    ZeroPadding2D,
 from nexec.plugins import registry as _registry
 
 __all__ = ["Layer", "ParamSpec", "Input", "InputLayer", "Dense", "Conv2D", "Concatenate", "Add",
@@ -24,6 +42,10 @@ __all__ += ["Embedding"]
 __all__ += ["Conv1D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose"]
 __all__ += ["Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
             "BatchNormalization", "LayerNormalization"]
+__all__ += ["MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
+            "GlobalAveragePooling2D", "Reshape", "Permute", "RepeatVector", "UpSampling2D",
+            "ZeroPadding1D", "ZeroPadding2D", "Cropping2D"]
 
 
 def __getattr__(name: str) -> Any:

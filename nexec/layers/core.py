@@ -178,7 +178,20 @@ class Activation(Layer):
 
 
 class Flatten(Layer):
-    """Flattens each sample to one axis; free at run time (a view of its input)."""
+    """Flattens each sample, of any rank, to one axis; free at run time (a view of its
+    input). A ``(batch,)`` input becomes ``(batch, 1)``, as Keras.
+
+    Args:
+        data_format: Only ``"channels_last"`` (or None): values keep their memory order.
+    """
+
+    def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"Flatten '{self.name}': data_format must be 'channels_last' "
+                             f"(or None), got {data_format!r}; nexec lays images out as NHWC "
+                             "only.")
+        self.data_format = "channels_last"
 
     def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
         (shape,) = input_shapes
@@ -188,3 +201,6 @@ class Flatten(Layer):
         for d in shape:
             size *= d
         return (size,)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "data_format": self.data_format}

@@ -26,6 +26,26 @@ from nexec.ops import conv as conv_ops
 from nexec.ops import embedding as embedding_ops
 from nexec.ops import normalization as normalization_ops
 from nexec.ops import regularization as regularization_ops
+from nexec.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+from nexec.layers.reshaping import (
+    Cropping2D,
+    Permute,
+    RepeatVector,
+    Reshape,
+    UpSampling2D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+from nexec.ops import pooling as pooling_ops
+from nexec.ops import reshaping as reshaping_ops
 from nexec.plugins.hookspecs import hookimpl
 from nexec.training.losses import BUILTIN_LOSSES
 from nexec.training.metrics import BUILTIN_METRICS
@@ -42,6 +62,11 @@ OP_KERNEL_CLASSES += [*conv_ops.OP_KERNEL_CLASSES]
 LAYERS += [Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise, BatchNormalization,
            LayerNormalization]
 OP_KERNEL_CLASSES += [*regularization_ops.OP_KERNEL_CLASSES, *normalization_ops.OP_KERNEL_CLASSES]
+# pooling and shape layers
+LAYERS += [MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D, GlobalMaxPooling1D,
+           GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, Reshape, Permute,
+           RepeatVector, UpSampling2D, ZeroPadding1D, ZeroPadding2D, Cropping2D]
+OP_KERNEL_CLASSES += [*pooling_ops.OP_KERNEL_CLASSES, *reshaping_ops.OP_KERNEL_CLASSES]
 
 
 @hookimpl

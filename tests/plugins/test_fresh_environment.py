@@ -43,12 +43,12 @@ def test_pip_installed_plugin_is_discovered_in_a_fresh_venv(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     env = {k: v for k, v in os.environ.items()
            if k not in ("NEXEC_DISABLE_PLUGIN_AUTOLOAD", "PYTHONPATH")}
-    code = ("import sys; from nexec import layers; print(layers.MaxPooling2D); "
+    code = ("import sys; from nexec import layers; print(layers.MaxPooling3D); "
             "print(sys.modules['nexec_pooling'].__file__)")
     done = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
                           timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     cls, where = done.stdout.split("\n")[:2]
-    assert cls == "<class 'nexec_pooling.layers.MaxPooling2D'>"
+    assert cls == "<class 'nexec_pooling.layers.MaxPooling3D'>"
     # found in the new environment, not through an install in this one
     assert where.startswith(str(env_dir)), where

@@ -35,7 +35,7 @@ def test_discovered_without_importing_the_plugins():
 
     code = ("import sys; import nexec; before = 'nexec_pooling' in sys.modules; "
             "from nexec import layers; "
-            "print(layers.MaxPooling2D.__module__, layers.Dropout.__module__, before)")
+            "print(layers.MaxPooling3D.__module__, layers.Dropout.__module__, before)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.stdout.split() == ["nexec_pooling.layers", "nexec.layers.regularization",
@@ -110,7 +110,7 @@ def test_sequential_with_plugin_layers():
     assert [type(l).__name__ for l in copy.layers] == [type(l).__name__ for l in model.layers]
 
 
-@pytest.mark.parametrize("layer", ["MaxPooling2D", "GaussianDropout", "AlphaDropout"])
+@pytest.mark.parametrize("layer", ["MaxPooling3D", "GaussianDropout", "AlphaDropout"])
 def test_plugin_layer_types_are_listed_by_the_registry(layer):
     (owner,) = [p["name"] for p in nexec.plugins_info()
                 if layer in p["provides"].get("layers", [])]

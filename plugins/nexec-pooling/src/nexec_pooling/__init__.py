@@ -1,9 +1,15 @@
-"""Keras pooling layers for nexec, as a plugin: ``MaxPooling2D``, ``AveragePooling2D`` and
-``GlobalAveragePooling2D`` (NHWC), with fused Numba CPU kernels.
+"""Keras 3-D pooling layers for nexec, as a plugin: ``MaxPooling3D``, ``AveragePooling3D``,
+``GlobalMaxPooling3D`` and ``GlobalAveragePooling3D`` (NDHWC), with fused Numba CPU kernels.
 
-Installed, they appear as ``nexec.layers.MaxPooling2D`` etc. with no import.
+An example of nexec's plugin API for third parties (nexec itself ships the 1-D and 2-D
+poolings). Installed, the layers appear as ``nexec.layers.MaxPooling3D`` etc. with no import.
 """
-from nexec_pooling.layers import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from nexec_pooling.layers import (
+                                  AveragePooling3D,
+                                  GlobalAveragePooling3D,
+                                  GlobalMaxPooling3D,
+                                  MaxPooling3D,
+)
 
 __version__ = "0.1.0"
-__all__ = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"]
+__all__ = ["MaxPooling3D", "AveragePooling3D", "GlobalMaxPooling3D", "GlobalAveragePooling3D"]

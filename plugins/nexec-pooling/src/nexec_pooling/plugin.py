@@ -9,9 +9,14 @@ NEXEC_API_VERSION = "1.0"
 
 @hookimpl
 def nexec_layers() -> list[type]:
-    from nexec_pooling.layers import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+    from nexec_pooling.layers import (
+        AveragePooling3D,
+        GlobalAveragePooling3D,
+        GlobalMaxPooling3D,
+        MaxPooling3D,
+    )
 
-    return [MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D]
+    return [MaxPooling3D, AveragePooling3D, GlobalMaxPooling3D, GlobalAveragePooling3D]
 
 
 @hookimpl

@@ -1,15 +1,17 @@
 """The pooling kernels, called directly, against NumPy references and finite differences.
 
-The references pad with NaN (TensorFlow's 'same' rule, computed here independently of the
-plugin) and reduce each sliding window with ``nanmax`` / ``nanmean``, so padded positions
-never count, as in TensorFlow.
+The references pad with NaN (TensorFlow's 'same' rule, computed here independently of
+nexec) and reduce each sliding window with ``nanmax`` / ``nanmean``, so padded positions
+never count, as in TensorFlow. 1-D and global poolings run through the same kernels on
+``(N, 1, L, C)`` views and whole-image windows, as the op kernels call them.
 """
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
+from nexec.kernels.cpu import pooling as K
+from nexec.ops.geometry import window_geometry_2d
 from nexec.testing import assert_close, numerical_gradient
-from nexec_pooling import kernels as K
 
 CASES = [  # (input shape NHWC, pool, strides, padding)
     ((2, 4, 4, 3), (2, 2), (2, 2), "valid"),
@@ -20,6 +22,8 @@ CASES = [  # (input shape NHWC, pool, strides, padding)
     ((2, 5, 4, 3), (1, 3), (2, 1), "same"),       # asymmetric pool and strides
     ((1, 4, 5, 2), (3, 2), (1, 1), "same"),       # stride 1: padding on both sides
     ((1, 6, 6, 1), (2, 2), (3, 3), "valid"),      # strides larger than the pool
+    ((2, 1, 9, 3), (1, 3), (1, 2), "same"),       # a 1-D pooling as the op runs it
+    ((2, 3, 4, 2), (3, 4), (3, 4), "valid"),      # a global pooling: one whole window
 ]
 
 
@@ -72,37 +76,36 @@ def ref_backward(x, dy, pool, strides, padding, kind):
     return dxp[:, t:t + x.shape[1], l:l + x.shape[2], :]
 
 
-def _geometry(shape, pool, strides, padding):
-    from nexec_pooling.layers import pool_geometry
-
-    return pool_geometry(shape[1], shape[2], *pool, *strides, padding)
+def _window(shape, pool, strides, padding):
+    ho, wo, pt, pl = window_geometry_2d(shape[1], shape[2], *pool, *strides, padding)
+    return (ho, wo), (*pool, *strides, pt, pl)
 
 
 def _run_forward(x, pool, strides, padding, kind, training=True):
-    ho, wo, pt, pl = _geometry(x.shape, pool, strides, padding)
+    (ho, wo), window = _window(x.shape, pool, strides, padding)
     out = np.full((x.shape[0], ho, wo, x.shape[3]), np.nan, x.dtype)
     if kind == "max":
         argmax = np.full(out.shape, -1, np.int32) if training else \
             np.empty((0, 0, 0, 0), np.int32)
-        K.max_pool_forward(x, *pool, *strides, pt, pl, out, argmax)
+        K.max_pool_forward(x, *window, out, argmax)
         return out, argmax
-    K.avg_pool_forward(x, *pool, *strides, pt, pl, out)
+    K.avg_pool_forward(x, *window, out)
     return out, None
 
 
 def _run_backward(x, dy, pool, strides, padding, kind, argmax):
-    ho, wo, pt, pl = _geometry(x.shape, pool, strides, padding)
+    _, window = _window(x.shape, pool, strides, padding)
     dx = np.full(x.shape, np.nan, x.dtype)  # backward must overwrite, never accumulate
     if kind == "max":
-        K.max_pool_backward(dy, argmax, dx)
+        K.max_pool_backward(dy, argmax, *window, dx)
     else:
-        K.avg_pool_backward(dy, *pool, *strides, pt, pl, dx)
+        K.avg_pool_backward(dy, *window, dx)
     return dx
 
 
 def test_geometry_matches_tensorflow_rule():
     for shape, pool, strides, padding in CASES:
-        ho, wo, pt, pl = _geometry(shape, pool, strides, padding)
+        (ho, wo), (_, _, _, _, pt, pl) = _window(shape, pool, strides, padding)
         (t, _), (l, _) = _pads(shape, pool, strides, padding)
         assert (pt, pl) == (t, l)
         win, _, _ = _windows(np.zeros(shape), pool, strides, padding)
@@ -124,7 +127,7 @@ def test_forward_and_backward_match_numpy(shape, pool, strides, padding, kind, d
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
-@pytest.mark.parametrize("shape,pool,strides,padding", [CASES[2], CASES[3], CASES[6]])
+@pytest.mark.parametrize("shape,pool,strides,padding", [CASES[2], CASES[3], CASES[6], CASES[9]])
 def test_backward_matches_finite_differences(shape, pool, strides, padding, kind):
     rng = np.random.default_rng(1)
     x = rng.normal(size=shape)
@@ -168,47 +171,20 @@ def test_kernels_write_into_row_strided_slices():
     """An output written straight into its channel slice of a concatenated buffer."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(2, 4, 4, 3))
-    ho, wo, pt, pl = _geometry(x.shape, (2, 2), (2, 2), "valid")
-    whole = np.zeros((2, ho, wo, 7))
+    whole = np.zeros((2, 2, 2, 7))
     out = whole[..., 2:5]
     argmax = np.zeros(out.shape, np.int32)
-    K.max_pool_forward(x, 2, 2, 2, 2, pt, pl, out, argmax)
+    K.max_pool_forward(x, 2, 2, 2, 2, 0, 0, out, argmax)
     assert_close(out, ref_forward(x, (2, 2), (2, 2), "valid", "max"))
     assert not whole[..., :2].any() and not whole[..., 5:].any()
-    dy_whole = rng.normal(size=whole.shape)
-    dy = dy_whole[..., 2:5]
+    dy = rng.normal(size=whole.shape)[..., 2:5]
     dx = np.empty_like(x)
-    K.avg_pool_backward(dy, 2, 2, 2, 2, pt, pl, dx)
+    K.avg_pool_backward(dy, 2, 2, 2, 2, 0, 0, dx)
     assert_close(dx, ref_backward(x, dy, (2, 2), (2, 2), "valid", "avg"))
     g_whole = np.zeros((2, 9))
-    K.global_avg_pool_forward(x, g_whole[:, 4:7])
-    assert_close(g_whole[:, 4:7], x.mean(axis=(1, 2)))
+    g = g_whole[:, 4:7]
+    g4 = g.view()
+    g4.shape = (2, 1, 1, 3)  # a global pooling's (N, C) slice seen as (N, 1, 1, C)
+    K.avg_pool_forward(x, 4, 4, 4, 4, 0, 0, g4)
+    assert_close(g, x.mean(axis=(1, 2)))
     assert not g_whole[:, :4].any() and not g_whole[:, 7:].any()
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_global_average_pooling(dtype):
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(3, 4, 5, 2)).astype(dtype)
-    out = np.empty((3, 2), dtype)
-    K.global_avg_pool_forward(x, out)
-    assert_close(out, x.astype(np.float64).mean(axis=(1, 2)))
-    dy = rng.normal(size=(3, 2)).astype(dtype)
-    dx = np.full(x.shape, np.nan, dtype)
-    K.global_avg_pool_backward(dy, dx)
-    assert_close(dx, np.broadcast_to(dy[:, None, None, :] / 20.0, x.shape))
-
-
-def test_global_average_pooling_gradient_finite_differences():
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(2, 3, 3, 2))
-    weights = rng.normal(size=(2, 2))
-    out = np.empty((2, 2))
-
-    def loss():
-        K.global_avg_pool_forward(x, out)
-        return float((out * weights).sum())
-
-    dx = np.empty_like(x)
-    K.global_avg_pool_backward(weights, dx)
-    assert_close(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)

@@ -1,0 +1,131 @@
+"""Pooling kernels, NHWC: max and average over windows, 1-D and global pooling included.
+
+Every pooling is a 2-D window op on a ``(N, H, W, C)`` array: a 1-D pooling sees its
+``(N, L, C)`` input as ``(N, 1, L, C)``, a global pooling is one window as large as the
+image (its ``(N, C)`` output seen as ``(N, 1, 1, C)``). So four kernels serve every
+pooling layer. The channel loop is the innermost one, over contiguous memory, so LLVM
+vectorizes it; any array may also be a row-strided view (an output written straight into
+its slice of a concatenation).
+
+Windows: output ``(i, j)`` covers input rows ``i * sh - pt .. i * sh - pt + ph - 1``
+(clipped to the image), and likewise for columns (``nexec.ops.geometry``). Every window
+holds at least one real input; padded positions never count (TensorFlow's rule).
+
+Kernels allocate nothing; backward kernels *overwrite* ``dx`` (the executor sums several
+contributions itself).
+"""
+from __future__ import annotations
+
+from nexec.kernels.jit import kernel
+
+__all__ = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward"]
+
+
+@kernel
+def max_pool_forward(x, ph, pw, sh, sw, pt, pl, out, argmax):
+    """``out[b, i, j, c]`` = max of the window; ``argmax`` gets its flat position ``y * W + x``.
+
+    Args:
+        x: ``(N, H, W, C)`` input.
+        ph, pw, sh, sw: Pool size and strides.
+        pt, pl: Top and left padding.
+        out: ``(N, Ho, Wo, C)`` output.
+        argmax: ``(N, Ho, Wo, C)`` int32, written for backward; a ``(0, 0, 0, 0)`` array at
+            inference skips it. Ties go to the first maximum in row-major window order.
+    """
+    n, h, w, c = x.shape
+    ho, wo = out.shape[1], out.shape[2]
+    save = argmax.shape[0] != 0
+    for b in range(n):
+        for i in range(ho):
+            y0 = max(i * sh - pt, 0)
+            y1 = min(i * sh - pt + ph, h)
+            for j in range(wo):
+                x0 = max(j * sw - pl, 0)
+                x1 = min(j * sw - pl + pw, w)
+                first = y0 * w + x0
+                for k in range(c):
+                    out[b, i, j, k] = x[b, y0, x0, k]
+                if save:
+                    for k in range(c):
+                        argmax[b, i, j, k] = first
+                    for yy in range(y0, y1):
+                        for xx in range(x0, x1):
+                            pos = yy * w + xx
+                            for k in range(c):
+                                v = x[b, yy, xx, k]
+                                if v > out[b, i, j, k]:
+                                    out[b, i, j, k] = v
+                                    argmax[b, i, j, k] = pos
+                else:
+                    for yy in range(y0, y1):
+                        for xx in range(x0, x1):
+                            for k in range(c):
+                                out[b, i, j, k] = max(out[b, i, j, k], x[b, yy, xx, k])
+
+
+@kernel
+def max_pool_backward(dy, argmax, ph, pw, sh, sw, pt, pl, dx):
+    """``dx`` = each ``dy`` routed to its window's maximum (summed where windows overlap).
+
+    The window arguments are those of the forward call (the CUDA twin gathers by window;
+    here a scatter through ``argmax`` needs none of them).
+    """
+    n, ho, wo, c = dy.shape
+    w = dx.shape[2]
+    for b in range(n):
+        for yy in range(dx.shape[1]):
+            for xx in range(w):
+                for k in range(c):
+                    dx[b, yy, xx, k] = 0
+        for i in range(ho):
+            for j in range(wo):
+                for k in range(c):
+                    pos = argmax[b, i, j, k]
+                    dx[b, pos // w, pos % w, k] += dy[b, i, j, k]
+
+
+@kernel
+def avg_pool_forward(x, ph, pw, sh, sw, pt, pl, out):
+    """``out[b, i, j, c]`` = mean of the real inputs of the window (TensorFlow's rule)."""
+    n, h, w, c = x.shape
+    ho, wo = out.shape[1], out.shape[2]
+    for b in range(n):
+        for i in range(ho):
+            y0 = max(i * sh - pt, 0)
+            y1 = min(i * sh - pt + ph, h)
+            for j in range(wo):
+                x0 = max(j * sw - pl, 0)
+                x1 = min(j * sw - pl + pw, w)
+                inv = 1.0 / ((y1 - y0) * (x1 - x0))
+                for k in range(c):
+                    out[b, i, j, k] = 0
+                for yy in range(y0, y1):
+                    for xx in range(x0, x1):
+                        for k in range(c):
+                            out[b, i, j, k] += x[b, yy, xx, k]
+                for k in range(c):
+                    out[b, i, j, k] *= inv
+
+
+@kernel
+def avg_pool_backward(dy, ph, pw, sh, sw, pt, pl, dx):
+    """``dx`` = each ``dy`` spread evenly over the real inputs of its window."""
+    n, h, w, c = dx.shape
+    ho, wo = dy.shape[1], dy.shape[2]
+    for b in range(n):
+        for yy in range(h):
+            for xx in range(w):
+                for k in range(c):
+                    dx[b, yy, xx, k] = 0
+        for i in range(ho):
+            y0 = max(i * sh - pt, 0)
+            y1 = min(i * sh - pt + ph, h)
+            for j in range(wo):
+                x0 = max(j * sw - pl, 0)
+                x1 = min(j * sw - pl + pw, w)
+                inv = 1.0 / ((y1 - y0) * (x1 - x0))
+                for yy in range(y0, y1):
+                    for xx in range(x0, x1):
+                        for k in range(c):
+                            dx[b, yy, xx, k] += dy[b, i, j, k] * inv

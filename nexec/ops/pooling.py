@@ -1,0 +1,132 @@
+"""The pooling layers on each device: every one is a 2-D window op on ``(N, H, W, C)``.
+
+A 1-D pooling's ``(N, L, C)`` arrays are viewed as ``(N, 1, L, C)``, a global pooling is
+one window as large as the image and its ``(N, C)`` output is viewed as ``(N, 1, 1, C)``;
+the views are made once, when the executor binds a plan. No pooling op reads its input or
+output in backward (``saves_inputs = saves_output = False``): max pooling keeps the argmax
+positions in a ``saved=True`` int32 workspace instead, and the averages need only the output
+gradient. Outputs may be row-strided slices of a concatenated buffer (``strided_output``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from nexec.layers.pooling import _GlobalPooling
+from nexec.ops.base import BoundCall, Call, Workspace
+from nexec.ops.builtin import BuiltinKernel
+
+__all__ = ["OP_KERNEL_CLASSES", "MaxPooling1DKernel", "MaxPooling2DKernel",
+           "AveragePooling1DKernel", "AveragePooling2DKernel", "GlobalMaxPooling1DKernel",
+           "GlobalMaxPooling2DKernel", "GlobalAveragePooling1DKernel",
+           "GlobalAveragePooling2DKernel"]
+
+
+def _grid_out(layer: Any, out_shape: tuple) -> tuple[int, int, int]:
+    """The output feature shape seen as ``(Ho, Wo, C)``."""
+    if isinstance(layer, _GlobalPooling):
+        return (1, 1, out_shape[-1])
+    return layer.grid(out_shape)
+
+
+def _as_grid(call: Call, a: Any, grid: tuple) -> Any:
+    """``a`` (batch-led) as ``(N, H, W, C)``, a view (strides kept)."""
+    shape = (tuple(a.shape)[0], *grid)
+    return a if tuple(a.shape) == shape else call.device.reshape(a, shape)
+
+
+class _PoolKernel(BuiltinKernel):
+    """Runs the layer's window with the max or average kernels (``mode``)."""
+
+    mode = "max"
+    saves_inputs = False
+    saves_output = False
+    strided_output = True
+
+    def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN202
+                   strided_output=False):  # noqa: ANN001
+        if self.mode != "max" or not training:
+            return {}
+        return {"argmax": Workspace((batch, *_grid_out(layer, out_shape)), saved=True,
+                                    dtype="int32")}
+
+    def _arrays(self, call: Call, x: Any, y: Any) -> tuple[Any, Any, tuple]:
+        layer = call.layer
+        in_shape = tuple(call.inputs[0].shape)[1:]
+        xg = _as_grid(call, x, layer.grid(in_shape))
+        yg = _as_grid(call, y, _grid_out(layer, tuple(call.output.shape)[1:]))
+        return xg, yg, layer.window(in_shape)
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        x, out, window = self._arrays(call, call.inputs[0], call.output)
+        if self.mode == "avg":
+            return [(self.k.avg_pool_forward, (x, *window, out))]
+        argmax = call.workspace.get("argmax") if call.training else None
+        if argmax is None:  # inference: a zero-length array tells the kernel not to record
+            argmax = call.device.zeros((0, 0, 0, 0), "int32")
+        return [(self.k.max_pool_forward, (x, *window, out, argmax))]
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        if call.d_inputs[0] is None:  # a model input: nothing to propagate to
+            return []
+        assert call.d_output is not None
+        dx, dy, window = self._arrays(call, call.d_inputs[0], call.d_output)
+        if self.mode == "avg":
+            return [(self.k.avg_pool_backward, (dy, *window, dx))]
+        return [(self.k.max_pool_backward, (dy, call.workspace["argmax"], *window, dx))]
+
+
+class MaxPooling1DKernel(_PoolKernel):
+    """Window maxima along the steps; backward through the recorded positions."""
+
+    layer_type = "MaxPooling1D"
+
+
+class MaxPooling2DKernel(_PoolKernel):
+    """Window maxima; backward through the recorded positions."""
+
+    layer_type = "MaxPooling2D"
+
+
+class AveragePooling1DKernel(_PoolKernel):
+    """Window means along the steps; backward spreads each gradient over its window."""
+
+    layer_type = "AveragePooling1D"
+    mode = "avg"
+
+
+class AveragePooling2DKernel(_PoolKernel):
+    """Window means; backward spreads each gradient over its window's real inputs."""
+
+    layer_type = "AveragePooling2D"
+    mode = "avg"
+
+
+class GlobalMaxPooling1DKernel(_PoolKernel):
+    """Per-channel maxima over the steps."""
+
+    layer_type = "GlobalMaxPooling1D"
+
+
+class GlobalMaxPooling2DKernel(_PoolKernel):
+    """Per-channel maxima over height and width."""
+
+    layer_type = "GlobalMaxPooling2D"
+
+
+class GlobalAveragePooling1DKernel(_PoolKernel):
+    """Per-channel means over the steps."""
+
+    layer_type = "GlobalAveragePooling1D"
+    mode = "avg"
+
+
+class GlobalAveragePooling2DKernel(_PoolKernel):
+    """Per-channel means over height and width."""
+
+    layer_type = "GlobalAveragePooling2D"
+    mode = "avg"
+
+
+OP_KERNEL_CLASSES = (MaxPooling1DKernel, MaxPooling2DKernel, AveragePooling1DKernel,
+                     AveragePooling2DKernel, GlobalMaxPooling1DKernel, GlobalMaxPooling2DKernel,
+                     GlobalAveragePooling1DKernel, GlobalAveragePooling2DKernel)

@@ -15,7 +15,6 @@ from nexec.layers.core import Activation, Dense, Flatten, Input, InputLayer
 from nexec.layers.embedding import Embedding
 from nexec.layers.merge import Add, Concatenate
 from nexec.layers.normalization import BatchNormalization, LayerNormalization
-from nexec.layers.regularization import Dropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from nexec.layers.pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -26,6 +25,7 @@ from nexec.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from nexec.layers.regularization import Dropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from nexec.layers.reshaping import (
     Cropping2D,
     Permute,
@@ -34,6 +34,7 @@ from nexec.layers.reshaping import (
     UpSampling2D,
     ZeroPadding1D,
     ZeroPadding2D,
+)
 from nexec.plugins import registry as _registry
 
 __all__ = ["Layer", "ParamSpec", "Input", "InputLayer", "Dense", "Conv2D", "Concatenate", "Add",

@@ -20,12 +20,6 @@ from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.embedding import Embedding
 from nexec.layers.merge import Add, Concatenate
 from nexec.layers.normalization import BatchNormalization, LayerNormalization
-from nexec.layers.regularization import Dropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
-from nexec.ops import builtin as core_ops
-from nexec.ops import conv as conv_ops
-from nexec.ops import embedding as embedding_ops
-from nexec.ops import normalization as normalization_ops
-from nexec.ops import regularization as regularization_ops
 from nexec.layers.pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -36,6 +30,7 @@ from nexec.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from nexec.layers.regularization import Dropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from nexec.layers.reshaping import (
     Cropping2D,
     Permute,
@@ -44,7 +39,13 @@ from nexec.layers.reshaping import (
     UpSampling2D,
     ZeroPadding1D,
     ZeroPadding2D,
+)
+from nexec.ops import builtin as core_ops
+from nexec.ops import conv as conv_ops
+from nexec.ops import embedding as embedding_ops
+from nexec.ops import normalization as normalization_ops
 from nexec.ops import pooling as pooling_ops
+from nexec.ops import regularization as regularization_ops
 from nexec.ops import reshaping as reshaping_ops
 from nexec.plugins.hookspecs import hookimpl
 from nexec.training.losses import BUILTIN_LOSSES

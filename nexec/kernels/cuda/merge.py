@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexec.kernels.activations import LINEAR, SOFTMAX
-from nexec.kernels.cuda.activation import act_value, check_act, softmax_rows
+from nexec.kernels.activations import LINEAR, ROW_WISE
+from nexec.kernels.cuda.activation import act_value, check_act, row_activation
 from nexec.kernels.cuda.backend import config_1d, cuda, jit
 
 __all__ = ["accumulate", "add_accumulate", "add_forward", "copy_into", "fill_zero"]
@@ -82,9 +82,9 @@ def add_forward(a: Any, b: Any, act: int, out: Any, *, stream: Any = 0) -> None:
     cfg = _config(a)
     if cfg is None:
         return
-    _add[cfg[0], cfg[1], stream](a, b, LINEAR if act == SOFTMAX else act, out)
-    if act == SOFTMAX:
-        softmax_rows(out, out, stream)
+    _add[cfg[0], cfg[1], stream](a, b, LINEAR if act in ROW_WISE else act, out)
+    if act in ROW_WISE:
+        row_activation(out, act, out, stream)
 
 
 def add_accumulate(out: Any, x: Any, act: int, *, stream: Any = 0) -> None:

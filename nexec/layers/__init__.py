@@ -12,11 +12,30 @@ from typing import Any
 from nexec.layers.base import Layer, ParamSpec
 from nexec.layers.conv import Conv2D
 from nexec.layers.core import Activation, Dense, Flatten, Input, InputLayer
-from nexec.layers.merge import Add, Concatenate
+from nexec.layers.merge import (
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from nexec.plugins import registry as _registry
 
 __all__ = ["Layer", "ParamSpec", "Input", "InputLayer", "Dense", "Conv2D", "Concatenate", "Add",
            "Activation", "Flatten"]
+__all__ += ["Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot", "add", "subtract",
+            "multiply", "average", "maximum", "minimum", "concatenate", "dot"]
 
 
 def __getattr__(name: str) -> Any:

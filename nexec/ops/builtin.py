@@ -107,6 +107,9 @@ class BuiltinKernel(Kernel):
 class DenseKernel(BuiltinKernel):
     """GEMM with bias + activation in the epilogue; fused activation/bias-gradient backward.
 
+    Inputs of any rank: the leading axes are rows of one GEMM (``rows``), as Keras' Dense
+    acts on the last axis.
+
     Not split over threads: its GEMMs dominate and BLAS threads them well (splitting the
     wide-MLP benchmark's batch measured 12% slower, from the partial weight gradients).
     """
@@ -128,19 +131,20 @@ class DenseKernel(BuiltinKernel):
     def forward(self, call: Call) -> list[BoundCall]:
         dense_forward = self.k.dense_forward
 
-        out = call.output
-        tmp = call.workspace.get("tmp", out)
-        return [(dense_forward, (call.inputs[0], call.params["kernel"], _bias(call),
+        out = rows(call.output)  # any rank: the leading axes are rows
+        tmp = rows(call.workspace["tmp"]) if "tmp" in call.workspace else out
+        return [(dense_forward, (rows(call.inputs[0]), call.params["kernel"], _bias(call),
                                  call.activation, out, tmp))]
 
     def backward(self, call: Call) -> list[BoundCall]:
         dense_backward = self.k.dense_backward
 
-        x = call.inputs[0]
-        dx = call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
-        return [(dense_backward, (x, call.params["kernel"], call.output, call.d_output,
-                                  call.activation, call.workspace["dz"], dx,
-                                  call.d_params["kernel"], _bias(call, grads=True)))]
+        x = rows(call.inputs[0])
+        dx = rows(call.d_inputs[0]) if call.d_inputs[0] is not None else empty_like_skip(x)
+        return [(dense_backward, (x, call.params["kernel"], rows(call.output),
+                                  rows(call.d_output), call.activation,
+                                  rows(call.workspace["dz"]), dx, call.d_params["kernel"],
+                                  _bias(call, grads=True)))]
 
 
 _CONV_PHASES = {"tmp": "forward", "dz": "backward", "dcols": "backward"}

@@ -17,8 +17,9 @@ from nexec.initializers import BUILTIN_INITIALIZERS
 from nexec.layers.conv import Conv2D
 from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
-from nexec.layers.merge import Add, Concatenate
+from nexec.layers.merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from nexec.ops import builtin as core_ops
+from nexec.ops import merge as merge_ops
 from nexec.plugins.hookspecs import hookimpl
 from nexec.training.losses import BUILTIN_LOSSES
 from nexec.training.metrics import BUILTIN_METRICS
@@ -27,7 +28,9 @@ from nexec.training.optimizers import BUILTIN_OPTIMIZERS
 #: nexec's layer types, and the op-kernel classes that run them (one instance per device;
 #: each family of layers has its module in ``nexec/layers/`` and ``nexec/ops/``).
 LAYERS: list[type] = [InputLayer, Dense, Conv2D, Concatenate, Add, ActivationLayer, Flatten]
+LAYERS += [Subtract, Multiply, Average, Maximum, Minimum, Dot]
 OP_KERNEL_CLASSES: list[type] = [*core_ops.OP_KERNEL_CLASSES]
+OP_KERNEL_CLASSES += merge_ops.OP_KERNEL_CLASSES
 
 
 @hookimpl

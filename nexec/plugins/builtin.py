@@ -14,10 +14,12 @@ from nexec.devices.base import Device
 from nexec.devices.cpu import CpuDevice
 from nexec.devices.cuda import CudaDevice
 from nexec.initializers import BUILTIN_INITIALIZERS
+from nexec.layers.activation import ELU, LeakyReLU, Normalization, PReLU, ReLU, Rescaling, Softmax
 from nexec.layers.conv import Conv2D
 from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
+from nexec.ops import activation as activation_ops
 from nexec.ops import builtin as core_ops
 from nexec.ops import merge as merge_ops
 from nexec.plugins.hookspecs import hookimpl
@@ -31,6 +33,8 @@ LAYERS: list[type] = [InputLayer, Dense, Conv2D, Concatenate, Add, ActivationLay
 LAYERS += [Subtract, Multiply, Average, Maximum, Minimum, Dot]
 OP_KERNEL_CLASSES: list[type] = [*core_ops.OP_KERNEL_CLASSES]
 OP_KERNEL_CLASSES += merge_ops.OP_KERNEL_CLASSES
+LAYERS += [ReLU, LeakyReLU, PReLU, ELU, Softmax, Rescaling, Normalization]
+OP_KERNEL_CLASSES += activation_ops.OP_KERNEL_CLASSES
 
 
 @hookimpl

@@ -51,6 +51,16 @@ __all__ = [
     "activation_forward",
     "activation_backward",
     "activation_backward_input",
+    "PARAM_RELU",
+    "PARAM_ELU",
+    "NORM_EPSILON",
+    "param_activation_forward",
+    "param_activation_backward",
+    "prelu_forward",
+    "prelu_backward",
+    "normalize_forward",
+    "normalize_backward",
+    "rescale_forward",
     "act_scalar",
     "act_grad_scalar",
     "act_grad_input_scalar",
@@ -737,3 +747,160 @@ def activation_backward_input(x, dy, act, dx):
         d = dx[i]
         for j in range(x.shape[1]):
             d[j] = act_grad_input_scalar(xr[j], g[j], act)
+
+
+# --- Activation layers with arguments (ReLU, LeakyReLU, ELU, PReLU) and preprocessing ------
+# Their derivatives are taken from the input (a general ReLU's output is ambiguous), so their
+# op kernels keep the input for backward.
+
+#: ``kind`` of :func:`param_activation_forward`: Keras' ``ReLU(max_value, negative_slope,
+#: threshold)`` (LeakyReLU is its ``negative_slope`` form) and ``ELU(alpha)``.
+PARAM_RELU = 0
+PARAM_ELU = 1
+#: ``keras.backend.epsilon()``: Normalization divides by ``max(sqrt(variance), eps)``.
+NORM_EPSILON = 1e-7
+
+
+@kernel
+def _param_value(x, kind, a, b, c):
+    """PARAM_RELU: a = negative_slope, b = max_value (inf: none), c = threshold, as
+    ``keras.activations.relu``: ``(x if x > c else 0)``, clipped to [0, b] when b is set,
+    minus ``a * relu(c - x)``. PARAM_ELU: a = alpha."""
+    v = np.float64(x)
+    if kind == PARAM_ELU:
+        return v if v > 0 else a * math.expm1(v)
+    p = v if v > c else 0.0
+    if b != np.inf:
+        p = min(max(p, 0.0), b)
+    n = c - v
+    return p - a * n if n > 0 else p
+
+
+@kernel
+def _param_grad(x, g, kind, a, b, c):
+    v = np.float64(x)
+    gv = np.float64(g)
+    if kind == PARAM_ELU:
+        return gv if v > 0 else gv * a * math.exp(v)
+    d = 0.0
+    if v > c and (b == np.inf or 0.0 < v < b):
+        d = 1.0
+    if v < c:
+        d += a
+    return gv * d
+
+
+@kernel
+def param_activation_forward(x, kind, a, b, c, out):
+    """out = f(x) for an activation layer with arguments (``PARAM_RELU``, ``PARAM_ELU``).
+
+    Args:
+        x: 2-D (rows, channels), may be row-strided.
+        kind: ``PARAM_RELU`` or ``PARAM_ELU``.
+        a, b, c: Its arguments (see ``_param_value``).
+        out: 2-D like ``x``; may be ``x``.
+    """
+    if out.shape != x.shape:
+        raise ValueError("param_activation_forward: x and out shapes differ")
+    for i in range(x.shape[0]):
+        xr = x[i]
+        o = out[i]
+        for j in range(x.shape[1]):
+            o[j] = _param_value(xr[j], kind, a, b, c)
+
+
+@kernel
+def param_activation_backward(x, dy, kind, a, b, c, dx):
+    """dx = dy * f'(x), from the layer's input; ``dx`` may be ``dy``."""
+    if dy.shape != x.shape or dx.shape != x.shape:
+        raise ValueError("param_activation_backward: x, dy and dx shapes differ")
+    for i in range(x.shape[0]):
+        xr = x[i]
+        g = dy[i]
+        d = dx[i]
+        for j in range(x.shape[1]):
+            d[j] = _param_grad(xr[j], g[j], kind, a, b, c)
+
+
+@kernel
+def prelu_forward(x, alpha, out):
+    """out = x if x >= 0 else alpha[j] * x (Keras' PReLU: relu(x) - alpha * relu(-x)).
+
+    Args:
+        x: 2-D (rows, channels), may be row-strided (shared axes folded into the rows).
+        alpha: 1-D (channels,).
+        out: 2-D like ``x``; may be ``x``.
+    """
+    if out.shape != x.shape or alpha.shape[0] != x.shape[1]:
+        raise ValueError("prelu_forward: x, alpha and out shapes do not match")
+    for i in range(x.shape[0]):
+        xr = x[i]
+        o = out[i]
+        for j in range(x.shape[1]):
+            v = xr[j]
+            o[j] = v if v >= 0 else alpha[j] * v
+
+
+@kernel
+def prelu_backward(x, alpha, dy, dx, dalpha):
+    """dx = dy * (1 if x > 0 else alpha); dalpha = column sums of dy * min(x, 0) (float64).
+
+    ``dx`` of zero rows is skipped; ``dx`` may be ``dy``.
+    """
+    if dy.shape != x.shape or alpha.shape[0] != x.shape[1] or dalpha.shape != alpha.shape:
+        raise ValueError("prelu_backward: x, alpha, dy and dalpha shapes do not match")
+    write = dx.shape[0] != 0
+    cols = x.shape[1]
+    for j in range(cols):
+        acc = 0.0
+        for i in range(x.shape[0]):
+            v = x[i, j]
+            g = dy[i, j]
+            if v < 0:
+                acc += np.float64(g) * v
+            if write:
+                dx[i, j] = g if v > 0 else alpha[j] * g
+        dalpha[j] = acc
+
+
+@kernel
+def normalize_forward(x, mean, variance, invert, out):
+    """Keras' Normalization on the last axis: ``(x - mean) / max(sqrt(var), 1e-7)``, or
+    ``mean + x * max(sqrt(var), 1e-7)`` with ``invert``.
+
+    Args:
+        x: 2-D (rows, channels). mean, variance: 1-D (channels,). out: like ``x``.
+    """
+    if out.shape != x.shape or mean.shape[0] != x.shape[1] or variance.shape != mean.shape:
+        raise ValueError("normalize_forward: x, mean, variance and out shapes do not match")
+    for j in range(x.shape[1]):
+        sd = max(math.sqrt(variance[j]), NORM_EPSILON)
+        m = mean[j]
+        for i in range(x.shape[0]):
+            if invert:
+                out[i, j] = m + x[i, j] * sd
+            else:
+                out[i, j] = (x[i, j] - m) / sd
+
+
+@kernel
+def normalize_backward(variance, dy, invert, dx):
+    """dx = dy / max(sqrt(var), 1e-7) (times it with ``invert``); ``dx`` may be ``dy``."""
+    if dx.shape != dy.shape or variance.shape[0] != dy.shape[1]:
+        raise ValueError("normalize_backward: variance, dy and dx shapes do not match")
+    for j in range(dy.shape[1]):
+        sd = max(math.sqrt(variance[j]), NORM_EPSILON)
+        for i in range(dy.shape[0]):
+            dx[i, j] = dy[i, j] * sd if invert else dy[i, j] / sd
+
+
+@kernel
+def rescale_forward(x, scale, offset, out):
+    """out = x * scale + offset (Keras' Rescaling); ``out`` may be ``x``."""
+    if out.shape != x.shape:
+        raise ValueError("rescale_forward: x and out shapes differ")
+    for i in range(x.shape[0]):
+        xr = x[i]
+        o = out[i]
+        for j in range(x.shape[1]):
+            o[j] = xr[j] * scale + offset

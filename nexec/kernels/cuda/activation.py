@@ -81,6 +81,13 @@ __all__ = [
     "act_value",
     "activation_backward",
     "activation_backward_input",
+    "param_activation_forward",
+    "param_activation_backward",
+    "prelu_forward",
+    "prelu_backward",
+    "normalize_forward",
+    "normalize_backward",
+    "rescale_forward",
     "activation_forward",
     "check_act",
     "epilogue_grad",
@@ -531,3 +538,184 @@ def activation_backward_input(x: Any, dy: Any, act: int, dx: Any, *, stream: Any
         return
     blocks, threads = config_1d(rows * cols)
     _act_grad_input_elementwise[blocks, threads, stream](x, dy, int(act), dx)
+
+
+# --------------------------------------------------------------------------- activation layers
+# Twins of the CPU kernels of ReLU/LeakyReLU/ELU (``param_activation_*``), PReLU,
+# Normalization and Rescaling; codes and constants from the CPU module.
+
+_PARAM_ELU = 1
+_NORM_EPSILON = 1e-7
+
+
+@jit(device=True)
+def _param_value(x, kind, a, b, c):
+    v = float64(x)
+    if kind == _PARAM_ELU:
+        return v if v > 0 else a * math.expm1(v)
+    p = v if v > c else 0.0
+    if b != math.inf:
+        p = _clip(p, 0.0, b)
+    n = c - v
+    return p - a * n if n > 0 else p
+
+
+@jit(device=True)
+def _param_grad(x, g, kind, a, b, c):
+    v = float64(x)
+    gv = float64(g)
+    if kind == _PARAM_ELU:
+        return gv if v > 0 else gv * a * math.exp(v)
+    d = 0.0
+    if v > c and (b == math.inf or (v > 0.0 and v < b)):
+        d = 1.0
+    if v < c:
+        d += a
+    return gv * d
+
+
+@jit
+def _param_forward(x, kind, a, b, c, out):
+    rows = x.shape[0]
+    cols = x.shape[1]
+    for idx in range(cuda.grid(1), rows * cols, cuda.gridsize(1)):
+        i = idx // cols
+        j = idx - i * cols
+        out[i, j] = _param_value(x[i, j], kind, a, b, c)
+
+
+@jit
+def _param_backward(x, dy, kind, a, b, c, dx):
+    rows = x.shape[0]
+    cols = x.shape[1]
+    for idx in range(cuda.grid(1), rows * cols, cuda.gridsize(1)):
+        i = idx // cols
+        j = idx - i * cols
+        dx[i, j] = _param_grad(x[i, j], dy[i, j], kind, a, b, c)
+
+
+@jit
+def _prelu_forward(x, alpha, out):
+    rows = x.shape[0]
+    cols = x.shape[1]
+    for idx in range(cuda.grid(1), rows * cols, cuda.gridsize(1)):
+        i = idx // cols
+        j = idx - i * cols
+        v = x[i, j]
+        out[i, j] = v if v >= 0 else alpha[j] * v
+
+
+@jit
+def _prelu_backward(x, alpha, dy, dx, dalpha, write):
+    """One thread per column: dx, and dalpha summed in float64 (deterministic)."""
+    for j in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
+        acc = 0.0
+        for i in range(x.shape[0]):
+            v = x[i, j]
+            g = dy[i, j]
+            if v < 0:
+                acc += float64(g) * v
+            if write:
+                dx[i, j] = g if v > 0 else alpha[j] * g
+        dalpha[j] = acc
+
+
+@jit
+def _normalize_forward(x, mean, variance, invert, out):
+    rows = x.shape[0]
+    cols = x.shape[1]
+    for idx in range(cuda.grid(1), rows * cols, cuda.gridsize(1)):
+        i = idx // cols
+        j = idx - i * cols
+        sd = _clip(math.sqrt(float64(variance[j])), _NORM_EPSILON, math.inf)
+        if invert:
+            out[i, j] = mean[j] + x[i, j] * sd
+        else:
+            out[i, j] = (x[i, j] - mean[j]) / sd
+
+
+@jit
+def _normalize_backward(variance, dy, invert, dx):
+    rows = dy.shape[0]
+    cols = dy.shape[1]
+    for idx in range(cuda.grid(1), rows * cols, cuda.gridsize(1)):
+        i = idx // cols
+        j = idx - i * cols
+        sd = _clip(math.sqrt(float64(variance[j])), _NORM_EPSILON, math.inf)
+        dx[i, j] = dy[i, j] * sd if invert else dy[i, j] / sd
+
+
+@jit
+def _rescale(x, scale, offset, out):
+    rows = x.shape[0]
+    cols = x.shape[1]
+    for idx in range(cuda.grid(1), rows * cols, cuda.gridsize(1)):
+        i = idx // cols
+        j = idx - i * cols
+        out[i, j] = x[i, j] * scale + offset
+
+
+def _launch_2d(kernel_fn: Any, a: Any, stream: Any, *args: Any) -> None:
+    n = a.shape[0] * a.shape[1]
+    if n == 0:
+        return
+    blocks, threads = config_1d(n)
+    kernel_fn[blocks, threads, stream](*args)
+
+
+def param_activation_forward(x: Any, kind: int, a: float, b: float, c: float, out: Any, *,
+                             stream: Any = 0) -> None:
+    """out = f(x) for ReLU/LeakyReLU/ELU layers (see the CPU kernel); ``out`` may be ``x``."""
+    if out.shape != x.shape:
+        raise ValueError("param_activation_forward: x and out shapes differ")
+    _launch_2d(_param_forward, x, stream, x, int(kind), float(a), float(b), float(c), out)
+
+
+def param_activation_backward(x: Any, dy: Any, kind: int, a: float, b: float, c: float,
+                              dx: Any, *, stream: Any = 0) -> None:
+    """dx = dy * f'(x) from the input; ``dx`` may be ``dy``."""
+    if dy.shape != x.shape or dx.shape != x.shape:
+        raise ValueError("param_activation_backward: x, dy and dx shapes differ")
+    _launch_2d(_param_backward, x, stream, x, dy, int(kind), float(a), float(b), float(c), dx)
+
+
+def prelu_forward(x: Any, alpha: Any, out: Any, *, stream: Any = 0) -> None:
+    """out = x if x >= 0 else alpha[j] * x."""
+    if out.shape != x.shape or alpha.shape[0] != x.shape[1]:
+        raise ValueError("prelu_forward: x, alpha and out shapes do not match")
+    _launch_2d(_prelu_forward, x, stream, x, alpha, out)
+
+
+def prelu_backward(x: Any, alpha: Any, dy: Any, dx: Any, dalpha: Any, *,
+                   stream: Any = 0) -> None:
+    """dx (skipped for zero rows) and dalpha = column sums of dy * min(x, 0)."""
+    if dy.shape != x.shape or alpha.shape[0] != x.shape[1] or dalpha.shape != alpha.shape:
+        raise ValueError("prelu_backward: x, alpha, dy and dalpha shapes do not match")
+    write = dx.shape[0] != 0
+    if x.shape[1] == 0:
+        return
+    blocks, threads = config_1d(x.shape[1])
+    _prelu_backward[blocks, threads, stream](x, alpha, dy, dx if write else dy, dalpha, write)
+
+
+def normalize_forward(x: Any, mean: Any, variance: Any, invert: bool, out: Any, *,
+                      stream: Any = 0) -> None:
+    """Keras' Normalization on the last axis (see the CPU kernel)."""
+    if out.shape != x.shape or mean.shape[0] != x.shape[1] or variance.shape != mean.shape:
+        raise ValueError("normalize_forward: x, mean, variance and out shapes do not match")
+    _launch_2d(_normalize_forward, x, stream, x, mean, variance, bool(invert), out)
+
+
+def normalize_backward(variance: Any, dy: Any, invert: bool, dx: Any, *,
+                       stream: Any = 0) -> None:
+    """dx = dy / max(sqrt(var), 1e-7) (times it with ``invert``)."""
+    if dx.shape != dy.shape or variance.shape[0] != dy.shape[1]:
+        raise ValueError("normalize_backward: variance, dy and dx shapes do not match")
+    _launch_2d(_normalize_backward, dy, stream, variance, dy, bool(invert), dx)
+
+
+def rescale_forward(x: Any, scale: float, offset: float, out: Any, *, stream: Any = 0) -> None:
+    """out = x * scale + offset; ``out`` may be ``x``."""
+    if out.shape != x.shape:
+        raise ValueError("rescale_forward: x and out shapes differ")
+    _launch_2d(_rescale, x, stream, x, float(scale), float(offset), out)

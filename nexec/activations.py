@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
+from nexec.kernels.activations import CODES, LINEAR, NEEDS_INPUT
 
 __all__ = ["Activation", "BUILTIN_ACTIVATIONS", "LINEAR_ACTIVATION"]
 
@@ -46,6 +46,12 @@ class Activation:
         """Whether op kernels apply it in their epilogue (a built-in code)."""
         return self.code >= 0
 
+    @property
+    def needs_input(self) -> bool:
+        """Whether its derivative needs the pre-activation input (GELU, SiLU): the planner
+        then keeps it as its own op, never fused into a producer."""
+        return self.code in NEEDS_INPUT
+
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Activation name must be a non-empty string, got {self.name!r}.")
@@ -56,10 +62,8 @@ class Activation:
 
 LINEAR_ACTIVATION = Activation("linear", LINEAR)
 
+#: Keras 3's activations by name (``swish`` is ``silu``), each with its fused-kernel code.
 BUILTIN_ACTIVATIONS: list[Activation] = [
     LINEAR_ACTIVATION,
-    Activation("relu", RELU),
-    Activation("sigmoid", SIGMOID),
-    Activation("tanh", TANH),
-    Activation("softmax", SOFTMAX),
+    *(Activation(name, code) for name, code in CODES.items() if name != "linear"),
 ]

@@ -115,6 +115,8 @@ def Input(shape: tuple | int, name: str | None = None, dtype: str = "float32",
 class Dense(Layer):
     """Densely connected layer: ``activation(x @ kernel + bias)`` on the last axis.
 
+    On an input of rank 3 or more it acts on the last axis of every position, as Keras'.
+
     Args:
         units: Output size.
         activation: Activation name (``None`` means linear).
@@ -140,12 +142,12 @@ class Dense(Layer):
 
     def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
         (shape,) = input_shapes
-        if len(shape) != 1:
-            raise ShapeError(f"expects a rank-2 input (batch, features), got {(None, *shape)}; "
-                             "add a Flatten layer before it.")
+        if len(shape) < 1:
+            raise ShapeError(f"expects an input of rank 2 or more (batch, ..., features), "
+                             f"got {(None, *shape)}.")
         if shape[-1] is None:
             raise ShapeError(f"the last dimension of its input {(None, *shape)} must be known.")
-        return (self.units,)
+        return (*shape[:-1], self.units)
 
     def param_specs(self, input_shapes: list[Shape]) -> list[ParamSpec]:
         specs = [ParamSpec("kernel", (input_shapes[0][-1], self.units), self.kernel_initializer)]

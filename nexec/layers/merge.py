@@ -1,4 +1,5 @@
-"""Merge layers: Add (residual connections) and Concatenate (parallel branches)."""
+"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum (elementwise over inputs
+of one shape, any rank), Concatenate, Dot, and Keras' functional aliases (``add``...)."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +7,9 @@ from typing import Any
 from nexec.errors import ShapeError
 from nexec.layers.base import Layer, Shape
 
-__all__ = ["Add", "Concatenate"]
+__all__ = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
+           "Dot", "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate",
+           "dot"]
 
 
 def _fmt(shapes: list[Shape]) -> str:
@@ -30,6 +33,96 @@ class Add(Layer):
         if any(s != first for s in input_shapes[1:]):
             raise ShapeError(f"inputs must all have one shape, got {_fmt(input_shapes)}.")
         return first
+
+
+class _Elementwise(Layer):
+    """An elementwise merge of two or more tensors of one shape (any rank)."""
+
+    num_inputs = None
+
+    def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
+        first = input_shapes[0]
+        if any(s != first for s in input_shapes[1:]):
+            raise ShapeError(f"inputs must all have one shape, got {_fmt(input_shapes)}.")
+        return first
+
+
+class Subtract(_Elementwise):
+    """``inputs[0] - inputs[1]``; exactly two tensors of one shape.
+
+    Example:
+        >>> from nexec import Input, layers
+        >>> a, b = Input(shape=(8,)), Input(shape=(8,))
+        >>> layers.Subtract()([a, b]).shape
+        (None, 8)
+    """
+
+    def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
+        if len(input_shapes) != 2:
+            raise ShapeError(f"takes exactly 2 inputs, got {len(input_shapes)}.")
+        return super().compute_output_shape(input_shapes)
+
+
+class Multiply(_Elementwise):
+    """Elementwise product of two or more tensors of one shape."""
+
+
+class Average(_Elementwise):
+    """Elementwise mean of two or more tensors of one shape."""
+
+
+class Maximum(_Elementwise):
+    """Elementwise maximum of two or more tensors of one shape.
+
+    At a tie the whole gradient goes to the first input attaining the maximum (TensorFlow's
+    rule; JAX and PyTorch split it).
+    """
+
+
+class Minimum(_Elementwise):
+    """Elementwise minimum of two or more tensors; ties as :class:`Maximum`."""
+
+
+class Dot(Layer):
+    """Dot product of the samples of two 2-D tensors: ``(batch, n), (batch, n) -> (batch, 1)``.
+
+    Args:
+        axes: The axis of each input to contract, an int or a pair; for 2-D inputs 1 or -1
+            (the only axis besides the batch).
+        normalize: L2-normalise each sample first (``x / sqrt(max(sum(x**2), 1e-12))``), so
+            the output is the cosine similarity.
+    """
+
+    num_inputs = 2
+
+    def __init__(self, axes: int | tuple | list, normalize: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        pair = tuple(axes) if isinstance(axes, (tuple, list)) else (axes, axes)
+        if len(pair) != 2 or not all(isinstance(a, int) and not isinstance(a, bool)
+                                     for a in pair):
+            raise ValueError(f"Dot '{self.name}': axes must be an int or a pair of ints, "
+                             f"got {axes!r}.")
+        self.axes = axes if isinstance(axes, int) else list(pair)
+        self._pair = pair
+        self.normalize = bool(normalize)
+
+    def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
+        if len(input_shapes) != 2:
+            raise ShapeError(f"takes exactly 2 inputs, got {len(input_shapes)}.")
+        a, b = input_shapes
+        if len(a) != 1 or len(b) != 1:
+            raise ShapeError(f"nexec's Dot takes 2-D inputs (batch, n) only, got "
+                             f"{_fmt(input_shapes)}.")
+        if any(ax not in (1, -1) for ax in self._pair):
+            raise ShapeError(f"axes {self.axes!r} must be 1 or -1 for 2-D inputs.")
+        if a[0] != b[0] or a[0] is None:
+            raise ShapeError(f"the contracted axes must have one known size, "
+                             f"got {_fmt(input_shapes)}.")
+        return (1,)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
 
 
 class Concatenate(Layer):
@@ -72,3 +165,46 @@ class Concatenate(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis}
+
+
+# --- Keras' functional aliases: ``layers.add([a, b])`` is ``layers.Add()([a, b])``. -----------
+
+def add(inputs: list, **kwargs: Any) -> Any:
+    """Functional form of :class:`Add`."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs: list, **kwargs: Any) -> Any:
+    """Functional form of :class:`Subtract`."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs: list, **kwargs: Any) -> Any:
+    """Functional form of :class:`Multiply`."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs: list, **kwargs: Any) -> Any:
+    """Functional form of :class:`Average`."""
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs: list, **kwargs: Any) -> Any:
+    """Functional form of :class:`Maximum`."""
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs: list, **kwargs: Any) -> Any:
+    """Functional form of :class:`Minimum`."""
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs: list, axis: int = -1, **kwargs: Any) -> Any:
+    """Functional form of :class:`Concatenate`."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def dot(inputs: list, axes: int | tuple | list = -1, normalize: bool = False,
+        **kwargs: Any) -> Any:
+    """Functional form of :class:`Dot`."""
+    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)

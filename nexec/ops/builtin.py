@@ -107,6 +107,9 @@ class BuiltinKernel(Kernel):
 class DenseKernel(BuiltinKernel):
     """GEMM with bias + activation in the epilogue; fused activation/bias-gradient backward.
 
+    Inputs of any rank: the leading axes are rows of one GEMM (``rows``), as Keras' Dense
+    acts on the last axis.
+
     Not split over threads: its GEMMs dominate and BLAS threads them well (splitting the
     wide-MLP benchmark's batch measured 12% slower, from the partial weight gradients).
     """
@@ -128,19 +131,20 @@ class DenseKernel(BuiltinKernel):
     def forward(self, call: Call) -> list[BoundCall]:
         dense_forward = self.k.dense_forward
 
-        out = call.output
-        tmp = call.workspace.get("tmp", out)
-        return [(dense_forward, (call.inputs[0], call.params["kernel"], _bias(call),
+        out = rows(call.output)  # any rank: the leading axes are rows
+        tmp = rows(call.workspace["tmp"]) if "tmp" in call.workspace else out
+        return [(dense_forward, (rows(call.inputs[0]), call.params["kernel"], _bias(call),
                                  call.activation, out, tmp))]
 
     def backward(self, call: Call) -> list[BoundCall]:
         dense_backward = self.k.dense_backward
 
-        x = call.inputs[0]
-        dx = call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
-        return [(dense_backward, (x, call.params["kernel"], call.output, call.d_output,
-                                  call.activation, call.workspace["dz"], dx,
-                                  call.d_params["kernel"], _bias(call, grads=True)))]
+        x = rows(call.inputs[0])
+        dx = rows(call.d_inputs[0]) if call.d_inputs[0] is not None else empty_like_skip(x)
+        return [(dense_backward, (x, call.params["kernel"], rows(call.output),
+                                  rows(call.d_output), call.activation,
+                                  rows(call.workspace["dz"]), dx, call.d_params["kernel"],
+                                  _bias(call, grads=True)))]
 
 
 _CONV_PHASES = {"tmp": "forward", "dz": "backward", "dcols": "backward"}
@@ -326,8 +330,17 @@ def as_2d(a: np.ndarray, axis: int) -> np.ndarray:
     return view_2d(a, int(np.prod(full[:axis])), int(np.prod(full[axis:])))
 
 
+def _needs_input(layer: Any) -> bool:
+    """Whether the layer's activation takes its derivative from the input (GELU, SiLU)."""
+    return bool(registry().activation(layer.activation).needs_input)
+
+
 class ActivationKernel(BuiltinKernel):
-    """A standalone activation (when it could not be fused into its producer)."""
+    """A standalone activation (when it could not be fused into its producer).
+
+    GELU and SiLU (``needs_input``) copy their input into a saved workspace in training, since
+    the output may overwrite it and their derivative needs it.
+    """
 
     layer_type = "Activation"
     saves_inputs = False
@@ -335,19 +348,30 @@ class ActivationKernel(BuiltinKernel):
     overwrites_input = True
     applies_activation_only = True
 
+    def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
+                   strided_output=False):  # noqa: ANN001
+        if training and _needs_input(layer):
+            return {"x": Workspace((batch, *in_shapes[0]), saved=True)}
+        return {}
+
     def forward(self, call: Call) -> list[BoundCall]:
         activation_forward = self.k.activation_forward
 
-        return [(activation_forward, (rows(call.inputs[0]), call.activation,
-                                      rows(call.output)))]
+        calls: list[BoundCall] = []
+        if "x" in call.workspace:
+            calls.append((self.k.copy_into, (rows(call.workspace["x"]), rows(call.inputs[0]))))
+        return calls + [(activation_forward, (rows(call.inputs[0]), call.activation,
+                                              rows(call.output)))]
 
     def backward(self, call: Call) -> list[BoundCall]:
-        activation_backward = self.k.activation_backward
-
         if call.d_inputs[0] is None:
             return []
-        return [(activation_backward, (rows(call.output), rows(call.d_output),
-                                       call.activation, rows(call.d_inputs[0])))]
+        if "x" in call.workspace:
+            return [(self.k.activation_backward_input, (
+                rows(call.workspace["x"]), rows(call.d_output), call.activation,
+                rows(call.d_inputs[0])))]
+        return [(self.k.activation_backward, (rows(call.output), rows(call.d_output),
+                                              call.activation, rows(call.d_inputs[0])))]
 
 
 class FlattenKernel(BuiltinKernel):

@@ -6,6 +6,12 @@ activations, the producer is linear, and nothing else reads the pre-activation v
 other consumer, not a model output). The merged op then writes the activated value directly,
 and its backward derives the activation gradient from that output, so the pre-activation
 tensor disappears from the plan.
+
+That last step needs the activation's derivative as a function of its output, which GELU
+and SiLU do not have (``Activation.needs_input``): those never fold, and
+:func:`split_input_activations` moves them out of any fusing op that was given one
+(``Dense(activation="gelu")``) into an ``Activation`` op of their own, whose kernel keeps its
+input for backward.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from collections.abc import Callable
 
 from nexec.planner.lowering import Graph
 
-__all__ = ["fuse_activations"]
+__all__ = ["fuse_activations", "split_input_activations"]
 
 
 def fuse_activations(g: Graph, can_fuse: Callable[[str], bool],
@@ -32,6 +38,8 @@ def fuse_activations(g: Graph, can_fuse: Callable[[str], bool],
     for op in g.ops:
         if not folds(op.kind):
             continue
+        if _needs_input(op.activation):
+            continue
         (src,) = op.inputs
         t = g.tensors[src]
         if t.producer is None or t.output_index is not None or len(t.consumers) != 1:
@@ -48,6 +56,51 @@ def fuse_activations(g: Graph, can_fuse: Callable[[str], bool],
         removed.add(op.index)
     if removed:
         _renumber(g, removed)
+    return g
+
+
+def _needs_input(name: str) -> bool:
+    from nexec.plugins import registry
+
+    return bool(getattr(registry().activation(name), "needs_input", False))
+
+
+def split_input_activations(g: Graph, can_fuse: Callable[[str], bool]) -> Graph:
+    """Gives every activation whose derivative needs its input an op of its own.
+
+    An op whose kernel fuses activations and whose activation is such (GELU, SiLU) becomes
+    linear, followed by an ``Activation`` op (named ``<layer>/<activation>``) that writes
+    the original output tensor. Runs before shape inference, like lowering.
+
+    Args:
+        g: The lowered graph (modified in place and returned).
+        can_fuse: Whether the kernel of an op kind (layer type name) fuses activations.
+    """
+    from nexec.layers.core import Activation
+    from nexec.planner.lowering import Op
+
+    ops = []
+    for op in g.ops:
+        ops.append(op)
+        if op.activation in (None, "linear") or not _needs_input(op.activation) \
+                or not can_fuse(op.kind):
+            continue
+        out = g.tensors[op.output]
+        pre = g.new_tensor(f"{out.name}/pre", out.shape, out.dtype)
+        layer = Activation(op.activation, name=f"{op.layer.name}/{op.activation}")
+        ops.append(Op(-1, layer, [pre], op.output, op.activation))
+        op.output, op.activation = pre, "linear"
+    if len(ops) == len(g.ops):
+        return g
+    for i, op in enumerate(ops):
+        op.index = i
+    for t in g.tensors.values():
+        t.producer, t.consumers = None, []
+    for op in ops:
+        g.tensors[op.output].producer = op.index
+        for i in op.inputs:
+            g.tensors[i].consumers.append(op.index)
+    g.ops = ops
     return g
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from nexec.graph import Function
-from nexec.planner.fusion import fuse_activations
+from nexec.planner.fusion import fuse_activations, split_input_activations
 from nexec.planner.lowering import Graph, lower
 from nexec.planner.shapes import infer_shapes
 from nexec.plugins import registry
@@ -72,6 +72,7 @@ def make_plan(function: Function, device: str = "cpu",
         return bool(k is not None and k.applies_activation_only)
 
     graph = lower(function)
+    split_input_activations(graph, can_fuse)
     params = infer_shapes(graph)
     fuse_activations(graph, can_fuse, folds)
     return Plan(function.name, graph, params, device)

@@ -14,11 +14,12 @@ from nexec.devices.base import Device
 from nexec.devices.cpu import CpuDevice
 from nexec.devices.cuda import CudaDevice
 from nexec.initializers import BUILTIN_INITIALIZERS
+from nexec.layers.activation import ELU, LeakyReLU, Normalization, PReLU, ReLU, Rescaling, Softmax
 from nexec.layers.conv import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.embedding import Embedding
-from nexec.layers.merge import Add, Concatenate
+from nexec.layers.merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from nexec.layers.normalization import BatchNormalization, LayerNormalization
 from nexec.layers.pooling import (
     AveragePooling1D,
@@ -40,9 +41,11 @@ from nexec.layers.reshaping import (
     ZeroPadding1D,
     ZeroPadding2D,
 )
+from nexec.ops import activation as activation_ops
 from nexec.ops import builtin as core_ops
 from nexec.ops import conv as conv_ops
 from nexec.ops import embedding as embedding_ops
+from nexec.ops import merge as merge_ops
 from nexec.ops import normalization as normalization_ops
 from nexec.ops import pooling as pooling_ops
 from nexec.ops import regularization as regularization_ops
@@ -68,6 +71,10 @@ LAYERS += [MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D, Globa
            GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, Reshape, Permute,
            RepeatVector, UpSampling2D, ZeroPadding1D, ZeroPadding2D, Cropping2D]
 OP_KERNEL_CLASSES += [*pooling_ops.OP_KERNEL_CLASSES, *reshaping_ops.OP_KERNEL_CLASSES]
+LAYERS += [Subtract, Multiply, Average, Maximum, Minimum, Dot]
+OP_KERNEL_CLASSES += merge_ops.OP_KERNEL_CLASSES
+LAYERS += [ReLU, LeakyReLU, PReLU, ELU, Softmax, Rescaling, Normalization]
+OP_KERNEL_CLASSES += activation_ops.OP_KERNEL_CLASSES
 
 
 @hookimpl

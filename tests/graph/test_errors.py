@@ -71,10 +71,8 @@ def test_dense_on_unknown_last_dimension():
     assert "needs_width" in str(e.value) and "(None, None)" in str(e.value)
 
 
-def test_dense_on_image_tensor():
-    with pytest.raises(ShapeError) as e:
-        layers.Dense(4, name="flat_please")(Input(shape=(5, 5, 2)))
-    assert "flat_please" in str(e.value) and "(None, 5, 5, 2)" in str(e.value)
+def test_dense_on_image_tensor_acts_on_the_last_axis():
+    assert layers.Dense(4)(Input(shape=(5, 5, 2))).shape == (None, 5, 5, 4)
 
 
 def test_failed_call_leaves_layer_unbuilt_and_uncalled():

@@ -78,8 +78,9 @@ def test_builtin_activations_are_values():
     relu = reg.activation("relu")
     assert isinstance(relu, Activation) and relu.code == CODES["relu"] and relu.fused
     assert reg.owner[("activations", "relu")] == "nexec.builtin"
-    with pytest.raises(ValueError, match="Unknown activation 'gelu'; known: linear, relu"):
-        reg.activation("gelu")
+    assert reg.activation("gelu").needs_input and not relu.needs_input
+    with pytest.raises(ValueError, match="Unknown activation .gelu2.; known: elu, exponential, gelu"):
+        reg.activation("gelu2")
 
 
 def test_activations_as_a_dict_of_codes_the_api_1_0_form():
@@ -90,7 +91,7 @@ def test_activations_as_a_dict_of_codes_the_api_1_0_form():
     assert record.provides == {"activations": ["rectifier"]}
     assert len(warned) == 2
     assert warned[0].startswith("plugin 'fake' registers activation 'bad', whose code 99 is not "
-                                "a fused activation code of nexec (0, 1, 2, 3, 4)")
+                                "a fused activation code of nexec (0, 1, 2, 3, 4, 5")
     assert "'flag', which is a bool" in warned[1]
     assert "bad" not in reg.activations and "flag" not in reg.activations
     assert "'bad'" in record.error
@@ -98,10 +99,10 @@ def test_activations_as_a_dict_of_codes_the_api_1_0_form():
 
 def test_activations_as_a_list_of_values():
     reg = fresh()
-    softsign = Activation("softsign", forward=lambda z: z / (1.0 + abs(z)),
+    softsign = Activation("softsign2", forward=lambda z: z / (1.0 + abs(z)),
                           derivative=lambda y: (1.0 - abs(y)) ** 2)
     _, warned = register(reg, Plugin(activations=[softsign, "swish"]))
-    assert reg.activation("softsign") is softsign and not softsign.fused
+    assert reg.activation("softsign2") is softsign and not softsign.fused
     assert warned == ["plugin 'fake' registers activation \"'swish'\", which is a str, not an "
                       "nexec.activations.Activation nor a fused activation code."]
 

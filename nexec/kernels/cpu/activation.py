@@ -8,21 +8,62 @@ from inside their own njit code, where LLVM inlines them.
 
 Every 2-D argument is a ``(rows, channels)`` view with unit column stride; the row stride may
 be larger than the number of channels (a slice of a concatenated buffer). Derivatives are
-computed from the activation *output* ``y`` (see ``nexec.kernels.activations``).
+computed from the activation *output* ``y`` (see ``nexec.kernels.activations``), except for
+GELU and SiLU (``NEEDS_INPUT``), whose derivative :func:`activation_backward_input` takes
+from the input; the output-based helpers refuse those two codes.
+
+The activations added after the first five (ELU and above) share one scalar helper each
+way (:func:`act_scalar`, :func:`act_grad_scalar`), so adding one is one branch in each.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
+from nexec.kernels.activations import (
+    ELU,
+    EXPONENTIAL,
+    GELU,
+    HARD_SIGMOID,
+    LEAKY_RELU,
+    LEAKY_SLOPE,
+    LINEAR,
+    LOG_SOFTMAX,
+    RELU,
+    RELU6,
+    SELU,
+    SELU_ALPHA,
+    SELU_SCALE,
+    SIGMOID,
+    SILU,
+    SOFTMAX,
+    SOFTPLUS,
+    SOFTSIGN,
+    TANH,
+)
 from nexec.kernels.jit import kernel
 
 __all__ = [
     "activation_forward",
     "activation_backward",
+    "activation_backward_input",
+    "PARAM_RELU",
+    "PARAM_ELU",
+    "NORM_EPSILON",
+    "param_activation_forward",
+    "param_activation_backward",
+    "prelu_forward",
+    "prelu_backward",
+    "normalize_forward",
+    "normalize_backward",
+    "rescale_forward",
+    "act_scalar",
+    "act_grad_scalar",
+    "act_grad_input_scalar",
     "epilogue_rows",
     "epilogue_softmax_rows",
     "epilogue_grad_rows",
@@ -183,6 +224,96 @@ def _softmax_row_inplace(o):
 
 
 @kernel
+def _log_softmax_row_inplace(o):
+    n = o.shape[0]
+    if n == 0:
+        return
+    m = o[0]
+    for j in range(1, n):
+        if o[j] > m:
+            m = o[j]
+    total = 0.0
+    for j in range(n):
+        total += math.exp(o[j] - m)
+    shift = m + math.log(total)
+    for j in range(n):
+        o[j] = o[j] - shift
+
+
+_SQRT1_2 = 0.70710678118654752440  # 1 / sqrt(2)
+_INV_SQRT_2PI = 0.39894228040143267794  # 1 / sqrt(2 pi)
+
+
+@kernel
+def act_scalar(v, act):
+    """act(v) in float64 for one element, for the elementwise codes from ELU on."""
+    x = np.float64(v)
+    if act == ELU:
+        return x if x > 0 else math.expm1(x)
+    if act == SELU:
+        return SELU_SCALE * x if x > 0 else (SELU_SCALE * SELU_ALPHA) * math.expm1(x)
+    if act == GELU:
+        return 0.5 * x * (1.0 + math.erf(x * _SQRT1_2))
+    if act == SILU:
+        return x * fast_sigmoid(x)
+    if act == LEAKY_RELU:
+        return x if x >= 0 else LEAKY_SLOPE * x
+    if act == RELU6:
+        return min(max(x, 0.0), 6.0)
+    if act == SOFTPLUS:
+        return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+    if act == SOFTSIGN:
+        return np.divide(x, 1.0 + abs(x))
+    if act == HARD_SIGMOID:
+        return min(max(x + 3.0, 0.0), 6.0) / 6.0
+    if act == EXPONENTIAL:
+        return math.exp(x)
+    raise ValueError("act_scalar: not an elementwise activation code from ELU on")
+
+
+@kernel
+def act_grad_scalar(y, g, act):
+    """g * act'(z) in float64 from the output y = act(z), for the codes from ELU on.
+
+    GELU and SiLU are refused: their derivative needs the input (:func:`act_grad_input_scalar`).
+    """
+    v = np.float64(y)
+    gv = np.float64(g)
+    if act == ELU:
+        return gv if v > 0 else gv * (v + 1.0)
+    if act == SELU:
+        return gv * SELU_SCALE if v > 0 else gv * (v + SELU_SCALE * SELU_ALPHA)
+    if act == LEAKY_RELU:
+        return gv if v > 0 else gv * LEAKY_SLOPE
+    if act == RELU6:
+        return gv if 0.0 < v < 6.0 else 0.0
+    if act == SOFTPLUS:
+        return -gv * math.expm1(-v)  # sigmoid(z) = 1 - exp(-softplus(z))
+    if act == SOFTSIGN:
+        a = 1.0 - abs(v)
+        return gv * (a * a)
+    if act == HARD_SIGMOID:
+        return gv / 6.0 if 0.0 < v < 1.0 else 0.0
+    if act == EXPONENTIAL:
+        return gv * v
+    raise ValueError("act_grad_scalar: this activation's derivative needs its input")
+
+
+@kernel
+def act_grad_input_scalar(x, g, act):
+    """g * act'(x) in float64 from the input x, for GELU and SiLU (``NEEDS_INPUT``)."""
+    z = np.float64(x)
+    gv = np.float64(g)
+    if act == GELU:
+        return gv * (0.5 * (1.0 + math.erf(z * _SQRT1_2))
+                     + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z))
+    if act == SILU:
+        s = fast_sigmoid(z)
+        return gv * (s * (1.0 + z * (1.0 - s)))
+    raise ValueError("act_grad_input_scalar: only GELU and SILU take the input")
+
+
+@kernel
 def same_data(a, b):
     """True when two arrays start at the same address (an in-place call).
 
@@ -224,6 +355,11 @@ def activate_row_inplace(o, act):
             o[j] = fast_tanh(o[j])
     elif act == SOFTMAX:
         _softmax_row_inplace(o)
+    elif act == LOG_SOFTMAX:
+        _log_softmax_row_inplace(o)
+    elif ELU <= act <= EXPONENTIAL:
+        for j in range(n):
+            o[j] = act_scalar(o[j], act)
     else:
         raise ValueError("unknown activation code")
 
@@ -255,6 +391,8 @@ def activate_row_grad(y, dy, act, dx):
     dot = 0.0
     if act == SOFTMAX:
         dot = row_dot(dy, y)  # before dx overwrites dy
+    elif act == LOG_SOFTMAX:
+        dot = row_sum(dy)
     copy_row(dy, dx)
     if act == LINEAR:
         pass
@@ -272,6 +410,12 @@ def activate_row_grad(y, dy, act, dx):
     elif act == SOFTMAX:
         for j in range(n):
             dx[j] = y[j] * (dx[j] - dot)
+    elif act == LOG_SOFTMAX:
+        for j in range(n):
+            dx[j] = dx[j] - math.exp(y[j]) * dot
+    elif ELU <= act <= EXPONENTIAL:
+        for j in range(n):
+            dx[j] = act_grad_scalar(y[j], dx[j], act)
     else:
         raise ValueError("unknown activation code")
 
@@ -310,6 +454,14 @@ def _activate_rows(o, act, r0, r1):
     elif act == SOFTMAX:
         for i in range(r0, r1):
             _softmax_row_inplace(o[i])
+    elif act == LOG_SOFTMAX:
+        for i in range(r0, r1):
+            _log_softmax_row_inplace(o[i])
+    elif ELU <= act <= EXPONENTIAL:
+        for i in range(r0, r1):
+            z = o[i]
+            for j in range(n):
+                z[j] = act_scalar(z[j], act)
     else:
         raise ValueError("unknown activation code")
 
@@ -356,6 +508,21 @@ def _activate_grad_rows(y, dy, act, dz, r0, r1):
             dot = row_dot(g, yr)
             for j in range(n):
                 z[j] = yr[j] * (g[j] - dot)
+    elif act == LOG_SOFTMAX:
+        for i in range(r0, r1):
+            yr = y[i]
+            g = dy[i]
+            z = dz[i]
+            total = row_sum(g)
+            for j in range(n):
+                z[j] = g[j] - math.exp(yr[j]) * total
+    elif ELU <= act <= EXPONENTIAL:
+        for i in range(r0, r1):
+            yr = y[i]
+            g = dy[i]
+            z = dz[i]
+            for j in range(n):
+                z[j] = act_grad_scalar(yr[j], g[j], act)
     else:
         raise ValueError("unknown activation code")
 
@@ -560,3 +727,180 @@ def activation_backward(y, dy, act, dx):
         raise ValueError("activation_backward: y, dy and dx shapes differ")
     for i in range(y.shape[0]):
         activate_row_grad(y[i], dy[i], act, dx[i])
+
+
+@kernel
+def activation_backward_input(x, dy, act, dx):
+    """dx = dy * act'(x) from the activation's *input*: GELU and SiLU (``NEEDS_INPUT``).
+
+    Args:
+        x: 2-D activation input, may be row-strided.
+        dy: 2-D gradient with respect to the output, may be row-strided.
+        act: GELU or SILU.
+        dx: 2-D destination, may be row-strided; may be the same array as ``dy``.
+    """
+    if dy.shape != x.shape or dx.shape != x.shape:
+        raise ValueError("activation_backward_input: x, dy and dx shapes differ")
+    for i in range(x.shape[0]):
+        xr = x[i]
+        g = dy[i]
+        d = dx[i]
+        for j in range(x.shape[1]):
+            d[j] = act_grad_input_scalar(xr[j], g[j], act)
+
+
+# --- Activation layers with arguments (ReLU, LeakyReLU, ELU, PReLU) and preprocessing ------
+# Their derivatives are taken from the input (a general ReLU's output is ambiguous), so their
+# op kernels keep the input for backward.
+
+#: ``kind`` of :func:`param_activation_forward`: Keras' ``ReLU(max_value, negative_slope,
+#: threshold)`` (LeakyReLU is its ``negative_slope`` form) and ``ELU(alpha)``.
+PARAM_RELU = 0
+PARAM_ELU = 1
+#: ``keras.backend.epsilon()``: Normalization divides by ``max(sqrt(variance), eps)``.
+NORM_EPSILON = 1e-7
+
+
+@kernel
+def _param_value(x, kind, a, b, c):
+    """PARAM_RELU: a = negative_slope, b = max_value (inf: none), c = threshold, as
+    ``keras.activations.relu``: ``(x if x > c else 0)``, clipped to [0, b] when b is set,
+    minus ``a * relu(c - x)``. PARAM_ELU: a = alpha."""
+    v = np.float64(x)
+    if kind == PARAM_ELU:
+        return v if v > 0 else a * math.expm1(v)
+    p = v if v > c else 0.0
+    if b != np.inf:
+        p = min(max(p, 0.0), b)
+    n = c - v
+    return p - a * n if n > 0 else p
+
+
+@kernel
+def _param_grad(x, g, kind, a, b, c):
+    v = np.float64(x)
+    gv = np.float64(g)
+    if kind == PARAM_ELU:
+        return gv if v > 0 else gv * a * math.exp(v)
+    d = 0.0
+    if v > c and (b == np.inf or 0.0 < v < b):
+        d = 1.0
+    if v < c:
+        d += a
+    return gv * d
+
+
+@kernel
+def param_activation_forward(x, kind, a, b, c, out):
+    """out = f(x) for an activation layer with arguments (``PARAM_RELU``, ``PARAM_ELU``).
+
+    Args:
+        x: 2-D (rows, channels), may be row-strided.
+        kind: ``PARAM_RELU`` or ``PARAM_ELU``.
+        a, b, c: Its arguments (see ``_param_value``).
+        out: 2-D like ``x``; may be ``x``.
+    """
+    if out.shape != x.shape:
+        raise ValueError("param_activation_forward: x and out shapes differ")
+    for i in range(x.shape[0]):
+        xr = x[i]
+        o = out[i]
+        for j in range(x.shape[1]):
+            o[j] = _param_value(xr[j], kind, a, b, c)
+
+
+@kernel
+def param_activation_backward(x, dy, kind, a, b, c, dx):
+    """dx = dy * f'(x), from the layer's input; ``dx`` may be ``dy``."""
+    if dy.shape != x.shape or dx.shape != x.shape:
+        raise ValueError("param_activation_backward: x, dy and dx shapes differ")
+    for i in range(x.shape[0]):
+        xr = x[i]
+        g = dy[i]
+        d = dx[i]
+        for j in range(x.shape[1]):
+            d[j] = _param_grad(xr[j], g[j], kind, a, b, c)
+
+
+@kernel
+def prelu_forward(x, alpha, out):
+    """out = x if x >= 0 else alpha[j] * x (Keras' PReLU: relu(x) - alpha * relu(-x)).
+
+    Args:
+        x: 2-D (rows, channels), may be row-strided (shared axes folded into the rows).
+        alpha: 1-D (channels,).
+        out: 2-D like ``x``; may be ``x``.
+    """
+    if out.shape != x.shape or alpha.shape[0] != x.shape[1]:
+        raise ValueError("prelu_forward: x, alpha and out shapes do not match")
+    for i in range(x.shape[0]):
+        xr = x[i]
+        o = out[i]
+        for j in range(x.shape[1]):
+            v = xr[j]
+            o[j] = v if v >= 0 else alpha[j] * v
+
+
+@kernel
+def prelu_backward(x, alpha, dy, dx, dalpha):
+    """dx = dy * (1 if x > 0 else alpha); dalpha = column sums of dy * min(x, 0) (float64).
+
+    ``dx`` of zero rows is skipped; ``dx`` may be ``dy``.
+    """
+    if dy.shape != x.shape or alpha.shape[0] != x.shape[1] or dalpha.shape != alpha.shape:
+        raise ValueError("prelu_backward: x, alpha, dy and dalpha shapes do not match")
+    write = dx.shape[0] != 0
+    cols = x.shape[1]
+    for j in range(cols):
+        acc = 0.0
+        for i in range(x.shape[0]):
+            v = x[i, j]
+            g = dy[i, j]
+            if v < 0:
+                acc += np.float64(g) * v
+            if write:
+                dx[i, j] = g if v > 0 else alpha[j] * g
+        dalpha[j] = acc
+
+
+@kernel
+def normalize_forward(x, mean, variance, invert, out):
+    """Keras' Normalization on the last axis: ``(x - mean) / max(sqrt(var), 1e-7)``, or
+    ``mean + x * max(sqrt(var), 1e-7)`` with ``invert``.
+
+    Args:
+        x: 2-D (rows, channels). mean, variance: 1-D (channels,). out: like ``x``.
+    """
+    if out.shape != x.shape or mean.shape[0] != x.shape[1] or variance.shape != mean.shape:
+        raise ValueError("normalize_forward: x, mean, variance and out shapes do not match")
+    for j in range(x.shape[1]):
+        sd = max(math.sqrt(variance[j]), NORM_EPSILON)
+        m = mean[j]
+        for i in range(x.shape[0]):
+            if invert:
+                out[i, j] = m + x[i, j] * sd
+            else:
+                out[i, j] = (x[i, j] - m) / sd
+
+
+@kernel
+def normalize_backward(variance, dy, invert, dx):
+    """dx = dy / max(sqrt(var), 1e-7) (times it with ``invert``); ``dx`` may be ``dy``."""
+    if dx.shape != dy.shape or variance.shape[0] != dy.shape[1]:
+        raise ValueError("normalize_backward: variance, dy and dx shapes do not match")
+    for j in range(dy.shape[1]):
+        sd = max(math.sqrt(variance[j]), NORM_EPSILON)
+        for i in range(dy.shape[0]):
+            dx[i, j] = dy[i, j] * sd if invert else dy[i, j] / sd
+
+
+@kernel
+def rescale_forward(x, scale, offset, out):
+    """out = x * scale + offset (Keras' Rescaling); ``out`` may be ``x``."""
+    if out.shape != x.shape:
+        raise ValueError("rescale_forward: x and out shapes differ")
+    for i in range(x.shape[0]):
+        xr = x[i]
+        o = out[i]
+        for j in range(x.shape[1]):
+            o[j] = xr[j] * scale + offset

@@ -214,7 +214,7 @@ def view_2d(a: Any, rows: int, cols: int) -> Any:
     if len(shape) >= 2:
         # the stride of the last axis that stays in the row index
         size, k = 1, len(shape)
-        while k > 0 and size < cols:
+        while k > 0 and (size < cols or k == len(shape)):  # the last axis at least (cols 1)
             k -= 1
             size *= shape[k]
         if k > 0:

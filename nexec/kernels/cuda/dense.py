@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from nexec.kernels.activations import LINEAR, SOFTMAX
-from nexec.kernels.cuda.activation import act_value, check_act, epilogue_grad, softmax_rows
+from nexec.kernels.activations import LINEAR, ROW_WISE
+from nexec.kernels.cuda.activation import act_value, check_act, epilogue_grad, row_activation
 from nexec.kernels.cuda.backend import cdiv, cuda, device_array, jit, max_blocks, numba_dtype
 
 __all__ = ["ROWS_PER_THREAD", "TILE", "dense_backward", "dense_forward", "gemm"]
@@ -159,10 +159,10 @@ def gemm(a: Any, b: Any, c: Any, trans_a: bool = False, trans_b: bool = False,
     cap = max_blocks(two_d=True)
     grid = (min(cdiv(n, TILE), cap), min(cdiv(m, TILE), cap))
     block = (TILE, _BY)
-    epi = LINEAR if act == SOFTMAX else act
+    epi = LINEAR if act in ROW_WISE else act
     _gemm_kernel(dtype)[grid, block, stream](a, b, bool(trans_a), bool(trans_b), bias, epi, c)
-    if act == SOFTMAX:
-        softmax_rows(c, c, stream)
+    if act in ROW_WISE:
+        row_activation(c, act, c, stream)
 
 
 def dense_forward(x: Any, w: Any, b: Any, act: int, out: Any, tmp: Any, *,

@@ -77,7 +77,7 @@ def test_epilogue_grad_matches_cpu_rows():
 def test_unknown_activation_is_rejected():
     d = dev(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="unknown activation"):
-        gpu.activation_forward(d, 9, d)
+        gpu.activation_forward(d, 99, d)
     with pytest.raises(ValueError, match="shapes differ"):
         gpu.activation_backward(d, dev(np.zeros((2, 3))), RELU, d)
 

@@ -23,9 +23,9 @@ from nexec.ops.base import BoundCall, Call, rows, view_2d
 from nexec.planner.plan import Plan
 from nexec.planner.schedule import Schedule, build_schedule
 from nexec.plugins import registry
+from nexec.runtime import wholestep
 from nexec.runtime.params import ParamStore
 from nexec.runtime.program import Program
-from nexec.runtime import wholestep
 
 __all__ = ["Executor", "Program", "Objective"]
 

@@ -46,7 +46,7 @@ MODES = {"train": ("forward", "loss", "metric", "backward", "update"),
          "evaluate": ("forward", "loss", "metric"),
          "forward": ("forward",)}
 
-_GENERATOR_VERSION = 1  # bump when the generated source changes shape
+_GENERATOR_VERSION = 2  # bump when the generated source changes shape
 
 
 def cache_dir() -> Path:
@@ -139,7 +139,8 @@ def _flat_bytes(base: Any) -> np.ndarray | None:
     return base.reshape(-1).view(np.uint8)
 
 
-def _generate(prog: Program, mode: str) -> tuple[str, tuple, dict[str, Any], list[str], bool]:
+def _generate(prog: Program, mode: str, pass_views: bool = False
+              ) -> tuple[str, tuple, dict[str, Any], list[str], bool]:
     """Source, call arguments, kernel globals, structure key and cacheability."""
     params: list[str] = []  # parameter names, in call order
     args: list[Any] = []
@@ -152,7 +153,7 @@ def _generate(prog: Program, mode: str) -> tuple[str, tuple, dict[str, Any], lis
     cacheable = True
     body_views: list[str] = []
     body_calls: list[str] = []
-    key: list[str] = [f"v{_GENERATOR_VERSION}", mode]
+    key: list[str] = [f"v{_GENERATOR_VERSION}", mode, f"views={pass_views}"]
 
     def argument(a: Any) -> str:
         name = literal_param.get(id(a))
@@ -169,7 +170,7 @@ def _generate(prog: Program, mode: str) -> tuple[str, tuple, dict[str, Any], lis
         base = prog.memories[r.memory]
         a = r.view(base)
         flat = _flat_bytes(base)
-        if not a.flags.c_contiguous or flat is None:
+        if pass_views or not a.flags.c_contiguous or flat is None:
             name = argument(a)  # a strided view: passed as it is (same type as in the loop)
             views[r] = name
             return name
@@ -181,8 +182,8 @@ def _generate(prog: Program, mode: str) -> tuple[str, tuple, dict[str, Any], lis
             key.append(f"{mem}:{flat.nbytes}")
         name = views[r] = f"v{len(views)}"
         end = r.offset + a.nbytes
-        body_views.append(f"    {name} = {mem}[{r.offset}:{end}].view(np.{a.dtype.name})"
-                          f".reshape({tuple(a.shape)!r})")
+        shape = "" if a.ndim == 1 else f".reshape({tuple(a.shape)!r})"  # 1-D: view is enough
+        body_views.append(f"    {name} = {mem}[{r.offset}:{end}].view(np.{a.dtype.name}){shape}")
         key.append(f"{name}={mem}[{r.offset}:{end}]{a.dtype.str}{a.shape}")
         return name
 
@@ -280,13 +281,16 @@ class Generated:
         return CompiledStep(module.step, self.args, self.source, self.cacheable)
 
 
-def generate(prog: Program, mode: str = "train", directory: Path | None = None) -> Generated:
+def generate(prog: Program, mode: str = "train", directory: Path | None = None,
+             pass_views: bool = False) -> Generated:
     """The module that runs ``mode``'s phases of ``prog`` as one function.
 
     Args:
         prog: A materialised program (its instructions' arrays are :class:`Ref` s).
         mode: ``"train"``, ``"evaluate"`` or ``"forward"`` (:data:`MODES`).
         directory: Where the generated module goes (default :func:`cache_dir`).
+        pass_views: Pass every distinct view as an argument instead of the memories (one
+            unboxing per view per call; measured slower, kept for comparison).
 
     Raises:
         StepCompileError: The program has calls that cannot be compiled (the message names
@@ -297,7 +301,7 @@ def generate(prog: Program, mode: str = "train", directory: Path | None = None) 
         raise StepCompileError(f"this {mode} step cannot be compiled into one native call "
                                "(use jit_step='auto' or False to keep the Python loop):\n  "
                                + "\n  ".join(reasons))
-    source, args, kernel_objs, key, cacheable = _generate(prog, mode)
+    source, args, kernel_objs, key, cacheable = _generate(prog, mode, pass_views)
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:24]
     folder = directory or cache_dir()
     return Generated(source, args, kernel_objs, folder / f"step_{digest}.py", cacheable)

@@ -302,7 +302,8 @@ class Model(Function, Layer):
 
     # ----- training (nexec.training) ------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
-                loss_weights: Any = None, device: str = "cpu") -> None:
+                loss_weights: Any = None, device: str = "cpu",
+                jit_step: bool | str = "auto") -> None:
         """Chooses optimizer, loss(es) and metrics; planning happens here, once.
 
         Args:
@@ -312,16 +313,19 @@ class Model(Function, Layer):
                 one entry each, or a dict by output name (as Keras 3).
             loss_weights: Per-output weights of the total loss (list or dict).
             device: ``"cpu"`` (default).
+            jit_step: Run each step (training, evaluation, inference) as one compiled native
+                call: ``True``, ``False`` (the Python loop over kernels), or ``"auto"``
+                (when compilable and small steps run long; docs/performance.md).
         """
         from nexec.training.trainer import Trainer
 
         if self._deferred():
             # Keras builds a Sequential without an input shape at its first fit/predict;
             # compile's arguments wait until then (see ``_ensure_built``).
-            self._pending_compile = (optimizer, loss, metrics, loss_weights, device)
+            self._pending_compile = (optimizer, loss, metrics, loss_weights, device, jit_step)
             return
         self._ensure_built()
-        self._trainer = Trainer(self, optimizer, loss, metrics, loss_weights, device)
+        self._trainer = Trainer(self, optimizer, loss, metrics, loss_weights, device, jit_step)
 
     def _deferred(self) -> bool:
         """Whether the model waits for data to learn its input shape (a Sequential only)."""

@@ -11,6 +11,7 @@ threads (one arena per executor).
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from nexec.ops.base import BoundCall, Call, rows, view_2d
 from nexec.planner.plan import Plan
 from nexec.planner.schedule import Schedule, build_schedule
 from nexec.plugins import registry
+from nexec.runtime import wholestep
 from nexec.runtime.params import ParamStore
 from nexec.runtime.program import Program
 
@@ -47,11 +49,19 @@ class Executor:
         objectives: Per model output, the loss and metrics (training and evaluation).
         optimizer: Updates the trainable parameters from their gradients (training only).
         naive_memory: One buffer per tensor instead of the memory plan (for comparison).
+        jit_step: Run each step as one compiled native call (``runtime/wholestep.py``):
+            ``True`` (raises ``StepCompileError`` when a step cannot be compiled), ``False``
+            (the Python loop, the reference), or ``"auto"`` (:meth:`_auto_compiles`).
     """
+
+    #: "auto" compiles a mode's step once the loop has run it this many times ...
+    AUTO_AFTER_STEPS = 500
+    #: ... at this mean step time or less (above it, dispatch is under ~1% of a step).
+    AUTO_MAX_STEP_S = 2e-3
 
     def __init__(self, plan: Plan, store: ParamStore, training: bool = False,
                  objectives: list[Objective] | None = None, optimizer: Any = None,
-                 naive_memory: bool = False) -> None:
+                 naive_memory: bool = False, jit_step: bool | str = "auto") -> None:
         reg = registry()
         self.plan = plan
         self.store = store
@@ -59,6 +69,7 @@ class Executor:
         self.objectives = objectives or []
         self.optimizer = optimizer
         self.naive_memory = naive_memory
+        self.jit_step = jit_step
         self.device = reg.device(plan.device)
         self.params = store.on(self.device)  # the store's arrays where the kernels run
         self.kernels = [reg.kernel(op.kind, plan.device) for op in plan.graph.ops]
@@ -277,9 +288,7 @@ class Executor:
 
     # ----- running ------------------------------------------------------------------------------
     def run_forward(self, prog: Program) -> None:
-        with self.device.step_guard(prog.threaded):
-            for fn, args in prog.forward:
-                fn(*args)
+        self._run(prog, "forward")
 
     def train_step(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         """Forward, loss, metrics, backward, update.
@@ -289,19 +298,62 @@ class Executor:
         the slot's length, added to in place, for a longer one). Returns the weighted total
         loss.
         """
-        with self.device.step_guard(prog.threaded):
-            for phase in ("forward", "loss", "metric", "backward", "update"):
-                for fn, args in prog.calls[phase]:
-                    fn(*args)
+        self._run(prog, "train")
         return self._results(prog, losses, counts)
 
     def evaluate_step(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         """Forward, loss and metrics only (validation, ``evaluate``)."""
+        self._run(prog, "evaluate")
+        return self._results(prog, losses, counts)
+
+    def _run(self, prog: Program, mode: str) -> None:
+        """One step of ``mode``: its compiled function, or the loop over its bound calls."""
+        compiled = prog.compiled.get(mode)
+        if compiled is None:
+            compiled = self._compiled(prog, mode)
         with self.device.step_guard(prog.threaded):
-            for phase in ("forward", "loss", "metric"):
+            if compiled:
+                compiled()
+                return
+            t0 = time.perf_counter()
+            for phase in wholestep.MODES[mode]:
                 for fn, args in prog.calls[phase]:
                     fn(*args)
-        return self._results(prog, losses, counts)
+            if compiled is None:  # "auto", undecided: its measure
+                stats = prog.loop_stats[mode]
+                stats[0] += 1
+                if stats[0] > 0:
+                    stats[1] += time.perf_counter() - t0
+
+    def _compiled(self, prog: Program, mode: str) -> Any:
+        """The compiled step of ``mode`` when ``jit_step`` says so; ``None`` while "auto" is
+        undecided; ``False`` for the loop (both remembered in ``prog.compiled``)."""
+        if self.jit_step is True:
+            prog.compiled[mode] = wholestep.compile_step(prog, mode)
+        elif self.jit_step == "auto":
+            decision = self._auto_compiles(prog, mode)
+            if decision is not None:
+                prog.compiled[mode] = wholestep.compile_step(prog, mode) if decision else False
+        else:
+            prog.compiled[mode] = False
+        return prog.compiled.get(mode)
+
+    def _auto_compiles(self, prog: Program, mode: str) -> bool | None:
+        """The "auto" rule (``None``: not yet). A compilable step compiles when Numba's code
+        for it is already on disk (a load, ~0.1 s), or once the loop has run it
+        :attr:`AUTO_AFTER_STEPS` times at a mean of :attr:`AUTO_MAX_STEP_S` or less: a cold
+        compile costs seconds and saves about a microsecond per kernel call, so only long runs
+        of small steps earn it back (and they leave it cached for every later process)."""
+        stats = prog.loop_stats.get(mode)
+        if stats is None:  # first sight of this program
+            if wholestep.uncompilable(prog, mode):
+                return False
+            prog.loop_stats[mode] = [-1, 0.0]  # the first step (kernels load) is not counted
+            return True if wholestep.generate(prog, mode).on_disk() else None
+        steps, seconds = stats
+        if steps < self.AUTO_AFTER_STEPS:
+            return None
+        return seconds / steps <= self.AUTO_MAX_STEP_S
 
     def _results(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         total = 0.0

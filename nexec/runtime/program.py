@@ -75,6 +75,11 @@ class Program:
     calls: dict[str, list[tuple]] = field(default_factory=dict)
     #: ``inputs``, ``outputs``, ``targets`` and the slots as references (before views).
     places: dict[str, list[Any]] = field(default_factory=dict)
+    #: Per mode (``train``, ``evaluate``, ``forward``): its whole-step compiled function
+    #: (``runtime/wholestep.py``), or ``False`` once the executor keeps the loop for it.
+    compiled: dict[str, Any] = field(default_factory=dict)
+    #: Per mode: ``[steps, seconds]`` run by the Python loop (what ``jit_step="auto"`` reads).
+    loop_stats: dict[str, list] = field(default_factory=dict)
 
     def add(self, phase: str, calls: list[tuple]) -> None:
         """Appends bound ``(fn, args)`` calls of ``phase``, their arrays as references."""

@@ -96,10 +96,13 @@ class Trainer:
     """What ``compile`` sets up; ``fit``/``evaluate``/``train_on_batch`` run on it."""
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any,
-                 loss_weights: Any, device: str) -> None:
+                 loss_weights: Any, device: str, jit_step: bool | str = "auto") -> None:
 
         self.model = model
         self.device = check_device(device)
+        if not (jit_step is True or jit_step is False or jit_step == "auto"):
+            raise ArgumentError(f"compile(): jit_step must be True, False or 'auto', got "
+                                f"{jit_step!r}.")
         names = model.output_names
         if loss is None:
             raise ValueError(f"Model '{model.name}': compile() needs a loss, e.g. "
@@ -127,8 +130,10 @@ class Trainer:
         self.store = self.predictor.store
         self.optimizer.build(self.store.trainable_size, self.dtype, get_device(self.device))
         self.train_executor = Executor(self.plan, self.store, True, self.objectives,
-                                       self.optimizer)
-        self.eval_executor = Executor(self.plan, self.store, False, self.objectives)
+                                       self.optimizer, jit_step=jit_step)
+        self.eval_executor = Executor(self.plan, self.store, False, self.objectives,
+                                      jit_step=jit_step)
+        self.predictor.executor.jit_step = jit_step
         model._predictor = self.predictor
 
     @staticmethod

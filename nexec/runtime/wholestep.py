@@ -1,0 +1,313 @@
+"""The whole-step compiler: one native call per training step, evaluation step or forward.
+
+A bound :class:`~nexec.runtime.program.Program` is a list of kernel calls over views of a few
+memories. The executor's Python loop calls them one by one, paying Numba's dispatch (type
+checks, one wrapper per array argument) for each. Here the calls of a mode's phases become
+the source of one Python function, compiled with ``njit(nogil=True)``: it takes the
+memories (as flat byte arrays) and makes every view inside (slice, ``view(dtype)``,
+``reshape``; no allocation), then calls the kernels, which Numba links in as constants. So a
+step is one dispatch with a handful of arguments, and the kernels run exactly as in the loop
+(same functions, same argument types, no fast-math), which keeps results bit-identical.
+
+Only Numba CPU dispatchers can be compiled (the ``@kernel`` functions and the generated
+elementwise kernels); CUDA launchers, ``run_shards`` (intra-op shards) and Python-level steps
+(a learning-rate schedule, a plugin-API-1.0 optimizer's ``_python_step``) cannot:
+:func:`uncompilable` names them and the executor keeps its loop.
+
+The generated source goes to ``<cache dir>/wholestep/step_<hash>.py``, the hash covering the
+program's structure and each kernel's module and source file stamp, and is compiled with
+``cache=True`` when every kernel is importable by name, so a later process loads machine
+code instead of compiling. The cache directory is ``NEXEC_CACHE_DIR``, else
+``$XDG_CACHE_HOME/nexec`` (``~/.cache/nexec``).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba import typeof
+from numba.core.registry import CPUDispatcher
+
+from nexec.errors import NexecError
+from nexec.runtime.program import Program, Ref
+
+__all__ = ["CompiledStep", "Generated", "StepCompileError", "generate", "compile_step",
+           "uncompilable", "cache_dir", "MODES"]
+
+#: The phases each mode runs, in order.
+MODES = {"train": ("forward", "loss", "metric", "backward", "update"),
+         "evaluate": ("forward", "loss", "metric"),
+         "forward": ("forward",)}
+
+_GENERATOR_VERSION = 2  # bump when the generated source changes shape
+
+
+def cache_dir() -> Path:
+    """Where generated step modules (and Numba's cache of them) live."""
+    base = os.environ.get("NEXEC_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(xdg, "nexec")
+    return Path(base) / "wholestep"
+
+
+class CompiledStep:
+    """One mode of a program as one native function; calling it runs the whole step.
+
+    Attributes:
+        fn: The jitted function.
+        args: What it is called with (flat byte views of the memories, literal arrays).
+        source: The generated Python source.
+        cached: Whether Numba may keep its machine code on disk.
+    """
+
+    def __init__(self, fn: Any, args: tuple, source: str, cached: bool) -> None:
+        self.fn = fn
+        self.args = args
+        self.source = source
+        self.cached = cached
+
+    def __call__(self) -> None:
+        self.fn(*self.args)
+
+
+def _calls(prog: Program, mode: str) -> list:
+    phases = MODES[mode]
+    return [ins for ins in prog.instructions if ins.phase in phases]
+
+
+def _importable(fn: Any) -> str | None:
+    """``module:name`` when ``fn`` is the module-level object of that name, else ``None``."""
+    py = getattr(fn, "py_func", None)
+    mod = sys.modules.get(getattr(py, "__module__", None) or "")
+    name = getattr(py, "__name__", "")
+    if mod is not None and getattr(mod, name, None) is fn:
+        return f"{mod.__name__}:{name}"
+    return None
+
+
+def _describe(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _literal(value: Any) -> str | None:
+    """``value`` as Python source Numba types exactly as the value itself, else ``None``."""
+    # Not bare ``1``/``True``: Numba would type those as literals and compile every kernel
+    # again for them; a call made from Python passes them as int64 and boolean.
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return f"np.bool_({value!r})"
+    if isinstance(value, int):
+        return f"np.int64({value!r})" if -2**63 <= value < 2**63 else None
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        v = value.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return f"np.{value.dtype.name}({v!r})"
+    return None
+
+
+def uncompilable(prog: Program, mode: str = "train") -> list[str]:
+    """What keeps ``mode`` of ``prog`` from compiling, one line per reason (empty: it can)."""
+    out = []
+    for ins in _calls(prog, mode):
+        if not isinstance(ins.fn, CPUDispatcher):
+            out.append(f"{ins.phase}: {_describe(ins.fn)} is not a Numba CPU kernel")
+            continue
+        for a in ins.args:
+            if isinstance(a, (Ref, np.ndarray)) or _literal(a) is not None:
+                continue
+            out.append(f"{ins.phase}: {_describe(ins.fn)} takes {type(a).__name__} "
+                       f"{a!r:.60}, which is neither an array nor a number")
+    return out
+
+
+def _flat_bytes(base: Any) -> np.ndarray | None:
+    """A memory as one contiguous byte array (``None`` when it is not contiguous)."""
+    if not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
+        return None
+    return base.reshape(-1).view(np.uint8)
+
+
+def _generate(prog: Program, mode: str, pass_views: bool = False
+              ) -> tuple[str, tuple, dict[str, Any], list[str], bool]:
+    """Source, call arguments, kernel globals, structure key and cacheability."""
+    params: list[str] = []  # parameter names, in call order
+    args: list[Any] = []
+    memory_param: dict[str, str] = {}
+    views: dict[Ref, str] = {}
+    literal_param: dict[int, str] = {}
+    kernels: dict[int, str] = {}
+    kernel_objs: dict[str, Any] = {}
+    imports: list[str] = []
+    cacheable = True
+    body_views: list[str] = []
+    body_calls: list[str] = []
+    key: list[str] = [f"v{_GENERATOR_VERSION}", mode, f"views={pass_views}"]
+
+    def argument(a: Any) -> str:
+        name = literal_param.get(id(a))
+        if name is None:
+            name = literal_param[id(a)] = f"x{len(literal_param)}"
+            params.append(name)
+            args.append(a)
+            key.append(f"{name}:array{a.shape}{a.strides}{a.dtype.str}")
+        return name
+
+    def view(r: Ref) -> str:
+        if r in views:
+            return views[r]
+        base = prog.memories[r.memory]
+        a = r.view(base)
+        flat = _flat_bytes(base)
+        if pass_views or not a.flags.c_contiguous or flat is None:
+            name = argument(a)  # a strided view: passed as it is (same type as in the loop)
+            views[r] = name
+            return name
+        mem = memory_param.get(r.memory)
+        if mem is None:
+            mem = memory_param[r.memory] = f"m{len(memory_param)}"
+            params.append(mem)
+            args.append(flat)
+            key.append(f"{mem}:{flat.nbytes}")
+        name = views[r] = f"v{len(views)}"
+        end = r.offset + a.nbytes
+        shape = "" if a.ndim == 1 else f".reshape({tuple(a.shape)!r})"  # 1-D: view is enough
+        body_views.append(f"    {name} = {mem}[{r.offset}:{end}].view(np.{a.dtype.name}){shape}")
+        key.append(f"{name}={mem}[{r.offset}:{end}]{a.dtype.str}{a.shape}")
+        return name
+
+    for ins in _calls(prog, mode):
+        k = kernels.get(id(ins.fn))
+        if k is None:
+            k = kernels[id(ins.fn)] = f"k{len(kernels)}"
+            where = _importable(ins.fn)
+            if where is None:
+                cacheable = False
+                kernel_objs[k] = ins.fn
+                key.append(f"{k}=<{_describe(ins.fn)} {id(ins.fn)}>")
+            else:
+                module, name = where.split(":")
+                imports.append(f"from {module} import {name} as {k}")
+                src = getattr(sys.modules[module], "__file__", None) or ""
+                stamp = os.stat(src) if src and os.path.exists(src) else None
+                key.append(f"{k}={where}@{stamp.st_mtime_ns if stamp else 0}"
+                           f":{stamp.st_size if stamp else 0}")
+        parts = []
+        for a in ins.args:
+            if isinstance(a, Ref):
+                parts.append(view(a))
+            elif isinstance(a, np.ndarray):
+                parts.append(argument(a))
+            else:
+                lit = _literal(a)
+                if lit is None:
+                    raise ValueError(f"cannot compile argument {a!r:.60} of {_describe(ins.fn)}")
+                parts.append(lit)
+        body_calls.append(f"    {k}({', '.join(parts)})")
+        key.append(body_calls[-1])
+    source = "\n".join([
+        '"""Generated by nexec.runtime.wholestep: one program step as one function."""',
+        "import numpy as np",
+        "from numba import njit",
+        *imports,
+        "",
+        "",
+        f"@njit(nogil=True, cache={cacheable})",
+        f"def step({', '.join(params)}):",
+        *body_views,
+        *body_calls,
+        "    return 0",
+        "",
+    ])
+    return source, tuple(args), kernel_objs, key, cacheable
+
+
+class StepCompileError(NexecError, ValueError):
+    """A step was asked to compile (``jit_step=True``) but has calls that cannot be."""
+
+
+@dataclass
+class Generated:
+    """The generated module of one program mode, before compiling it.
+
+    Attributes:
+        source: The Python source.
+        args: What the step function is called with.
+        kernels: Kernel globals that cannot be imported by name (set on the module).
+        path: Where the source goes (its name carries the hash of the structure).
+        cacheable: Whether Numba keeps the machine code on disk (every kernel importable).
+    """
+
+    source: str
+    args: tuple
+    kernels: dict[str, Any]
+    path: Path
+    cacheable: bool
+
+    def on_disk(self) -> bool:
+        """Whether a previous process left Numba's compiled code for this step on disk."""
+        folder = self.path.parent / "__pycache__"
+        return self.cacheable and any(folder.glob(f"{self.path.stem}.step-*.nbi"))
+
+    def compile(self) -> CompiledStep:
+        """Writes the module, imports it and compiles (or loads) the step function."""
+        path = self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != self.source:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(self.source)
+            os.replace(tmp, path)  # atomic: another process may read it at the same time
+        name = f"nexec_wholestep_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        module.__dict__.update(self.kernels)  # kernels made at run time (not importable)
+        # Numba's cache finds the function's globals again by module name when it loads.
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        # Compile (or load) now for exactly these argument types, without running a step.
+        module.step.compile(tuple(typeof(a) for a in self.args))
+        return CompiledStep(module.step, self.args, self.source, self.cacheable)
+
+
+def generate(prog: Program, mode: str = "train", directory: Path | None = None,
+             pass_views: bool = False) -> Generated:
+    """The module that runs ``mode``'s phases of ``prog`` as one function.
+
+    Args:
+        prog: A materialised program (its instructions' arrays are :class:`Ref` s).
+        mode: ``"train"``, ``"evaluate"`` or ``"forward"`` (:data:`MODES`).
+        directory: Where the generated module goes (default :func:`cache_dir`).
+        pass_views: Pass every distinct view as an argument instead of the memories (one
+            unboxing per view per call; measured slower, kept for comparison).
+
+    Raises:
+        StepCompileError: The program has calls that cannot be compiled (the message names
+            them).
+    """
+    reasons = uncompilable(prog, mode)
+    if reasons:
+        raise StepCompileError(f"this {mode} step cannot be compiled into one native call "
+                               "(use jit_step='auto' or False to keep the Python loop):\n  "
+                               + "\n  ".join(reasons))
+    source, args, kernel_objs, key, cacheable = _generate(prog, mode, pass_views)
+    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:24]
+    folder = directory or cache_dir()
+    return Generated(source, args, kernel_objs, folder / f"step_{digest}.py", cacheable)
+
+
+def compile_step(prog: Program, mode: str = "train", directory: Path | None = None
+                 ) -> CompiledStep:
+    """:func:`generate` then :meth:`Generated.compile`: ``mode`` of ``prog`` as one call."""
+    return generate(prog, mode, directory).compile()

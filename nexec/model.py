@@ -303,7 +303,7 @@ class Model(Function, Layer):
     # ----- training (nexec.training) ------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
                 loss_weights: Any = None, device: str = "cpu",
-                jit_step: bool | str = "auto") -> None:
+                jit_step: bool | str = False) -> None:
         """Chooses optimizer, loss(es) and metrics; planning happens here, once.
 
         Args:
@@ -314,8 +314,10 @@ class Model(Function, Layer):
             loss_weights: Per-output weights of the total loss (list or dict).
             device: ``"cpu"`` (default).
             jit_step: Run each step (training, evaluation, inference) as one compiled native
-                call: ``True``, ``False`` (the Python loop over kernels), or ``"auto"``
-                (when compilable and small steps run long; docs/performance.md).
+                call: ``False`` (default: the Python loop over kernels), ``True``, or
+                ``"auto"`` (when compilable and small steps run long). The default stays the
+                loop: the compiled step measured no gain on the seed MLP while its first
+                compile costs seconds (docs/performance.md).
         """
         from nexec.training.trainer import Trainer
 

@@ -1,7 +1,18 @@
 """Every test starts from a fresh session: predictable auto-names and seeded weights."""
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 
 import nexec
+
+
+# Compiled whole steps are cached on disk (runtime/wholestep.py): not in the user's home.
+if "NEXEC_CACHE_DIR" not in os.environ:
+    os.environ["NEXEC_CACHE_DIR"] = tempfile.mkdtemp(prefix="nexec-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["NEXEC_CACHE_DIR"], True)
 
 
 @pytest.fixture(autouse=True)

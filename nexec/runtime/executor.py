@@ -61,7 +61,7 @@ class Executor:
 
     def __init__(self, plan: Plan, store: ParamStore, training: bool = False,
                  objectives: list[Objective] | None = None, optimizer: Any = None,
-                 naive_memory: bool = False, jit_step: bool | str = "auto") -> None:
+                 naive_memory: bool = False, jit_step: bool | str = False) -> None:
         reg = registry()
         self.plan = plan
         self.store = store

@@ -96,7 +96,7 @@ class Trainer:
     """What ``compile`` sets up; ``fit``/``evaluate``/``train_on_batch`` run on it."""
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any,
-                 loss_weights: Any, device: str, jit_step: bool | str = "auto") -> None:
+                 loss_weights: Any, device: str, jit_step: bool | str = False) -> None:
 
         self.model = model
         self.device = check_device(device)

@@ -183,7 +183,8 @@ def test_steps_that_cannot_compile_keep_the_loop_or_raise_naming_why():
                   jit_step=True)
     with pytest.raises(wholestep.StepCompileError, match="_schedule_step"):
         model.fit(x, y, epochs=1, batch_size=16, verbose=0)
-    model.compile(optimizer=optimizers.SGD(schedule), loss="categorical_crossentropy")
+    model.compile(optimizer=optimizers.SGD(schedule), loss="categorical_crossentropy",
+                  jit_step="auto")
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # "auto": the loop
     assert model._trainer.train_executor.program(16).compiled["train"] is False
     with pytest.raises(ArgumentError, match="jit_step"):
@@ -194,7 +195,8 @@ def test_auto_compiles_after_enough_small_loop_steps_and_then_loads_from_disk():
     x, y = _data((12,), 4)
     nexec.set_random_seed(7)
     model = _mlp()
-    model.compile(optimizer=optimizers.Adamax(0.01), loss="categorical_crossentropy")
+    model.compile(optimizer=optimizers.Adamax(0.01), loss="categorical_crossentropy",
+                  jit_step="auto")
     ex = model._trainer.train_executor
     ex.AUTO_AFTER_STEPS, ex.AUTO_MAX_STEP_S = 3, 1.0  # the rule, not this machine's speed
     model.fit(x[:32], y[:32], epochs=1, batch_size=16, verbose=0)
@@ -207,7 +209,8 @@ def test_auto_compiles_after_enough_small_loop_steps_and_then_loads_from_disk():
     assert wholestep.generate(ex.program(16), "train").on_disk()
     nexec.set_random_seed(7)
     again = _mlp()
-    again.compile(optimizer=optimizers.Adamax(0.01), loss="categorical_crossentropy")
+    again.compile(optimizer=optimizers.Adamax(0.01), loss="categorical_crossentropy",
+                  jit_step="auto")
     again.fit(x[:32], y[:32], epochs=1, batch_size=16, verbose=0)
     assert isinstance(again._trainer.train_executor.program(16).compiled["train"],
                       wholestep.CompiledStep)
@@ -216,7 +219,8 @@ def test_auto_compiles_after_enough_small_loop_steps_and_then_loads_from_disk():
 def test_auto_keeps_the_loop_for_slow_steps():
     x, y = _data((12,), 4)
     model = _mlp()
-    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy",
+                  jit_step="auto")
     ex = model._trainer.train_executor
     ex.AUTO_AFTER_STEPS, ex.AUTO_MAX_STEP_S = 2, 1e-9  # every step counts as slow
     model.fit(x[:32], y[:32], epochs=2, batch_size=16, verbose=0)

@@ -82,7 +82,7 @@ CASES = [
     ("Conv2D on a rank-2 input", lambda t: layers.Conv2D(2, 3)(Input(shape=(4,))),
      ValueError, r"Conv2D|rank|shape"),
     ("Dense on an unknown last axis", lambda t: layers.Dense(2)(Input(shape=(4, None))),
-     ValueError, r"last dimension"),
+     ValueError, r"unknown dimension"),
     ("Activation 'nope'", lambda t: layers.Activation("nope"), ValueError, r"activation"),
     # --- inputs and graphs -------------------------------------------------------------
     ("Input shape=(-5,)", lambda t: Input(shape=(-5,)), ValueError, r"shape.*-5"),

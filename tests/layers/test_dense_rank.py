@@ -41,6 +41,7 @@ def test_dense_on_any_rank_matches_numpy_torch_and_finite_differences(shape):
     check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
 
 
-def test_dense_needs_a_known_last_axis():
-    with pytest.raises(ShapeError, match="last dimension"):
+def test_an_unknown_last_axis_is_refused_before_dense_sees_it():
+    # Every sample dimension must be known (buffers are planned for fixed shapes).
+    with pytest.raises(ShapeError, match="unknown dimension"):
         layers.Dense(2)(Input(shape=(3, None)))

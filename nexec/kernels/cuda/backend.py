@@ -204,21 +204,22 @@ def is_device_array(obj: Any) -> bool:
 def view_2d(a: Any, rows: int, cols: int) -> Any:
     """A 2-D ``(rows, cols)`` view of a device array whose leading axes collapse.
 
-    The row stride is that of the axis before the last ``cols``-sized block, so a slice on
-    one axis of a C-contiguous array (a concatenated buffer's channel slice) works too.
-    Device arrays have no settable ``shape``, so the view is built from the same memory.
+    The trailing axes whose sizes multiply to ``cols`` make the columns; the row stride is
+    that of the innermost remaining axis longer than 1 (an axis of length 1 never steps), so
+    a slice on one axis of a C-contiguous array (a concatenated buffer's channel slice, even
+    one channel wide) works too. Device arrays have no settable ``shape``, so the view is
+    built from the same memory.
     """
     itemsize = np.dtype(a.dtype).itemsize
     row_stride = cols * itemsize
     shape, all_strides = tuple(a.shape), tuple(a.strides)
-    if len(shape) >= 2:
-        # the stride of the last axis that stays in the row index
-        size, k = 1, len(shape)
-        while k > 0 and (size < cols or k == len(shape)):  # the last axis at least (cols 1)
-            k -= 1
-            size *= shape[k]
-        if k > 0:
-            row_stride = all_strides[k - 1]
+    size, k = 1, len(shape)
+    while k > 0 and size < cols:  # shape[k:] are the column axes
+        k -= 1
+        size *= shape[k]
+    stepping = [j for j in range(k) if shape[j] > 1]
+    if stepping:
+        row_stride = all_strides[stepping[-1]]
     strides = (row_stride, itemsize)
     if is_simulator():
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray

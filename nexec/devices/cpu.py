@@ -21,9 +21,9 @@ class CpuDevice(Device):
     column_blocks = True
 
     def _modules(self) -> tuple[Any, ...]:
-        from nexec.kernels.cpu import activation, conv, dense, loss, merge, optimizer
+        from nexec.kernels.cpu import activation, conv, dense, loss, merge, optimizer, recurrent
 
-        return (activation, conv, dense, loss, merge, optimizer)
+        return (activation, conv, dense, loss, merge, optimizer, recurrent)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

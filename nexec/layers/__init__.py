@@ -13,10 +13,12 @@ from nexec.layers.base import Layer, ParamSpec
 from nexec.layers.conv import Conv2D
 from nexec.layers.core import Activation, Dense, Flatten, Input, InputLayer
 from nexec.layers.merge import Add, Concatenate
+from nexec.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from nexec.plugins import registry as _registry
 
 __all__ = ["Layer", "ParamSpec", "Input", "InputLayer", "Dense", "Conv2D", "Concatenate", "Add",
            "Activation", "Flatten"]
+__all__ += ["SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed"]
 
 
 def __getattr__(name: str) -> Any:

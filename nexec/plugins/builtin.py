@@ -18,7 +18,9 @@ from nexec.layers.conv import Conv2D
 from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.merge import Add, Concatenate
+from nexec.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from nexec.ops import builtin as core_ops
+from nexec.ops import recurrent as recurrent_ops
 from nexec.plugins.hookspecs import hookimpl
 from nexec.training.losses import BUILTIN_LOSSES
 from nexec.training.metrics import BUILTIN_METRICS
@@ -27,7 +29,9 @@ from nexec.training.optimizers import BUILTIN_OPTIMIZERS
 #: nexec's layer types, and the op-kernel classes that run them (one instance per device;
 #: each family of layers has its module in ``nexec/layers/`` and ``nexec/ops/``).
 LAYERS: list[type] = [InputLayer, Dense, Conv2D, Concatenate, Add, ActivationLayer, Flatten]
+LAYERS += [SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed]
 OP_KERNEL_CLASSES: list[type] = [*core_ops.OP_KERNEL_CLASSES]
+OP_KERNEL_CLASSES += [*recurrent_ops.OP_KERNEL_CLASSES]
 
 
 @hookimpl
@@ -52,7 +56,9 @@ def nexec_devices() -> list[Any]:
 
 @hookimpl
 def nexec_kernels() -> list[Any]:
-    return [cls(device) for device in _builtin_devices() for cls in OP_KERNEL_CLASSES]
+    # An op kernel class with ``cpu_only`` has kernel functions on the CPU only so far.
+    return [cls(device) for device in _builtin_devices() for cls in OP_KERNEL_CLASSES
+            if device.name == "cpu" or not getattr(cls, "cpu_only", False)]
 
 
 @hookimpl

@@ -46,6 +46,34 @@ def _act(v, code):
 
 
 @kernel
+def _act_span(a, lo, hi, code):
+    """a[lo:hi] = act(a[lo:hi]) in place; one branch-free loop per code, so it vectorizes."""
+    if code == SIGMOID:
+        for j in range(lo, hi):
+            a[j] = fast_sigmoid(a[j])
+    elif code == TANH:
+        for j in range(lo, hi):
+            a[j] = fast_tanh(a[j])
+    elif code == RELU:
+        for j in range(lo, hi):
+            a[j] = max(a[j], 0.0)
+
+
+@kernel
+def _add_rows(a, b, bias):
+    """a += b (+ bias when it has entries), row by row over 2-D ``a`` and ``b``."""
+    has_bias = bias.shape[0] > 0
+    for i in range(a.shape[0]):
+        ra, rb = a[i], b[i]
+        if has_bias:
+            for j in range(ra.shape[0]):
+                ra[j] += rb[j] + bias[j]
+        else:
+            for j in range(ra.shape[0]):
+                ra[j] += rb[j]
+
+
+@kernel
 def _dact(y, code):
     """Derivative of activation ``code`` from its output ``y``."""
     if code == SIGMOID:
@@ -143,16 +171,13 @@ def rnn_forward(x, w, u, b, act, reverse, flip, xs, xs2d, z, z2d, hu, hs, out):
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, z2d)
     hs[0, :, :] = 0.0
-    has_bias = b.shape[0] > 0
     for s in range(t_len):
         np.dot(hs[s], u, hu)
         zs, h = z[s], hs[s + 1]
+        _add_rows(zs, hu, b)
         for i in range(n):
-            for j in range(units):
-                v = zs[i, j] + hu[i, j]
-                if has_bias:
-                    v += b[j]
-                h[i, j] = _act(v, act)
+            h[i, :] = zs[i, :]
+            _act_span(h[i], 0, units, act)
     _write_output(hs, reverse, flip, out)
 
 
@@ -206,22 +231,22 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, xs, xs2d, g, g2d, hu, cs,
     np.dot(xs2d, w, g2d)
     hs[0, :, :] = 0.0
     cs[0, :, :] = 0.0
-    has_bias = b.shape[0] > 0
     for s in range(t_len):
         np.dot(hs[s], u, hu)
         gs, cp, c, t, h = g[s], cs[s], cs[s + 1], tc[s], hs[s + 1]
+        _add_rows(gs, hu, b)
         for i in range(n):
-            for j in range(4 * units):
-                v = gs[i, j] + hu[i, j]
-                if has_bias:
-                    v += b[j]
-                gs[i, j] = _act(v, act) if units * 2 <= j < units * 3 else _act(v, ract)
+            row = gs[i]
+            _act_span(row, 0, 2 * units, ract)
+            _act_span(row, 2 * units, 3 * units, act)
+            _act_span(row, 3 * units, 4 * units, ract)
             for j in range(units):
-                cv = gs[i, units + j] * cp[i, j] + gs[i, j] * gs[i, 2 * units + j]
+                cv = row[units + j] * cp[i, j] + row[j] * row[2 * units + j]
                 c[i, j] = cv
-                tv = _act(cv, act)
-                t[i, j] = tv
-                h[i, j] = gs[i, 3 * units + j] * tv
+                t[i, j] = cv
+            _act_span(t[i], 0, units, act)
+            for j in range(units):
+                h[i, j] = row[3 * units + j] * t[i, j]
     _write_output(hs, reverse, flip, out)
 
 

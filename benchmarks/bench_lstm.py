@@ -57,10 +57,10 @@ def run_nexec(threads: int) -> dict:
             super().__init__()
             self.times: list[float] = []
 
-        def on_epoch_begin(self, epoch, logs=None):  # noqa: ANN001, ANN201
+        def on_epoch_begin(self, epoch, logs=None):  # noqa: ANN001, ANN202
             self.t = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):  # noqa: ANN001, ANN201
+        def on_epoch_end(self, epoch, logs=None):  # noqa: ANN001, ANN202
             self.times.append(time.perf_counter() - self.t)
 
     nexec.clear_session()

@@ -61,6 +61,24 @@ def random_uniform(shape, dtype, rng):
     return rng.uniform(-0.05, 0.05, shape).astype(dtype)
 
 
+def orthogonal(shape, dtype, rng):
+    """Keras' ``Orthogonal(gain=1)``: Q of the QR of a normal matrix, signs fixed by R's diagonal.
+
+    The leading axes are flattened into rows; the result has orthonormal rows or columns
+    (whichever are fewer), as a recurrent kernel's initialiser wants.
+    """
+    if len(shape) < 2:
+        raise ValueError(f"The orthogonal initializer needs a shape of rank >= 2, got {shape}.")
+    rows = int(np.prod(shape[:-1]))
+    cols = int(shape[-1])
+    a = rng.normal(0.0, 1.0, (max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return q.reshape(shape).astype(dtype)
+
+
 def _truncated_normal(shape, std, dtype, rng):
     # Keras draws from a normal truncated at two standard deviations, rescaled so the
     # resulting standard deviation is ``std`` (0.87962566 is that of the truncated unit).
@@ -77,4 +95,5 @@ BUILTIN_INITIALIZERS: dict[str, Initializer] = {
     "zeros": zeros, "ones": ones, "glorot_uniform": glorot_uniform,
     "glorot_normal": glorot_normal, "he_uniform": he_uniform, "he_normal": he_normal,
     "random_normal": random_normal, "random_uniform": random_uniform,
+    "orthogonal": orthogonal,
 }

@@ -33,12 +33,13 @@ class CpuDevice(Device):
             normalization,
             optimizer,
             pooling,
+            recurrent,
             regularization,
             reshaping,
         )
 
         return (activation, conv, conv_more, dense, embedding, loss, merge, metric, normalization,
-                optimizer, pooling, regularization, reshaping)
+                optimizer, pooling, recurrent, regularization, reshaping)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

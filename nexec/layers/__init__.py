@@ -43,6 +43,7 @@ from nexec.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from nexec.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from nexec.layers.regularization import Dropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from nexec.layers.reshaping import (
     Cropping2D,
@@ -68,6 +69,7 @@ __all__ += ["MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2
 __all__ += ["Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot", "add", "subtract",
             "multiply", "average", "maximum", "minimum", "concatenate", "dot"]
 __all__ += ["ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Rescaling", "Normalization"]
+__all__ += ["SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed"]
 
 
 def __getattr__(name: str) -> Any:

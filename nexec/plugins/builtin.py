@@ -31,6 +31,7 @@ from nexec.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from nexec.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from nexec.layers.regularization import Dropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from nexec.layers.reshaping import (
     Cropping2D,
@@ -48,6 +49,7 @@ from nexec.ops import embedding as embedding_ops
 from nexec.ops import merge as merge_ops
 from nexec.ops import normalization as normalization_ops
 from nexec.ops import pooling as pooling_ops
+from nexec.ops import recurrent as recurrent_ops
 from nexec.ops import regularization as regularization_ops
 from nexec.ops import reshaping as reshaping_ops
 from nexec.plugins.hookspecs import hookimpl
@@ -75,6 +77,8 @@ LAYERS += [Subtract, Multiply, Average, Maximum, Minimum, Dot]
 OP_KERNEL_CLASSES += merge_ops.OP_KERNEL_CLASSES
 LAYERS += [ReLU, LeakyReLU, PReLU, ELU, Softmax, Rescaling, Normalization]
 OP_KERNEL_CLASSES += activation_ops.OP_KERNEL_CLASSES
+LAYERS += [SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed]
+OP_KERNEL_CLASSES += [*recurrent_ops.OP_KERNEL_CLASSES]
 
 
 @hookimpl

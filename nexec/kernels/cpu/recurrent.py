@@ -1,0 +1,370 @@
+"""Recurrent layer kernels: a whole sequence per call, forward and backward through time.
+
+One call runs every time step over the whole batch. The input projection of all steps is one
+GEMM (``xs @ w``, ``xs`` the input in step order, time-major); each step then adds
+``h @ u`` (a small GEMM into a preallocated slice) and applies the gate nonlinearities in one
+fused pass. What backward needs (gate activations, cell states, hidden states) is written into
+time-major ``(steps, batch, ...)`` arrays, so every per-step slice is a contiguous 2-D block
+that BLAS takes without a copy. Backward walks the steps in reverse, writing the
+pre-activation gradients of every step, then finishes with three GEMMs over all steps at once
+(``dw``, ``du`` and the input gradient). Nothing is allocated.
+
+Conventions shared by every kernel here:
+
+* ``x`` is ``(batch, time, features)`` in any strides; ``reverse`` processes time from the
+  end (``go_backwards``); step ``s`` reads time ``T - 1 - s`` then.
+* ``out`` is ``(batch, time, units)`` with ``return_sequences`` or ``(batch, 1, units)`` for the
+  last state only; it may be row-strided (a slice of a Bidirectional concat). The sequence
+  output of step ``s`` is written at index ``s`` (Keras' ``go_backwards`` order), or with
+  ``flip`` at ``T - 1 - s`` (what Bidirectional does to its backward layer's sequence).
+* Activation codes are ``nexec.kernels.activations``' linear, relu, sigmoid and tanh; their
+  derivatives are taken from the activation's output.
+* Gate order and weight layout are Keras': LSTM ``i, f, c, o``; GRU ``z, r, h`` with
+  ``reset_after`` (bias rows: input, recurrent).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nexec.kernels.activations import RELU, SIGMOID, TANH
+from nexec.kernels.cpu.activation import fast_sigmoid, fast_tanh
+from nexec.kernels.jit import kernel
+
+__all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
+           "gru_backward", "rnn_merge_forward", "rnn_merge_backward"]
+
+
+@kernel
+def _act(v, code):
+    if code == SIGMOID:
+        return fast_sigmoid(v)
+    if code == TANH:
+        return fast_tanh(v)
+    if code == RELU:
+        return v if v > 0.0 else 0.0
+    return v
+
+
+@kernel
+def _act_span(a, lo, hi, code):
+    """a[lo:hi] = act(a[lo:hi]) in place; one branch-free loop per code, so it vectorizes."""
+    if code == SIGMOID:
+        for j in range(lo, hi):
+            a[j] = fast_sigmoid(a[j])
+    elif code == TANH:
+        for j in range(lo, hi):
+            a[j] = fast_tanh(a[j])
+    elif code == RELU:
+        for j in range(lo, hi):
+            a[j] = max(a[j], 0.0)
+
+
+@kernel
+def _add_rows(a, b, bias):
+    """a += b (+ bias when it has entries), row by row over 2-D ``a`` and ``b``."""
+    has_bias = bias.shape[0] > 0
+    for i in range(a.shape[0]):
+        ra, rb = a[i], b[i]
+        if has_bias:
+            for j in range(ra.shape[0]):
+                ra[j] += rb[j] + bias[j]
+        else:
+            for j in range(ra.shape[0]):
+                ra[j] += rb[j]
+
+
+@kernel
+def _dact(y, code):
+    """Derivative of activation ``code`` from its output ``y``."""
+    if code == SIGMOID:
+        return y * (1.0 - y)
+    if code == TANH:
+        return 1.0 - y * y
+    if code == RELU:
+        return 1.0 if y > 0.0 else 0.0
+    return 1.0
+
+
+@kernel
+def _to_steps(x, reverse, xs):
+    """xs[s] = x[:, t(s), :]: the input in step order, time-major."""
+    n, t_len = x.shape[0], x.shape[1]
+    for s in range(t_len):
+        t = t_len - 1 - s if reverse else s
+        for b in range(n):
+            xs[s, b, :] = x[b, t, :]
+
+
+@kernel
+def _write_output(hs, reverse, flip, out):
+    """The layer output from the hidden states ``hs`` (steps + 1, batch, units)."""
+    n, t_len = out.shape[0], hs.shape[0] - 1
+    if out.shape[1] == 1:
+        for b in range(n):
+            out[b, 0, :] = hs[t_len, b, :]
+        return
+    for s in range(t_len):
+        t = t_len - 1 - s if flip else s
+        for b in range(n):
+            out[b, t, :] = hs[s + 1, b, :]
+
+
+@kernel
+def _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, dh):
+    """dh = dhr (the gradient from step s + 1) + the output's gradient at step s."""
+    dh[:, :] = dhr
+    if dout.shape[1] == 1:
+        if s == t_len - 1:
+            dh += dout[:, 0, :]
+        return
+    t = t_len - 1 - s if flip else s
+    dh += dout[:, t, :]
+
+
+@kernel
+def _finish_backward(xs2d, hprev2d, dzx2d, dzr2d, w, dw, du, dxs, dxs2d, reverse, add_dx,
+                     dx):
+    """Weight gradients over all steps (one GEMM each) and the input gradient.
+
+    ``dzx2d``/``dzr2d``: pre-activation gradients (steps * batch, gates * units) of the input
+    projection and of the recurrent projection (the same array except for GRU).
+    ``dx`` of shape (0, ...) skips the input gradient; ``add_dx`` adds into it.
+    """
+    np.dot(xs2d.T, dzx2d, dw)
+    np.dot(hprev2d.T, dzr2d, du)
+    if dx.shape[0] == 0:
+        return
+    np.dot(dzx2d, w.T, dxs2d)
+    n, t_len = dx.shape[0], dx.shape[1]
+    for s in range(t_len):
+        t = t_len - 1 - s if reverse else s
+        for b in range(n):
+            if add_dx:
+                dx[b, t, :] += dxs[s, b, :]
+            else:
+                dx[b, t, :] = dxs[s, b, :]
+
+
+@kernel
+def _column_sums(z2d, db):
+    db[:] = 0.0
+    for r in range(z2d.shape[0]):
+        db += z2d[r]
+
+
+# --- SimpleRNN ---------------------------------------------------------------------------
+@kernel
+def rnn_forward(x, w, u, b, act, reverse, flip, xs, xs2d, z, z2d, hu, hs, out):
+    """h_s = act(x_t @ w + h_{s-1} @ u + b).
+
+    Args:
+        x: (N, T, F) input; w: (F, U); u: (U, U); b: (U,) or (0,) for no bias.
+        act: Activation code.
+        reverse, flip: See the module docstring.
+        xs, xs2d: (T, N, F) step-ordered input and its (T*N, F) view (kept for backward).
+        z, z2d: (T, N, U) scratch for the input projection and its 2-D view.
+        hu: (N, U) scratch for one step's ``h @ u``.
+        hs: (T+1, N, U) hidden states, hs[0] = 0 (kept for backward).
+        out: (N, T, U) or (N, 1, U) output.
+    """
+    t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    _to_steps(x, reverse, xs)
+    np.dot(xs2d, w, z2d)
+    hs[0, :, :] = 0.0
+    for s in range(t_len):
+        np.dot(hs[s], u, hu)
+        zs, h = z[s], hs[s + 1]
+        _add_rows(zs, hu, b)
+        for i in range(n):
+            h[i, :] = zs[i, :]
+            _act_span(h[i], 0, units, act)
+    _write_output(hs, reverse, flip, out)
+
+
+@kernel
+def rnn_backward(w, u, act, reverse, flip, xs, xs2d, hs, hprev2d, dout, dz, dz2d, dh, dhr,
+                 dxs, dxs2d, add_dx, dx, dw, du, db):
+    """Gradients of :func:`rnn_forward` (``dw``, ``du``, ``db`` overwritten; ``dx`` written
+    or, with ``add_dx``, added to).
+
+    Args:
+        hprev2d: (T*N, U) view of ``hs[:T]``, the state each step starts from.
+        dout: Gradient of ``out``.
+        dz, dz2d: (T, N, U) scratch: pre-activation gradients per step.
+        dh, dhr: (N, U) scratch: the state's gradient, and its part from the next step.
+        dxs, dxs2d: (T, N, F) scratch for the step-ordered input gradient.
+        dx: (N, T, F) input gradient; shape (0, T, F) skips it.
+        db: (U,) or (0,).
+    """
+    t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    dhr[:, :] = 0.0
+    for s in range(t_len - 1, -1, -1):
+        _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, dh)
+        h, dzs = hs[s + 1], dz[s]
+        for i in range(n):
+            for j in range(units):
+                dzs[i, j] = dh[i, j] * _dact(h[i, j], act)
+        np.dot(dzs, u.T, dhr)
+    _finish_backward(xs2d, hprev2d, dz2d, dz2d, w, dw, du, dxs, dxs2d, reverse, add_dx, dx)
+    if db.shape[0] > 0:
+        _column_sums(dz2d, db)
+
+
+# --- LSTM --------------------------------------------------------------------------------
+@kernel
+def lstm_forward(x, w, u, b, act, ract, reverse, flip, xs, xs2d, g, g2d, hu, cs, tc, hs,
+                 out):
+    """Keras' LSTM: i, f, o = ract(.), c~ = act(.), c = f c + i c~, h = o act(c).
+
+    Args:
+        x: (N, T, F); w: (F, 4U); u: (U, 4U); b: (4U,) or (0,).
+        act, ract: Codes of ``activation`` and ``recurrent_activation``.
+        xs, xs2d: (T, N, F) step-ordered input and its 2-D view (kept for backward).
+        g, g2d: (T, N, 4U) gate activations i, f, c~, o per step (kept) and its 2-D view.
+        hu: (N, 4U) scratch.
+        cs: (T+1, N, U) cell states, cs[0] = 0 (kept); tc: (T, N, U) act(c) (kept).
+        hs: (T+1, N, U) hidden states, hs[0] = 0 (kept).
+        out: (N, T, U) or (N, 1, U).
+    """
+    t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    _to_steps(x, reverse, xs)
+    np.dot(xs2d, w, g2d)
+    hs[0, :, :] = 0.0
+    cs[0, :, :] = 0.0
+    for s in range(t_len):
+        np.dot(hs[s], u, hu)
+        gs, cp, c, t, h = g[s], cs[s], cs[s + 1], tc[s], hs[s + 1]
+        _add_rows(gs, hu, b)
+        for i in range(n):
+            row = gs[i]
+            _act_span(row, 0, 2 * units, ract)
+            _act_span(row, 2 * units, 3 * units, act)
+            _act_span(row, 3 * units, 4 * units, ract)
+            for j in range(units):
+                cv = row[units + j] * cp[i, j] + row[j] * row[2 * units + j]
+                c[i, j] = cv
+                t[i, j] = cv
+            _act_span(t[i], 0, units, act)
+            for j in range(units):
+                h[i, j] = row[3 * units + j] * t[i, j]
+    _write_output(hs, reverse, flip, out)
+
+
+@kernel
+def lstm_backward(w, u, act, ract, reverse, flip, xs, xs2d, g, cs, tc, hs, hprev2d, dout,
+                  dz, dz2d, dh, dhr, dc, dxs, dxs2d, add_dx, dx, dw, du, db):
+    """Gradients of :func:`lstm_forward`; arguments as :func:`rnn_backward`, plus the kept
+    ``g``, ``cs``, ``tc`` and ``dc`` (N, U) scratch for the cell state's gradient; ``dz`` is
+    (T, N, 4U)."""
+    t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    dhr[:, :] = 0.0
+    dc[:, :] = 0.0
+    for s in range(t_len - 1, -1, -1):
+        _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, dh)
+        gs, cp, t, dzs = g[s], cs[s], tc[s], dz[s]
+        for i in range(n):
+            for j in range(units):
+                ig, fg = gs[i, j], gs[i, units + j]
+                cg, og = gs[i, 2 * units + j], gs[i, 3 * units + j]
+                tv = t[i, j]
+                dcv = dc[i, j] + dh[i, j] * og * _dact(tv, act)
+                dzs[i, j] = dcv * cg * _dact(ig, ract)
+                dzs[i, units + j] = dcv * cp[i, j] * _dact(fg, ract)
+                dzs[i, 2 * units + j] = dcv * ig * _dact(cg, act)
+                dzs[i, 3 * units + j] = dh[i, j] * tv * _dact(og, ract)
+                dc[i, j] = dcv * fg
+        np.dot(dzs, u.T, dhr)
+    _finish_backward(xs2d, hprev2d, dz2d, dz2d, w, dw, du, dxs, dxs2d, reverse, add_dx, dx)
+    if db.shape[0] > 0:
+        _column_sums(dz2d, db)
+
+
+# --- GRU (reset_after) -------------------------------------------------------------------
+@kernel
+def gru_forward(x, w, u, b, act, ract, reverse, flip, xs, xs2d, g, g2d, hu, rh, hs, out):
+    """Keras' GRU with ``reset_after=True`` (PyTorch's GRU):
+    z, r = ract(x w + b_in + h u + b_rec), h~ = act(x w_h + b_in_h + r (h u_h + b_rec_h)),
+    h' = z h + (1 - z) h~.
+
+    Args:
+        x: (N, T, F); w: (F, 3U); u: (U, 3U); b: (2, 3U) (input, recurrent) or (0, 3U).
+        g, g2d: (T, N, 3U) gate activations z, r, h~ per step (kept) and its 2-D view.
+        hu: (N, 3U) scratch.
+        rh: (T, N, U) the recurrent candidate part ``h u_h + b_rec_h`` per step (kept).
+        Others: as :func:`lstm_forward`.
+    """
+    t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    _to_steps(x, reverse, xs)
+    np.dot(xs2d, w, g2d)
+    hs[0, :, :] = 0.0
+    has_bias = b.shape[0] > 0
+    for s in range(t_len):
+        np.dot(hs[s], u, hu)
+        gs, hp, h, rhs = g[s], hs[s], hs[s + 1], rh[s]
+        if has_bias:
+            for i in range(n):
+                for j in range(3 * units):
+                    gs[i, j] += b[0, j]
+                    hu[i, j] += b[1, j]
+        for i in range(n):
+            for j in range(units):
+                zg = _act(gs[i, j] + hu[i, j], ract)
+                rg = _act(gs[i, units + j] + hu[i, units + j], ract)
+                rv = hu[i, 2 * units + j]
+                hh = _act(gs[i, 2 * units + j] + rg * rv, act)
+                gs[i, j], gs[i, units + j], gs[i, 2 * units + j] = zg, rg, hh
+                rhs[i, j] = rv
+                h[i, j] = zg * hp[i, j] + (1.0 - zg) * hh
+    _write_output(hs, reverse, flip, out)
+
+
+@kernel
+def gru_backward(w, u, act, ract, reverse, flip, xs, xs2d, g, rh, hs, hprev2d, dout, dzx,
+                 dzx2d, dzr, dzr2d, dh, dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
+    """Gradients of :func:`gru_forward`; ``dzx``/``dzr`` (T, N, 3U) scratch: pre-activation
+    gradients of the input and recurrent projections; ``db`` (2, 3U) or (0, 3U)."""
+    t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    dhr[:, :] = 0.0
+    for s in range(t_len - 1, -1, -1):
+        _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, dh)
+        gs, hp, rhs, dx_s, dr_s = g[s], hs[s], rh[s], dzx[s], dzr[s]
+        for i in range(n):
+            for j in range(units):
+                zg, rg, hh = gs[i, j], gs[i, units + j], gs[i, 2 * units + j]
+                d = dh[i, j]
+                dah = d * (1.0 - zg) * _dact(hh, act)
+                daz = d * (hp[i, j] - hh) * _dact(zg, ract)
+                dar = dah * rhs[i, j] * _dact(rg, ract)
+                dx_s[i, j], dx_s[i, units + j], dx_s[i, 2 * units + j] = daz, dar, dah
+                dr_s[i, j], dr_s[i, units + j], dr_s[i, 2 * units + j] = daz, dar, dah * rg
+                dh[i, j] = d * zg  # the direct path to the previous state
+        np.dot(dr_s, u.T, dhr)
+        dhr += dh
+    _finish_backward(xs2d, hprev2d, dzx2d, dzr2d, w, dw, du, dxs, dxs2d, reverse, add_dx, dx)
+    if db.shape[0] > 0:
+        _column_sums(dzx2d, db[0])
+        _column_sums(dzr2d, db[1])
+
+
+# --- Bidirectional merges ----------------------------------------------------------------
+@kernel
+def rnn_merge_forward(yf, yb, mode, out):
+    """out = yf + yb (mode 0), (yf + yb) / 2 (1) or yf * yb (2); (rows, units) arrays."""
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            a, c = yf[i, j], yb[i, j]
+            out[i, j] = a + c if mode == 0 else (0.5 * (a + c) if mode == 1 else a * c)
+
+
+@kernel
+def rnn_merge_backward(yf, yb, dy, mode, dyf, dyb):
+    """Gradients of :func:`rnn_merge_forward` with respect to ``yf`` and ``yb``."""
+    for i in range(dy.shape[0]):
+        for j in range(dy.shape[1]):
+            d = dy[i, j]
+            if mode == 0:
+                dyf[i, j], dyb[i, j] = d, d
+            elif mode == 1:
+                dyf[i, j], dyb[i, j] = 0.5 * d, 0.5 * d
+            else:
+                dyf[i, j], dyb[i, j] = d * yb[i, j], d * yf[i, j]

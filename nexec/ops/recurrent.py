@@ -1,0 +1,289 @@
+"""Recurrent op kernels: SimpleRNN, LSTM, GRU, Bidirectional and TimeDistributed(Dense).
+
+A recurrent op binds one kernel call per direction for its whole sequence. Everything the
+cell keeps for backward (the input in step order, gate activations, cell and hidden states)
+is a ``saved`` workspace, time-major, so the op reads neither its input nor its output in
+backward. The kernel functions exist on the CPU only so far: these op kernels are
+registered for the CPU (``devices = ("cpu",)``), and a CUDA model with them gets the registry's
+"no kernel for device 'cuda'" error.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from nexec.ops.base import BoundCall, Call, Workspace, empty_like_skip, rows, view_2d
+from nexec.ops.builtin import BuiltinKernel, _bias
+from nexec.plugins import registry
+
+__all__ = ["OP_KERNEL_CLASSES", "SimpleRNNKernel", "LSTMKernel", "GRUKernel",
+           "BidirectionalKernel", "TimeDistributedKernel"]
+
+_MERGE_CODES = {"sum": 0, "ave": 1, "mul": 2}
+
+
+def _code(name: str) -> int:
+    return int(registry().activation(name).code)
+
+
+def _cell(layer: Any) -> str:
+    return {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}[type(layer).__name__]
+
+
+def _direction_workspaces(cell: str, prefix: str, t: int, f: int, u: int, g: int, batch: int,
+                          training: bool) -> dict[str, Workspace]:
+    """What one direction keeps from forward to backward (``prefix``-named, so the two
+    directions of a Bidirectional have their own)."""
+    def kept(*shape: int) -> Workspace:
+        return Workspace(tuple(shape), saved=training, phase="forward")
+
+    ws = {"xs": kept(t, batch, f), "hs": kept(t + 1, batch, u)}
+    if cell == "rnn":
+        ws["g"] = Workspace((t, batch, u), phase="forward")  # the input projection only
+    else:
+        ws["g"] = kept(t, batch, g)
+    if cell == "lstm":
+        ws["cs"] = kept(t + 1, batch, u)
+        ws["tc"] = kept(t, batch, u)
+    if cell == "gru":
+        ws["rh"] = kept(t, batch, u)
+    return {prefix + k: v for k, v in ws.items()}
+
+
+def _shared_workspaces(cell: str, t: int, f: int, u: int, g: int, batch: int,
+                       training: bool) -> dict[str, Workspace]:
+    """Per-step scratch of forward and the backward scratch; directions run one after the
+    other, so they share these."""
+    ws = {"hu": Workspace((batch, g), phase="forward")}
+    if not training:
+        return ws
+    back = {"dh": (batch, u), "dhr": (batch, u), "dxs": (t, batch, f)}
+    if cell == "gru":
+        back.update({"dzx": (t, batch, g), "dzr": (t, batch, g)})
+    else:
+        back["dz"] = (t, batch, g)
+    if cell == "lstm":
+        back["dc"] = (batch, u)
+    ws.update({k: Workspace(s, phase="backward") for k, s in back.items()})
+    return ws
+
+
+def _as_3d(a: Any) -> Any:
+    """A layer output (or its gradient) as (batch, steps, units): one step for a last state."""
+    return a if a.ndim == 3 else a[:, None, :]
+
+
+def _flat(a: Any) -> Any:
+    return view_2d(a, a.shape[0] * a.shape[1], a.shape[2])
+
+
+class _Direction:
+    """One recurrent pass: which layer's settings, parameters and workspaces it uses."""
+
+    def __init__(self, layer: Any, prefix: str, pname: str, flip: bool) -> None:
+        self.layer, self.prefix, self.pname, self.flip = layer, prefix, pname, flip
+        self.cell = _cell(layer)
+
+    def _param(self, table: dict, name: str) -> Any:
+        return table[self.pname + name]
+
+    def _b(self, call: Call, grads: bool = False) -> Any:
+        table = call.d_params if grads else call.params
+        if self.pname + "bias" in table:
+            return table[self.pname + "bias"]
+        shape = (0, 3 * self.layer.units) if self.cell == "gru" else (0,)
+        return call.device.zeros(shape, call.output.dtype)
+
+    def forward(self, k: Any, call: Call, x: Any, out: Any) -> BoundCall:
+        ws = {n[len(self.prefix):]: a for n, a in call.workspace.items()
+              if n.startswith(self.prefix)}
+        w, u = self._param(call.params, "kernel"), self._param(call.params, "recurrent_kernel")
+        lay = self.layer
+        head: tuple = (x, w, u, self._b(call), _code(lay.cell_activation))
+        if self.cell != "rnn":
+            head += (_code(lay.recurrent_activation),)
+        common = (bool(lay.go_backwards), self.flip, ws["xs"], _flat(ws["xs"]), ws["g"],
+                  _flat(ws["g"]), call.workspace["hu"])
+        if self.cell == "rnn":
+            return k.rnn_forward, head + common + (ws["hs"], out)
+        if self.cell == "lstm":
+            return k.lstm_forward, head + common + (ws["cs"], ws["tc"], ws["hs"], out)
+        return k.gru_forward, head + common + (ws["rh"], ws["hs"], out)
+
+    def backward(self, k: Any, call: Call, dout: Any, dx: Any, add_dx: bool) -> BoundCall:
+        ws = {n[len(self.prefix):]: a for n, a in call.workspace.items()
+              if n.startswith(self.prefix)}
+        sh = call.workspace
+        lay = self.layer
+        w, u = self._param(call.params, "kernel"), self._param(call.params, "recurrent_kernel")
+        t = ws["xs"].shape[0]
+        hprev = _flat(ws["hs"][:t])
+        head: tuple = (w, u, _code(lay.cell_activation))
+        if self.cell != "rnn":
+            head += (_code(lay.recurrent_activation),)
+        head += (bool(lay.go_backwards), self.flip, ws["xs"], _flat(ws["xs"]))
+        tail = (sh["dxs"], _flat(sh["dxs"]), add_dx, dx, self._param(call.d_params, "kernel"),
+                self._param(call.d_params, "recurrent_kernel"), self._b(call, grads=True))
+        if self.cell == "rnn":
+            return k.rnn_backward, head + (ws["hs"], hprev, dout, sh["dz"], _flat(sh["dz"]),
+                                           sh["dh"], sh["dhr"]) + tail
+        if self.cell == "lstm":
+            return k.lstm_backward, head + (ws["g"], ws["cs"], ws["tc"], ws["hs"], hprev, dout,
+                                            sh["dz"], _flat(sh["dz"]), sh["dh"], sh["dhr"],
+                                            sh["dc"]) + tail
+        return k.gru_backward, head + (ws["g"], ws["rh"], ws["hs"], hprev, dout, sh["dzx"],
+                                       _flat(sh["dzx"]), sh["dzr"], _flat(sh["dzr"]),
+                                       sh["dh"], sh["dhr"]) + tail
+
+
+def _one_blas_thread(guard: Any, fn: Any, args: tuple) -> None:
+    """Runs ``fn(*args)`` with BLAS held at one thread (``guard`` is the device's
+    ``step_guard``). A recurrence makes one small GEMM per step, one after the other; BLAS
+    threads cost far more there than they give (LSTM(64) over 50 steps, batch 64, on a busy
+    2-core machine: forward 541 ms with two OpenBLAS threads, 61 ms with one)."""
+    with guard(True):
+        fn(*args)
+
+
+def _held(call: Call, bound: BoundCall) -> BoundCall:
+    return _one_blas_thread, (call.device.step_guard, *bound)
+
+
+def _dx(call: Call) -> Any:
+    x = call.inputs[0]
+    return call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
+
+
+class _RecurrentKernel(BuiltinKernel):
+    """SimpleRNN, LSTM, GRU: one kernel call for the whole sequence, each way."""
+
+    saves_inputs = False  # the step-ordered copy of the input is a saved workspace
+    saves_output = False  # the hidden states are
+    #: Kernel functions exist on the CPU only (``nexec/kernels/cpu/recurrent.py``).
+    devices = ("cpu",)
+
+    def workspaces(self, layer: Any, in_shapes: list[tuple], out_shape: tuple, batch: int,
+                   training: bool, strided_output: bool = False) -> dict[str, Workspace]:
+        t, f = in_shapes[0]
+        cell, u = _cell(layer), layer.units
+        g = layer.gates * u
+        return {**_direction_workspaces(cell, "", t, f, u, g, batch, training),
+                **_shared_workspaces(cell, t, f, u, g, batch, training)}
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        d = _Direction(call.layer, "", "", False)
+        return [_held(call, d.forward(self.k, call, call.inputs[0], _as_3d(call.output)))]
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        d = _Direction(call.layer, "", "", False)
+        return [_held(call, d.backward(self.k, call, _as_3d(call.d_output), _dx(call), False))]
+
+
+class SimpleRNNKernel(_RecurrentKernel):
+    layer_type = "SimpleRNN"
+
+
+class LSTMKernel(_RecurrentKernel):
+    layer_type = "LSTM"
+
+
+class GRUKernel(_RecurrentKernel):
+    layer_type = "GRU"
+
+
+class BidirectionalKernel(BuiltinKernel):
+    """Two directions over the same input; with ``concat`` each writes its half of the output
+    (and reads its half of the output's gradient) in place, otherwise into saved workspaces
+    that a merge kernel combines."""
+
+    layer_type = "Bidirectional"
+    saves_inputs = False
+    saves_output = False
+    devices = ("cpu",)
+
+    def _directions(self, layer: Any) -> tuple[_Direction, _Direction]:
+        return (_Direction(layer.forward_layer, "f_", "forward_", False),
+                _Direction(layer.backward_layer, "b_", "backward_", layer.return_sequences))
+
+    def workspaces(self, layer: Any, in_shapes: list[tuple], out_shape: tuple, batch: int,
+                   training: bool, strided_output: bool = False) -> dict[str, Workspace]:
+        t, f = in_shapes[0]
+        ws: dict[str, Workspace] = {}
+        for prefix, lay in (("f_", layer.forward_layer), ("b_", layer.backward_layer)):
+            cell, u = _cell(lay), lay.units
+            ws.update(_direction_workspaces(cell, prefix, t, f, u, lay.gates * u, batch,
+                                            training))
+        fl = layer.forward_layer
+        cell, u = _cell(fl), fl.units
+        ws.update(_shared_workspaces(cell, t, f, u, fl.gates * u, batch, training))
+        if layer.merge_mode != "concat":
+            steps = t if layer.return_sequences else 1
+            for name in ("yf", "yb"):
+                ws[name] = Workspace((batch, steps, u), saved=training, phase="forward")
+            if training:
+                for name in ("dyf", "dyb"):
+                    ws[name] = Workspace((batch, steps, u), phase="backward")
+        return ws
+
+    def _halves(self, call: Call, whole: Any) -> tuple[Any, Any]:
+        u = call.layer.forward_layer.units
+        w = _as_3d(whole)
+        return w[:, :, :u], w[:, :, u:]
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        fwd, bwd = self._directions(call.layer)
+        x = call.inputs[0]
+        if call.layer.merge_mode == "concat":
+            of, ob = self._halves(call, call.output)
+        else:
+            of, ob = call.workspace["yf"], call.workspace["yb"]
+        calls = [_held(call, fwd.forward(self.k, call, x, of)),
+                 _held(call, bwd.forward(self.k, call, x, ob))]
+        if call.layer.merge_mode != "concat":
+            calls.append((self.k.rnn_merge_forward, (rows(of), rows(ob),
+                                                     _MERGE_CODES[call.layer.merge_mode],
+                                                     rows(_as_3d(call.output)))))
+        return calls
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        fwd, bwd = self._directions(call.layer)
+        calls: list[BoundCall] = []
+        if call.layer.merge_mode == "concat":
+            df, db = self._halves(call, call.d_output)
+        else:
+            ws = call.workspace
+            df, db = ws["dyf"], ws["dyb"]
+            calls.append((self.k.rnn_merge_backward, (
+                rows(ws["yf"]), rows(ws["yb"]), rows(_as_3d(call.d_output)),
+                _MERGE_CODES[call.layer.merge_mode], rows(df), rows(db))))
+        dx = _dx(call)
+        calls += [_held(call, fwd.backward(self.k, call, df, dx, False)),
+                  _held(call, bwd.backward(self.k, call, db, dx, True))]
+        return calls
+
+
+class TimeDistributedKernel(BuiltinKernel):
+    """Dense on every step: the Dense kernels over (batch * steps, features) rows."""
+
+    layer_type = "TimeDistributed"
+    fuses_activation = True
+
+    def workspaces(self, layer: Any, in_shapes: list[tuple], out_shape: tuple, batch: int,
+                   training: bool, strided_output: bool = False) -> dict[str, Workspace]:
+        return {"dz": Workspace((batch, *out_shape), phase="backward")} if training else {}
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        out = rows(call.output)
+        return [(self.k.dense_forward, (rows(call.inputs[0]), call.params["kernel"],
+                                        _bias(call), call.activation, out, out))]
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        x = rows(call.inputs[0])
+        dx = rows(call.d_inputs[0]) if call.d_inputs[0] is not None else empty_like_skip(x)
+        return [(self.k.dense_backward, (x, call.params["kernel"], rows(call.output),
+                                         rows(call.d_output), call.activation,
+                                         rows(call.workspace["dz"]), dx,
+                                         call.d_params["kernel"], _bias(call, grads=True)))]
+
+
+OP_KERNEL_CLASSES = (SimpleRNNKernel, LSTMKernel, GRUKernel, BidirectionalKernel,
+                     TimeDistributedKernel)

@@ -98,8 +98,10 @@ def blas_info() -> list[dict]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return []
-    keys = ("internal_api", "prefix", "version", "num_threads", "architecture", "filepath")
-    return [{k: d.get(k) for k in keys} for d in threadpool_info()]
+    keys = ("internal_api", "prefix", "version", "num_threads", "architecture")
+    # The library's file name only: a full path would record this machine's folders.
+    return [{**{k: d.get(k) for k in keys}, "file": os.path.basename(d.get("filepath") or "")}
+            for d in threadpool_info()]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -167,7 +167,31 @@ class _WindowConv(Layer):
                 "activation": self.activation, "use_bias": self.use_bias}
 
 
-class Conv1D(_WindowConv):
+class _FilterConv(_WindowConv):
+    """A convolution with one kernel of ``filters`` outputs and its bias (Conv1D,
+    Conv2DTranspose): their parameters and config differ only in the kernel's layout."""
+
+    filters: int
+    kernel_initializer: Any
+    bias_initializer: Any
+
+    def _kernel_shape(self, cin: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def param_specs(self, input_shapes: list[Shape]) -> list[ParamSpec]:
+        specs = [ParamSpec("kernel", self._kernel_shape(input_shapes[0][-1]),
+                           self.kernel_initializer)]
+        if self.use_bias:
+            specs.append(ParamSpec("bias", (self.filters,), self.bias_initializer))
+        return specs
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}
+
+
+class Conv1D(_FilterConv):
     """1-D convolution over ``(batch, steps, channels)`` inputs.
 
     Runs as the 2-D convolution of a height-1 image (Conv2D's kernels, no copies).
@@ -221,18 +245,8 @@ class Conv1D(_WindowConv):
         out, _ = conv1d_geometry(shape[0], k, s, self.padding)
         return (out, self.filters)
 
-    def param_specs(self, input_shapes: list[Shape]) -> list[ParamSpec]:
-        cin = input_shapes[0][-1]
-        specs = [ParamSpec("kernel", (self.kernel_size[0], cin, self.filters),
-                           self.kernel_initializer)]
-        if self.use_bias:
-            specs.append(ParamSpec("bias", (self.filters,), self.bias_initializer))
-        return specs
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "filters": self.filters,
-                "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+    def _kernel_shape(self, cin: int) -> tuple[int, ...]:
+        return (self.kernel_size[0], cin, self.filters)
 
 
 class DepthwiseConv2D(_WindowConv):
@@ -360,7 +374,7 @@ class SeparableConv2D(_WindowConv):
                 "bias_initializer": self.bias_initializer}
 
 
-class Conv2DTranspose(_WindowConv):
+class Conv2DTranspose(_FilterConv):
     """Transposed 2-D convolution (the adjoint of Conv2D: upsampling with learnt filters).
 
     Output size per axis: ``"same"``: ``size * stride``; ``"valid"``:
@@ -409,15 +423,5 @@ class Conv2DTranspose(_WindowConv):
         ho, wo, _, _ = conv2d_transpose_geometry(h, w, kh, kw, sh, sw, self.padding)
         return (ho, wo, self.filters)
 
-    def param_specs(self, input_shapes: list[Shape]) -> list[ParamSpec]:
-        cin = input_shapes[0][-1]
-        specs = [ParamSpec("kernel", (*self.kernel_size, self.filters, cin),
-                           self.kernel_initializer)]
-        if self.use_bias:
-            specs.append(ParamSpec("bias", (self.filters,), self.bias_initializer))
-        return specs
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "filters": self.filters,
-                "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+    def _kernel_shape(self, cin: int) -> tuple[int, ...]:
+        return (*self.kernel_size, self.filters, cin)  # Keras: (kh, kw, filters, cin)

@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from nexec.devices.base import ALIGNMENT, Device
-from nexec.devices.threads import get_num_threads, run_shards, single_threaded_blas
+from nexec.devices.threads import fork_safe_step, get_num_threads, run_shards, single_threaded_blas
 
 __all__ = ["CpuDevice"]
+
+
+@contextlib.contextmanager
+def _sharded_step() -> Iterator[None]:
+    with fork_safe_step(), single_threaded_blas():
+        yield
 
 
 class CpuDevice(Device):
@@ -56,8 +62,9 @@ class CpuDevice(Device):
         return any(fn is run_shards for fn, _ in calls)
 
     def step_guard(self, threaded: bool) -> Any:
-        # One BLAS thread while shards run: see devices/threads.py for why a whole step.
-        return single_threaded_blas() if threaded else contextlib.nullcontext()
+        # A fork waits for the step; one BLAS thread while shards run: see devices/threads.py
+        # for why a whole step.
+        return _sharded_step() if threaded else fork_safe_step()
 
     def arena(self, nbytes: int) -> np.ndarray:
         raw = np.empty(nbytes + ALIGNMENT, np.uint8)

@@ -21,6 +21,11 @@ two-thread GEMMs (docs/performance.md).
   the GIL (``nogil``), so the shards really run in parallel. An exception in any shard is
   raised in the caller. If another thread is already running shards, this one runs its
   shards one after the other instead of waiting. A forked child starts its own workers.
+* ``fork_safe_step()`` surrounds every CPU step: ``os.fork()`` from any thread waits until
+  the steps running in other threads have finished (new ones wait for the fork). A fork in
+  the middle of a kernel would copy BLAS's internal locks held by a thread that does not
+  exist in the child, whose first GEMM then hangs forever; a step is milliseconds, so the
+  fork waits that long, and no lock is held across it.
   A ``KeyboardInterrupt`` (Ctrl-C, Jupyter's interrupt) is re-raised only once every worker
   of the call is idle, and each call has its own completion state, so later calls never see
   an earlier call's leftovers.
@@ -32,7 +37,8 @@ import os
 import threading
 from typing import Any, Iterator
 
-__all__ = ["get_num_threads", "set_num_threads", "single_threaded_blas", "run_shards"]
+__all__ = ["get_num_threads", "set_num_threads", "single_threaded_blas", "run_shards",
+           "fork_safe_step"]
 
 _threads: int | None = None
 
@@ -142,17 +148,63 @@ def single_threaded_blas() -> Iterator[None]:
                 _blas_limit = None
 
 
+_gate = threading.Condition(threading.Lock())
+_in_step: dict[int, int] = {}  # thread id -> how many steps it is inside (they nest)
+_forking = False
+
+
+@contextlib.contextmanager
+def fork_safe_step() -> Iterator[None]:
+    """One step that a fork waits for, and that waits for a fork in progress."""
+    me = threading.get_ident()
+    with _gate:
+        while _forking:
+            _gate.wait()
+        _in_step[me] = _in_step.get(me, 0) + 1
+    try:
+        yield
+    finally:
+        with _gate:
+            if _in_step[me] == 1:
+                del _in_step[me]
+                _gate.notify_all()
+            else:
+                _in_step[me] -= 1
+
+
+def _before_fork() -> None:
+    """Waits until no other thread is inside a step; steps that start now wait for the
+    fork. The forking thread's own steps (a fork from inside one) are not waited for."""
+    global _forking
+    me = threading.get_ident()
+    with _gate:
+        _forking = True
+        while any(t != me for t in _in_step):
+            _gate.wait()
+
+
+def _after_fork_in_parent() -> None:
+    global _forking
+    with _gate:
+        _forking = False
+        _gate.notify_all()
+
+
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's threads: start afresh, or shards would wait
     forever on workers that do not exist."""
-    global _workers, _busy, _blas_lock
+    global _workers, _busy, _blas_lock, _gate, _in_step, _forking
     _workers = []
     _busy = threading.Lock()
     _blas_lock = threading.Lock()
+    _gate = threading.Condition(threading.Lock())
+    _in_step = {}
+    _forking = False
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 def _wait_for(workers: list[_Worker]) -> BaseException | None:

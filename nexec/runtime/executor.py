@@ -6,11 +6,10 @@ a step is a loop over pre-bound calls with no allocation. The arena is sized for
 batch seen; a smaller batch (the last of an epoch) binds views of the same arena at the same
 offsets. The executor is written once for every device: memory, kernels and capabilities
 come from the plan's ``nexec.devices.Device``. Its ``lock`` serialises steps from several
-threads (one arena per executor).
+threads (one arena per executor, one parameter store per model).
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,9 +80,14 @@ class Executor:
         self._scratch: dict[str, Any] = {}
         self._staging: dict = {}  # pinned host buffers of batches on their way to a device
         self._threads = self.device.threads()
-        #: Held by callers around each step (bind, load, run, read): the programs of one
-        #: executor share its arena, so two threads must not run them at the same time.
-        self.lock = threading.RLock()
+
+    @property
+    def lock(self) -> Any:
+        """Held by callers around each step (bind, load, run, read): the programs of one
+        executor share its arena, and all executors of a model share its parameters, which
+        a training step writes; so one lock per parameter store (a forked child's is new).
+        A ``predict`` while another thread trains sees the weights between two steps."""
+        return self.store.lock
 
     # ----- planning ---------------------------------------------------------------------------
     def _fuse_loss(self, out: int) -> bool:

@@ -6,11 +6,27 @@ Trainable parameters come first, so the optimizer updates one contiguous prefix.
 """
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
 
 __all__ = ["ParamStore"]
+
+_stores: weakref.WeakSet[ParamStore] = weakref.WeakSet()
+
+
+def _fresh_locks_in_child() -> None:
+    """A forked child gets new step locks: the parent's may be held by a thread (a ``fit``
+    between two steps) that the child does not have."""
+    for store in list(_stores):
+        store.lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
 class ParamStore:
@@ -41,6 +57,10 @@ class ParamStore:
             at += size
 
         self._mirrors: dict[str, DeviceParams] = {}
+        #: Held around each step of every executor over these parameters (see
+        #: ``Executor.lock``): a training step writes them while a predict reads them.
+        self.lock = threading.RLock()
+        _stores.add(self)
 
     def on(self, device: Any) -> ParamStore | DeviceParams:
         """The arrays kernels of ``device`` use: this store itself where the device's arrays

@@ -1,4 +1,5 @@
 """Intra-op threads: run_shards, the BLAS hold, and sharded convolutions against one thread."""
+import os
 import random
 import signal
 import threading
@@ -365,3 +366,106 @@ def test_predict_and_evaluate_from_eight_threads_match_serial_bit_for_bit(shard_
         for p, e in zip(got[k], got_eval[k]):
             np.testing.assert_array_equal(p, serial[k], err_msg=f"thread {k}")
             assert e == serial_eval[k]
+
+
+def test_predict_while_another_thread_fits_sees_whole_steps_and_changes_nothing(
+        shard_everything):
+    """Every predict sees the weights between two training steps (never half an update),
+    and training ends with the same bits as without the concurrent predicts."""
+    set_num_threads(2)
+    model, twin = _conv_net(), _conv_net()
+    twin.set_weights(model.get_weights())
+    for m in (model, twin):
+        m.compile(optimizer="adam", loss="categorical_crossentropy")
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(12, 16, 16, 4)), np.eye(3)[rng.integers(0, 3, 12)]
+    twin.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0)
+    states = [model.get_weights()]  # the weights after each step, recorded between steps
+    record = nexec.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: states.append(model.get_weights()))
+    seen, errors = [], []
+    model.predict(x[:4])  # binds the predict program before the race starts
+
+    def fit():
+        try:
+            model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
+                      callbacks=[record])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    trainer = threading.Thread(target=fit)
+    trainer.start()
+    while trainer.is_alive():
+        seen.append(model.predict(x[:4], batch_size=4))
+    trainer.join()
+    assert not errors and len(seen) > 0
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    reference = _conv_net()
+    expected = []
+    for weights in states:
+        reference.set_weights(weights)
+        expected.append(reference.predict(x[:4], batch_size=4))
+    for k, p in enumerate(seen):
+        assert any(np.array_equal(p, e) for e in expected), f"predict {k} saw a torn update"
+
+
+# --------------------------------------------------------------------------- fork
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_fork_while_another_thread_trains_gives_a_working_child(shard_everything):
+    """A fork used to copy BLAS locks held mid-GEMM by the training thread, and the child's
+    first predict hung; now the fork waits for the step. Each child checks its predict
+    against a fresh model with its weights, and exits; a hang fails after a timeout."""
+    set_num_threads(2)
+    model = _conv_net()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    rng = np.random.default_rng(12)
+    x, y = rng.normal(size=(16, 16, 16, 4)), np.eye(3)[rng.integers(0, 3, 16)]
+    model.fit(x, y, batch_size=8, verbose=0)
+    fresh = _conv_net()
+    fresh.predict(x[:4])
+    stop, errors = threading.Event(), []
+
+    def train():
+        try:
+            while not stop.is_set():
+                model.fit(x, y, batch_size=8, verbose=0)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    codes, pick = [], random.Random(3)
+    try:
+        for _ in range(8):
+            time.sleep(pick.uniform(0, 0.03))
+            pid = os.fork()
+            if pid == 0:  # the child: never returns into pytest
+                code = 1
+                try:
+                    fresh.set_weights(model.get_weights())
+                    same = np.array_equal(model.predict(x[:4]), fresh.predict(x[:4]))
+                    code = 0 if same else 2
+                finally:
+                    os._exit(code)
+            codes.append(_wait_child(pid, timeout=60))
+    finally:
+        stop.set()
+        trainer.join()
+    assert not errors
+    assert codes == [0] * 8, codes
+
+
+def _wait_child(pid, timeout):
+    """The child's exit code, or "hung" (after killing it) when it runs past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hung"

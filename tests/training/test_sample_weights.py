@@ -232,3 +232,29 @@ def test_cuda_weighted_training_matches_the_cpu():
         curves.append(model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
                                 sample_weight=sw).history["loss"])
     assert_close(np.array(curves[1]), np.array(curves[0]), rtol=1e-6)
+
+
+def test_weighted_steps_allocate_nothing_after_warm_up():
+    from nexec.testing import array_arguments, count_allocations
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 4))
+    y = np.eye(3)[rng.integers(0, 3, 64)]
+    w = rng.uniform(0.0, 2.0, 64)
+    model = build(3, "softmax", data("onehot")[2])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, sample_weight=w)
+    ex = model._trainer.train_executor
+    prog = ex.program(16, True)
+    losses_, counts = [0.0], [0] * len(prog.metrics)
+
+    def steps(k):
+        for i in range(k):
+            ex.load(prog, [x, y, w], i * 16, (i + 1) * 16)
+            ex.train_step(prog, losses_, counts)
+
+    steps(2)
+    nrt, numpy_blocks = count_allocations(lambda: steps(3))
+    assert nrt == 3 * array_arguments(prog), (nrt, array_arguments(prog))
+    assert numpy_blocks == []
+    assert np.isfinite(losses_[0])

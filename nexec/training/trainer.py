@@ -295,8 +295,8 @@ class Trainer:
                 raise ArgumentError("fit(validation_data=...) takes a tuple (x_val, y_val) or "
                                     "(x_val, y_val, val_sample_weight), got "
                                     f"{type(validation_data).__name__}.")
-            val = self._data(*validation_data[:2], "fit(validation_data=...)",
-                             *validation_data[2:])
+            vx, vy, *vsw = validation_data
+            val = self._data(vx, vy, "fit(validation_data=...)", *vsw)
         elif validation_split:
             if not 0 < validation_split < 1:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split}.")

@@ -13,6 +13,9 @@ Conventions:
   ``d(loss_weight * batch_mean_loss) / d(input)`` into the given output, arithmetic in
   float64, rounded once on store;
 * ``eps`` is Keras' ``backend.epsilon()`` (1e-7) and is passed in, not hard-coded.
+* ``*_weighted`` value kernels (``fit(sample_weight=...)``) take ``w``, one weight per row,
+  before ``out`` and write ``sum_i w_i * loss_i / N``; ``scale_rows(dp, w)`` turns any loss
+  gradient into that of the weighted loss.
 
 Clipping follows ``clip(x, eps, 1 - eps)`` as Keras' backends do it, with both bounds
 rounded to the prediction's dtype (float32: ``[1.0000000117e-7, 0.99999988]``); the

@@ -11,6 +11,9 @@ optional keyword-only ``stream``. Reductions write into a 1-element device array
   ``binary_crossentropy``, ``mean_squared_error``): ``out`` is float64 and receives the
   batch mean (a float32 one would get the float64 result rounded). An empty batch writes
   NaN.
+* **weighted values** (``*_weighted``, for ``fit(sample_weight=...)``): the value kernel's
+  arguments with ``w`` (one weight per row) before ``out``, which receives
+  ``sum_i w_i * loss_i / N``; ``scale_rows(dp, w)`` scales a loss gradient's rows in place.
 * **counts** (``*_accuracy_count``): ``out`` is int64 and receives the count.
 * ``check_finite(x, out)``: ``out`` is int64 and receives 1 when every element of ``x``
   is finite and 0 otherwise; ``x`` must be C-contiguous (any rank) or 1-D (the CPU kernel

@@ -258,3 +258,18 @@ def test_weighted_steps_allocate_nothing_after_warm_up():
     assert nrt == 3 * array_arguments(prog), (nrt, array_arguments(prog))
     assert numpy_blocks == []
     assert np.isfinite(losses_[0])
+
+
+def test_steps_per_epoch_slices_the_weights_with_the_data():
+    x, y, w1, sw = data("onehot")
+    a, b = build(3, "softmax", w1), build(3, "softmax", w1)
+    for m in (a, b):
+        m.compile(optimizer=SGD(0.05), loss="categorical_crossentropy")
+    ha = a.fit(x, y, epochs=4, batch_size=4, shuffle=False, verbose=0, sample_weight=sw)
+    hb = b.fit(x, y, epochs=8, batch_size=4, shuffle=False, verbose=0, sample_weight=sw,
+               steps_per_epoch=2)  # two epochs per pass over the data
+    assert len(hb.history["loss"]) == 8
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    halves = np.array(hb.history["loss"]).reshape(4, 2).mean(axis=1)
+    assert_close(halves, np.array(ha.history["loss"]), rtol=1e-12)

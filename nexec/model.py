@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
+from nexec.checks import ArgumentError
 from nexec.errors import GraphError, NotCompiledError, SavedModelError, ShapeError
 from nexec.graph import Function, Node, SymbolicTensor, is_symbolic, unique_name
 from nexec.io import atomic_write
@@ -303,7 +304,7 @@ class Model(Function, Layer):
     # ----- training (nexec.training) ------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
                 loss_weights: Any = None, device: str = "cpu",
-                jit_step: bool | str = False) -> None:
+                jit_step: bool | str = False, weighted_metrics: Any = None) -> None:
         """Chooses optimizer, loss(es) and metrics; planning happens here, once.
 
         Args:
@@ -318,9 +319,18 @@ class Model(Function, Layer):
                 ``"auto"`` (when compilable and small steps run long). The default stays the
                 loop: the compiled step measured no gain on the seed MLP while its first
                 compile costs seconds (docs/performance.md).
+            weighted_metrics: Not supported (metrics weighted by ``sample_weight``); only
+                ``None`` or an empty list is accepted. ``metrics`` are unweighted, as in
+                Keras 3, while the loss is weighted.
         """
         from nexec.training.trainer import Trainer
 
+        if weighted_metrics:
+            raise ArgumentError(
+                f"compile(weighted_metrics={weighted_metrics!r}): nexec has no metrics weighted "
+                "by sample_weight; pass them as metrics=[...] (unweighted, as Keras 3 computes "
+                "`metrics`); the loss itself is weighted by sample_weight/class_weight. See "
+                "docs/keras.md#sample-and-class-weights.")
         if self._deferred():
             # Keras builds a Sequential without an input shape at its first fit/predict;
             # compile's arguments wait until then (see ``_ensure_built``).
@@ -357,10 +367,18 @@ class Model(Function, Layer):
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
-            steps_per_epoch: int | None = None, validation_freq: Any = 1) -> History:
+            steps_per_epoch: int | None = None, validation_freq: Any = 1,
+            sample_weight: Any = None, class_weight: Any = None) -> History:
         """Trains the model, printing a Keras progress bar; returns a ``History``.
 
         Args:
+            validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``.
+            sample_weight: Per-sample loss weights: an array ``(n,)`` for every output, or
+                per output a list or dict (an output with time steps also takes
+                ``(n, steps)``); Keras' weighted loss ``sum(w * loss) / N``. Metrics stay
+                unweighted, as in Keras 3.
+            class_weight: ``{class index: weight}`` (single-output models): each sample
+                weighs its class's weight (1.0 for classes not listed).
             steps_per_epoch: Batches per epoch; as Keras 3 on arrays, successive epochs
                 continue one pass over the data (see docs/keras.md).
             validation_freq: Validate every ``validation_freq`` epochs, or after the
@@ -371,18 +389,22 @@ class Model(Function, Layer):
             x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
             validation_split=validation_split, validation_data=validation_data,
             shuffle=shuffle, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-            validation_freq=validation_freq)
+            validation_freq=validation_freq, sample_weight=sample_weight,
+            class_weight=class_weight)
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
-                 verbose: Any = "auto", return_dict: bool = False) -> Any:
+                 verbose: Any = "auto", sample_weight: Any = None,
+                 return_dict: bool = False) -> Any:
         """Loss (and metrics) on data; a float, a list, or a dict with ``return_dict``.
+        ``sample_weight`` weighs the loss as in ``fit`` (metrics stay unweighted).
 
         Typed ``Any``: which of the three it is depends on the outputs, the metrics and
         ``return_dict``.
         """
         self._ensure_built(x)
         return self._need_trainer("evaluate").evaluate(x, y, batch_size=batch_size,
-                                                       verbose=verbose, return_dict=return_dict)
+                                                       verbose=verbose, return_dict=return_dict,
+                                                       sample_weight=sample_weight)
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0):  # noqa: ANN201
         """Outputs for ``x``; works without ``compile`` (inference needs no loss)."""
@@ -394,16 +416,21 @@ class Model(Function, Layer):
             return dict(zip(self._output_keys, out if isinstance(out, list) else [out]))
         return out
 
-    def train_on_batch(self, x: Any, y: Any, return_dict: bool = False):  # noqa: ANN201
-        """One optimiser step on one batch; returns the loss (and metrics)."""
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None,  # noqa: ANN201
+                       class_weight: Any = None, return_dict: bool = False):
+        """One optimiser step on one batch; returns the loss (and metrics). Sample and
+        class weights as in :meth:`fit`."""
         self._ensure_built(x)
-        return self._need_trainer("train_on_batch").train_on_batch(x, y,
-                                                                   return_dict=return_dict)
+        return self._need_trainer("train_on_batch").train_on_batch(
+            x, y, sample_weight=sample_weight, class_weight=class_weight,
+            return_dict=return_dict)
 
-    def test_on_batch(self, x: Any, y: Any, return_dict: bool = False):  # noqa: ANN201
+    def test_on_batch(self, x: Any, y: Any, sample_weight: Any = None,  # noqa: ANN201
+                      return_dict: bool = False):
         """Loss (and metrics) on one batch, nothing updated; a float, a list, or a dict."""
         self._ensure_built(x)
-        return self._need_trainer("test_on_batch").test_on_batch(x, y, return_dict=return_dict)
+        return self._need_trainer("test_on_batch").test_on_batch(
+            x, y, sample_weight=sample_weight, return_dict=return_dict)
 
     def predict_on_batch(self, x: Any):  # noqa: ANN201
         return self.predict(x, batch_size=None)

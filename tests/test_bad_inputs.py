@@ -25,6 +25,14 @@ X = np.ones((6, 4), np.float32)
 Y = np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 0, 1]]
 
 
+def _two_outputs():
+    x = Input(shape=(4,), name="x")
+    m = Model(x, [layers.Dense(2, activation="softmax", name="a")(x),
+                  layers.Dense(2, activation="softmax", name="b")(x)])
+    m.compile("sgd", "categorical_crossentropy")
+    return m
+
+
 def _file(tmp, name, content):
     path = os.path.join(tmp, name)
     with open(path, "wb") as f:
@@ -151,6 +159,48 @@ CASES = [
      r"samples"),
     ("fit validation_split=1.5", lambda t: _mlp().fit(X, Y, validation_split=1.5, verbose=0),
      ValueError, r"validation_split"),
+    # --- sample and class weights --------------------------------------------------------
+    ("fit sample_weight too short", lambda t: _mlp().fit(X, Y, sample_weight=np.ones(4),
+                                                         verbose=0),
+     ValueError, r"sample_weight.*4 entries.*6 samples"),
+    ("fit sample_weight NaN", lambda t: _mlp().fit(
+        X, Y, sample_weight=np.array([1, 2, np.nan, 1, 1, 1]), verbose=0),
+     ValueError, r"sample_weight.*NaN"),
+    ("fit sample_weight (6, 2)", lambda t: _mlp().fit(X, Y, sample_weight=np.ones((6, 2)),
+                                                      verbose=0),
+     ValueError, r"sample_weight.*\(6, 2\).*accepted.*\(6,\)"),
+    ("fit sample_weight strings", lambda t: _mlp().fit(X, Y, sample_weight=["a"] * 6,
+                                                       verbose=0),
+     TypeError, r"sample_weight.*numbers"),
+    ("fit sample_weight and class_weight", lambda t: _mlp().fit(
+        X, Y, sample_weight=np.ones(6), class_weight={0: 1.0}, verbose=0),
+     ValueError, r"class_weight.*sample_weight.*same time"),
+    ("fit class_weight unknown class", lambda t: _mlp().fit(X, Y, class_weight={0: 1.0, 5: 2.0},
+                                                            verbose=0),
+     ValueError, r"class_weight.*class 5.*2 classes"),
+    ("fit class_weight key 'a'", lambda t: _mlp().fit(X, Y, class_weight={"a": 1.0}, verbose=0),
+     TypeError, r"class_weight keys.*integer"),
+    ("fit class_weight value nan", lambda t: _mlp().fit(X, Y, class_weight={0: float("nan")},
+                                                        verbose=0),
+     TypeError, r"class_weight values.*finite"),
+    ("fit class_weight list", lambda t: _mlp().fit(X, Y, class_weight=[1.0, 2.0], verbose=0),
+     TypeError, r"class_weight must be a dict"),
+    ("fit class_weight two outputs", lambda t: _two_outputs().fit(
+        X, [Y, Y], class_weight={0: 1.0}, verbose=0),
+     ValueError, r"class_weight.*single output"),
+    ("fit sample_weight 3 for 2 outputs", lambda t: _two_outputs().fit(
+        X, [Y, Y], sample_weight=[np.ones(6)] * 3, verbose=0),
+     ValueError, r"sample_weight has 3 arrays for 2 output"),
+    ("fit sample_weight dict unknown output", lambda t: _two_outputs().fit(
+        X, [Y, Y], sample_weight={"a": np.ones(6), "nope": np.ones(6)}, verbose=0),
+     ValueError, r"sample_weight dict.*nope"),
+    ("fit validation_data 4-tuple", lambda t: _mlp().fit(
+        X, Y, validation_data=(X, Y, np.ones(6), 1), verbose=0),
+     ValueError, r"validation_data.*val_sample_weight"),
+    ("evaluate sample_weight too long", lambda t: _mlp().evaluate(
+        X, Y, sample_weight=np.ones(7), verbose=0), ValueError, r"sample_weight.*7 entries"),
+    ("compile weighted_metrics", lambda t: _mlp(False).compile(
+        "sgd", "mse", weighted_metrics=["accuracy"]), ValueError, r"weighted_metrics"),
     ("fit callbacks=[3]", lambda t: _mlp().fit(X, Y, callbacks=[3], verbose=0), TypeError,
      r"callbacks"),
     ("fit wrong dict key", lambda t: _mlp().fit({"nope": X}, Y, verbose=0), ValueError,

@@ -118,6 +118,7 @@ class Device:
         if key not in self._generated:
             make = getattr(self._elementwise(), {"activation": "activation_kernels",
                                                  "loss": "loss_kernels",
+                                                 "weighted loss": "weighted_loss_kernel",
                                                  "metric": "metric_kernel"}[kind])
             made = make(*functions)
             self._generated[key] = tuple(map(self.bind, made)) if isinstance(made, tuple) \

@@ -75,8 +75,9 @@ class Executor:
         self.activations = [reg.activation(op.activation or "linear") for op in plan.graph.ops]
         self.schedule: Schedule | None = None
         self._arena: Any = None
-        self._programs: dict[int, Program] = {}
+        self._programs: dict[tuple[int, bool], Program] = {}
         self._targets: list[Any] = []
+        self._weights: list[Any] = []  # sample weights per output, made on first weighted use
         self._scratch: dict[str, Any] = {}
         self._staging: dict = {}  # pinned host buffers of batches on their way to a device
         self._threads = self.device.threads()
@@ -103,13 +104,20 @@ class Executor:
                               fuse_loss=self._fuse_loss if self.training else None,
                               naive=self.naive_memory)
 
-    def program(self, batch: int) -> Program:
-        """The bound program for ``batch`` rows, binding it on first use."""
+    def program(self, batch: int, weighted: bool = False) -> Program:
+        """The bound program for ``batch`` rows, binding it on first use.
+
+        Args:
+            batch: Rows of the batch.
+            weighted: Losses weighted per sample (``fit(sample_weight=...)``): the program
+                also loads ``prog.weights`` and binds weighted loss values and gradients.
+                Unweighted programs are bound exactly as without this option.
+        """
         threads = self.device.threads()
         if threads != self._threads:  # op kernels split their work by it: plan anew
             self._threads, self.schedule = threads, None
             self._programs.clear()
-        prog = self._programs.get(batch)
+        prog = self._programs.get((batch, weighted))
         if prog is not None:
             return prog
         if self.schedule is None or batch > self.schedule.batch:
@@ -118,11 +126,14 @@ class Executor:
             self._programs.clear()
             self._staging.clear()
             self._targets = self._make_targets(batch)
+            self._weights = []
+        if weighted and not self._weights:
+            self._weights = self._make_weights(self.schedule.batch)
         sched = self.schedule if batch == self.schedule.batch else self._schedule(batch)
-        prog = self._bind(sched, batch)
+        prog = self._bind(sched, batch, weighted)
         prog.materialise()
         prog.threaded = self.device.threaded(prog.forward + prog.backward)
-        self._programs[batch] = prog
+        self._programs[(batch, weighted)] = prog
         return prog
 
     def _make_targets(self, batch: int) -> list[Any]:
@@ -134,6 +145,13 @@ class Executor:
                 ((batch, *t.shape), t.dtype)
             out.append(self.device.zeros(shape, dtype))
         return out
+
+    def _make_weights(self, batch: int) -> list[Any]:
+        """Per output, room for one sample weight per loss row, in the output's dtype (Keras
+        casts sample weights to the loss dtype)."""
+        g = self.plan.graph
+        return [self.device.zeros((batch, *g.tensors[tid].shape[:-1]), g.tensors[tid].dtype)
+                for tid in g.outputs[:len(self.objectives)]]
 
     # ----- binding ------------------------------------------------------------------------------
     def _arrays(self, sched: Schedule) -> Any:
@@ -166,12 +184,13 @@ class Executor:
         """Every allocation a program's arrays may live in, by name."""
         mem = {"arena": self._arena, "values": self.params.values, "grads": self.params.grads}
         mem.update({f"target {k}": t for k, t in enumerate(self._targets)})
+        mem.update({f"weights {k}": w for k, w in enumerate(self._weights)})
         if self.training and self.optimizer is not None:
             mem.update({f"optimizer {i}": s for i, s in enumerate(self.optimizer.state)})
             mem["optimizer hyperparameters"] = self.optimizer.hyper
         return mem
 
-    def _bind(self, sched: Schedule, batch: int) -> Program:
+    def _bind(self, sched: Schedule, batch: int, weighted: bool = False) -> Program:
         g = self.plan.graph
         dev = self.device
         arr = self._arrays(sched)
@@ -189,7 +208,7 @@ class Executor:
                 calls.append((fwd, (rows(call.output), rows(call.output))))
             prog.add("forward", calls)
         if self.objectives:
-            self._bind_objectives(prog, sched, arr)
+            self._bind_objectives(prog, sched, arr, weighted)
         if not self.training:
             return prog
         self._bind_backward(prog, sched, arr)
@@ -198,17 +217,22 @@ class Executor:
                                                 self.store))
         return prog
 
-    def _bind_objectives(self, prog: Program, sched: Schedule, arr: Any) -> None:
+    def _bind_objectives(self, prog: Program, sched: Schedule, arr: Any,
+                         weighted: bool = False) -> None:
         g = self.plan.graph
         dev = self.device
         targets = [t[:prog.batch] for t in self._targets]
         prog.targets = [prog.refs(t) for t in targets]
+        weights = [w[:prog.batch] for w in self._weights] if weighted else []
+        prog.weights = [prog.refs(w) for w in weights]
         for k, (out, obj) in enumerate(zip(g.outputs, self.objectives)):
             p = rows(arr(sched.value[out]))
             y = targets[k] if obj.loss.sparse else rows(targets[k])
+            # One weight per row of ``p`` (the loss rows of a sample are consecutive).
+            w = dev.reshape(weights[k], (p.shape[0],)) if weighted else None
             slot = self._slot(f"loss {k}", np.float64)
             prog.memories[f"loss {k}"] = slot
-            prog.add("loss", [obj.loss.bind_value(dev, p, y, slot)])
+            prog.add("loss", [obj.loss.bind_value(dev, p, y, slot, w)])
             prog.loss_slots.append((k, obj.weight, prog.refs(slot)))
             for name, metric in obj.metrics:
                 m = len(prog.metric_slots)
@@ -220,8 +244,11 @@ class Executor:
                 producer = g.tensors[out].producer
                 act = g.ops[producer].activation \
                     if producer is not None and sched.fused_loss.get(out) else None
-                prog.add("backward", [obj.loss.bind_grad(dev, p, y, obj.weight / p.shape[0],
-                                                         rows(arr(sched.grad[out])), act)])
+                dp = rows(arr(sched.grad[out]))
+                calls = [obj.loss.bind_grad(dev, p, y, obj.weight / p.shape[0], dp, act)]
+                if weighted:  # d(sum_i w_i l_i / N): each row's gradient times its weight
+                    calls.append((dev.kernels.scale_rows, (dp, w)))
+                prog.add("backward", calls)
 
     def _bind_backward(self, prog: Program, sched: Schedule, arr: Any) -> None:
         g = self.plan.graph
@@ -282,8 +309,9 @@ class Executor:
     # ----- data in and out ------------------------------------------------------------------------
     def load(self, prog: Program, sources: list[np.ndarray], lo: int, hi: int,
              order: np.ndarray | None = None) -> None:
-        """Copies rows ``lo:hi`` (of ``order`` when shuffled) of inputs then targets in."""
-        for dst, src in zip(prog.inputs + prog.targets, sources):
+        """Copies rows ``lo:hi`` (of ``order`` when shuffled) of inputs, targets, then (for
+        a weighted program) sample weights in."""
+        for dst, src in zip(prog.inputs + prog.targets + prog.weights, sources):
             self.device.load(dst, src, lo, hi, order, self._staging)
 
     def read_outputs(self, prog: Program, results: list[np.ndarray], lo: int, hi: int) -> None:

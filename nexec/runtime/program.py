@@ -55,6 +55,9 @@ class Program:
     Attributes:
         memories: Name -> the base array each :class:`Ref` points into.
         inputs, outputs, targets: Where batches are copied in and predictions read out.
+        weights: Per output with a loss, its sample weights, one per loss row (``(batch,
+            *output_shape[:-1])``); empty unless the program was bound for weighted
+            training (``fit(sample_weight=...)``).
         loss_slots: Per model output with a loss: ``(output index, weight, slot)``; the loss
             value instruction writes the batch mean into ``slot[0]``.
         metric_slots: Per metric: ``(output index, log name, slot, total)``; ``total`` is
@@ -68,12 +71,14 @@ class Program:
     inputs: list[Any] = field(default_factory=list)
     outputs: list[Any] = field(default_factory=list)
     targets: list[Any] = field(default_factory=list)
+    weights: list[Any] = field(default_factory=list)
     loss_slots: list[tuple[int, float, Any]] = field(default_factory=list)
     metric_slots: list[tuple[int, str, Any, int]] = field(default_factory=list)
     threaded: bool = False
     #: The bound calls of each phase, made by :meth:`materialise`.
     calls: dict[str, list[tuple]] = field(default_factory=dict)
-    #: ``inputs``, ``outputs``, ``targets`` and the slots as references (before views).
+    #: ``inputs``, ``outputs``, ``targets``, ``weights`` and the slots as references
+    #: (before views).
     places: dict[str, list[Any]] = field(default_factory=dict)
     #: Per mode (``train``, ``evaluate``, ``forward``): its whole-step compiled function
     #: (``runtime/wholestep.py``), or ``False`` once the executor keeps the loop for it.
@@ -119,12 +124,14 @@ class Program:
             return value
 
         self.places = {"inputs": self.inputs, "outputs": self.outputs, "targets": self.targets,
-                       "loss_slots": self.loss_slots, "metric_slots": self.metric_slots}
+                       "weights": self.weights, "loss_slots": self.loss_slots,
+                       "metric_slots": self.metric_slots}
         self.calls = {phase: [] for phase in PHASES}
         for ins in self.instructions:
             self.calls[ins.phase].append((ins.fn, view(ins.args)))
-        self.inputs, self.outputs, self.targets = (
-            [view(a) for a in arrays] for arrays in (self.inputs, self.outputs, self.targets))
+        self.inputs, self.outputs, self.targets, self.weights = (
+            [view(a) for a in arrays]
+            for arrays in (self.inputs, self.outputs, self.targets, self.weights))
         self.loss_slots = [(k, w, view(s)) for k, w, s in self.loss_slots]
         self.metric_slots = [(k, n, view(s), t) for k, n, s, t in self.metric_slots]
 

@@ -38,18 +38,23 @@ class LossKernels:
         value: ``value(p, y, [eps,] out)`` writes the batch mean into ``out[0]`` (float64).
         grad: ``grad(p, y, [eps,] scale, dp)`` writes ``scale * dloss/dp`` (scale = w / N).
         fused: Activation name -> ``grad(p, y, scale, dz)`` with respect to the logits.
+        weighted: ``weighted(p, y, [eps,] w, out)`` writes ``sum_i w_i * loss_i / N`` into
+            ``out[0]`` (one weight per row: ``fit(sample_weight=...)``); None: the loss
+            cannot be trained with sample weights on this device.
     """
 
     value: KernelRef
     grad: KernelRef
     fused: Mapping[str, KernelRef] = field(default_factory=dict)
+    weighted: KernelRef | None = None
 
     def resolved(self, device: Any) -> LossKernels:
         def get(k: KernelRef) -> Callable[..., Any]:
             return getattr(device.kernels, k) if isinstance(k, str) else k
 
         return LossKernels(get(self.value), get(self.grad),
-                           {a: get(f) for a, f in self.fused.items()})
+                           {a: get(f) for a, f in self.fused.items()},
+                           None if self.weighted is None else get(self.weighted))
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,8 @@ class Loss:
                 return self.kernels[key].resolved(device)
         if self.elementwise is not None:
             value, grad = device.generated("loss", *self.elementwise)
-            return LossKernels(value, grad)
+            return LossKernels(value, grad,
+                               weighted=device.generated("weighted loss", self.elementwise[0]))
         if self.value is not None and self.grad is not None and device.host_memory:
             return LossKernels(_into_slot(self.value, self.clipped), self.grad, self.fused)
         have = sorted(self.kernels) + (["host-memory devices"] if self.value else [])
@@ -115,10 +121,20 @@ class Loss:
             fused |= set(k.fused)
         return activation in fused
 
-    def bind_value(self, device: Any, p: Any, y: Any, slot: Any) -> BoundCall:
+    def bind_value(self, device: Any, p: Any, y: Any, slot: Any,
+                   weights: Any = None) -> BoundCall:
+        """The call writing the batch loss into ``slot[0]``: the mean, or with ``weights``
+        (one per row of ``p``) Keras' weighted ``sum_i w_i * loss_i / N``."""
         k = self.on(device)
         head = (p, y, EPSILON) if self.clipped else (p, y)
-        return (k.value, (*head, *self.extra, slot))
+        if weights is None:
+            return (k.value, (*head, *self.extra, slot))
+        if k.weighted is None:
+            raise PluginError(f"Loss {self.name!r} has no weighted value kernel for device "
+                              f"'{device.name}', so it cannot train with sample_weight or "
+                              "class_weight; give its LossKernels a weighted=... kernel, or "
+                              "define it with elementwise=(fn, derivative).")
+        return (k.weighted, (*head, *self.extra, weights, slot))
 
     def bind_grad(self, device: Any, p: Any, y: Any, scale: float, out: Any,
                   activation: str | None = None) -> BoundCall:
@@ -151,13 +167,15 @@ def _into_slot(value: Callable[..., float], clipped: bool) -> Callable[..., None
 
 def _builtin(name: str, value: str, grad: str, fused: dict[str, str] | None = None,
              **kw: Any) -> Loss:
-    return Loss(name, kernels={"*": LossKernels(value, grad, fused or {})}, **kw)
+    return Loss(name, kernels={"*": LossKernels(value, grad, fused or {}, f"{value}_weighted")},
+                **kw)
 
 
 def _by_code(name: str, code_name: str | None = None, a: float = 0.0, **kw: Any) -> Loss:
     """A loss computed by the ``row_loss`` kernels (``nexec.kernels.loss_rows``)."""
     code = CODES[code_name or name]
-    return Loss(name, kernels={"*": LossKernels("row_loss", "row_loss_grad")},
+    return Loss(name, kernels={"*": LossKernels("row_loss", "row_loss_grad",
+                                                weighted="row_loss_weighted")},
                 clipped=False, extra=(code, float(a), EPSILON), **kw)
 
 
@@ -222,7 +240,9 @@ def configured(name: str, **config: Any) -> Loss:
     elif name == "sparse_categorical_crossentropy" and logits:
         base = Loss(name, kernels={"*": LossKernels(
             "sparse_categorical_crossentropy_logits",
-            "sparse_categorical_crossentropy_logits_grad")}, sparse=True, clipped=False)
+            "sparse_categorical_crossentropy_logits_grad",
+            weighted="sparse_categorical_crossentropy_logits_weighted")}, sparse=True,
+            clipped=False)
     else:
         base = registry().loss(name)
     return replace(base, config=cfg)

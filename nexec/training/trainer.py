@@ -27,6 +27,7 @@ from nexec.training.loss_objects import resolve as resolve_loss
 from nexec.training.loss_objects import saved_form
 from nexec.training.metrics import resolve_metric
 from nexec.training.progress import ProgressBar
+from nexec.training.sample_weights import as_sample_weights
 
 __all__ = ["Trainer", "Predictor", "predictor", "param_store"]
 
@@ -218,8 +219,9 @@ class Trainer:
     # ----- loops --------------------------------------------------------------------------------
     def _run_epoch(self, executor: Executor, xs: list[np.ndarray], ys: list[np.ndarray],
                    batch: int, order: np.ndarray | None, train: bool,
-                   bar: ProgressBar | None = None, callbacks: CallbackList | None = None
-                   ) -> dict[str, float]:
+                   bar: ProgressBar | None = None, callbacks: CallbackList | None = None,
+                   ws: list[np.ndarray] | None = None) -> dict[str, float]:
+        """One pass over ``xs``/``ys`` (with per-output sample weights ``ws``, if any)."""
         n = len(xs[0])
         k = len(ys)
         per_output = [0.0] * k
@@ -235,8 +237,8 @@ class Trainer:
                 for c in callbacks.batch_begin:
                     c.on_train_batch_begin(i)
             with executor.lock:  # one arena: one thread's batch at a time
-                prog: Program = executor.program(b)
-                executor.load(prog, xs + ys, lo, hi, order)
+                prog: Program = executor.program(b, ws is not None)
+                executor.load(prog, xs + ys + (ws or []), lo, hi, order)
                 if counts is None:  # a number per 1-element slot, a host array per longer one
                     counts = [0 if s.shape[0] == 1 else np.zeros(s.shape[0], s.dtype)
                               for _, _, s, _ in prog.metric_slots]
@@ -265,28 +267,45 @@ class Trainer:
             logs[name] = metric.result(np.atleast_1d(c), t)
         return logs
 
+    def _data(self, x: Any, y: Any, where: str, sample_weight: Any = None,
+              class_weight: Any = None) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                 list[np.ndarray] | None]:
+        """Checked inputs, targets and per-output sample weights (None: unweighted)."""
+        xs = as_inputs(x, self.model, self.dtype)
+        ys = as_targets(y, self.model, self.losses, self.dtype)
+        if len(xs[0]) != len(ys[0]):
+            raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        ws = as_sample_weights(sample_weight, class_weight, ys, self.model, self.losses,
+                               self.dtype, where)
+        return xs, ys, ws
+
     def fit(self, x: Any, y: Any, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
-            steps_per_epoch: int | None = None, validation_freq: Any = 1) -> History:
+            steps_per_epoch: int | None = None, validation_freq: Any = 1,
+            sample_weight: Any = None, class_weight: Any = None) -> History:
         batch_size = optional_positive_int(batch_size, "batch_size", "fit()")
         model = self.model
-        xs = as_inputs(x, model, self.dtype)
-        ys = as_targets(y, model, self.losses, self.dtype)
-        if len(xs[0]) != len(ys[0]):
-            raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        xs, ys, ws = self._data(x, y, "fit()", sample_weight, class_weight)
         _check_validation_freq(validation_freq)
         val = None
         if validation_data is not None:
-            vx, vy = validation_data[0], validation_data[1]
-            val = (as_inputs(vx, model, self.dtype), as_targets(vy, model, self.losses,
-                                                                 self.dtype))
+            if not isinstance(validation_data, (tuple, list)) or \
+                    len(validation_data) not in (2, 3):
+                raise ArgumentError("fit(validation_data=...) takes a tuple (x_val, y_val) or "
+                                    "(x_val, y_val, val_sample_weight), got "
+                                    f"{type(validation_data).__name__}.")
+            vx, vy, *vsw = validation_data
+            val = self._data(vx, vy, "fit(validation_data=...)", *vsw)
         elif validation_split:
             if not 0 < validation_split < 1:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split}.")
             cut = int(len(xs[0]) * (1 - validation_split))
-            val = ([a[cut:] for a in xs], [a[cut:] for a in ys])
+            # Keras splits sample weights too; class weights weigh the training part only.
+            val = ([a[cut:] for a in xs], [a[cut:] for a in ys],
+                   None if ws is None or class_weight is not None else [a[cut:] for a in ws])
             xs, ys = [a[:cut] for a in xs], [a[:cut] for a in ys]
+            ws = None if ws is None else [a[:cut] for a in ws]
         n = len(xs[0])
         if n == 0:
             raise DataError("fit() got no training samples.")
@@ -325,7 +344,7 @@ class Trainer:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
             if position == 0:
                 order = generator().permutation(n) if shuffle else None
-            ex, ey, eorder = xs, ys, order
+            ex, ey, ew, eorder = xs, ys, ws, order
             epoch_steps = batches
             if steps_per_epoch is not None:
                 # Keras 3 on arrays: an epoch takes the next ``steps_per_epoch`` batches of
@@ -340,10 +359,12 @@ class Trainer:
                 lo, hi = position * batch, min(end * batch, n)
                 rows = order[lo:hi] if order is not None else slice(lo, hi)
                 ex, ey = [a[rows] for a in xs], [a[rows] for a in ys]
+                ew = None if ws is None else [a[rows] for a in ws]
                 eorder, epoch_steps = None, end - position
                 position = 0 if end >= batches else end
             bar = ProgressBar(epoch_steps, verbose)
-            logs = self._run_epoch(self.train_executor, ex, ey, batch, eorder, True, bar, cbs)
+            logs = self._run_epoch(self.train_executor, ex, ey, batch, eorder, True, bar, cbs,
+                                   ew)
             if not warned_nan and not np.isfinite(logs["loss"]):
                 warned_nan = True
                 warnings.warn(f"Epoch {epoch + 1}: the training loss of model '{model.name}' is "
@@ -351,7 +372,8 @@ class Trainer:
                               "rate, or stop at once with callbacks.TerminateOnNaN()).",
                               RuntimeWarning, stacklevel=3)
             if val is not None and _should_eval(epoch, validation_freq):
-                vlogs = self._run_epoch(self.eval_executor, val[0], val[1], batch, None, False)
+                vlogs = self._run_epoch(self.eval_executor, val[0], val[1], batch, None, False,
+                                        ws=val[2])
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
             bar.finish(logs)
             self.store.from_device(device)  # callbacks read (and may set) the weights
@@ -363,46 +385,39 @@ class Trainer:
         return history
 
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: Any = "auto",
-                 return_dict: bool = False) -> Any:
+                 return_dict: bool = False, sample_weight: Any = None) -> Any:
         batch_size = optional_positive_int(batch_size, "batch_size", "evaluate()")
-        xs = as_inputs(x, self.model, self.dtype)
-        ys = as_targets(y, self.model, self.losses, self.dtype)
-        if len(xs[0]) != len(ys[0]):
-            raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        xs, ys, ws = self._data(x, y, "evaluate()", sample_weight)
         if len(xs[0]) == 0:
             raise DataError("evaluate() got no samples (x has 0 rows).")
         batch = min(batch_size or 32, len(xs[0]))
         bar = ProgressBar(-(-len(xs[0]) // batch), _verbosity(verbose, 0))
         self.store.to_device()
-        logs = self._run_epoch(self.eval_executor, xs, ys, batch, None, False)
+        logs = self._run_epoch(self.eval_executor, xs, ys, batch, None, False, ws=ws)
         bar.finish(logs)
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def train_on_batch(self, x: Any, y: Any, return_dict: bool = False) -> Any:
-        xs = as_inputs(x, self.model, self.dtype)
-        ys = as_targets(y, self.model, self.losses, self.dtype)
-        if len(xs[0]) != len(ys[0]):
-            raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None, class_weight: Any = None,
+                       return_dict: bool = False) -> Any:
+        xs, ys, ws = self._data(x, y, "train_on_batch()", sample_weight, class_weight)
         if len(xs[0]) == 0:
             raise DataError("train_on_batch() got no samples (x has 0 rows).")
         self.store.to_device()
-        logs = self._run_epoch(self.train_executor, xs, ys, len(xs[0]), None, True)
+        logs = self._run_epoch(self.train_executor, xs, ys, len(xs[0]), None, True, ws=ws)
         self.store.from_device(get_device(self.device))
         return _result(logs, return_dict)
 
-    def test_on_batch(self, x: Any, y: Any, return_dict: bool = False) -> Any:
+    def test_on_batch(self, x: Any, y: Any, sample_weight: Any = None,
+                      return_dict: bool = False) -> Any:
         """Loss (and metrics) of one batch, without updating anything."""
-        xs = as_inputs(x, self.model, self.dtype)
-        ys = as_targets(y, self.model, self.losses, self.dtype)
-        if len(xs[0]) != len(ys[0]):
-            raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+        xs, ys, ws = self._data(x, y, "test_on_batch()", sample_weight)
         if len(xs[0]) == 0:
             raise DataError("test_on_batch() got no samples (x has 0 rows).")
         self.store.to_device()
-        logs = self._run_epoch(self.eval_executor, xs, ys, len(xs[0]), None, False)
+        logs = self._run_epoch(self.eval_executor, xs, ys, len(xs[0]), None, False, ws=ws)
         return _result(logs, return_dict)
 
 

@@ -15,6 +15,9 @@ factories for the device):
   (float64; NaN for no elements); ``grad_kernel(p, y, scale, dp)`` writes
   ``dp = scale * grad(p, y) / C`` (C columns; the caller passes ``scale = weight / rows``,
   as for the built-in losses).
+* ``weighted_loss_kernel(fn) -> value``: ``value(p, y, w, out)`` writes
+  ``sum_i w_i * mean_j fn(p_ij, y_ij) / rows`` (``fit(sample_weight=...)``, Keras'
+  "sum_over_batch_size"); ``w`` holds one weight per row.
 * ``metric_kernel(fn) -> count``: ``count(p, y, out)`` writes the float64 sum of ``fn`` over
   all elements into ``out[0]`` (the caller divides by the element count).
 
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-__all__ = ["activation_kernels", "loss_kernels", "metric_kernel"]
+__all__ = ["activation_kernels", "loss_kernels", "weighted_loss_kernel", "metric_kernel"]
 
 Scalar1 = Callable[[float], float]
 Scalar2 = Callable[[float, float], float]
@@ -153,6 +156,38 @@ def loss_kernels(fn: Scalar2, grad: Scalar2) -> tuple[Any, Any]:
         ``dp = scale * grad(p, y) / C`` with ``C = p.shape[1]``.
     """
     return _loss_value_kernel(fn), _loss_grad_kernel(grad)
+
+
+@functools.cache
+def weighted_loss_kernel(fn: Scalar2) -> Any:
+    """``value(p, y, w, out)``: ``out[0] = sum_i w[i] * sum_j fn(p_ij, y_ij) / (rows * C)``.
+
+    Args:
+        fn: ``(p, t) -> loss`` of one prediction and its target.
+    """
+    f = _scalar(fn)
+
+    @_generated
+    def value(p, y, w, out):
+        if p.shape != y.shape:
+            raise ValueError("loss value: p and y shapes differ")
+        if out.shape[0] < 1:
+            raise ValueError("loss value: out must be a 1-element array")
+        rows, cols = p.shape
+        if w.ndim != 1 or w.shape[0] != rows:
+            raise ValueError("weighted loss: w must hold one weight per row of p")
+        if rows * cols == 0:
+            out[0] = np.nan
+            return
+        total = 0.0
+        for i in range(rows):
+            row = 0.0
+            for j in range(cols):
+                row += f(np.float64(p[i, j]), np.float64(y[i, j]))
+            total += np.float64(w[i]) * row
+        out[0] = total / (rows * cols)
+
+    return value
 
 
 @functools.cache

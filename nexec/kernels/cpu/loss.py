@@ -13,6 +13,9 @@ Conventions:
   ``d(loss_weight * batch_mean_loss) / d(input)`` into the given output, arithmetic in
   float64, rounded once on store;
 * ``eps`` is Keras' ``backend.epsilon()`` (1e-7) and is passed in, not hard-coded.
+* ``*_weighted`` value kernels (``fit(sample_weight=...)``) take ``w``, one weight per row,
+  before ``out`` and write ``sum_i w_i * loss_i / N``; ``scale_rows(dp, w)`` turns any loss
+  gradient into that of the weighted loss.
 
 Clipping follows ``clip(x, eps, 1 - eps)`` as Keras' backends do it, with both bounds
 rounded to the prediction's dtype (float32: ``[1.0000000117e-7, 0.99999988]``); the
@@ -55,6 +58,13 @@ __all__ = [
     "sparse_categorical_accuracy_count",
     "binary_accuracy_count",
     "check_finite",
+    "categorical_crossentropy_weighted",
+    "sparse_categorical_crossentropy_weighted",
+    "binary_crossentropy_weighted",
+    "mean_squared_error_weighted",
+    "row_loss_weighted",
+    "sparse_categorical_crossentropy_logits_weighted",
+    "scale_rows",
 ]
 
 
@@ -92,18 +102,25 @@ def categorical_crossentropy(p, y, eps, out):
     lo, hi = _clip_bounds(p, eps)
     total = 0.0
     for i in range(n):
-        s = 0.0
-        for j in range(k):
-            s += p[i, j]
-        row = 0.0
-        for j in range(k):
-            yj = float(y[i, j])
-            if yj != 0.0:
-                q = p[i, j] / s
-                c = min(max(q, lo), hi)
-                row -= yj * math.log(c)
-        total += row
+        total += _cce_row(p, y, i, lo, hi)
     out[0] = total / n
+
+
+@kernel
+def _cce_row(p, y, i, lo, hi):
+    """Categorical crossentropy of row ``i`` (clip bounds from :func:`_clip_bounds`)."""
+    k = p.shape[1]
+    s = 0.0
+    for j in range(k):
+        s += p[i, j]
+    row = 0.0
+    for j in range(k):
+        yj = float(y[i, j])
+        if yj != 0.0:
+            q = p[i, j] / s
+            c = min(max(q, lo), hi)
+            row -= yj * math.log(c)
+    return row
 
 
 @kernel
@@ -182,12 +199,19 @@ def sparse_categorical_crossentropy(p, labels, eps, out):
     lo, hi = _clip_bounds(p, eps)
     total = 0.0
     for i in range(n):
-        s = 0.0
-        for j in range(k):
-            s += p[i, j]
-        q = p[i, labels[i]] / s
-        total -= math.log(min(max(q, lo), hi))
+        total -= _sparse_cce_neg_row(p, labels, i, lo, hi)
     out[0] = total / n
+
+
+@kernel
+def _sparse_cce_neg_row(p, labels, i, lo, hi):
+    """Minus the sparse crossentropy of row ``i``: ``log(clip(q_label))``."""
+    k = p.shape[1]
+    s = 0.0
+    for j in range(k):
+        s += p[i, j]
+    q = p[i, labels[i]] / s
+    return math.log(min(max(q, lo), hi))
 
 
 @kernel
@@ -254,13 +278,19 @@ def binary_crossentropy(p, y, eps, out):
     lo, hi = _clip_bounds(p, eps)
     total = 0.0
     for i in range(n):
-        row = 0.0
-        for j in range(k):
-            c = min(max(float(p[i, j]), lo), hi)
-            yj = float(y[i, j])
-            row -= yj * math.log(c) + (1.0 - yj) * math.log(1.0 - c)
-        total += row
+        total += _bce_row(p, y, i, lo, hi)
     out[0] = total / (n * k)
+
+
+@kernel
+def _bce_row(p, y, i, lo, hi):
+    """Sum over row ``i`` of the elementwise binary crossentropy (not yet over ``C``)."""
+    row = 0.0
+    for j in range(p.shape[1]):
+        c = min(max(float(p[i, j]), lo), hi)
+        yj = float(y[i, j])
+        row -= yj * math.log(c) + (1.0 - yj) * math.log(1.0 - c)
+    return row
 
 
 @kernel
@@ -390,14 +420,21 @@ def sparse_categorical_crossentropy_logits(z, labels, out):
         return
     total = 0.0
     for i in range(n):
-        m = -np.inf
-        for j in range(k):
-            m = max(m, float(z[i, j]))
-        se = 0.0
-        for j in range(k):
-            se += math.exp(float(z[i, j]) - m)
-        total += m + math.log(se) - float(z[i, labels[i]])
+        total += _sparse_logits_row(z, labels, i)
     out[0] = total / n
+
+
+@kernel
+def _sparse_logits_row(z, labels, i):
+    """``logsumexp(z[i]) - z[i, label]``."""
+    k = z.shape[1]
+    m = -np.inf
+    for j in range(k):
+        m = max(m, float(z[i, j]))
+    se = 0.0
+    for j in range(k):
+        se += math.exp(float(z[i, j]) - m)
+    return m + math.log(se) - float(z[i, labels[i]])
 
 
 @kernel
@@ -417,6 +454,138 @@ def sparse_categorical_crossentropy_logits_grad(z, labels, scale, dz):
         for j in range(k):
             dz[i, j] = scale * math.exp(float(z[i, j]) - m) / se
         dz[i, labels[i]] -= scale
+
+
+# ------------------------------------------------------------------------------ weighted
+# ``fit(sample_weight=...)``: Keras' "sum_over_batch_size" reduction of weighted losses,
+# ``sum_i w_i * loss_i / N`` (N the number of loss rows, *not* the sum of the weights), and
+# the rows of the loss gradient scaled by the same weights. ``w`` holds one weight per row.
+
+
+@kernel
+def _check_weights(w, n):
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError("weighted loss: w must hold one weight per row of p")
+
+
+@kernel
+def categorical_crossentropy_weighted(p, y, eps, w, out):
+    """``sum_i w_i * cce_i / N`` (:func:`categorical_crossentropy` with row weights)."""
+    if p.shape != y.shape:
+        raise ValueError("categorical_crossentropy_weighted: p and y shapes differ")
+    _check_out(out)
+    n = p.shape[0]
+    _check_weights(w, n)
+    if n == 0:
+        out[0] = np.nan
+        return
+    lo, hi = _clip_bounds(p, eps)
+    total = 0.0
+    for i in range(n):
+        total += float(w[i]) * _cce_row(p, y, i, lo, hi)
+    out[0] = total / n
+
+
+@kernel
+def sparse_categorical_crossentropy_weighted(p, labels, eps, w, out):
+    """``sum_i w_i * scce_i / N`` (:func:`sparse_categorical_crossentropy`, row weights)."""
+    n, k = p.shape
+    _check_labels(labels, n, k)
+    _check_out(out)
+    _check_weights(w, n)
+    if n == 0:
+        out[0] = np.nan
+        return
+    lo, hi = _clip_bounds(p, eps)
+    total = 0.0
+    for i in range(n):
+        total -= float(w[i]) * _sparse_cce_neg_row(p, labels, i, lo, hi)
+    out[0] = total / n
+
+
+@kernel
+def binary_crossentropy_weighted(p, y, eps, w, out):
+    """``sum_i w_i * bce_i / N``, ``bce_i`` the mean over row ``i``'s ``C`` entries."""
+    if p.shape != y.shape:
+        raise ValueError("binary_crossentropy_weighted: p and y shapes differ")
+    _check_out(out)
+    n, k = p.shape
+    _check_weights(w, n)
+    if n == 0 or k == 0:
+        out[0] = np.nan
+        return
+    lo, hi = _clip_bounds(p, eps)
+    total = 0.0
+    for i in range(n):
+        total += float(w[i]) * _bce_row(p, y, i, lo, hi)
+    out[0] = total / (n * k)
+
+
+@kernel
+def mean_squared_error_weighted(p, y, w, out):
+    """``sum_i w_i * mse_i / N``, ``mse_i`` the mean of ``(p - y)^2`` over row ``i``."""
+    if p.shape != y.shape:
+        raise ValueError("mean_squared_error_weighted: p and y shapes differ")
+    _check_out(out)
+    n, k = p.shape
+    _check_weights(w, n)
+    if n == 0 or k == 0:
+        out[0] = np.nan
+        return
+    total = 0.0
+    for i in range(n):
+        row = 0.0
+        for j in range(k):
+            d = float(p[i, j]) - float(y[i, j])
+            row += d * d
+        total += float(w[i]) * row
+    out[0] = total / (n * k)
+
+
+@kernel
+def row_loss_weighted(p, y, code, a, eps, w, out):
+    """``sum_i w_i * loss_i / N`` for the loss ``code`` of :func:`row_loss`."""
+    if p.shape != y.shape:
+        raise ValueError("row_loss_weighted: p and y shapes differ")
+    _check_out(out)
+    n, k = p.shape
+    _check_weights(w, n)
+    if n == 0 or k == 0:
+        out[0] = np.nan
+        return
+    pm = _hinge_pm(y) if code == loss_rows.HINGE or code == loss_rows.SQUARED_HINGE else 0.0
+    total = 0.0
+    for i in range(n):
+        total += float(w[i]) * _row_value(code, p, y, i, a, eps, pm)
+    out[0] = total / n
+
+
+@kernel
+def sparse_categorical_crossentropy_logits_weighted(z, labels, w, out):
+    """``sum_i w_i * (logsumexp(z_i) - z_i[label_i]) / N``."""
+    n, k = z.shape
+    _check_labels(labels, n, k)
+    _check_out(out)
+    _check_weights(w, n)
+    if n == 0:
+        out[0] = np.nan
+        return
+    total = 0.0
+    for i in range(n):
+        total += float(w[i]) * _sparse_logits_row(z, labels, i)
+    out[0] = total / n
+
+
+@kernel
+def scale_rows(dp, w):
+    """``dp[i, :] *= w[i]``: a loss gradient (of any loss, through any fused activation)
+    made the gradient of the weighted loss, in place."""
+    n, k = dp.shape
+    _check_weights(w, n)
+    for i in range(n):
+        f = float(w[i])
+        for j in range(k):
+            dp[i, j] = float(dp[i, j]) * f
 
 
 # ------------------------------------------------------------------------------ metrics

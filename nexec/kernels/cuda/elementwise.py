@@ -31,7 +31,7 @@ from numba import float64
 from nexec.kernels.cuda.backend import MAX_THREADS, config_1d, cuda, jit
 from nexec.kernels.cuda.loss import block_sum, check_out, reduce_config
 
-__all__ = ["activation_kernels", "loss_kernels", "metric_kernel"]
+__all__ = ["activation_kernels", "loss_kernels", "weighted_loss_kernel", "metric_kernel"]
 
 Scalar1 = Callable[[float], float]
 Scalar2 = Callable[[float, float], float]
@@ -169,6 +169,38 @@ def loss_kernels(fn: Scalar2, grad: Scalar2) -> tuple[Any, Any]:
     """Launchers ``(value(p, y, out), grad_kernel(p, y, scale, dp))`` of a loss given per
     element by ``fn(p, t)`` and its derivative ``grad(p, t)`` with respect to ``p``."""
     return _loss_value_kernel(fn), _loss_grad_kernel(grad)
+
+
+@functools.cache
+def weighted_loss_kernel(fn: Scalar2) -> Callable[..., None]:
+    """Launcher ``value(p, y, w, out)``: ``out[0] = sum_i w[i] * sum_j fn(p_ij, y_ij) /
+    (rows * C)``, one weight per row (``fit(sample_weight=...)``)."""
+    f = _device_fn(fn)
+
+    @jit
+    def _wsum(p, y, w, out):
+        rows = p.shape[0]
+        cols = p.shape[1]
+        part = cuda.shared.array(MAX_THREADS, float64)
+        acc = 0.0
+        for i in range(cuda.threadIdx.x, rows, cuda.blockDim.x):
+            row = 0.0
+            for j in range(cols):
+                row += f(float64(p[i, j]), float64(y[i, j]))
+            acc += float64(w[i]) * row
+        total = block_sum(part, acc)
+        if cuda.threadIdx.x == 0:
+            out[0] = total / (rows * cols) if rows * cols > 0 else math.nan
+
+    def value(p: Any, y: Any, w: Any, out: Any, *, stream: Any = 0) -> None:
+        """``out[0]`` = weighted per-row mean loss summed, over the rows (NaN for none)."""
+        _same_shape("loss value", p, y)
+        if w.ndim != 1 or w.shape[0] != p.shape[0]:
+            raise ValueError("weighted loss: w must hold one weight per row of p")
+        check_out(out, "loss value")
+        _wsum[reduce_config(p.shape[0]) + (stream,)](p, y, w, out)
+
+    return _with_kernel(value, _wsum)
 
 
 @functools.cache

@@ -11,6 +11,9 @@ optional keyword-only ``stream``. Reductions write into a 1-element device array
   ``binary_crossentropy``, ``mean_squared_error``): ``out`` is float64 and receives the
   batch mean (a float32 one would get the float64 result rounded). An empty batch writes
   NaN.
+* **weighted values** (``*_weighted``, for ``fit(sample_weight=...)``): the value kernel's
+  arguments with ``w`` (one weight per row) before ``out``, which receives
+  ``sum_i w_i * loss_i / N``; ``scale_rows(dp, w)`` scales a loss gradient's rows in place.
 * **counts** (``*_accuracy_count``): ``out`` is int64 and receives the count.
 * ``check_finite(x, out)``: ``out`` is int64 and receives 1 when every element of ``x``
   is finite and 0 otherwise; ``x`` must be C-contiguous (any rank) or 1-D (the CPU kernel
@@ -66,6 +69,13 @@ __all__ = [
     "sparse_categorical_crossentropy_logits",
     "sparse_categorical_crossentropy_logits_grad",
     "sparse_softmax_crossentropy_grad",
+    "categorical_crossentropy_weighted",
+    "sparse_categorical_crossentropy_weighted",
+    "binary_crossentropy_weighted",
+    "mean_squared_error_weighted",
+    "row_loss_weighted",
+    "sparse_categorical_crossentropy_logits_weighted",
+    "scale_rows",
 ]
 
 
@@ -143,25 +153,64 @@ def _row_sum(p, i):
     return s
 
 
+# --------------------------------------------------------------------------- row losses
+
+
+@jit(device=True)
+def _cce_row(p, y, i, lo, hi):
+    """Categorical crossentropy of row ``i`` (a row summing to zero gives NaN)."""
+    k = p.shape[1]
+    s = _row_sum(p, i)
+    row = 0.0
+    for j in range(k):
+        yj = float64(y[i, j])
+        if yj != 0.0:
+            q = p[i, j] / s if s != 0.0 else math.nan
+            c = _clip(q, lo, hi)
+            row -= yj * math.log(c)
+    return row
+
+
+@jit(device=True)
+def _sparse_cce_neg_row(p, labels, i, lo, hi):
+    """Minus the sparse crossentropy of row ``i`` (NaN for a bad label or a zero row)."""
+    lab = labels[i]
+    s = _row_sum(p, i)
+    if lab < 0 or lab >= p.shape[1] or s == 0.0:
+        return math.nan
+    return math.log(_clip(p[i, lab] / s, lo, hi))
+
+
+@jit(device=True)
+def _bce_row(p, y, i, lo, hi):
+    """Sum over row ``i`` of the elementwise binary crossentropy (not yet over ``C``)."""
+    row = 0.0
+    for j in range(p.shape[1]):
+        c = _clip(float64(p[i, j]), lo, hi)
+        yj = float64(y[i, j])
+        row -= yj * math.log(c) + (1.0 - yj) * math.log(1.0 - c)
+    return row
+
+
+@jit(device=True)
+def _mse_row(p, y, i):
+    row = 0.0
+    for j in range(p.shape[1]):
+        d = float64(p[i, j]) - float64(y[i, j])
+        row += d * d
+    return row
+
+
 # --------------------------------------------------------------------------- value kernels
 
 
 @jit
 def _cce_value(p, y, lo, hi, out):
     n = p.shape[0]
-    k = p.shape[1]
     part = cuda.shared.array(MAX_THREADS, float64)
     acc = 0.0
     for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-        s = _row_sum(p, i)
-        row = 0.0
-        for j in range(k):
-            yj = float64(y[i, j])
-            if yj != 0.0:
-                q = p[i, j] / s if s != 0.0 else math.nan
-                c = _clip(q, lo, hi)
-                row -= yj * math.log(c)
-        acc += row
+        acc += _cce_row(p, y, i, lo, hi)
     total = block_sum(part, acc)
     if cuda.threadIdx.x == 0:
         out[0] = total / n if n > 0 else math.nan
@@ -170,18 +219,10 @@ def _cce_value(p, y, lo, hi, out):
 @jit
 def _sparse_cce_value(p, labels, lo, hi, out):
     n = p.shape[0]
-    k = p.shape[1]
     part = cuda.shared.array(MAX_THREADS, float64)
     acc = 0.0
     for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-        lab = labels[i]
-        s = _row_sum(p, i)
-        if lab < 0 or lab >= k or s == 0.0:
-            acc += math.nan
-        else:
-            q = p[i, lab] / s
-            c = _clip(q, lo, hi)
-            acc -= math.log(c)
+        acc -= _sparse_cce_neg_row(p, labels, i, lo, hi)
     total = block_sum(part, acc)
     if cuda.threadIdx.x == 0:
         out[0] = total / n if n > 0 else math.nan
@@ -194,13 +235,7 @@ def _bce_value(p, y, lo, hi, out):
     part = cuda.shared.array(MAX_THREADS, float64)
     acc = 0.0
     for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-        row = 0.0
-        for j in range(k):
-            pj = float64(p[i, j])
-            c = _clip(pj, lo, hi)
-            yj = float64(y[i, j])
-            row -= yj * math.log(c) + (1.0 - yj) * math.log(1.0 - c)
-        acc += row
+        acc += _bce_row(p, y, i, lo, hi)
     total = block_sum(part, acc)
     if cuda.threadIdx.x == 0:
         out[0] = total / (n * k) if n * k > 0 else math.nan
@@ -437,18 +472,21 @@ def _logsumexp_row(z, i):
     return m + math.log(se)
 
 
+@jit(device=True)
+def _sparse_logits_row(z, labels, i):
+    lab = labels[i]
+    if lab >= 0 and lab < z.shape[1]:
+        return _logsumexp_row(z, i) - float64(z[i, lab])
+    return math.nan
+
+
 @jit
 def _sparse_logits_value(z, labels, out):
     n = z.shape[0]
-    k = z.shape[1]
     part = cuda.shared.array(MAX_THREADS, float64)
     acc = 0.0
     for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-        lab = labels[i]
-        if lab >= 0 and lab < k:
-            acc += _logsumexp_row(z, i) - float64(z[i, lab])
-        else:
-            acc += math.nan
+        acc += _sparse_logits_row(z, labels, i)
     total = block_sum(part, acc)
     if cuda.threadIdx.x == 0:
         out[0] = total / n if n > 0 else math.nan
@@ -464,6 +502,96 @@ def _sparse_logits_grad(z, labels, scale, dz):
             dz[i, j] = scale * math.exp(float64(z[i, j]) - lse) if lab >= 0 and lab < k else 0.0
         if lab >= 0 and lab < k:
             dz[i, lab] -= scale
+
+
+# --------------------------------------------------------------------------- weighted
+# ``fit(sample_weight=...)``: ``sum_i w_i * loss_i / N`` (Keras' "sum_over_batch_size"),
+# one block as the unweighted values; ``scale_rows`` scales a loss gradient's rows by ``w``.
+
+
+@jit
+def _cce_value_w(p, y, lo, hi, w, out):
+    n = p.shape[0]
+    part = cuda.shared.array(MAX_THREADS, float64)
+    acc = 0.0
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        acc += float64(w[i]) * _cce_row(p, y, i, lo, hi)
+    total = block_sum(part, acc)
+    if cuda.threadIdx.x == 0:
+        out[0] = total / n if n > 0 else math.nan
+
+
+@jit
+def _sparse_cce_value_w(p, labels, lo, hi, w, out):
+    n = p.shape[0]
+    part = cuda.shared.array(MAX_THREADS, float64)
+    acc = 0.0
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        acc -= float64(w[i]) * _sparse_cce_neg_row(p, labels, i, lo, hi)
+    total = block_sum(part, acc)
+    if cuda.threadIdx.x == 0:
+        out[0] = total / n if n > 0 else math.nan
+
+
+@jit
+def _bce_value_w(p, y, lo, hi, w, out):
+    n = p.shape[0]
+    k = p.shape[1]
+    part = cuda.shared.array(MAX_THREADS, float64)
+    acc = 0.0
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        acc += float64(w[i]) * _bce_row(p, y, i, lo, hi)
+    total = block_sum(part, acc)
+    if cuda.threadIdx.x == 0:
+        out[0] = total / (n * k) if n * k > 0 else math.nan
+
+
+@jit
+def _mse_value_w(p, y, w, out):
+    n = p.shape[0]
+    k = p.shape[1]
+    part = cuda.shared.array(MAX_THREADS, float64)
+    acc = 0.0
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        acc += float64(w[i]) * _mse_row(p, y, i)
+    total = block_sum(part, acc)
+    if cuda.threadIdx.x == 0:
+        out[0] = total / (n * k) if n * k > 0 else math.nan
+
+
+@jit
+def _row_loss_value_w(p, y, code, a, eps, w, out):
+    n = p.shape[0]
+    part = cuda.shared.array(MAX_THREADS, float64)
+    pm = _hinge_pm(part, code, y)
+    acc = 0.0
+    if p.shape[1] > 0:
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            acc += float64(w[i]) * _row_value(code, p, y, i, a, eps, pm)
+    total = block_sum(part, acc)
+    if cuda.threadIdx.x == 0:
+        out[0] = total / n if n * p.shape[1] > 0 else math.nan
+
+
+@jit
+def _sparse_logits_value_w(z, labels, w, out):
+    n = z.shape[0]
+    part = cuda.shared.array(MAX_THREADS, float64)
+    acc = 0.0
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        acc += float64(w[i]) * _sparse_logits_row(z, labels, i)
+    total = block_sum(part, acc)
+    if cuda.threadIdx.x == 0:
+        out[0] = total / n if n > 0 else math.nan
+
+
+@jit
+def _scale_rows(dp, w):
+    cols = dp.shape[1]
+    for idx in range(cuda.grid(1), dp.shape[0] * cols, cuda.gridsize(1)):
+        i = idx // cols
+        j = idx - i * cols
+        dp[i, j] = float64(dp[i, j]) * float64(w[i])
 
 
 # --------------------------------------------------------------------------- launch helpers
@@ -691,3 +819,77 @@ def check_finite(x: Any, out: Any, *, stream: Any = 0) -> None:
     if flat.shape[0] == 0:
         return
     _clear_if_not_finite[config_1d(flat.shape[0]) + (stream,)](flat, out)
+
+
+# --------------------------------------------------------------------------- weighted
+
+
+def _weights(p: Any, w: Any, where: str) -> None:
+    if w.ndim != 1 or w.shape[0] != p.shape[0]:
+        raise ValueError(f"{where}: w must hold one weight per row of p")
+
+
+def categorical_crossentropy_weighted(p: Any, y: Any, eps: float, w: Any, out: Any, *,
+                                      stream: Any = 0) -> None:
+    """``sum_i w_i * cce_i / N`` into ``out[0]`` (the CPU kernel of the same name)."""
+    _same_shape(p, y, "categorical_crossentropy_weighted")
+    _weights(p, w, "categorical_crossentropy_weighted")
+    check_out(out, "categorical_crossentropy_weighted")
+    lo, hi = _clip_bounds(p.dtype, eps)
+    _cce_value_w[reduce_config(p.shape[0]) + (stream,)](p, y, lo, hi, w, out)
+
+
+def sparse_categorical_crossentropy_weighted(p: Any, labels: Any, eps: float, w: Any,
+                                             out: Any, *, stream: Any = 0) -> None:
+    """``sum_i w_i * scce_i / N`` into ``out[0]`` (a bad label makes it NaN)."""
+    _labels_shape(p, labels, "sparse_categorical_crossentropy_weighted")
+    _weights(p, w, "sparse_categorical_crossentropy_weighted")
+    check_out(out, "sparse_categorical_crossentropy_weighted")
+    lo, hi = _clip_bounds(p.dtype, eps)
+    _sparse_cce_value_w[reduce_config(p.shape[0]) + (stream,)](p, labels, lo, hi, w, out)
+
+
+def binary_crossentropy_weighted(p: Any, y: Any, eps: float, w: Any, out: Any, *,
+                                 stream: Any = 0) -> None:
+    """``sum_i w_i * bce_i / N`` (``bce_i`` the mean over row ``i``) into ``out[0]``."""
+    _same_shape(p, y, "binary_crossentropy_weighted")
+    _weights(p, w, "binary_crossentropy_weighted")
+    check_out(out, "binary_crossentropy_weighted")
+    lo, hi = _clip_bounds(p.dtype, eps)
+    _bce_value_w[reduce_config(p.shape[0]) + (stream,)](p, y, lo, hi, w, out)
+
+
+def mean_squared_error_weighted(p: Any, y: Any, w: Any, out: Any, *, stream: Any = 0) -> None:
+    """``sum_i w_i * mse_i / N`` (``mse_i`` the mean over row ``i``) into ``out[0]``."""
+    _same_shape(p, y, "mean_squared_error_weighted")
+    _weights(p, w, "mean_squared_error_weighted")
+    check_out(out, "mean_squared_error_weighted")
+    _mse_value_w[reduce_config(p.shape[0]) + (stream,)](p, y, w, out)
+
+
+def row_loss_weighted(p: Any, y: Any, code: int, a: float, eps: float, w: Any, out: Any, *,
+                      stream: Any = 0) -> None:
+    """``sum_i w_i * loss_i / N`` for the loss ``code`` of :func:`row_loss`."""
+    _same_shape(p, y, "row_loss_weighted")
+    _weights(p, w, "row_loss_weighted")
+    check_out(out, "row_loss_weighted")
+    _row_loss_value_w[reduce_config(p.shape[0]) + (stream,)](p, y, int(code), float(a),
+                                                              float(eps), w, out)
+
+
+def sparse_categorical_crossentropy_logits_weighted(z: Any, labels: Any, w: Any, out: Any, *,
+                                                    stream: Any = 0) -> None:
+    """``sum_i w_i * (logsumexp(z_i) - z_i[label_i]) / N`` into ``out[0]``."""
+    _labels_shape(z, labels, "sparse_categorical_crossentropy_logits_weighted")
+    _weights(z, w, "sparse_categorical_crossentropy_logits_weighted")
+    check_out(out, "sparse_categorical_crossentropy_logits_weighted")
+    _sparse_logits_value_w[reduce_config(z.shape[0]) + (stream,)](z, labels, w, out)
+
+
+def scale_rows(dp: Any, w: Any, *, stream: Any = 0) -> None:
+    """``dp[i, :] *= w[i]`` in place: a loss gradient made that of the weighted loss."""
+    if dp.ndim != 2:
+        raise ValueError("scale_rows: dp must be 2-D")
+    _weights(dp, w, "scale_rows")
+    if dp.shape[0] * dp.shape[1]:
+        _scale_rows[config_1d(dp.shape[0] * dp.shape[1]) + (stream,)](dp, w)

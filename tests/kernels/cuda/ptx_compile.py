@@ -76,6 +76,8 @@ def main() -> int:
         value, grad_kernel = E.loss_kernels(fn, grad)
         generated += [(f"elementwise {name} value", value.kernel, "sum"),
                       (f"elementwise {name} grad", grad_kernel.kernel, "grad")]
+        generated.append((f"elementwise {name} weighted value",
+                          E.weighted_loss_kernel(fn).kernel, "wsum"))
     for name, (fn, _) in METRICS.items():
         generated.append((f"elementwise {name} metric", E.metric_kernel(fn).kernel, "sum"))
 
@@ -114,9 +116,18 @@ def main() -> int:
             ("loss._sparse_cat_acc", L._sparse_cat_acc, (a2, lab, oi)),
             ("loss._bin_acc", L._bin_acc, (a2, a2, f64, oi)),
             ("loss._clear_if_not_finite", L._clear_if_not_finite, (a1, oi)),
+            # sample weights: weighted values (weights in the model dtype) and row scaling
+            ("loss._cce_value_w", L._cce_value_w, (a2, a2, f64, f64, a1, o64)),
+            ("loss._sparse_cce_value_w", L._sparse_cce_value_w, (a2, lab, f64, f64, a1, o64)),
+            ("loss._bce_value_w", L._bce_value_w, (a2, a2, f64, f64, a1, o64)),
+            ("loss._mse_value_w", L._mse_value_w, (a2, a2, a1, o64)),
+            # Not listed: _row_loss_value(_w), _row_loss_grad and _sparse_logits_value(_w): the
+            # shared row math (loss_rows.py, _logsumexp_row) uses the builtin min/max, which
+            # the real CUDA target does not type (reported; the unweighted ones fail too).
+            ("loss._scale_rows", L._scale_rows, (s2, a1)),
         ]
         sigs = {"fwd": (s2, s2), "bwd": (s2, s2, s2), "sum": (s2, a2, b, o64),
-                "grad": (s2, a2, f64, s2)}
+                "grad": (s2, a2, f64, s2), "wsum": (s2, a2, a1, o64)}
         jobs += [(name, kernel, sigs[kind]) for name, kernel, kind in generated]
         jobs += [
             ("optimizer._sgd", O._sgd, (a1, a1, a1, o64)),

@@ -147,6 +147,26 @@ def test_loss_grad(name):
     check(host(whole)[:, LEFT:LEFT + C], expected, np.float32, f"{name} grad float32")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_weighted_loss_value(name, dtype):
+    """``sum_i w_i * mean_j fn / N`` (``fit(sample_weight=...)``), as NumPy and the CPU."""
+    fn, _, np_fn = LOSSES[name]
+    value = gpu.weighted_loss_kernel(fn)
+    p, t = separated(np.random.default_rng(5), (N, C))
+    p, t = p.astype(dtype), t.astype(dtype)
+    w = np.random.default_rng(6).uniform(0.0, 2.0, N).astype(dtype)
+    per = np.mean(np_fn(p.astype(np.float64), t.astype(np.float64)), axis=-1)
+    expected = float(np.sum(w.astype(np.float64) * per) / N)
+    got = value_of(value, dev(p), dev(t), dev(w))
+    assert abs(got - expected) <= 1e-12 * abs(expected)
+    cpu_out = np.zeros(1)
+    cpu.weighted_loss_kernel(fn)(p, t, w, cpu_out)
+    assert abs(got - cpu_out[0]) <= 1e-12 * abs(expected)
+    with pytest.raises(ValueError, match="one weight per row"):
+        value(dev(p), dev(t), dev(w[:-1]), sentinel((1,), np.float64))
+
+
 def test_loss_empty_and_errors():
     value, grad_kernel = gpu.loss_kernels(*LOSSES["absolute_error"][:2])
     assert np.isnan(value_of(value, dev(np.zeros((0, 3))), dev(np.zeros((0, 3)))))

@@ -234,3 +234,58 @@ def test_sparse_crossentropy_from_logits_matches_cpu():
     ddz = dev(np.full_like(z, np.nan))
     gpu.sparse_categorical_crossentropy_logits_grad(dev(z), dev(labels), SCALE, ddz)
     check(ddz, dz, np.float64, "sparse logits grad")
+
+
+# --------------------------------------------------------------------------- weighted
+
+
+def _sample_weights():
+    w = np.random.default_rng(9).uniform(0.0, 2.0, N)
+    w[1] = 0.0
+    return w
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weighted_values_match_cpu(dtype):
+    """Every weighted value kernel (``fit(sample_weight=...)``) as its CPU twin."""
+    from nexec.kernels.loss_rows import CODES
+
+    p, y, w = probs(dtype), soft_targets(dtype), _sample_weights().astype(dtype)
+    labels = np.array([0, 3, 1, 2, 2])
+    huber = CODES["huber"]
+    cases = {
+        "categorical_crossentropy_weighted": ((p, y, EPS), (p, y, EPS)),
+        "sparse_categorical_crossentropy_weighted": ((p, labels, EPS), (p, labels, EPS)),
+        "binary_crossentropy_weighted": ((p, y, EPS), (p, y, EPS)),
+        "mean_squared_error_weighted": ((p, y), (p, y)),
+        "row_loss_weighted": ((p, y, huber, 0.5, EPS), (p, y, huber, 0.5, EPS)),
+        "sparse_categorical_crossentropy_logits_weighted": ((p, labels), (p, labels)),
+    }
+    for name, (gpu_args, cpu_args) in cases.items():
+        d_args = tuple(dev(a) if isinstance(a, np.ndarray) else a for a in gpu_args)
+        got = value(getattr(gpu, name), *d_args, dev(w))
+        same_value(got, cpu_value(getattr(cpu, name), *cpu_args, w), dtype, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scale_rows_matches_cpu(dtype):
+    rng = np.random.default_rng(10)
+    dp = rng.normal(size=(N, C)).astype(dtype)
+    w = _sample_weights().astype(dtype)
+    d = dev(dp)
+    gpu.scale_rows(d, dev(w))
+    expected = dp.copy()
+    cpu.scale_rows(expected, w)
+    check(d, expected, dtype, "scale_rows")
+    with pytest.raises(ValueError, match="one weight per row"):
+        gpu.scale_rows(d, dev(w[:-1]))
+
+
+def test_weighted_value_with_a_bad_label_is_nan_and_unit_weights_are_unweighted():
+    p = probs(np.float64)
+    got = value(gpu.sparse_categorical_crossentropy_weighted, dev(p),
+                dev(np.array([0, 9, 1, 2, 2])), EPS, dev(np.ones(N)))
+    assert np.isnan(got)
+    y = soft_targets(np.float64)
+    ones = value(gpu.categorical_crossentropy_weighted, dev(p), dev(y), EPS, dev(np.ones(N)))
+    assert ones == value(gpu.categorical_crossentropy, dev(p), dev(y), EPS)

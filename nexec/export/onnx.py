@@ -116,7 +116,7 @@ class OnnxBuilder:
         onnx = _onnx()
         self.nodes.append(onnx.helper.make_node(op_type, list(inputs), names,
                                                 name=self.fresh(f"{op_type}_node"), **attrs))
-        return names[0] if outputs == 1 else names
+        return names[0] if isinstance(outputs, int) and outputs == 1 else names
 
     def const(self, value: Any, dtype: Any = None) -> str:
         """An initialiser holding ``value``: float values in the model's dtype (unless
@@ -199,6 +199,23 @@ class OnnxBuilder:
             self._cache[key] = out
         return self._cache[key]
 
+    def transposed_sources(self, names: Sequence[str]
+                           ) -> tuple[list[str], tuple[int, ...]] | None:
+        """When every tensor of ``names`` is a transpose made here by one permutation
+        ``perm``: their sources and ``perm``, else None.
+
+        An elementwise exporter then computes on the sources and transposes its result by
+        ``perm`` once (Conv -> BatchNormalization -> Add -> Conv stays NCHW), and the
+        transposes it skipped are dropped if nothing else reads them.
+        """
+        found = [self._transposed.get(n) for n in names]
+        if any(f is None for f in found):
+            return None
+        perms = {f[1] for f in found if f is not None}
+        if len(perms) != 1:
+            return None
+        return [f[0] for f in found if f is not None], perms.pop()
+
     def channels_first(self, x: str, rank: int) -> str:
         """NHWC (or NLC, NDHWC) ``x`` of ``rank`` axes, batch included, as NCHW."""
         return self.transpose(x, [0, rank - 1, *range(1, rank - 1)])
@@ -245,7 +262,7 @@ def _unexportable(fn: Function, seen: set[int] | None = None) -> list[str]:
             found += _unexportable(layer, seen)
         elif _exporter(layer) is None:
             owner = registry().owner.get(("layers", type(layer).__name__))
-            where = f" (from plugin '{owner}')" if owner else ""
+            where = f", from plugin '{owner}'" if owner else ""
             found.append(f"'{layer.name}' ({type(layer).__name__}{where})")
     return found
 
@@ -287,7 +304,8 @@ def _call_exporter(b: OnnxBuilder, layer: Any, ins: list[str]) -> list[str]:
                           f"raised {type(e).__name__}: {e}") from e
     finally:
         b._scope = ""
-    outs = [out] if isinstance(out, str) else list(out)
+    outs = [out] if isinstance(out, str) else list(out) if isinstance(out, (list, tuple)) \
+        else [out]
     if not all(isinstance(o, str) for o in outs):
         raise ExportError(f"Layer '{layer.name}' ({type(layer).__name__}): its ONNX exporter "
                           f"must return a tensor name or a list of them, got {out!r}.")
@@ -339,7 +357,7 @@ def build_onnx(model: Any, opset_version: int | None = None) -> Any:
                                                 for lay in model._leaves()]
     b = OnnxBuilder(opset, float_dtype(dtypes))
     in_names = _unique(model.input_names)
-    out_names = _unique(model.output_names)
+    out_names = _unique(in_names + model.output_names)[len(in_names):]
     for name in in_names + out_names:
         b.reserve(name)
     for t, name in zip(model.inputs, in_names):

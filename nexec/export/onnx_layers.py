@@ -88,6 +88,25 @@ def activation(b: OnnxBuilder, x: str, name: str) -> str:
                       "scalar Python functions cannot be exported).")
 
 
+def elementwise(b: OnnxBuilder, ins: list[str], compute: Callable[[list[str]], str]) -> str:
+    """``compute(ins)`` for an op that acts value by value (any layout): on the NCHW sources
+    when every input is a transposed Conv/Pool result, then transposed once."""
+    found = b.transposed_sources(ins)
+    if found is None:
+        return compute(ins)
+    sources, perm = found
+    return b.transpose(compute(sources), perm)
+
+
+def _per_channel(b: OnnxBuilder, values: np.ndarray, perm: tuple[int, ...] | None) -> str:
+    """A per-channel constant broadcasting against NHWC, or against the source of a
+    transpose by ``perm`` (its channel axis is ``perm[-1]``)."""
+    if perm is None:
+        return b.const(values)
+    trailing = len(perm) - 1 - perm[-1]
+    return b.const(values.reshape(-1, *([1] * trailing)))
+
+
 def _is_row_wise(name: str) -> bool:
     return registry().activation(name).code in (SOFTMAX, LOG_SOFTMAX)
 
@@ -122,7 +141,9 @@ def _time_distributed(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
 
 
 def _activation_layer(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
-    return activation(b, ins[0], layer.activation)
+    if _is_row_wise(layer.activation):
+        return activation(b, ins[0], layer.activation)
+    return elementwise(b, ins, lambda xs: activation(b, xs[0], layer.activation))
 
 
 def _identity(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
@@ -251,7 +272,12 @@ def _pooling(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
 def _global_pooling(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
     spatial = list(range(1, len(b.shape(ins[0]))))
     op = "ReduceMean" if layer.mode == "avg" else "ReduceMax"
-    return b.reduce(op, ins[0], spatial, keepdims=layer.keepdims)
+    found = b.transposed_sources(ins)
+    if found is None:
+        return b.reduce(op, ins[0], spatial, keepdims=layer.keepdims)
+    (source,), perm = found  # reduce the NCHW source over the same (spatial) axes
+    y = b.reduce(op, source, sorted(perm[a] for a in spatial), keepdims=layer.keepdims)
+    return b.transpose(y, perm) if layer.keepdims else y
 
 
 # ----- normalisation ------------------------------------------------------------------------
@@ -265,8 +291,14 @@ def _batch_normalization(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
     shift = -p["moving_mean"] * scale
     if "beta" in p:
         shift = shift + p["beta"]
-    y = b.op("Mul", [ins[0], b.const(scale)])
-    return b.op("Add", [y, b.const(shift)])
+    found = b.transposed_sources(ins)
+    perm = None if found is None else found[1]
+
+    def affine(xs: list[str]) -> str:
+        y = b.op("Mul", [xs[0], _per_channel(b, scale, perm)])
+        return b.op("Add", [y, _per_channel(b, shift, perm)])
+
+    return elementwise(b, ins, affine)
 
 
 def _layer_normalization(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
@@ -294,7 +326,10 @@ def _normalization(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
 def _relu(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
     """Keras' ``relu(x, negative_slope, max_value, threshold)``: ``x`` above the threshold
     (0 below), clipped to ``[0, max_value]``, minus ``slope * relu(threshold - x)``."""
-    x = ins[0]
+    return elementwise(b, ins, lambda xs: _relu_of(b, layer, xs[0]))
+
+
+def _relu_of(b: OnnxBuilder, layer: Any, x: str) -> str:
     slope, top, threshold = layer.kernel_args()
     if threshold == 0.0:
         y = b.op("Relu", [x])
@@ -310,7 +345,8 @@ def _relu(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
 
 
 def _leaky_relu(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
-    return b.op("LeakyRelu", [ins[0]], alpha=float(layer.negative_slope))
+    slope = float(layer.negative_slope)
+    return elementwise(b, ins, lambda xs: b.op("LeakyRelu", xs, alpha=slope))
 
 
 def _prelu(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
@@ -318,7 +354,7 @@ def _prelu(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
 
 
 def _elu(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
-    return b.op("Elu", [ins[0]], alpha=float(layer.alpha))
+    return elementwise(b, ins, lambda xs: b.op("Elu", xs, alpha=float(layer.alpha)))
 
 
 def _softmax(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
@@ -382,32 +418,37 @@ def _chain(b: OnnxBuilder, op: str, ins: list[str]) -> str:
 
 
 def _add(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
-    return _chain(b, "Add", ins)
+    return elementwise(b, ins, lambda xs: _chain(b, "Add", xs))
 
 
 def _subtract(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
-    return b.op("Sub", ins)
+    return elementwise(b, ins, lambda xs: b.op("Sub", xs))
 
 
 def _multiply(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
-    return _chain(b, "Mul", ins)
+    return elementwise(b, ins, lambda xs: _chain(b, "Mul", xs))
 
 
 def _average(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
-    return b.op("Div", [_chain(b, "Add", ins), b.const(float(len(ins)))])
+    return elementwise(b, ins, lambda xs: b.op("Div", [_chain(b, "Add", xs),
+                                                       b.const(float(len(xs)))]))
 
 
 def _maximum(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
-    return b.op("Max", ins)
+    return elementwise(b, ins, lambda xs: b.op("Max", xs))
 
 
 def _minimum(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
-    return b.op("Min", ins)
+    return elementwise(b, ins, lambda xs: b.op("Min", xs))
 
 
 def _concatenate(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
-    rank = len(b.shape(ins[0]))
-    return b.op("Concat", ins, axis=layer.feature_axis(rank) + 1)
+    axis = layer.feature_axis(len(b.shape(ins[0]))) + 1
+    found = b.transposed_sources(ins)
+    if found is None:
+        return b.op("Concat", ins, axis=axis)
+    sources, perm = found  # join the NCHW sources along the same axis in their layout
+    return b.transpose(b.op("Concat", sources, axis=perm[axis]), perm)
 
 
 def _dot(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
@@ -471,7 +512,7 @@ def _recurrent_pass(b: OnnxBuilder, owner: Any, cell: Any, prefix: str, x: str) 
     if isinstance(cell, GRU):
         attrs["linear_before_reset"] = 1  # Keras' reset_after=True
     if cell.return_sequences:
-        y = b.op(op, inputs, outputs=[b.fresh(op.lower() + "_y")], **attrs)
+        y = b.op(op, inputs, outputs=[b.fresh(op.lower() + "_y")], **attrs)[0]
         y = b.squeeze(y, [1])  # (T, 1, N, U) -> (T, N, U)
         return b.transpose(y, [1, 0, 2])
     y_h = b.op(op, inputs, outputs=["", b.fresh(op.lower() + "_h")], **attrs)[1]

@@ -471,3 +471,18 @@ def test_importing_nexec_does_not_import_onnx():
                           timeout=120)
     assert done.stdout.strip() == "False", done.stderr
 
+
+
+def test_the_docs_snippet_runs(tmp_path, monkeypatch):
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "keras.md").read_text()
+    section = text.split("## Export to ONNX", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__doc__"}
+    for code in blocks:
+        exec(compile(code, "docs/keras.md (Export to ONNX)", "exec"), namespace)
+    assert (tmp_path / "model.onnx").exists()

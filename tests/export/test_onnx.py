@@ -486,3 +486,17 @@ def test_the_docs_snippet_runs(tmp_path, monkeypatch):
     for code in blocks:
         exec(compile(code, "docs/keras.md (Export to ONNX)", "exec"), namespace)
     assert (tmp_path / "model.onnx").exists()
+
+
+def test_the_benchmark_of_ort_on_nexec_exports_runs(monkeypatch):
+    import pathlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parents[2]))
+    monkeypatch.setenv("NEXEC_BENCH_SMALL", "1")
+    from benchmarks import ort_nexec
+
+    record = ort_nexec.measure("seed_mlp", threads=1)
+    assert record["workload"] == "seed_mlp" and record["predict_s"] > 0
+    assert record["max_abs_diff"] < 1e-5
+    assert "benchmarks.ort_nexec" in sys.modules

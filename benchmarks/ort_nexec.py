@@ -20,12 +20,13 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Callable
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMBA_NUM_THREADS")
 
 
-def _median_time(run, passes: int = 5) -> float:
+def _median_time(run: Callable[[], object], passes: int = 5) -> float:
     times = []
     for _ in range(passes):
         t = time.perf_counter()

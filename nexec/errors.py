@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = ["NexecError", "ShapeError", "GraphError", "PluginError", "PluginWarning",
-           "DataError", "NotCompiledError", "SavedModelError"]
+           "DataError", "NotCompiledError", "SavedModelError", "ExportError"]
 
 
 class NexecError(Exception):
@@ -35,3 +35,7 @@ class NotCompiledError(NexecError, RuntimeError):
 
 class SavedModelError(NexecError, ValueError):
     """A file given to ``load_model`` is not a model file this nexec can read."""
+
+
+class ExportError(NexecError, ValueError):
+    """A model cannot be exported (``Model.export``); nothing was written."""

@@ -270,6 +270,32 @@ class Model(Function, Layer):
                 arrays[f"__optimizer__/{i}"] = slot
         atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
+    def export(self, filepath: Any, format: str = "onnx", verbose: bool | None = None,
+               input_signature: Any = None, **kwargs: Any) -> None:
+        """Writes the model for inference elsewhere, as Keras 3's ``export``; ONNX only.
+
+        The file (written atomically) holds the inference graph: every input and output
+        named as the model's, with a dynamic batch axis, the model's float dtype, Dropout as
+        the identity and BatchNormalization with its moving statistics (docs/keras.md,
+        Export to ONNX). Needs ``pip install 'nexec[onnx]'``.
+
+        Args:
+            filepath: The file to write (``str`` or ``os.PathLike``).
+            format: ``"onnx"`` (Keras' default, ``"tf_saved_model"``, and its other formats
+                are refused: nexec has no TensorFlow).
+            verbose: Print where the file went.
+            input_signature: Only None (the model's own inputs).
+            **kwargs: ``opset_version``: the ONNX opset, 17 (default) to 21.
+
+        Raises:
+            nexec.errors.ExportError: A layer without an ONNX form, named with the reason;
+                nothing is written.
+        """
+        from nexec.export import export_model
+
+        export_model(self, filepath, format=format, verbose=verbose,
+                     input_signature=input_signature, **kwargs)
+
     def save_weights(self, path: str) -> None:
         """Writes every parameter to ``path`` (``.npz``), keyed ``layer/param``, atomically."""
         arrays = self._weight_arrays()

@@ -29,14 +29,15 @@ A plugin layer takes four pieces (``docs/plugins.md`` walks through a complete o
 4. the **hooks**: ``nexec_layers`` returns the layer classes, ``nexec_kernels`` the op kernel
    instances; ``nexec_activations`` (:class:`Activation` values, or a dict of names to
    fused codes), ``nexec_losses``, ``nexec_metrics``, ``nexec_optimizers``,
-   ``nexec_initializers`` and ``nexec_devices`` contribute the other kinds.
+   ``nexec_initializers`` and ``nexec_devices`` contribute the other kinds, and
+   ``nexec_onnx_exporters`` how the layers go into ``model.export(path, format="onnx")``.
 
 Activations, losses and metrics need no kernels of their own: ``Activation(name,
 forward=f, derivative=d)``, ``Loss(name, elementwise=(fn, dfn))`` and ``Metric(name,
 elementwise=fn)`` take plain scalar Python functions that every device (CPU, CUDA) compiles
 into its own kernels.
 
-The plugin module declares the API it was written for: ``NEXEC_API_VERSION = "1.1"``. A
+The plugin module declares the API it was written for: ``NEXEC_API_VERSION = "1.2"``. A
 plugin for another major version is refused with a :class:`PluginWarning` naming it, and so
 is one that fails to import, raises in a hook, or registers a name already taken; the rest of
 nexec keeps working. ``nexec.plugins_info()`` and the ``nexec plugins`` command list what each
@@ -52,7 +53,7 @@ against central finite differences, ``model_gradients`` for a whole float64 mode
 Example:
     >>> from nexec.plugin import API_VERSION, Layer, hookimpl
     >>> API_VERSION
-    '1.1'
+    '1.2'
     >>> class Identity(Layer):
     ...     def compute_output_shape(self, input_shapes):
     ...         return input_shapes[0]

@@ -1,5 +1,5 @@
-"""nexec's own devices, layers, kernels, activations, losses, metrics, optimizers and
-initialisers.
+"""nexec's own devices, layers, kernels, activations, losses, metrics, optimizers,
+initialisers and ONNX exporters.
 
 Registered through the same hooks as any third-party plugin: there is no private back door.
 Only the registry imports this module (by name, when it is first built), so it may import
@@ -13,6 +13,7 @@ from nexec.activations import BUILTIN_ACTIVATIONS, Activation
 from nexec.devices.base import Device
 from nexec.devices.cpu import CpuDevice
 from nexec.devices.cuda import CudaDevice
+from nexec.export.onnx_layers import EXPORTERS as ONNX_EXPORTERS
 from nexec.initializers import BUILTIN_INITIALIZERS
 from nexec.layers.activation import ELU, LeakyReLU, Normalization, PReLU, ReLU, Rescaling, Softmax
 from nexec.layers.conv import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
@@ -131,3 +132,8 @@ def nexec_optimizers() -> dict[str, type]:
 @hookimpl
 def nexec_initializers() -> dict[str, Any]:
     return dict(BUILTIN_INITIALIZERS)
+
+
+@hookimpl
+def nexec_onnx_exporters() -> dict[Any, Any]:
+    return dict(ONNX_EXPORTERS)

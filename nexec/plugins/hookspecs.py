@@ -19,8 +19,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: Major.minor of the plugin API. A plugin sets ``NEXEC_API_VERSION = "1.1"`` in its module;
 #: a different major version is refused with a clear error. 1.1 added devices, metrics,
-#: activations from scalar functions and per-device losses; every 1.0 plugin still works.
-API_VERSION = "1.1"
+#: activations from scalar functions and per-device losses; 1.2 added ONNX exporters
+#: (``nexec_onnx_exporters``). Every 1.0 plugin still works.
+API_VERSION = "1.2"
 
 
 def compatible(version: str) -> bool:
@@ -79,4 +80,11 @@ class NexecSpec:
     @hookspec
     def nexec_initializers(self) -> dict[str, Any]:
         """Initialisers ``(shape, dtype, rng) -> ndarray`` by name (``"glorot_uniform"``)."""
+        return {}
+
+    @hookspec
+    def nexec_onnx_exporters(self) -> dict[Any, Any]:
+        """How layer types become ONNX nodes (API 1.2): a dict keyed by layer class (or its
+        class name) of callables ``exporter(builder, layer, inputs) -> output name(s)``
+        (``nexec.export.onnx.OnnxBuilder``; docs/plugins.md, Export to ONNX)."""
         return {}

@@ -31,7 +31,8 @@ __all__ = ["Registry", "registry", "reset_registry", "PluginRecord"]
 BUILTIN = "nexec.builtin"
 _SINGULAR = {"layers": "layer", "kernels": "kernel", "activations": "activation",
              "losses": "loss", "metrics": "metric", "optimizers": "optimizer",
-             "initializers": "initializer", "devices": "device"}
+             "initializers": "initializer", "devices": "device",
+             "onnx_exporters": "ONNX exporter"}
 _LAYER_METHODS = ("compute_output_shape", "param_specs", "get_config")
 _KERNEL_ATTRIBUTES = ("layer_type", "device", "forward", "backward")
 #: The fused-kernel codes an activation given as ``{name: code}`` may use.
@@ -53,7 +54,7 @@ class Registry:
     by name."""
 
     KINDS = ("layers", "kernels", "activations", "losses", "metrics", "optimizers",
-             "initializers", "devices")
+             "initializers", "devices", "onnx_exporters")
 
     def __init__(self, autoload: bool | None = None) -> None:
         self.pm = pluggy.PluginManager(PROJECT)
@@ -66,6 +67,8 @@ class Registry:
         self.optimizers: dict[str, type] = {}
         self.initializers: dict[str, Any] = {}
         self.devices: dict[str, Any] = {}
+        #: ONNX exporters by layer class name (``nexec.export.onnx``).
+        self.onnx_exporters: dict[str, Callable] = {}
         self.owner: dict[tuple[str, Any], str] = {}
         self.plugins: dict[str, PluginRecord] = {}
         # The registry's one import upwards (tests/test_imports.py sanctions it): nexec's own
@@ -127,6 +130,9 @@ class Registry:
         result = results[0] if results else []
         if kind in ("activations", "optimizers", "initializers") and isinstance(result, dict):
             return list(result.items())
+        if kind == "onnx_exporters":  # keyed by layer class or class name: the name is the key
+            return [(key.__name__ if isinstance(key, type) else key, value)
+                    for key, value in dict(result).items()]
         if kind == "layers":
             return [(getattr(cls, "__name__", repr(cls)), cls) for cls in result]
         if kind == "kernels":
@@ -156,6 +162,12 @@ class Registry:
                            f"{', '.join(_KERNEL_ATTRIBUTES)})")
         elif kind == "activations":
             value, problem = _activation(key, value)
+        elif kind == "onnx_exporters":
+            if not isinstance(key, str) or not key:
+                problem = "whose key is not a layer class or class name"
+            elif not callable(value):
+                problem = ("which is not callable (an exporter is a function "
+                           "(builder, layer, inputs) -> output names)")
         if problem is not None:
             msg = f"plugin '{record.name}' registers {_SINGULAR[kind]} {shown}, {problem}."
             record.error = msg if record.error is None else f"{record.error}; {msg}"
@@ -208,6 +220,10 @@ class Registry:
 
     def device(self, name: str) -> Any:
         return self._lookup("devices", name)
+
+    def onnx_exporter(self, layer_type: str) -> Callable | None:
+        """The ONNX exporter registered for a layer class name, or None."""
+        return self.onnx_exporters.get(layer_type)
 
     def _lookup(self, kind: str, name: str) -> Any:
         table = getattr(self, kind)

@@ -29,7 +29,7 @@ def test_lists_builtins_and_plugins_with_versions(plugin_dir, capsys):
     write_plugin(plugin_dir, "nexec_tidy", GOOD, version="2.3.1")
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("nexec plugin API 1.1;")
+    assert out.startswith("nexec plugin API 1.2;")
     assert "nexec.builtin 0.1.0\n  layers: InputLayer, Dense," in out
     assert "nexec_tidy 2.3.1\n  layers: Tidy\n" in out
     assert "[ERROR]" not in out and "  error: " not in out

@@ -264,7 +264,7 @@ def test_another_api_major_version_is_refused_with_a_clear_error(plugin_dir):
     write_plugin(plugin_dir, "nexec_v1_9", KERNELLESS.replace('"1.0"', '"1.9"'))
     (warning,) = reload_registry()
     assert str(warning.message) == ("plugin 'nexec_v2' is built for nexec plugin API 2.0, this "
-                                    "nexec provides 1.1")
+                                    "nexec provides 1.2")
     assert not hasattr(layers, "FromTheFuture")
     assert hasattr(layers, "Kernelless")  # same major version, newer minor: accepted
 

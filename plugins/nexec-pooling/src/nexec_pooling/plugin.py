@@ -4,7 +4,7 @@ from __future__ import annotations
 from nexec.plugin import hookimpl
 
 #: The nexec plugin API this package is written for.
-NEXEC_API_VERSION = "1.0"
+NEXEC_API_VERSION = "1.2"
 
 
 @hookimpl
@@ -24,3 +24,10 @@ def nexec_kernels() -> list:
     from nexec_pooling.ops import CPU_KERNELS
 
     return list(CPU_KERNELS)
+
+
+@hookimpl
+def nexec_onnx_exporters() -> dict:
+    from nexec_pooling.onnx import EXPORTERS
+
+    return dict(EXPORTERS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from nexec.plugin import hookimpl
 
 #: The nexec plugin API this package is written for.
-NEXEC_API_VERSION = "1.0"
+NEXEC_API_VERSION = "1.2"
 
 
 @hookimpl
@@ -19,3 +19,14 @@ def nexec_kernels() -> list:
     from nexec_regularization.ops import CPU_KERNELS
 
     return list(CPU_KERNELS)
+
+
+def _identity(builder, layer, inputs: list[str]) -> str:  # noqa: ANN001
+    """GaussianDropout and AlphaDropout act only in training: at inference (and in an
+    exported ONNX model) they are the identity."""
+    return inputs[0]
+
+
+@hookimpl
+def nexec_onnx_exporters() -> dict:
+    return {"GaussianDropout": _identity, "AlphaDropout": _identity}

@@ -18,6 +18,9 @@ from nexec.checks import ArgumentError
 from nexec.errors import GraphError, NotCompiledError, SavedModelError, ShapeError
 from nexec.graph import Function, Node, SymbolicTensor, is_symbolic, unique_name
 from nexec.io import atomic_write
+from nexec.keras_files import archive as keras_archive
+from nexec.keras_files import legacy_h5
+from nexec.keras_files.model_config import build_model, model_config, model_entry
 from nexec.layers.base import Layer
 from nexec.layers.core import Input, InputLayer
 from nexec.planner import make_plan
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["Model", "Sequential", "layer_class", "model_from_config", "model_from_json",
            "summary_text", "is_sequential_like", "FORMAT", "MODEL_FILE_VERSION"]
 
-FORMAT = "nexec-model-1"  # the "format" field of to_json()
+FORMAT = "nexec-model-1"  # the "format" field of nexec's older to_json() output
 MODEL_FILE_VERSION = 1  # bump when the layout of a saved model file changes
 
 
@@ -205,57 +208,42 @@ class Model(Function, Layer):
 
     # ----- serialisation ------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        """The graph: layers (class name + config) and nodes, each naming what it reads.
-
-        Nodes are in topological order and name each input as ``[layer, call, output]``;
-        rebuilding replays those calls, so names, graph and parameter shapes round-trip.
-        """
-        local: dict[int, tuple[str, int]] = {}  # node id -> (layer name, call in this model)
-        counts: dict[str, int] = {}
-        for n in self._graph_nodes:
-            i = counts.get(n.layer.name, 0)
-            counts[n.layer.name] = i + 1
-            local[n.id] = (n.layer.name, i)
-
-        def ref(t: Any) -> list:
-            name, i = local[t.producer.id]
-            return [name, i, t.index]
-
-        input_names = {t.producer.layer.name for t in self.inputs}
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "layers": [_layer_entry(layer) for layer in self.layers
-                       if layer.name not in input_names]
-                      + [{"class_name": "InputLayer", "config": t.producer.layer.get_config()}
-                         for t in self.inputs],
-            "nodes": [[n.layer.name, [ref(t) for t in n.inputs]]
-                      for n in self._graph_nodes if n.inputs],
-            "input_layers": [ref(t) for t in self.inputs],
-            "output_layers": [ref(t) for t in self.outputs],
-            "input_keys": self._input_keys,
-            "output_keys": self._output_keys,
-        }
+        """The graph as Keras 3's functional config: each layer once, in Keras' order, with
+        the calls it makes (``inbound_nodes``), and ``input_layers``/``output_layers``
+        (see ``nexec.keras_files.model_config``); ``keras.Model.from_config`` reads it."""
+        return model_config(self)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Model:
         return model_from_config(config, cls)
 
     def to_json(self, **kwargs: Any) -> str:
-        """The architecture as JSON (``nexec.models.model_from_json`` reads it back)."""
-        return json.dumps({"class_name": self._config_class_name, "config": self.get_config(),
-                           "format": FORMAT}, **kwargs)
+        """The architecture as Keras 3's JSON: ``nexec.models.model_from_json`` and
+        ``keras.models.model_from_json`` both read it back."""
+        return json.dumps(model_entry(self), **kwargs)
 
     def save(self, path: str) -> None:
         """Architecture, weights and (once compiled) compile settings and optimizer state, in
         one file written atomically; ``nexec.load_model`` reads it back.
 
-        The file is a NumPy ``.npz`` (a zip of ``.npy`` arrays, no pickles): ``__format__``
+        The extension decides the format: ``.keras`` writes a Keras 3 archive and ``.h5``
+        (or ``.hdf5``) a legacy Keras HDF5 file, both of which Keras loads (architecture,
+        weights and compile settings; not the optimizer's state) and which need ``h5py``
+        (``pip install 'nexec[keras]'``). Any other name writes nexec's own file.
+
+        nexec's own file is a NumPy ``.npz`` (a zip of ``.npy`` arrays, no pickles): ``__format__``
         holds ``[MODEL_FILE_VERSION]``, ``__config__`` the :meth:`to_json` text,
         ``__compile__`` the compile settings as JSON, ``layer/param`` each weight,
         ``__optimizer__/N`` each optimizer state slot (flat, in the parameter store's order)
         and ``__optimizer__/iterations``.
         """
+        lower = str(path).lower()
+        if lower.endswith(".keras"):
+            keras_archive.write_archive(self, path)
+            return
+        if lower.endswith((".h5", ".hdf5")):
+            legacy_h5.write_legacy_h5(self, path)
+            return
         arrays: dict[str, np.ndarray] = {"__format__": np.array([MODEL_FILE_VERSION]),
                                          "__config__": np.array(self.to_json())}
         arrays.update(self._weight_arrays())
@@ -568,12 +556,9 @@ class Sequential(Model):
         return list(self._stack)
 
     def get_config(self) -> dict[str, Any]:
-        """The stack: each layer's class name and config, and the ``Input`` when given."""
-        cfg: dict[str, Any] = {"name": self.name, "trainable": self.trainable,
-                               "layers": [_layer_entry(layer) for layer in self.layers]}
-        if self._input is not None:
-            cfg["input"] = self._input.producer.layer.get_config()
-        return cfg
+        """The stack as Keras 3's Sequential config: an ``InputLayer`` first (when the input
+        is known), then each layer's class name and config."""
+        return model_config(self)
 
     def _summary_layers(self) -> list[Layer]:
         return [layer for layer in self.layers if not isinstance(layer, InputLayer)]
@@ -596,27 +581,22 @@ def _is_data(inputs: Any) -> bool:
     return bool(items) and not any(is_symbolic(t) for t in items)
 
 
-def _layer_entry(layer: Layer) -> dict[str, Any]:
-    """``{"class_name": ..., "config": ...}`` of one layer (a nested model included)."""
-    name = layer._config_class_name if isinstance(layer, Model) else type(layer).__name__
-    return {"class_name": name, "config": layer.get_config()}
-
-
 def model_from_config(config: dict[str, Any], cls: type | None = None) -> Model:
     """Rebuilds a model from ``model.get_config()`` output (fresh weights).
 
+    Keras 3 configs (what nexec writes, and Keras 2 ones) are checked first: every layer or
+    option nexec does not support is listed in one ``UnsupportedModelError`` before
+    anything is built. nexec's older configs (a functional one has ``nodes``) still load.
+
     Args:
-        config: The config of a ``Model`` (it has ``nodes``) or of a ``Sequential``.
+        config: The config of a functional model or of a ``Sequential``.
         cls: ``Model`` or ``Sequential``; by default told apart by the config.
     """
-    if cls is Sequential or (cls is None and "nodes" not in config):
-        seq = Sequential(name=config["name"])
-        if "input" in config:
-            seq.add(Input(**config["input"]))
-        for entry in config["layers"]:
-            seq.add(_layer_from(entry))
-        seq._trainable = config.get("trainable", True)  # the layers keep their own flags
-        return seq
+    if "nodes" not in config:
+        sequential = cls is Sequential or (cls is None and "input_layers" not in config)
+        return build_model({"class_name": "Sequential" if sequential else "Functional",
+                            "config": config}, Model, Sequential)
+    # nexec's older functional format: nodes in order, each naming what it reads.
     layers: dict[str, Any] = {}
     outputs: dict[str, list[list[Any]]] = {}  # layer name -> per call, its output tensors
     for entry in config["layers"]:

@@ -21,10 +21,15 @@ import numpy as np
 
 from nexec.errors import SavedModelError
 from nexec.io import atomic_write, is_zip_file
+from nexec.keras_files import archive as keras_archive
+from nexec.keras_files import legacy_h5
+from nexec.keras_files.compile_config import compile_from_keras
+from nexec.keras_files.model_config import build_model
 from nexec.model import (
     FORMAT,
     MODEL_FILE_VERSION,
     Model,
+    Sequential,
     layer_class,
     model_from_config,
     model_from_json,
@@ -65,17 +70,29 @@ def save_model(model: Model, path: str) -> None:
 
 
 def load_model(path: str, compile: bool = True) -> Model:
-    """Reads a model written by ``model.save(path)``.
+    """Reads a model file: nexec's own (``model.save(path)``), a Keras 3 ``.keras`` archive
+    or a legacy Keras ``.h5`` file, told apart by content, not by extension.
+
+    A Keras file's model is checked before anything is built: one ``UnsupportedModelError``
+    lists every layer or option nexec does not support. Its compile settings are restored
+    when nexec supports them (otherwise a warning, and the model loads uncompiled).
 
     Args:
         path: The file.
-        compile: Compile the model as it was when saved, optimizer state included, so
-            ``fit`` continues where it stopped (ignored for a model saved uncompiled).
+        compile: Compile the model as it was when saved (for nexec's own files optimizer
+            state included, so ``fit`` continues where it stopped); ignored for a model
+            saved uncompiled.
 
     Raises:
         FileNotFoundError: No such file.
         SavedModelError: A truncated, corrupted or foreign file, or a newer format.
+        UnsupportedModelError: A Keras model with layers or options nexec lacks.
     """
+    if os.path.isfile(path):
+        if is_zip_file(path) and keras_archive.is_keras_archive(path):
+            return _load_keras_archive(path, compile)
+        if legacy_h5.is_hdf5_file(path):
+            return _load_legacy_h5(path, compile)
     arrays = _read_model_file(path)
     model = model_from_json(str(arrays.pop("__config__")))
     compile_json = arrays.pop("__compile__", None)
@@ -86,13 +103,32 @@ def load_model(path: str, compile: bool = True) -> Model:
     return model
 
 
+def _load_keras_archive(path: str, compile: bool) -> Model:
+    entry, groups = keras_archive.read_archive(path)
+    model = build_model(entry, Model, Sequential)
+    keras_archive.assign_weights(model, groups, path)
+    if compile:
+        compile_from_keras(model, entry.get("compile_config"), path)
+    return model
+
+
+def _load_legacy_h5(path: str, compile: bool) -> Model:
+    entry, training_config, weights = legacy_h5.read_legacy_h5(path)
+    model = build_model(entry, Model, Sequential)
+    legacy_h5.assign_legacy_weights(model, weights, path)
+    if compile:
+        compile_from_keras(model, training_config, path)
+    return model
+
+
 def _read_model_file(path: str) -> dict[str, np.ndarray]:
     """Every array of a saved model file, checked; a clear error for anything else."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No saved model at '{path}'.")
     if not is_zip_file(path):
-        raise SavedModelError(f"'{path}' is not a nexec model file (not a zip archive); "
-                              "write one with model.save(path).")
+        raise SavedModelError(f"'{path}' is not a nexec model file or a Keras one (neither "
+                              "a zip archive nor an HDF5 file); write one with "
+                              "model.save(path).")
     try:
         check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as data:

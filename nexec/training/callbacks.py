@@ -198,8 +198,9 @@ class ModelCheckpoint(_Monitor):
 
     Args:
         filepath: Where to save; formatted with ``epoch`` (1-based) and the epoch's logs,
-            e.g. ``"ckpt-{epoch:02d}-{val_loss:.2f}.npz"``. The file is nexec's ``.npz``
-            whatever the extension (Keras' ``.keras``/``.h5`` extensions are not required).
+            e.g. ``"ckpt-{epoch:02d}-{val_loss:.2f}.npz"``. The extension chooses the format,
+            as for ``model.save``: ``.keras``/``.h5`` a Keras file (no optimizer state), any
+            other nexec's own (not required to be Keras' ``.keras``).
         monitor: Log compared when ``save_best_only``.
         verbose: 1 prints Keras' messages.
         save_best_only: Save only when ``monitor`` improves.

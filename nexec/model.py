@@ -303,7 +303,7 @@ class Model(Function, Layer):
     # ----- training (nexec.training) ------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
                 loss_weights: Any = None, device: str = "cpu",
-                jit_step: bool | str = False) -> None:
+                jit_step: bool | str = False, distribute: Any = None) -> None:
         """Chooses optimizer, loss(es) and metrics; planning happens here, once.
 
         Args:
@@ -318,16 +318,20 @@ class Model(Function, Layer):
                 ``"auto"`` (when compilable and small steps run long). The default stays the
                 loop: the compiled step measured no gain on the seed MLP while its first
                 compile costs seconds (docs/performance.md).
+            distribute: A strategy such as ``nexec.distribute.RayDataParallel(num_workers=4)``:
+                ``fit`` then trains data-parallel on Ray workers (docs/distributed.md).
         """
         from nexec.training.trainer import Trainer
 
         if self._deferred():
             # Keras builds a Sequential without an input shape at its first fit/predict;
             # compile's arguments wait until then (see ``_ensure_built``).
-            self._pending_compile = (optimizer, loss, metrics, loss_weights, device, jit_step)
+            self._pending_compile = (optimizer, loss, metrics, loss_weights, device, jit_step,
+                                     distribute)
             return
         self._ensure_built()
-        self._trainer = Trainer(self, optimizer, loss, metrics, loss_weights, device, jit_step)
+        self._trainer = Trainer(self, optimizer, loss, metrics, loss_weights, device, jit_step,
+                                distribute)
 
     def _deferred(self) -> bool:
         """Whether the model waits for data to learn its input shape (a Sequential only)."""

@@ -96,7 +96,8 @@ class Trainer:
     """What ``compile`` sets up; ``fit``/``evaluate``/``train_on_batch`` run on it."""
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any,
-                 loss_weights: Any, device: str, jit_step: bool | str = False) -> None:
+                 loss_weights: Any, device: str, jit_step: bool | str = False,
+                 distribute: Any = None) -> None:
 
         self.model = model
         self.device = check_device(device)
@@ -135,6 +136,13 @@ class Trainer:
                                       jit_step=jit_step)
         self.predictor.executor.jit_step = jit_step
         model._predictor = self.predictor
+        self.distribute = None
+        if distribute is not None:  # a strategy (nexec.distribute) binds itself to this trainer
+            if not callable(getattr(distribute, "attach", None)):
+                raise ArgumentTypeError(f"compile(): distribute must be None or a strategy such "
+                                        f"as nexec.distribute.RayDataParallel(), got "
+                                        f"{distribute!r}.")
+            self.distribute = distribute.attach(self)
 
     @staticmethod
     def _per_output(value: Any, names: list[str], what: str) -> list[Any]:
@@ -343,7 +351,8 @@ class Trainer:
                 eorder, epoch_steps = None, end - position
                 position = 0 if end >= batches else end
             bar = ProgressBar(epoch_steps, verbose)
-            logs = self._run_epoch(self.train_executor, ex, ey, batch, eorder, True, bar, cbs)
+            run = self._run_epoch if self.distribute is None else self.distribute.run_epoch
+            logs = run(self.train_executor, ex, ey, batch, eorder, True, bar, cbs)
             if not warned_nan and not np.isfinite(logs["loss"]):
                 warned_nan = True
                 warnings.warn(f"Epoch {epoch + 1}: the training loss of model '{model.name}' is "

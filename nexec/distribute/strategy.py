@@ -89,6 +89,14 @@ class RayDataParallel:
         """The Ray actor handles, in rank order (empty before the first ``fit``)."""
         return [] if self._attached is None else list(self._attached.actors)
 
+    @property
+    def worker_info(self) -> list[dict[str, Any]]:
+        """Per worker, as its last ``fit`` found it: ``rank``, ``actor_id``, ``node_id``,
+        ``host``, ``pid``."""
+        if self._attached is None:
+            return []
+        return [{k: v for k, v in w.items() if k != "data_key"} for w in self._attached.where]
+
     def shutdown(self) -> None:
         """Ends the workers and releases the data they shared (Ray itself keeps running)."""
         if self._attached is not None:

@@ -94,7 +94,8 @@ def test_a_killed_worker_fails_the_step_by_name_and_weights_stay(tmp_path):
     with pytest.raises(WorkerError) as info:
         _fit(strategy, x, y, cbs=[kill])
     err = info.value
-    actor = strategy._attached.where[1]
+    actor = strategy.worker_info[1]
+    assert actor["rank"] == 1 and actor["pid"] > 0
     assert err.rank == 1 and err.actor_id == actor["actor_id"]
     assert err.node_id == actor["node_id"]
     message = str(err)

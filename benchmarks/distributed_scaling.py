@@ -7,7 +7,8 @@ medians, not minima or means):
 
 * **compute** (one kernel thread, as a worker with one Ray CPU): per benchmark workload
   (``benchmarks/models.py``), the time of one worker's share of a step,
-  ``Executor.gradients`` on ``ceil(batch / W)`` rows, for each worker count ``W``, and the driver's ``apply_update`` (the optimizer over all parameters);
+  ``Executor.gradients`` on ``ceil(batch / W)`` rows, for each worker count ``W``,
+  and the driver's ``apply_update`` (the optimizer over all parameters);
 * **communication**, on a local Ray with one worker actor, for float32 arrays of 4 KiB to
   32 MiB: ``put`` (the driver puts the weights into the object store), ``step`` (the whole
   round trip of ``RayDataParallel``: the actor reads the weights, copies them into its

@@ -9,7 +9,17 @@ Example:
 """
 from __future__ import annotations
 
-from nexec import callbacks, datasets, layers, losses, metrics, models, optimizers, utils
+from nexec import (
+    callbacks,
+    datasets,
+    distribute,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    utils,
+)
 from nexec._version import __version__
 from nexec.devices.threads import get_num_threads, set_num_threads
 from nexec.errors import DataError, GraphError, NexecError, PluginError, SavedModelError, ShapeError
@@ -21,7 +31,7 @@ from nexec.random import set_random_seed
 from nexec.saving import load_model
 
 __all__ = ["Input", "Model", "Sequential", "SymbolicTensor", "layers", "models", "optimizers",
-           "losses", "metrics", "callbacks", "utils", "datasets",
+           "losses", "metrics", "callbacks", "utils", "datasets", "distribute",
            "clear_session", "set_random_seed", "load_model", "plugins_info", "devices",
            "set_num_threads", "get_num_threads",
            "NexecError", "ShapeError", "GraphError", "PluginError", "DataError",

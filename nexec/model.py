@@ -318,7 +318,8 @@ class Model(Function, Layer):
     # ----- training (nexec.training) ------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
                 loss_weights: Any = None, device: str = "cpu",
-                jit_step: bool | str = False, weighted_metrics: Any = None) -> None:
+                jit_step: bool | str = False, weighted_metrics: Any = None,
+                distribute: Any = None) -> None:
         """Chooses optimizer, loss(es) and metrics; planning happens here, once.
 
         Args:
@@ -336,6 +337,8 @@ class Model(Function, Layer):
             weighted_metrics: Not supported (metrics weighted by ``sample_weight``); only
                 ``None`` or an empty list is accepted. ``metrics`` are unweighted, as in
                 Keras 3, while the loss is weighted.
+            distribute: A strategy such as ``nexec.distribute.RayDataParallel(num_workers=4)``:
+                ``fit`` then trains data-parallel on Ray workers (docs/distributed.md).
         """
         from nexec.training.trainer import Trainer
 
@@ -348,10 +351,12 @@ class Model(Function, Layer):
         if self._deferred():
             # Keras builds a Sequential without an input shape at its first fit/predict;
             # compile's arguments wait until then (see ``_ensure_built``).
-            self._pending_compile = (optimizer, loss, metrics, loss_weights, device, jit_step)
+            self._pending_compile = (optimizer, loss, metrics, loss_weights, device, jit_step,
+                                     distribute)
             return
         self._ensure_built()
-        self._trainer = Trainer(self, optimizer, loss, metrics, loss_weights, device, jit_step)
+        self._trainer = Trainer(self, optimizer, loss, metrics, loss_weights, device, jit_step,
+                                distribute)
 
     def _deferred(self) -> bool:
         """Whether the model waits for data to learn its input shape (a Sequential only)."""

@@ -333,6 +333,22 @@ class Executor:
         self._run(prog, "train")
         return self._results(prog, losses, counts)
 
+    def gradients(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
+        """Forward, loss, metrics and backward, without the update: ``train_step`` split in
+        two, so gradients can be combined across processes before :meth:`apply_update`.
+
+        The gradient of the batch's mean loss is left in ``self.params.grads`` (the
+        trainable prefix); ``losses``, ``counts`` and the return value are as
+        :meth:`train_step`'s.
+        """
+        self._run(prog, "gradients")
+        return self._results(prog, losses, counts)
+
+    def apply_update(self, prog: Program) -> None:
+        """The optimizer update from whatever is in ``self.params.grads`` now (after
+        :meth:`gradients`, or gradients written there by the caller)."""
+        self._run(prog, "update")
+
     def evaluate_step(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         """Forward, loss and metrics only (validation, ``evaluate``)."""
         self._run(prog, "evaluate")

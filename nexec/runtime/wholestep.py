@@ -43,6 +43,8 @@ __all__ = ["CompiledStep", "Generated", "StepCompileError", "generate", "compile
 
 #: The phases each mode runs, in order.
 MODES = {"train": ("forward", "loss", "metric", "backward", "update"),
+         "gradients": ("forward", "loss", "metric", "backward"),  # train, split at the update
+         "update": ("update",),
          "evaluate": ("forward", "loss", "metric"),
          "forward": ("forward",)}
 

@@ -97,7 +97,8 @@ class Trainer:
     """What ``compile`` sets up; ``fit``/``evaluate``/``train_on_batch`` run on it."""
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any,
-                 loss_weights: Any, device: str, jit_step: bool | str = False) -> None:
+                 loss_weights: Any, device: str, jit_step: bool | str = False,
+                 distribute: Any = None) -> None:
 
         self.model = model
         self.device = check_device(device)
@@ -136,6 +137,13 @@ class Trainer:
                                       jit_step=jit_step)
         self.predictor.executor.jit_step = jit_step
         model._predictor = self.predictor
+        self.distribute = None
+        if distribute is not None:  # a strategy (nexec.distribute) binds itself to this trainer
+            if not callable(getattr(distribute, "attach", None)):
+                raise ArgumentTypeError(f"compile(): distribute must be None or a strategy such "
+                                        f"as nexec.distribute.RayDataParallel(), got "
+                                        f"{distribute!r}.")
+            self.distribute = distribute.attach(self)
 
     @staticmethod
     def _per_output(value: Any, names: list[str], what: str) -> list[Any]:
@@ -287,6 +295,10 @@ class Trainer:
         batch_size = optional_positive_int(batch_size, "batch_size", "fit()")
         model = self.model
         xs, ys, ws = self._data(x, y, "fit()", sample_weight, class_weight)
+        if ws is not None and self.distribute is not None:
+            raise ArgumentError("fit(): sample_weight and class_weight are not supported with "
+                                "compile(distribute=...) yet; train without them or on one "
+                                "process.")
         _check_validation_freq(validation_freq)
         val = None
         if validation_data is not None:
@@ -363,8 +375,12 @@ class Trainer:
                 eorder, epoch_steps = None, end - position
                 position = 0 if end >= batches else end
             bar = ProgressBar(epoch_steps, verbose)
-            logs = self._run_epoch(self.train_executor, ex, ey, batch, eorder, True, bar, cbs,
-                                   ew)
+            if self.distribute is None:
+                logs = self._run_epoch(self.train_executor, ex, ey, batch, eorder, True, bar,
+                                       cbs, ew)
+            else:
+                logs = self.distribute.run_epoch(self.train_executor, ex, ey, batch, eorder,
+                                                 True, bar, cbs)
             if not warned_nan and not np.isfinite(logs["loss"]):
                 warned_nan = True
                 warnings.warn(f"Epoch {epoch + 1}: the training loss of model '{model.name}' is "

@@ -328,3 +328,20 @@ def test_files_in_nexecs_older_format_still_load(tmp_path):
         again = str(tmp_path / "now.keras")  # and it can be written as a Keras file
         model.save(again)
         assert_close(predict(load_model(again), [data["x0"]]), [data["y0"]])
+
+
+# ----- Keras -> nexec -> ONNX -------------------------------------------------------------------
+@pytest.mark.parametrize("name", FIXTURES)
+def test_keras_file_exported_to_onnx_predicts_as_keras(name, tmp_path):
+    """Issue 16's other round trip: a Keras model loaded in nexec and exported to ONNX gives,
+    in onnxruntime, Keras' recorded predictions (and so nexec's)."""
+    import onnxruntime as ort  # the test extra installs it
+    model = load(name, ".keras")
+    path = tmp_path / f"{name}.onnx"
+    model.export(str(path), format="onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    xs = fixture_inputs(name)
+    feeds = {i.name: x for i, x in zip(session.get_inputs(), xs)}
+    got = session.run(None, feeds)
+    assert_close([np.asarray(g) for g in got], keras_outputs(name))
+    assert_close([np.asarray(g) for g in got], predict(model, xs))

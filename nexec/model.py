@@ -357,39 +357,52 @@ class Model(Function, Layer):
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
-            steps_per_epoch: int | None = None, validation_freq: Any = 1) -> History:
+            steps_per_epoch: int | None = None, validation_freq: Any = 1,
+            validation_steps: int | None = None) -> History:
         """Trains the model, printing a Keras progress bar; returns a ``History``.
 
         Args:
+            x: Arrays (a memory map is read batch by batch), or a generator, iterable or
+                ``utils.PyDataset`` giving ``(x, y)`` batches (docs/keras.md, Data).
             steps_per_epoch: Batches per epoch; as Keras 3 on arrays, successive epochs
                 continue one pass over the data (see docs/keras.md).
             validation_freq: Validate every ``validation_freq`` epochs, or after the
                 (1-based) epochs listed.
+            validation_steps: Batches per validation when ``validation_data`` is a stream.
         """
         self._ensure_built(x)
         return self._need_trainer("fit").fit(
             x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
             validation_split=validation_split, validation_data=validation_data,
             shuffle=shuffle, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-            validation_freq=validation_freq)
+            validation_freq=validation_freq, validation_steps=validation_steps)
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
-                 verbose: Any = "auto", return_dict: bool = False) -> Any:
+                 verbose: Any = "auto", return_dict: bool = False, steps: int | None = None
+                 ) -> Any:
         """Loss (and metrics) on data; a float, a list, or a dict with ``return_dict``.
+
+        ``x`` may be a stream as for ``fit``; ``steps`` limits the batches read from it.
 
         Typed ``Any``: which of the three it is depends on the outputs, the metrics and
         ``return_dict``.
         """
         self._ensure_built(x)
         return self._need_trainer("evaluate").evaluate(x, y, batch_size=batch_size,
-                                                       verbose=verbose, return_dict=return_dict)
+                                                       verbose=verbose, return_dict=return_dict,
+                                                       steps=steps)
 
-    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0):  # noqa: ANN201
-        """Outputs for ``x``; works without ``compile`` (inference needs no loss)."""
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0,  # noqa: ANN201
+                steps: int | None = None):
+        """Outputs for ``x``; works without ``compile`` (inference needs no loss).
+
+        ``x`` may be a stream as for ``fit`` (targets in its batches are ignored); ``steps``
+        limits the batches read from it.
+        """
         from nexec.training.trainer import predictor
 
         self._ensure_built(x)
-        out = predictor(self).predict(x, batch_size=batch_size, verbose=verbose)
+        out = predictor(self).predict(x, batch_size=batch_size, verbose=verbose, steps=steps)
         if self._output_keys:  # outputs given as a dict: a dict keyed as given (Keras)
             return dict(zip(self._output_keys, out if isinstance(out, list) else [out]))
         return out
@@ -496,6 +509,9 @@ class Sequential(Model):
 
     def _ensure_built(self, x: Any = None) -> None:
         if self._input is None and x is not None:
+            from nexec.training.adapters import first_inputs
+
+            x = first_inputs(x, self.name)
             arr = np.asarray(x[0] if isinstance(x, (list, tuple)) and x and hasattr(x[0], "shape")
                              else x)
             if arr.ndim < 2:

@@ -261,7 +261,7 @@ CASES = [
      r"steps.*1\.5"),
     ("PyDataset batch of the wrong target shape",
      lambda t: _fit(_Data({3: (X[:2], np.eye(3, dtype=np.float32)[:2])})), ValueError,
-     r"Batch \d .*PyDataset.*shape"),
+     r"Batch 3 .*PyDataset.*shape"),
     ("PyDataset without a length and no steps", lambda t: _fit(_Endless()), ValueError,
      r"no length.*steps_per_epoch"),
     ("memmap with NaN in the last batch",

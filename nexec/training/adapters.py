@@ -125,7 +125,7 @@ class PyDataset:
     def num_batches(self) -> int | None:
         """Batches per epoch (``len(self)``), or None for an endless data set."""
         if hasattr(self, "__len__"):
-            return len(self)  # type: ignore[arg-type]
+            return len(self)
         return None
 
     def on_epoch_begin(self) -> None:
@@ -176,7 +176,7 @@ def unpack(item: Any, what: str) -> tuple[Any, Any, Any]:
         raise DataError(f"A {what} must give a tuple (x,), (x, y) or (x, y, sample_weight), "
                         f"an array or a dict; got {type(item).__name__}"
                         + (f" of length {len(item)}" if isinstance(item, tuple) else "") + ".")
-    return item + (None,) * (3 - len(item))  # type: ignore[return-value]
+    return item + (None,) * (3 - len(item))
 
 
 def sample_weights(sw: Any, n: int, dtype: str) -> np.ndarray | None:

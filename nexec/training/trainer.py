@@ -18,12 +18,18 @@ from nexec.devices import check_device, get_device
 from nexec.errors import DataError
 from nexec.graph import is_integer_dtype
 from nexec.planner import make_plan
-from nexec.random import generator
 from nexec.runtime.executor import Executor, Objective, Program
 from nexec.runtime.params import ParamStore
 from nexec.training import optimizers as opt_module
-from nexec.training.adapters import (ArrayFeed, Batch, PyDataset, StreamFeed, is_stream,
-                                     preparer, source_name)
+from nexec.training.adapters import (
+    ArrayFeed,
+    Batch,
+    PyDataset,
+    StreamFeed,
+    is_stream,
+    preparer,
+    source_name,
+)
 from nexec.training.callbacks import Callback, CallbackList, History
 from nexec.training.data import as_inputs, as_targets, split_by_name
 from nexec.training.loss_objects import resolve as resolve_loss

@@ -333,3 +333,19 @@ def test_mnist_5k_loads_from_the_installed_package():
     assert np.bincount(np.concatenate([y, yt])).tolist() == [500] * 10
     (x2, _), _ = mnist_5k.load_data()
     np.testing.assert_array_equal(x, x2)
+
+
+def test_streams_on_cuda_train_as_arrays_do(tmp_path):
+    """The CUDA device stages each streamed batch through its pinned buffer (simulator)."""
+    def run(x, y=None):
+        nexec.set_random_seed(0)
+        i = Input((F,))
+        m = Model(i, layers.Dense(3, activation="softmax")(i))
+        m.compile("sgd", "sparse_categorical_crossentropy", device="cuda")
+        m.fit(x, y, batch_size=BATCH, shuffle=False, verbose=0)
+        return m.get_weights(), m.predict(x if y is not None else Batches())
+    ref_w, ref_p = run(X, Y)
+    for data in ((Batches(),), (_memmap(tmp_path, X), Y)):
+        w, p = run(*data)
+        _same(w, ref_w)
+        np.testing.assert_array_equal(p, ref_p)

@@ -387,11 +387,16 @@ class Model(Function, Layer):
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
             steps_per_epoch: int | None = None, validation_freq: Any = 1,
-            sample_weight: Any = None, class_weight: Any = None) -> History:
+            sample_weight: Any = None, class_weight: Any = None,
+            validation_steps: int | None = None) -> History:
         """Trains the model, printing a Keras progress bar; returns a ``History``.
 
         Args:
-            validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``.
+            x: Arrays (a memory map is read batch by batch), or a generator, iterable or
+                ``utils.PyDataset`` giving ``(x, y)`` or ``(x, y, sample_weight)`` batches
+                (docs/keras.md, Data).
+            validation_data: ``(x_val, y_val)``, ``(x_val, y_val, val_sample_weight)``, or a
+                stream as ``x``.
             sample_weight: Per-sample loss weights: an array ``(n,)`` for every output, or
                 per output a list or dict (an output with time steps also takes
                 ``(n, steps)``); Keras' weighted loss ``sum(w * loss) / N``. Metrics stay
@@ -402,6 +407,7 @@ class Model(Function, Layer):
                 continue one pass over the data (see docs/keras.md).
             validation_freq: Validate every ``validation_freq`` epochs, or after the
                 (1-based) epochs listed.
+            validation_steps: Batches per validation when ``validation_data`` is a stream.
         """
         self._ensure_built(x)
         return self._need_trainer("fit").fit(
@@ -409,13 +415,15 @@ class Model(Function, Layer):
             validation_split=validation_split, validation_data=validation_data,
             shuffle=shuffle, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
             validation_freq=validation_freq, sample_weight=sample_weight,
-            class_weight=class_weight)
+            class_weight=class_weight, validation_steps=validation_steps)
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
-                 verbose: Any = "auto", sample_weight: Any = None,
+                 verbose: Any = "auto", sample_weight: Any = None, steps: int | None = None,
                  return_dict: bool = False) -> Any:
         """Loss (and metrics) on data; a float, a list, or a dict with ``return_dict``.
         ``sample_weight`` weighs the loss as in ``fit`` (metrics stay unweighted).
+
+        ``x`` may be a stream as for ``fit``; ``steps`` limits the batches read from it.
 
         Typed ``Any``: which of the three it is depends on the outputs, the metrics and
         ``return_dict``.
@@ -423,14 +431,20 @@ class Model(Function, Layer):
         self._ensure_built(x)
         return self._need_trainer("evaluate").evaluate(x, y, batch_size=batch_size,
                                                        verbose=verbose, return_dict=return_dict,
-                                                       sample_weight=sample_weight)
+                                                       sample_weight=sample_weight,
+                                                       steps=steps)
 
-    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0):  # noqa: ANN201
-        """Outputs for ``x``; works without ``compile`` (inference needs no loss)."""
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0,  # noqa: ANN201
+                steps: int | None = None):
+        """Outputs for ``x``; works without ``compile`` (inference needs no loss).
+
+        ``x`` may be a stream as for ``fit`` (targets in its batches are ignored); ``steps``
+        limits the batches read from it.
+        """
         from nexec.training.trainer import predictor
 
         self._ensure_built(x)
-        out = predictor(self).predict(x, batch_size=batch_size, verbose=verbose)
+        out = predictor(self).predict(x, batch_size=batch_size, verbose=verbose, steps=steps)
         if self._output_keys:  # outputs given as a dict: a dict keyed as given (Keras)
             return dict(zip(self._output_keys, out if isinstance(out, list) else [out]))
         return out
@@ -542,6 +556,9 @@ class Sequential(Model):
 
     def _ensure_built(self, x: Any = None) -> None:
         if self._input is None and x is not None:
+            from nexec.training.adapters import first_inputs
+
+            x = first_inputs(x, self.name)
             arr = np.asarray(x[0] if isinstance(x, (list, tuple)) and x and hasattr(x[0], "shape")
                              else x)
             if arr.ndim < 2:

@@ -1,4 +1,4 @@
-"""Keras' ``utils`` namespace: plotting a model and one-hot labels.
+"""Keras' ``utils`` namespace: plotting a model, one-hot labels, ``PyDataset``/``Sequence``.
 
 Example:
     >>> from nexec.utils import to_categorical
@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from nexec.plot import model_to_dot, plot_model
+from nexec.training.adapters import PyDataset, Sequence
 
-__all__ = ["plot_model", "model_to_dot", "to_categorical"]
+__all__ = ["plot_model", "model_to_dot", "to_categorical", "PyDataset", "Sequence"]
 
 
 def to_categorical(x: Any, num_classes: int | None = None) -> np.ndarray:

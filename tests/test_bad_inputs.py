@@ -40,6 +40,48 @@ def _file(tmp, name, content):
     return path
 
 
+def _batches(*bad, n=4):
+    """A generator of ``n`` good (x, y) batches of 2 rows, batch ``i`` replaced by ``bad[i]``
+    where given as ``{i: batch}``."""
+    swap = bad[0] if bad else {}
+    for i in range(n):
+        yield swap.get(i, (X[:2], Y[:2]))
+
+
+class _Data(nexec.utils.PyDataset):
+    def __init__(self, bad=None):
+        super().__init__()
+        self.bad = bad or {}
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return self.bad.get(i, (X[:2], Y[:2]))
+
+
+class _Endless(nexec.utils.PyDataset):
+    num_batches = None
+
+    def __getitem__(self, i):
+        return X[:2], Y[:2]
+
+
+def _memmap_with_nan(tmp):
+    path = os.path.join(tmp, "x.npy")
+    mm = np.lib.format.open_memmap(path, "w+", np.float32, (7, 4))
+    mm[:] = 1
+    mm[6, 2] = np.nan
+    mm.flush()
+    return np.load(path, mmap_mode="r")
+
+
+def _fit(data, **kw):
+    kw.setdefault("verbose", 0)
+    kw.setdefault("shuffle", False)
+    return _mlp().fit(data, **kw)
+
+
 def _saved(tmp):
     path = os.path.join(tmp, "m.npz")
     _mlp().save(path)
@@ -234,7 +276,61 @@ CASES = [
         {"class_name": "Sequential", "config": {"name": "s", "layers": [
             {"class_name": "Dense9", "config": {}}]}})), ValueError,
      r"Dense9"),
+    # --- streamed data: generators, PyDatasets, memory maps (errors name the batch) ------
+    ("generator batch with NaN", lambda t: _fit(_batches({2: (np.full((2, 4), np.nan), Y[:2])})),
+     ValueError, r"Batch 2 .*generator.*NaN"),
+    ("generator batch of the wrong shape", lambda t: _fit(_batches({1: (X[:2, :3], Y[:2])})),
+     ValueError, r"Batch 1 .*shape"),
+    ("generator batch of strings", lambda t: _fit(_batches({0: (np.array([["a"] * 4]), Y[:1])})),
+     ValueError, r"Batch 0 .*dtype"),
+    ("generator batch not a tuple", lambda t: _fit(_batches({3: 7})), ValueError,
+     r"Batch 3 .*tuple.*int"),
+    ("generator batch of 4 entries", lambda t: _fit(_batches({0: (X, Y, None, None)})),
+     ValueError, r"Batch 0 .*tuple.*length 4"),
+    ("generator batch x and y lengths differ", lambda t: _fit(_batches({1: (X[:2], Y[:3])})),
+     ValueError, r"Batch 1 .*2 samples but y has 3"),
+    ("generator batch without targets", lambda t: _fit(_batches({0: (X[:2],)})), ValueError,
+     r"Batch 0 .*no targets"),
+    ("generator batch of 0 rows", lambda t: _fit(_batches({2: (X[:0], Y[:0])})), ValueError,
+     r"Batch 2 .*no samples"),
+    ("generator batch bad sample_weight", lambda t: _fit(_batches({0: (X[:2], Y[:2], [1.0])})),
+     ValueError, r"Batch 0 .*sample_weight.*1 entries but there are 2 samples"),
+    ("generator batch NaN sample_weight",
+     lambda t: _fit(_batches({0: (X[:2], Y[:2], [1.0, np.nan])})), ValueError,
+     r"Batch 0 .*sample_weight.*NaN"),
+    ("sample_weight beside a generator",
+     lambda t: _mlp().fit(_batches(), sample_weight=np.ones(2), verbose=0), ValueError,
+     r"generator.*`sample_weight` should not be passed"),
+    ("generator with y", lambda t: _mlp().fit(_batches(), Y, verbose=0), ValueError,
+     r"generator.*`y` should not be passed"),
+    ("empty generator", lambda t: _fit(iter([])), ValueError, r"gave no batches"),
+    ("validation_split with a generator", lambda t: _fit(_batches(), validation_split=0.5),
+     ValueError, r"validation_split.*generator"),
+    ("validation_data of 4 entries", lambda t: _fit(X, y=Y, validation_data=(X, Y, X, Y)),
+     ValueError, r"validation_data.*4"),
+    ("predict steps=-1", lambda t: _mlp().predict(_batches(), steps=-1), ValueError,
+     r"steps.*-1"),
+    ("evaluate steps=1.5", lambda t: _mlp().evaluate(_batches(), steps=1.5), ValueError,
+     r"steps.*1\.5"),
+    ("PyDataset batch of the wrong target shape",
+     lambda t: _fit(_Data({3: (X[:2], np.eye(3, dtype=np.float32)[:2])})), ValueError,
+     r"Batch 3 .*PyDataset.*shape"),
+    ("PyDataset without a length and no steps", lambda t: _fit(_Endless()), ValueError,
+     r"no length.*steps_per_epoch"),
+    ("memmap with NaN in the last batch",
+     lambda t: _mlp().fit(_memmap_with_nan(t), Y[[0, 1, 0, 1, 0, 1, 0]], batch_size=2,
+                          shuffle=False, verbose=0), ValueError,
+     r"Batch 3 .*memory-mapped.*NaN"),
+    ("Sequential without input shape on a generator",
+     lambda t: _unbuilt_sequential().fit(_batches(), verbose=0), ValueError,
+     r"input_shape"),
 ]
+
+
+def _unbuilt_sequential():
+    m = Sequential([layers.Dense(2, activation="softmax")])
+    m.compile("sgd", "categorical_crossentropy")
+    return m
 
 
 @pytest.mark.parametrize("action,expected,pattern", [c[1:] for c in CASES],

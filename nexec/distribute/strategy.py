@@ -12,13 +12,17 @@ checkpoints (``BackupAndRestore``, ``ModelCheckpoint``) work unchanged on the dr
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nexec.checks import ArgumentError, ArgumentTypeError, positive_finite_float, positive_int
 from nexec.distribute.errors import WorkerError
 from nexec.distribute.sources import Sources
+
+if TYPE_CHECKING:
+    from nexec.training.adapters import Batch
 
 __all__ = ["RayDataParallel", "attach"]
 
@@ -222,35 +226,42 @@ class DataParallelRun:
                     rank, str(w.get("actor_id")), str(w.get("node_id"))) from e
         return out
 
-    # ----- the epoch ----------------------------------------------------------------------------
-    def run_epoch(self, executor: Any, xs: list[np.ndarray], ys: list[np.ndarray], batch: int,
-                  order: np.ndarray | None, train: bool, bar: Any = None,
-                  callbacks: Any = None) -> dict[str, float]:
-        """``Trainer._run_epoch`` for training, with each step's gradient from the workers."""
-        assert train, "validation and evaluate run on the driver"
+    def check_batch(self, batch: int) -> None:
+        """Refuses, before Ray starts, a global batch smaller than the worker count."""
         w = self.strategy.num_workers
         if batch < w:
             raise ArgumentError(f"fit(): the global batch_size ({batch}) is smaller than "
                                 f"RayDataParallel's num_workers ({w}); every worker needs at "
                                 "least one row of each batch.")
+
+    # ----- the epoch ----------------------------------------------------------------------------
+    def run_epoch(self, executor: Any, batches: Iterable[Batch], train: bool, bar: Any = None,
+                  callbacks: Any = None) -> dict[str, float]:
+        """``Trainer._run_epoch`` for training, with each step's gradient from the workers.
+
+        ``batches`` are row ranges of one set of in-memory arrays (an ``ArrayFeed``'s), sent
+        to the workers once; each worker then gets the row indices of its shard.
+        """
+        assert train, "validation and evaluate run on the driver"
+        w = self.strategy.num_workers
         ray = self._start_ray()
         self._ensure_workers()
-        self._send_data(xs + ys)
         trainer, store = self.trainer, self.trainer.store
         model = trainer.model
         t = store.trainable_size
         update_prog = executor.program(1)  # the update reads only the flat parameters
-        n = len(xs[0])
-        k = len(ys)
+        k = len(model.outputs)
         out_sums = [0.0] * k
         loss_sum = 0.0
         seen = 0
         counts: list[Any] | None = None
         totals: list[int] = []
         grad = np.empty(t, np.float64)
-        for i, lo in enumerate(range(0, n, batch)):
-            hi = min(lo + batch, n)
+        for i, data in enumerate(batches):
+            lo, hi, order = data.lo, data.hi, data.order
             b = hi - lo
+            if i == 0:
+                self._send_data(data.sources)
             if callbacks is not None:
                 for c in callbacks.batch_begin:
                     c.on_train_batch_begin(i)

@@ -13,10 +13,11 @@ import numpy as np
 from nexec.errors import DataError
 from nexec.graph import Function, is_integer_dtype
 
-__all__ = ["as_inputs", "as_targets", "check_same_length"]
+__all__ = ["as_inputs", "as_targets", "check_same_length", "split_by_name"]
 
 
-def _by_name(data: Any, names: list[str], what: str) -> list[Any]:
+def split_by_name(data: Any, names: list[str], what: str) -> list[Any]:
+    """One entry per model input (or output) of ``data``: an array, a list or a dict by name."""
     if isinstance(data, dict):
         missing = [n for n in names if n not in data]
         extra = [k for k in data if k not in names]
@@ -44,7 +45,7 @@ def as_inputs(x: Any, model: Any, dtype: str) -> list[np.ndarray]:
         raise DataError(f"Model '{model.name}' needs input data x.")
     names = model.input_names
     arrays = []
-    for name, t, a in zip(names, model.inputs, _by_name(x, names, "input")):
+    for name, t, a in zip(names, model.inputs, split_by_name(x, names, "input")):
         a = np.asarray(a)
         if a.dtype.kind not in "fiub":
             raise DataError(f"Input '{name}' has dtype {a.dtype}; expected numbers.")
@@ -119,7 +120,8 @@ def as_targets(y: Any, model: Any, losses: list[Any], dtype: str) -> list[np.nda
         raise DataError(f"Model '{model.name}' needs targets y to train or evaluate.")
     names = model.output_names
     arrays = []
-    for name, t, loss, a in zip(names, model.outputs, losses, _by_name(y, names, "output")):
+    for name, t, loss, a in zip(names, model.outputs, losses,
+                                split_by_name(y, names, "output")):
         a = np.asarray(a)
         shape = t.feature_shape
         if loss.sparse:

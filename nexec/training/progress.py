@@ -1,7 +1,9 @@
 """A Keras-style progress bar: ``8/8 [==============================] - 0s 1ms/step - loss: 0.3``.
 
 On a terminal it redraws one line as batches finish; elsewhere (logs, CI, notebooks captured
-to files) it prints only the final line of each epoch.
+to files) it prints only the final line of each epoch. When batches come from a stream
+(generator, PyDataset, memory map), the final line also says what share of the epoch the
+steps spent waiting for data (``data wait: 12%``), when that is 1% or more.
 """
 from __future__ import annotations
 
@@ -29,13 +31,14 @@ class ProgressBar:
     """One epoch's (or one predict pass's) progress.
 
     Args:
-        total: Number of batches.
+        total: Number of batches; None while unknown (a generator's first epoch), shown
+            as ``Unknown`` as Keras does, and then the batches done.
         verbose: 1 for the bar, 2 for one plain line at the end, 0 for nothing.
         stream: Where to write; standard output by default.
         width: Characters inside the brackets.
     """
 
-    def __init__(self, total: int, verbose: int = 1, stream: IO[str] | None = None,
+    def __init__(self, total: int | None, verbose: int = 1, stream: IO[str] | None = None,
                  width: int = 30) -> None:
         self.total = total
         self.verbose = verbose
@@ -45,10 +48,14 @@ class ProgressBar:
         self.dynamic = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_draw = 0.0
         self._drawn = 0  # length of the line on screen, so a shorter one can blank the rest
+        self.done = 0  # batches finished
+        self.waited: float | None = None  # seconds the steps waited for data (streams only)
 
     def update(self, done: int, logs: dict[str, float] | None = None) -> None:
         """Redraws the bar (at most every 50 ms) when on a terminal."""
-        if self.verbose != 1 or not self.dynamic or done >= self.total:
+        self.done = done
+        if self.verbose != 1 or not self.dynamic or (self.total is not None
+                                                     and done >= self.total):
             return
         now = time.perf_counter()
         if now - self._last_draw < 0.05:
@@ -59,14 +66,25 @@ class ProgressBar:
 
     def finish(self, logs: dict[str, float] | None = None) -> None:
         elapsed = time.perf_counter() - self.start
+        if self.total is None:
+            self.total = self.done
+        logs = dict(logs or {})
+        waits = self._wait_share(elapsed)
         if self.verbose == 1:
-            line = self._line(self.total, logs or {}, elapsed)
+            line = self._line(self.total, logs, elapsed) + waits
             self.stream.write(("\r" + self._padded(line) if self.dynamic else line) + "\n")
         elif self.verbose == 2:
             tail = f" - {format_logs(logs)}" if logs else ""
             self.stream.write(f"{self.total}/{self.total} - {elapsed:.0f}s - "
-                              f"{format_step_time(elapsed / max(self.total, 1))}{tail}\n")
+                              f"{format_step_time(elapsed / max(self.total, 1))}{tail}{waits}\n")
         self.stream.flush()
+
+    def _wait_share(self, elapsed: float) -> str:
+        """`` - data wait: 12%`` when the steps waited on the data for 1% of the time or more."""
+        if self.waited is None or elapsed <= 0:
+            return ""
+        share = self.waited / elapsed
+        return f" - data wait: {share:.0%}" if share >= 0.01 else ""
 
     def _padded(self, line: str) -> str:
         """``line`` with spaces over what a longer earlier line left on screen."""
@@ -75,6 +93,10 @@ class ProgressBar:
         return padded
 
     def _line(self, done: int, logs: dict[str, float], elapsed: float) -> str:
+        if self.total is None:  # an unknown number of batches: no bar, as Keras
+            return f"{done}/Unknown - {elapsed:.0f}s " \
+                   f"{format_step_time(elapsed / max(done, 1))}" + \
+                   (f" - {format_logs(logs)}" if logs else "")
         n = len(str(self.total))
         filled = int(self.width * done / max(self.total, 1))
         bar = "=" * filled

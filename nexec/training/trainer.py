@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -17,12 +18,21 @@ from nexec.devices import check_device, get_device
 from nexec.errors import DataError
 from nexec.graph import is_integer_dtype
 from nexec.planner import make_plan
-from nexec.random import generator
 from nexec.runtime.executor import Executor, Objective, Program
 from nexec.runtime.params import ParamStore
 from nexec.training import optimizers as opt_module
+from nexec.training.adapters import (
+    ArrayFeed,
+    Batch,
+    PyDataset,
+    StreamFeed,
+    is_stream,
+    preparer,
+    source_name,
+    weight_rows,
+)
 from nexec.training.callbacks import Callback, CallbackList, History
-from nexec.training.data import as_inputs, as_targets
+from nexec.training.data import as_inputs, as_targets, split_by_name
 from nexec.training.loss_objects import resolve as resolve_loss
 from nexec.training.loss_objects import saved_form
 from nexec.training.metrics import resolve_metric
@@ -48,8 +58,64 @@ def _verbosity(verbose: Any, default_when_not_tty: int = 1) -> int:
     return int(verbose)
 
 
-def _slices(n: int, batch: int) -> list[tuple[int, int]]:
-    return [(s, min(s + batch, n)) for s in range(0, n, batch)]
+Feed = ArrayFeed | StreamFeed
+
+
+def make_feed(model: Any, dtype: str, losses: list[Any] | None, x: Any, y: Any,
+              batch_size: int | None, shuffle: bool, steps: int | None, what: str,
+              sample_weight: Any = None, class_weight: Any = None,
+              stream_memmaps: bool = True) -> Feed:
+    """Batches of ``x`` (and ``y`` and sample weights unless ``losses`` is None, as for
+    predict).
+
+    In-memory arrays are checked and cast whole, once (:class:`ArrayFeed`); memory maps,
+    generators, iterables and PyDatasets are read, checked and cast per batch on the
+    prefetch thread (:class:`StreamFeed`). With ``stream_memmaps=False`` memory maps are
+    taken as arrays (of the model's dtype they stay memory maps: data-parallel workers read
+    their rows from the file).
+    """
+    if is_stream(x, y) and (stream_memmaps or source_name(x) != "memory-mapped arrays"):
+        kind = source_name(x)
+        if y is not None and kind != "memory-mapped arrays":
+            raise DataError(f"When providing `x` as a {kind}, `y` should not be passed. "
+                            f"Instead, the targets should be included as part of the {kind}.")
+        if sample_weight is not None and kind != "memory-mapped arrays":
+            raise DataError(f"When providing `x` as a {kind}, `sample_weight` should not be "
+                            f"passed. Instead, the sample weights should be included as part "
+                            f"of the {kind}: (x, y, sample_weight) batches.")
+        if losses is not None and kind == "memory-mapped arrays" and y is None:
+            raise DataError(f"Model '{model.name}' needs targets y to train or evaluate.")
+        return StreamFeed(
+            x, y, preparer(model, dtype, losses, class_weight), batch_size or 32, shuffle,
+            steps, split=lambda d: split_by_name(d, model.input_names, "input"),
+            split_y=lambda d: split_by_name(d, model.output_names, "output"),
+            sample_weight=sample_weight)
+    xs = as_inputs(x, model, dtype)
+    ys = [] if losses is None else as_targets(y, model, losses, dtype)
+    if ys and len(xs[0]) != len(ys[0]):
+        raise DataError(f"x has {len(xs[0])} samples but y has {len(ys[0])}.")
+    if losses is not None and len(xs[0]) == 0:
+        kind = "training samples" if what == "fit()" else "samples"
+        raise DataError(f"{what} got no {kind} (x has 0 rows).")
+    ws = None if losses is None else \
+        as_sample_weights(sample_weight, class_weight, ys, model, losses, dtype, what)
+    return ArrayFeed(xs + ys + (ws or []), max(1, min(batch_size or 32, len(xs[0]))), shuffle,
+                     steps, weighted=ws is not None)
+
+
+def _check_steps(steps: Any, what: str) -> None:
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
+                              or steps <= 0):
+        raise ValueError(f"{what} takes a positive int or None, got {steps!r}.")
+
+
+def _rows(data: Any, rows: slice) -> Any:
+    """Rows of arrays given as an array, a list or a dict (memory maps stay memory maps)."""
+    if isinstance(data, dict):
+        return {k: v[rows] for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [a[rows] for a in data]
+    return data[rows]
 
 
 class Predictor:
@@ -62,23 +128,40 @@ class Predictor:
         self.store = param_store(model, self.plan)
         self.executor = Executor(self.plan, self.store)
 
-    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto") -> Any:
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto",
+                steps: int | None = None) -> Any:
         batch_size = optional_positive_int(batch_size, "batch_size", "predict()")
-        xs = as_inputs(x, self.model, self.dtype)
-        n = len(xs[0])
-        batch = batch_size or 32
-        results = [np.empty((n, *t.feature_shape), t.dtype if is_integer_dtype(t.dtype)
-                            else self.dtype) for t in self.model.outputs]
-        bar = ProgressBar(-(-n // batch), _verbosity(verbose, 0))
+        _check_steps(steps, "predict(steps=...)")
+        feed = make_feed(self.model, self.dtype, None, x, None, batch_size, False, steps,
+                         "predict()")
+        shapes = [(t.feature_shape, t.dtype if is_integer_dtype(t.dtype) else self.dtype)
+                  for t in self.model.outputs]
+        if isinstance(feed, ArrayFeed) and steps is None:  # one preallocated result per output
+            results = [np.empty((feed.n, *shape), dt) for shape, dt in shapes]
+        chunks: list[list[np.ndarray]] = [[] for _ in shapes]
+        bar = ProgressBar(feed.epoch_steps(), _verbosity(verbose, 0))
         self.store.to_device()
-        for i, (lo, hi) in enumerate(_slices(n, batch)):
-            with self.executor.lock:  # one arena: one thread's batch at a time
-                prog = self.executor.program(hi - lo)
-                self.executor.load(prog, xs, lo, hi)
-                self.executor.run_forward(prog)
-                self.executor.read_outputs(prog, results, lo, hi)
-            bar.update(i + 1)
+        try:
+            for i, b in enumerate(feed.epoch()):
+                with self.executor.lock:  # one arena: one thread's batch at a time
+                    prog = self.executor.program(b.size)
+                    self.executor.load(prog, b.sources, b.lo, b.hi, b.order)
+                    self.executor.run_forward(prog)
+                    if isinstance(feed, ArrayFeed) and steps is None:
+                        self.executor.read_outputs(prog, results, b.lo, b.hi)
+                    else:
+                        out = [np.empty((b.size, *shape), dt) for shape, dt in shapes]
+                        self.executor.read_outputs(prog, out, 0, b.size)
+                        for c, o in zip(chunks, out):
+                            c.append(o)
+                bar.update(i + 1)
+        finally:
+            feed.close()
+        bar.waited = feed.waited
         bar.finish()
+        if not (isinstance(feed, ArrayFeed) and steps is None):
+            results = [np.concatenate(c) if c else np.empty((0, *shape), dt)
+                       for c, (shape, dt) in zip(chunks, shapes)]
         return results[0] if len(results) == 1 else results
 
 
@@ -225,13 +308,10 @@ class Trainer:
         return loss_names, metric_names
 
     # ----- loops --------------------------------------------------------------------------------
-    def _run_epoch(self, executor: Executor, xs: list[np.ndarray], ys: list[np.ndarray],
-                   batch: int, order: np.ndarray | None, train: bool,
-                   bar: ProgressBar | None = None, callbacks: CallbackList | None = None,
-                   ws: list[np.ndarray] | None = None) -> dict[str, float]:
-        """One pass over ``xs``/``ys`` (with per-output sample weights ``ws``, if any)."""
-        n = len(xs[0])
-        k = len(ys)
+    def _run_epoch(self, executor: Executor, batches: Iterable[Batch], train: bool,
+                   bar: ProgressBar | None = None, callbacks: CallbackList | None = None
+                   ) -> dict[str, float]:
+        k = len(self.model.outputs)
         per_output = [0.0] * k
         loss_sum = 0.0
         out_sums = [0.0] * k
@@ -239,14 +319,14 @@ class Trainer:
         counts: list[Any] | None = None
         totals: list[int] = []
         loss_names, metric_names = self._log_names()
-        for i, (lo, hi) in enumerate(_slices(n, batch)):
-            b = hi - lo
+        for i, data in enumerate(batches):
+            b = data.size
             if callbacks is not None:
                 for c in callbacks.batch_begin:
                     c.on_train_batch_begin(i)
             with executor.lock:  # one arena: one thread's batch at a time
-                prog: Program = executor.program(b, ws is not None)
-                executor.load(prog, xs + ys + (ws or []), lo, hi, order)
+                prog: Program = executor.program(b, data.weighted)
+                executor.load(prog, data.sources, data.lo, data.hi, data.order)
                 if counts is None:  # a number per 1-element slot, a host array per longer one
                     counts = [0 if s.shape[0] == 1 else np.zeros(s.shape[0], s.dtype)
                               for _, _, s, _ in prog.metric_slots]
@@ -259,8 +339,8 @@ class Trainer:
             for m, (*_, total_m) in enumerate(prog.metric_slots):
                 totals[m] += total_m
             seen += b
-            if bar is not None and bar.dynamic:
-                bar.update(i + 1, {"loss": loss_sum / seen})
+            if bar is not None:
+                bar.update(i + 1, {"loss": loss_sum / seen} if bar.dynamic else None)
             if callbacks is not None and callbacks.batch_end:
                 for c in callbacks.batch_end:
                     c.on_train_batch_end(i, {"loss": total})
@@ -291,44 +371,66 @@ class Trainer:
             verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
             steps_per_epoch: int | None = None, validation_freq: Any = 1,
-            sample_weight: Any = None, class_weight: Any = None) -> History:
+            sample_weight: Any = None, class_weight: Any = None,
+            validation_steps: int | None = None) -> History:
         batch_size = optional_positive_int(batch_size, "batch_size", "fit()")
         model = self.model
-        xs, ys, ws = self._data(x, y, "fit()", sample_weight, class_weight)
-        if ws is not None and self.distribute is not None:
-            raise ArgumentError("fit(): sample_weight and class_weight are not supported with "
-                                "compile(distribute=...) yet; train without them or on one "
-                                "process.")
-        _check_validation_freq(validation_freq)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or \
-                    len(validation_data) not in (2, 3):
-                raise ArgumentError("fit(validation_data=...) takes a tuple (x_val, y_val) or "
-                                    "(x_val, y_val, val_sample_weight), got "
-                                    f"{type(validation_data).__name__}.")
-            vx, vy, *vsw = validation_data
-            val = self._data(vx, vy, "fit(validation_data=...)", *vsw)
-        elif validation_split:
+        _check_steps(steps_per_epoch, "fit(steps_per_epoch=...)")
+        _check_steps(validation_steps, "fit(validation_steps=...)")
+        if validation_split and validation_data is None:
             if not 0 < validation_split < 1:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split}.")
-            cut = int(len(xs[0]) * (1 - validation_split))
+            if is_stream(x, y) and source_name(x) != "memory-mapped arrays":
+                raise ValueError(f"`validation_split` is only supported for arrays, not for "
+                                 f"a {source_name(x)}; pass validation_data instead.")
+        val_source = validation_data
+        if validation_data is None and validation_split and is_stream(x, y):
+            cut = int(len(split_by_name(x, model.input_names, "input")[0])
+                      * (1 - validation_split))
+            val_source = (_rows(x, slice(cut, None)), _rows(y, slice(cut, None)))
+            if sample_weight is not None and class_weight is None:
+                val_source += (weight_rows(sample_weight, slice(cut, None)),)
+            x, y = _rows(x, slice(None, cut)), _rows(y, slice(None, cut))
+            sample_weight = weight_rows(sample_weight, slice(None, cut))
+        feed = make_feed(model, self.dtype, self.losses, x, y, batch_size, shuffle,
+                         steps_per_epoch, "fit()", sample_weight, class_weight,
+                         stream_memmaps=self.distribute is None)
+        if self.distribute is not None:
+            if not isinstance(feed, ArrayFeed):
+                raise ArgumentError("fit(): compile(distribute=...) trains from in-memory "
+                                    f"arrays; got a {source_name(x)}.")
+            if feed.weighted:
+                raise ArgumentError("fit(): sample_weight and class_weight are not supported "
+                                    "with compile(distribute=...) yet; train without them or "
+                                    "on one process.")
+            self.distribute.check_batch(feed.batch)
+        _check_validation_freq(validation_freq)
+        batch = feed.batch if isinstance(feed, ArrayFeed) else batch_size or 32
+        val: Feed | None = None
+        if validation_data is None and validation_split and isinstance(feed, ArrayFeed):
+            cut = int(feed.n * (1 - validation_split))
+            if cut == 0:
+                raise DataError("fit() got no training samples.")
+            batch = min(batch_size or 32, cut)
             # Keras splits sample weights too; class weights weigh the training part only.
-            val = ([a[cut:] for a in xs], [a[cut:] for a in ys],
-                   None if ws is None or class_weight is not None else [a[cut:] for a in ws])
-            xs, ys = [a[:cut] for a in xs], [a[:cut] for a in ys]
-            ws = None if ws is None else [a[:cut] for a in ws]
-        n = len(xs[0])
-        if n == 0:
-            raise DataError("fit() got no training samples.")
-        batch = min(batch_size or 32, n)
-        batches = -(-n // batch)
-        if steps_per_epoch is not None and (
-                isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int)
-                or steps_per_epoch <= 0):
-            raise ValueError(f"fit(steps_per_epoch=...) takes a positive int or None, got "
-                             f"{steps_per_epoch!r}.")
-        steps = steps_per_epoch or batches
+            unweighted = class_weight is not None
+            width = len(model.inputs) + len(model.outputs)  # the weights follow
+            val_sources = feed.sources[:width] if unweighted else feed.sources
+            val = ArrayFeed([a[cut:] for a in val_sources], batch,
+                            weighted=feed.weighted and not unweighted)
+            feed = ArrayFeed([a[:cut] for a in feed.sources], batch, shuffle, steps_per_epoch,
+                             weighted=feed.weighted)
+        elif val_source is not None:
+            if isinstance(val_source, (tuple, list)) and not isinstance(val_source, PyDataset):
+                if len(val_source) not in (2, 3):
+                    raise DataError(f"fit(validation_data=...) takes (x_val, y_val), (x_val, "
+                                    f"y_val, val_sample_weight) or a stream, got a "
+                                    f"{type(val_source).__name__} of {len(val_source)}.")
+                vx, vy, *vsw = val_source
+            else:
+                vx, vy, vsw = val_source, None, []
+            val = make_feed(model, self.dtype, self.losses, vx, vy, batch, False,
+                            validation_steps, "fit(validation_data=...)", *vsw)
         verbose = _verbosity(verbose)
         history = History()
         user = list(callbacks or [])
@@ -337,7 +439,7 @@ class Trainer:
                 raise TypeError(f"callbacks must be nexec.callbacks.Callback objects, "
                                 f"got {type(c).__name__}.")
         cbs = CallbackList(user + [history], model,
-                           {"epochs": epochs, "steps": steps, "verbose": verbose})
+                           {"epochs": epochs, "steps": feed.steps, "verbose": verbose})
         model.stop_training = False
         model.history = history
         model._initial_epoch = None
@@ -347,94 +449,80 @@ class Trainer:
         model._initial_epoch = None
         self.store.to_device()
         warned_nan = False
-        position = 0  # the next batch of the current pass over the data (steps_per_epoch)
-        order: np.ndarray | None = None
-        for epoch in range(initial_epoch, epochs):
-            cbs.call("on_epoch_begin", epoch, {})
-            self.store.to_device()  # a callback may have set weights
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-            if position == 0:
-                order = generator().permutation(n) if shuffle else None
-            ex, ey, ew, eorder = xs, ys, ws, order
-            epoch_steps = batches
-            if steps_per_epoch is not None:
-                # Keras 3 on arrays: an epoch takes the next ``steps_per_epoch`` batches of
-                # one pass over the data, which continues across epochs; a pass that runs
-                # out ends the epoch early (with Keras' warning) and the next one starts anew.
-                end = position + steps_per_epoch
-                if end > batches:
-                    warnings.warn("Your input ran out of data; interrupting training. Make sure "
-                                  "that your dataset or generator can generate at least "
-                                  "`steps_per_epoch * epochs` batches.", stacklevel=3)
-                    end = batches
-                lo, hi = position * batch, min(end * batch, n)
-                rows = order[lo:hi] if order is not None else slice(lo, hi)
-                ex, ey = [a[rows] for a in xs], [a[rows] for a in ys]
-                ew = None if ws is None else [a[rows] for a in ws]
-                eorder, epoch_steps = None, end - position
-                position = 0 if end >= batches else end
-            bar = ProgressBar(epoch_steps, verbose)
-            if self.distribute is None:
-                logs = self._run_epoch(self.train_executor, ex, ey, batch, eorder, True, bar,
-                                       cbs, ew)
-            else:
-                logs = self.distribute.run_epoch(self.train_executor, ex, ey, batch, eorder,
-                                                 True, bar, cbs)
-            if not warned_nan and not np.isfinite(logs["loss"]):
-                warned_nan = True
-                warnings.warn(f"Epoch {epoch + 1}: the training loss of model '{model.name}' is "
-                              f"{logs['loss']}; training has diverged (try a smaller learning "
-                              "rate, or stop at once with callbacks.TerminateOnNaN()).",
-                              RuntimeWarning, stacklevel=3)
-            if val is not None and _should_eval(epoch, validation_freq):
-                vlogs = self._run_epoch(self.eval_executor, val[0], val[1], batch, None, False,
-                                        ws=val[2])
-                logs.update({f"val_{k}": v for k, v in vlogs.items()})
-            bar.finish(logs)
-            self.store.from_device(device)  # callbacks read (and may set) the weights
-            cbs.call("on_epoch_end", epoch, logs)
-            if model.stop_training:
-                break
+        try:
+            for epoch in range(initial_epoch, epochs):
+                cbs.call("on_epoch_begin", epoch, {})
+                self.store.to_device()  # a callback may have set weights
+                if verbose:
+                    print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+                bar = ProgressBar(feed.epoch_steps(), verbose)
+                run = self._run_epoch if self.distribute is None else self.distribute.run_epoch
+                logs = run(self.train_executor, feed.epoch(), True, bar, cbs)
+                if feed.exhausted:  # the data ran out: no batch this epoch (Keras' warning)
+                    break
+                if not warned_nan and not np.isfinite(logs["loss"]):
+                    warned_nan = True
+                    warnings.warn(f"Epoch {epoch + 1}: the training loss of model '{model.name}' "
+                                  f"is {logs['loss']}; training has diverged (try a smaller "
+                                  "learning rate, or stop at once with "
+                                  "callbacks.TerminateOnNaN()).", RuntimeWarning, stacklevel=3)
+                if val is not None and _should_eval(epoch, validation_freq):
+                    vlogs = self._run_epoch(self.eval_executor, val.epoch(), False)
+                    if not val.exhausted:
+                        logs.update({f"val_{k}": v for k, v in vlogs.items()})
+                bar.waited = feed.waited
+                bar.finish(logs)
+                self.store.from_device(device)  # callbacks read (and may set) the weights
+                cbs.call("on_epoch_end", epoch, logs)
+                if model.stop_training:
+                    break
+        finally:
+            feed.close()
+            if val is not None:
+                val.close()
         self.store.from_device(device)  # weights come back once, after training
         cbs.call("on_train_end", {})
         return history
 
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: Any = "auto",
-                 return_dict: bool = False, sample_weight: Any = None) -> Any:
+                 sample_weight: Any = None, steps: int | None = None,
+                 return_dict: bool = False) -> Any:
         batch_size = optional_positive_int(batch_size, "batch_size", "evaluate()")
-        xs, ys, ws = self._data(x, y, "evaluate()", sample_weight)
-        if len(xs[0]) == 0:
-            raise DataError("evaluate() got no samples (x has 0 rows).")
-        batch = min(batch_size or 32, len(xs[0]))
-        bar = ProgressBar(-(-len(xs[0]) // batch), _verbosity(verbose, 0))
+        _check_steps(steps, "evaluate(steps=...)")
+        feed = make_feed(self.model, self.dtype, self.losses, x, y, batch_size, False, steps,
+                         "evaluate()", sample_weight)
+        bar = ProgressBar(feed.epoch_steps(), _verbosity(verbose, 0))
         self.store.to_device()
-        logs = self._run_epoch(self.eval_executor, xs, ys, batch, None, False, ws=ws)
+        try:
+            logs = self._run_epoch(self.eval_executor, feed.epoch(), False, bar)
+        finally:
+            feed.close()
+        bar.waited = feed.waited
         bar.finish(logs)
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        return _result(logs, return_dict)
 
     def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None, class_weight: Any = None,
                        return_dict: bool = False) -> Any:
-        xs, ys, ws = self._data(x, y, "train_on_batch()", sample_weight, class_weight)
-        if len(xs[0]) == 0:
-            raise DataError("train_on_batch() got no samples (x has 0 rows).")
+        feed = self._one_batch(x, y, "train_on_batch()", sample_weight, class_weight)
         self.store.to_device()
-        logs = self._run_epoch(self.train_executor, xs, ys, len(xs[0]), None, True, ws=ws)
+        logs = self._run_epoch(self.train_executor, feed.epoch(), True)
         self.store.from_device(get_device(self.device))
         return _result(logs, return_dict)
 
     def test_on_batch(self, x: Any, y: Any, sample_weight: Any = None,
                       return_dict: bool = False) -> Any:
         """Loss (and metrics) of one batch, without updating anything."""
-        xs, ys, ws = self._data(x, y, "test_on_batch()", sample_weight)
-        if len(xs[0]) == 0:
-            raise DataError("test_on_batch() got no samples (x has 0 rows).")
+        feed = self._one_batch(x, y, "test_on_batch()", sample_weight)
         self.store.to_device()
-        logs = self._run_epoch(self.eval_executor, xs, ys, len(xs[0]), None, False, ws=ws)
+        logs = self._run_epoch(self.eval_executor, feed.epoch(), False)
         return _result(logs, return_dict)
+
+    def _one_batch(self, x: Any, y: Any, what: str, sample_weight: Any = None,
+                   class_weight: Any = None) -> ArrayFeed:
+        xs, ys, ws = self._data(x, y, what, sample_weight, class_weight)
+        if len(xs[0]) == 0:
+            raise DataError(f"{what} got no samples (x has 0 rows).")
+        return ArrayFeed(xs + ys + (ws or []), len(xs[0]), weighted=ws is not None)
 
 
 def _result(logs: dict[str, float], return_dict: bool) -> Any:

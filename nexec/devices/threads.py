@@ -7,7 +7,8 @@ convolutions ran 1.0-1.5x faster, its whole forward 1.23x, than with serial pass
 two-thread GEMMs (docs/performance.md).
 
 * ``set_num_threads(n)`` / ``get_num_threads()``, as ``torch.set_num_threads``. The default
-  is ``NEXEC_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the cores this process may use.
+  is ``NEXEC_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the cores this process may use
+  (its affinity mask, capped by a container's CPU quota: ``cpu_quota()``).
   A new count takes effect at the next batch.
 * ``single_threaded_blas()``: during each step of a program with shards, every BLAS library
   is held at one thread (threadpoolctl), so that shards do not each start BLAS threads and
@@ -49,9 +50,39 @@ def _default_threads() -> int:
         if value.isdigit() and int(value) > 0:
             return int(value)
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, min(cores, int(quota))) if quota is not None else cores
+
+
+def cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """The CPUs a container's quota allows (cgroup v2 ``cpu.max``, or v1
+    ``cpu.cfs_quota_us``/``cpu.cfs_period_us``), or None without a quota.
+
+    A container limited to 2 CPUs on a 64-core host still sees 64 cores in its affinity
+    mask; 64 threads there would take turns on two CPUs' worth of time slices, each
+    waiting on the others at every shard barrier.
+    """
+    def read(*parts: str) -> str | None:
+        try:
+            with open(os.path.join(root, *parts)) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    v2 = read("cpu.max")
+    if v2 is not None:
+        quota, _, period = v2.partition(" ")
+        if quota != "max" and quota.isdigit() and period.isdigit() and int(period) > 0:
+            return max(int(quota) / int(period), 1.0)
+        return None
+    quota, period = read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")
+    if quota and period and quota.lstrip("-").isdigit() and period.isdigit():
+        if int(quota) > 0 and int(period) > 0:
+            return max(int(quota) / int(period), 1.0)
+    return None
 
 
 def get_num_threads() -> int:

@@ -52,8 +52,34 @@ def test_default_thread_count_comes_from_the_environment(monkeypatch, env, expec
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    cores = len(__import__("os").sched_getaffinity(0))
+    monkeypatch.setattr(threads, "cpu_quota", lambda: None)
+    cores = len(os.sched_getaffinity(0))
     assert threads._default_threads() == (expected or cores)
+
+
+@pytest.mark.parametrize("files,expected", [
+    ({"cpu.max": "150000 100000"}, 1.5),  # cgroup v2: 1.5 CPUs
+    ({"cpu.max": "max 100000"}, None),
+    ({"cpu.max": "20000 100000"}, 1.0),  # a fifth of a CPU still runs one thread
+    ({"cpu/cpu.cfs_quota_us": "300000", "cpu/cpu.cfs_period_us": "100000"}, 3.0),  # v1
+    ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),
+    ({}, None),
+])
+def test_a_container_cpu_quota_is_read_from_the_cgroup(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text + "\n")
+    assert threads.cpu_quota(str(tmp_path)) == expected
+
+
+def test_the_default_thread_count_respects_a_cpu_quota(monkeypatch):
+    monkeypatch.delenv("NEXEC_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(threads, "cpu_quota", lambda: 2.5)
+    assert threads._default_threads() == 2
+    monkeypatch.setattr(threads, "cpu_quota", lambda: None)
+    assert threads._default_threads() == 64
 
 
 # --------------------------------------------------------------------------- run_shards

@@ -29,7 +29,8 @@ def test_discovered_through_the_entry_point_with_no_import():
         assert getattr(layers, name) is getattr(nexec_pooling, name)
     (info,) = [p for p in nexec.plugins_info() if p["name"].startswith("nexec-pooling")]
     assert info["error"] is None and info["version"] == nexec_pooling.__version__
-    assert info["provides"] == {"layers": NAMES, "kernels": [f"{n}/cpu" for n in NAMES]}
+    assert info["provides"] == {"layers": NAMES, "kernels": [f"{n}/cpu" for n in NAMES],
+                                "onnx_exporters": NAMES}
     # nexec's own 1-D and 2-D poolings are not the plugin's
     assert layers.MaxPooling2D.__module__ == "nexec.layers.pooling"
 

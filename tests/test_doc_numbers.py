@@ -36,8 +36,8 @@ def test_the_headline_speedup_is_the_same_everywhere():
 
 
 def test_a_changed_number_is_caught(tmp_path):
-    text = (f"speed <!-- number:seed_mlp_train_vs_pytorch -->6.6x<!-- /number -->\n"
-            f"<!-- table:blas_peak -->\n| stale |\n<!-- /table -->\n")
+    text = ("speed <!-- number:seed_mlp_train_vs_pytorch -->6.6x<!-- /number -->\n"
+            "<!-- table:blas_peak -->\n| stale |\n<!-- /table -->\n")
     doc = tmp_path / "doc.md"
     doc.write_text(text)
     problems = doc_numbers.differences(doc)

@@ -67,8 +67,9 @@ def memory_svg(plan: Any, width: int = 900, height: int = 440) -> str:
     """The picture as SVG text.
 
     Each arena buffer is a rectangle labelled with its tensor or op name where the name
-    fits inside (turned upright in a tall, narrow one); every rectangle carries a ``<title>`` (shown on hover) with its name, role,
-    size and steps. Both axes have tick marks: steps (x) and arena offset in B, KiB or MiB (y).
+    fits inside (turned upright in a tall, narrow one); every rectangle carries a
+    ``<title>`` (shown on hover) with its name, role, size and steps. Both axes have
+    tick marks: steps (x) and arena offset in B, KiB or MiB (y).
     """
     left, right, top, bottom = 70, 130, 30, 50
     plot_w, plot_h = width - left - right, height - top - bottom

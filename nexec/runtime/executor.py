@@ -297,8 +297,9 @@ class Executor:
             call = Call(op.layer, code, [arr(sched.value[i]) for i in op.inputs], y,
                         self.params.params_of(op.layer), ws, True, dy, d_inputs, d_params,
                         device=self.device)
-            origin = self._kernel_origin(kernel, "backward", op)
-            calls = _checked(kernel, "backward", kernel.backward(call), op, origin)
+            kernel_origin = self._kernel_origin(kernel, "backward", op)
+            calls = _checked(kernel, "backward", kernel.backward(call), op, kernel_origin)
+            origin: Origin | None = kernel_origin
             d0 = d_inputs[0] if d_inputs else None
             if kernel.view_of_input and d0 is not None and \
                     not (isinstance(d0, np.ndarray) and np.shares_memory(d0, dy)):

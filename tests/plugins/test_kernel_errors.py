@@ -7,7 +7,6 @@ from numba.core.errors import TypingError
 
 from nexec import Input, Model, PluginError, layers
 from nexec.plugins import registry
-
 from tests.plugins.conftest import reload_registry, write_plugin
 
 # One layer type per fault, each scaling its input by 2 when it works. ``FAULT`` picks the
@@ -43,6 +42,10 @@ def plain_python(out, x, scale):  # arity is inspectable
     out[...] = scale * x
 
 
+def python_type_error(out, x):  # not typeable ahead: its first run is checked
+    out[...] = x + "text"
+
+
 class Doubler(Layer):
     def compute_output_shape(self, input_shapes):
         return input_shapes[0]
@@ -61,6 +64,8 @@ class DoublerKernel(Kernel):
             return [(needs_ints, (out, x, x))]
         if self.FAULT == "python arity":
             return [(plain_python, (out, x))]
+        if self.FAULT == "python raises":
+            return [(python_type_error, (out, x))]
         RAN.append(call.layer.name)
         return [(double, (out, x))]
 
@@ -148,6 +153,15 @@ def test_a_numba_typing_error_names_plugin_layer_and_argument_types(doubler, mon
     # the step never ran: the weights are untouched, and the dense layer before it too
     for a, b in zip(before, m.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_python_kernel_failing_in_its_first_run_is_named(doubler, monkeypatch):
+    _set_fault(doubler, "python raises", monkeypatch)
+    with pytest.raises(PluginError, match=r"layer 'dbl' \(Doubler\), from plugin "
+                                          r"'nexec_doubler': its function 'python_type_error' "
+                                          r"raised TypeError") as e:
+        _model().predict(np.ones((2, 3), np.float32))
+    assert isinstance(e.value.__cause__, TypeError)
 
 
 def test_the_model_works_again_once_the_kernel_is_fixed(doubler, monkeypatch):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
-from nexec.checks import ArgumentError
+from nexec.checks import ArgumentError, ArgumentTypeError
 from nexec.errors import GraphError, NotCompiledError, SavedModelError, ShapeError
 from nexec.graph import Function, Node, SymbolicTensor, is_symbolic, unique_name
 from nexec.io import atomic_write
@@ -162,14 +162,22 @@ class Model(Function, Layer):
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Overwrites every weight, in :attr:`weights` order; all are checked (count, shape,
+        numbers, finite) before any is written."""
         own = self.weights
+        if not isinstance(weights, (list, tuple)):
+            raise ArgumentTypeError(f"Model '{self.name}': set_weights takes a list of "
+                                    f"{len(own)} arrays, got {type(weights).__name__}.")
         if len(weights) != len(own):
             raise ValueError(f"Model '{self.name}' has {len(own)} weight arrays, "
                              f"got {len(weights)}.")
+        checked = []
         for layer in self._leaves():
             n = len(layer.weights)
-            layer.set_weights(weights[:n])
+            checked.append((layer, layer.checked_weights(list(weights[:n]))))
             weights = weights[n:]
+        for layer, arrays in checked:
+            layer.set_weights(arrays)
 
     def count_params(self) -> int:
         return int(sum(w.size for w in self.weights))

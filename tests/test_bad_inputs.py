@@ -88,6 +88,112 @@ def _saved(tmp):
     return path
 
 
+# A plugin written to a file (Numba caches need one) and registered for one case; the
+# registry is rebuilt afterwards.
+PLUGIN = """
+from nexec.plugin import Kernel, Layer, hookimpl, kernel, rows
+
+
+@kernel
+def double(out, x):
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[i, j] = 2 * x[i, j]
+
+
+@kernel
+def add_text(out, x):
+    out[0, 0] = x[0, 0] + "text"  # Numba cannot type this
+
+
+class Doubled(Layer):
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+
+class DoubledKernel(Kernel):
+    layer_type = "Doubled"
+    FAULT = None
+
+    def forward(self, call):
+        out, x = rows(call.output), rows(call.inputs[0])
+        if self.FAULT == "arity":
+            return [(double, (out, x, x))]
+        return [(add_text, (out, x))]
+
+    def backward(self, call):
+        return []
+
+
+@hookimpl
+def nexec_layers():
+    return [Doubled]
+
+
+@hookimpl
+def nexec_kernels():
+    return [DoubledKernel()]
+"""
+
+
+def _with_plugin(tmp, source, action):
+    """Registers ``source`` as plugin 'nexec_catalogue', runs ``action(module)``, restores."""
+    import importlib.util
+    import sys
+    import warnings
+
+    from nexec.plugins import registry, reset_registry
+
+    path = os.path.join(tmp, "nexec_catalogue.py")
+    with open(path, "w") as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location("nexec_catalogue", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nexec_catalogue"] = module
+    try:
+        spec.loader.exec_module(module)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            registry().register(module, "nexec_catalogue")
+        return action(module)
+    finally:
+        del sys.modules["nexec_catalogue"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reset_registry()
+
+
+def _doubled_model(module, fault):
+    module.DoubledKernel.FAULT = fault
+    x = Input(shape=(4,), name="x")
+    return Model(x, module.Doubled(name="dbl")(layers.Dense(4, name="d")(x)))
+
+
+def _registry_check(module):
+    from nexec.plugins import registry
+
+    registry().check()
+
+
+def _int_model():
+    x = Input(shape=(3,), dtype="int32", name="ids")
+    return Model(x, layers.Dense(2)(layers.Flatten()(layers.Embedding(10, 4)(x))))
+
+
+def _flipped(tmp):
+    data = bytearray(open(_saved(tmp), "rb").read())
+    for i in range(len(data) // 2, len(data) // 2 + 40):
+        data[i] ^= 0xFF
+    return _file(tmp, "flip.npz", bytes(data))
+
+
+def _other_weights(tmp):
+    x = Input(shape=(4,))
+    path = os.path.join(tmp, "w3.weights.npz")
+    Model(x, layers.Dense(3, name="other")(x)).save_weights(path)
+    return path
+
+
 # (id, action(tmp_path), expected exception types, regex the message must match)
 CASES = [
     # --- batch sizes -------------------------------------------------------------------
@@ -324,6 +430,54 @@ CASES = [
     ("Sequential without input shape on a generator",
      lambda t: _unbuilt_sequential().fit(_batches(), verbose=0), ValueError,
      r"input_shape"),
+    # --- plugins (runtime/checking.py, plugins/manager.py) ----------------------------
+    ("plugin kernel of the wrong arity", lambda t: _with_plugin(
+        t, PLUGIN, lambda m: _doubled_model(m, "arity").predict(X)), NexecError,
+     r"layer 'dbl' \(Doubled\), from plugin 'nexec_catalogue'.*'double' takes \(out, x\)"),
+    ("plugin kernel Numba cannot type", lambda t: _with_plugin(
+        t, PLUGIN, lambda m: _doubled_model(m, "types").predict(X)), NexecError,
+     r"plugin 'nexec_catalogue'.*'add_text' cannot be compiled by Numba.*float32 array"),
+    ("plugin hook returning garbage", lambda t: _with_plugin(
+        t, "from nexec.plugin import hookimpl\n\n\n@hookimpl\ndef nexec_layers():\n"
+           "    return 5\n", _registry_check), NexecError,
+     r"plugin 'nexec_catalogue' hook nexec_layers returned int 5"),
+    # --- weights -----------------------------------------------------------------------
+    ("set_weights wrong shape", lambda t: _mlp().set_weights([np.ones((3, 3)), np.ones(2)]),
+     ValueError, r"'out'.*'kernel' has shape \(4, 2\), got \(3, 3\)"),
+    ("set_weights strings", lambda t: _mlp().set_weights([np.full((4, 2), "a"), np.ones(2)]),
+     TypeError, r"'kernel' must hold numbers.*<U1"),
+    ("set_weights an array", lambda t: _mlp().set_weights(np.ones(3)), TypeError,
+     r"set_weights takes a list of 2 arrays, got ndarray"),
+    ("load_weights of another model", lambda t: _mlp().load_weights(_other_weights(t)),
+     ValueError, r"missing.*out/kernel"),
+    ("load_weights missing file", lambda t: _mlp().load_weights(os.path.join(t, "no.npz")),
+     FileNotFoundError, r"no\.npz"),
+    ("load_model bit-flipped", lambda t: load_model(_flipped(t)), SavedModelError,
+     r"flip\.npz.*corrupted"),
+    # --- callbacks and fit arguments ---------------------------------------------------
+    ("fit callbacks=print", lambda t: _mlp().fit(X, Y, callbacks=print, verbose=0), TypeError,
+     r"callbacks must be a list.*builtin_function_or_method"),
+    ("fit callbacks=[a Callback class]", lambda t: _mlp().fit(
+        X, Y, callbacks=[nexec.callbacks.EarlyStopping], verbose=0), TypeError,
+     r"Callback objects, got type"),
+    ("fit epochs=-1", lambda t: _mlp().fit(X, Y, epochs=-1, verbose=0), ValueError,
+     r"epochs must be an int >= 0, got -1"),
+    ("fit epochs=2.5", lambda t: _mlp().fit(X, Y, epochs=2.5, verbose=0), TypeError,
+     r"epochs must be an int >= 0, got 2\.5"),
+    ("fit initial_epoch='1'", lambda t: _mlp().fit(X, Y, initial_epoch="1", verbose=0),
+     TypeError, r"initial_epoch"),
+    ("fit NaN targets", lambda t: _mlp().fit(X, np.full_like(Y, np.nan), verbose=0),
+     ValueError, r"NaN"),
+    ("Dropout rate=1.5", lambda t: layers.Dropout(1.5), ValueError, r"rate.*1\.5"),
+    # --- integer (token id) inputs -----------------------------------------------------
+    ("predict floats on an int model", lambda t: _int_model().predict(np.full((2, 3), 1.5)),
+     ValueError, r"'ids'.*int32.*not whole numbers"),
+    ("predict ids past input_dim", lambda t: _int_model().predict(np.full((2, 3), 12)),
+     ValueError, r"ids must be in \[0, 10\).*\[12, 12\]"),
+    ("predict negative ids", lambda t: _int_model().predict(np.full((2, 3), -1)),
+     ValueError, r"ids must be in \[0, 10\)"),
+    ("predict two arrays for one input", lambda t: _mlp().predict([X, X]), ValueError,
+     r"1 input"),
 ]
 
 
@@ -341,5 +495,24 @@ def test_a_bad_input_gives_a_clear_error(tmp_path, action, expected, pattern):
 
 
 def test_the_catalogue_is_large_and_has_unique_names():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 80
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_a_refused_set_weights_changes_nothing():
+    x = Input(shape=(4,))
+    m = Model(x, layers.Dense(2, name="b")(layers.Dense(3, name="a")(x)))
+    before = m.get_weights()
+    good_a = [np.full((4, 3), 7.0), np.full(3, 7.0)]
+    with pytest.raises(ValueError, match="'b'.*shape"):
+        m.set_weights(good_a + [np.zeros((2, 3)), np.zeros(2)])
+    for a, b in zip(before, m.get_weights()):
+        np.testing.assert_array_equal(a, b)  # layer 'a' was not written either
+
+
+def test_set_weights_takes_nan_as_keras_does_with_a_warning():
+    x = Input(shape=(4,))
+    m = Model(x, layers.Dense(2, name="b")(x))
+    with pytest.warns(RuntimeWarning, match="'b'.*'kernel' holds 8 NaN or infinite"):
+        m.set_weights([np.full((4, 2), np.nan), np.zeros(2)])
+    assert np.isnan(m.get_weights()[0]).all()

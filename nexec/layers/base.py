@@ -9,11 +9,13 @@ of the executor's flat parameter buffer, so writes through either side are seen 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from nexec.checks import ArgumentTypeError
 from nexec.errors import GraphError, ShapeError
 from nexec.graph import (
     Node,
@@ -263,17 +265,45 @@ class Layer:
         return [p.copy() for p in self._params.values()]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Overwrites the parameters in place; a compiled model sees it at the next step."""
+        """Overwrites the parameters in place; a compiled model sees it at the next step.
+
+        Every array is checked (count, shape, numbers, finite) before any is written, so a
+        refused call leaves the layer as it was.
+        """
+        for p, w in zip(self._params.values(), self.checked_weights(weights)):
+            np.copyto(p, w, casting="unsafe")
+
+    def checked_weights(self, weights: Any) -> list[np.ndarray]:
+        """``weights`` as arrays this layer's parameters can take, else a clear error.
+
+        Raises:
+            ArgumentTypeError: Not a list of arrays, or an array not of numbers.
+            ValueError: Another count or shape. NaN or infinite values are taken, as Keras
+                takes them, with a ``RuntimeWarning``.
+        """
+        if not isinstance(weights, (list, tuple)):
+            raise ArgumentTypeError(f"Layer '{self.name}': set_weights takes a list of arrays "
+                                    f"({', '.join(self._params) or 'none'}), got "
+                                    f"{type(weights).__name__}.")
         if len(weights) != len(self._params):
             raise ValueError(f"Layer '{self.name}' has {len(self._params)} weights "
                              f"({', '.join(self._params)}), got {len(weights)}.")
+        out = []
         for (name, p), w in zip(self._params.items(), weights):
             w = np.asarray(w)
+            if w.dtype.kind not in "biuf":
+                raise ArgumentTypeError(f"Layer '{self.name}': weight '{name}' must hold "
+                                        f"numbers, got an array of dtype {w.dtype}.")
             if w.shape != p.shape:
                 raise ValueError(f"Layer '{self.name}': weight '{name}' has shape {p.shape}, "
                                  f"got {w.shape}.")
-        for p, w in zip(self._params.values(), weights):
-            np.copyto(p, w, casting="unsafe")
+            bad = int(w.size - np.count_nonzero(np.isfinite(w))) if w.dtype.kind == "f" else 0
+            if bad:  # Keras takes them (restoring a diverged model, say); say so, once
+                warnings.warn(f"Layer '{self.name}': weight '{name}' holds {bad} NaN or "
+                              "infinite value(s); outputs will be NaN or infinite.",
+                              RuntimeWarning, stacklevel=3)
+            out.append(w)
+        return out
 
     def count_params(self) -> int:
         return int(sum(p.size for p in self._params.values()))

@@ -113,6 +113,9 @@ class Registry:
         self.plugins[name] = record
         try:
             contributions = {kind: self._collect(plugin, kind) for kind in self.KINDS}
+        except _HookResultError as e:
+            self.pm.unregister(plugin)
+            return self._fail(name, version, str(e))
         except Exception as e:  # noqa: BLE001
             self.pm.unregister(plugin)
             return self._fail(name, version, f"raised while registering "
@@ -127,7 +130,10 @@ class Registry:
         to that plugin, so that each contribution is attributed to the plugin making it."""
         others = [p for p in self.pm.get_plugins() if p is not plugin]
         results = self.pm.subset_hook_caller(f"nexec_{kind}", remove_plugins=others)()
-        result = results[0] if results else []
+        if not results:  # the plugin does not implement this hook
+            return []
+        result = results[0]
+        _check_hook_result(kind, result)
         if kind in ("activations", "optimizers", "initializers") and isinstance(result, dict):
             return list(result.items())
         if kind == "onnx_exporters":  # keyed by layer class or class name: the name is the key
@@ -231,6 +237,34 @@ class Registry:
             raise ValueError(f"Unknown {_SINGULAR[kind]} {name!r}; "
                              f"known: {', '.join(sorted(table))}.")
         return table[name]
+
+
+class _HookResultError(TypeError):
+    """A hook returned something other than its documented container."""
+
+
+#: What each hook returns: the containers accepted and how the message describes it.
+_HOOK_RESULTS: dict[str, tuple[tuple[type, ...], str]] = {
+    "layers": ((list, tuple), "a list of layer classes"),
+    "kernels": ((list, tuple), "a list of op kernel instances"),
+    "activations": ((list, tuple, dict), "a list of Activation values or a dict of names to "
+                                         "fused codes"),
+    "losses": ((list, tuple), "a list of nexec.plugin.Loss instances"),
+    "metrics": ((list, tuple), "a list of nexec.plugin.Metric instances"),
+    "devices": ((list, tuple), "a list of nexec.devices.Device instances"),
+    "optimizers": ((dict,), "a dict of names to optimizer classes"),
+    "initializers": ((dict,), "a dict of names to initialiser functions"),
+    "onnx_exporters": ((dict,), "a dict of layer classes (or names) to exporter functions"),
+}
+
+
+def _check_hook_result(kind: str, result: Any) -> None:
+    """Raises :class:`_HookResultError` naming the hook when ``result`` is not the container
+    it must return (each item is checked by ``Registry._add``)."""
+    accepted, described = _HOOK_RESULTS[kind]
+    if not isinstance(result, accepted):
+        raise _HookResultError(f"hook nexec_{kind} returned {type(result).__name__} "
+                               f"{result!r:.80}; it must return {described}")
 
 
 def _activation(name: Any, value: Any) -> tuple[Any, str | None]:

@@ -22,7 +22,8 @@ from nexec.ops.base import BoundCall, Call, rows, view_2d
 from nexec.planner.plan import Plan
 from nexec.planner.schedule import Schedule, build_schedule
 from nexec.plugins import registry
-from nexec.runtime import wholestep
+from nexec.runtime import checking, wholestep
+from nexec.runtime.checking import Origin
 from nexec.runtime.params import ParamStore
 from nexec.runtime.program import Program
 
@@ -61,7 +62,7 @@ class Executor:
     def __init__(self, plan: Plan, store: ParamStore, training: bool = False,
                  objectives: list[Objective] | None = None, optimizer: Any = None,
                  naive_memory: bool = False, jit_step: bool | str = False) -> None:
-        reg = registry()
+        reg = self._registry = registry()
         self.plan = plan
         self.store = store
         self.training = training
@@ -132,6 +133,7 @@ class Executor:
         sched = self.schedule if batch == self.schedule.batch else self._schedule(batch)
         prog = self._bind(sched, batch, weighted)
         prog.materialise()
+        checking.check_arity(prog.bound(wholestep.MODES["train"]))
         prog.threaded = self.device.threaded(prog.forward + prog.backward)
         self._programs[(batch, weighted)] = prog
         return prog
@@ -202,11 +204,13 @@ class Executor:
             call = Call(op.layer, act.code if act.fused else LINEAR,
                         [arr(sched.value[i]) for i in op.inputs], arr(sched.value[op.output]),
                         self.params.params_of(op.layer), ws, self.training, device=dev)
-            calls = _checked(kernel, "forward", kernel.forward(call), op)
+            origin = self._kernel_origin(kernel, "forward", op)
+            prog.add("forward", _checked(kernel, "forward", kernel.forward(call), op, origin),
+                     origin)
             if not act.fused:  # a plugin activation: its own pass over the output
                 fwd, _ = dev.generated("activation", act.forward, act.derivative)
-                calls.append((fwd, (rows(call.output), rows(call.output))))
-            prog.add("forward", calls)
+                prog.add("forward", [(fwd, (rows(call.output), rows(call.output)))],
+                         self._activation_origin(act, op))
         if self.objectives:
             self._bind_objectives(prog, sched, arr, weighted)
         if not self.training:
@@ -214,7 +218,10 @@ class Executor:
         self._bind_backward(prog, sched, arr)
         t = self.store.trainable_size
         prog.add("update", self.optimizer.calls(self.params.values[:t], self.params.grads[:t],
-                                                self.store))
+                                                self.store),
+                 self._origin("optimizers", self.optimizer.name, type(self.optimizer),
+                              f"optimizer '{self.optimizer.name}' "
+                              f"({type(self.optimizer).__name__})"))
         return prog
 
     def _bind_objectives(self, prog: Program, sched: Schedule, arr: Any,
@@ -232,23 +239,28 @@ class Executor:
             w = dev.reshape(weights[k], (p.shape[0],)) if weighted else None
             slot = self._slot(f"loss {k}", np.float64)
             prog.memories[f"loss {k}"] = slot
-            prog.add("loss", [obj.loss.bind_value(dev, p, y, slot, w)])
+            loss_origin = self._origin("losses", obj.loss.name, obj.loss,
+                                       f"loss '{obj.loss.name}' of output {k}")
+            prog.add("loss", [obj.loss.bind_value(dev, p, y, slot, w)], loss_origin)
             prog.loss_slots.append((k, obj.weight, prog.refs(slot)))
             for name, metric in obj.metrics:
                 m = len(prog.metric_slots)
                 slot = self._slot(f"metric {m}", np.dtype(metric.dtype), metric.size)
                 prog.memories[f"metric {m}"] = slot
-                prog.add("metric", [metric.bind(dev, p, y, slot)])
+                prog.add("metric", [metric.bind(dev, p, y, slot)],
+                         self._origin("metrics", metric.name, metric,
+                                      f"metric '{name}' of output {k}"))
                 prog.metric_slots.append((k, name, prog.refs(slot), metric.total(p)))
             if self.training and out in sched.grad:  # a model input as output has none
                 producer = g.tensors[out].producer
                 act = g.ops[producer].activation \
                     if producer is not None and sched.fused_loss.get(out) else None
                 dp = rows(arr(sched.grad[out]))
-                calls = [obj.loss.bind_grad(dev, p, y, obj.weight / p.shape[0], dp, act)]
+                prog.add("backward",
+                         [obj.loss.bind_grad(dev, p, y, obj.weight / p.shape[0], dp, act)],
+                         loss_origin)
                 if weighted:  # d(sum_i w_i l_i / N): each row's gradient times its weight
-                    calls.append((dev.kernels.scale_rows, (dp, w)))
-                prog.add("backward", calls)
+                    prog.add("backward", [(dev.kernels.scale_rows, (dp, w))])
 
     def _bind_backward(self, prog: Program, sched: Schedule, arr: Any) -> None:
         g = self.plan.graph
@@ -285,12 +297,35 @@ class Executor:
             call = Call(op.layer, code, [arr(sched.value[i]) for i in op.inputs], y,
                         self.params.params_of(op.layer), ws, True, dy, d_inputs, d_params,
                         device=self.device)
-            calls = _checked(kernel, "backward", kernel.backward(call), op)
+            kernel_origin = self._kernel_origin(kernel, "backward", op)
+            calls = _checked(kernel, "backward", kernel.backward(call), op, kernel_origin)
+            origin: Origin | None = kernel_origin
             d0 = d_inputs[0] if d_inputs else None
             if kernel.view_of_input and d0 is not None and \
                     not (isinstance(d0, np.ndarray) and np.shares_memory(d0, dy)):
-                calls = [(k.copy_into, (_flat2(d0), _flat2(dy)))]
-            prog.add("backward", before + calls + after)
+                calls, origin = [(k.copy_into, (_flat2(d0), _flat2(dy)))], None
+            prog.add("backward", before, self._activation_origin(act, op))
+            prog.add("backward", calls, origin)
+            prog.add("backward", after)
+
+    # ----- who contributed each call (error messages of runtime/checking.py) ------------------
+    def _origin(self, kind: str, key: Any, value: Any, what: str) -> Origin:
+        """``what``, attributed to the plugin that registered ``value`` under ``key``."""
+        table = getattr(self._registry, kind)
+        registered = table.get(key) is value if kind != "optimizers" else \
+            isinstance(value, type) and issubclass(value, table.get(key, ()) or ())
+        return Origin(self._registry.owner.get((kind, key)) if registered else None, what)
+
+    def _kernel_origin(self, kernel: Any, phase: str, op: Any) -> Origin:
+        return self._origin("kernels", (kernel.layer_type, kernel.device), kernel,
+                            f"kernel {kernel.layer_type}/{kernel.device} "
+                            f"({type(kernel).__name__}.{phase}) of layer '{op.layer.name}' "
+                            f"({type(op.layer).__name__})")
+
+    def _activation_origin(self, act: Any, op: Any) -> Origin:
+        return self._origin("activations", act.name, act,
+                            f"activation '{act.name}' of layer '{op.layer.name}' "
+                            f"({type(op.layer).__name__})")
 
     def _scratch_like(self, key: str, like: Any, prog: Program) -> Any:
         a = self._scratch.get(key)
@@ -355,18 +390,35 @@ class Executor:
         return self._results(prog, losses, counts)
 
     def _run(self, prog: Program, mode: str) -> None:
-        """One step of ``mode``: its compiled function, or the loop over its bound calls."""
+        """One step of ``mode``: its compiled function, or the loop over its bound calls.
+
+        The first step of each phase first types its Numba calls (``runtime/checking.py``),
+        so a broken plugin kernel raises ``PluginError`` before any kernel of the step ran;
+        calls that cannot be typed in advance run once through the checking loop.
+        """
+        phases = wholestep.MODES[mode]
+        run_checked = False
+        if not prog.checked.issuperset(phases):
+            run_checked = not checking.check_types(
+                prog.bound(tuple(p for p in phases if p not in prog.checked)))
+            if not run_checked:
+                prog.checked.update(phases)
         compiled = prog.compiled.get(mode)
         if compiled is None:
             compiled = self._compiled(prog, mode)
         with self.device.step_guard(prog.threaded):
             if compiled:
                 compiled()
+                prog.checked.update(phases)
                 return
             t0 = time.perf_counter()
-            for phase in wholestep.MODES[mode]:
-                for fn, args in prog.calls[phase]:
-                    fn(*args)
+            if run_checked:
+                checking.run_checked(prog.bound(phases))
+                prog.checked.update(phases)
+            else:
+                for phase in phases:
+                    for fn, args in prog.calls[phase]:
+                        fn(*args)
             if compiled is None:  # "auto", undecided: its measure
                 stats = prog.loop_stats[mode]
                 stats[0] += 1
@@ -440,11 +492,12 @@ def _flat2(a: Any) -> Any:
     return view_2d(a, int(a.shape[0]), int(np.prod(a.shape[1:])))
 
 
-def _checked(kernel: Any, phase: str, calls: Any, op: Any) -> list[BoundCall]:
+def _checked(kernel: Any, phase: str, calls: Any, op: Any, origin: Origin) -> list[BoundCall]:
     """Validates what a (possibly third-party) kernel returned, naming it when wrong."""
     if not isinstance(calls, list) or not all(
             isinstance(c, tuple) and len(c) == 2 and callable(c[0]) and isinstance(c[1], tuple)
             for c in calls):
-        raise PluginError(f"{kernel!r}.{phase} for layer '{op.layer.name}' must return a list of "
-                          f"(function, args_tuple) pairs, got {calls!r:.200}.")
+        owner = f" (from plugin '{origin.plugin}')" if origin.plugin else ""
+        raise PluginError(f"{kernel!r}.{phase}{owner} for layer '{op.layer.name}' must return "
+                          f"a list of (function, args_tuple) pairs, got {calls!r:.200}.")
     return list(calls)

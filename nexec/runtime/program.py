@@ -46,6 +46,8 @@ class Instruction:
     phase: str
     fn: Callable[..., Any]
     args: tuple
+    #: Who contributed the call (``runtime/checking.Origin``), for error messages.
+    origin: Any = field(default=None, compare=False)
 
 
 @dataclass
@@ -85,11 +87,23 @@ class Program:
     compiled: dict[str, Any] = field(default_factory=dict)
     #: Per mode: ``[steps, seconds]`` run by the Python loop (what ``jit_step="auto"`` reads).
     loop_stats: dict[str, list] = field(default_factory=dict)
+    #: The phases whose calls were checked before their first run (``runtime/checking.py``).
+    checked: set = field(default_factory=set)
 
-    def add(self, phase: str, calls: list[tuple]) -> None:
-        """Appends bound ``(fn, args)`` calls of ``phase``, their arrays as references."""
+    def add(self, phase: str, calls: list[tuple], origin: Any = None) -> None:
+        """Appends bound ``(fn, args)`` calls of ``phase``, their arrays as references;
+        ``origin`` says who contributed them."""
         for fn, args in calls:
-            self.instructions.append(Instruction(phase, fn, self.refs(args)))
+            self.instructions.append(Instruction(phase, fn, self.refs(args), origin))
+
+    def bound(self, phases: tuple[str, ...]) -> list[tuple]:
+        """``(fn, args, origin)`` of every call of ``phases`` in run order, args as views
+        (after :meth:`materialise`)."""
+        out = []
+        for phase in phases:
+            origins = [ins.origin for ins in self.instructions if ins.phase == phase]
+            out += [(fn, args, o) for (fn, args), o in zip(self.calls.get(phase, []), origins)]
+        return out
 
     def refs(self, value: Any) -> Any:
         """``value`` with every NumPy array (in tuples too) as a :class:`Ref` where it can."""

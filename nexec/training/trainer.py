@@ -432,7 +432,16 @@ class Trainer:
             val = make_feed(model, self.dtype, self.losses, vx, vy, batch, False,
                             validation_steps, "fit(validation_data=...)", *vsw)
         verbose = _verbosity(verbose)
+        for value, name in ((epochs, "epochs"), (initial_epoch, "initial_epoch")):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ArgumentTypeError(f"fit(): {name} must be an int >= 0, got {value!r} "
+                                        f"({type(value).__name__}).")
+            if value < 0:
+                raise ArgumentError(f"fit(): {name} must be an int >= 0, got {value!r}.")
         history = History()
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise ArgumentTypeError("fit(): callbacks must be a list of nexec.callbacks.Callback "
+                                    f"objects, got {type(callbacks).__name__} {callbacks!r:.60}.")
         user = list(callbacks or [])
         for c in user:
             if not isinstance(c, Callback):

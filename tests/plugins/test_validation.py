@@ -297,7 +297,8 @@ def test_kernel_returning_garbage_is_named(plugin_dir):
     ''')
     reload_registry()
     x = Input(shape=(2,))
-    with pytest.raises(PluginError, match=r"<Kernel Garbage on cpu>.forward for layer 'g' must "
+    with pytest.raises(PluginError, match=r"<Kernel Garbage on cpu>.forward \(from plugin "
+                                          r"'nexec_garbage'\) for layer 'g' must "
                                           r"return a list of \(function, args_tuple\) pairs"):
         Model(x, layers.Garbage(name="g")(x)).predict(np.zeros((1, 2)))
 

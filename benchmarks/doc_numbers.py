@@ -1,0 +1,233 @@
+"""The performance numbers the docs quote, rendered from ``benchmarks/results/*.json``.
+
+Docs never type a measured number: they mark it, and this script fills it in from the one
+results file that holds it, so README, ``docs/index.md`` and ``docs/performance.md`` cannot
+disagree (they once said 6.6x and 9.2x for the same speedup)::
+
+    the seed MLP trained <!-- number:seed_mlp_train_vs_pytorch -->9.2x<!-- /number --> ...
+
+    <!-- table:compare -->
+    | workload | metric | ... |
+    <!-- /table -->
+
+A number's name is a key of :data:`NUMBERS`, a table's of :data:`TABLES`. Run
+``python benchmarks/doc_numbers.py`` after a benchmark wrote new results (it rewrites the
+marked spans in place), ``--check`` to list the spans that differ from the results (exit 1);
+``tests/test_doc_numbers.py`` runs the check. Benchmarks are not re-run here.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: Training / forward GEMM FLOPs per sample (``benchmarks/models.gemm_flops_per_sample``).
+TRAIN_FLOPS = {"seed_mlp": 16_256, "wide_mlp": 3_209_216}
+PREDICT_FLOPS = {"seed_mlp": 6_784, "wide_mlp": 1_337_344}
+
+NUMBER = re.compile(r"<!-- number:([a-z0-9_]+) -->(.*?)<!-- /number -->", re.S)
+TABLE = re.compile(r"(<!-- table:([a-z0-9_]+) -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+@lru_cache(maxsize=None)
+def results(name: str) -> dict:
+    """One results file, parsed."""
+    return json.loads((RESULTS / name).read_text())
+
+
+def _median(file: str, workload: str, framework: str, metric: str) -> float:
+    return results(file)["medians"][workload][framework][metric]
+
+
+def _ratio(file: str, workload: str, peer: str, metric: str) -> float:
+    return results(file)["ratios"][workload][peer][metric]
+
+
+def _blas_peak() -> float:
+    """The sgemm peak the docs compare with: Numba's best on the large squares."""
+    rows = results("blas_peak.json")["rows"]
+    return max(r["numba_best_gflops"] for r in rows if r["shape"].startswith("square")
+               and r["m"] <= 1024)
+
+
+def _x(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}x"
+
+
+def _grouped(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+C, C5 = "compare.json", "compare-cnn-5.json"
+TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
+
+#: Every number a doc may quote: name -> function giving its text.
+NUMBERS: dict[str, Callable[[], str]] = {
+    # compare.json: the side-by-side run (seed MLP, wide MLP, CNN)
+    "seed_mlp_train_vs_pytorch": lambda: _x(_ratio(C, "seed_mlp", "pytorch", TPS), 1),
+    "seed_mlp_train_vs_keras": lambda: _x(_ratio(C, "seed_mlp", "keras", TPS), 0),
+    "seed_mlp_train_vs_pytorch_2": lambda: _x(_ratio(C, "seed_mlp", "pytorch", TPS), 2),
+    "seed_mlp_predict_vs_pytorch": lambda: _x(_ratio(C, "seed_mlp", "pytorch", PPS), 2),
+    "wide_mlp_train_vs_pytorch": lambda: _x(_ratio(C, "wide_mlp", "pytorch", TPS), 2),
+    "wide_mlp_train_vs_keras": lambda: _x(_ratio(C, "wide_mlp", "keras", TPS), 2),
+    "wide_mlp_predict_vs_pytorch": lambda: _x(_ratio(C, "wide_mlp", "pytorch", PPS), 2),
+    "wide_mlp_predict_vs_keras": lambda: _x(_ratio(C, "wide_mlp", "keras", PPS), 2),
+    "cnn_train_vs_keras": lambda: _x(_ratio(C, "cnn", "keras", TPS), 2),
+    "cnn_predict_vs_keras": lambda: _x(_ratio(C, "cnn", "keras", PPS), 2),
+    "seed_mlp_rss_vs_pytorch": lambda: _x(_ratio(C, "seed_mlp", "pytorch", "peak_rss_mb"), 2),
+    "wide_mlp_rss_vs_pytorch": lambda: _x(_ratio(C, "wide_mlp", "pytorch", "peak_rss_mb"), 2),
+    "cnn_rss_vs_pytorch": lambda: _x(_ratio(C, "cnn", "pytorch", "peak_rss_mb"), 2),
+    "seed_mlp_train_msps": lambda: f"{_median(C, 'seed_mlp', 'nexec', TPS) / 1e6:.2f} M",
+    "seed_mlp_epoch_ms": lambda: f"{_median(C, 'seed_mlp', 'nexec', 'epoch_s') * 1e3:.2f} ms",
+    "seed_mlp_step_us": lambda: f"{_median(C, 'seed_mlp', 'nexec', 'epoch_s') / 8 * 1e6:.0f} µs",
+    "seed_mlp_train_gflops": lambda: f"{_median(C, 'seed_mlp', 'nexec', TPS) * TRAIN_FLOPS['seed_mlp'] / 1e9:.0f} GFLOP/s",  # noqa: E501
+    "seed_mlp_epoch_ms_pytorch": lambda: f"{_median(C, 'seed_mlp', 'pytorch', 'epoch_s') * 1e3:.1f} ms",  # noqa: E501
+    "seed_mlp_first_epoch_s": lambda: f"{_median(C, 'seed_mlp', 'nexec', 'first_epoch_s'):.2f} s",  # noqa: E501
+    "seed_mlp_first_epoch_s_pytorch": lambda: f"{_median(C, 'seed_mlp', 'pytorch', 'first_epoch_s'):.2f} s",  # noqa: E501
+    "seed_mlp_first_epoch_s_keras": lambda: f"{_median(C, 'seed_mlp', 'keras', 'first_epoch_s'):.2f} s",  # noqa: E501
+    "seed_mlp_first_epoch_range": lambda: (
+        f"{_median(C, 'seed_mlp', 'nexec', 'first_epoch_s_min'):.2f}–"
+        f"{_median(C, 'seed_mlp', 'nexec', 'first_epoch_s_max'):.2f} s"),
+    "seed_mlp_train_of_peak": lambda: f"{_median(C, 'seed_mlp', 'nexec', TPS) * TRAIN_FLOPS['seed_mlp'] / 1e9 / _blas_peak():.0%}",  # noqa: E501
+    "wide_mlp_epoch_s": lambda: f"{_median(C, 'wide_mlp', 'nexec', 'epoch_s'):.2f} s",
+    "wide_mlp_train_sps": lambda: _grouped(_median(C, "wide_mlp", "nexec", TPS)),
+    "wide_mlp_predict_sps": lambda: _grouped(_median(C, "wide_mlp", "nexec", PPS)),
+    "wide_mlp_train_gflops": lambda: f"{_median(C, 'wide_mlp', 'nexec', TPS) * TRAIN_FLOPS['wide_mlp'] / 1e9:.0f} GFLOP/s",  # noqa: E501
+    "wide_mlp_predict_gflops": lambda: f"{_median(C, 'wide_mlp', 'nexec', PPS) * PREDICT_FLOPS['wide_mlp'] / 1e9:.0f} GFLOP/s",  # noqa: E501
+    "wide_mlp_train_of_peak": lambda: f"{_median(C, 'wide_mlp', 'nexec', TPS) * TRAIN_FLOPS['wide_mlp'] / 1e9 / _blas_peak():.0%}",  # noqa: E501
+    "wide_mlp_predict_of_peak": lambda: f"{_median(C, 'wide_mlp', 'nexec', PPS) * PREDICT_FLOPS['wide_mlp'] / 1e9 / _blas_peak():.0%}",  # noqa: E501
+    # compare-cnn-5.json: the CNN alone, 5 runs
+    "cnn5_nexec_train": lambda: f"{_median(C5, 'cnn', 'nexec', TPS):.1f}",
+    "cnn5_nexec_predict": lambda: _grouped(_median(C5, "cnn", "nexec", PPS)),
+    "cnn5_pytorch_train": lambda: f"{_median(C5, 'cnn', 'pytorch', TPS):.1f}",
+    "cnn5_pytorch_predict": lambda: _grouped(_median(C5, "cnn", "pytorch", PPS)),
+    "cnn5_keras_train": lambda: f"{_median(C5, 'cnn', 'keras', TPS):.1f}",
+    "cnn5_keras_predict": lambda: _grouped(_median(C5, "cnn", "keras", PPS)),
+    "cnn5_train_vs_keras": lambda: _x(_ratio(C5, "cnn", "keras", TPS), 2),
+    "cnn5_predict_vs_keras": lambda: _x(_ratio(C5, "cnn", "keras", PPS), 2),
+    "cnn5_train_vs_pytorch": lambda: _x(_ratio(C5, "cnn", "pytorch", TPS), 2),
+    "cnn5_predict_vs_pytorch": lambda: _x(_ratio(C5, "cnn", "pytorch", PPS), 2),
+    # blas_peak.json
+    "blas_peak": lambda: f"{_blas_peak():.0f} GFLOP/s",
+}
+
+
+@lru_cache(maxsize=None)
+def _compare() -> Any:
+    """``benchmarks/compare.py``, whose ``format_table`` made the table (one formatter)."""
+    spec = importlib.util.spec_from_file_location("nexec_bench_compare",
+                                                  ROOT / "benchmarks" / "compare.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compare_table(file: str) -> str:
+    compare = _compare()
+    d = results(file)
+    frameworks = list(next(iter(d["medians"].values())))
+    return compare.format_table(d["medians"], d["ratios"], frameworks)
+
+
+def _blas_label(shape: str) -> str:
+    if shape.startswith("square "):
+        return f"{shape.split()[1]}²"
+    for short, long in (("wide ", "wide MLP "), ("seed ", "seed MLP ")):
+        if shape.startswith(short):
+            shape = long + shape[len(short):]
+    return re.sub(r"(\d)x(\d)", r"\1×\2", shape)
+
+
+def _blas_table() -> str:
+    rows = ["| shape (M×K @ K×N) | NumPy `np.dot` | Numba `np.dot` (what nexec calls) |",
+            "|---|---:|---:|"]
+    for r in results("blas_peak.json")["rows"]:
+        rows.append(f"| {_blas_label(r['shape'])} | {r['numpy_best_gflops']:.0f} | "
+                    f"{r['numba_best_gflops']:.0f} |")
+    return "\n".join(rows)
+
+
+#: Every table a doc may include: name -> function giving its Markdown (no final newline).
+TABLES: dict[str, Callable[[], str]] = {
+    "compare": lambda: _compare_table(C),
+    "blas_peak": _blas_table,
+}
+
+
+def documents() -> list[Path]:
+    """The files whose marked numbers are rendered."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def render(text: str) -> str:
+    """``text`` with every marked number and table filled in from the results.
+
+    Raises:
+        KeyError: A marker names no known number or table.
+    """
+    def number(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in NUMBERS:
+            raise KeyError(f"unknown number {name!r} (known: {', '.join(sorted(NUMBERS))})")
+        return f"<!-- number:{name} -->{NUMBERS[name]()}<!-- /number -->"
+
+    def table(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in TABLES:
+            raise KeyError(f"unknown table {name!r} (known: {', '.join(sorted(TABLES))})")
+        return f"{m.group(1)}{TABLES[name]()}\n{m.group(4)}"
+
+    return TABLE.sub(table, NUMBER.sub(number, text))
+
+
+def used(text: str) -> set[str]:
+    """Names of the numbers and tables ``text`` marks."""
+    return {m.group(1) for m in NUMBER.finditer(text)} | \
+        {m.group(2) for m in TABLE.finditer(text)}
+
+
+def differences(path: Path) -> list[str]:
+    """One line per marked span of ``path`` whose text differs from the results."""
+    text = path.read_text()
+    out = []
+    for m in NUMBER.finditer(text):
+        want = NUMBERS[m.group(1)]() if m.group(1) in NUMBERS else "<unknown number>"
+        if m.group(2) != want:
+            out.append(f"{path.name}: number {m.group(1)} reads {m.group(2)!r}, the results "
+                       f"say {want!r}")
+    for m in TABLE.finditer(text):
+        want = TABLES[m.group(2)]() if m.group(2) in TABLES else "<unknown table>"
+        if m.group(3).rstrip("\n") != want:
+            out.append(f"{path.name}: table {m.group(2)} differs from the results")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true",
+                    help="list the marked numbers that differ from the results; exit 1 if any")
+    a = ap.parse_args(argv)
+    if a.check:
+        problems = [p for doc in documents() for p in differences(doc)]
+        print("\n".join(problems) or "every marked number matches benchmarks/results")
+        return 1 if problems else 0
+    for doc in documents():
+        text = doc.read_text()
+        new = render(text)
+        if new != text:
+            doc.write_text(new)
+            print(f"updated {doc.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

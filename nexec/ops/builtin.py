@@ -8,6 +8,7 @@ no Python work here.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
 from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
+from nexec.ops.winograd import algorithm_of, tile_of, transform_matrices, winograd_workspace_shapes
 from nexec.plugins import registry
 
 __all__ = ["OP_KERNEL_CLASSES", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
@@ -168,8 +170,41 @@ class Conv2DKernel(BuiltinKernel):
         return _shard_count(self.dev, 2 * batch * ho * wo * kh * kw * in_shape[2]
                             * layer.filters, batch)
 
+    def _algorithm(self, layer: Any) -> str:
+        """The algorithm the plan chose for ``layer`` (``nexec.planner.algorithms``);
+        Winograd runs on the CPU only."""
+        return algorithm_of(layer) if self.dev.name == "cpu" else "im2col"
+
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
                    strided_output=False):  # noqa: ANN001
+        if self._algorithm(layer) != "im2col":
+            return self._winograd_workspaces(layer, in_shapes, out_shape, batch, training,
+                                             strided_output)
+        return self._im2col_workspaces(layer, in_shapes, out_shape, batch, training,
+                                       strided_output)
+
+    def _winograd_workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN202
+                             strided_output):  # noqa: ANN001
+        """Per-shard transform blocks; backward adds im2col's weight-gradient workspaces."""
+        h, w, cin = in_shapes[0]
+        shards = self._shards(layer, in_shapes[0], batch)
+        shapes = winograd_workspace_shapes(-(-batch // shards), h, w, cin, layer.filters,
+                                           layer.padding, tile_of(algorithm_of(layer)),
+                                           training)
+        ws = {}
+        for name, shape in shapes.items():
+            shared = name in ("U", "dU")
+            phase = "backward" if name.startswith("d") else "forward"
+            ws[name] = Workspace(shape if shared else (shards, *shape), phase=phase)
+        if training:  # the weight gradient stays im2col + GEMM (docs/performance.md)
+            for name, one in self._im2col_workspaces(layer, in_shapes, out_shape, batch,
+                                                     True, False).items():
+                if name != "tmp":
+                    ws[name] = dataclasses.replace(one, phase="backward")
+        return ws
+
+    def _im2col_workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN202
+                           strided_output=False):  # noqa: ANN001
         h, w, cin = in_shapes[0]
         ho, wo, _, _ = self._geometry(layer, in_shapes[0])
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
@@ -196,7 +231,41 @@ class Conv2DKernel(BuiltinKernel):
         return _shard_slices(x.shape[0], self._shards(call.layer, x.shape[1:], x.shape[0]),
                              ho * wo)
 
+    def _winograd_forward(self, call: Call) -> list[BoundCall]:
+        """Filter transform once, then each shard's tiles: transforms, GEMMs, epilogue."""
+        k = self.k
+        layer, x, ws = call.layer, call.inputs[0], call.workspace
+        ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
+        bt, g, at = transform_matrices(tile_of(algorithm_of(layer)), x.dtype)
+        out = rows(call.output)
+        shards = [(k.winograd_forward, (_part(x, im), ws["U"], _bias(call), pt, pl, ho, wo,
+                                        call.activation, bt, at, ws["V"][i], ws["M"][i],
+                                        ws["Y"][i], ws["scratch"][i], _part(out, r)))
+                  for i, (im, r) in enumerate(self._split(call))]
+        return [(k.winograd_filter, (call.params["kernel"], g, ws["U"]))] + \
+            self.dev.parallel(shards)
+
+    def _winograd_backward(self, call: Call) -> list[BoundCall]:
+        """dz, dw and db by im2col's backward (dx skipped), then dx by Winograd from dz."""
+        k = self.k
+        calls = self._im2col_backward(dataclasses.replace(call, d_inputs=[None]))
+        dx = call.d_inputs[0]
+        if dx is None:
+            return calls
+        layer, x, ws = call.layer, call.inputs[0], call.workspace
+        ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
+        bt, g, at = transform_matrices(tile_of(algorithm_of(layer)), x.dtype)
+        dz = ws["dz"].reshape(x.shape[0], ho, wo, ws["dz"].shape[1])
+        shards = [(k.winograd_backward_input, (_part(dz, im), ws["dU"], pt, pl, bt, at,
+                                               ws["dV"][i], ws["dM"][i], ws["dY"][i],
+                                               ws["dscratch"][i], _part(dx, im)))
+                  for i, (im, _) in enumerate(self._split(call))]
+        return calls + [(k.winograd_filter_flipped, (call.params["kernel"], g, ws["dU"]))] + \
+            self.dev.parallel(shards)
+
     def forward(self, call: Call) -> list[BoundCall]:
+        if self._algorithm(call.layer) != "im2col":
+            return self._winograd_forward(call)
         conv2d_forward = self.k.conv2d_forward
 
         layer = call.layer
@@ -213,6 +282,11 @@ class Conv2DKernel(BuiltinKernel):
         return self.dev.parallel(shards)
 
     def backward(self, call: Call) -> list[BoundCall]:
+        if self._algorithm(call.layer) != "im2col":
+            return self._winograd_backward(call)
+        return self._im2col_backward(call)
+
+    def _im2col_backward(self, call: Call) -> list[BoundCall]:
         conv2d_backward = self.k.conv2d_backward
         accumulate = self.k.accumulate
 

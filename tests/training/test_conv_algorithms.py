@@ -51,8 +51,10 @@ def test_switch_forces_each_algorithm_and_the_plan_shows_it():
                                     "b3": "winograd", "c2": "winograd", "c3": "im2col"}
     assert "algorithm: winograd" in plan.describe()
     with use_conv_algorithm("winograd4"):
-        names = str(model.memory_plan(batch_size=4))
+        memory = model.memory_plan(batch_size=4)
+    names = str(memory)
     assert "c1.U" in names and "c1.dU" in names
+    assert memory.concat_in_place == ["mix"]  # b1 and b3 write into their slices
     assert model.plan().conv_algorithms["c1"] == "im2col"  # the default
     assert "c1.U" not in str(model.memory_plan(batch_size=4))
 

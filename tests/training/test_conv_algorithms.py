@@ -159,3 +159,32 @@ def nexec_threads() -> int:
     from nexec.plugins import registry
 
     return registry().device("cpu").threads()
+
+
+@pytest.mark.parametrize("algo", ["winograd", "winograd4"])
+def test_sharded_winograd_matches_one_thread_and_finite_differences(monkeypatch, algo):
+    """Winograd split over images on 3 threads (5 images: shards of 1, 2, 2), float64."""
+    from nexec.devices.threads import get_num_threads, run_shards, set_num_threads
+    from nexec.ops import builtin
+
+    monkeypatch.setattr(builtin, "_MIN_SHARD_FLOPS", 1)
+    before = get_num_threads()
+    x, y = _data(5)
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    results = {}
+    try:
+        for threads in (1, 3):
+            set_num_threads(threads)
+            with use_conv_algorithm(algo):
+                model = _cnn(seed=5, dtype="float64", act="tanh")
+                loss_fn, grads = model_gradients(model, x, y, "categorical_crossentropy")
+            prog = model._trainer.train_executor.program(5)
+            sharded = [fn for fn, _ in prog.forward + prog.backward if fn is run_shards]
+            assert bool(sharded) == (threads == 3)
+            results[threads] = model.predict(x, batch_size=5, verbose=0), grads
+        check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
+    finally:
+        set_num_threads(before)
+    np.testing.assert_allclose(results[3][0], results[1][0], rtol=1e-12, atol=1e-15)
+    for name, g in results[1][1].items():
+        np.testing.assert_allclose(results[3][1][name], g, rtol=1e-11, atol=1e-14, err_msg=name)

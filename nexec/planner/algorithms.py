@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nexec.checks import ArgumentError
 from nexec.ops.winograd import ALGORITHMS, set_algorithm, winograd_applies
 
 __all__ = ["MODES", "ENV_VAR", "conv_algorithm_mode", "use_conv_algorithm", "shape_key",
@@ -36,7 +37,7 @@ _lock = threading.Lock()
 
 def _checked(mode: Any, where: str) -> str:
     if not isinstance(mode, str) or mode.lower() not in MODES:
-        raise ValueError(f"{where} must be one of {MODES}, got {mode!r}")
+        raise ArgumentError(f"{where} must be one of {', '.join(MODES)}; got {mode!r}")
     return mode.lower()
 
 
@@ -45,7 +46,7 @@ def conv_algorithm_mode() -> str:
     ``"im2col"``.
 
     Raises:
-        ValueError: the environment variable holds an unknown mode.
+        ArgumentError: the environment variable holds an unknown mode.
     """
     mode = getattr(_local, "mode", None)
     if mode is not None:
@@ -61,7 +62,7 @@ def use_conv_algorithm(mode: str) -> Iterator[None]:
         mode: One of :data:`MODES`.
 
     Raises:
-        ValueError: unknown mode (before the block runs).
+        ArgumentError: unknown mode (before the block runs).
     """
     mode = _checked(mode, "conv_algorithm")
     before = getattr(_local, "mode", None)

@@ -118,7 +118,14 @@ def _save() -> None:
     path = algorithms.table_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(algorithms._load(), indent=1, sort_keys=True).encode()
+        table = dict(algorithms._load())
+        try:  # keep what other processes measured since this one read the file
+            on_disk = json.loads(path.read_text())
+            if isinstance(on_disk, dict):
+                table = {**on_disk, **table}
+        except (OSError, ValueError):
+            pass
+        text = json.dumps(table, indent=1, sort_keys=True).encode()
         atomic_write(str(path), lambda f: f.write(text))
     except OSError:  # a read-only cache: the choice still holds for this process
         pass

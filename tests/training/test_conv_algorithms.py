@@ -60,7 +60,7 @@ def test_switch_forces_each_algorithm_and_the_plan_shows_it():
 
 
 def test_bad_modes_are_refused(monkeypatch):
-    with pytest.raises(ValueError, match="conv_algorithm must be one of"):
+    with pytest.raises(ValueError, match="conv_algorithm must be one of auto, im2col"):
         with use_conv_algorithm("fft"):
             pass
     monkeypatch.setenv("NEXEC_CONV_ALGORITHM", "direct")
@@ -68,6 +68,17 @@ def test_bad_modes_are_refused(monkeypatch):
         _cnn().plan()
     monkeypatch.setenv("NEXEC_CONV_ALGORITHM", "Winograd")
     assert _cnn().plan().conv_algorithms["c1"] == "winograd"
+    from nexec.checks import ArgumentError
+    from nexec.ops.winograd import set_algorithm
+
+    with pytest.raises(ArgumentError):
+        with use_conv_algorithm(None):
+            pass
+    strided = _cnn().get_layer("c3")
+    with pytest.raises(ValueError, match="Winograd needs a 3x3 kernel with stride 1"):
+        set_algorithm(strided, "winograd")
+    with pytest.raises(ValueError, match="conv algorithm must be one of"):
+        set_algorithm(strided, "fft")
 
 
 @pytest.mark.parametrize("algo, tol", [("winograd", 2e-5), ("winograd4", 2e-4)])

@@ -3,7 +3,6 @@ and Winograd models (an Inception-style concat, training) against im2col."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ no Python work here.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -153,7 +152,8 @@ _CONV_PHASES = {"tmp": "forward", "dz": "backward", "dcols": "backward"}
 
 
 class Conv2DKernel(BuiltinKernel):
-    """im2col + BLAS GEMMs (per block of rows on the CPU), bias + activation fused."""
+    """im2col + BLAS GEMMs (per block of rows on the CPU), or Winograd for 3x3 stride-1
+    layers where the plan chose it (``nexec.planner.algorithms``); bias + activation fused."""
 
     layer_type = "Conv2D"
     fuses_activation = True
@@ -185,22 +185,25 @@ class Conv2DKernel(BuiltinKernel):
 
     def _winograd_workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN202
                              strided_output):  # noqa: ANN001
-        """Per-shard transform blocks; backward adds im2col's weight-gradient workspaces."""
+        """Per-shard transform blocks (``V``, ``M``, ``scratch`` serve both passes)."""
         h, w, cin = in_shapes[0]
+        ho, wo, f = out_shape
         shards = self._shards(layer, in_shapes[0], batch)
-        shapes = winograd_workspace_shapes(-(-batch // shards), h, w, cin, layer.filters,
-                                           layer.padding, tile_of(algorithm_of(layer)),
-                                           training)
+        shapes = winograd_workspace_shapes(-(-batch // shards), h, w, cin, f, layer.padding,
+                                           tile_of(algorithm_of(layer)), training)
         ws = {}
         for name, shape in shapes.items():
             shared = name in ("U", "dU")
             phase = "backward" if name.startswith("d") else "forward"
+            if training and name in ("V", "M", "scratch"):
+                phase = "both"  # the weight gradient's tile blocks are the forward's shapes
             ws[name] = Workspace(shape if shared else (shards, *shape), phase=phase)
-        if training:  # the weight gradient stays im2col + GEMM (docs/performance.md)
-            for name, one in self._im2col_workspaces(layer, in_shapes, out_shape, batch,
-                                                     True, False).items():
-                if name != "tmp":
-                    ws[name] = dataclasses.replace(one, phase="backward")
+        if training:
+            a = tile_of(algorithm_of(layer)) + 2
+            ws["dz"] = Workspace((batch * ho * wo, f), phase="backward")
+            ws["wU"] = Workspace((shards, a * a, cin, f), phase="backward")
+            ws["wpart"] = Workspace((shards, cin, f), phase="backward")
+            ws.update(_grad_parts_workspaces(shards, (3, 3, cin, f), layer.use_bias))
         return ws
 
     def _im2col_workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN202
@@ -246,22 +249,26 @@ class Conv2DKernel(BuiltinKernel):
             self.dev.parallel(shards)
 
     def _winograd_backward(self, call: Call) -> list[BoundCall]:
-        """dz, dw and db by im2col's backward (dx skipped), then dx by Winograd from dz."""
+        """Per shard: dz and db, dw by Winograd, dx by Winograd with the rotated filter."""
         k = self.k
-        calls = self._im2col_backward(dataclasses.replace(call, d_inputs=[None]))
-        dx = call.d_inputs[0]
-        if dx is None:
-            return calls
         layer, x, ws = call.layer, call.inputs[0], call.workspace
         ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
         bt, g, at = transform_matrices(tile_of(algorithm_of(layer)), x.dtype)
-        dz = ws["dz"].reshape(x.shape[0], ho, wo, ws["dz"].shape[1])
-        shards = [(k.winograd_backward_input, (_part(dz, im), ws["dU"], pt, pl, bt, at,
-                                               ws["dV"][i], ws["dM"][i], ws["dY"][i],
-                                               ws["dscratch"][i], _part(dx, im)))
-                  for i, (im, _) in enumerate(self._split(call))]
-        return calls + [(k.winograd_filter_flipped, (call.params["kernel"], g, ws["dU"]))] + \
-            self.dev.parallel(shards)
+        dx = call.d_inputs[0]
+        y, dy = rows(call.output), rows(call.d_output)
+        shards, sums = [], []
+        for i, (im, r) in enumerate(self._split(call)):
+            dw_i, db_i, adds = _shard_grads(call, i, k.accumulate)
+            sums += adds
+            dx_i = empty_like_skip(x) if dx is None else _part(dx, im)
+            shards.append((k.winograd_backward, (
+                _part(x, im), _part(y, r), _part(dy, r), call.activation, pt, pl, ho, wo,
+                bt, g, at, _part(ws["dz"], r), db_i, ws["V"][i], ws["M"][i], ws["wU"][i],
+                ws["wpart"][i], ws["scratch"][i], dw_i, ws["dU"], ws["dV"][i], ws["dM"][i],
+                ws["dY"][i], ws["dscratch"][i], dx_i)))
+        flip = [] if dx is None else \
+            [(k.winograd_filter_flipped, (call.params["kernel"], g, ws["dU"]))]
+        return flip + self.dev.parallel(shards) + sums
 
     def forward(self, call: Call) -> list[BoundCall]:
         if self._algorithm(call.layer) != "im2col":

@@ -12,6 +12,8 @@ import pytest
 
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from nexec.kernels.cpu.winograd import (
+    winograd_backward,
+    winograd_backward_filter,
     winograd_backward_input,
     winograd_filter,
     winograd_filter_flipped,
@@ -169,3 +171,57 @@ def test_filter_transforms(m):
 def test_transform_matrices_rejects_other_tiles():
     with pytest.raises(ValueError, match="tile"):
         transform_matrices(3, np.float32)
+
+
+@pytest.mark.parametrize("block", [None, 1, 5])
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_weight_gradient_matches_direct(case, dtype, m, block):
+    n, h, w, c, f, pad = case
+    ho, wo, pt, pl = conv2d_geometry(h, w, 3, 3, 1, 1, pad)
+    x, k, _ = _problem(case, 8, dtype)
+    dz = np.random.default_rng(9).standard_normal((n, ho, wo, f)).astype(dtype)
+    ws = _workspaces(case, m, dtype, block)
+    a = m + 2
+    bt, g, at = transform_matrices(m, dtype)
+    du = np.full((a * a, c, f), np.nan, dtype)
+    part = np.full((c, f), np.nan, dtype)
+    dw = np.full(k.shape, np.nan, dtype)
+    winograd_backward_filter(x, dz, pt, pl, bt, g, at, ws["V"], ws["M"], du, part,
+                             ws["scratch"], dw)
+    _, ref, _ = ref_conv_grad(x, k, dz, 1, 1, pt, pl, ho, wo)
+    assert_close(dw, ref, rtol=TOL[dtype, m])
+
+
+@pytest.mark.parametrize("skip_dx", [False, True])
+@pytest.mark.parametrize("m", [2, 4])
+def test_backward_all_gradients_from_a_strided_output(m, skip_dx):
+    """dz, db, dw and dx in one call, from y and dy in a concatenation's slice."""
+    case = (2, 7, 5, 3, 4, "same")
+    n, h, w, c, f, pad = case
+    ho, wo, pt, pl = conv2d_geometry(h, w, 3, 3, 1, 1, pad)
+    x, k, b = _problem(case, 10, np.float64)
+    z = ref_conv_z(x, k, b, 1, 1, pt, pl, ho, wo)
+    big_y = np.full((n * ho * wo, f + 5), SENTINEL)
+    big_dy = np.full((n * ho * wo, f + 5), SENTINEL)
+    y, dy = big_y[:, 2:2 + f], big_dy[:, 2:2 + f]
+    y[...] = np.tanh(z).reshape(-1, f)
+    dy[...] = np.random.default_rng(11).standard_normal(y.shape)
+    ws = _workspaces(case, m, np.float64, block=3)
+    a = m + 2
+    bt, g, at = transform_matrices(m, np.float64)
+    winograd_filter_flipped(k, g, ws["dU"])
+    dz = np.full((n * ho * wo, f), np.nan)
+    db, dw = np.full(f, np.nan), np.full(k.shape, np.nan)
+    dx = np.full((0 if skip_dx else n, h, w, c), np.nan)
+    winograd_backward(x, y, dy, TANH, pt, pl, ho, wo, bt, g, at, dz, db, ws["V"], ws["M"],
+                      np.full((a * a, c, f), np.nan), np.full((c, f), np.nan), ws["scratch"],
+                      dw, ws["dU"], ws["dV"], ws["dM"], ws["dY"], ws["dscratch"], dx)
+    dz_ref = (dy * (1 - y * y)).reshape(n, ho, wo, f)
+    dx_ref, dw_ref, db_ref = ref_conv_grad(x, k, dz_ref, 1, 1, pt, pl, ho, wo)
+    assert_close(dz.reshape(dz_ref.shape), dz_ref, rtol=1e-12)
+    assert_close(db, db_ref, rtol=1e-12)
+    assert_close(dw, dw_ref, rtol=1e-11)
+    if not skip_dx:
+        assert_close(dx, dx_ref, rtol=1e-11)

@@ -24,13 +24,22 @@ direct multiplications (4/9 for F(2x2,3x3), 1/4 for F(4x4,3x3)). The GEMMs go to
 The input gradient of a 3x3 stride-1 convolution is the same correlation of the
 pre-activation gradient with the filter rotated by 180 degrees and transposed to
 ``(3, 3, F, C)``, with ``2 - pt`` / ``2 - pl`` padding: :func:`winograd_backward_input`.
+The forward is linear in the filter, so the weight gradient is ``G^T (sum over tiles of
+V^T (A dz A^T)) G``: the same input transform, the output transform's adjoint and ``a*a``
+GEMMs (:func:`winograd_backward_filter`). :func:`winograd_backward` does a shard's whole
+backward (``dz``/``db`` epilogue, ``dw``, ``dx``).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from nexec.kernels.activations import SOFTMAX
-from nexec.kernels.cpu.activation import copy_row, epilogue_rows, epilogue_softmax_rows
+from nexec.kernels.cpu.activation import (
+    copy_row,
+    epilogue_grad_rows,
+    epilogue_rows,
+    epilogue_softmax_rows,
+)
 from nexec.kernels.jit import kernel
 
 __all__ = [
@@ -38,6 +47,8 @@ __all__ = [
     "winograd_filter_flipped",
     "winograd_forward",
     "winograd_backward_input",
+    "winograd_backward_filter",
+    "winograd_backward",
 ]
 
 
@@ -268,3 +279,132 @@ def winograd_backward_input(dz, u, pt, pl, bt, at, v, mm, yb, scratch, dx):
         t1 = min(tiles, t0 + block)
         _block(dz, u, 2 - pt, 2 - pl, th, tw, bt, at, t0, t1, v, mm, yb, scratch)
         _scatter(yb, t0, t1, th, tw, m, h, wd, dx2)
+
+
+@kernel
+def _grad_output_tiles(dz, th, tw, at, t0, t1, dm):
+    """dm[xi*a + nu, t - t0] = (A dz_tile A^T)[xi, nu]: the output transform's adjoint, with
+    zeros for a partial tile's pixels outside the output."""
+    m = at.shape[0]
+    a = at.shape[1]
+    ho = dz.shape[1]
+    wo = dz.shape[2]
+    f = dz.shape[3]
+    dz2 = dz.reshape(dz.shape[0] * ho * wo, f)
+    for t in range(t0, t1):
+        q = t // tw
+        img = q // th
+        oy0 = (q % th) * m
+        ox0 = (t % tw) * m
+        r = t - t0
+        for k in range(a * a):
+            row = dm[k, r]
+            for fi in range(f):
+                row[fi] = 0
+        for y in range(min(m, ho - oy0)):
+            for xo in range(min(m, wo - ox0)):
+                s = dz2[(img * ho + oy0 + y) * wo + ox0 + xo]
+                for xi in range(a):
+                    cy = at[y, xi]
+                    if cy == 0:
+                        continue
+                    for nu in range(a):
+                        coef = cy * at[xo, nu]
+                        if coef == 0:
+                            continue
+                        row = dm[xi * a + nu, r]
+                        for fi in range(f):
+                            row[fi] += coef * s[fi]
+
+
+@kernel
+def winograd_backward_filter(x, dz, pt, pl, bt, g, at, v, dm, du, part, scratch, dw):
+    """dw = the weight gradient of a 3x3 stride-1 convolution, by Winograd.
+
+    The forward is linear in the filter, so ``dw = G^T (sum over tiles of V^T dM) G`` with
+    ``dM = A dz_tile A^T``: ``a*a`` GEMMs ``(Cin, tiles) @ (tiles, F)`` per block of tiles.
+
+    Args:
+        x: (N, H, W, C) C-contiguous forward input.
+        dz: (N, Ho, Wo, F) C-contiguous pre-activation gradient.
+        pt, pl: top and left padding.
+        bt, g, at: the transform matrices.
+        v: (a*a, T, C) and dm (a*a, T, F) workspaces: ``T`` tiles per block.
+        du: (a*a, C, F) workspace: the transformed gradient, summed over blocks.
+        part: (C, F) workspace: one block's GEMM before it is added to ``du``.
+        scratch: (a*a*C,) workspace.
+        dw: (3, 3, C, F) C-contiguous, overwritten.
+    """
+    m = at.shape[0]
+    a = bt.shape[0]
+    ho = dz.shape[1]
+    wo = dz.shape[2]
+    th = (ho + m - 1) // m
+    tw = (wo + m - 1) // m
+    tiles = x.shape[0] * th * tw
+    block = v.shape[1]
+    c = x.shape[3]
+    f = dz.shape[3]
+    for t0 in range(0, tiles, block):
+        t1 = min(tiles, t0 + block)
+        n = t1 - t0
+        _input_tiles(x, pt, pl, th, tw, m, bt, t0, t1, v, scratch)
+        _grad_output_tiles(dz, th, tw, at, t0, t1, dm)
+        for k in range(a * a):
+            if t0 == 0:
+                np.dot(v[k, :n].T, dm[k, :n], du[k])
+            else:
+                np.dot(v[k, :n].T, dm[k, :n], part)
+                dk = du[k]
+                for ci in range(c):
+                    d = dk[ci]
+                    s = part[ci]
+                    for fi in range(f):
+                        d[fi] += s[fi]
+    for i in range(3):
+        for j in range(3):
+            dst = dw[i, j]
+            for ci in range(c):
+                for fi in range(f):
+                    dst[ci, fi] = 0
+            for xi in range(a):
+                for nu in range(a):
+                    coef = g[xi, i] * g[nu, j]
+                    if coef == 0:
+                        continue
+                    src = du[xi * a + nu]
+                    for ci in range(c):
+                        d = dst[ci]
+                        s = src[ci]
+                        for fi in range(f):
+                            d[fi] += coef * s[fi]
+
+
+@kernel
+def winograd_backward(x, y, dy, act, pt, pl, ho, wo, bt, g, at, dz, db, v, mm, wu, part,
+                      scratch, dw, du, dv, dmm, dyb, dscratch, dx):
+    """All gradients of ``y = act(conv2d(x, w) + b)`` (3x3, stride 1) for one shard.
+
+    ``dz = dy * act'(y)`` and ``db`` in one pass, then :func:`winograd_backward_filter` and,
+    unless ``dx`` has no rows, :func:`winograd_backward_input`.
+
+    Args:
+        x: (N, H, W, C) C-contiguous forward input.
+        y, dy: (N*Ho*Wo, F) forward output and its gradient, may be row-strided.
+        act: activation code.
+        pt, pl: top and left padding.
+        ho, wo: output height and width.
+        bt, g, at: the transform matrices.
+        dz: (N*Ho*Wo, F) C-contiguous workspace: the pre-activation gradient.
+        db: (F,) bias gradient, overwritten; shape (0,) skips it.
+        v, mm, wu, part, scratch: :func:`winograd_backward_filter`'s workspaces.
+        dw: (3, 3, C, F) weight gradient, overwritten.
+        du: (a*a, F, C) flipped filter transform (:func:`winograd_filter_flipped`).
+        dv, dmm, dyb, dscratch: :func:`winograd_backward_input`'s workspaces.
+        dx: (N, H, W, C) C-contiguous, overwritten; shape (0, H, W, C) skips it.
+    """
+    epilogue_grad_rows(y, dy, act, dz, db)
+    dz4 = dz.reshape(x.shape[0], ho, wo, dz.shape[1])
+    winograd_backward_filter(x, dz4, pt, pl, bt, g, at, v, mm, wu, part, scratch, dw)
+    if dx.shape[0] != 0:
+        winograd_backward_input(dz4, du, pt, pl, bt, at, dv, dmm, dyb, dscratch, dx)

@@ -2,8 +2,8 @@
 
 The planner never runs kernels, so ``conv_algorithm="auto"`` is settled here, when the
 executor binds a batch size: every 3x3 stride-1 Conv2D whose (shape, dtype, batch size,
-thread count, training or inference) has no measurement yet is run alone on zeros-free
-random arrays, each algorithm a few times alternately, and the faster median wins. Results
+thread count, training or inference) has no measurement yet is run alone on random
+arrays, each algorithm a few times alternately, and the faster median wins. Results
 go to the table of :mod:`nexec.planner.algorithms` (memory) and to
 ``<nexec cache dir>/conv_algorithms.json`` (written atomically), so later processes on the
 machine plan without measuring.

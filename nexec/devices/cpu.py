@@ -42,10 +42,11 @@ class CpuDevice(Device):
             recurrent,
             regularization,
             reshaping,
+            winograd,
         )
 
         return (activation, conv, conv_more, dense, embedding, loss, merge, metric, normalization,
-                optimizer, pooling, recurrent, regularization, reshaping)
+                optimizer, pooling, recurrent, regularization, reshaping, winograd)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

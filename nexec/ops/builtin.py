@@ -15,6 +15,7 @@ import numpy as np
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
 from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
+from nexec.ops.winograd import algorithm_of, tile_of, transform_matrices, winograd_workspace_shapes
 from nexec.plugins import registry
 
 __all__ = ["OP_KERNEL_CLASSES", "BuiltinKernel", "DenseKernel", "Conv2DKernel", "AddKernel",
@@ -151,7 +152,8 @@ _CONV_PHASES = {"tmp": "forward", "dz": "backward", "dcols": "backward"}
 
 
 class Conv2DKernel(BuiltinKernel):
-    """im2col + BLAS GEMMs (per block of rows on the CPU), bias + activation fused."""
+    """im2col + BLAS GEMMs (per block of rows on the CPU), or Winograd for 3x3 stride-1
+    layers where the plan chose it (``nexec.planner.algorithms``); bias + activation fused."""
 
     layer_type = "Conv2D"
     fuses_activation = True
@@ -168,8 +170,44 @@ class Conv2DKernel(BuiltinKernel):
         return _shard_count(self.dev, 2 * batch * ho * wo * kh * kw * in_shape[2]
                             * layer.filters, batch)
 
+    def _algorithm(self, layer: Any) -> str:
+        """The algorithm the plan chose for ``layer`` (``nexec.planner.algorithms``);
+        Winograd runs on the CPU only."""
+        return algorithm_of(layer) if self.dev.name == "cpu" else "im2col"
+
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
                    strided_output=False):  # noqa: ANN001
+        if self._algorithm(layer) != "im2col":
+            return self._winograd_workspaces(layer, in_shapes, out_shape, batch, training,
+                                             strided_output)
+        return self._im2col_workspaces(layer, in_shapes, out_shape, batch, training,
+                                       strided_output)
+
+    def _winograd_workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN202
+                             strided_output):  # noqa: ANN001
+        """Per-shard transform blocks (``V``, ``M``, ``scratch`` serve both passes)."""
+        h, w, cin = in_shapes[0]
+        ho, wo, f = out_shape
+        shards = self._shards(layer, in_shapes[0], batch)
+        shapes = winograd_workspace_shapes(-(-batch // shards), h, w, cin, f, layer.padding,
+                                           tile_of(algorithm_of(layer)), training)
+        ws = {}
+        for name, shape in shapes.items():
+            shared = name in ("U", "dU")
+            phase = "backward" if name.startswith("d") else "forward"
+            if training and name in ("V", "M", "scratch"):
+                phase = "both"  # the weight gradient's tile blocks are the forward's shapes
+            ws[name] = Workspace(shape if shared else (shards, *shape), phase=phase)
+        if training:
+            a = tile_of(algorithm_of(layer)) + 2
+            ws["dz"] = Workspace((batch * ho * wo, f), phase="backward")
+            ws["wU"] = Workspace((shards, a * a, cin, f), phase="backward")
+            ws["wpart"] = Workspace((shards, cin, f), phase="backward")
+            ws.update(_grad_parts_workspaces(shards, (3, 3, cin, f), layer.use_bias))
+        return ws
+
+    def _im2col_workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN202
+                           strided_output=False):  # noqa: ANN001
         h, w, cin = in_shapes[0]
         ho, wo, _, _ = self._geometry(layer, in_shapes[0])
         (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
@@ -196,7 +234,45 @@ class Conv2DKernel(BuiltinKernel):
         return _shard_slices(x.shape[0], self._shards(call.layer, x.shape[1:], x.shape[0]),
                              ho * wo)
 
+    def _winograd_forward(self, call: Call) -> list[BoundCall]:
+        """Filter transform once, then each shard's tiles: transforms, GEMMs, epilogue."""
+        k = self.k
+        layer, x, ws = call.layer, call.inputs[0], call.workspace
+        ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
+        bt, g, at = transform_matrices(tile_of(algorithm_of(layer)), x.dtype)
+        out = rows(call.output)
+        shards = [(k.winograd_forward, (_part(x, im), ws["U"], _bias(call), pt, pl, ho, wo,
+                                        call.activation, bt, at, ws["V"][i], ws["M"][i],
+                                        ws["Y"][i], ws["scratch"][i], _part(out, r)))
+                  for i, (im, r) in enumerate(self._split(call))]
+        return [(k.winograd_filter, (call.params["kernel"], g, ws["U"]))] + \
+            self.dev.parallel(shards)
+
+    def _winograd_backward(self, call: Call) -> list[BoundCall]:
+        """Per shard: dz and db, dw by Winograd, dx by Winograd with the rotated filter."""
+        k = self.k
+        layer, x, ws = call.layer, call.inputs[0], call.workspace
+        ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
+        bt, g, at = transform_matrices(tile_of(algorithm_of(layer)), x.dtype)
+        dx = call.d_inputs[0]
+        y, dy = rows(call.output), rows(call.d_output)
+        shards, sums = [], []
+        for i, (im, r) in enumerate(self._split(call)):
+            dw_i, db_i, adds = _shard_grads(call, i, k.accumulate)
+            sums += adds
+            dx_i = empty_like_skip(x) if dx is None else _part(dx, im)
+            shards.append((k.winograd_backward, (
+                _part(x, im), _part(y, r), _part(dy, r), call.activation, pt, pl, ho, wo,
+                bt, g, at, _part(ws["dz"], r), db_i, ws["V"][i], ws["M"][i], ws["wU"][i],
+                ws["wpart"][i], ws["scratch"][i], dw_i, ws["dU"], ws["dV"][i], ws["dM"][i],
+                ws["dY"][i], ws["dscratch"][i], dx_i)))
+        flip = [] if dx is None else \
+            [(k.winograd_filter_flipped, (call.params["kernel"], g, ws["dU"]))]
+        return flip + self.dev.parallel(shards) + sums
+
     def forward(self, call: Call) -> list[BoundCall]:
+        if self._algorithm(call.layer) != "im2col":
+            return self._winograd_forward(call)
         conv2d_forward = self.k.conv2d_forward
 
         layer = call.layer
@@ -213,6 +289,11 @@ class Conv2DKernel(BuiltinKernel):
         return self.dev.parallel(shards)
 
     def backward(self, call: Call) -> list[BoundCall]:
+        if self._algorithm(call.layer) != "im2col":
+            return self._winograd_backward(call)
+        return self._im2col_backward(call)
+
+    def _im2col_backward(self, call: Call) -> list[BoundCall]:
         conv2d_backward = self.k.conv2d_backward
         accumulate = self.k.accumulate
 

@@ -1,10 +1,11 @@
 """The plan: ordered, shape-checked, fused ops, printable for people."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from nexec.graph import Function
+from nexec.planner.algorithms import choose_conv_algorithms, conv_algorithm_mode
 from nexec.planner.fusion import fuse_activations, split_input_activations
 from nexec.planner.lowering import Graph, lower
 from nexec.planner.shapes import infer_shapes
@@ -24,6 +25,11 @@ class Plan:
     graph: Graph
     param_shapes: dict[str, dict[str, tuple]]
     device: str = "cpu"
+    #: Conv2D layer name -> algorithm ("im2col", "winograd", "winograd4"): the plan's choice
+    #: (``nexec.planner.algorithms``); the executor may refine "auto" choices by measurement.
+    conv_algorithms: dict[str, str] = field(default_factory=dict)
+    #: The ``conv_algorithm`` mode the plan was made under.
+    conv_mode: str = "im2col"
 
     @property
     def ops(self):  # noqa: ANN201 - list[Op]
@@ -47,6 +53,8 @@ class Plan:
             lines.append(f"{op.index:>4}  {name:<28} {ins:<30} t{op.output} {shape:<16} {params}")
             if op.fused:
                 lines.append(f"{'':>6}fused: {', '.join(op.fused)}")
+            if op.layer.name in self.conv_algorithms:
+                lines.append(f"{'':>6}algorithm: {self.conv_algorithms[op.layer.name]}")
         lines.append(f"outputs: {', '.join(f't{o}' for o in g.outputs)}")
         return "\n".join(lines)
 
@@ -55,7 +63,8 @@ class Plan:
 
 def make_plan(function: Function, device: str = "cpu",
               can_fuse: Callable[[str], bool] | None = None) -> Plan:
-    """Plans ``function``: lower, infer shapes, fuse. Runs no kernels.
+    """Plans ``function``: lower, infer shapes, fuse, choose each Conv2D's algorithm (on the
+    CPU; ``nexec.planner.algorithms``). Runs no kernels.
 
     Args:
         function: The graph to plan: a built ``Model`` or ``Sequential``.
@@ -75,4 +84,6 @@ def make_plan(function: Function, device: str = "cpu",
     split_input_activations(graph, can_fuse)
     params = infer_shapes(graph)
     fuse_activations(graph, can_fuse, folds)
-    return Plan(function.name, graph, params, device)
+    mode = conv_algorithm_mode()
+    algorithms = choose_conv_algorithms(graph, mode) if device == "cpu" else {}
+    return Plan(function.name, graph, params, device, algorithms, mode)

@@ -22,7 +22,7 @@ from nexec.ops.base import BoundCall, Call, rows, view_2d
 from nexec.planner.plan import Plan
 from nexec.planner.schedule import Schedule, build_schedule
 from nexec.plugins import registry
-from nexec.runtime import checking, wholestep
+from nexec.runtime import autotune, checking, wholestep
 from nexec.runtime.checking import Origin
 from nexec.runtime.params import ParamStore
 from nexec.runtime.program import Program
@@ -100,6 +100,7 @@ class Executor:
         return self.objectives[g.outputs.index(out)].loss.fuses(g.ops[producer].activation)
 
     def _schedule(self, batch: int) -> Schedule:
+        autotune.apply_choices(self.plan)  # Conv2D workspaces depend on the algorithm
         kinds = {op.kind: k for op, k in zip(self.plan.graph.ops, self.kernels)}
         return build_schedule(self.plan, batch, self.training, kernel_of=kinds.__getitem__,
                               fuse_loss=self._fuse_loss if self.training else None,
@@ -122,6 +123,7 @@ class Executor:
         if prog is not None:
             return prog
         if self.schedule is None or batch > self.schedule.batch:
+            autotune.calibrate(self.plan, batch, self.training, self.device)  # "auto" convs
             self.schedule = self._schedule(batch)
             self._arena = self.device.arena(self.schedule.memory.arena_bytes)
             self._programs.clear()
@@ -130,6 +132,7 @@ class Executor:
             self._weights = []
         if weighted and not self._weights:
             self._weights = self._make_weights(self.schedule.batch)
+        autotune.apply_choices(self.plan)  # the layers hold this plan's conv algorithms
         sched = self.schedule if batch == self.schedule.batch else self._schedule(batch)
         prog = self._bind(sched, batch, weighted)
         prog.materialise()

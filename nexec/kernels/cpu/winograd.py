@@ -1,0 +1,410 @@
+"""Winograd convolution F(m x m, 3 x 3) (Lavin & Gray 2016) for 3x3 stride-1 layers, NHWC.
+
+The output is cut into ``m x m`` tiles; each reads an ``a x a`` input tile (``a = m + 2``).
+With the constant matrices ``B^T`` (a x a), ``G`` (a x 3) and ``A^T`` (m x a)::
+
+    U[xi, nu] = (G g G^T)[xi, nu]        per (input channel, filter): the filter transform
+    V[xi, nu] = (B^T d B)[xi, nu]        per (tile, input channel): the input transform
+    M[xi, nu] = V[xi, nu] @ U[xi, nu]    a * a GEMMs of (tiles, Cin) x (Cin, F)
+    Y         = A^T M A                  per (tile, filter): the output transform
+
+which is the cross-correlation Keras' ``Conv2D`` computes, with ``a*a / (m*m*9)`` of the
+direct multiplications (4/9 for F(2x2,3x3), 1/4 for F(4x4,3x3)). The GEMMs go to BLAS through
+``np.dot`` on contiguous 2-D slices, as in :mod:`.conv`. Tiles are processed in blocks
+(``tiles`` rows of the ``V``/``M`` workspaces) so the transforms stay in cache.
+
+* ``x`` is C-contiguous ``(N, H, W, C)``; ``U`` C-contiguous ``(a*a, C, F)`` from
+  :func:`winograd_filter` (forward) or :func:`winograd_filter_flipped` (input gradient).
+* ``pt``/``pl``: top/left zero padding; ``ho``/``wo``: output size (``conv2d_geometry``).
+* ``bt``, ``g``, ``at``: the transform matrices in the arrays' dtype
+  (``nexec.ops.winograd.transform_matrices``).
+* ``V`` ``(a*a, T, C)``, ``M`` ``(a*a, T, F)``, ``yb`` ``(T*m*m, F)`` and ``scratch``
+  ``(a*a*max(C, F),)`` are C-contiguous workspaces: kernels never allocate.
+
+The input gradient of a 3x3 stride-1 convolution is the same correlation of the
+pre-activation gradient with the filter rotated by 180 degrees and transposed to
+``(3, 3, F, C)``, with ``2 - pt`` / ``2 - pl`` padding: :func:`winograd_backward_input`.
+The forward is linear in the filter, so the weight gradient is ``G^T (sum over tiles of
+V^T (A dz A^T)) G``: the same input transform, the output transform's adjoint and ``a*a``
+GEMMs (:func:`winograd_backward_filter`). :func:`winograd_backward` does a shard's whole
+backward (``dz``/``db`` epilogue, ``dw``, ``dx``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nexec.kernels.activations import SOFTMAX
+from nexec.kernels.cpu.activation import (
+    copy_row,
+    epilogue_grad_rows,
+    epilogue_rows,
+    epilogue_softmax_rows,
+)
+from nexec.kernels.jit import kernel
+
+__all__ = [
+    "winograd_filter",
+    "winograd_filter_flipped",
+    "winograd_forward",
+    "winograd_backward_input",
+    "winograd_backward_filter",
+    "winograd_backward",
+]
+
+
+@kernel
+def winograd_filter(w, g, u):
+    """u[xi*a + nu, c, f] = sum_ij g[xi, i] w[i, j, c, f] g[nu, j]: the filter transform.
+
+    Args:
+        w: (3, 3, C, F) C-contiguous weights (Keras layout).
+        g: (a, 3) transform matrix ``G``.
+        u: (a*a, C, F) C-contiguous, overwritten.
+    """
+    a = g.shape[0]
+    c = w.shape[2]
+    f = w.shape[3]
+    for xi in range(a):
+        for nu in range(a):
+            dst = u[xi * a + nu]
+            for ci in range(c):
+                for fi in range(f):
+                    dst[ci, fi] = 0
+            for i in range(3):
+                for j in range(3):
+                    coef = g[xi, i] * g[nu, j]
+                    if coef == 0:
+                        continue
+                    src = w[i, j]
+                    for ci in range(c):
+                        d = dst[ci]
+                        s = src[ci]
+                        for fi in range(f):
+                            d[fi] += coef * s[fi]
+
+
+@kernel
+def winograd_filter_flipped(w, g, u):
+    """The filter transform of ``w`` rotated 180 degrees and transposed to ``(3, 3, F, C)``.
+
+    ``u[xi*a + nu, f, c] = sum_ij g[xi, i] w[2 - i, 2 - j, c, f] g[nu, j]``: the ``U`` of the
+    input gradient's correlation.
+
+    Args:
+        w: (3, 3, C, F) C-contiguous weights.
+        g: (a, 3) transform matrix ``G``.
+        u: (a*a, F, C) C-contiguous, overwritten.
+    """
+    a = g.shape[0]
+    c = w.shape[2]
+    f = w.shape[3]
+    for xi in range(a):
+        for nu in range(a):
+            dst = u[xi * a + nu]
+            for fi in range(f):
+                for ci in range(c):
+                    dst[fi, ci] = 0
+            for i in range(3):
+                for j in range(3):
+                    coef = g[xi, i] * g[nu, j]
+                    if coef == 0:
+                        continue
+                    src = w[2 - i, 2 - j]
+                    for ci in range(c):
+                        s = src[ci]
+                        for fi in range(f):
+                            dst[fi, ci] += coef * s[fi]
+
+
+@kernel
+def _input_tiles(x, pt, pl, th, tw, m, bt, t0, t1, v, scratch):
+    """v[:, t - t0, :] = B^T d B for the input tiles t0 .. t1-1 (zero outside ``x``)."""
+    h = x.shape[1]
+    wd = x.shape[2]
+    c = x.shape[3]
+    a = bt.shape[0]
+    x2 = x.reshape(x.shape[0] * h * wd, c)
+    tmp = scratch[:a * a * c].reshape(a, a, c)  # tmp[xi, j] = sum_i bt[xi, i] d[i, j]
+    for t in range(t0, t1):
+        q = t // tw
+        img = q // th
+        iy0 = (q % th) * m - pt
+        ix0 = (t % tw) * m - pl
+        for xi in range(a):
+            for j in range(a):
+                row = tmp[xi, j]
+                for ci in range(c):
+                    row[ci] = 0
+                ix = ix0 + j
+                if ix < 0 or ix >= wd:
+                    continue
+                for i in range(a):
+                    coef = bt[xi, i]
+                    iy = iy0 + i
+                    if coef == 0 or iy < 0 or iy >= h:
+                        continue
+                    s = x2[(img * h + iy) * wd + ix]
+                    for ci in range(c):
+                        row[ci] += coef * s[ci]
+        r = t - t0
+        for xi in range(a):
+            for nu in range(a):
+                dst = v[xi * a + nu, r]
+                for ci in range(c):
+                    dst[ci] = 0
+                for j in range(a):
+                    coef = bt[nu, j]
+                    if coef == 0:
+                        continue
+                    s = tmp[xi, j]
+                    for ci in range(c):
+                        dst[ci] += coef * s[ci]
+
+
+@kernel
+def _output_tiles(mm, at, t0, t1, yb, scratch):
+    """yb[(t - t0)*m*m + y*m + x] = (A^T M A)[y, x] for tiles t0 .. t1-1."""
+    m = at.shape[0]
+    a = at.shape[1]
+    f = mm.shape[2]
+    tmp = scratch[:m * a * f].reshape(m, a, f)  # tmp[y, nu] = sum_xi at[y, xi] M[xi, nu]
+    for t in range(t0, t1):
+        r = t - t0
+        for y in range(m):
+            for nu in range(a):
+                row = tmp[y, nu]
+                for fi in range(f):
+                    row[fi] = 0
+                for xi in range(a):
+                    coef = at[y, xi]
+                    if coef == 0:
+                        continue
+                    s = mm[xi * a + nu, r]
+                    for fi in range(f):
+                        row[fi] += coef * s[fi]
+        for y in range(m):
+            for xo in range(m):
+                dst = yb[(r * m + y) * m + xo]
+                for fi in range(f):
+                    dst[fi] = 0
+                for nu in range(a):
+                    coef = at[xo, nu]
+                    if coef == 0:
+                        continue
+                    s = tmp[y, nu]
+                    for fi in range(f):
+                        dst[fi] += coef * s[fi]
+
+
+@kernel
+def _block(x, u, pt, pl, th, tw, bt, at, t0, t1, v, mm, yb, scratch):
+    """Tiles t0 .. t1-1 of the correlation of ``x`` with ``U``, as rows of ``yb``."""
+    m = at.shape[0]
+    a = bt.shape[0]
+    n = t1 - t0
+    _input_tiles(x, pt, pl, th, tw, m, bt, t0, t1, v, scratch)
+    for k in range(a * a):
+        np.dot(v[k, :n], u[k], mm[k, :n])
+    _output_tiles(mm, at, t0, t1, yb, scratch)
+
+
+@kernel
+def winograd_forward(x, u, b, pt, pl, ho, wo, act, bt, at, v, mm, yb, scratch, out):
+    """out = act(conv2d(x, w) + b) for a 3x3 stride-1 convolution, through ``U``.
+
+    Args:
+        x: (N, H, W, C) C-contiguous input.
+        u: (a*a, C, F) transformed filter (:func:`winograd_filter`).
+        b: (F,) bias, or shape (0,) for no bias.
+        pt, pl: top and left zero padding.
+        ho, wo: output height and width.
+        act: activation code; softmax is over channels.
+        bt, at: the ``B^T`` and ``A^T`` matrices.
+        v, mm, yb, scratch: workspaces (module docstring); ``v.shape[1]`` tiles per block.
+        out: (N*Ho*Wo, F) output, may be row-strided (a concatenation's slice); overwritten.
+    """
+    m = at.shape[0]
+    th = (ho + m - 1) // m
+    tw = (wo + m - 1) // m
+    tiles = x.shape[0] * th * tw
+    block = v.shape[1]
+    for t0 in range(0, tiles, block):
+        t1 = min(tiles, t0 + block)
+        _block(x, u, pt, pl, th, tw, bt, at, t0, t1, v, mm, yb, scratch)
+        rows = yb[:(t1 - t0) * m * m]
+        if act == SOFTMAX:
+            epilogue_softmax_rows(rows, b, rows)
+        else:
+            epilogue_rows(rows, b, act, rows)
+        _scatter(rows, t0, t1, th, tw, m, ho, wo, out)
+
+
+@kernel
+def _scatter(rows, t0, t1, th, tw, m, ho, wo, out):
+    """Copies the in-range pixels of tiles t0 .. t1-1 to their rows of ``out``."""
+    for t in range(t0, t1):
+        q = t // tw
+        img = q // th
+        oy0 = (q % th) * m
+        ox0 = (t % tw) * m
+        base = (t - t0) * m * m
+        for y in range(min(m, ho - oy0)):
+            r = (img * ho + oy0 + y) * wo + ox0
+            for xo in range(min(m, wo - ox0)):
+                copy_row(rows[base + y * m + xo], out[r + xo])
+
+
+@kernel
+def winograd_backward_input(dz, u, pt, pl, bt, at, v, mm, yb, scratch, dx):
+    """dx = the input gradient of a 3x3 stride-1 convolution, from its pre-activation gradient.
+
+    Args:
+        dz: (N, Ho, Wo, F) C-contiguous pre-activation gradient.
+        u: (a*a, F, C) transformed flipped filter (:func:`winograd_filter_flipped`).
+        pt, pl: the forward convolution's top and left padding.
+        bt, at: the ``B^T`` and ``A^T`` matrices.
+        v, mm, yb, scratch: workspaces sized for ``C_in = F`` and ``F_out = C``.
+        dx: (N, H, W, C) C-contiguous, overwritten.
+    """
+    m = at.shape[0]
+    h = dx.shape[1]
+    wd = dx.shape[2]
+    c = dx.shape[3]
+    th = (h + m - 1) // m
+    tw = (wd + m - 1) // m
+    tiles = dz.shape[0] * th * tw
+    block = v.shape[1]
+    dx2 = dx.reshape(dx.shape[0] * h * wd, c)
+    for t0 in range(0, tiles, block):
+        t1 = min(tiles, t0 + block)
+        _block(dz, u, 2 - pt, 2 - pl, th, tw, bt, at, t0, t1, v, mm, yb, scratch)
+        _scatter(yb, t0, t1, th, tw, m, h, wd, dx2)
+
+
+@kernel
+def _grad_output_tiles(dz, th, tw, at, t0, t1, dm):
+    """dm[xi*a + nu, t - t0] = (A dz_tile A^T)[xi, nu]: the output transform's adjoint, with
+    zeros for a partial tile's pixels outside the output."""
+    m = at.shape[0]
+    a = at.shape[1]
+    ho = dz.shape[1]
+    wo = dz.shape[2]
+    f = dz.shape[3]
+    dz2 = dz.reshape(dz.shape[0] * ho * wo, f)
+    for t in range(t0, t1):
+        q = t // tw
+        img = q // th
+        oy0 = (q % th) * m
+        ox0 = (t % tw) * m
+        r = t - t0
+        for k in range(a * a):
+            row = dm[k, r]
+            for fi in range(f):
+                row[fi] = 0
+        for y in range(min(m, ho - oy0)):
+            for xo in range(min(m, wo - ox0)):
+                s = dz2[(img * ho + oy0 + y) * wo + ox0 + xo]
+                for xi in range(a):
+                    cy = at[y, xi]
+                    if cy == 0:
+                        continue
+                    for nu in range(a):
+                        coef = cy * at[xo, nu]
+                        if coef == 0:
+                            continue
+                        row = dm[xi * a + nu, r]
+                        for fi in range(f):
+                            row[fi] += coef * s[fi]
+
+
+@kernel
+def winograd_backward_filter(x, dz, pt, pl, bt, g, at, v, dm, du, part, scratch, dw):
+    """dw = the weight gradient of a 3x3 stride-1 convolution, by Winograd.
+
+    The forward is linear in the filter, so ``dw = G^T (sum over tiles of V^T dM) G`` with
+    ``dM = A dz_tile A^T``: ``a*a`` GEMMs ``(Cin, tiles) @ (tiles, F)`` per block of tiles.
+
+    Args:
+        x: (N, H, W, C) C-contiguous forward input.
+        dz: (N, Ho, Wo, F) C-contiguous pre-activation gradient.
+        pt, pl: top and left padding.
+        bt, g, at: the transform matrices.
+        v: (a*a, T, C) and dm (a*a, T, F) workspaces: ``T`` tiles per block.
+        du: (a*a, C, F) workspace: the transformed gradient, summed over blocks.
+        part: (C, F) workspace: one block's GEMM before it is added to ``du``.
+        scratch: (a*a*C,) workspace.
+        dw: (3, 3, C, F) C-contiguous, overwritten.
+    """
+    m = at.shape[0]
+    a = bt.shape[0]
+    ho = dz.shape[1]
+    wo = dz.shape[2]
+    th = (ho + m - 1) // m
+    tw = (wo + m - 1) // m
+    tiles = x.shape[0] * th * tw
+    block = v.shape[1]
+    c = x.shape[3]
+    f = dz.shape[3]
+    for t0 in range(0, tiles, block):
+        t1 = min(tiles, t0 + block)
+        n = t1 - t0
+        _input_tiles(x, pt, pl, th, tw, m, bt, t0, t1, v, scratch)
+        _grad_output_tiles(dz, th, tw, at, t0, t1, dm)
+        for k in range(a * a):
+            if t0 == 0:
+                np.dot(v[k, :n].T, dm[k, :n], du[k])
+            else:
+                np.dot(v[k, :n].T, dm[k, :n], part)
+                dk = du[k]
+                for ci in range(c):
+                    d = dk[ci]
+                    s = part[ci]
+                    for fi in range(f):
+                        d[fi] += s[fi]
+    for i in range(3):
+        for j in range(3):
+            dst = dw[i, j]
+            for ci in range(c):
+                for fi in range(f):
+                    dst[ci, fi] = 0
+            for xi in range(a):
+                for nu in range(a):
+                    coef = g[xi, i] * g[nu, j]
+                    if coef == 0:
+                        continue
+                    src = du[xi * a + nu]
+                    for ci in range(c):
+                        d = dst[ci]
+                        s = src[ci]
+                        for fi in range(f):
+                            d[fi] += coef * s[fi]
+
+
+@kernel
+def winograd_backward(x, y, dy, act, pt, pl, ho, wo, bt, g, at, dz, db, v, mm, wu, part,
+                      scratch, dw, du, dv, dmm, dyb, dscratch, dx):
+    """All gradients of ``y = act(conv2d(x, w) + b)`` (3x3, stride 1) for one shard.
+
+    ``dz = dy * act'(y)`` and ``db`` in one pass, then :func:`winograd_backward_filter` and,
+    unless ``dx`` has no rows, :func:`winograd_backward_input`.
+
+    Args:
+        x: (N, H, W, C) C-contiguous forward input.
+        y, dy: (N*Ho*Wo, F) forward output and its gradient, may be row-strided.
+        act: activation code.
+        pt, pl: top and left padding.
+        ho, wo: output height and width.
+        bt, g, at: the transform matrices.
+        dz: (N*Ho*Wo, F) C-contiguous workspace: the pre-activation gradient.
+        db: (F,) bias gradient, overwritten; shape (0,) skips it.
+        v, mm, wu, part, scratch: :func:`winograd_backward_filter`'s workspaces.
+        dw: (3, 3, C, F) weight gradient, overwritten.
+        du: (a*a, F, C) flipped filter transform (:func:`winograd_filter_flipped`).
+        dv, dmm, dyb, dscratch: :func:`winograd_backward_input`'s workspaces.
+        dx: (N, H, W, C) C-contiguous, overwritten; shape (0, H, W, C) skips it.
+    """
+    epilogue_grad_rows(y, dy, act, dz, db)
+    dz4 = dz.reshape(x.shape[0], ho, wo, dz.shape[1])
+    winograd_backward_filter(x, dz4, pt, pl, bt, g, at, v, mm, wu, part, scratch, dw)
+    if dx.shape[0] != 0:
+        winograd_backward_input(dz4, du, pt, pl, bt, at, dv, dmm, dyb, dscratch, dx)

@@ -1,0 +1,145 @@
+"""Which algorithm each Conv2D runs: im2col + GEMM or Winograd, chosen at plan time.
+
+The switch is ``NEXEC_CONV_ALGORITHM`` (or :func:`use_conv_algorithm` around ``compile`` /
+``plan``): ``"im2col"`` (the default), ``"winograd"`` (F(2x2,3x3)), ``"winograd4"``
+(F(4x4,3x3)) or ``"auto"``. A forced Winograd applies to the layers it can run (3x3, stride
+1); the others stay im2col. ``"auto"`` looks each layer's shape up in the table of
+measurements that :mod:`nexec.runtime.autotune` keeps (in memory and in
+``<nexec cache dir>/conv_algorithms.json``); a shape not measured yet gets the cost model
+below until the executor measures it when it binds a batch size.
+
+This module runs no kernels (the planner never does): it only reads the table.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nexec.checks import ArgumentError
+from nexec.ops.winograd import ALGORITHMS, set_algorithm, winograd_applies
+
+__all__ = ["MODES", "ENV_VAR", "conv_algorithm_mode", "use_conv_algorithm", "shape_key",
+           "measured", "record", "table_path", "modelled_choice", "choose_conv_algorithms"]
+
+MODES = ("auto", *ALGORITHMS)
+ENV_VAR = "NEXEC_CONV_ALGORITHM"
+_DEFAULT = "im2col"
+
+_local = threading.local()
+_table: dict[str, dict[str, Any]] | None = None
+_lock = threading.Lock()
+
+
+def _checked(mode: Any, where: str) -> str:
+    if not isinstance(mode, str) or mode.lower() not in MODES:
+        raise ArgumentError(f"{where} must be one of {', '.join(MODES)}; got {mode!r}")
+    return mode.lower()
+
+
+def conv_algorithm_mode() -> str:
+    """The mode in force: :func:`use_conv_algorithm`'s, else ``NEXEC_CONV_ALGORITHM``, else
+    ``"im2col"``.
+
+    Raises:
+        ArgumentError: the environment variable holds an unknown mode.
+    """
+    mode = getattr(_local, "mode", None)
+    if mode is not None:
+        return mode
+    return _checked(os.environ.get(ENV_VAR, _DEFAULT), ENV_VAR)
+
+
+@contextlib.contextmanager
+def use_conv_algorithm(mode: str) -> Iterator[None]:
+    """Plans made inside the block (``compile``, ``plan()``, ``memory_plan()``) use ``mode``.
+
+    Args:
+        mode: One of :data:`MODES`.
+
+    Raises:
+        ArgumentError: unknown mode (before the block runs).
+    """
+    mode = _checked(mode, "conv_algorithm")
+    before = getattr(_local, "mode", None)
+    _local.mode = mode
+    try:
+        yield
+    finally:
+        _local.mode = before
+
+
+def shape_key(h: int, w: int, cin: int, f: int, padding: str, dtype: str, batch: int,
+              threads: int, training: bool) -> str:
+    """The measurement table's key of one convolution shape, batch size, thread count and
+    kind of step (training times forward + backward, inference forward)."""
+    step = "train" if training else "infer"
+    return f"{h}x{w}x{cin}->{f}/{padding.lower()}/{dtype}/b{batch}/t{threads}/{step}"
+
+
+def table_path() -> Path:
+    """``conv_algorithms.json`` in nexec's cache directory (``NEXEC_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/nexec`` or ``~/.cache/nexec``)."""
+    base = os.environ.get("NEXEC_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(xdg, "nexec")
+    return Path(base) / "conv_algorithms.json"
+
+
+def _load() -> dict[str, dict[str, Any]]:
+    global _table
+    with _lock:
+        if _table is None:
+            try:
+                data = json.loads(table_path().read_text())
+                _table = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                _table = {}
+        return _table
+
+
+def measured(key: str) -> dict[str, Any] | None:
+    """The measurement of ``key`` (``{"choice": ..., "seconds": {...}}``), or None."""
+    return _load().get(key)
+
+
+def record(key: str, entry: dict[str, Any]) -> None:
+    """Adds a measurement to the in-memory table (``autotune`` saves it to disk)."""
+    _load()[key] = entry
+
+
+def modelled_choice(h: int, w: int, cin: int, f: int) -> str:
+    """The cost model's guess before any measurement: F(2x2,3x3) saves 9/4 of the GEMM
+    flops but adds transforms of about ``16 * (Cin + F)`` flops per tile, which pay off
+    once both channel counts are wide and the image has a few tiles."""
+    return "winograd" if min(cin, f) >= 32 and h * w >= 64 else "im2col"
+
+
+def choose_conv_algorithms(graph: Any, mode: str | None = None) -> dict[str, str]:
+    """Records each Conv2D op's algorithm on its layer; returns layer name -> algorithm.
+
+    ``"auto"`` gives the cost model's guess here (the batch size is not known at plan time);
+    the executor replaces it by a measurement when it binds (``nexec.runtime.autotune``).
+
+    Args:
+        graph: The lowered graph (shapes inferred).
+        mode: One of :data:`MODES`; default :func:`conv_algorithm_mode`.
+    """
+    mode = conv_algorithm_mode() if mode is None else _checked(mode, "mode")
+    chosen: dict[str, str] = {}
+    for op in graph.ops:
+        if op.kind != "Conv2D":
+            continue
+        in_shape = graph.tensors[op.inputs[0]].shape
+        algo = "im2col"
+        if winograd_applies(op.layer):
+            algo = modelled_choice(in_shape[0], in_shape[1], in_shape[2], op.layer.filters) \
+                if mode == "auto" else mode
+        set_algorithm(op.layer, algo)
+        chosen[op.layer.name] = algo
+    return chosen

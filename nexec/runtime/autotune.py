@@ -1,0 +1,139 @@
+"""Measures im2col against Winograd on each Conv2D shape of a plan, once per machine.
+
+The planner never runs kernels, so ``conv_algorithm="auto"`` is settled here, when the
+executor binds a batch size: every 3x3 stride-1 Conv2D whose (shape, dtype, batch size,
+thread count, training or inference) has no measurement yet is run alone on random
+arrays, each algorithm a few times alternately, and the faster median wins. Results
+go to the table of :mod:`nexec.planner.algorithms` (memory) and to
+``<nexec cache dir>/conv_algorithms.json`` (written atomically), so later processes on the
+machine plan without measuring.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from nexec.io import atomic_write
+from nexec.kernels.activations import LINEAR
+from nexec.ops.base import Call
+from nexec.ops.geometry import conv2d_geometry
+from nexec.ops.winograd import algorithm_of, set_algorithm, winograd_applies
+from nexec.planner import algorithms
+from nexec.plugins import registry
+
+__all__ = ["CANDIDATES", "time_conv", "calibrate", "apply_choices"]
+
+#: What "auto" chooses between (F(4x4,3x3) only when forced: its float32 error is larger).
+CANDIDATES = ("im2col", "winograd")
+
+
+def _run(device: Any, calls: list) -> None:
+    with device.step_guard(device.threaded(calls)):
+        for fn, args in calls:
+            fn(*args)
+
+
+def time_conv(layer: Any, in_shape: tuple, batch: int, dtype: str, algorithm: str,
+              training: bool, device: Any, repeats: int = 3) -> list[float]:
+    """Seconds of ``repeats`` steps (forward, plus backward when ``training``) of one Conv2D.
+
+    The layer's recorded algorithm is restored afterwards. Arrays are made here, once; the
+    first (untimed) step loads the compiled kernels.
+    """
+    kernel = registry().kernel("Conv2D", device.name)
+    before = algorithm_of(layer)
+    set_algorithm(layer, algorithm)
+    try:
+        h, w, cin = in_shape
+        ho, wo, _, _ = conv2d_geometry(h, w, 3, 3, 1, 1, layer.padding)
+        f = layer.filters
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch, h, w, cin)).astype(dtype)
+        params = {"kernel": rng.standard_normal((3, 3, cin, f)).astype(dtype)}
+        grads = {"kernel": np.empty_like(params["kernel"])}
+        if layer.use_bias:
+            params["bias"] = np.zeros(f, dtype)
+            grads["bias"] = np.empty(f, dtype)
+        y = np.empty((batch, ho, wo, f), dtype)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dx = np.empty_like(x)
+        wanted = kernel.workspaces(layer, [in_shape], (ho, wo, f), batch, training)
+        ws = {name: np.zeros(one.shape, one.dtype or dtype) for name, one in wanted.items()}
+        calls = kernel.forward(Call(layer, LINEAR, [x], y, params, ws, training,
+                                    device=device))
+        if training:
+            calls += kernel.backward(Call(layer, LINEAR, [x], y, params, ws, True, dy, [dx],
+                                          grads, device=device))
+        _run(device, calls)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _run(device, calls)
+            times.append(time.perf_counter() - t0)
+        return times
+    finally:
+        set_algorithm(layer, before)
+
+
+def calibrate(plan: Any, batch: int, training: bool, device: Any, save: bool = True
+              ) -> dict[str, str]:
+    """Settles ``plan``'s ``"auto"`` Conv2D choices for ``batch`` by measurement.
+
+    Does nothing unless the plan was made under ``"auto"``. Updates
+    ``plan.conv_algorithms`` and returns it.
+    """
+    if plan.conv_mode != "auto" or device.name != "cpu":
+        return plan.conv_algorithms
+    g = plan.graph
+    threads = device.threads()
+    changed = False
+    for op in g.ops:
+        if op.kind != "Conv2D" or not winograd_applies(op.layer):
+            continue
+        h, w, cin = g.tensors[op.inputs[0]].shape
+        key = algorithms.shape_key(h, w, cin, op.layer.filters, op.layer.padding, g.dtype,
+                                   batch, threads, training)
+        entry = algorithms.measured(key)
+        if entry is None:
+            runs: dict[str, list[float]] = {a: [] for a in CANDIDATES}
+            for _ in range(3):  # alternate, so a noisy neighbour hurts both alike
+                for a in CANDIDATES:
+                    runs[a] += time_conv(op.layer, (h, w, cin), batch, g.dtype, a, training,
+                                         device, repeats=1)
+            seconds = {a: statistics.median(t) for a, t in runs.items()}
+            entry = {"choice": min(seconds, key=seconds.__getitem__), "seconds": seconds}
+            algorithms.record(key, entry)
+            changed = True
+        plan.conv_algorithms[op.layer.name] = entry["choice"]
+    if changed and save:
+        _save()
+    return plan.conv_algorithms
+
+
+def _save() -> None:
+    path = algorithms.table_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = dict(algorithms._load())
+        try:  # keep what other processes measured since this one read the file
+            on_disk = json.loads(path.read_text())
+            if isinstance(on_disk, dict):
+                table = {**on_disk, **table}
+        except (OSError, ValueError):
+            pass
+        text = json.dumps(table, indent=1, sort_keys=True).encode()
+        atomic_write(str(path), lambda f: f.write(text))
+    except OSError:  # a read-only cache: the choice still holds for this process
+        pass
+
+
+def apply_choices(plan: Any) -> None:
+    """Records ``plan.conv_algorithms`` on the layers, where the Conv2D kernel reads them at
+    binding (another plan of the same model may have recorded other choices since)."""
+    for op in plan.graph.ops:
+        if op.layer.name in plan.conv_algorithms:
+            set_algorithm(op.layer, plan.conv_algorithms[op.layer.name])

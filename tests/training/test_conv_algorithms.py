@@ -1,0 +1,200 @@
+"""Choosing each Conv2D's algorithm: the switch, the plan's record, "auto"'s measurement,
+and Winograd models (an Inception-style concat, training) against im2col."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import nexec
+from nexec import Input, Model, layers
+from nexec.ops.winograd import algorithm_of
+from nexec.planner import algorithms
+from nexec.planner.algorithms import use_conv_algorithm
+from nexec.testing import (
+    array_arguments,
+    check_gradients,
+    count_allocations,
+    model_gradients,
+    weights_by_name,
+)
+
+
+def _cnn(seed: int = 3, dtype: str = "float32", act: str = "relu") -> Model:
+    """3x3 'same' and 'valid' convolutions, a strided one, and an Inception-style concat."""
+    nexec.set_random_seed(seed)
+    x = Input((9, 9, 3), dtype=dtype)
+    a = layers.Conv2D(8, 3, padding="same", activation=act, name="c1")(x)
+    b1 = layers.Conv2D(4, 3, padding="same", activation="tanh", name="b1")(a)
+    b2 = layers.Conv2D(5, 1, name="b2")(a)
+    b3 = layers.Conv2D(3, 3, padding="same", use_bias=False, name="b3")(a)
+    m = layers.Concatenate(name="mix")([b1, b2, b3])
+    c = layers.Conv2D(6, 3, padding="valid", activation=act, name="c2")(m)
+    d = layers.Conv2D(4, 3, strides=2, padding="same", name="c3")(c)
+    out = layers.Dense(3, activation="softmax", name="out")(layers.Flatten()(d))
+    return Model(x, out, name="cnn")
+
+
+def _data(n: int = 20):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 9, 9, 3)).astype(np.float32)
+    return x, np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]
+
+
+def test_switch_forces_each_algorithm_and_the_plan_shows_it():
+    model = _cnn()
+    with use_conv_algorithm("winograd"):
+        plan = model.plan()
+    assert plan.conv_algorithms == {"c1": "winograd", "b1": "winograd", "b2": "im2col",
+                                    "b3": "winograd", "c2": "winograd", "c3": "im2col"}
+    assert "algorithm: winograd" in plan.describe()
+    with use_conv_algorithm("winograd4"):
+        memory = model.memory_plan(batch_size=4)
+    names = str(memory)
+    assert "c1.U" in names and "c1.dU" in names
+    assert memory.concat_in_place == ["mix"]  # b1 and b3 write into their slices
+    assert model.plan().conv_algorithms["c1"] == "im2col"  # the default
+    assert "c1.U" not in str(model.memory_plan(batch_size=4))
+
+
+def test_bad_modes_are_refused(monkeypatch):
+    with pytest.raises(ValueError, match="conv_algorithm must be one of auto, im2col"):
+        with use_conv_algorithm("fft"):
+            pass
+    monkeypatch.setenv("NEXEC_CONV_ALGORITHM", "direct")
+    with pytest.raises(ValueError, match="NEXEC_CONV_ALGORITHM"):
+        _cnn().plan()
+    monkeypatch.setenv("NEXEC_CONV_ALGORITHM", "Winograd")
+    assert _cnn().plan().conv_algorithms["c1"] == "winograd"
+    from nexec.checks import ArgumentError
+    from nexec.ops.winograd import set_algorithm
+
+    with pytest.raises(ArgumentError):
+        with use_conv_algorithm(None):
+            pass
+    strided = _cnn().get_layer("c3")
+    with pytest.raises(ValueError, match="Winograd needs a 3x3 kernel with stride 1"):
+        set_algorithm(strided, "winograd")
+    with pytest.raises(ValueError, match="conv algorithm must be one of"):
+        set_algorithm(strided, "fft")
+
+
+@pytest.mark.parametrize("algo, tol", [("winograd", 2e-5), ("winograd4", 2e-4)])
+def test_predict_matches_im2col(algo, tol):
+    x, _ = _data()
+    want = _cnn().predict(x, batch_size=8, verbose=0)
+    with use_conv_algorithm(algo):
+        model = _cnn()
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    assert algorithm_of(model.get_layer("c2")) == algo
+    got = model.predict(x, batch_size=8, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("algo", ["winograd", "winograd4"])
+def test_gradients_finite_differences_float64(algo):
+    """Whole-model gradients through Winograd convolutions (dx by Winograd, dw by im2col)."""
+    x, y = _data(4)
+    with use_conv_algorithm(algo):
+        model = _cnn(dtype="float64", act="tanh")
+        loss_fn, grads = model_gradients(model, x.astype(np.float64), y.astype(np.float64),
+                                         "categorical_crossentropy")
+    assert algorithm_of(model.get_layer("c2")) == algo
+    wrt = weights_by_name(model)
+    check_gradients(loss_fn, grads, wrt, rtol=1e-6)
+
+
+def test_training_matches_im2col():
+    x, y = _data(32)
+    histories, weights = {}, {}
+    for algo in ("im2col", "winograd"):
+        with use_conv_algorithm(algo):
+            model = _cnn(seed=11)
+            model.compile(optimizer="adam", loss="categorical_crossentropy")
+        histories[algo] = model.fit(x, y, epochs=3, batch_size=8, verbose=0,
+                                    shuffle=False).history["loss"]
+        weights[algo] = model.get_weights()
+    np.testing.assert_allclose(histories["winograd"], histories["im2col"], rtol=1e-4)
+    for a, b in zip(weights["winograd"], weights["im2col"]):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_winograd_training_steps_allocate_nothing():
+    with use_conv_algorithm("winograd"):
+        model = _cnn()
+        model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x, y = _data(32)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    ex = model._trainer.train_executor
+    prog = ex.program(16)
+    losses, counts = [0.0], [0] * len(prog.metrics)
+
+    def steps(k):
+        for s in range(k):
+            np.copyto(prog.inputs[0], x[s * 16:(s + 1) * 16])
+            np.copyto(prog.targets[0], y[s * 16:(s + 1) * 16])
+            ex.train_step(prog, losses, counts)
+
+    steps(2)
+    nrt, numpy_blocks = count_allocations(lambda: steps(2))
+    assert nrt == 2 * array_arguments(prog)
+    assert numpy_blocks == []
+
+
+def test_auto_measures_once_and_caches_on_disk(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEXEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(algorithms, "_table", None)
+    with use_conv_algorithm("auto"):
+        model = _cnn()
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    plan = model._trainer.plan
+    assert plan.conv_mode == "auto"
+    x, y = _data(8)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    table = json.loads((tmp_path / "conv_algorithms.json").read_text())
+    train_keys = [k for k in table if k.endswith("/b8/t%d/train" % nexec_threads())]
+    assert len(train_keys) == 4  # c1, b1, b3, c2: the 3x3 stride-1 shapes
+    for key in train_keys:
+        entry = table[key]
+        assert entry["choice"] in ("im2col", "winograd")
+        assert set(entry["seconds"]) == {"im2col", "winograd"}
+    assert plan.conv_algorithms["c3"] == "im2col"  # strided: never Winograd
+    # A new process-wide table reads the file back: no new measurement.
+    monkeypatch.setattr(algorithms, "_table", None)
+    assert algorithms.measured(train_keys[0]) == table[train_keys[0]]
+
+
+def nexec_threads() -> int:
+    from nexec.plugins import registry
+
+    return registry().device("cpu").threads()
+
+
+@pytest.mark.parametrize("algo", ["winograd", "winograd4"])
+def test_sharded_winograd_matches_one_thread_and_finite_differences(monkeypatch, algo):
+    """Winograd split over images on 3 threads (5 images: shards of 1, 2, 2), float64."""
+    from nexec.devices.threads import get_num_threads, run_shards, set_num_threads
+    from nexec.ops import builtin
+
+    monkeypatch.setattr(builtin, "_MIN_SHARD_FLOPS", 1)
+    before = get_num_threads()
+    x, y = _data(5)
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    results = {}
+    try:
+        for threads in (1, 3):
+            set_num_threads(threads)
+            with use_conv_algorithm(algo):
+                model = _cnn(seed=5, dtype="float64", act="tanh")
+                loss_fn, grads = model_gradients(model, x, y, "categorical_crossentropy")
+            prog = model._trainer.train_executor.program(5)
+            sharded = [fn for fn, _ in prog.forward + prog.backward if fn is run_shards]
+            assert bool(sharded) == (threads == 3)
+            results[threads] = model.predict(x, batch_size=5, verbose=0), grads
+        check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
+    finally:
+        set_num_threads(before)
+    np.testing.assert_allclose(results[3][0], results[1][0], rtol=1e-12, atol=1e-15)
+    for name, g in results[1][1].items():
+        np.testing.assert_allclose(results[3][1][name], g, rtol=1e-11, atol=1e-14, err_msg=name)

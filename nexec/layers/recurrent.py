@@ -8,7 +8,11 @@ epilogue, and a recurrent layer's activations act inside the cell, not on its ou
 
 Not supported yet, refused at construction: ``return_state=True`` (a layer with several
 outputs), ``stateful=True``, ``dropout``/``recurrent_dropout`` above 0, GRU
-``reset_after=False``; masks are not consumed. Sequences need a known length.
+``reset_after=False``. Sequences need a known length.
+
+Masks (``Embedding(mask_zero=True)`` upstream) are consumed as Keras 3 does: a padded step
+keeps the previous state, its output is that carried state, and ``return_sequences`` passes
+the mask on (``compute_mask``).
 """
 from __future__ import annotations
 
@@ -81,6 +85,8 @@ class RNNLayer(Layer):
     #: Gates per unit: columns of the kernel are ``gates * units``.
     gates = 1
     has_recurrent_activation = False
+    supports_masking = True
+    consumes_mask = True
 
     def __init__(self, units: int, activation: str | None = "tanh",
                  recurrent_activation: str | None = "sigmoid", use_bias: bool = True,
@@ -128,6 +134,10 @@ class RNNLayer(Layer):
         self.seed = seed
 
     # ----- shapes and weights -----------------------------------------------------------
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
+        """Keras' rule: the input's mask for a sequence output, none for the last state."""
+        return previous_mask if self.return_sequences else None
+
     def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
         (shape,) = input_shapes
         if len(shape) != 2:
@@ -274,6 +284,9 @@ class Bidirectional(Layer):
         (None, 16)
     """
 
+    supports_masking = True
+    consumes_mask = True
+
     def __init__(self, layer: Any, merge_mode: str | None = "concat",
                  backward_layer: Any = None, weights: Any = None, **kwargs: Any) -> None:
         layer = _layer_from_entry(layer)
@@ -303,6 +316,10 @@ class Bidirectional(Layer):
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
         self.return_sequences = layer.return_sequences
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
+        """Keras' rule: the input's mask for a sequence output, none for the last state."""
+        return previous_mask if self.return_sequences else None
 
     def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
         f = self.forward_layer.compute_output_shape(input_shapes)
@@ -343,6 +360,8 @@ class TimeDistributed(Layer):
         >>> layers.TimeDistributed(layers.Dense(4))(Input(shape=(5, 3))).shape
         (None, 5, 4)
     """
+
+    supports_masking = True  # Dense acts per step: the mask passes on, as in Keras
 
     def __init__(self, layer: Any, **kwargs: Any) -> None:
         layer = _layer_from_entry(layer)

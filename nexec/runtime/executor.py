@@ -201,7 +201,8 @@ class Executor:
             ws = {k: arr(v) for k, v in sched.workspaces.get((op.index, "forward"), {}).items()}
             call = Call(op.layer, act.code if act.fused else LINEAR,
                         [arr(sched.value[i]) for i in op.inputs], arr(sched.value[op.output]),
-                        self.params.params_of(op.layer), ws, self.training, device=dev)
+                        self.params.params_of(op.layer), ws, self.training, device=dev,
+                        mask=None if op.mask is None else arr(sched.value[op.mask]))
             calls = _checked(kernel, "forward", kernel.forward(call), op)
             if not act.fused:  # a plugin activation: its own pass over the output
                 fwd, _ = dev.generated("activation", act.forward, act.derivative)
@@ -284,7 +285,8 @@ class Executor:
             ws = {n: arr(v) for n, v in sched.workspaces.get((op.index, "backward"), {}).items()}
             call = Call(op.layer, code, [arr(sched.value[i]) for i in op.inputs], y,
                         self.params.params_of(op.layer), ws, True, dy, d_inputs, d_params,
-                        device=self.device)
+                        device=self.device,
+                        mask=None if op.mask is None else arr(sched.value[op.mask]))
             calls = _checked(kernel, "backward", kernel.backward(call), op)
             d0 = d_inputs[0] if d_inputs else None
             if kernel.view_of_input and d0 is not None and \

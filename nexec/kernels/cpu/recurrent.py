@@ -24,6 +24,9 @@ Conventions shared by every kernel here:
   passes the state's gradient straight through such a step (no gate, weight or input
   gradient from it). ``zero`` (Keras' ``zero_output_for_mask``, which Bidirectional sets
   for sequences) makes a sequence output 0 at padded steps instead.
+* ``h0`` (and ``c0``) is the initial state ``(batch, units)`` given with ``initial_state=``,
+  or an array with 0 rows for Keras' zeros; backward writes its gradient into ``dh0``
+  (``dc0``), skipped when that has 0 rows.
 * Activation codes are ``nexec.kernels.activations``' linear, relu, sigmoid and tanh; their
   derivatives are taken from the activation's output.
 * Gate order and weight layout are Keras': LSTM ``i, f, c, o``; GRU ``z, r, h`` with
@@ -192,6 +195,23 @@ def _column_sums(z2d, db):
 
 
 @kernel
+def _initial_state(given, state):
+    """state = the given initial state (``initial_state=``), or 0 when it has no rows."""
+    if given.shape[0] == 0:
+        state[:, :] = 0.0
+        return
+    for i in range(state.shape[0]):
+        _copy_row(state[i], given[i])
+
+
+@kernel
+def _state_gradient(d, d_state):
+    """The gradient of an initial state, when one was given (``d_state`` has rows)."""
+    for i in range(d_state.shape[0]):
+        _copy_row(d_state[i], d[i])
+
+
+@kernel
 def _pass_padded(ids, s, t_len, reverse, dh, dhr):
     """At a padded step the state was carried: its gradient passes to the step before."""
     if ids.shape[0] == 0:
@@ -203,23 +223,23 @@ def _pass_padded(ids, s, t_len, reverse, dh, dhr):
 
 # --- SimpleRNN ---------------------------------------------------------------------------
 @kernel
-def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, xs, xs2d, z, z2d, hu, hs, out):
+def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d, hu, hs, out):
     """h_s = act(x_t @ w + h_{s-1} @ u + b).
 
     Args:
         x: (N, T, F) input; w: (F, U); u: (U, U); b: (U,) or (0,) for no bias.
         act: Activation code.
-        reverse, flip, ids, zero: See the module docstring.
+        reverse, flip, ids, zero, h0: See the module docstring.
         xs, xs2d: (T, N, F) step-ordered input and its (T*N, F) view (kept for backward).
         z, z2d: (T, N, U) scratch for the input projection and its 2-D view.
         hu: (N, U) scratch for one step's ``h @ u``.
-        hs: (T+1, N, U) hidden states, hs[0] = 0 (kept for backward).
+        hs: (T+1, N, U) hidden states, hs[0] the initial state (kept for backward).
         out: (N, T, U) or (N, 1, U) output.
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, z2d)
-    hs[0, :, :] = 0.0
+    _initial_state(h0, hs[0])
     for s in range(t_len):
         np.dot(hs[s], u, hu)
         zs, h = z[s], hs[s + 1]
@@ -234,7 +254,7 @@ def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, xs, xs2d, z, z2d, hu,
 
 
 @kernel
-def rnn_backward(w, u, act, reverse, flip, ids, zero, xs, xs2d, hs, hprev2d, dout, dz, dz2d,
+def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, xs, xs2d, hs, hprev2d, dout, dz, dz2d,
                  dh, dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`rnn_forward` (``dw``, ``du``, ``db`` overwritten; ``dx`` written
     or, with ``add_dx``, added to).
@@ -261,6 +281,7 @@ def rnn_backward(w, u, act, reverse, flip, ids, zero, xs, xs2d, hs, hprev2d, dou
                 dzs[i, j] = dh[i, j] * _dact(h[i, j], act)
         np.dot(dzs, u.T, dhr)
         _pass_padded(ids, s, t_len, reverse, dh, dhr)
+    _state_gradient(dhr, dh0)
     _finish_backward(xs2d, hprev2d, dz2d, dz2d, w, dw, du, dxs, dxs2d, reverse, add_dx, dx)
     if db.shape[0] > 0:
         _column_sums(dz2d, db)
@@ -268,26 +289,26 @@ def rnn_backward(w, u, act, reverse, flip, ids, zero, xs, xs2d, hs, hprev2d, dou
 
 # --- LSTM --------------------------------------------------------------------------------
 @kernel
-def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, xs, xs2d, g, g2d, hu, cs, tc, hs,
-                 out):
+def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs2d, g, g2d,
+                 hu, cs, tc, hs, out):
     """Keras' LSTM: i, f, o = ract(.), c~ = act(.), c = f c + i c~, h = o act(c).
 
     Args:
         x: (N, T, F); w: (F, 4U); u: (U, 4U); b: (4U,) or (0,).
         act, ract: Codes of ``activation`` and ``recurrent_activation``.
-        reverse, flip, ids, zero: See the module docstring.
+        reverse, flip, ids, zero, h0: See the module docstring.
         xs, xs2d: (T, N, F) step-ordered input and its 2-D view (kept for backward).
         g, g2d: (T, N, 4U) gate activations i, f, c~, o per step (kept) and its 2-D view.
         hu: (N, 4U) scratch.
-        cs: (T+1, N, U) cell states, cs[0] = 0 (kept); tc: (T, N, U) act(c) (kept).
-        hs: (T+1, N, U) hidden states, hs[0] = 0 (kept).
+        cs: (T+1, N, U) cell states, cs[0] the initial one (kept); tc: (T, N, U) act(c) (kept).
+        hs: (T+1, N, U) hidden states, hs[0] the initial state (kept).
         out: (N, T, U) or (N, 1, U).
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, g2d)
-    hs[0, :, :] = 0.0
-    cs[0, :, :] = 0.0
+    _initial_state(h0, hs[0])
+    _initial_state(c0, cs[0])
     for s in range(t_len):
         np.dot(hs[s], u, hu)
         gs, cp, c, t, h = g[s], cs[s], cs[s + 1], tc[s], hs[s + 1]
@@ -312,8 +333,8 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, xs, xs2d, g, g
 
 
 @kernel
-def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, xs, xs2d, g, cs, tc, hs, hprev2d, dout,
-                  dz, dz2d, dh, dhr, dc, dxs, dxs2d, add_dx, dx, dw, du, db):
+def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, dc0, xs, xs2d, g, cs, tc,
+                  hs, hprev2d, dout, dz, dz2d, dh, dhr, dc, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`lstm_forward`; arguments as :func:`rnn_backward`, plus the kept
     ``g``, ``cs``, ``tc`` and ``dc`` (N, U) scratch for the cell state's gradient; ``dz`` is
     (T, N, 4U)."""
@@ -339,6 +360,8 @@ def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, xs, xs2d, g, cs, tc
                 dc[i, j] = dcv * fg
         np.dot(dzs, u.T, dhr)
         _pass_padded(ids, s, t_len, reverse, dh, dhr)
+    _state_gradient(dhr, dh0)
+    _state_gradient(dc, dc0)
     _finish_backward(xs2d, hprev2d, dz2d, dz2d, w, dw, du, dxs, dxs2d, reverse, add_dx, dx)
     if db.shape[0] > 0:
         _column_sums(dz2d, db)
@@ -346,7 +369,8 @@ def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, xs, xs2d, g, cs, tc
 
 # --- GRU (reset_after) -------------------------------------------------------------------
 @kernel
-def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, xs, xs2d, g, g2d, hu, rh, hs, out):
+def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, xs, xs2d, g, g2d, hu, rh,
+                hs, out):
     """Keras' GRU with ``reset_after=True`` (PyTorch's GRU):
     z, r = ract(x w + b_in + h u + b_rec), h~ = act(x w_h + b_in_h + r (h u_h + b_rec_h)),
     h' = z h + (1 - z) h~.
@@ -361,7 +385,7 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, xs, xs2d, g, g2
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, g2d)
-    hs[0, :, :] = 0.0
+    _initial_state(h0, hs[0])
     has_bias = b.shape[0] > 0
     for s in range(t_len):
         np.dot(hs[s], u, hu)
@@ -387,8 +411,8 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, xs, xs2d, g, g2
 
 
 @kernel
-def gru_backward(w, u, act, ract, reverse, flip, ids, zero, xs, xs2d, g, rh, hs, hprev2d, dout, dzx,
-                 dzx2d, dzr, dzr2d, dh, dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
+def gru_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, xs, xs2d, g, rh, hs, hprev2d,
+                 dout, dzx, dzx2d, dzr, dzr2d, dh, dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`gru_forward`; ``dzx``/``dzr`` (T, N, 3U) scratch: pre-activation
     gradients of the input and recurrent projections; ``db`` (2, 3U) or (0, 3U)."""
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
@@ -412,6 +436,7 @@ def gru_backward(w, u, act, ract, reverse, flip, ids, zero, xs, xs2d, g, rh, hs,
                 dh[i, j] = d * zg  # the direct path to the previous state
         np.dot(dr_s, u.T, dhr)
         dhr += dh
+    _state_gradient(dhr, dh0)
     _finish_backward(xs2d, hprev2d, dzx2d, dzr2d, w, dw, du, dxs, dxs2d, reverse, add_dx, dx)
     if db.shape[0] > 0:
         _column_sums(dzx2d, db[0])

@@ -16,6 +16,7 @@ the mask on (``compute_mask``).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, cast
 
 import numpy as np
@@ -165,6 +166,13 @@ class RNNLayer(Layer):
             want = "[h, c]" if self.n_states == 2 else "h (or [h])"
             raise ArgumentError(f"Layer '{self.name}' ({type(self).__name__}): initial_state "
                                 f"takes {want}: {self.n_states} tensor(s), got {len(states)}.")
+        if is_symbolic(inputs) and inputs.mask is not None:
+            warnings.warn(
+                f"Layer '{self.name}': its input {inputs.name!r} carries a mask and "
+                "initial_state is given. nexec applies the mask (padded steps carry the "
+                "state); Keras 3 ignores the mask in this call (it reads a mask only when the "
+                "sequence is the call's one tensor argument), so Keras gives other numbers "
+                "for padded steps.", UserWarning, stacklevel=2)
         return super().__call__([inputs, *states])
 
     def _check_inputs(self, inputs: Any) -> list[SymbolicTensor]:

@@ -198,7 +198,7 @@ def _functional_config(model: Any) -> dict[str, Any]:
     for layer in keras_layers(model):
         entry = _layer_entry(layer, dtype)
         entry["name"] = layer.name
-        nodes = []
+        nodes: list[dict[str, Any]] = []
         for n in layer._nodes:
             if n.id in own and n.inputs:
                 args = [tensor(t) for t in n.inputs]

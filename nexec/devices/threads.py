@@ -78,10 +78,10 @@ def cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
         if quota != "max" and quota.isdigit() and period.isdigit() and int(period) > 0:
             return max(int(quota) / int(period), 1.0)
         return None
-    quota, period = read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")
-    if quota and period and quota.lstrip("-").isdigit() and period.isdigit():
-        if int(quota) > 0 and int(period) > 0:
-            return max(int(quota) / int(period), 1.0)
+    v1_quota, v1_period = read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")
+    if v1_quota and v1_period and v1_quota.lstrip("-").isdigit() and v1_period.isdigit():
+        if int(v1_quota) > 0 and int(v1_period) > 0:
+            return max(int(v1_quota) / int(v1_period), 1.0)
     return None
 
 

@@ -520,6 +520,9 @@ def _recurrent_pass(b: OnnxBuilder, owner: Any, cell: Any, prefix: str, x: str) 
 
 
 def _recurrent(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
+    if len(ins) > 1:
+        raise ExportError("a call with initial_state= is not exported yet (ONNX's initial_h "
+                          "and initial_c are not wired); export the model without it.")
     return _recurrent_pass(b, layer, layer, "", ins[0])
 
 

@@ -198,10 +198,13 @@ def _functional_config(model: Any) -> dict[str, Any]:
     for layer in keras_layers(model):
         entry = _layer_entry(layer, dtype)
         entry["name"] = layer.name
-        nodes = []
+        nodes: list[dict[str, Any]] = []
         for n in layer._nodes:
             if n.id in own and n.inputs:
                 args = [tensor(t) for t in n.inputs]
+                if getattr(layer, "n_states", 0) and len(args) > 1:  # a recurrent layer
+                    nodes.append({"args": [args[0]], "kwargs": {"initial_state": args[1:]}})
+                    continue
                 single = len(args) == 1 and (layer.num_inputs == 1 or _is_model(layer))
                 nodes.append({"args": [args[0] if single else args], "kwargs": {}})
         entry["inbound_nodes"] = nodes
@@ -309,7 +312,10 @@ def _node_refs(node: Any, entry: dict[str, Any], problems: list[str]) -> tuple[l
             problems.append(f"{where}: a call argument {value!r} (not supported by nexec)")
 
     walk(node.get("args", []))
-    _check_call_kwargs(node.get("kwargs") or {}, where, problems)
+    kwargs = dict(node.get("kwargs") or {})
+    if kwargs.get("initial_state") is not None:  # a recurrent layer's starting states
+        walk(kwargs.pop("initial_state"))
+    _check_call_kwargs(kwargs, where, problems)
     return refs, False
 
 

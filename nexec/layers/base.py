@@ -81,6 +81,11 @@ class Layer:
     #: :meth:`compute_mask`). A layer that does not is refused such an input when called,
     #: rather than ignoring the mask silently.
     supports_masking: bool = False
+    #: Whether the layer's kernels read the mask of its input (recurrent layers,
+    #: GlobalAveragePooling1D): the planner then binds the mask source to the op
+    #: (``Op.mask``, ``Call.mask``). A layer that only passes the mask on leaves it False.
+    #: The mask must then be one flag per step of the input's first feature axis.
+    consumes_mask: bool = False
 
     def __init__(self, name: str | None = None, trainable: bool = True,
                  dtype: str | None = None, input_shape: tuple | None = None,
@@ -182,6 +187,13 @@ class Layer:
     def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
         """A masked input only into a layer that supports masking: never ignored silently."""
         if self.supports_masking:
+            if self.consumes_mask and tensors[0].mask is not None:
+                t, mask = tensors[0], tensors[0].mask
+                if mask.feature_shape != t.feature_shape[:1]:
+                    raise ShapeError(
+                        f"Layer '{self.name}' ({type(self).__name__}) reads the mask of "
+                        f"{t.name!r} {t.shape} as one flag per step, but its mask source "
+                        f"{mask.name!r} has shape {mask.shape}; it needs {(None, *t.shape[1:2])}.")
             return
         masked = next((t for t in tensors if t.mask is not None), None)
         if masked is not None:

@@ -130,6 +130,8 @@ class Dense(Layer):
         (None, 32)
     """
 
+    supports_masking = True  # per position: a mask passes on, as in Keras
+
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
                  **kwargs: Any) -> None:
@@ -167,6 +169,8 @@ class Activation(Layer):
     Args:
         activation: ``relu``, ``sigmoid``, ``tanh``, ``softmax`` or ``linear``.
     """
+
+    supports_masking = True  # elementwise: a mask passes on, as in Keras
 
     def __init__(self, activation: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

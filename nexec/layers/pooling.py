@@ -221,7 +221,11 @@ class GlobalMaxPooling1D(_GlobalPooling):
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
-    """Mean over the steps of every channel: ``(N, L, C) -> (N, C)`` (no mask support).
+    """Mean over the steps of every channel: ``(N, L, C) -> (N, C)``.
+
+    A masked input (``Embedding(mask_zero=True)`` upstream) is averaged over its real steps
+    only, as Keras 3 (a sample with no real step gives NaN there, as Keras' ``0 / 0``); the
+    output carries no mask.
 
     Args:
         data_format: Only ``"channels_last"`` (or None).
@@ -230,6 +234,12 @@ class GlobalAveragePooling1D(_GlobalPooling):
 
     rank = 1
     mode = "avg"
+    supports_masking = True
+    consumes_mask = True
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> None:
+        """The mask is consumed here."""
+        return None
 
 
 class GlobalMaxPooling2D(_GlobalPooling):

@@ -8,16 +8,22 @@ epilogue, and a recurrent layer's activations act inside the cell, not on its ou
 
 Not supported yet, refused at construction: ``return_state=True`` (a layer with several
 outputs), ``stateful=True``, ``dropout``/``recurrent_dropout`` above 0, GRU
-``reset_after=False``; masks are not consumed. Sequences need a known length.
+``reset_after=False``. Sequences need a known length.
+
+Masks (``Embedding(mask_zero=True)`` upstream) are consumed as Keras 3 does: a padded step
+keeps the previous state, its output is that carried state, and ``return_sequences`` passes
+the mask on (``compute_mask``).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, cast
 
 import numpy as np
 
 from nexec.checks import ArgumentError, ArgumentTypeError, positive_int
-from nexec.errors import ShapeError
+from nexec.errors import GraphError, ShapeError
+from nexec.graph import SymbolicTensor, is_symbolic
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, TANH
 from nexec.layers.base import Layer, ParamSpec, Shape
 from nexec.layers.core import Dense, check_activation
@@ -81,6 +87,10 @@ class RNNLayer(Layer):
     #: Gates per unit: columns of the kernel are ``gates * units``.
     gates = 1
     has_recurrent_activation = False
+    supports_masking = True
+    consumes_mask = True
+    #: State tensors of the cell (``initial_state=`` takes this many): h (and c for LSTM).
+    n_states = 1
 
     def __init__(self, units: int, activation: str | None = "tanh",
                  recurrent_activation: str | None = "sigmoid", use_bias: bool = True,
@@ -127,9 +137,73 @@ class RNNLayer(Layer):
         self.use_cudnn = use_cudnn
         self.seed = seed
 
+    # ----- calls --------------------------------------------------------------------------
+    def __call__(self, inputs: Any, initial_state: Any = None, mask: Any = None,
+                 training: Any = None) -> Any:
+        """Keras' call: ``layer(x)`` or ``layer(x, initial_state=[h0, c0])`` (LSTM) /
+        ``initial_state=h0`` or ``[h0]`` (GRU, SimpleRNN), the encoder-decoder pattern; also
+        ``layer([x, h0, c0])`` (Keras 2's form, and how saved models call it).
+
+        Args:
+            inputs: The sequence ``(batch, time, features)``.
+            initial_state: The starting state(s), each ``(batch, units)``; zeros when None.
+            mask: Only None: masks come from ``Embedding(mask_zero=True)`` upstream.
+            training: Accepted and ignored (no dropout in nexec's recurrent layers).
+        """
+        if mask is not None:
+            raise ArgumentError(f"Layer '{self.name}': an explicit mask= is not supported; "
+                                "masks come from Embedding(mask_zero=True) upstream.")
+        if isinstance(inputs, (list, tuple)):
+            if initial_state is not None:
+                raise ArgumentError(f"Layer '{self.name}': give the initial states either in "
+                                    "the input list or as initial_state=, not both.")
+            inputs, initial_state = inputs[0], (list(inputs[1:]) or None)
+        if initial_state is None:
+            return super().__call__(inputs)
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
+            else [initial_state]
+        if len(states) != self.n_states:
+            want = "[h, c]" if self.n_states == 2 else "h (or [h])"
+            raise ArgumentError(f"Layer '{self.name}' ({type(self).__name__}): initial_state "
+                                f"takes {want}: {self.n_states} tensor(s), got {len(states)}.")
+        if is_symbolic(inputs) and inputs.mask is not None:
+            warnings.warn(
+                f"Layer '{self.name}': its input {inputs.name!r} carries a mask and "
+                "initial_state is given. nexec applies the mask (padded steps carry the "
+                "state); Keras 3 ignores the mask in this call (it reads a mask only when the "
+                "sequence is the call's one tensor argument), so Keras gives other numbers "
+                "for padded steps.", UserWarning, stacklevel=2)
+        return super().__call__([inputs, *states])
+
+    def _check_inputs(self, inputs: Any) -> list[SymbolicTensor]:
+        tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        for i, t in enumerate(tensors):
+            if not is_symbolic(t):
+                raise TypeError(f"Layer '{self.name}' ({type(self).__name__}) was called on "
+                                f"{'its input' if i == 0 else f'initial state {i - 1}'} of "
+                                f"type {type(t).__name__}; layers take symbolic tensors.")
+        return tensors
+
+    def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
+        super()._check_masks(tensors)
+        masked = next((t for t in tensors[1:] if t.mask is not None), None)
+        if masked is not None:
+            raise GraphError(f"Layer '{self.name}': initial state {masked.name!r} carries a "
+                             "mask; a state has no time steps to mask.")
+
     # ----- shapes and weights -----------------------------------------------------------
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
+        """Keras' rule: the input's mask for a sequence output, none for the last state."""
+        if isinstance(previous_mask, list):  # called with initial states
+            previous_mask = previous_mask[0]
+        return previous_mask if self.return_sequences else None
+
     def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
-        (shape,) = input_shapes
+        shape, states = input_shapes[0], input_shapes[1:]
+        for i, s in enumerate(states):
+            if tuple(s) != (self.units,):
+                raise ShapeError(f"initial state {i} must have shape {(None, self.units)}, got "
+                                 f"{(None, *s)}.")
         if len(shape) != 2:
             raise ShapeError(f"expects a rank-3 input (batch, time, features), got "
                              f"{(None, *shape)}.")
@@ -199,6 +273,7 @@ class LSTM(RNNLayer):
 
     gates = 4
     has_recurrent_activation = True
+    n_states = 2
 
     def __init__(self, units: int, unit_forget_bias: bool = True, **kwargs: Any) -> None:
         super().__init__(units, **kwargs)
@@ -274,6 +349,9 @@ class Bidirectional(Layer):
         (None, 16)
     """
 
+    supports_masking = True
+    consumes_mask = True
+
     def __init__(self, layer: Any, merge_mode: str | None = "concat",
                  backward_layer: Any = None, weights: Any = None, **kwargs: Any) -> None:
         layer = _layer_from_entry(layer)
@@ -303,6 +381,10 @@ class Bidirectional(Layer):
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
         self.return_sequences = layer.return_sequences
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
+        """Keras' rule: the input's mask for a sequence output, none for the last state."""
+        return previous_mask if self.return_sequences else None
 
     def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
         f = self.forward_layer.compute_output_shape(input_shapes)
@@ -343,6 +425,8 @@ class TimeDistributed(Layer):
         >>> layers.TimeDistributed(layers.Dense(4))(Input(shape=(5, 3))).shape
         (None, 5, 4)
     """
+
+    supports_masking = True  # Dense acts per step: the mask passes on, as in Keras
 
     def __init__(self, layer: Any, **kwargs: Any) -> None:
         layer = _layer_from_entry(layer)

@@ -87,6 +87,8 @@ class Dropout(_RandomLayer):
         0.5
     """
 
+    supports_masking = True  # elementwise: a mask passes on, as in Keras
+
     def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -49,6 +49,10 @@ class Call:
     #: The ``nexec.devices.Device`` the arrays live on: its ``kernels`` namespace has every
     #: kernel function of that device by name.
     device: Any = None
+    #: The mask source of input 0 for an op whose layer consumes masks (``consumes_mask``):
+    #: the ids whose zeros are padding (Keras' mask is ``ids != 0``), batch-led, in the ids'
+    #: own dtype; None when the input carries no mask.
+    mask: Any = None
 
 
 class Kernel:

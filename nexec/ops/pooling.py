@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from nexec.layers.pooling import _GlobalPooling
-from nexec.ops.base import BoundCall, Call, Workspace
+from nexec.ops.base import BoundCall, Call, Workspace, rows
 from nexec.ops.builtin import BuiltinKernel
 
 __all__ = ["OP_KERNEL_CLASSES", "MaxPooling1DKernel", "MaxPooling2DKernel",
@@ -114,10 +114,24 @@ class GlobalMaxPooling2DKernel(_PoolKernel):
 
 
 class GlobalAveragePooling1DKernel(_PoolKernel):
-    """Per-channel means over the steps."""
+    """Per-channel means over the steps; over the real steps only for a masked input
+    (``Call.mask``, the ids), with the masked kernels."""
 
     layer_type = "GlobalAveragePooling1D"
     mode = "avg"
+
+    def forward(self, call: Call) -> list[BoundCall]:
+        if call.mask is None:
+            return super().forward(call)
+        return [(self.k.masked_avg_pool1d_forward, (call.inputs[0], call.mask,
+                                                    rows(call.output)))]
+
+    def backward(self, call: Call) -> list[BoundCall]:
+        if call.mask is None or call.d_inputs[0] is None:
+            return super().backward(call)
+        assert call.d_output is not None
+        return [(self.k.masked_avg_pool1d_backward, (rows(call.d_output), call.mask,
+                                                     call.d_inputs[0]))]
 
 
 class GlobalAveragePooling2DKernel(_PoolKernel):

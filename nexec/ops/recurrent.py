@@ -3,9 +3,13 @@
 A recurrent op binds one kernel call per direction for its whole sequence. Everything the
 cell keeps for backward (the input in step order, gate activations, cell and hidden states)
 is a ``saved`` workspace, time-major, so the op reads neither its input nor its output in
-backward. The kernel functions exist on the CPU only so far: these op kernels are
-registered for the CPU (``devices = ("cpu",)``), and a CUDA model with them gets the registry's
-"no kernel for device 'cuda'" error.
+backward. Initial states (``initial_state=``) are the op's inputs 1 (``h``) and 2 (LSTM's
+``c``); the kernels copy them into the saved states and write their gradients. A masked
+input (``Embedding(mask_zero=True)`` upstream) reaches the kernels as its mask source, the
+ids (``Call.mask``): a padded step carries the state, as Keras 3. The kernel functions exist
+on the CPU only so far: these op kernels are registered for the CPU
+(``devices = ("cpu",)``), and a CUDA model with them gets the registry's "no kernel for
+device 'cuda'" error.
 """
 from __future__ import annotations
 
@@ -72,6 +76,14 @@ def _as_3d(a: Any) -> Any:
     return a if a.ndim == 3 else a[:, None, :]
 
 
+def _ids(call: Call) -> Any:
+    """The mask source of the op's input, ``(batch, time)`` (Keras' mask is ``ids != 0``),
+    or an array with no rows: no mask, every step is real."""
+    if call.mask is not None:
+        return call.mask
+    return call.device.zeros((0, 0), "int32")
+
+
 def _flat(a: Any) -> Any:
     return view_2d(a, a.shape[0] * a.shape[1], a.shape[2])
 
@@ -79,9 +91,22 @@ def _flat(a: Any) -> Any:
 class _Direction:
     """One recurrent pass: which layer's settings, parameters and workspaces it uses."""
 
-    def __init__(self, layer: Any, prefix: str, pname: str, flip: bool) -> None:
+    def __init__(self, layer: Any, prefix: str, pname: str, flip: bool,
+                 zero: bool = False) -> None:
         self.layer, self.prefix, self.pname, self.flip = layer, prefix, pname, flip
         self.cell = _cell(layer)
+        #: Keras' ``zero_output_for_mask``: a sequence output is 0 at padded steps (what
+        #: Bidirectional asks of both directions when it returns sequences).
+        self.zero = zero
+
+    def _states(self, call: Call, arrays: list) -> tuple:
+        """The initial states (``h``, and ``c`` for LSTM) among ``arrays`` (the op's inputs,
+        or their gradients), each ``(batch, units)``; an array with no rows for one not
+        given (Keras' zeros) or needing no gradient."""
+        n = 2 if self.cell == "lstm" else 1
+        given = list(arrays[1:1 + n]) if len(arrays) > 1 else []
+        empty = call.device.zeros((0, self.layer.units), call.output.dtype)
+        return tuple(a if a is not None else empty for a in given + [None] * (n - len(given)))
 
     def _param(self, table: dict, name: str) -> Any:
         return table[self.pname + name]
@@ -101,7 +126,8 @@ class _Direction:
         head: tuple = (x, w, u, self._b(call), _code(lay.cell_activation))
         if self.cell != "rnn":
             head += (_code(lay.recurrent_activation),)
-        common = (bool(lay.go_backwards), self.flip, ws["xs"], _flat(ws["xs"]), ws["g"],
+        common = (bool(lay.go_backwards), self.flip, _ids(call), self.zero,
+                  *self._states(call, call.inputs), ws["xs"], _flat(ws["xs"]), ws["g"],
                   _flat(ws["g"]), call.workspace["hu"])
         if self.cell == "rnn":
             return k.rnn_forward, head + common + (ws["hs"], out)
@@ -120,7 +146,8 @@ class _Direction:
         head: tuple = (w, u, _code(lay.cell_activation))
         if self.cell != "rnn":
             head += (_code(lay.recurrent_activation),)
-        head += (bool(lay.go_backwards), self.flip, ws["xs"], _flat(ws["xs"]))
+        head += (bool(lay.go_backwards), self.flip, _ids(call), self.zero,
+                 *self._states(call, call.d_inputs), ws["xs"], _flat(ws["xs"]))
         tail = (sh["dxs"], _flat(sh["dxs"]), add_dx, dx, self._param(call.d_params, "kernel"),
                 self._param(call.d_params, "recurrent_kernel"), self._b(call, grads=True))
         if self.cell == "rnn":
@@ -201,8 +228,9 @@ class BidirectionalKernel(BuiltinKernel):
     devices = ("cpu",)
 
     def _directions(self, layer: Any) -> tuple[_Direction, _Direction]:
-        return (_Direction(layer.forward_layer, "f_", "forward_", False),
-                _Direction(layer.backward_layer, "b_", "backward_", layer.return_sequences))
+        seq = layer.return_sequences
+        return (_Direction(layer.forward_layer, "f_", "forward_", False, seq),
+                _Direction(layer.backward_layer, "b_", "backward_", seq, seq))
 
     def workspaces(self, layer: Any, in_shapes: list[tuple], out_shape: tuple, batch: int,
                    training: bool, strided_output: bool = False) -> dict[str, Workspace]:

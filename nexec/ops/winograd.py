@@ -74,8 +74,9 @@ def transform_matrices(m: int, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.n
     """
     if m not in TILES:
         raise ValueError(f"Winograd tile must be one of {TILES}, got {m!r}")
-    return tuple(np.ascontiguousarray(np.array(t[m], dtype=np.float64).astype(dtype))
+    bt, g, at = (np.ascontiguousarray(np.array(t[m], dtype=np.float64).astype(dtype))
                  for t in (_BT, _G, _AT))
+    return bt, g, at
 
 
 def winograd_applies(layer: Any) -> bool:

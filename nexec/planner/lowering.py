@@ -44,8 +44,9 @@ class Op:
     activation: str = "linear"
     fused: list[str] = field(default_factory=list)  # names of Activation layers merged in
     #: The tensor whose zeros mark the padding of input 0 (its Keras mask), for a layer that
-    #: supports masking; None when the input carries no mask. Its value stays live until
-    #: this op's backward (``liveness``).
+    #: consumes masks (``consumes_mask``: recurrent layers, GlobalAveragePooling1D; a layer
+    #: that only passes the mask on needs none); None when the input carries no mask. Its
+    #: value stays live until this op's backward (``liveness``).
     mask: int | None = None
 
     @property
@@ -108,7 +109,7 @@ def _lower_into(g: Graph, function: Function, env: dict[int, int]) -> None:
         out: SymbolicTensor = node.outputs[0]
         tid = g.new_tensor(layer.name, out.feature_shape, out.dtype)
         op = Op(len(g.ops), layer, ins, tid, getattr(layer, "activation", "linear"))
-        source = node.inputs[0].mask if getattr(layer, "supports_masking", False) else None
+        source = node.inputs[0].mask if getattr(layer, "consumes_mask", False) else None
         if source is not None and source.id in env:
             op.mask = env[source.id]
         g.tensors[tid].producer = op.index

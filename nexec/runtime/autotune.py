@@ -59,7 +59,7 @@ def time_conv(layer: Any, in_shape: tuple, batch: int, dtype: str, algorithm: st
             params["bias"] = np.zeros(f, dtype)
             grads["bias"] = np.empty(f, dtype)
         y = np.empty((batch, ho, wo, f), dtype)
-        dy = rng.standard_normal(y.shape).astype(dtype)
+        dy = np.asarray(rng.standard_normal(y.shape), dtype)
         dx = np.empty_like(x)
         wanted = kernel.workspaces(layer, [in_shape], (ho, wo, f), batch, training)
         ws = {name: np.zeros(one.shape, one.dtype or dtype) for name, one in wanted.items()}

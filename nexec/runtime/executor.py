@@ -206,7 +206,8 @@ class Executor:
             ws = {k: arr(v) for k, v in sched.workspaces.get((op.index, "forward"), {}).items()}
             call = Call(op.layer, act.code if act.fused else LINEAR,
                         [arr(sched.value[i]) for i in op.inputs], arr(sched.value[op.output]),
-                        self.params.params_of(op.layer), ws, self.training, device=dev)
+                        self.params.params_of(op.layer), ws, self.training, device=dev,
+                        mask=None if op.mask is None else arr(sched.value[op.mask]))
             origin = self._kernel_origin(kernel, "forward", op)
             prog.add("forward", _checked(kernel, "forward", kernel.forward(call), op, origin),
                      origin)
@@ -299,7 +300,8 @@ class Executor:
             ws = {n: arr(v) for n, v in sched.workspaces.get((op.index, "backward"), {}).items()}
             call = Call(op.layer, code, [arr(sched.value[i]) for i in op.inputs], y,
                         self.params.params_of(op.layer), ws, True, dy, d_inputs, d_params,
-                        device=self.device)
+                        device=self.device,
+                        mask=None if op.mask is None else arr(sched.value[op.mask]))
             kernel_origin = self._kernel_origin(kernel, "backward", op)
             calls = _checked(kernel, "backward", kernel.backward(call), op, kernel_origin)
             origin: Origin | None = kernel_origin

@@ -11,14 +11,21 @@ Windows: output ``(i, j)`` covers input rows ``i * sh - pt .. i * sh - pt + ph -
 (clipped to the image), and likewise for columns (``nexec.ops.geometry``). Every window
 holds at least one real input; padded positions never count (TensorFlow's rule).
 
+A masked global average over steps (``GlobalAveragePooling1D`` after
+``Embedding(mask_zero=True)``) has kernels of its own, reading the mask source ``ids``
+``(N, L)`` (a step is real where its id is not 0).
+
 Kernels allocate nothing; backward kernels *overwrite* ``dx`` (the executor sums several
 contributions itself).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from nexec.kernels.jit import kernel
 
-__all__ = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward"]
+__all__ = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+           "masked_avg_pool1d_forward", "masked_avg_pool1d_backward"]
 
 
 @kernel
@@ -129,3 +136,50 @@ def avg_pool_backward(dy, ph, pw, sh, sw, pt, pl, dx):
                     for xx in range(x0, x1):
                         for k in range(c):
                             dx[b, yy, xx, k] += dy[b, i, j, k] * inv
+
+
+@kernel
+def masked_avg_pool1d_forward(x, ids, out):
+    """``out[b, c]`` = the mean of ``x[b, t, c]`` over the steps ``t`` with ``ids[b, t] != 0``
+    (Keras 3's masked GlobalAveragePooling1D); NaN for a sample with no such step (Keras'
+    ``0 / 0``).
+
+    Args:
+        x: (N, L, C) input; ids: (N, L) mask source, any numeric dtype.
+        out: (N, C), may be row-strided.
+    """
+    n, steps, c = x.shape
+    for b in range(n):
+        count = 0
+        for k in range(c):
+            out[b, k] = 0
+        for t in range(steps):
+            if ids[b, t] != 0:
+                count += 1
+                for k in range(c):
+                    out[b, k] += x[b, t, k]
+        if count == 0:
+            for k in range(c):
+                out[b, k] = np.nan
+        else:
+            for k in range(c):
+                out[b, k] /= count
+
+
+@kernel
+def masked_avg_pool1d_backward(dy, ids, dx):
+    """``dx[b, t, c]`` = ``dy[b, c] / count_b`` at the real steps, 0 at the padded ones (and
+    everywhere for a sample with no real step)."""
+    n, steps, c = dx.shape
+    for b in range(n):
+        count = 0
+        for t in range(steps):
+            if ids[b, t] != 0:
+                count += 1
+        for t in range(steps):
+            if ids[b, t] != 0:
+                for k in range(c):
+                    dx[b, t, k] = dy[b, k] / count
+            else:
+                for k in range(c):
+                    dx[b, t, k] = 0

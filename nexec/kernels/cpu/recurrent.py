@@ -17,6 +17,16 @@ Conventions shared by every kernel here:
   last state only; it may be row-strided (a slice of a Bidirectional concat). The sequence
   output of step ``s`` is written at index ``s`` (Keras' ``go_backwards`` order), or with
   ``flip`` at ``T - 1 - s`` (what Bidirectional does to its backward layer's sequence).
+* ``ids`` is the mask source (Keras' ``mask = ids != 0``), ``(batch, time)`` in time order,
+  or an array with 0 rows for no mask. As Keras 3: at a padded step a sample keeps its
+  previous state (``h`` and ``c``), so its output there is the carried ``h`` (zeros before
+  its first real step) and its last output the state after its last real step; backward
+  passes the state's gradient straight through such a step (no gate, weight or input
+  gradient from it). ``zero`` (Keras' ``zero_output_for_mask``, which Bidirectional sets
+  for sequences) makes a sequence output 0 at padded steps instead.
+* ``h0`` (and ``c0``) is the initial state ``(batch, units)`` given with ``initial_state=``,
+  or an array with 0 rows for Keras' zeros; backward writes its gradient into ``dh0``
+  (``dc0``), skipped when that has 0 rows.
 * Activation codes are ``nexec.kernels.activations``' linear, relu, sigmoid and tanh; their
   derivatives are taken from the activation's output.
 * Gate order and weight layout are Keras': LSTM ``i, f, c, o``; GRU ``z, r, h`` with
@@ -96,8 +106,31 @@ def _to_steps(x, reverse, xs):
 
 
 @kernel
-def _write_output(hs, reverse, flip, out):
-    """The layer output from the hidden states ``hs`` (steps + 1, batch, units)."""
+def _padded(ids, b, s, t_len, reverse):
+    """Whether sample ``b`` is padding at step ``s`` (never without a mask)."""
+    if ids.shape[0] == 0:
+        return False
+    t = t_len - 1 - s if reverse else s
+    return ids[b, t] == 0
+
+
+@kernel
+def _copy_row(dst, src):
+    """dst[:] = src (a loop: a slice assignment between views of one array may copy)."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@kernel
+def _zero_row(a):
+    for j in range(a.shape[0]):
+        a[j] = 0.0
+
+
+@kernel
+def _write_output(hs, reverse, flip, ids, zero, out):
+    """The layer output from the hidden states ``hs`` (steps + 1, batch, units); with
+    ``zero``, a sequence output is 0 at padded steps."""
     n, t_len = out.shape[0], hs.shape[0] - 1
     if out.shape[1] == 1:
         for b in range(n):
@@ -106,12 +139,16 @@ def _write_output(hs, reverse, flip, out):
     for s in range(t_len):
         t = t_len - 1 - s if flip else s
         for b in range(n):
-            out[b, t, :] = hs[s + 1, b, :]
+            if zero and _padded(ids, b, s, t_len, reverse):
+                out[b, t, :] = 0.0
+            else:
+                out[b, t, :] = hs[s + 1, b, :]
 
 
 @kernel
-def _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, dh):
-    """dh = dhr (the gradient from step s + 1) + the output's gradient at step s."""
+def _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, ids, zero, dh):
+    """dh = dhr (the gradient from step s + 1) + the output's gradient at step s (none at a
+    padded step whose output is 0, ``zero``)."""
     dh[:, :] = dhr
     if dout.shape[1] == 1:
         if s == t_len - 1:
@@ -119,6 +156,10 @@ def _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, dh):
         return
     t = t_len - 1 - s if flip else s
     dh += dout[:, t, :]
+    if zero:
+        for i in range(dh.shape[0]):
+            if _padded(ids, i, s, t_len, reverse):
+                _copy_row(dh[i], dhr[i])
 
 
 @kernel
@@ -139,8 +180,9 @@ def _finish_backward(xs2d, hprev2d, dzx2d, dzr2d, w, dw, du, dxs, dxs2d, reverse
     for s in range(t_len):
         t = t_len - 1 - s if reverse else s
         for b in range(n):
-            if add_dx:
-                dx[b, t, :] += dxs[s, b, :]
+            if add_dx:  # a loop: ``dx[b, t, :] += ...`` makes Numba allocate a temporary
+                for j in range(dx.shape[2]):
+                    dx[b, t, j] += dxs[s, b, j]
             else:
                 dx[b, t, :] = dxs[s, b, :]
 
@@ -152,38 +194,68 @@ def _column_sums(z2d, db):
         db += z2d[r]
 
 
+@kernel
+def _initial_state(given, state):
+    """state = the given initial state (``initial_state=``), or 0 when it has no rows."""
+    if given.shape[0] == 0:
+        state[:, :] = 0.0
+        return
+    for i in range(state.shape[0]):
+        _copy_row(state[i], given[i])
+
+
+@kernel
+def _state_gradient(d, d_state):
+    """The gradient of an initial state, when one was given (``d_state`` has rows)."""
+    for i in range(d_state.shape[0]):
+        _copy_row(d_state[i], d[i])
+
+
+@kernel
+def _pass_padded(ids, s, t_len, reverse, dh, dhr):
+    """At a padded step the state was carried: its gradient passes to the step before."""
+    if ids.shape[0] == 0:
+        return
+    for i in range(dh.shape[0]):
+        if _padded(ids, i, s, t_len, reverse):
+            _copy_row(dhr[i], dh[i])
+
+
 # --- SimpleRNN ---------------------------------------------------------------------------
 @kernel
-def rnn_forward(x, w, u, b, act, reverse, flip, xs, xs2d, z, z2d, hu, hs, out):
+def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d, hu, hs, out):
     """h_s = act(x_t @ w + h_{s-1} @ u + b).
 
     Args:
         x: (N, T, F) input; w: (F, U); u: (U, U); b: (U,) or (0,) for no bias.
         act: Activation code.
-        reverse, flip: See the module docstring.
+        reverse, flip, ids, zero, h0: See the module docstring.
         xs, xs2d: (T, N, F) step-ordered input and its (T*N, F) view (kept for backward).
         z, z2d: (T, N, U) scratch for the input projection and its 2-D view.
         hu: (N, U) scratch for one step's ``h @ u``.
-        hs: (T+1, N, U) hidden states, hs[0] = 0 (kept for backward).
+        hs: (T+1, N, U) hidden states, hs[0] the initial state (kept for backward).
         out: (N, T, U) or (N, 1, U) output.
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, z2d)
-    hs[0, :, :] = 0.0
+    _initial_state(h0, hs[0])
     for s in range(t_len):
         np.dot(hs[s], u, hu)
         zs, h = z[s], hs[s + 1]
         _add_rows(zs, hu, b)
         for i in range(n):
+            if _padded(ids, i, s, t_len, reverse):
+                _copy_row(h[i], hs[s, i])
+                continue
             h[i, :] = zs[i, :]
             _act_span(h[i], 0, units, act)
-    _write_output(hs, reverse, flip, out)
+    _write_output(hs, reverse, flip, ids, zero, out)
 
 
 @kernel
-def rnn_backward(w, u, act, reverse, flip, xs, xs2d, hs, hprev2d, dout, dz, dz2d, dh, dhr,
-                 dxs, dxs2d, add_dx, dx, dw, du, db):
+def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, xs, xs2d, hs, hprev2d, dout, dz, dz2d,
+                 dh, dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`rnn_forward` (``dw``, ``du``, ``db`` overwritten; ``dx`` written
     or, with ``add_dx``, added to).
 
@@ -199,12 +271,17 @@ def rnn_backward(w, u, act, reverse, flip, xs, xs2d, hs, hprev2d, dout, dz, dz2d
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
     dhr[:, :] = 0.0
     for s in range(t_len - 1, -1, -1):
-        _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, dh)
+        _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, ids, zero, dh)
         h, dzs = hs[s + 1], dz[s]
         for i in range(n):
+            if _padded(ids, i, s, t_len, reverse):
+                _zero_row(dzs[i])
+                continue
             for j in range(units):
                 dzs[i, j] = dh[i, j] * _dact(h[i, j], act)
         np.dot(dzs, u.T, dhr)
+        _pass_padded(ids, s, t_len, reverse, dh, dhr)
+    _state_gradient(dhr, dh0)
     _finish_backward(xs2d, hprev2d, dz2d, dz2d, w, dw, du, dxs, dxs2d, reverse, add_dx, dx)
     if db.shape[0] > 0:
         _column_sums(dz2d, db)
@@ -212,30 +289,35 @@ def rnn_backward(w, u, act, reverse, flip, xs, xs2d, hs, hprev2d, dout, dz, dz2d
 
 # --- LSTM --------------------------------------------------------------------------------
 @kernel
-def lstm_forward(x, w, u, b, act, ract, reverse, flip, xs, xs2d, g, g2d, hu, cs, tc, hs,
-                 out):
+def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs2d, g, g2d,
+                 hu, cs, tc, hs, out):
     """Keras' LSTM: i, f, o = ract(.), c~ = act(.), c = f c + i c~, h = o act(c).
 
     Args:
         x: (N, T, F); w: (F, 4U); u: (U, 4U); b: (4U,) or (0,).
         act, ract: Codes of ``activation`` and ``recurrent_activation``.
+        reverse, flip, ids, zero, h0: See the module docstring.
         xs, xs2d: (T, N, F) step-ordered input and its 2-D view (kept for backward).
         g, g2d: (T, N, 4U) gate activations i, f, c~, o per step (kept) and its 2-D view.
         hu: (N, 4U) scratch.
-        cs: (T+1, N, U) cell states, cs[0] = 0 (kept); tc: (T, N, U) act(c) (kept).
-        hs: (T+1, N, U) hidden states, hs[0] = 0 (kept).
+        cs: (T+1, N, U) cell states, cs[0] the initial one (kept); tc: (T, N, U) act(c) (kept).
+        hs: (T+1, N, U) hidden states, hs[0] the initial state (kept).
         out: (N, T, U) or (N, 1, U).
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, g2d)
-    hs[0, :, :] = 0.0
-    cs[0, :, :] = 0.0
+    _initial_state(h0, hs[0])
+    _initial_state(c0, cs[0])
     for s in range(t_len):
         np.dot(hs[s], u, hu)
         gs, cp, c, t, h = g[s], cs[s], cs[s + 1], tc[s], hs[s + 1]
         _add_rows(gs, hu, b)
         for i in range(n):
+            if _padded(ids, i, s, t_len, reverse):
+                _copy_row(c[i], cp[i])
+                _copy_row(h[i], hs[s, i])
+                continue
             row = gs[i]
             _act_span(row, 0, 2 * units, ract)
             _act_span(row, 2 * units, 3 * units, act)
@@ -247,12 +329,12 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, xs, xs2d, g, g2d, hu, cs,
             _act_span(t[i], 0, units, act)
             for j in range(units):
                 h[i, j] = row[3 * units + j] * t[i, j]
-    _write_output(hs, reverse, flip, out)
+    _write_output(hs, reverse, flip, ids, zero, out)
 
 
 @kernel
-def lstm_backward(w, u, act, ract, reverse, flip, xs, xs2d, g, cs, tc, hs, hprev2d, dout,
-                  dz, dz2d, dh, dhr, dc, dxs, dxs2d, add_dx, dx, dw, du, db):
+def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, dc0, xs, xs2d, g, cs, tc,
+                  hs, hprev2d, dout, dz, dz2d, dh, dhr, dc, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`lstm_forward`; arguments as :func:`rnn_backward`, plus the kept
     ``g``, ``cs``, ``tc`` and ``dc`` (N, U) scratch for the cell state's gradient; ``dz`` is
     (T, N, 4U)."""
@@ -260,9 +342,12 @@ def lstm_backward(w, u, act, ract, reverse, flip, xs, xs2d, g, cs, tc, hs, hprev
     dhr[:, :] = 0.0
     dc[:, :] = 0.0
     for s in range(t_len - 1, -1, -1):
-        _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, dh)
+        _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, ids, zero, dh)
         gs, cp, t, dzs = g[s], cs[s], tc[s], dz[s]
         for i in range(n):
+            if _padded(ids, i, s, t_len, reverse):  # dc passes through unchanged
+                _zero_row(dzs[i])
+                continue
             for j in range(units):
                 ig, fg = gs[i, j], gs[i, units + j]
                 cg, og = gs[i, 2 * units + j], gs[i, 3 * units + j]
@@ -274,6 +359,9 @@ def lstm_backward(w, u, act, ract, reverse, flip, xs, xs2d, g, cs, tc, hs, hprev
                 dzs[i, 3 * units + j] = dh[i, j] * tv * _dact(og, ract)
                 dc[i, j] = dcv * fg
         np.dot(dzs, u.T, dhr)
+        _pass_padded(ids, s, t_len, reverse, dh, dhr)
+    _state_gradient(dhr, dh0)
+    _state_gradient(dc, dc0)
     _finish_backward(xs2d, hprev2d, dz2d, dz2d, w, dw, du, dxs, dxs2d, reverse, add_dx, dx)
     if db.shape[0] > 0:
         _column_sums(dz2d, db)
@@ -281,7 +369,8 @@ def lstm_backward(w, u, act, ract, reverse, flip, xs, xs2d, g, cs, tc, hs, hprev
 
 # --- GRU (reset_after) -------------------------------------------------------------------
 @kernel
-def gru_forward(x, w, u, b, act, ract, reverse, flip, xs, xs2d, g, g2d, hu, rh, hs, out):
+def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, xs, xs2d, g, g2d, hu, rh,
+                hs, out):
     """Keras' GRU with ``reset_after=True`` (PyTorch's GRU):
     z, r = ract(x w + b_in + h u + b_rec), h~ = act(x w_h + b_in_h + r (h u_h + b_rec_h)),
     h' = z h + (1 - z) h~.
@@ -296,7 +385,7 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, xs, xs2d, g, g2d, hu, rh, 
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, g2d)
-    hs[0, :, :] = 0.0
+    _initial_state(h0, hs[0])
     has_bias = b.shape[0] > 0
     for s in range(t_len):
         np.dot(hs[s], u, hu)
@@ -307,6 +396,9 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, xs, xs2d, g, g2d, hu, rh, 
                     gs[i, j] += b[0, j]
                     hu[i, j] += b[1, j]
         for i in range(n):
+            if _padded(ids, i, s, t_len, reverse):
+                _copy_row(h[i], hp[i])
+                continue
             for j in range(units):
                 zg = _act(gs[i, j] + hu[i, j], ract)
                 rg = _act(gs[i, units + j] + hu[i, units + j], ract)
@@ -315,20 +407,24 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, xs, xs2d, g, g2d, hu, rh, 
                 gs[i, j], gs[i, units + j], gs[i, 2 * units + j] = zg, rg, hh
                 rhs[i, j] = rv
                 h[i, j] = zg * hp[i, j] + (1.0 - zg) * hh
-    _write_output(hs, reverse, flip, out)
+    _write_output(hs, reverse, flip, ids, zero, out)
 
 
 @kernel
-def gru_backward(w, u, act, ract, reverse, flip, xs, xs2d, g, rh, hs, hprev2d, dout, dzx,
-                 dzx2d, dzr, dzr2d, dh, dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
+def gru_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, xs, xs2d, g, rh, hs, hprev2d,
+                 dout, dzx, dzx2d, dzr, dzr2d, dh, dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`gru_forward`; ``dzx``/``dzr`` (T, N, 3U) scratch: pre-activation
     gradients of the input and recurrent projections; ``db`` (2, 3U) or (0, 3U)."""
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
     dhr[:, :] = 0.0
     for s in range(t_len - 1, -1, -1):
-        _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, dh)
+        _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, ids, zero, dh)
         gs, hp, rhs, dx_s, dr_s = g[s], hs[s], rh[s], dzx[s], dzr[s]
         for i in range(n):
+            if _padded(ids, i, s, t_len, reverse):  # dh[i] stays: the direct path is all
+                _zero_row(dx_s[i])
+                _zero_row(dr_s[i])
+                continue
             for j in range(units):
                 zg, rg, hh = gs[i, j], gs[i, units + j], gs[i, 2 * units + j]
                 d = dh[i, j]
@@ -340,6 +436,7 @@ def gru_backward(w, u, act, ract, reverse, flip, xs, xs2d, g, rh, hs, hprev2d, d
                 dh[i, j] = d * zg  # the direct path to the previous state
         np.dot(dr_s, u.T, dhr)
         dhr += dh
+    _state_gradient(dhr, dh0)
     _finish_backward(xs2d, hprev2d, dzx2d, dzr2d, w, dw, du, dxs, dxs2d, reverse, add_dx, dx)
     if db.shape[0] > 0:
         _column_sums(dzx2d, db[0])

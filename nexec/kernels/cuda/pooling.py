@@ -9,11 +9,13 @@ deterministic and every element of ``dx`` is written (no zeroing pass).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nexec.kernels.cuda.backend import config_1d, cuda, jit
 
-__all__ = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward"]
+__all__ = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+           "masked_avg_pool1d_forward", "masked_avg_pool1d_backward"]
 
 
 @jit(device=True)
@@ -148,6 +150,46 @@ def _avg_bwd(dy, ph, pw, sh, sw, pt, pl, dx):
         dx[b, yy, xx, k] = acc
 
 
+@jit
+def _masked_avg_fwd(x, ids, out):
+    steps = x.shape[1]
+    c = x.shape[2]
+    total = out.shape[0] * c
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        k = idx % c
+        b = idx // c
+        acc = 0.0
+        count = 0
+        for t in range(steps):
+            if ids[b, t] != 0:
+                count += 1
+                acc += x[b, t, k]
+        if count == 0:
+            out[b, k] = math.nan
+        else:
+            out[b, k] = acc / count
+
+
+@jit
+def _masked_avg_bwd(dy, ids, dx):
+    steps = dx.shape[1]
+    c = dx.shape[2]
+    total = dx.shape[0] * steps * c
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        k = idx % c
+        p = idx // c
+        t = p % steps
+        b = p // steps
+        if ids[b, t] == 0:
+            dx[b, t, k] = 0.0
+        else:
+            count = 0
+            for s in range(steps):
+                if ids[b, s] != 0:
+                    count += 1
+            dx[b, t, k] = dy[b, k] / count
+
+
 def _launch(kernel: Any, size: int, stream: Any, *args: Any) -> None:
     if size:
         blocks, threads = config_1d(size)
@@ -176,3 +218,13 @@ def avg_pool_backward(dy: Any, ph: int, pw: int, sh: int, sw: int, pt: int, pl: 
                       *, stream: Any = 0) -> None:
     """``dx`` = each window's gradient shared evenly by its real inputs."""
     _launch(_avg_bwd, dx.size, stream, dy, ph, pw, sh, sw, pt, pl, dx)
+
+
+def masked_avg_pool1d_forward(x: Any, ids: Any, out: Any, *, stream: Any = 0) -> None:
+    """Means over the real steps (``ids != 0``) of each ``(N, L, C)`` sample; NaN for none."""
+    _launch(_masked_avg_fwd, out.shape[0] * out.shape[1], stream, x, ids, out)
+
+
+def masked_avg_pool1d_backward(dy: Any, ids: Any, dx: Any, *, stream: Any = 0) -> None:
+    """``dx`` = each sample's gradient shared evenly by its real steps, 0 at padded ones."""
+    _launch(_masked_avg_bwd, dx.size, stream, dy, ids, dx)

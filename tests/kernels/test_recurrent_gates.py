@@ -70,15 +70,17 @@ def _model(kind: str, dtype: str, weights: list | None, **kwargs) -> tuple[Model
 
 
 @pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
-@pytest.mark.parametrize("go_backwards", [False, True])
-def test_float32_layers_match_float64(kind, go_backwards):
-    """Forward and every gradient of a float32 layer within float32 accuracy of float64."""
+@pytest.mark.parametrize("go_backwards,use_bias", [(False, True), (True, True), (False, False)])
+def test_float32_layers_match_float64(kind, go_backwards, use_bias):
+    """Forward and every gradient of a float32 layer within float32 accuracy of float64
+    (an LSTM without bias takes the generic path, with bias the fused one)."""
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(B, T, F)), rng.normal(size=(B, T, U))
-    m64, weights = _model(kind, "float64", None, go_backwards=go_backwards)
+    kw = dict(go_backwards=go_backwards, use_bias=use_bias)
+    m64, weights = _model(kind, "float64", None, **kw)
     p64 = m64.predict(x, verbose=0)
     _, g64 = model_gradients(m64, x, y, "mse")
-    m32, _ = _model(kind, "float32", weights, go_backwards=go_backwards)
+    m32, _ = _model(kind, "float32", weights, **kw)
     p32 = m32.predict(x.astype(np.float32), verbose=0)
     _, g32 = model_gradients(m32, x.astype(np.float32), y.astype(np.float32), "mse")
     assert p32.dtype == np.float32

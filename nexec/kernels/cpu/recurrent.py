@@ -326,12 +326,15 @@ def rnn_backward(w, u, act, reverse, flip, xs, xs2d, hs, hprev2d, dout, dz, dz2d
 
 # --- LSTM --------------------------------------------------------------------------------
 @kernel
-def _lstm_cell_row(row, cp, c, t, h, units):
-    """One batch row of one step with sigmoid gates and tanh: ``row`` (pre-activations
-    i, f, c~, o) becomes the activations; writes c, tanh(c) and h."""
+def _lstm_cell_row(row, hu, b, cp, c, t, h, units):
+    """One batch row of one step with sigmoid gates and tanh: ``row`` (the input projection
+    of gates i, f, c~, o) plus ``hu`` (``h @ u``) plus ``b`` (its first 4U entries; pass
+    zeros for no bias) becomes the activations; writes c, tanh(c) and h."""
     for j in range(units):
-        ig, fg = _sig(row[j]), _sig(row[units + j])
-        cg, og = _tanh(row[2 * units + j]), _sig(row[3 * units + j])
+        ig = _sig(row[j] + hu[j] + b[j])
+        fg = _sig(row[units + j] + hu[units + j] + b[units + j])
+        cg = _tanh(row[2 * units + j] + hu[2 * units + j] + b[2 * units + j])
+        og = _sig(row[3 * units + j] + hu[3 * units + j] + b[3 * units + j])
         row[j], row[units + j], row[2 * units + j], row[3 * units + j] = ig, fg, cg, og
         cv = fg * cp[j] + ig * cg
         tv = _tanh(cv)
@@ -378,11 +381,11 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, xs, xs2d, g, g2d, hu, cs,
     for s in range(t_len):
         np.dot(hs[s], u, hu)
         gs, cp, c, t, h = g[s], cs[s], cs[s + 1], tc[s], hs[s + 1]
-        _add_rows(gs, hu, b)
-        if act == TANH and ract == SIGMOID:  # Keras' default: one fused pass per row
+        if act == TANH and ract == SIGMOID and b.shape[0] > 0:  # Keras' default: one pass
             for i in range(n):
-                _lstm_cell_row(gs[i], cp[i], c[i], t[i], h[i], units)
+                _lstm_cell_row(gs[i], hu[i], b, cp[i], c[i], t[i], h[i], units)
             continue
+        _add_rows(gs, hu, b)
         for i in range(n):
             row = gs[i]
             _act_span(row, 0, 2 * units, ract)

@@ -7,6 +7,8 @@ finite differences, since the default activations now take a fused path of their
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import pytest
 from numba import njit
@@ -21,7 +23,7 @@ ULP32 = 2.0 ** -23
 
 
 @njit
-def _apply(fn_code, x, out):
+def _apply(fn_code: int, x: np.ndarray, out: np.ndarray) -> None:
     for j in range(x.shape[0]):
         out[j] = sigmoid32(x[j]) if fn_code == 0 else tanh32(x[j])
 
@@ -34,7 +36,7 @@ def _grid() -> np.ndarray:
 
 
 @pytest.mark.parametrize("code,ref", [(0, lambda x: 1.0 / (1.0 + np.exp(-x))), (1, np.tanh)])
-def test_float32_gates_are_within_a_few_ulp_of_float64(code, ref):
+def test_float32_gates_are_within_a_few_ulp_of_float64(code: int, ref: Callable) -> None:
     x = _grid()
     out = np.empty_like(x)
     _apply(code, x, out)
@@ -48,7 +50,7 @@ def test_float32_gates_are_within_a_few_ulp_of_float64(code, ref):
 
 @pytest.mark.parametrize("code,expect", [
     (0, [1.0, 0.0, np.nan, 0.5, 0.5]), (1, [1.0, -1.0, np.nan, 0.0, -0.0])])
-def test_float32_gates_special_values(code, expect):
+def test_float32_gates_special_values(code: int, expect: list) -> None:
     x = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0], np.float32)
     out = np.empty_like(x)
     _apply(code, x, out)
@@ -57,7 +59,7 @@ def test_float32_gates_special_values(code, expect):
         assert np.signbit(out[4]) and not np.signbit(out[3])
 
 
-def _model(kind: str, dtype: str, weights: list | None, **kwargs) -> tuple[Model, list]:
+def _model(kind: str, dtype: str, weights: list | None, **kwargs: Any) -> tuple[Model, list]:
     nexec.clear_session()
     inp = Input(shape=(T, F), dtype=dtype)
     rnn = getattr(layers, kind)(U, name="rnn", return_sequences=True, **kwargs)
@@ -71,7 +73,7 @@ def _model(kind: str, dtype: str, weights: list | None, **kwargs) -> tuple[Model
 
 @pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
 @pytest.mark.parametrize("go_backwards,use_bias", [(False, True), (True, True), (False, False)])
-def test_float32_layers_match_float64(kind, go_backwards, use_bias):
+def test_float32_layers_match_float64(kind: str, go_backwards: bool, use_bias: bool) -> None:
     """Forward and every gradient of a float32 layer within float32 accuracy of float64
     (an LSTM without bias takes the generic path, with bias the fused one)."""
     rng = np.random.default_rng(2)
@@ -90,7 +92,8 @@ def test_float32_layers_match_float64(kind, go_backwards, use_bias):
         assert_close(g32[name], g, rtol=1e-4, what=name)
 
 
-def _np_lstm(x: np.ndarray, w: np.ndarray, u: np.ndarray, b: np.ndarray, act, ract) -> np.ndarray:
+def _np_lstm(x: np.ndarray, w: np.ndarray, u: np.ndarray, b: np.ndarray, act: Callable,
+             ract: Callable) -> np.ndarray:
     """Keras' LSTM forward (return_sequences) in float64 NumPy."""
     h = np.zeros((x.shape[0], U))
     c = np.zeros((x.shape[0], U))
@@ -104,7 +107,7 @@ def _np_lstm(x: np.ndarray, w: np.ndarray, u: np.ndarray, b: np.ndarray, act, ra
     return np.stack(out, axis=1)
 
 
-def test_lstm_with_other_activations_matches_numpy_and_finite_differences():
+def test_lstm_with_other_activations_matches_numpy_and_finite_differences() -> None:
     """The generic (span) path that non-default activations take."""
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(B, T, F)), rng.normal(size=(B, T, U))
@@ -116,7 +119,7 @@ def test_lstm_with_other_activations_matches_numpy_and_finite_differences():
     check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
 
 
-def test_fused_lstm_matches_numpy():
+def test_fused_lstm_matches_numpy() -> None:
     rng = np.random.default_rng(4)
     x = rng.normal(size=(B, T, F))
     model, weights = _model("LSTM", "float64", None)

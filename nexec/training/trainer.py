@@ -18,6 +18,7 @@ from nexec.errors import DataError
 from nexec.graph import is_integer_dtype
 from nexec.planner import make_plan
 from nexec.random import generator
+from nexec.runtime import compiling
 from nexec.runtime.executor import Executor, Objective, Program
 from nexec.runtime.params import ParamStore
 from nexec.training import optimizers as opt_module
@@ -71,6 +72,14 @@ class Predictor:
                             else self.dtype) for t in self.model.outputs]
         bar = ProgressBar(-(-n // batch), _verbosity(verbose, 0))
         self.store.to_device()
+        with compiling.notices(verbose != 0):
+            self._predict(xs, results, batch, bar)
+        bar.finish()
+        return results[0] if len(results) == 1 else results
+
+    def _predict(self, xs: list[np.ndarray], results: list[np.ndarray], batch: int,
+                 bar: ProgressBar) -> None:
+        n = len(xs[0])
         for i, (lo, hi) in enumerate(_slices(n, batch)):
             with self.executor.lock:  # one arena: one thread's batch at a time
                 prog = self.executor.program(hi - lo)
@@ -78,8 +87,6 @@ class Predictor:
                 self.executor.run_forward(prog)
                 self.executor.read_outputs(prog, results, lo, hi)
             bar.update(i + 1)
-        bar.finish()
-        return results[0] if len(results) == 1 else results
 
 
 def predictor(model: Any) -> Predictor:
@@ -292,6 +299,15 @@ class Trainer:
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
             steps_per_epoch: int | None = None, validation_freq: Any = 1,
             sample_weight: Any = None, class_weight: Any = None) -> History:
+        with compiling.notices(verbose != 0):
+            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                             validation_data, shuffle, initial_epoch, steps_per_epoch,
+                             validation_freq, sample_weight, class_weight)
+
+    def _fit(self, x: Any, y: Any, batch_size: int | None, epochs: int, verbose: Any,
+             callbacks: Any, validation_split: float, validation_data: Any, shuffle: bool,
+             initial_epoch: int, steps_per_epoch: int | None, validation_freq: Any,
+             sample_weight: Any, class_weight: Any) -> History:
         batch_size = optional_positive_int(batch_size, "batch_size", "fit()")
         model = self.model
         xs, ys, ws = self._data(x, y, "fit()", sample_weight, class_weight)
@@ -409,7 +425,8 @@ class Trainer:
         batch = min(batch_size or 32, len(xs[0]))
         bar = ProgressBar(-(-len(xs[0]) // batch), _verbosity(verbose, 0))
         self.store.to_device()
-        logs = self._run_epoch(self.eval_executor, xs, ys, batch, None, False, ws=ws)
+        with compiling.notices(verbose != 0):
+            logs = self._run_epoch(self.eval_executor, xs, ys, batch, None, False, ws=ws)
         bar.finish(logs)
         if return_dict:
             return logs

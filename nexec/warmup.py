@@ -57,6 +57,14 @@ def _head(t: Any, classes: int = 3, activation: str = "softmax") -> Any:
     return layers.Dense(classes, activation=activation)(t)
 
 
+def _slices(layers: Any, t: Any, make: Callable[[], Any]) -> Any:
+    """Two layers made by ``make`` writing into one ``Concatenate`` (their outputs are then
+    strided slices of its buffer, a second specialisation of their kernels), the first also
+    read by a third (a strided input); the concatenation is returned."""
+    first = make()(t)
+    return layers.Concatenate()([first, make()(t), make()(first)])
+
+
 def _seed(dtype: str) -> None:
     """The quickstart's MLP: Dense + ReLU, softmax, categorical cross-entropy, RMSprop."""
     from nexec import Input, Model, layers
@@ -82,6 +90,7 @@ def _dense(dtype: str) -> None:
               layers.Dot(axes=1)([a, b])]
     h = layers.Concatenate()(merged)
     h = layers.Activation("gelu")(layers.Dense(6, activation="swish")(h))
+    h = _slices(layers, h, lambda: layers.Dense(4, activation="relu"))
     out = layers.Softmax()(layers.Dense(3)(h))
     _fit_all(Model(i, out), *_data((8,), dtype))
 
@@ -130,16 +139,18 @@ def _conv2d(dtype: str) -> None:
     i = Input(shape=(8, 8, 2), dtype=dtype)
     h = layers.Conv2D(4, 3, padding="same", activation="relu")(i)
     h = layers.BatchNormalization()(layers.Conv2D(4, 1)(h))
-    a = layers.MaxPooling2D()(layers.Conv2D(4, 3, strides=2, padding="same")(h))
+    a = layers.Conv2D(4, 3, strides=2, padding="same")(h)  # the others: 4x4 too
     b = layers.AveragePooling2D()(layers.DepthwiseConv2D(3, padding="same")(h))
     c = layers.MaxPooling2D()(layers.SeparableConv2D(4, 3, padding="same")(h))
     d = layers.Cropping2D(1)(layers.ZeroPadding2D(1)(layers.Conv2DTranspose(4, 3, strides=2,
                                                                             padding="same")(a)))
     d = layers.SpatialDropout2D(0.2)(layers.MaxPooling2D(4)(layers.UpSampling2D()(d)))
     h = layers.Concatenate()([layers.Add()([a, b]), c, d])
+    h = _slices(layers, h, lambda: layers.Conv2D(3, 3, padding="same", activation="relu"))
+    h = _slices(layers, h, lambda: layers.Conv2D(3, 1, activation="relu"))
     g = layers.Concatenate()([layers.GlobalAveragePooling2D()(h),
                               layers.GlobalMaxPooling2D()(h)])
-    f = layers.Flatten()(layers.Permute((2, 1, 3))(layers.Reshape((4, 2, 12))(h)))
+    f = layers.Flatten()(layers.Permute((2, 1, 3))(layers.Reshape((4, 2, 18))(h)))
     _fit_all(Model(i, _head(layers.Concatenate()([f, g]))), *_data((8, 8, 2), dtype))
 
 
@@ -151,6 +162,7 @@ def _conv1d(dtype: str) -> None:
     h = layers.Conv1D(4, 3, padding="same", activation="relu")(layers.ZeroPadding1D(1)(i))
     h = layers.SpatialDropout1D(0.2)(layers.MaxPooling1D()(h))
     h = layers.AveragePooling1D()(layers.Conv1D(4, 3, padding="valid")(h))
+    h = _slices(layers, h, lambda: layers.Conv1D(3, 3, padding="same", activation="relu"))
     g = layers.Concatenate()([layers.GlobalAveragePooling1D()(h),
                               layers.GlobalMaxPooling1D()(h)])
     _fit_all(Model(i, _head(g)), *_data((8, 3), dtype))
@@ -181,11 +193,13 @@ GROUPS: dict[str, Callable[[str], None]] = {
 
 def cache_locations() -> dict[str, str]:
     """Where compiled kernels are kept: ``{"numba": folder, "wholestep": folder}``."""
+    from numba import config
+
     from nexec.kernels.cpu.dense import dense_forward
     from nexec.runtime.wholestep import cache_dir
 
-    locator = dense_forward._cache._cache_path if dense_forward._cache else ""
-    return {"numba": str(locator), "wholestep": str(cache_dir())}
+    numba_dir = config.CACHE_DIR or getattr(dense_forward._cache, "_cache_path", "")
+    return {"numba": str(numba_dir), "wholestep": str(cache_dir())}
 
 
 def warmup(groups: Sequence[str] | None = None, dtypes: Sequence[str] = ("float32",),

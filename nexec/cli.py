@@ -107,7 +107,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _warmup(args: argparse.Namespace) -> int:
-    from nexec.warmup import warmup
+    from nexec.precompile import warmup
 
     warmup(args.group or None, args.dtype or ("float32",), verbose=0 if args.quiet else 1)
     return 0
@@ -150,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
                        "error; exits 1 when a plugin has an error.")
     p.add_argument("--json", action="store_true", help="print nexec.plugins_info() as JSON")
     p.set_defaults(run=_plugins)
-    from nexec.warmup import GROUPS
+    from nexec.precompile import GROUPS
 
     p = sub.add_parser("warmup", help="compile and cache every built-in kernel ahead of time",
                        description="Compile the kernels of every built-in layer, loss, "

@@ -52,22 +52,23 @@ def _data(shape: tuple, dtype: str, classes: int = 3) -> tuple[np.ndarray, np.nd
 
 
 def _head(t: Any, classes: int = 3, activation: str = "softmax") -> Any:
-    from nexec import layers
+    import nexec.layers as layers
 
     return layers.Dense(classes, activation=activation)(t)
 
 
 def _slices(layers: Any, t: Any, make: Callable[[], Any]) -> Any:
-    """Two layers made by ``make`` writing into one ``Concatenate`` (their outputs are then
-    strided slices of its buffer, a second specialisation of their kernels), the first also
-    read by a third (a strided input); the concatenation is returned."""
-    first = make()(t)
-    return layers.Concatenate()([first, make()(t), make()(first)])
+    """Two layers made by ``make`` writing into one ``Concatenate``: their outputs are then
+    row-strided slices of its buffer, a second specialisation of their kernels (only when
+    nothing else reads them: the planner copies a tensor that is also read elsewhere)."""
+    return layers.Concatenate()([make()(t), make()(t)])
 
 
 def _seed(dtype: str) -> None:
     """The quickstart's MLP: Dense + ReLU, softmax, categorical cross-entropy, RMSprop."""
-    from nexec import Input, Model, layers
+    import nexec.layers as layers
+    from nexec.layers.core import Input
+    from nexec.model import Model
 
     i = Input(shape=(8,), dtype=dtype)
     h = layers.Dense(6, activation="relu")(layers.Dense(6, activation="relu")(i))
@@ -76,7 +77,9 @@ def _seed(dtype: str) -> None:
 
 def _dense(dtype: str) -> None:
     """Dense with each kind of activation, activation layers, normalisation, noise, merges."""
-    from nexec import Input, Model, layers
+    import nexec.layers as layers
+    from nexec.layers.core import Input
+    from nexec.model import Model
 
     i = Input(shape=(8,), dtype=dtype)
     h = layers.Dense(6, activation="tanh")(layers.Rescaling(0.5)(i))
@@ -98,7 +101,8 @@ def _dense(dtype: str) -> None:
 def _losses(dtype: str) -> None:
     """Every built-in loss (with its fused softmax/sigmoid gradient where it has one) and
     the metrics Keras picks for it."""
-    from nexec import Input, Model
+    from nexec.layers.core import Input
+    from nexec.model import Model
     from nexec.training.losses import BUILTIN_LOSSES
 
     for loss in BUILTIN_LOSSES:
@@ -124,7 +128,8 @@ def _losses(dtype: str) -> None:
 
 def _optimizers(dtype: str) -> None:
     """Every built-in optimizer's update."""
-    from nexec import Input, Model
+    from nexec.layers.core import Input
+    from nexec.model import Model
     from nexec.training.optimizers import BUILTIN_OPTIMIZERS
 
     for name in BUILTIN_OPTIMIZERS:
@@ -134,7 +139,9 @@ def _optimizers(dtype: str) -> None:
 
 def _conv2d(dtype: str) -> None:
     """Images: the 2-D convolutions, pooling, padding, resizing and reshaping layers."""
-    from nexec import Input, Model, layers
+    import nexec.layers as layers
+    from nexec.layers.core import Input
+    from nexec.model import Model
 
     i = Input(shape=(8, 8, 2), dtype=dtype)
     h = layers.Conv2D(4, 3, padding="same", activation="relu")(i)
@@ -150,13 +157,15 @@ def _conv2d(dtype: str) -> None:
     h = _slices(layers, h, lambda: layers.Conv2D(3, 1, activation="relu"))
     g = layers.Concatenate()([layers.GlobalAveragePooling2D()(h),
                               layers.GlobalMaxPooling2D()(h)])
-    f = layers.Flatten()(layers.Permute((2, 1, 3))(layers.Reshape((4, 2, 18))(h)))
+    f = layers.Flatten()(layers.Permute((2, 1, 3))(layers.Reshape((4, 2, 12))(h)))
     _fit_all(Model(i, _head(layers.Concatenate()([f, g]))), *_data((8, 8, 2), dtype))
 
 
 def _conv1d(dtype: str) -> None:
     """Sequences of vectors: 1-D convolutions, pooling and padding."""
-    from nexec import Input, Model, layers
+    import nexec.layers as layers
+    from nexec.layers.core import Input
+    from nexec.model import Model
 
     i = Input(shape=(8, 3), dtype=dtype)
     h = layers.Conv1D(4, 3, padding="same", activation="relu")(layers.ZeroPadding1D(1)(i))
@@ -171,7 +180,9 @@ def _conv1d(dtype: str) -> None:
 def _recurrent(dtype: str) -> None:
     """Token ids and recurrent layers: Embedding, LSTM, GRU, SimpleRNN, Bidirectional,
     TimeDistributed, RepeatVector."""
-    from nexec import Input, Model, layers
+    import nexec.layers as layers
+    from nexec.layers.core import Input
+    from nexec.model import Model
 
     i = Input(shape=(6,), dtype="int32")
     e = layers.Embedding(20, 4, dtype=dtype)(i)

@@ -209,7 +209,8 @@ def cache_locations() -> dict[str, str]:
     from nexec.kernels.cpu.dense import dense_forward
     from nexec.runtime.wholestep import cache_dir
 
-    numba_dir = config.CACHE_DIR or getattr(dense_forward._cache, "_cache_path", "")
+    cache = getattr(dense_forward, "_cache", None)  # Numba's FunctionCache of one kernel
+    numba_dir = getattr(config, "CACHE_DIR", "") or getattr(cache, "_cache_path", "")
     return {"numba": str(numba_dir), "wholestep": str(cache_dir())}
 
 

@@ -136,11 +136,11 @@ def pending(calls: Iterable[tuple]) -> list[tuple[Any, tuple]]:
     """The ``(dispatcher, argument types)`` of ``calls`` that Numba has not compiled (or
     loaded) in this process yet, each once; calls of anything but a Numba CPU dispatcher
     (CUDA launchers, Python functions of plugins) are left to run as they are."""
-    from numba.core.dispatcher import Dispatcher
+    from numba.core.registry import CPUDispatcher
 
     todo: dict[tuple[int, tuple], tuple[Any, tuple]] = {}
     for fn, args in calls:
-        if not isinstance(fn, Dispatcher) or getattr(fn, "_can_compile", True) is False:
+        if not isinstance(fn, CPUDispatcher) or getattr(fn, "_can_compile", True) is False:
             continue
         types = tuple(fn.typeof_pyval(a) for a in args)
         if types not in fn.overloads:
@@ -168,7 +168,8 @@ def compile_calls(calls: Iterable[tuple]) -> float:
 
 def _misses(fn: Any) -> int:
     """How often ``fn`` found no machine code in Numba's cache (and so compiled)."""
-    return sum(fn.stats.cache_misses.values())
+    stats = getattr(fn, "stats", None)
+    return sum(stats.cache_misses.values()) if stats is not None else 1
 
 
 def compile_program(prog: Any) -> float:

@@ -5,7 +5,9 @@ keeps the machine code in its cache on disk, so only the first run after an inst
 (seconds for a small model, tens for a CNN). ``warmup`` pays it up front, e.g. in a Docker
 build step: it builds small models that together use every built-in layer, loss, optimizer
 and metric, and binds their training, evaluation and inference programs, which compiles
-exactly the kernels (and argument types) real models of the same dtype bind.
+the kernels with the argument types real models of the same dtype bind (including the
+row-strided outputs of layers writing into a ``Concatenate``). A model that lays its arrays
+out in a way none of these models does can still compile a variant at its first fit.
 
 Where the cache lives: Numba's, ``NUMBA_CACHE_DIR`` if set, else ``__pycache__`` beside the
 kernel sources (inside the installed ``nexec`` package), or, where that is not writable, a

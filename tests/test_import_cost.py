@@ -48,6 +48,6 @@ def test_the_check_sees_a_heavy_import():
 
 
 def test_the_cli_parser_and_progress_bar_do_not_load_numba():
-    loaded = _modules_after("import nexec.cli, nexec.training.progress, nexec.warmup\n"
+    loaded = _modules_after("import nexec.cli, nexec.training.progress, nexec.precompile\n"
                             "nexec.cli._parser()")
     assert not [m for m in loaded if m.split(".")[0] in ("numba", "llvmlite", "scipy")]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nexec.checks import ArgumentError
-from nexec.warmup import GROUPS, cache_locations, warmup
+from nexec.precompile import GROUPS, cache_locations, warmup
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -35,7 +35,7 @@ __all__ = ["Input", "Model", "Sequential", "SymbolicTensor", "layers", "models",
            "clear_session", "set_random_seed", "load_model", "plugins_info", "devices",
            "set_num_threads", "get_num_threads",
            "NexecError", "ShapeError", "GraphError", "PluginError", "DataError",
-           "SavedModelError", "__version__"]
+           "SavedModelError", "warmup", "__version__"]
 
 
 def devices() -> list[str]:
@@ -44,3 +44,12 @@ def devices() -> list[str]:
 
     return available_devices()
 
+
+
+def warmup(groups: list[str] | None = None, dtypes: tuple[str, ...] = ("float32",),
+           verbose: int = 1) -> dict[str, float]:
+    """Compiles and caches the kernels of every built-in layer, loss, optimizer and metric
+    ahead of time (what ``nexec warmup`` runs); see :func:`nexec.precompile.warmup`."""
+    from nexec.precompile import warmup as _warmup
+
+    return _warmup(groups, dtypes, verbose)

@@ -4,6 +4,7 @@
     nexec summary FILE                 the summary of a saved model or a JSON config
     nexec plot FILE -o OUT             the graph of a saved model or JSON config as a picture
     nexec plugins [--json]             installed plugins, what they register, any errors
+    nexec warmup [--group G] [--dtype D]  compile and cache every built-in kernel ahead of time
 
 Every failure prints one line, ``nexec: error: ...``, and exits with status 1 (2 for a wrong
 command line). ``nexec plugins`` also exits 1 when a plugin has an error, so CI can run it as
@@ -105,6 +106,13 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warmup(args: argparse.Namespace) -> int:
+    from nexec.precompile import warmup
+
+    warmup(args.group or None, args.dtype or ("float32",), verbose=0 if args.quiet else 1)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nexec", description="nexec: the Keras functional API on a static graph executor.")
@@ -142,6 +150,20 @@ def _parser() -> argparse.ArgumentParser:
                        "error; exits 1 when a plugin has an error.")
     p.add_argument("--json", action="store_true", help="print nexec.plugins_info() as JSON")
     p.set_defaults(run=_plugins)
+    from nexec.precompile import GROUPS
+
+    p = sub.add_parser("warmup", help="compile and cache every built-in kernel ahead of time",
+                       description="Compile the kernels of every built-in layer, loss, "
+                       "optimizer and metric into Numba's cache (NUMBA_CACHE_DIR, else "
+                       "__pycache__ beside nexec's kernels), so the first fit of a later "
+                       "process only loads them. Run it after install, e.g. in a Docker "
+                       "build step, as the user that will run the models.")
+    p.add_argument("--group", action="append", choices=list(GROUPS), metavar="G",
+                   help=f"only this group (repeatable): {', '.join(GROUPS)}")
+    p.add_argument("--dtype", action="append", choices=["float32", "float64"], metavar="D",
+                   help="float32 (default) and/or float64 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="print nothing")
+    p.set_defaults(run=_warmup)
     return parser
 
 

@@ -22,7 +22,7 @@ from nexec.ops.base import BoundCall, Call, rows, view_2d
 from nexec.planner.plan import Plan
 from nexec.planner.schedule import Schedule, build_schedule
 from nexec.plugins import registry
-from nexec.runtime import autotune, checking, wholestep
+from nexec.runtime import autotune, checking, compiling, wholestep
 from nexec.runtime.checking import Origin
 from nexec.runtime.params import ParamStore
 from nexec.runtime.program import Program
@@ -138,6 +138,9 @@ class Executor:
         prog.materialise()
         checking.check_arity(prog.bound(wholestep.MODES["train"]))
         prog.threaded = self.device.threaded(prog.forward + prog.backward)
+        # Compile (or load) every kernel now, outside the first step: timed, announced when
+        # slow, and kept out of the progress bar's per-step rate (runtime/compiling.py).
+        compiling.compile_program(prog)
         self._programs[(batch, weighted)] = prog
         return prog
 
@@ -434,11 +437,14 @@ class Executor:
         """The compiled step of ``mode`` when ``jit_step`` says so; ``None`` while "auto" is
         undecided; ``False`` for the loop (both remembered in ``prog.compiled``)."""
         if self.jit_step is True:
-            prog.compiled[mode] = wholestep.compile_step(prog, mode)
+            with compiling.compiling():
+                prog.compiled[mode] = wholestep.compile_step(prog, mode)
         elif self.jit_step == "auto":
             decision = self._auto_compiles(prog, mode)
             if decision is not None:
-                prog.compiled[mode] = wholestep.compile_step(prog, mode) if decision else False
+                with compiling.compiling():
+                    prog.compiled[mode] = wholestep.compile_step(prog, mode) if decision \
+                        else False
         else:
             prog.compiled[mode] = False
         return prog.compiled.get(mode)

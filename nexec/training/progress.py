@@ -3,13 +3,18 @@
 On a terminal it redraws one line as batches finish; elsewhere (logs, CI, notebooks captured
 to files) it prints only the final line of each epoch. When batches come from a stream
 (generator, PyDataset, memory map), the final line also says what share of the epoch the
-steps spent waiting for data (``data wait: 12%``), when that is 1% or more.
+steps spent waiting for data (``data wait: 12%``), when that is 1% or more. Time spent
+compiling kernels while the bar runs (the first step of a fresh process,
+``runtime/compiling.py``) is left out of its times: the per-step figure is the rate of real
+steps.
 """
 from __future__ import annotations
 
 import sys
 import time
 from typing import IO
+
+from nexec.runtime.compiling import compile_seconds
 
 __all__ = ["ProgressBar", "format_logs", "format_step_time"]
 
@@ -45,6 +50,7 @@ class ProgressBar:
         self.stream = stream or sys.stdout
         self.width = width
         self.start = time.perf_counter()
+        self._compile0 = compile_seconds()
         self.dynamic = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_draw = 0.0
         self._drawn = 0  # length of the line on screen, so a shorter one can blank the rest
@@ -61,11 +67,16 @@ class ProgressBar:
         if now - self._last_draw < 0.05:
             return
         self._last_draw = now
-        self.stream.write("\r" + self._padded(self._line(done, logs or {}, now - self.start)))
+        self.stream.write("\r" + self._padded(self._line(done, logs or {}, self.elapsed(now))))
         self.stream.flush()
 
+    def elapsed(self, now: float | None = None) -> float:
+        """Seconds since the bar started, less those spent compiling kernels meanwhile."""
+        now = time.perf_counter() if now is None else now
+        return max(now - self.start - (compile_seconds() - self._compile0), 0.0)
+
     def finish(self, logs: dict[str, float] | None = None) -> None:
-        elapsed = time.perf_counter() - self.start
+        elapsed = self.elapsed()
         if self.total is None:
             self.total = self.done
         logs = dict(logs or {})

@@ -18,6 +18,7 @@ from nexec.devices import check_device, get_device
 from nexec.errors import DataError
 from nexec.graph import is_integer_dtype
 from nexec.planner import make_plan
+from nexec.runtime import compiling
 from nexec.runtime.executor import Executor, Objective, Program
 from nexec.runtime.params import ParamStore
 from nexec.training import optimizers as opt_module
@@ -141,22 +142,23 @@ class Predictor:
         chunks: list[list[np.ndarray]] = [[] for _ in shapes]
         bar = ProgressBar(feed.epoch_steps(), _verbosity(verbose, 0))
         self.store.to_device()
-        try:
-            for i, b in enumerate(feed.epoch()):
-                with self.executor.lock:  # one arena: one thread's batch at a time
-                    prog = self.executor.program(b.size)
-                    self.executor.load(prog, b.sources, b.lo, b.hi, b.order)
-                    self.executor.run_forward(prog)
-                    if isinstance(feed, ArrayFeed) and steps is None:
-                        self.executor.read_outputs(prog, results, b.lo, b.hi)
-                    else:
-                        out = [np.empty((b.size, *shape), dt) for shape, dt in shapes]
-                        self.executor.read_outputs(prog, out, 0, b.size)
-                        for c, o in zip(chunks, out):
-                            c.append(o)
-                bar.update(i + 1)
-        finally:
-            feed.close()
+        with compiling.notices(verbose != 0):
+            try:
+                for i, b in enumerate(feed.epoch()):
+                    with self.executor.lock:  # one arena: one thread's batch at a time
+                        prog = self.executor.program(b.size)
+                        self.executor.load(prog, b.sources, b.lo, b.hi, b.order)
+                        self.executor.run_forward(prog)
+                        if isinstance(feed, ArrayFeed) and steps is None:
+                            self.executor.read_outputs(prog, results, b.lo, b.hi)
+                        else:
+                            out = [np.empty((b.size, *shape), dt) for shape, dt in shapes]
+                            self.executor.read_outputs(prog, out, 0, b.size)
+                            for c, o in zip(chunks, out):
+                                c.append(o)
+                    bar.update(i + 1)
+            finally:
+                feed.close()
         bar.waited = feed.waited
         bar.finish()
         if not (isinstance(feed, ArrayFeed) and steps is None):
@@ -373,6 +375,15 @@ class Trainer:
             steps_per_epoch: int | None = None, validation_freq: Any = 1,
             sample_weight: Any = None, class_weight: Any = None,
             validation_steps: int | None = None) -> History:
+        with compiling.notices(verbose != 0):
+            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                             validation_data, shuffle, initial_epoch, steps_per_epoch,
+                             validation_freq, sample_weight, class_weight, validation_steps)
+
+    def _fit(self, x: Any, y: Any, batch_size: int | None, epochs: int, verbose: Any,
+             callbacks: Any, validation_split: float, validation_data: Any, shuffle: bool,
+             initial_epoch: int, steps_per_epoch: int | None, validation_freq: Any,
+             sample_weight: Any, class_weight: Any, validation_steps: int | None) -> History:
         batch_size = optional_positive_int(batch_size, "batch_size", "fit()")
         model = self.model
         _check_steps(steps_per_epoch, "fit(steps_per_epoch=...)")
@@ -503,7 +514,8 @@ class Trainer:
         bar = ProgressBar(feed.epoch_steps(), _verbosity(verbose, 0))
         self.store.to_device()
         try:
-            logs = self._run_epoch(self.eval_executor, feed.epoch(), False, bar)
+            with compiling.notices(verbose != 0):
+                logs = self._run_epoch(self.eval_executor, feed.epoch(), False, bar)
         finally:
             feed.close()
         bar.waited = feed.waited

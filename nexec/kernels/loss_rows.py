@@ -11,6 +11,10 @@ Arguments shared by both functions: ``p`` predictions and ``y`` dense targets (2
 ``hinge_pm`` 1.0 when hinge targets are 0/1 and must become -1/+1 (Keras converts them only
 when *every* target of the batch is 0 or 1; the kernel checks that first).
 
+No builtin ``min``/``max``: Numba's CUDA target does not type them for two floats, so they
+are written as the conditional expressions Numba's CPU builtins are (``max(a, b)`` is
+``b if b > a else a``), which keeps the CPU's bits and NaN behaviour.
+
 Elementwise losses are means over the last axis; ``categorical_hinge``, ``kl_divergence``,
 ``cosine_similarity`` and the crossentropies are row sums, as in Keras.
 """
@@ -51,8 +55,10 @@ def row_value(code, p, y, i, a, eps, hinge_pm):  # noqa: ANN001, ANN201
             pj = float(p[i, j])
             yj = float(y[i, j])
             pos += yj * pj
-            neg = max(neg, (1.0 - yj) * pj)
-        return max(neg - pos + 1.0, 0.0)
+            cand = (1.0 - yj) * pj
+            neg = cand if cand > neg else neg
+        h = neg - pos + 1.0
+        return 0.0 if 0.0 > h else h
     if code == COSINE:
         sp = 0.0
         sy = 0.0
@@ -64,7 +70,8 @@ def row_value(code, p, y, i, a, eps, hinge_pm):  # noqa: ANN001, ANN201
             sy += yj * yj
             dot += pj * yj
         # Keras: x * min(rsqrt(sum x^2), 1 / eps)
-        return -dot / (max(math.sqrt(sp), eps) * max(math.sqrt(sy), eps))
+        norm_p, norm_y = math.sqrt(sp), math.sqrt(sy)
+        return -dot / ((eps if eps > norm_p else norm_p) * (eps if eps > norm_y else norm_y))
     if code == CCE_LOGITS or code == CCE_SMOOTH:
         sy = 0.0
         for j in range(k):
@@ -73,7 +80,8 @@ def row_value(code, p, y, i, a, eps, hinge_pm):  # noqa: ANN001, ANN201
         if code == CCE_LOGITS:
             m = -math.inf
             for j in range(k):
-                m = max(m, float(p[i, j]))
+                pj = float(p[i, j])
+                m = pj if pj > m else m
             se = 0.0
             for j in range(k):
                 se += math.exp(float(p[i, j]) - m)
@@ -87,7 +95,9 @@ def row_value(code, p, y, i, a, eps, hinge_pm):  # noqa: ANN001, ANN201
             tot += float(p[i, j])
         s = 0.0
         for j in range(k):
-            q = min(max(float(p[i, j]) / tot, eps), 1.0 - eps)
+            q = float(p[i, j]) / tot
+            q = eps if eps > q else q
+            q = 1.0 - eps if 1.0 - eps < q else q
             s -= (float(y[i, j]) * (1.0 - a) + a / k) * math.log(q)
         return s
     s = 0.0
@@ -95,36 +105,43 @@ def row_value(code, p, y, i, a, eps, hinge_pm):  # noqa: ANN001, ANN201
         pj = float(p[i, j])
         yj = float(y[i, j])
         if code == KLD:
-            yc = min(max(yj, eps), 1.0)
-            s += yc * math.log(yc / min(max(pj, eps), 1.0))
+            yc = eps if eps > yj else yj
+            yc = 1.0 if 1.0 < yc else yc
+            pc = eps if eps > pj else pj
+            pc = 1.0 if 1.0 < pc else pc
+            s += yc * math.log(yc / pc)
             continue
         e = pj - yj
         if code == MAE:
             v = abs(e)
         elif code == MAPE:
-            v = 100.0 * abs(e) / max(abs(yj), eps)
+            ay = abs(yj)
+            v = 100.0 * abs(e) / (eps if eps > ay else ay)
         elif code == MSLE:
-            d = math.log(max(pj, eps) + 1.0) - math.log(max(yj, eps) + 1.0)
+            d = math.log((eps if eps > pj else pj) + 1.0) - \
+                math.log((eps if eps > yj else yj) + 1.0)
             v = d * d
         elif code == HUBER:
             v = 0.5 * e * e if abs(e) <= a else a * abs(e) - 0.5 * a * a
         elif code == LOG_COSH:
             x = -2.0 * e  # e + softplus(-2e) - log 2
-            v = e + max(x, 0.0) + math.log1p(math.exp(-abs(x))) - LOG2
+            v = e + (0.0 if 0.0 > x else x) + math.log1p(math.exp(-abs(x))) - LOG2
         elif code == POISSON:
             v = pj - yj * math.log(pj + eps)
         elif code == HINGE or code == SQUARED_HINGE:
             t = 2.0 * yj - 1.0 if hinge_pm == 1.0 else yj
-            v = max(1.0 - t * pj, 0.0)
+            v = 1.0 - t * pj
+            v = 0.0 if 0.0 > v else v
             if code == SQUARED_HINGE:
                 v = v * v
         elif code == BCE_LOGITS:
             ys = yj * (1.0 - a) + 0.5 * a
-            sp = max(pj, 0.0) + math.log1p(math.exp(-abs(pj)))  # softplus(p)
+            sp = (0.0 if 0.0 > pj else pj) + math.log1p(math.exp(-abs(pj)))  # softplus(p)
             v = ys * (sp - pj) + (1.0 - ys) * sp  # softplus(-p) = softplus(p) - p
         else:  # BCE_SMOOTH
             ys = yj * (1.0 - a) + 0.5 * a
-            c = min(max(pj, eps), 1.0 - eps)
+            c = eps if eps > pj else pj
+            c = 1.0 - eps if 1.0 - eps < c else c
             v = -(ys * math.log(c) + (1.0 - ys) * math.log(1.0 - c))
         s += v
     return s if code == KLD else s / k
@@ -165,8 +182,9 @@ def row_grad(code, p, y, i, a, eps, hinge_pm, f, dp):  # noqa: ANN001, ANN201
             sy += yj * yj
             dot += pj * yj
         norm_p = math.sqrt(sp)
-        inv_p = 1.0 / max(norm_p, eps)
-        inv_y = 1.0 / max(math.sqrt(sy), eps)
+        norm_y = math.sqrt(sy)
+        inv_p = 1.0 / (eps if eps > norm_p else norm_p)
+        inv_y = 1.0 / (eps if eps > norm_y else norm_y)
         for j in range(k):
             if norm_p > eps:  # -(y_hat - (y_hat . u) u) / |p|
                 g = -inv_y * (float(y[i, j]) - dot * inv_p * inv_p * float(p[i, j])) * inv_p
@@ -182,7 +200,8 @@ def row_grad(code, p, y, i, a, eps, hinge_pm, f, dp):  # noqa: ANN001, ANN201
         if code == CCE_LOGITS:
             m = -math.inf
             for j in range(k):
-                m = max(m, float(p[i, j]))
+                pj = float(p[i, j])
+                m = pj if pj > m else m
             se = 0.0
             for j in range(k):
                 se += math.exp(float(p[i, j]) - m)
@@ -213,18 +232,20 @@ def row_grad(code, p, y, i, a, eps, hinge_pm, f, dp):  # noqa: ANN001, ANN201
         if code == KLD:
             g = 0.0
             if pj >= eps and pj <= 1.0:
-                g = -min(max(yj, eps), 1.0) / pj
+                yc = eps if eps > yj else yj
+                g = -(1.0 if 1.0 < yc else yc) / pj
             dp[i, j] = f * g
             continue
         if code == MAE:
             g = 1.0 if e > 0.0 else (-1.0 if e < 0.0 else 0.0)
         elif code == MAPE:
-            g = 100.0 / max(abs(yj), eps)
+            ay = abs(yj)
+            g = 100.0 / (eps if eps > ay else ay)
             g = g if e > 0.0 else (-g if e < 0.0 else 0.0)
         elif code == MSLE:
             g = 0.0
             if pj >= eps:
-                d = math.log(pj + 1.0) - math.log(max(yj, eps) + 1.0)
+                d = math.log(pj + 1.0) - math.log((eps if eps > yj else yj) + 1.0)
                 g = 2.0 * d / (pj + 1.0)
         elif code == HUBER:
             g = e if abs(e) <= a else (a if e > 0.0 else -a)

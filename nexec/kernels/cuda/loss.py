@@ -465,7 +465,8 @@ def _row_loss_grad(p, y, code, a, eps, scale, dp):
 def _logsumexp_row(z, i):
     m = -math.inf
     for j in range(z.shape[1]):
-        m = max(m, float64(z[i, j]))
+        zj = float64(z[i, j])
+        m = zj if zj > m else m  # not max(): the CUDA target does not type it for floats
     se = 0.0
     for j in range(z.shape[1]):
         se += math.exp(float64(z[i, j]) - m)

@@ -121,10 +121,13 @@ def main() -> int:
             ("loss._sparse_cce_value_w", L._sparse_cce_value_w, (a2, lab, f64, f64, a1, o64)),
             ("loss._bce_value_w", L._bce_value_w, (a2, a2, f64, f64, a1, o64)),
             ("loss._mse_value_w", L._mse_value_w, (a2, a2, a1, o64)),
-            # Not listed: _row_loss_value(_w), _row_loss_grad and _sparse_logits_value(_w): the
-            # shared row math (loss_rows.py, _logsumexp_row) uses the builtin min/max, which
-            # the real CUDA target does not type (reported; the unweighted ones fail too).
             ("loss._scale_rows", L._scale_rows, (s2, a1)),
+            # the Keras losses of loss_rows.py (no builtin min/max: CUDA does not type them)
+            ("loss._row_loss_value", L._row_loss_value, (a2, a2, i64, f64, f64, o64)),
+            ("loss._row_loss_value_w", L._row_loss_value_w, (a2, a2, i64, f64, f64, a1, o64)),
+            ("loss._row_loss_grad", L._row_loss_grad, (a2, a2, i64, f64, f64, f64, a2)),
+            ("loss._sparse_logits_value", L._sparse_logits_value, (a2, lab, o64)),
+            ("loss._sparse_logits_value_w", L._sparse_logits_value_w, (a2, lab, a1, o64)),
         ]
         sigs = {"fwd": (s2, s2), "bwd": (s2, s2, s2), "sum": (s2, a2, b, o64),
                 "grad": (s2, a2, f64, s2), "wsum": (s2, a2, a1, o64)}

@@ -307,12 +307,4 @@ class DataParallelRun:
                     c.on_train_batch_end(i, {"loss": total})
                 if model.stop_training:
                     break
-        loss_names, metric_names = trainer._log_names()
-        logs = {"loss": loss_sum / max(seen, 1)}
-        for name, out_sum in zip(loss_names, out_sums):
-            logs[name] = out_sum / max(seen, 1)
-        flat_names = [name for names in metric_names for name in names]
-        flat_metrics = [m for o in trainer.objectives for _, m in o.metrics]
-        for name, metric, c, tm in zip(flat_names, flat_metrics, counts or [], totals):
-            logs[name] = metric.result(np.atleast_1d(c), tm)
-        return logs
+        return trainer.epoch_logs(loss_sum, out_sums, seen, counts, totals)

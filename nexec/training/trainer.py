@@ -320,7 +320,6 @@ class Trainer:
         seen = 0
         counts: list[Any] | None = None
         totals: list[int] = []
-        loss_names, metric_names = self._log_names()
         for i, data in enumerate(batches):
             b = data.size
             if callbacks is not None:
@@ -348,6 +347,13 @@ class Trainer:
                     c.on_train_batch_end(i, {"loss": total})
                 if self.model.stop_training:
                     break  # a batch callback (TerminateOnNaN) stopped training, as in Keras
+        return self.epoch_logs(loss_sum, out_sums, seen, counts, totals)
+
+    def epoch_logs(self, loss_sum: float, out_sums: list[float], seen: int,
+                   counts: list[Any] | None, totals: list[int]) -> dict[str, float]:
+        """An epoch's logs from its sums: the mean losses over ``seen`` rows and each
+        metric's result from its accumulated slots (``counts``, ``totals``)."""
+        loss_names, metric_names = self._log_names()
         logs = {"loss": loss_sum / max(seen, 1)}
         for name, s in zip(loss_names, out_sums):
             logs[name] = s / max(seen, 1)

@@ -22,7 +22,7 @@ from nexec.errors import SavedModelError
 from nexec.io import atomic_write
 from nexec.keras_files.compile_config import keras_compile_config
 from nexec.keras_files.model_config import model_entry
-from nexec.keras_files.weights import archive_groups
+from nexec.keras_files.weights import archive_groups, copy_checked
 
 __all__ = ["KERAS_FORMAT_VERSION", "is_keras_archive", "read_archive", "write_archive",
            "assign_weights", "h5py_module"]
@@ -98,19 +98,8 @@ def read_archive(path: str) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]
 def assign_weights(model: Any, groups: dict[str, list[np.ndarray]], path: str) -> None:
     """Copies an archive's variable groups into ``model``'s parameters, after checking that
     every group the model needs is there with the right count and shapes."""
-    plan = []
-    for group, owner, arrays in archive_groups(model):
-        saved = groups.get(group, [])
-        if len(saved) != len(arrays):
-            raise SavedModelError(f"'{path}': layer '{owner}' has {len(arrays)} weight(s), "
-                                  f"the file has {len(saved)} at '{group}'.")
-        for i, (a, s) in enumerate(zip(arrays, saved)):
-            if a.shape != s.shape:
-                raise SavedModelError(f"'{path}': layer '{owner}' weight {i} has shape "
-                                      f"{a.shape}, the file has {s.shape} at '{group}/{i}'.")
-            plan.append((a, s))
-    for a, s in plan:
-        np.copyto(a, s, casting="unsafe")
+    copy_checked([(owner, group, arrays, groups.get(group, []))
+                  for group, owner, arrays in archive_groups(model)], path)
 
 
 def write_archive(model: Any, path: str) -> None:

@@ -19,7 +19,7 @@ from nexec.io import atomic_write
 from nexec.keras_files.archive import KERAS_FORMAT_VERSION, h5py_module
 from nexec.keras_files.compile_config import keras_compile_config
 from nexec.keras_files.model_config import keras_layers, model_entry
-from nexec.keras_files.weights import legacy_layer_weights
+from nexec.keras_files.weights import copy_checked, legacy_layer_weights
 
 __all__ = ["HDF5_SIGNATURE", "is_hdf5_file", "read_legacy_h5", "assign_legacy_weights",
            "write_legacy_h5"]
@@ -92,19 +92,8 @@ def read_legacy_h5(path: str) -> tuple[dict[str, Any], dict[str, Any] | None,
 def assign_legacy_weights(model: Any, weights: dict[str, list[np.ndarray]], path: str) -> None:
     """Copies a legacy file's weights into ``model`` by layer name, after checking every
     layer's count and shapes."""
-    plan = []
-    for name, arrays in legacy_layer_weights(model):
-        saved = weights.get(name, [])
-        if len(saved) != len(arrays):
-            raise SavedModelError(f"'{path}': layer '{name}' has {len(arrays)} weight(s), the "
-                                  f"file has {len(saved)}.")
-        for i, (a, s) in enumerate(zip(arrays, saved)):
-            if a.shape != s.shape:
-                raise SavedModelError(f"'{path}': layer '{name}' weight {i} has shape "
-                                      f"{a.shape}, the file has {s.shape}.")
-            plan.append((a, s))
-    for a, s in plan:
-        np.copyto(a, s, casting="unsafe")
+    copy_checked([(name, None, arrays, weights.get(name, []))
+                  for name, arrays in legacy_layer_weights(model)], path)
 
 
 def write_legacy_h5(model: Any, path: str) -> None:

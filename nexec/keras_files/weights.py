@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from nexec.errors import SavedModelError
 from nexec.keras_files.model_config import (
     _is_model,
     keras_class_name,
@@ -25,7 +26,7 @@ from nexec.keras_files.model_config import (
     keras_snake,
 )
 
-__all__ = ["archive_groups", "legacy_layer_weights", "leaf_arrays"]
+__all__ = ["archive_groups", "legacy_layer_weights", "leaf_arrays", "copy_checked"]
 
 _RNN = ("SimpleRNN", "LSTM", "GRU")
 
@@ -94,3 +95,33 @@ def legacy_layer_weights(model: Any) -> list[tuple[str, list[np.ndarray]]]:
     """``(layer name, arrays)`` per top-level layer (input layers included, with none), as
     a legacy ``.h5`` lists them."""
     return [(layer.name, leaf_arrays(layer)) for layer in keras_layers(model)]
+
+
+def copy_checked(entries: list[tuple[str, str | None, list[np.ndarray], list[np.ndarray]]],
+                 path: str) -> None:
+    """Copies saved arrays into a model's parameters, all or nothing.
+
+    Args:
+        entries: Per layer ``(owner, group, arrays, saved)``: the layer's name, where the
+            file keeps its weights (an archive's group path; None for a legacy file, whose
+            weights are found by the layer's name), its parameter arrays and the file's.
+        path: The file, for messages.
+
+    Raises:
+        SavedModelError: A count or shape differs (checked for every layer before any
+            array is written).
+    """
+    plan = []
+    for owner, group, arrays, saved in entries:
+        at = f" at '{group}'" if group is not None else ""
+        if len(saved) != len(arrays):
+            raise SavedModelError(f"'{path}': layer '{owner}' has {len(arrays)} weight(s), "
+                                  f"the file has {len(saved)}{at}.")
+        for i, (a, s) in enumerate(zip(arrays, saved)):
+            if a.shape != s.shape:
+                at_i = f" at '{group}/{i}'" if group is not None else ""
+                raise SavedModelError(f"'{path}': layer '{owner}' weight {i} has shape "
+                                      f"{a.shape}, the file has {s.shape}{at_i}.")
+            plan.append((a, s))
+    for a, s in plan:
+        np.copyto(a, s, casting="unsafe")

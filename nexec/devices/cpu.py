@@ -7,7 +7,13 @@ from typing import Any, Iterator
 import numpy as np
 
 from nexec.devices.base import ALIGNMENT, Device
-from nexec.devices.threads import fork_safe_step, get_num_threads, run_shards, single_threaded_blas
+from nexec.devices.threads import (
+    adapt_blas_to_load,
+    fork_safe_step,
+    get_num_threads,
+    run_shards,
+    single_threaded_blas,
+)
 
 __all__ = ["CpuDevice"]
 
@@ -16,6 +22,11 @@ __all__ = ["CpuDevice"]
 def _sharded_step() -> Iterator[None]:
     with fork_safe_step(), single_threaded_blas():
         yield
+
+
+def _plain_step() -> Any:
+    adapt_blas_to_load()
+    return fork_safe_step()
 
 
 class CpuDevice(Device):
@@ -64,8 +75,8 @@ class CpuDevice(Device):
 
     def step_guard(self, threaded: bool) -> Any:
         # A fork waits for the step; one BLAS thread while shards run: see devices/threads.py
-        # for why a whole step.
-        return _sharded_step() if threaded else fork_safe_step()
+        # for why a whole step; under load, fewer BLAS threads (devices/load.py).
+        return _sharded_step() if threaded else _plain_step()
 
     def arena(self, nbytes: int) -> np.ndarray:
         raw = np.empty(nbytes + ALIGNMENT, np.uint8)

@@ -17,6 +17,9 @@ two-thread GEMMs (docs/performance.md).
   forward): after any two-thread GEMM between them, OpenBLAS's worker keeps spinning for a
   while (its ``THREAD_TIMEOUT``). Programs without shards (small or dense-only models)
   leave BLAS its own threads.
+* Under load (``devices/load.py``) nexec runs with the cores other processes leave free,
+  never more than ``set_num_threads`` allows: shards of one op are grouped onto fewer
+  threads, and programs without shards hold BLAS at that many threads.
 * ``run_shards(calls)`` runs ``calls[0]`` in the calling thread and the others on worker
   threads (created on first use, daemons), and returns when all are done. Kernels release
   the GIL (``nogil``), so the shards really run in parallel. An exception in any shard is
@@ -38,10 +41,14 @@ import os
 import threading
 from typing import Any, Iterator
 
-__all__ = ["get_num_threads", "set_num_threads", "single_threaded_blas", "run_shards",
-           "fork_safe_step"]
+from nexec.devices.load import CpuAvailability
+
+__all__ = ["get_num_threads", "set_num_threads", "set_adaptive_threads", "usable_threads",
+           "single_threaded_blas", "adapt_blas_to_load", "run_shards", "fork_safe_step"]
 
 _threads: int | None = None
+_adaptive = os.environ.get("NEXEC_ADAPT_THREADS", "1").strip() not in ("0", "false", "False")
+_availability: CpuAvailability | None = None
 
 
 def _default_threads() -> int:
@@ -101,6 +108,27 @@ def set_num_threads(n: int) -> None:
     _threads = n
 
 
+def set_adaptive_threads(enabled: bool) -> None:
+    """Whether nexec uses fewer threads while other processes keep its cores busy (default
+    True, or ``NEXEC_ADAPT_THREADS=0`` for False); results are the same either way."""
+    global _adaptive
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_adaptive_threads needs True or False, got {enabled!r}")
+    _adaptive = enabled
+
+
+def usable_threads() -> int:
+    """The threads to use now: ``get_num_threads()``, less the cores other processes hold."""
+    global _availability
+    n = get_num_threads()
+    if n == 1 or not _adaptive:
+        return n
+    if _availability is None:
+        _availability = CpuAvailability()
+    free = _availability.update()
+    return n if free is None else min(n, free)
+
+
 class _Worker:
     """A daemon thread that runs bound calls, one at a time, in the order given.
 
@@ -150,24 +178,50 @@ _busy = threading.Lock()
 _blas_lock = threading.Lock()
 _blas_holds = 0
 _blas_limit: Any = None  # threadpoolctl's limiter while held
+_load_limit: Any = None  # threadpoolctl's limiter while load holds BLAS below its own count
+_load_threads = 0  # the thread count _load_limit holds BLAS at
 _controller: Any = None
+
+
+def _blas_controller() -> Any:
+    global _controller
+    if _controller is None:
+        import scipy.linalg.cython_blas  # noqa: F401 - the BLAS Numba's np.dot calls
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller
+
+
+def adapt_blas_to_load() -> None:
+    """Before a step without shards: holds BLAS at ``usable_threads()`` while that is below
+    ``get_num_threads()``, and gives BLAS its own count back once the load has gone."""
+    global _load_limit, _load_threads
+    usable = usable_threads()
+    wanted = usable if usable < get_num_threads() else 0  # 0: BLAS's own count
+    if wanted == _load_threads:
+        return
+    with _blas_lock:
+        if _blas_holds:  # another thread's sharded step holds BLAS at one thread: later
+            return
+        if _load_limit is not None:
+            _load_limit.restore_original_limits()
+            _load_limit = None
+        if wanted:
+            _load_limit = _blas_controller().limit(limits=wanted, user_api="blas")
+        _load_threads = wanted
 
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
     """Holds every loaded BLAS at one thread inside, when nexec uses more than one."""
-    global _blas_holds, _blas_limit, _controller
+    global _blas_holds, _blas_limit
     if get_num_threads() == 1:
         yield
         return
     with _blas_lock:
         if _blas_holds == 0:
-            if _controller is None:
-                import scipy.linalg.cython_blas  # noqa: F401 - the BLAS Numba's np.dot calls
-                from threadpoolctl import ThreadpoolController
-
-                _controller = ThreadpoolController()
-            _blas_limit = _controller.limit(limits=1, user_api="blas")
+            _blas_limit = _blas_controller().limit(limits=1, user_api="blas")
         _blas_holds += 1
     try:
         yield
@@ -224,8 +278,9 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's threads: start afresh, or shards would wait
     forever on workers that do not exist."""
-    global _workers, _busy, _blas_lock, _gate, _in_step, _forking
+    global _workers, _busy, _blas_lock, _gate, _in_step, _forking, _availability
     _workers = []
+    _availability = None  # the child's own CPU time starts from zero
     _busy = threading.Lock()
     _blas_lock = threading.Lock()
     _gate = threading.Condition(threading.Lock())
@@ -259,22 +314,24 @@ def run_shards(calls: tuple) -> None:
     own shard, or while waiting), this returns or raises only after every worker it used is
     idle, so no shard writes into the arena afterwards and the next call starts clean.
     """
-    if len(calls) == 1 or not _busy.acquire(blocking=False):
+    threads = min(len(calls), usable_threads())
+    if threads == 1 or not _busy.acquire(blocking=False):
         for fn, args in calls:
             fn(*args)
         return
     try:
-        while len(_workers) < len(calls) - 1:
+        while len(_workers) < threads - 1:
             _workers.append(_Worker())
-        used = _workers[:len(calls) - 1]
+        used = _workers[:threads - 1]
         errors: list[BaseException] = []  # this call's own: stale failures cannot leak in
         error: BaseException | None = None
         with single_threaded_blas():  # already held inside fit/predict: only a count
             try:
-                for worker, (fn, args) in zip(used, calls[1:]):
-                    worker.submit(fn, args, errors)
-                fn, args = calls[0]
-                fn(*args)
+                for i, worker in enumerate(used, start=1):  # thread i runs calls i, i+t, ...
+                    for fn, args in calls[i::threads]:
+                        worker.submit(fn, args, errors)
+                for fn, args in calls[::threads]:
+                    fn(*args)
             except BaseException as exc:  # noqa: BLE001 - raised after the others finish
                 error = exc
             interrupt = _wait_for(used)

@@ -20,9 +20,11 @@ from nexec.testing import (array_arguments, check_gradients, count_allocations,
 
 @pytest.fixture(autouse=True)
 def restore_threads():
-    before = get_num_threads()
+    before, adaptive = get_num_threads(), threads._adaptive
+    threads.set_adaptive_threads(False)  # where shards run must not depend on the machine's load
     yield
     set_num_threads(before)
+    threads.set_adaptive_threads(adaptive)
 
 
 @pytest.fixture
@@ -93,6 +95,7 @@ def test_shards_run_at_the_same_time_on_different_threads():
         seen.append((i, threading.get_ident()))
         barrier.wait()
 
+    set_num_threads(3)
     run_shards(tuple((shard, (i,)) for i in range(3)))
     assert sorted(i for i, _ in seen) == [0, 1, 2]
     assert len({t for _, t in seen}) == 3

@@ -22,20 +22,24 @@ from benchmarks import workloads as W
 
 __all__ = ["WORKLOADS", "PEER_WORKLOADS", "SMALL", "small", "spec", "input_shape", "data",
            "build", "compile_model", "warm_up_rows", "warm_up", "prepared", "kernel_batch",
-           "gemm_flops_per_sample", "PLANNING_BLOCKS"]
+           "gemm_flops_per_sample", "PLANNING_BLOCKS", "COMPARE_WORKLOADS"]
 
 #: Workloads that PyTorch and Keras peers also implement (``shared/peers``).
 PEER_WORKLOADS = ("seed_mlp", "wide_mlp", "cnn")
 #: All workloads of the asv suite (the residual stack is nexec-only).
 WORKLOADS = PEER_WORKLOADS + ("residual",)
+#: Workloads ``compare.py`` runs: the peers' plus the ResNet-18-style network, whose peer
+#: sides live in ``benchmarks/peers_resnet.py`` (not in the asv suite: seconds per epoch).
+COMPARE_WORKLOADS = PEER_WORKLOADS + ("resnet18",)
 
 SMALL = False
 #: 50 residual blocks of 4 layers: the 200-layer model whose planning time is tracked.
 PLANNING_BLOCKS = 50
 
-_SPECS = {"seed_mlp": W.SEED_MLP, "wide_mlp": W.WIDE_MLP, "cnn": W.CNN, "residual": W.RESIDUAL}
-_SMALL_N = {"seed_mlp": 232, "wide_mlp": 256, "cnn": 32, "residual": 256}
-_SMALL_BATCH = {"cnn": 16}
+_SPECS = {"seed_mlp": W.SEED_MLP, "wide_mlp": W.WIDE_MLP, "cnn": W.CNN, "residual": W.RESIDUAL,
+          "resnet18": W.RESNET18}
+_SMALL_N = {"seed_mlp": 232, "wide_mlp": 256, "cnn": 32, "residual": 256, "resnet18": 12}
+_SMALL_BATCH = {"cnn": 16, "resnet18": 8}
 
 
 def small() -> bool:
@@ -57,7 +61,7 @@ def spec(name: str) -> dict:
 
 def input_shape(name: str) -> tuple:
     s = _SPECS[name]
-    return tuple(s["image"]) if name == "cnn" else (s["features"],)
+    return tuple(s["image"]) if "image" in s else (s["features"],)
 
 
 def data(name: str) -> tuple:
@@ -106,6 +110,30 @@ def _residual(blocks: int, width: int = 256, classes: int = 10):
     return Model(i, layers.Dense(classes, activation="softmax")(x))
 
 
+def _resnet18(s: dict):
+    """ResNet-18-style network of ``workloads.RESNET18`` (BasicBlocks, BN, projections)."""
+    from nexec import Input, Model, layers
+
+    def conv_bn(x, filters: int, k: int, stride: int = 1, relu: bool = True):
+        x = layers.Conv2D(filters, k, strides=stride, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=s["bn_momentum"], epsilon=s["bn_epsilon"])(x)
+        return layers.Activation("relu")(x) if relu else x
+
+    i = Input(shape=s["image"])
+    k, st = s["stem"]
+    x = conv_bn(i, s["widths"][0], k, st)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    for stage, (width, blocks) in enumerate(zip(s["widths"], s["blocks"])):
+        for b in range(blocks):
+            stride = 2 if stage > 0 and b == 0 else 1
+            h = conv_bn(x, width, 3, stride)
+            h = conv_bn(h, width, 3, relu=False)
+            short = conv_bn(x, width, 1, stride, relu=False) if stride != 1 else x
+            x = layers.Activation("relu")(layers.Add()([h, short]))
+    x = layers.GlobalAveragePooling2D()(x)
+    return Model(i, layers.Dense(s["classes"], activation="softmax")(x))
+
+
 def build(name: str, blocks: int | None = None):
     """The uncompiled nexec model of workload ``name`` (weights seeded with 0).
 
@@ -118,10 +146,12 @@ def build(name: str, blocks: int | None = None):
         return _mlp(_SPECS[name])
     if name == "cnn":
         return _cnn()
+    if name == "resnet18":
+        return _resnet18(_SPECS[name])
     if name == "residual":
         return _residual(blocks if blocks is not None else spec(name)["blocks"],
                          W.RESIDUAL["width"], W.RESIDUAL["classes"])
-    raise ValueError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
+    raise ValueError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS + ('resnet18',))}")
 
 
 def optimizer(s: dict):

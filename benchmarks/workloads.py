@@ -42,3 +42,14 @@ def peak_rss_mb():
 # features, then Dense(10, softmax). Deep and narrow: per-layer overhead dominates.
 RESIDUAL = dict(n=4096, features=256, width=256, blocks=20, classes=10, batch=128, epochs=2,
                 optimizer="adam", lr=1e-3)
+
+# ResNet-18-style network on 64x64x3 images (issue 20). Not in the peers' file: its PyTorch,
+# Keras and ONNX Runtime sides are ``benchmarks/peers_resnet.py``, which reads this spec.
+# Stem Conv2D(64, 7, s2, same) -> BN -> relu -> MaxPooling2D(3, s2, same) (64 -> 32 -> 16),
+# then BasicBlocks [2, 2, 2, 2] at widths 64-128-256-512 (3x3 convs without bias, each
+# followed by BN; the first block of stages 2-4 has stride 2 and a 1x1 s2 conv + BN
+# projection shortcut; Add; relu), GlobalAveragePooling2D (2x2 -> 1), Dense(10, softmax).
+# "same" padding in the Keras/TF convention (extra row/column at the bottom/right).
+RESNET18 = dict(n=128, image=(64, 64, 3), classes=10, batch=32, epochs=3,
+                optimizer="sgd", lr=1e-2, momentum=0.9, widths=(64, 128, 256, 512),
+                blocks=(2, 2, 2, 2), stem=(7, 2), bn_momentum=0.99, bn_epsilon=1e-3)

@@ -190,7 +190,8 @@ def test_compare_table_and_ratios():
     text = compare.format_table(table, rat, ["nexec", "pytorch", "keras"])
     assert "nexec/pytorch" in text and "2.50" in text
     scripts, notes = compare.available(REPO / "does-not-exist")
-    assert set(scripts) == {"nexec"} and len(notes) == 2
+    assert {fw for fw, path in scripts.items() if path is not None} == {"nexec"}
+    assert len(notes) == 3
 
 
 def test_blas_peak_measures():
@@ -198,3 +199,30 @@ def test_blas_peak_measures():
 
     rows = blas_peak.measure([64], repeats=1, min_time=0.001)
     assert rows[0]["numpy_best_gflops"] > 0 and rows[0]["numba_best_gflops"] > 0
+
+
+def test_resnet18_mirrors_pytorch_and_keras():
+    """nexec's ResNet-18-style model has the parameter counts PyTorch and Keras report for
+    ``benchmarks/peers_resnet.py``'s models (recorded in ``results/resnet18_params.json`` by
+    ``peers_resnet.py {pytorch,keras} --params-only``) and Keras' weight shapes."""
+    from benchmarks import peers_resnet
+    from nexec.ops.geometry import padding_before
+
+    recorded = json.loads((REPO / "benchmarks" / "results" / "resnet18_params.json")
+                          .read_text())
+    model = models.build("resnet18")
+    assert model.count_params() == 11191242  # 11,181,642 trainable + BN moving statistics
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    for fw in ("pytorch", "keras"):
+        assert recorded[fw]["params"] == model.count_params(), fw
+        assert recorded[fw]["trainable_params"] == trainable, fw
+    shapes = sorted(list(w.shape) for w in model.get_weights())
+    assert shapes == recorded["keras"]["weight_shapes"]
+    assert model.output.shape == (None, 10)
+    # The PyTorch side pads like Keras' "same" (nexec's geometry is Keras').
+    for size, k, s in [(64, 7, 2), (32, 3, 2), (16, 3, 1), (16, 1, 2), (8, 3, 2), (5, 3, 2)]:
+        assert peers_resnet.same_padding(size, k, s)[0] == padding_before(size, k, s, "same")
+    x, y = peers_resnet.data(channels_first=True)
+    xm, ym = models.data("resnet18")
+    np.testing.assert_array_equal(x.transpose(0, 2, 3, 1)[:len(xm)], xm)
+    np.testing.assert_array_equal(y[:len(ym)], ym)

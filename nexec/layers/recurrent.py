@@ -6,9 +6,11 @@ A recurrent layer runs as one op whose kernel loops over time inside one call
 ``cell_activation``: the attribute ``activation`` is what the planner fuses into an op's
 epilogue, and a recurrent layer's activations act inside the cell, not on its output.
 
-Not supported yet, refused at construction: ``return_state=True`` (a layer with several
-outputs), ``stateful=True``, ``dropout``/``recurrent_dropout`` above 0, GRU
-``reset_after=False``. Sequences need a known length.
+``return_state=True`` makes a call return ``(output, h)`` (``(output, h, c)`` for LSTM), the
+final states as tensors of their own: one op with several outputs (``Op.more_outputs``).
+
+Not supported yet, refused at construction: ``stateful=True``,
+``dropout``/``recurrent_dropout`` above 0, GRU ``reset_after=False``. Sequences need a known length.
 
 Masks (``Embedding(mask_zero=True)`` upstream) are consumed as Keras 3 does: a padded step
 keeps the previous state, its output is that carried state, and ``return_sequences`` passes
@@ -79,8 +81,10 @@ class RNNLayer(Layer):
         use_bias: Whether the cell has biases.
         kernel_initializer, recurrent_initializer, bias_initializer: Registered names.
         return_sequences: Output every step ``(batch, time, units)``, not only the last.
+        return_state: Also return the final states: a call gives ``(output, h)``, or
+            ``(output, h, c)`` for LSTM, each state ``(batch, units)``.
         go_backwards: Process the sequence from its end (outputs in processing order).
-        return_state, stateful, dropout, recurrent_dropout: Only their defaults.
+        stateful, dropout, recurrent_dropout: Only their defaults.
         unroll, use_cudnn, seed: Accepted and ignored (no effect on the result here).
     """
 
@@ -122,13 +126,10 @@ class RNNLayer(Layer):
                                         f"got {value!r}.")
             _refuse(value != 0, where, arg, value, "recurrent layers have no dropout in nexec; "
                     "put a Dropout layer before or after the layer instead.")
-        _refuse(bool(return_state), where, "return_state", return_state,
-                "a layer with several outputs is not available; use return_sequences=True "
-                "and take the last step, or the layer's output (the last state h).")
         _refuse(bool(stateful), where, "stateful", stateful,
                 "every batch starts from a zero state.")
         self.return_sequences = bool(return_sequences)
-        self.return_state = False
+        self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful = False
         self.dropout = 0.0
@@ -216,6 +217,11 @@ class RNNLayer(Layer):
                              "known.")
         return (shape[0], self.units) if self.return_sequences else (self.units,)
 
+    def compute_output_shapes(self, input_shapes: list[Shape]) -> list[Shape]:
+        """The output, then with ``return_state`` each final state ``(units,)``."""
+        out = self.compute_output_shape(input_shapes)
+        return [out, *[(self.units,)] * self.n_states] if self.return_state else [out]
+
     def _bias_spec(self) -> ParamSpec:
         return ParamSpec("bias", (self.gates * self.units,), self.bias_initializer)
 
@@ -234,8 +240,8 @@ class RNNLayer(Layer):
                "recurrent_initializer": self.recurrent_initializer,
                "bias_initializer": self.bias_initializer, "dropout": 0.0,
                "recurrent_dropout": 0.0, "return_sequences": self.return_sequences,
-               "return_state": False, "go_backwards": self.go_backwards, "stateful": False,
-               "unroll": self.unroll, "seed": self.seed}
+               "return_state": self.return_state, "go_backwards": self.go_backwards,
+               "stateful": False, "unroll": self.unroll, "seed": self.seed}
         if self.has_recurrent_activation:
             cfg["recurrent_activation"] = self.recurrent_activation
         return cfg
@@ -366,6 +372,9 @@ class Bidirectional(Layer):
                                    if merge_mode is None else "."))
         _refuse(weights is not None, self.name, "weights", "<arrays>",
                 "call set_weights after building the layer.")
+        _refuse(layer.return_state, self.name, "layer.return_state", True,
+                "Bidirectional returns its merged output only; wrap a layer with "
+                "return_state=False.")
         cfg = layer.get_config()
         self.forward_layer = type(layer).from_config({**cfg, "name": f"forward_{layer.name}"})
         if backward_layer is None:

@@ -242,3 +242,53 @@ def test_output_and_state_h_are_the_same_value():
 def test_bidirectional_with_return_state_is_refused_by_name():
     with pytest.raises(NexecError, match="return_state"):
         layers.Bidirectional(layers.LSTM(U, return_state=True))
+
+
+def test_keras_archive_round_trip(tmp_path):
+    """nexec writes the node references to the states as Keras does (tensor index 1, 2)."""
+    model, *_ = _encoder_decoder("LSTM", 8)
+    x = [np.random.default_rng(0).normal(size=(2, T, F)),
+         np.random.default_rng(1).normal(size=(2, T - 1, F))]
+    path = str(tmp_path / "seq2seq.keras")
+    model.save(path)
+    loaded = nexec.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    cfg = model.get_config()
+    dec = next(entry for entry in cfg["layers"] if entry["name"] == "dec")
+    assert ["enc", 0, 1] in _refs(dec["inbound_nodes"])
+    assert ["enc", 0, 2] in _refs(dec["inbound_nodes"])
+
+
+def _refs(value):
+    """Every ``[layer, call, output]`` reference in a Keras inbound-nodes structure."""
+    if isinstance(value, dict):
+        if "keras_history" in value.get("config", {}):
+            return [list(value["config"]["keras_history"])]
+        return [r for v in value.values() for r in _refs(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _refs(v)]
+    return []
+
+
+@pytest.mark.parametrize("kind,return_sequences", [("LSTM", False), ("GRU", True),
+                                                   ("SimpleRNN", False)])
+def test_onnx_export_returns_the_states(kind, return_sequences, tmp_path):
+    """ONNX's recurrent ops have the final states as outputs (Y_h, Y_c): onnxruntime gives
+    nexec's numbers for every output."""
+    import onnxruntime as ort
+
+    nexec.clear_session()
+    inp = Input(shape=(T, F), name="x")
+    outs = getattr(layers, kind)(U, return_state=True, return_sequences=return_sequences,
+                                 go_backwards=kind == "GRU", name="rnn")(inp)
+    model = Model(inp, list(outs))
+    _rand_weights(model.get_layer("rnn"), np.random.default_rng(9))
+    path = tmp_path / "rnn.onnx"
+    model.export(path)
+    x = np.random.default_rng(10).normal(size=(3, T, F)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})
+    want = model.predict(x, verbose=0)
+    assert len(got) == len(want) == len(outs)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5)

@@ -535,9 +535,18 @@ def _recurrent(b: OnnxBuilder, layer: Any, ins: list[str]) -> str | list[str]:
     return _recurrent_pass(b, layer, layer, "", ins[0])
 
 
-def _bidirectional(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
+def _bidirectional(b: OnnxBuilder, layer: Any, ins: list[str]) -> str | list[str]:
+    """The merged output, and with ``return_state`` the forward then backward states."""
     fwd = _recurrent_pass(b, layer, layer.forward_layer, "forward_", ins[0])
     bwd = _recurrent_pass(b, layer, layer.backward_layer, "backward_", ins[0])
+    if layer.return_state:
+        (fwd, *fs), (bwd, *bs) = fwd, bwd
+        return [_merged(b, layer, fwd, bwd), *fs, *bs]
+    return _merged(b, layer, fwd, bwd)
+
+
+def _merged(b: OnnxBuilder, layer: Any, fwd: str, bwd: str) -> str:
+    """Bidirectional's merge of its directions' outputs."""
     if layer.return_sequences:  # the backward sequence back in input order, as Keras
         bwd = b.op("Slice", [bwd, b.ints([-1]), b.ints([_INT64_MIN]), b.ints([1]),
                              b.ints([-1])])

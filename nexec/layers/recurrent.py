@@ -340,7 +340,9 @@ class Bidirectional(Layer):
     """Runs a recurrent layer forwards and a copy backwards, and merges their outputs.
 
     Args:
-        layer: A ``SimpleRNN``, ``LSTM`` or ``GRU`` (its configuration is copied).
+        layer: A ``SimpleRNN``, ``LSTM`` or ``GRU`` (its configuration is copied). With its
+            ``return_state=True`` a call returns ``(output, *forward states, *backward
+            states)``, as Keras.
         merge_mode: ``"concat"`` (default), ``"sum"``, ``"ave"`` or ``"mul"``; ``None``
             (two outputs) is not supported.
         backward_layer: The backward layer; by default a copy of ``layer`` with
@@ -372,9 +374,6 @@ class Bidirectional(Layer):
                                    if merge_mode is None else "."))
         _refuse(weights is not None, self.name, "weights", "<arrays>",
                 "call set_weights after building the layer.")
-        _refuse(layer.return_state, self.name, "layer.return_state", True,
-                "Bidirectional returns its merged output only; wrap a layer with "
-                "return_state=False.")
         cfg = layer.get_config()
         self.forward_layer = type(layer).from_config({**cfg, "name": f"forward_{layer.name}"})
         if backward_layer is None:
@@ -383,13 +382,17 @@ class Bidirectional(Layer):
         backward_layer = _layer_from_entry(backward_layer)
         if type(backward_layer) is not type(layer) or backward_layer.units != layer.units \
                 or backward_layer.return_sequences != layer.return_sequences or \
+                backward_layer.return_state != layer.return_state or \
                 backward_layer.go_backwards == layer.go_backwards:
             raise ArgumentError(f"Bidirectional '{self.name}': backward_layer must be a "
-                                "layer of the same type, units and return_sequences, and the "
-                                "opposite go_backwards.")
+                                "layer of the same type, units, return_sequences and "
+                                "return_state, and the opposite go_backwards.")
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
         self.return_sequences = layer.return_sequences
+        #: As the wrapped layer's: a call then returns ``(output, *forward states,
+        #: *backward states)``, Keras' order (LSTM: output, fw h, fw c, bw h, bw c).
+        self.return_state = layer.return_state
 
     def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
         """Keras' rule: the input's mask for a sequence output, none for the last state."""
@@ -404,6 +407,15 @@ class Bidirectional(Layer):
             raise ShapeError(f"merge_mode={self.merge_mode!r} needs both directions of one "
                              f"shape, got {f} and {b}.")
         return f
+
+    def compute_output_shapes(self, input_shapes: list[Shape]) -> list[Shape]:
+        """The merged output, then with ``return_state`` the forward layer's final states
+        and the backward layer's, each ``(units,)``."""
+        out = self.compute_output_shape(input_shapes)
+        if not self.return_state:
+            return [out]
+        f, b = self.forward_layer, self.backward_layer
+        return [out, *[(f.units,)] * f.n_states, *[(b.units,)] * b.n_states]
 
     def param_specs(self, input_shapes: list[Shape]) -> list[ParamSpec]:
         return [ParamSpec(f"{side}_{s.name}", s.shape, s.initializer, s.trainable)

@@ -271,6 +271,8 @@ class BidirectionalKernel(BuiltinKernel):
         fl = layer.forward_layer
         cell, u = _cell(fl), fl.units
         ws.update(_shared_workspaces(cell, t, f, u, fl.gates * u, batch, training))
+        if training and layer.return_state:  # zeros for an output nothing reads
+            ws["dout0"] = Workspace((batch, *out_shape), phase="backward")
         if layer.merge_mode != "concat":
             steps = t if layer.return_sequences else 1
             for name in ("yf", "yb"):
@@ -298,24 +300,31 @@ class BidirectionalKernel(BuiltinKernel):
             calls.append((self.k.rnn_merge_forward, (rows(of), rows(ob),
                                                      _MERGE_CODES[call.layer.merge_mode],
                                                      rows(_as_3d(call.output)))))
-        return calls
+        n = len(call.outputs[1:]) // 2  # states per direction (return_state)
+        return calls + fwd.final_states(self.k, call, call.outputs[1:1 + n]) + \
+            bwd.final_states(self.k, call, call.outputs[1 + n:])
 
     def backward(self, call: Call) -> list[BoundCall]:
         fwd, bwd = self._directions(call.layer)
         calls: list[BoundCall] = []
+        d_output = call.d_output
+        if d_output is None:  # only the states are read
+            d_output = call.workspace["dout0"]
+            calls.append((self.k.fill_zero, (rows(d_output),)))
         if call.layer.merge_mode == "concat":
-            df, db = self._halves(call, call.d_output)
+            df, db = self._halves(call, d_output)
         else:
             ws = call.workspace
             df, db = ws["dyf"], ws["dyb"]
             calls.append((self.k.rnn_merge_backward, (
-                rows(ws["yf"]), rows(ws["yb"]), rows(_as_3d(call.d_output)),
+                rows(ws["yf"]), rows(ws["yb"]), rows(_as_3d(d_output)),
                 _MERGE_CODES[call.layer.merge_mode], rows(df), rows(db))))
         dx = _dx(call)
-        calls += [*fwd.seed(self.k, call, []), _held(call, fwd.backward(self.k, call, df, dx,
-                                                                          False)),
-                  *bwd.seed(self.k, call, []), _held(call, bwd.backward(self.k, call, db, dx,
-                                                                          True))]
+        n = len(call.d_outputs[1:]) // 2  # states per direction (return_state)
+        calls += [*fwd.seed(self.k, call, call.d_outputs[1:1 + n]),
+                  _held(call, fwd.backward(self.k, call, df, dx, False)),
+                  *bwd.seed(self.k, call, call.d_outputs[1 + n:]),
+                  _held(call, bwd.backward(self.k, call, db, dx, True))]
         return calls
 
 

@@ -52,8 +52,19 @@ def gru_state_only() -> keras.Model:
     return keras.Model(x, layers.Dense(3, name="out")(h), name="gru_state_only")
 
 
+def bidirectional_lstm_states() -> keras.Model:
+    """Keras' order of a Bidirectional's states: forward h, c, then backward h, c. (Without
+    return_sequences: Keras writes zero_output_for_mask=True into the wrapped layers' configs
+    then, which nexec's Keras-file reader does not take yet.)"""
+    x = keras.Input((T, F), name="x")
+    last, fh, fc, bh, bc = layers.Bidirectional(
+        layers.LSTM(U, return_state=True), merge_mode="sum", name="bi")(x)
+    return keras.Model(x, [last, fh, layers.Dense(2, name="from_bc")(bc)],
+                       name="bidirectional_lstm_states")
+
+
 CASES = {"seq2seq_lstm": seq2seq_lstm, "gru_states_out": gru_states_out,
-         "gru_state_only": gru_state_only}
+         "gru_state_only": gru_state_only, "bidirectional_lstm_states": bidirectional_lstm_states}
 
 
 def as_list(y: object) -> list[np.ndarray]:

@@ -239,9 +239,10 @@ def test_output_and_state_h_are_the_same_value():
     np.testing.assert_array_equal(a, b)
 
 
-def test_bidirectional_with_return_state_is_refused_by_name():
+def test_bidirectional_needs_one_return_state_both_ways():
     with pytest.raises(NexecError, match="return_state"):
-        layers.Bidirectional(layers.LSTM(U, return_state=True))
+        layers.Bidirectional(layers.LSTM(U, return_state=True),
+                             backward_layer=layers.LSTM(U, go_backwards=True))
 
 
 def test_keras_archive_round_trip(tmp_path):
@@ -290,5 +291,108 @@ def test_onnx_export_returns_the_states(kind, return_sequences, tmp_path):
     got = session.run(None, {session.get_inputs()[0].name: x})
     want = model.predict(x, verbose=0)
     assert len(got) == len(want) == len(outs)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5)
+
+
+def _steps(kind: str, m, x, keep: np.ndarray, go_backwards: bool, zero: bool):
+    """Keras 3's (masked) recurrence step by step in torch: a padded step carries h and c;
+    its sequence output is that state, or 0 with ``zero`` (what Bidirectional asks for
+    sequences). Returns the outputs in processing order and the final states [h, (c)]."""
+    n = x.shape[0]
+    h = torch.zeros(1, n, U, dtype=torch.float64)
+    c = torch.zeros(1, n, U, dtype=torch.float64)
+    outs = []
+    for t in (range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])):
+        k = torch.tensor(keep[:, t])[None, :, None]
+        if kind == "LSTM":
+            _, (hn, cn) = m(x[:, t:t + 1], (h, c))
+            c = torch.where(k, cn, c)
+        else:
+            _, hn = m(x[:, t:t + 1], h)
+        h = torch.where(k, hn, h)
+        outs.append(torch.where(k[0], h[0], torch.zeros_like(h[0])) if zero else h[0])
+    return torch.stack(outs, 1), [h[0], c[0]] if kind == "LSTM" else [h[0]]
+
+
+@pytest.mark.filterwarnings("ignore:.*carries a mask")  # the loss on a masked sequence
+@pytest.mark.parametrize("kind,merge_mode,return_sequences,masked", [
+    ("LSTM", "concat", True, True), ("LSTM", "ave", False, False),
+    ("GRU", "sum", False, True), ("SimpleRNN", "mul", True, False)])
+def test_bidirectional_states_match_torch(kind, merge_mode, return_sequences, masked):
+    """Keras' order: the merged output, the forward layer's states, the backward layer's;
+    with a mask and sequences the outputs are 0 at padded steps but the states carry."""
+    nexec.clear_session()
+    ids = Input(shape=(T,), dtype="int32")
+    emb = layers.Embedding(6, F, mask_zero=masked, dtype="float64", name="emb")
+    bi = layers.Bidirectional(getattr(layers, kind)(U, return_sequences=return_sequences,
+                                                    return_state=True),
+                              merge_mode=merge_mode, name="bi")
+    outs = bi(emb(ids))
+    n = 2 if kind == "LSTM" else 1
+    assert len(outs) == 1 + 2 * n and all(s.shape == (None, U) for s in outs[1:])
+    model = Model(ids, list(outs))
+    rng = np.random.default_rng(11)
+    _rand_weights(emb, rng)
+    _rand_weights(bi, rng)
+    data = np.array([[1, 2, 0, 0], [0, 0, 3, 4], [5, 0, 1, 0]] if masked else
+                    [[1, 2, 3, 4], [5, 4, 3, 2], [1, 1, 2, 2]], dtype=np.int32)
+    w = bi.get_weights()
+    mf, mb = _torch_rnn(kind, w[:3]), _torch_rnn(kind, w[3:])
+    table = torch.tensor(emb.get_weights()[0], requires_grad=True)
+    x = table[torch.tensor(data, dtype=torch.long)]
+    keep = data != 0 if masked else np.ones_like(data, dtype=bool)
+    zero = masked and return_sequences
+    sf, fs = _steps(kind, mf, x, keep, False, zero)
+    sb, bs = _steps(kind, mb, x, keep, True, zero)
+    a, b = (sf, torch.flip(sb, dims=[1])) if return_sequences else (sf[:, -1], sb[:, -1])
+    merged = {"concat": lambda: torch.cat([a, b], dim=-1), "sum": lambda: a + b,
+              "ave": lambda: (a + b) / 2, "mul": lambda: a * b}[merge_mode]()
+    refs = [merged, *fs, *bs]
+    params = {f"bi/forward_{k}": v for k, v in _keras_grads(kind, mf).items()}
+    params.update({f"bi/backward_{k}": v for k, v in _keras_grads(kind, mb).items()})
+    params["emb/embeddings"] = (table, lambda g: g)
+    ys = [rng.normal(size=tuple(r.shape)) for r in refs]
+    _compare(model, data, ys, refs, params)
+
+
+def test_bidirectional_states_only_feed_a_decoder():
+    """``_, fh, fc, bh, bc = Bidirectional(LSTM(return_state=True))``: the output feeds
+    nothing; the concatenated states start a decoder, which trains the encoder."""
+    nexec.clear_session()
+    enc_in = Input(shape=(T, F), dtype="float64")
+    dec_in = Input(shape=(T - 1, F), dtype="float64")
+    _, fh, fc, bh, bc = layers.Bidirectional(layers.LSTM(U, return_state=True),
+                                             name="bi")(enc_in)
+    h = layers.Concatenate()([fh, bh])
+    c = layers.Concatenate()([fc, bc])
+    dec = layers.LSTM(2 * U, return_sequences=True, name="dec")
+    model = Model([enc_in, dec_in], dec(dec_in, initial_state=[h, c]))
+    rng = np.random.default_rng(12)
+    for layer in (model.get_layer("bi"), dec):
+        _rand_weights(layer, rng)
+    x = [rng.normal(size=(B, T, F)), rng.normal(size=(B, T - 1, F))]
+    loss_fn, grads = model_gradients(model, x, rng.normal(size=(B, T - 1, 2 * U)), "mse")
+    assert np.abs(grads["bi/forward_kernel"]).max() > 0
+    assert np.abs(grads["bi/backward_recurrent_kernel"]).max() > 0
+    check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
+
+
+def test_bidirectional_states_export_to_onnx(tmp_path):
+    import onnxruntime as ort
+
+    nexec.clear_session()
+    inp = Input(shape=(T, F), name="x")
+    outs = layers.Bidirectional(layers.LSTM(U, return_state=True, return_sequences=True),
+                                name="bi")(inp)
+    model = Model(inp, list(outs))
+    _rand_weights(model.get_layer("bi"), np.random.default_rng(13))
+    path = tmp_path / "bi.onnx"
+    model.export(path)
+    x = np.random.default_rng(14).normal(size=(3, T, F)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})
+    want = model.predict(x, verbose=0)
+    assert len(got) == len(want) == 5
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5)

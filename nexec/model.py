@@ -652,7 +652,7 @@ def model_from_config(config: dict[str, Any], cls: type | None = None) -> Model:
     for name, refs in config["nodes"]:
         ins = [tensor(r) for r in refs]
         out = layers[name](ins if len(ins) > 1 else ins[0])
-        outputs[name].append(out if isinstance(out, list) else [out])
+        outputs[name].append(list(out) if isinstance(out, (list, tuple)) else [out])
     model_ins: list[Any] | dict[str, Any] = [tensor(r) for r in config["input_layers"]]
     model_outs: list[Any] | dict[str, Any] = [tensor(r) for r in config["output_layers"]]
     if config.get("input_keys"):

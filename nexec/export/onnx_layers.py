@@ -486,9 +486,10 @@ def _rnn_weights(cell: Any) -> tuple[Callable, Callable, Callable]:
             lambda bias: np.concatenate([bias, np.zeros(u)])[None])
 
 
-def _recurrent_pass(b: OnnxBuilder, owner: Any, cell: Any, prefix: str, x: str) -> str:
+def _recurrent_pass(b: OnnxBuilder, owner: Any, cell: Any, prefix: str, x: str) -> Any:
     """One direction of ``cell`` (with ``owner``'s parameters ``<prefix>kernel``...) over
-    ``x`` ``(N, T, F)``; ``(N, T, units)`` or ``(N, units)`` as the cell returns."""
+    ``x`` ``(N, T, F)``; ``(N, T, units)`` or ``(N, units)`` as the cell returns, and with
+    ``return_state`` a list: that, then the final ``h`` (and ``c``), each ``(N, units)``."""
     xt = b.transpose(x, [1, 0, 2])  # ONNX: (T, N, F)
     if cell.go_backwards:  # outputs in processing order, as Keras
         xt = b.op("Slice", [xt, b.ints([-1]), b.ints([_INT64_MIN]), b.ints([0]), b.ints([-1])])
@@ -511,24 +512,41 @@ def _recurrent_pass(b: OnnxBuilder, owner: Any, cell: Any, prefix: str, x: str) 
     op = "LSTM" if isinstance(cell, LSTM) else "GRU" if isinstance(cell, GRU) else "RNN"
     if isinstance(cell, GRU):
         attrs["linear_before_reset"] = 1  # Keras' reset_after=True
+    states = getattr(cell, "return_state", False)
+    names = [b.fresh(op.lower() + "_y") if cell.return_sequences else "",
+             b.fresh(op.lower() + "_h")]
+    if states and isinstance(cell, LSTM):
+        names.append(b.fresh(op.lower() + "_c"))
+    outs = b.op(op, inputs, outputs=names, **attrs)
+    finals = [b.squeeze(o, [0]) for o in outs[1:]]  # (1, N, U) -> (N, U): h (and c)
     if cell.return_sequences:
-        y = b.op(op, inputs, outputs=[b.fresh(op.lower() + "_y")], **attrs)[0]
-        y = b.squeeze(y, [1])  # (T, 1, N, U) -> (T, N, U)
-        return b.transpose(y, [1, 0, 2])
-    y_h = b.op(op, inputs, outputs=["", b.fresh(op.lower() + "_h")], **attrs)[1]
-    return b.squeeze(y_h, [0])
+        y = b.squeeze(outs[0], [1])  # (T, 1, N, U) -> (T, N, U)
+        y = b.transpose(y, [1, 0, 2])
+    else:
+        y = finals[0]
+    return [y, *finals] if states else y
 
 
-def _recurrent(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
+def _recurrent(b: OnnxBuilder, layer: Any, ins: list[str]) -> str | list[str]:
+    """The layer's output, and with ``return_state`` its final states (ONNX's Y_h, Y_c)."""
     if len(ins) > 1:
         raise ExportError("a call with initial_state= is not exported yet (ONNX's initial_h "
                           "and initial_c are not wired); export the model without it.")
     return _recurrent_pass(b, layer, layer, "", ins[0])
 
 
-def _bidirectional(b: OnnxBuilder, layer: Any, ins: list[str]) -> str:
+def _bidirectional(b: OnnxBuilder, layer: Any, ins: list[str]) -> str | list[str]:
+    """The merged output, and with ``return_state`` the forward then backward states."""
     fwd = _recurrent_pass(b, layer, layer.forward_layer, "forward_", ins[0])
     bwd = _recurrent_pass(b, layer, layer.backward_layer, "backward_", ins[0])
+    if layer.return_state:
+        (fwd, *fs), (bwd, *bs) = fwd, bwd
+        return [_merged(b, layer, fwd, bwd), *fs, *bs]
+    return _merged(b, layer, fwd, bwd)
+
+
+def _merged(b: OnnxBuilder, layer: Any, fwd: str, bwd: str) -> str:
+    """Bidirectional's merge of its directions' outputs."""
     if layer.return_sequences:  # the backward sequence back in input order, as Keras
         bwd = b.op("Slice", [bwd, b.ints([-1]), b.ints([_INT64_MIN]), b.ints([1]),
                              b.ints([-1])])

@@ -428,7 +428,7 @@ def _build_functional(config: dict[str, Any], model_cls: Callable[..., Any],
                 layer = layers[name]
                 many = layer.num_inputs != 1 or len(ins) > 1
                 out = layer(ins if many else ins[0])
-                outputs[name].append(out if isinstance(out, list) else [out])
+                outputs[name].append(list(out) if isinstance(out, (list, tuple)) else [out])
                 pending[name].pop(0)
                 progressed = True
         if not progressed:

@@ -107,6 +107,12 @@ class Layer:
         """Output feature shape from input feature shapes; raises :class:`ShapeError`."""
         raise NotImplementedError
 
+    def compute_output_shapes(self, input_shapes: list[Shape]) -> list[Shape]:
+        """Every output's feature shape: one for most layers (:meth:`compute_output_shape`);
+        a layer with several outputs (a recurrent layer with ``return_state=True``) lists
+        them, and a call of it returns a tuple of tensors, as Keras 3."""
+        return [self.compute_output_shape(input_shapes)]
+
     def param_specs(self, input_shapes: list[Shape]) -> list[ParamSpec]:
         """Parameters this layer owns for these input shapes (none by default)."""
         return []
@@ -146,7 +152,7 @@ class Layer:
         self._check_masks(tensors)
         shapes = [t.feature_shape for t in tensors]
         try:
-            out_shape = _checked_shape(self, self.compute_output_shape(shapes))
+            out_shapes = [_checked_shape(self, s) for s in self.compute_output_shapes(shapes)]
         except ShapeError as e:
             raise ShapeError(f"Layer '{self.name}' ({type(self).__name__}): {e}") from None
         dtype = float_dtype(t.dtype for t in tensors)
@@ -157,12 +163,14 @@ class Layer:
                 f"Layer '{self.name}' was built for input shapes "
                 f"{_fmt(self._input_shapes)} and cannot be called on {_fmt(shapes)}: "
                 "a shared layer needs inputs of the same shape.")
-        out = SymbolicTensor(out_shape, self.dtype or dtype)
-        self._nodes.append(Node(self, tensors, [out]))
+        outs = [SymbolicTensor(s, self.dtype or dtype) for s in out_shapes]
+        self._nodes.append(Node(self, tensors, outs))
         many = isinstance(inputs, (list, tuple))
         masks = [t.mask for t in tensors]
-        out.mask = self.compute_mask(tensors if many else tensors[0], masks if many else masks[0])
-        return out
+        # Further outputs (final states) have no time axis, so no mask.
+        outs[0].mask = self.compute_mask(tensors if many else tensors[0],
+                                         masks if many else masks[0])
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _check_dtypes(self, tensors: list[SymbolicTensor]) -> None:
         """Integer tensors only into layers that take ids; float inputs of the layer's dtype."""
@@ -246,8 +254,10 @@ class Layer:
             else self._single_node("input").inputs  # type: ignore[return-value]
 
     @property
-    def output(self) -> SymbolicTensor:
-        return self._single_node("output").outputs[0]
+    def output(self) -> Any:
+        """The output tensor, or the list of them for a layer with several (Keras)."""
+        outs = self._single_node("output").outputs
+        return outs[0] if len(outs) == 1 else list(outs)
 
     def _single_node(self, what: str) -> Node:
         if not self._nodes:

@@ -6,9 +6,11 @@ A recurrent layer runs as one op whose kernel loops over time inside one call
 ``cell_activation``: the attribute ``activation`` is what the planner fuses into an op's
 epilogue, and a recurrent layer's activations act inside the cell, not on its output.
 
-Not supported yet, refused at construction: ``return_state=True`` (a layer with several
-outputs), ``stateful=True``, ``dropout``/``recurrent_dropout`` above 0, GRU
-``reset_after=False``. Sequences need a known length.
+``return_state=True`` makes a call return ``(output, h)`` (``(output, h, c)`` for LSTM), the
+final states as tensors of their own: one op with several outputs (``Op.more_outputs``).
+
+Not supported yet, refused at construction: ``stateful=True``,
+``dropout``/``recurrent_dropout`` above 0, GRU ``reset_after=False``. Sequences need a known length.
 
 Masks (``Embedding(mask_zero=True)`` upstream) are consumed as Keras 3 does: a padded step
 keeps the previous state, its output is that carried state, and ``return_sequences`` passes
@@ -79,8 +81,10 @@ class RNNLayer(Layer):
         use_bias: Whether the cell has biases.
         kernel_initializer, recurrent_initializer, bias_initializer: Registered names.
         return_sequences: Output every step ``(batch, time, units)``, not only the last.
+        return_state: Also return the final states: a call gives ``(output, h)``, or
+            ``(output, h, c)`` for LSTM, each state ``(batch, units)``.
         go_backwards: Process the sequence from its end (outputs in processing order).
-        return_state, stateful, dropout, recurrent_dropout: Only their defaults.
+        stateful, dropout, recurrent_dropout: Only their defaults.
         unroll, use_cudnn, seed: Accepted and ignored (no effect on the result here).
     """
 
@@ -122,13 +126,10 @@ class RNNLayer(Layer):
                                         f"got {value!r}.")
             _refuse(value != 0, where, arg, value, "recurrent layers have no dropout in nexec; "
                     "put a Dropout layer before or after the layer instead.")
-        _refuse(bool(return_state), where, "return_state", return_state,
-                "a layer with several outputs is not available; use return_sequences=True "
-                "and take the last step, or the layer's output (the last state h).")
         _refuse(bool(stateful), where, "stateful", stateful,
                 "every batch starts from a zero state.")
         self.return_sequences = bool(return_sequences)
-        self.return_state = False
+        self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful = False
         self.dropout = 0.0
@@ -216,6 +217,11 @@ class RNNLayer(Layer):
                              "known.")
         return (shape[0], self.units) if self.return_sequences else (self.units,)
 
+    def compute_output_shapes(self, input_shapes: list[Shape]) -> list[Shape]:
+        """The output, then with ``return_state`` each final state ``(units,)``."""
+        out = self.compute_output_shape(input_shapes)
+        return [out, *[(self.units,)] * self.n_states] if self.return_state else [out]
+
     def _bias_spec(self) -> ParamSpec:
         return ParamSpec("bias", (self.gates * self.units,), self.bias_initializer)
 
@@ -234,8 +240,8 @@ class RNNLayer(Layer):
                "recurrent_initializer": self.recurrent_initializer,
                "bias_initializer": self.bias_initializer, "dropout": 0.0,
                "recurrent_dropout": 0.0, "return_sequences": self.return_sequences,
-               "return_state": False, "go_backwards": self.go_backwards, "stateful": False,
-               "unroll": self.unroll, "seed": self.seed}
+               "return_state": self.return_state, "go_backwards": self.go_backwards,
+               "stateful": False, "unroll": self.unroll, "seed": self.seed}
         if self.has_recurrent_activation:
             cfg["recurrent_activation"] = self.recurrent_activation
         return cfg
@@ -334,7 +340,9 @@ class Bidirectional(Layer):
     """Runs a recurrent layer forwards and a copy backwards, and merges their outputs.
 
     Args:
-        layer: A ``SimpleRNN``, ``LSTM`` or ``GRU`` (its configuration is copied).
+        layer: A ``SimpleRNN``, ``LSTM`` or ``GRU`` (its configuration is copied). With its
+            ``return_state=True`` a call returns ``(output, *forward states, *backward
+            states)``, as Keras.
         merge_mode: ``"concat"`` (default), ``"sum"``, ``"ave"`` or ``"mul"``; ``None``
             (two outputs) is not supported.
         backward_layer: The backward layer; by default a copy of ``layer`` with
@@ -374,13 +382,17 @@ class Bidirectional(Layer):
         backward_layer = _layer_from_entry(backward_layer)
         if type(backward_layer) is not type(layer) or backward_layer.units != layer.units \
                 or backward_layer.return_sequences != layer.return_sequences or \
+                backward_layer.return_state != layer.return_state or \
                 backward_layer.go_backwards == layer.go_backwards:
             raise ArgumentError(f"Bidirectional '{self.name}': backward_layer must be a "
-                                "layer of the same type, units and return_sequences, and the "
-                                "opposite go_backwards.")
+                                "layer of the same type, units, return_sequences and "
+                                "return_state, and the opposite go_backwards.")
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
         self.return_sequences = layer.return_sequences
+        #: As the wrapped layer's: a call then returns ``(output, *forward states,
+        #: *backward states)``, Keras' order (LSTM: output, fw h, fw c, bw h, bw c).
+        self.return_state = layer.return_state
 
     def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
         """Keras' rule: the input's mask for a sequence output, none for the last state."""
@@ -395,6 +407,15 @@ class Bidirectional(Layer):
             raise ShapeError(f"merge_mode={self.merge_mode!r} needs both directions of one "
                              f"shape, got {f} and {b}.")
         return f
+
+    def compute_output_shapes(self, input_shapes: list[Shape]) -> list[Shape]:
+        """The merged output, then with ``return_state`` the forward layer's final states
+        and the backward layer's, each ``(units,)``."""
+        out = self.compute_output_shape(input_shapes)
+        if not self.return_state:
+            return [out]
+        f, b = self.forward_layer, self.backward_layer
+        return [out, *[(f.units,)] * f.n_states, *[(b.units,)] * b.n_states]
 
     def param_specs(self, input_shapes: list[Shape]) -> list[ParamSpec]:
         return [ParamSpec(f"{side}_{s.name}", s.shape, s.initializer, s.trainable)

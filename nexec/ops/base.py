@@ -34,6 +34,11 @@ class Call:
     """Everything bound to one op: arrays are views of the executor's memory.
 
     ``d_inputs[i]`` is None when input ``i`` needs no gradient (a model input).
+
+    ``output``/``d_output`` are the op's (first) output and its gradient; ``outputs`` and
+    ``d_outputs`` list every output of a layer with several (``return_state=True``), the
+    first included. An output that nothing reads and no loss sees has no gradient (None in
+    ``d_outputs``, and ``d_output`` None when it is the first).
     """
 
     layer: Any
@@ -53,6 +58,8 @@ class Call:
     #: the ids whose zeros are padding (Keras' mask is ``ids != 0``), batch-led, in the ids'
     #: own dtype; None when the input carries no mask.
     mask: Any = None
+    outputs: list[np.ndarray] = field(default_factory=list)
+    d_outputs: list[np.ndarray | None] = field(default_factory=list)
 
 
 class Kernel:

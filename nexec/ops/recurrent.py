@@ -6,7 +6,10 @@ is a ``saved`` workspace, time-major, so the op reads neither its input nor its 
 backward. Initial states (``initial_state=``) are the op's inputs 1 (``h``) and 2 (LSTM's
 ``c``); the kernels copy them into the saved states and write their gradients. A masked
 input (``Embedding(mask_zero=True)`` upstream) reaches the kernels as its mask source, the
-ids (``Call.mask``): a padded step carries the state, as Keras 3. The kernel functions exist
+ids (``Call.mask``): a padded step carries the state, as Keras 3. With ``return_state=True``
+the op has further outputs, the final ``h`` (and ``c``): forward copies them out of the saved
+states, and backward starts the kernels' recurrence from their gradients (``dhr``, ``dc``;
+zeros when a state feeds nothing). The kernel functions exist
 on the CPU only so far: these op kernels are registered for the CPU
 (``devices = ("cpu",)``), and a CUDA model with them gets the registry's "no kernel for
 device 'cuda'" error.
@@ -135,6 +138,22 @@ class _Direction:
             return k.lstm_forward, head + common + (ws["cs"], ws["tc"], ws["hs"], out)
         return k.gru_forward, head + common + (ws["rh"], ws["hs"], out)
 
+    def final_states(self, k: Any, call: Call, outs: list) -> list[BoundCall]:
+        """Copies the final ``h`` (and ``c``) into ``outs``, the op's state outputs."""
+        ws = call.workspace
+        saved = [ws[self.prefix + "hs"], ws[self.prefix + "cs"]] if self.cell == "lstm" \
+            else [ws[self.prefix + "hs"]]
+        return [(k.copy_into, (out, s[s.shape[0] - 1])) for out, s in zip(outs, saved)]
+
+    def seed(self, k: Any, call: Call, d_states: list) -> list[BoundCall]:
+        """Fills the kernel's ``dhr`` (and ``dc``) with the final states' gradients, the
+        recurrence's starting point; zeros for a state with none (not returned, or unread)."""
+        sh = call.workspace
+        starts = [sh["dhr"], sh["dc"]] if self.cell == "lstm" else [sh["dhr"]]
+        d_states = list(d_states) + [None] * (len(starts) - len(d_states))
+        return [(k.fill_zero, (a,)) if d is None else (k.copy_into, (a, d))
+                for a, d in zip(starts, d_states)]
+
     def backward(self, k: Any, call: Call, dout: Any, dx: Any, add_dx: bool) -> BoundCall:
         ws = {n[len(self.prefix):]: a for n, a in call.workspace.items()
               if n.startswith(self.prefix)}
@@ -193,16 +212,25 @@ class _RecurrentKernel(BuiltinKernel):
         t, f = in_shapes[0]
         cell, u = _cell(layer), layer.units
         g = layer.gates * u
-        return {**_direction_workspaces(cell, "", t, f, u, g, batch, training),
-                **_shared_workspaces(cell, t, f, u, g, batch, training)}
+        ws = {**_direction_workspaces(cell, "", t, f, u, g, batch, training),
+              **_shared_workspaces(cell, t, f, u, g, batch, training)}
+        if training and layer.return_state:  # zeros for an output nothing reads
+            ws["dout0"] = Workspace((batch, *out_shape), phase="backward")
+        return ws
 
     def forward(self, call: Call) -> list[BoundCall]:
         d = _Direction(call.layer, "", "", False)
-        return [_held(call, d.forward(self.k, call, call.inputs[0], _as_3d(call.output)))]
+        calls = [_held(call, d.forward(self.k, call, call.inputs[0], _as_3d(call.output)))]
+        return calls + d.final_states(self.k, call, call.outputs[1:])
 
     def backward(self, call: Call) -> list[BoundCall]:
         d = _Direction(call.layer, "", "", False)
-        return [_held(call, d.backward(self.k, call, _as_3d(call.d_output), _dx(call), False))]
+        calls = d.seed(self.k, call, call.d_outputs[1:])
+        dout = call.d_output
+        if dout is None:  # only the states are read (``_, h, c = LSTM(...)``)
+            dout = call.workspace["dout0"]
+            calls.append((self.k.fill_zero, (rows(dout),)))
+        return calls + [_held(call, d.backward(self.k, call, _as_3d(dout), _dx(call), False))]
 
 
 class SimpleRNNKernel(_RecurrentKernel):
@@ -243,6 +271,8 @@ class BidirectionalKernel(BuiltinKernel):
         fl = layer.forward_layer
         cell, u = _cell(fl), fl.units
         ws.update(_shared_workspaces(cell, t, f, u, fl.gates * u, batch, training))
+        if training and layer.return_state:  # zeros for an output nothing reads
+            ws["dout0"] = Workspace((batch, *out_shape), phase="backward")
         if layer.merge_mode != "concat":
             steps = t if layer.return_sequences else 1
             for name in ("yf", "yb"):
@@ -270,21 +300,30 @@ class BidirectionalKernel(BuiltinKernel):
             calls.append((self.k.rnn_merge_forward, (rows(of), rows(ob),
                                                      _MERGE_CODES[call.layer.merge_mode],
                                                      rows(_as_3d(call.output)))))
-        return calls
+        n = len(call.outputs[1:]) // 2  # states per direction (return_state)
+        return calls + fwd.final_states(self.k, call, call.outputs[1:1 + n]) + \
+            bwd.final_states(self.k, call, call.outputs[1 + n:])
 
     def backward(self, call: Call) -> list[BoundCall]:
         fwd, bwd = self._directions(call.layer)
         calls: list[BoundCall] = []
+        d_output = call.d_output
+        if d_output is None:  # only the states are read
+            d_output = call.workspace["dout0"]
+            calls.append((self.k.fill_zero, (rows(d_output),)))
         if call.layer.merge_mode == "concat":
-            df, db = self._halves(call, call.d_output)
+            df, db = self._halves(call, d_output)
         else:
             ws = call.workspace
             df, db = ws["dyf"], ws["dyb"]
             calls.append((self.k.rnn_merge_backward, (
-                rows(ws["yf"]), rows(ws["yb"]), rows(_as_3d(call.d_output)),
+                rows(ws["yf"]), rows(ws["yb"]), rows(_as_3d(d_output)),
                 _MERGE_CODES[call.layer.merge_mode], rows(df), rows(db))))
         dx = _dx(call)
-        calls += [_held(call, fwd.backward(self.k, call, df, dx, False)),
+        n = len(call.d_outputs[1:]) // 2  # states per direction (return_state)
+        calls += [*fwd.seed(self.k, call, call.d_outputs[1:1 + n]),
+                  _held(call, fwd.backward(self.k, call, df, dx, False)),
+                  *bwd.seed(self.k, call, call.d_outputs[1 + n:]),
                   _held(call, bwd.backward(self.k, call, db, dx, True))]
         return calls
 

@@ -49,7 +49,7 @@ def plan_views(g: Graph, kernels: Sequence[Kernel], table: BufferTable, value: d
         The names of the layers concatenated in place, and of those writing over input 0.
     """
     for op, kernel in zip(g.ops, kernels):
-        if kernel.view_of_input:
+        if kernel.view_of_input and not op.more_outputs:
             src = op.inputs[0]
             table.make_view(value[op.output], value[src], RESHAPE)
             t = g.tensors[src]
@@ -59,12 +59,13 @@ def plan_views(g: Graph, kernels: Sequence[Kernel], table: BufferTable, value: d
     in_place: list[str] = []
     if share:
         for op, kernel in zip(g.ops, kernels):
-            if kernel.concatenates_inputs and strided_output and \
+            if kernel.concatenates_inputs and strided_output and not op.more_outputs and \
                     _concat_in_place_ok(g, op, kernels):
                 _concat_in_place(g, op, table, value, grad)
                 concat_in_place.append(op.layer.name)
         for op, kernel in zip(g.ops, kernels):
-            if kernel.overwrites_input and _overwrite_ok(g, op, table, value):
+            if kernel.overwrites_input and not op.more_outputs and \
+                    _overwrite_ok(g, op, table, value):
                 table.make_view(value[op.output], value[op.inputs[0]], RESHAPE)
                 in_place.append(op.layer.name)
     cover_views(table)
@@ -94,6 +95,8 @@ def _concat_in_place_ok(g: Graph, op: Op, kernels: Sequence[Kernel]) -> bool:
     for i in op.inputs:
         t = g.tensors[i]
         if t.producer is None or t.output_index is not None or len(t.consumers) != 1:
+            return False
+        if g.ops[t.producer].more_outputs:  # an op with several outputs writes each whole
             return False
         k = kernels[t.producer]
         if not k.strided_output or k.view_of_input:

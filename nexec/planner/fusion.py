@@ -46,7 +46,7 @@ def fuse_activations(g: Graph, can_fuse: Callable[[str], bool],
             continue
         producer = g.ops[t.producer]
         if producer.index in removed or producer.activation != "linear" \
-                or not can_fuse(producer.kind):
+                or producer.more_outputs or not can_fuse(producer.kind):
             continue
         producer.activation = op.activation
         producer.fused.append(op.layer.name)
@@ -82,8 +82,8 @@ def split_input_activations(g: Graph, can_fuse: Callable[[str], bool]) -> Graph:
     ops = []
     for op in g.ops:
         ops.append(op)
-        if op.activation in (None, "linear") or not _needs_input(op.activation) \
-                or not can_fuse(op.kind):
+        if op.activation in (None, "linear") or op.more_outputs \
+                or not _needs_input(op.activation) or not can_fuse(op.kind):
             continue
         out = g.tensors[op.output]
         pre = g.new_tensor(f"{out.name}/pre", out.shape, out.dtype)
@@ -97,7 +97,8 @@ def split_input_activations(g: Graph, can_fuse: Callable[[str], bool]) -> Graph:
     for t in g.tensors.values():
         t.producer, t.consumers = None, []
     for op in ops:
-        g.tensors[op.output].producer = op.index
+        for o in op.outputs:
+            g.tensors[o].producer = op.index
         for i in op.inputs:
             g.tensors[i].consumers.append(op.index)
     g.ops = ops

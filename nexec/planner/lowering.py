@@ -35,7 +35,13 @@ class TensorInfo:
 
 @dataclass
 class Op:
-    """One forward step: a layer applied to tensors; ``activation`` may be fused in."""
+    """One forward step: a layer applied to tensors; ``activation`` may be fused in.
+
+    ``output`` is the layer's (first) output; a layer with several outputs (a recurrent
+    layer with ``return_state=True``: the output, then its final states) lists the others
+    in ``more_outputs``. Fusion and the views of ``nexec.planner.aliasing`` apply to
+    single-output ops only; every other stage treats each output as a tensor of its own.
+    """
 
     index: int
     layer: Layer
@@ -48,6 +54,12 @@ class Op:
     #: that only passes the mask on needs none); None when the input carries no mask. Its
     #: value stays live until this op's backward (``liveness``).
     mask: int | None = None
+    more_outputs: list[int] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> list[int]:
+        """Every output tensor of the op, the layer's order."""
+        return [self.output, *self.more_outputs]
 
     @property
     def kind(self) -> str:
@@ -68,7 +80,7 @@ class Graph:
         """The model dtype (parameters, activations, gradients): that of the float tensors,
         inputs first, float32 when none is float. Integer tensors keep their own dtype."""
         ordered = [self.tensors[i].dtype for i in self.inputs] + \
-            [self.tensors[op.output].dtype for op in self.ops]
+            [self.tensors[o].dtype for op in self.ops for o in op.outputs]
         return float_dtype(ordered)
 
     def new_tensor(self, name: str, shape: tuple, dtype: str) -> int:
@@ -106,14 +118,17 @@ def _lower_into(g: Graph, function: Function, env: dict[int, int]) -> None:
             for outer, inner_t in zip(node.outputs, layer.outputs):
                 env[outer.id] = inner[inner_t.id]
             continue
-        out: SymbolicTensor = node.outputs[0]
-        tid = g.new_tensor(layer.name, out.feature_shape, out.dtype)
-        op = Op(len(g.ops), layer, ins, tid, getattr(layer, "activation", "linear"))
+        outs: list[SymbolicTensor] = node.outputs
+        tids = [g.new_tensor(layer.name if k == 0 else f"{layer.name}:{k}", t.feature_shape,
+                             t.dtype) for k, t in enumerate(outs)]
+        op = Op(len(g.ops), layer, ins, tids[0], getattr(layer, "activation", "linear"),
+                more_outputs=tids[1:])
         source = node.inputs[0].mask if getattr(layer, "consumes_mask", False) else None
         if source is not None and source.id in env:
             op.mask = env[source.id]
-        g.tensors[tid].producer = op.index
+        for out, tid in zip(outs, tids):
+            g.tensors[tid].producer = op.index
+            env[out.id] = tid
         for i in ins:
             g.tensors[i].consumers.append(op.index)
         g.ops.append(op)
-        env[out.id] = tid

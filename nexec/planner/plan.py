@@ -51,6 +51,8 @@ class Plan:
             shape = str((None, *g.tensors[op.output].shape))
             params = ", ".join(f"{k}{v}" for k, v in self.param_shapes[op.layer.name].items())
             lines.append(f"{op.index:>4}  {name:<28} {ins:<30} t{op.output} {shape:<16} {params}")
+            for o in op.more_outputs:  # a layer's further outputs (return_state), one a line
+                lines.append(f"{'':>6}{'':<28} {'':<30} t{o} {str((None, *g.tensors[o].shape))}")
             if op.fused:
                 lines.append(f"{'':>6}fused: {', '.join(op.fused)}")
             if op.layer.name in self.conv_algorithms:

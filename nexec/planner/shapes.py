@@ -17,10 +17,17 @@ def infer_shapes(g: Graph) -> dict[str, dict[str, tuple]]:
     params: dict[str, dict[str, tuple]] = {}
     for op in g.ops:
         in_shapes = [g.tensors[i].shape for i in op.inputs]
-        out = tuple(op.layer.compute_output_shape(in_shapes))
-        if out != g.tensors[op.output].shape:
-            raise ShapeError(f"Layer '{op.layer.name}': inferred output shape {(None, *out)} "
-                             f"but the graph recorded {(None, *g.tensors[op.output].shape)}.")
+        several = getattr(op.layer, "compute_output_shapes", None)
+        outs = [tuple(s) for s in several(in_shapes)] if several is not None \
+            else [tuple(op.layer.compute_output_shape(in_shapes))]
+        if len(outs) != len(op.outputs):
+            raise ShapeError(f"Layer '{op.layer.name}': inferred {len(outs)} output(s) but the "
+                             f"graph recorded {len(op.outputs)}.")
+        for out, tid in zip(outs, op.outputs):
+            if out != g.tensors[tid].shape:
+                raise ShapeError(f"Layer '{op.layer.name}': inferred output shape "
+                                 f"{(None, *out)} but the graph recorded "
+                                 f"{(None, *g.tensors[tid].shape)}.")
         specs = {s.name: tuple(s.shape) for s in op.layer.param_specs(in_shapes)}
         actual = {n: p.shape for n, p in op.layer._params.items()}
         if specs != actual:

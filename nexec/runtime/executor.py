@@ -210,7 +210,8 @@ class Executor:
             call = Call(op.layer, act.code if act.fused else LINEAR,
                         [arr(sched.value[i]) for i in op.inputs], arr(sched.value[op.output]),
                         self.params.params_of(op.layer), ws, self.training, device=dev,
-                        mask=None if op.mask is None else arr(sched.value[op.mask]))
+                        mask=None if op.mask is None else arr(sched.value[op.mask]),
+                        outputs=[arr(sched.value[o]) for o in op.outputs])
             origin = self._kernel_origin(kernel, "forward", op)
             prog.add("forward", _checked(kernel, "forward", kernel.forward(call), op, origin),
                      origin)
@@ -294,7 +295,9 @@ class Executor:
                           for n, p in d_params.items()]
             written.add(id(op.layer))
             code = act.code if act.fused else LINEAR
-            y, dy = arr(sched.value[op.output]), arr(sched.grad[op.output])
+            y = arr(sched.value[op.output])
+            # An output of a layer with several may go unread: no gradient (None).
+            dy = arr(sched.grad[op.output]) if op.output in sched.grad else None
             if sched.fused_loss.get(op.output):
                 code = LINEAR
             elif not act.fused:  # a plugin activation: its gradient first, in place
@@ -304,7 +307,10 @@ class Executor:
             call = Call(op.layer, code, [arr(sched.value[i]) for i in op.inputs], y,
                         self.params.params_of(op.layer), ws, True, dy, d_inputs, d_params,
                         device=self.device,
-                        mask=None if op.mask is None else arr(sched.value[op.mask]))
+                        mask=None if op.mask is None else arr(sched.value[op.mask]),
+                        outputs=[arr(sched.value[o]) for o in op.outputs],
+                        d_outputs=[arr(sched.grad[o]) if o in sched.grad else None
+                                   for o in op.outputs])
             kernel_origin = self._kernel_origin(kernel, "backward", op)
             calls = _checked(kernel, "backward", kernel.backward(call), op, kernel_origin)
             origin: Origin | None = kernel_origin

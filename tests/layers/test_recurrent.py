@@ -304,7 +304,6 @@ def test_config_round_trip_keeps_the_wrappers():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"return_state": True}, "return_state"),
     ({"stateful": True}, "stateful"),
     ({"dropout": 0.2}, "dropout"),
     ({"recurrent_dropout": 0.1}, "recurrent_dropout"),

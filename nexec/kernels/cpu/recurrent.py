@@ -27,6 +27,9 @@ Conventions shared by every kernel here:
 * ``h0`` (and ``c0``) is the initial state ``(batch, units)`` given with ``initial_state=``,
   or an array with 0 rows for Keras' zeros; backward writes its gradient into ``dh0``
   (``dc0``), skipped when that has 0 rows.
+* Backward starts from the gradient of the final state: the caller fills ``dhr`` (and LSTM's
+  ``dc``) with the gradient of the last ``h`` (``c``) as a tensor of its own
+  (``return_state=True``), or with zeros.
 * Activation codes are ``nexec.kernels.activations``' linear, relu, sigmoid and tanh; their
   derivatives are taken from the activation's output.
 * Gate order and weight layout are Keras': LSTM ``i, f, c, o``; GRU ``z, r, h`` with
@@ -380,13 +383,13 @@ def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, xs, xs2d, hs, hprev2d
         hprev2d: (T*N, U) view of ``hs[:T]``, the state each step starts from.
         dout: Gradient of ``out``.
         dz, dz2d: (T, N, U) scratch: pre-activation gradients per step.
-        dh, dhr: (N, U) scratch: the state's gradient, and its part from the next step.
+        dh, dhr: (N, U) scratch: the state's gradient, and its part from the next step;
+            ``dhr`` comes in holding the final state's gradient (or zeros).
         dxs, dxs2d: (T, N, F) scratch for the step-ordered input gradient.
         dx: (N, T, F) input gradient; shape (0, T, F) skips it.
         db: (U,) or (0,).
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
-    dhr[:, :] = 0.0
     for s in range(t_len - 1, -1, -1):
         _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, ids, zero, dh)
         h, dzs = hs[s + 1], dz[s]
@@ -491,11 +494,9 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs
 def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, dc0, xs, xs2d, g, cs, tc,
                   hs, hprev2d, dout, dz, dz2d, dh, dhr, dc, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`lstm_forward`; arguments as :func:`rnn_backward`, plus the kept
-    ``g``, ``cs``, ``tc`` and ``dc`` (N, U) scratch for the cell state's gradient; ``dz`` is
-    (T, N, 4U)."""
+    ``g``, ``cs``, ``tc`` and ``dc`` (N, U) scratch for the cell state's gradient, coming in
+    holding the final cell state's gradient (or zeros); ``dz`` is (T, N, 4U)."""
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
-    dhr[:, :] = 0.0
-    dc[:, :] = 0.0
     fused = act == TANH and ract == SIGMOID
     for s in range(t_len - 1, -1, -1):
         _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, ids, zero, dh)
@@ -575,7 +576,6 @@ def gru_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, xs, xs2d, g, rh
     """Gradients of :func:`gru_forward`; ``dzx``/``dzr`` (T, N, 3U) scratch: pre-activation
     gradients of the input and recurrent projections; ``db`` (2, 3U) or (0, 3U)."""
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
-    dhr[:, :] = 0.0
     for s in range(t_len - 1, -1, -1):
         _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, ids, zero, dh)
         gs, hp, rhs, dx_s, dr_s = g[s], hs[s], rh[s], dzx[s], dzr[s]

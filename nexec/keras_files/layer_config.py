@@ -214,6 +214,8 @@ def from_keras_layer(entry: dict[str, Any], problems: list[str],
                 continue
             value = value["config"]
         elif key in ("layer", "backward_layer") and isinstance(value, dict):
+            if class_name == "Bidirectional":  # Keras sets it on the wrapped layers; nexec's
+                value = _without(value, "zero_output_for_mask")  # Bidirectional does it
             inner_cls, inner = from_keras_layer(value, problems, probe=False)
             if inner_cls is None:
                 continue
@@ -226,6 +228,12 @@ def from_keras_layer(entry: dict[str, Any], problems: list[str],
     if probe and len(problems) == before:
         _probe(cls, kwargs, required, where, problems)
     return cls, kwargs
+
+
+def _without(entry: dict[str, Any], key: str) -> dict[str, Any]:
+    """A layer entry whose config lacks ``key``."""
+    config = {k: v for k, v in (entry.get("config") or {}).items() if k != key}
+    return {**entry, "config": config}
 
 
 def _inert(key: str, value: Any) -> bool:

@@ -53,9 +53,7 @@ def gru_state_only() -> keras.Model:
 
 
 def bidirectional_lstm_states() -> keras.Model:
-    """Keras' order of a Bidirectional's states: forward h, c, then backward h, c. (Without
-    return_sequences: Keras writes zero_output_for_mask=True into the wrapped layers' configs
-    then, which nexec's Keras-file reader does not take yet.)"""
+    """Keras' order of a Bidirectional's states: forward h, c, then backward h, c."""
     x = keras.Input((T, F), name="x")
     last, fh, fc, bh, bc = layers.Bidirectional(
         layers.LSTM(U, return_state=True), merge_mode="sum", name="bi")(x)
@@ -63,8 +61,19 @@ def bidirectional_lstm_states() -> keras.Model:
                        name="bidirectional_lstm_states")
 
 
+def bidirectional_gru_sequences() -> keras.Model:
+    """return_sequences inside a Bidirectional: Keras writes zero_output_for_mask=True into the
+    wrapped layers' configs (what nexec's Bidirectional does with masked steps anyway)."""
+    x = keras.Input((T, F), name="x")
+    seq, fh, bh = layers.Bidirectional(
+        layers.GRU(U, return_sequences=True, return_state=True), name="bi")(x)
+    return keras.Model(x, [layers.TimeDistributed(layers.Dense(2), name="head")(seq), bh],
+                       name="bidirectional_gru_sequences")
+
+
 CASES = {"seq2seq_lstm": seq2seq_lstm, "gru_states_out": gru_states_out,
-         "gru_state_only": gru_state_only, "bidirectional_lstm_states": bidirectional_lstm_states}
+         "gru_state_only": gru_state_only, "bidirectional_lstm_states": bidirectional_lstm_states,
+         "bidirectional_gru_sequences": bidirectional_gru_sequences}
 
 
 def as_list(y: object) -> list[np.ndarray]:

@@ -15,7 +15,8 @@ from nexec.testing import assert_close
 
 HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     "keras_reference", "return_state")
-CASES = ["seq2seq_lstm", "gru_states_out", "gru_state_only", "bidirectional_lstm_states"]
+CASES = ["seq2seq_lstm", "gru_states_out", "gru_state_only", "bidirectional_lstm_states",
+         "bidirectional_gru_sequences"]
 #: JAX's float64 recurrences differ from PyTorch's float64 (and nexec's) by ~1e-7 (as in
 #: test_masking_keras.py); test_return_state.py checks the same layers against PyTorch to 1e-10.
 TOL = 1e-6

@@ -51,6 +51,12 @@ CASES = {
                        "categorical_crossentropy",
                        ["categorical_accuracy", ("TopKCategoricalAccuracy", {"k": 2}),
                         ("BinaryAccuracy", {"threshold": 0.4})], "onehot"),
+    "mse_through_elementwise": ([("Rescaling", {"scale": 0.5}),
+                                 ("LSTM", {"units": 3, "return_sequences": True}),
+                                 ("LayerNormalization", {}),
+                                 ("LeakyReLU", {"negative_slope": 0.2}),
+                                 ("Dense", {"units": 2}), ("ELU", {})],
+                                "mse", ["mae"], "reg"),
 }
 
 #: name -> layers after the Embedding: each drops the mask with Keras' warning

@@ -217,7 +217,7 @@ def test_layers_that_drop_the_mask_warn_and_match_keras(case):
 
 
 @pytest.mark.parametrize("make", [lambda: layers.Add(name="f"),
-                                  lambda: layers.LayerNormalization(name="f"),
+                                  lambda: layers.BatchNormalization(name="f"),
                                   lambda: layers.Softmax(name="f")])
 def test_a_layer_keras_passes_the_mask_through_is_refused(make):
     """Keras 3 passes the mask on through these; nexec does not yet and refuses."""
@@ -292,3 +292,17 @@ def test_masked_loss_and_metrics_on_cuda_match_the_cpu():
                      what=f"fit {key}")
     for a, b in zip(w_c, w_g):
         assert_close(b, a, rtol=1e-10, atol=1e-12, what="weights")
+
+
+def test_the_mask_calls_can_join_a_whole_compiled_step():
+    """The loss and metric phases of a masked program are Numba kernels that
+    ``jit_step=True`` can compile (this model's forward has a call that cannot)."""
+    from nexec.runtime import wholestep
+
+    model = _dense_masked_model("cpu", ["accuracy"])
+    rec = RECORDED["masked"]["scce_lstm_dense"]
+    model.fit(np.array(rec["ids"], np.int32), np.array(rec["y"]), batch_size=BATCH,
+              verbose=0, sample_weight=np.array(rec["sw_step"]))
+    prog = model._trainer.train_executor.program(BATCH, True)
+    reasons = wholestep.uncompilable(prog, "train")
+    assert not [r for r in reasons if r.startswith(("loss", "metric"))], reasons

@@ -306,3 +306,14 @@ def test_the_mask_calls_can_join_a_whole_compiled_step():
     prog = model._trainer.train_executor.program(BATCH, True)
     reasons = wholestep.uncompilable(prog, "train")
     assert not [r for r in reasons if r.startswith(("loss", "metric"))], reasons
+
+
+def test_data_parallel_training_refuses_a_masked_output():
+    model = _model(RECORDED["masked"]["mse_gru_time_distributed"])
+
+    class Strategy:  # never reached: the masked output is refused first
+        def attach(self, trainer):  # noqa: ANN001, ANN202
+            raise AssertionError("attached")
+
+    with pytest.raises(ArgumentError, match="distribute.*carries a mask"):
+        model.compile(optimizer="sgd", loss="mse", distribute=Strategy())

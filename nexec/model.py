@@ -363,7 +363,6 @@ class Model(Function, Layer):
                                      distribute)
             return
         self._ensure_built()
-        _warn_masked_outputs(self, loss)
         self._trainer = Trainer(self, optimizer, loss, metrics, loss_weights, device, jit_step,
                                 distribute)
 
@@ -758,22 +757,3 @@ def summary_text(model: Model, line_length: int | None = None) -> str:
     lines += ["=" * width, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
               f"Non-trainable params: {total - trainable:,}", "_" * width]
     return "\n".join(lines)
-
-
-def _warn_masked_outputs(model: Any, loss: Any) -> None:
-    """Warns (never silently differs) when a model output carries a mask and gets a loss:
-    Keras 3 weights that loss by the mask, nexec's loss counts every step."""
-    if loss is None:
-        return
-    import warnings
-
-    for t in getattr(model, "outputs", []):
-        if t.mask is not None:
-            warnings.warn(
-                f"Model '{model.name}': output {t.name!r} carries a mask (from "
-                f"Embedding(mask_zero=True) through {t.mask.name!r}); Keras 3 would weight its "
-                "loss and metrics by the mask, nexec computes them over every step, padding "
-                "included. Consume the mask before the output (return_sequences=False, "
-                "GlobalAveragePooling1D) or pass sample_weight yourself.", UserWarning,
-                stacklevel=3)
-

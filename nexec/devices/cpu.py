@@ -45,6 +45,7 @@ class CpuDevice(Device):
             dense,
             embedding,
             loss,
+            masking,
             merge,
             metric,
             normalization,
@@ -57,7 +58,7 @@ class CpuDevice(Device):
         )
 
         return (activation, conv, conv_more, dense, embedding, loss, merge, metric, normalization,
-                optimizer, pooling, recurrent, regularization, reshaping, winograd)
+                optimizer, pooling, recurrent, regularization, reshaping, winograd, masking)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

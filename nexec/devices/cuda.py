@@ -55,6 +55,7 @@ class CudaDevice(Device):
             dense,
             embedding,
             loss,
+            masking,
             merge,
             metric,
             normalization,
@@ -65,7 +66,7 @@ class CudaDevice(Device):
         )
 
         return (activation, conv, dense, embedding, loss, merge, metric, normalization, optimizer,
-                pooling, regularization, reshaping)
+                pooling, regularization, reshaping, masking)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cuda import elementwise

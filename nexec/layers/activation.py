@@ -43,6 +43,8 @@ class ReLU(_Elementwise):
         threshold: Where the slope changes; >= 0.
     """
 
+    supports_masking = True  # does not read the mask; passes it on, as in Keras 3
+
     def __init__(self, max_value: float | None = None, negative_slope: float = 0.0,
                  threshold: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -68,6 +70,8 @@ class LeakyReLU(_Elementwise):
         negative_slope: The slope below zero; >= 0.
     """
 
+    supports_masking = True  # does not read the mask; passes it on, as in Keras 3
+
     def __init__(self, negative_slope: float = 0.3, **kwargs: Any) -> None:
         if "alpha" in kwargs:  # Keras 2's name, still accepted by Keras 3
             negative_slope = kwargs.pop("alpha")
@@ -88,6 +92,8 @@ class ELU(_Elementwise):
     Args:
         alpha: Scale of the negative part.
     """
+
+    supports_masking = True  # does not read the mask; passes it on, as in Keras 3
 
     def __init__(self, alpha: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -111,6 +117,8 @@ class PReLU(Layer):
             e.g. ``[1, 2]`` for one slope per channel of an image. nexec needs them to be the
             leading feature axes (``[1]``, ``[1, 2]``...).
     """
+
+    supports_masking = True  # does not read the mask; passes it on, as in Keras 3
 
     def __init__(self, alpha_initializer: Any = "Zeros", alpha_regularizer: Any = None,
                  alpha_constraint: Any = None, shared_axes: Any = None,
@@ -192,6 +200,8 @@ class Rescaling(_Elementwise):
         offset: A number.
     """
 
+    supports_masking = True  # does not read the mask; passes it on, as in Keras 3
+
     def __init__(self, scale: float, offset: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         where = f"Rescaling '{self.name}'"
@@ -214,6 +224,8 @@ class Normalization(_Elementwise):
         mean, variance: A number or one value per channel.
         invert: Undo the normalisation instead: ``mean + x * sqrt(variance)``.
     """
+
+    supports_masking = True  # does not read the mask; passes it on, as in Keras 3
 
     def __init__(self, axis: int | None = -1, mean: Any = None, variance: Any = None,
                  invert: bool = False, **kwargs: Any) -> None:

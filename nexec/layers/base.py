@@ -28,7 +28,18 @@ from nexec.graph import (
 from nexec.plugins import registry
 from nexec.random import generator
 
-__all__ = ["Layer", "ParamSpec", "Shape"]
+__all__ = ["Layer", "ParamSpec", "Shape", "KERAS_MASKING_LAYERS"]
+
+#: The Keras 3.15 layers (of those nexec has) whose ``supports_masking`` is True: they pass
+#: a mask on (or read it). One of them that does not support masking in nexec refuses a
+#: masked input; any other layer drops the mask with Keras' warning, as Keras does.
+KERAS_MASKING_LAYERS = frozenset({
+    "Activation", "Add", "Average", "BatchNormalization", "Bidirectional", "Concatenate",
+    "Dense", "Dot", "Dropout", "ELU", "GRU", "GaussianNoise", "GlobalAveragePooling1D",
+    "LSTM", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum", "Multiply",
+    "Normalization", "PReLU", "ReLU", "Rescaling", "SimpleRNN", "Softmax",
+    "SpatialDropout1D", "SpatialDropout2D", "Subtract", "TimeDistributed",
+})
 
 Shape = tuple  # a feature shape: the sample shape without the batch axis
 
@@ -78,8 +89,10 @@ class Layer:
     #: other layer computes in floating point and refuses integer tensors when called.
     accepts_ids: bool = False
     #: Keras' name: whether the layer takes an input that carries a mask (see
-    #: :meth:`compute_mask`). A layer that does not is refused such an input when called,
-    #: rather than ignoring the mask silently.
+    #: :meth:`compute_mask`). A layer that does not drops the mask with Keras 3's warning
+    #: (its output carries none, its numbers are those of the unmasked input), except one
+    #: whose Keras twin passes the mask on (:data:`KERAS_MASKING_LAYERS`): nexec refuses
+    #: that input rather than compute something Keras would not.
     supports_masking: bool = False
     #: Whether the layer's kernels read the mask of its input (recurrent layers,
     #: GlobalAveragePooling1D): the planner then binds the mask source to the op
@@ -193,7 +206,8 @@ class Layer:
                 f"dtype='{self.dtype}'), and leave the other layers' dtype unset.")
 
     def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
-        """A masked input only into a layer that supports masking: never ignored silently."""
+        """A masked input into a layer without masking: Keras 3's warning (the mask is
+        dropped), or an error where Keras would pass the mask on; never ignored silently."""
         if self.supports_masking:
             if self.consumes_mask and tensors[0].mask is not None:
                 t, mask = tensors[0], tensors[0].mask
@@ -204,16 +218,25 @@ class Layer:
                         f"{mask.name!r} has shape {mask.shape}; it needs {(None, *t.shape[1:2])}.")
             return
         masked = next((t for t in tensors if t.mask is not None), None)
-        if masked is not None:
-            assert masked.mask is not None
+        if masked is None:
+            return
+        assert masked.mask is not None
+        kind = type(self).__name__
+        if kind in KERAS_MASKING_LAYERS:
             raise GraphError(
-                f"Layer '{self.name}' ({type(self).__name__}) was called on {masked.name!r}, "
-                f"which carries a mask (entries of {masked.mask.name!r} equal to 0 are "
-                f"padding, from Embedding(mask_zero=True)), but {type(self).__name__} does not "
-                "support masking: nexec refuses the mask rather than drop it silently (Keras "
-                "drops it with a warning, or passes it on where nexec cannot yet). Use "
+                f"Layer '{self.name}' ({kind}) was called on {masked.name!r}, which carries a "
+                f"mask (entries of {masked.mask.name!r} equal to 0 are padding, from "
+                f"Embedding(mask_zero=True)); Keras 3 passes the mask on through {kind}, "
+                "nexec does not support that yet and refuses rather than drop it. Use "
                 "mask_zero=False, or feed the masked tensor to a layer that supports masking "
                 "(docs/keras.md, Masks).")
+        # Keras 3.15's words (keras/src/layers/layer.py, Layer.__call__); the output
+        # carries no mask (``compute_mask`` returns None when supports_masking is False).
+        warnings.warn(
+            f"Layer '{self.name}' (of type {kind}) was passed an input with a mask attached "
+            "to it. However, this layer does not support masking and will therefore destroy "
+            "the mask information. Downstream layers will not see the mask.", UserWarning,
+            stacklevel=3)
 
     def _check_inputs(self, inputs: Any) -> list[SymbolicTensor]:
         many = isinstance(inputs, (list, tuple))

@@ -153,6 +153,8 @@ class LayerNormalization(Layer):
             Accepted at their defaults only (``rms_scaling`` is deprecated in Keras).
     """
 
+    supports_masking = True  # does not read the mask; passes it on, as in Keras 3
+
     def __init__(self, axis: Any = -1, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer: Any = "zeros",
                  gamma_initializer: Any = "ones", beta_regularizer: Any = None,

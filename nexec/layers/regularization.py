@@ -211,6 +211,8 @@ class GaussianNoise(_RandomLayer):
         seed: Seed of the layer's random stream.
     """
 
+    supports_masking = True  # does not read the mask; passes it on, as in Keras 3
+
     def __init__(self, stddev: float, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stddev = unit_float(stddev, "stddev", f"GaussianNoise '{self.name}'")

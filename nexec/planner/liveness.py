@@ -2,9 +2,10 @@
 
 A value is live from the step that writes it (0 for a model input) to the last step that
 reads it. In training, backward reads what its kernel saves (``saves_inputs``,
-``saves_output``), and the loss step reads the model outputs; at inference the outputs stay
-until the last forward step, where the caller copies them out. Values still needed after
-the forward steps have the role ``saved``.
+``saves_output``), and the loss step reads the model outputs and the mask sources of masked
+outputs (``Graph.output_masks``); at inference the outputs (and those mask sources) stay
+until the last forward step, where the caller copies them out (or the loss reads them).
+Values still needed after the forward steps have the role ``saved``.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def value_buffers(g: Graph, kernels: Sequence[Kernel], steps: StepNumbering, bat
     for op in g.ops:
         if op.mask is not None:
             masked_by.setdefault(op.mask, []).append(op.index)
+    loss_masks = {m for m in g.output_masks if m is not None}  # read by the loss step
     for tid, t in g.tensors.items():
         first = 0 if t.producer is None else steps.forward(t.producer)
         mask_readers = masked_by.get(tid, [])
@@ -50,9 +52,9 @@ def value_buffers(g: Graph, kernels: Sequence[Kernel], steps: StepNumbering, bat
                 last = max(last, steps.backward(c))
             if t.producer is not None and kernels[t.producer].saves_output:
                 last = max(last, steps.backward(t.producer))
-            if t.output_index is not None:
+            if t.output_index is not None or tid in loss_masks:
                 last = max(last, steps.loss)
-        elif t.output_index is not None:
+        elif t.output_index is not None or tid in loss_masks:
             last = max(last, steps.n - 1)
         role = "input" if t.is_input else ("saved" if last >= steps.n else "activation")
         value[tid] = table.add(names[tid], role, (batch, *t.shape), first, last,

@@ -74,6 +74,10 @@ class Graph:
     tensors: dict[int, TensorInfo]
     inputs: list[int]
     outputs: list[int]
+    #: Per model output, the tensor whose zeros mark its padding (its Keras mask, one id per
+    #: loss row), or None: the loss and metrics of a masked output are weighted by the mask
+    #: (``nexec.training.masking``), so the ids stay live until the loss step (``liveness``).
+    output_masks: list[int | None] = field(default_factory=list)
 
     @property
     def dtype(self) -> str:
@@ -91,7 +95,7 @@ class Graph:
 
 def lower(function: Function) -> Graph:
     """Flattens ``function`` (a ``Model``; nested models inlined) into a :class:`Graph`."""
-    g = Graph([], {}, [], [])
+    g = Graph([], {}, [], [], [])
     env: dict[int, int] = {}
     for t in function.inputs:
         tid = g.new_tensor(t.producer.layer.name, t.feature_shape, t.dtype)
@@ -103,6 +107,7 @@ def lower(function: Function) -> Graph:
         g.outputs.append(env[t.id])
         if g.tensors[env[t.id]].output_index is None:
             g.tensors[env[t.id]].output_index = i
+        g.output_masks.append(env.get(t.mask.id) if t.mask is not None else None)
     return g
 
 

@@ -240,11 +240,18 @@ class Executor:
         prog.targets = [prog.refs(t) for t in targets]
         weights = [w[:prog.batch] for w in self._weights] if weighted else []
         prog.weights = [prog.refs(w) for w in weights]
+        masks = g.output_masks or [None] * len(g.outputs)
         for k, (out, obj) in enumerate(zip(g.outputs, self.objectives)):
             p = rows(arr(sched.value[out]))
-            y = targets[k] if obj.loss.sparse else rows(targets[k])
+            # Integer labels: one per row of ``p`` (a sequence output's are (batch, T)).
+            y = dev.reshape(targets[k], (p.shape[0],)) if obj.loss.sparse else rows(targets[k])
             # One weight per row of ``p`` (the loss rows of a sample are consecutive).
             w = dev.reshape(weights[k], (p.shape[0],)) if weighted else None
+            source = masks[k]
+            ids = None if source is None else dev.reshape(arr(sched.value[source]),
+                                                          (p.shape[0],))
+            if ids is not None:  # Keras' apply_mask: the mask (and sample weights) as weights
+                w = self._mask_weights(prog, k, ids, w, g.tensors[out].dtype)
             slot = self._slot(f"loss {k}", np.float64)
             prog.memories[f"loss {k}"] = slot
             loss_origin = self._origin("losses", obj.loss.name, obj.loss,
@@ -255,7 +262,12 @@ class Executor:
                 m = len(prog.metric_slots)
                 slot = self._slot(f"metric {m}", np.dtype(metric.dtype), metric.size)
                 prog.memories[f"metric {m}"] = slot
-                prog.add("metric", [metric.bind(dev, p, y, slot)],
+                reads_mask = getattr(metric, "reads_mask", False)
+                if reads_mask and ids is None:
+                    raise PluginError(f"Metric '{name}' of output {k} reads a mask, but the "
+                                      "output carries none.")
+                prog.add("metric", [metric.bind(dev, p, y, slot, *([ids] if reads_mask
+                                                                   else []))],
                          self._origin("metrics", metric.name, metric,
                                       f"metric '{name}' of output {k}"))
                 prog.metric_slots.append((k, name, prog.refs(slot), metric.total(p)))
@@ -267,8 +279,24 @@ class Executor:
                 prog.add("backward",
                          [obj.loss.bind_grad(dev, p, y, obj.weight / p.shape[0], dp, act)],
                          loss_origin)
-                if weighted:  # d(sum_i w_i l_i / N): each row's gradient times its weight
+                if w is not None:  # d(sum_i w_i l_i / N): each row's gradient times its weight
                     prog.add("backward", [(dev.kernels.scale_rows, (dp, w))])
+
+    def _mask_weights(self, prog: Program, k: int, ids: Any, w: Any, dtype: Any) -> Any:
+        """Binds the call writing output ``k``'s loss weights from its mask (``ids != 0``)
+        and sample weights ``w`` (None: unweighted), Keras 3's ``apply_mask`` for the
+        "sum_over_batch_size" reduction (``nexec.kernels.cpu.masking``); returns them."""
+        assert self.schedule is not None
+        rows_per_sample = int(ids.shape[0]) // max(prog.batch, 1)
+        full = self._slot(f"mask weights {k}", np.dtype(dtype),
+                          self.schedule.batch * rows_per_sample)
+        prog.memories[f"mask weights {k}"] = full
+        mw = full[:ids.shape[0]]
+        kern = self.device.kernels
+        call = (kern.loss_mask_weights, (ids, mw)) if w is None else \
+            (kern.loss_mask_weights_times, (ids, w, mw))
+        prog.add("loss", [call])
+        return mw
 
     def _bind_backward(self, prog: Program, sched: Schedule, arr: Any) -> None:
         g = self.plan.graph

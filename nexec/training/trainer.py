@@ -36,6 +36,7 @@ from nexec.training.callbacks import Callback, CallbackList, History
 from nexec.training.data import as_inputs, as_targets, split_by_name
 from nexec.training.loss_objects import resolve as resolve_loss
 from nexec.training.loss_objects import saved_form
+from nexec.training.masking import masked_metric
 from nexec.training.metrics import resolve_metric
 from nexec.training.progress import ProgressBar
 from nexec.training.sample_weights import as_sample_weights
@@ -205,6 +206,7 @@ class Trainer:
                                     for m in ms])
             for loss_fn, w, ms, out in zip(self.losses, weights, per_output_metrics,
                                            model.outputs)]
+        self._mask_objectives(distribute)
         self.optimizer = opt_module.get(optimizer)
         # What ``model.save`` records to compile a loaded model the same way (by name).
         self.config = {"loss": [saved_form(loss_fn) for loss_fn in self.losses],
@@ -229,6 +231,32 @@ class Trainer:
                                         f"as nexec.distribute.RayDataParallel(), got "
                                         f"{distribute!r}.")
             self.distribute = distribute.attach(self)
+
+    def _mask_objectives(self, distribute: Any) -> None:
+        """Keras 3's masks on the objectives of the outputs that carry one: their metrics
+        become masked ones (``nexec.training.masking``; the executor weights their losses);
+        what nexec cannot weigh by the mask is refused here, never computed unmasked."""
+        device = get_device(self.device)
+        for k, (out, obj) in enumerate(zip(self.model.outputs, self.objectives)):
+            if out.mask is None:
+                continue
+            name = self.model.output_names[k]
+            if tuple(out.mask.feature_shape) != tuple(out.feature_shape[:-1]):
+                raise ArgumentError(
+                    f"compile(): output {name!r} {out.shape} carries a mask of shape "
+                    f"{out.mask.shape} (from {out.mask.name!r}), not one flag per loss row "
+                    f"{(None, *out.feature_shape[:-1])}; nexec cannot weight its loss by it.")
+            if obj.loss.on(device).weighted is None:
+                raise ArgumentError(
+                    f"compile(): output {name!r} carries a mask (from Embedding(mask_zero="
+                    f"True)), which Keras 3 applies to the loss as per-row weights, but loss "
+                    f"{obj.loss.name!r} has no weighted kernel on device '{self.device}'.")
+            if distribute is not None:
+                raise ArgumentError(
+                    f"compile(distribute=...): output {name!r} carries a mask; its loss is "
+                    "divided by the valid rows of the whole batch, which data-parallel "
+                    "training does not combine yet. Train on one process.")
+            obj.metrics = [(n, masked_metric(metric, n, name)) for n, metric in obj.metrics]
 
     @staticmethod
     def _per_output(value: Any, names: list[str], what: str) -> list[Any]:

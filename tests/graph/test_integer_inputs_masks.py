@@ -91,11 +91,12 @@ def test_mask_zero_gives_the_ids_as_mask_source():
 @pytest.mark.parametrize("make", [lambda: layers.Flatten(name="f"),
                                   lambda: layers.Conv1D(3, 2, name="f"),
                                   lambda: layers.GlobalMaxPooling1D(name="f")])
-def test_a_layer_without_masking_refuses_a_masked_input(make):
+def test_a_layer_without_masking_drops_the_mask_with_keras_warning(make):
     ids = Input(shape=(4,), dtype="int32", name="ids")
     e = layers.Embedding(5, 2, mask_zero=True, name="emb")(ids)
-    with pytest.raises(GraphError, match=r"'f' .*'emb'.*mask.*'ids'.*mask_zero=False"):
-        make()(e)
+    with pytest.warns(UserWarning, match=r"Layer 'f' \(of type \w+\) was passed an input "
+                                         r"with a mask.*Downstream layers will not see"):
+        assert make()(e).mask is None
 
 
 def test_a_merge_refuses_a_masked_input():

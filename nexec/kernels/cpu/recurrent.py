@@ -343,6 +343,14 @@ def _pass_padded(ids, s, t_len, reverse, dh, dhr):
 
 # --- SimpleRNN ---------------------------------------------------------------------------
 @kernel
+def _tanh_grad_row(h, dh, dz):
+    """dz = dh (1 - h^2) in the data's precision (a float64 1.0 would widen float32 rows)."""
+    one = _one(h[0])
+    for j in range(h.shape[0]):
+        dz[j] = dh[j] * (one - h[j] * h[j])
+
+
+@kernel
 def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d, hu, hs, out):
     """h_s = act(x_t @ w + h_{s-1} @ u + b).
 
@@ -396,6 +404,9 @@ def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, xs, xs2d, hs, hprev2d
         for i in range(n):
             if _padded(ids, i, s, t_len, reverse):
                 _zero_row(dzs[i])
+                continue
+            if act == TANH:
+                _tanh_grad_row(h[i], dh[i], dzs[i])
                 continue
             for j in range(units):
                 dzs[i, j] = dh[i, j] * _dact(h[i, j], act)
@@ -529,6 +540,38 @@ def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, dc0, xs, xs2d,
 
 # --- GRU (reset_after) -------------------------------------------------------------------
 @kernel
+def _gru_cell_row(row, hu, hp, rh, h, units):
+    """One batch row of one step with sigmoid gates and tanh (Keras' default), in the data's
+    precision: ``row`` (input projection z, r, h~ with its bias) and ``hu`` (``h @ u`` with
+    the recurrent bias) become the activations; writes the recurrent candidate part and h."""
+    one = _one(row[0])
+    for j in range(units):
+        zg = _sig(row[j] + hu[j])
+        rg = _sig(row[units + j] + hu[units + j])
+        rv = hu[2 * units + j]
+        hh = _tanh(row[2 * units + j] + rg * rv)
+        row[j], row[units + j], row[2 * units + j] = zg, rg, hh
+        rh[j] = rv
+        h[j] = zg * hp[j] + (one - zg) * hh
+
+
+@kernel
+def _gru_cell_grad_row(row, hp, rh, dh, dx, dr, units):
+    """Backward of :func:`_gru_cell_row` for one batch row: ``dx``/``dr`` get the input and
+    recurrent projections' pre-activation gradients, ``dh`` the direct path's part."""
+    one = _one(row[0])
+    for j in range(units):
+        zg, rg, hh = row[j], row[units + j], row[2 * units + j]
+        d = dh[j]
+        dah = d * (one - zg) * (one - hh * hh)
+        daz = d * (hp[j] - hh) * (zg - zg * zg)
+        dar = dah * rh[j] * (rg - rg * rg)
+        dx[j], dx[units + j], dx[2 * units + j] = daz, dar, dah
+        dr[j], dr[units + j], dr[2 * units + j] = daz, dar, dah * rg
+        dh[j] = d * zg
+
+
+@kernel
 def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, xs, xs2d, g, g2d, hu, rh,
                 hs, out):
     """Keras' GRU with ``reset_after=True`` (PyTorch's GRU):
@@ -547,6 +590,7 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, xs, xs2d, g
     np.dot(xs2d, w, g2d)
     _initial_state(h0, hs[0])
     has_bias = b.shape[0] > 0
+    fused = act == TANH and ract == SIGMOID  # Keras' default: one pass in the data's precision
     for s in range(t_len):
         np.dot(hs[s], u, hu)
         gs, hp, h, rhs = g[s], hs[s], hs[s + 1], rh[s]
@@ -558,6 +602,9 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, xs, xs2d, g
         for i in range(n):
             if _padded(ids, i, s, t_len, reverse):
                 _copy_row(h[i], hp[i])
+                continue
+            if fused:
+                _gru_cell_row(gs[i], hu[i], hp[i], rhs[i], h[i], units)
                 continue
             for j in range(units):
                 zg = _act(gs[i, j] + hu[i, j], ract)
@@ -576,6 +623,7 @@ def gru_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, xs, xs2d, g, rh
     """Gradients of :func:`gru_forward`; ``dzx``/``dzr`` (T, N, 3U) scratch: pre-activation
     gradients of the input and recurrent projections; ``db`` (2, 3U) or (0, 3U)."""
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    fused = act == TANH and ract == SIGMOID
     for s in range(t_len - 1, -1, -1):
         _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, ids, zero, dh)
         gs, hp, rhs, dx_s, dr_s = g[s], hs[s], rh[s], dzx[s], dzr[s]
@@ -583,6 +631,9 @@ def gru_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, xs, xs2d, g, rh
             if _padded(ids, i, s, t_len, reverse):  # dh[i] stays: the direct path is all
                 _zero_row(dx_s[i])
                 _zero_row(dr_s[i])
+                continue
+            if fused:
+                _gru_cell_grad_row(gs[i], hp[i], rhs[i], dh[i], dx_s[i], dr_s[i], units)
                 continue
             for j in range(units):
                 zg, rg, hh = gs[i, j], gs[i, units + j], gs[i, 2 * units + j]

@@ -25,6 +25,9 @@ two-thread GEMMs (docs/performance.md).
   the GIL (``nogil``), so the shards really run in parallel. An exception in any shard is
   raised in the caller. If another thread is already running shards, this one runs its
   shards one after the other instead of waiting. A forked child starts its own workers.
+  Once its own shards are done the caller runs any shard a worker has not started yet (a
+  worker thread descheduled on a busy machine), so a step never waits for a thread that has
+  not begun; which thread runs a shard does not change its result.
 * ``fork_safe_step()`` surrounds every CPU step: ``os.fork()`` from any thread waits until
   the steps running in other threads have finished (new ones wait for the fork). A fork in
   the middle of a kernel would copy BLAS's internal locks held by a thread that does not
@@ -148,6 +151,11 @@ class _Worker:
         with self.cond:
             self.pending.append((fn, args, errors))
             self.cond.notify_all()
+
+    def take(self) -> tuple[Any, tuple, list[BaseException]] | None:
+        """Removes and returns the oldest call this worker has not started, or None."""
+        with self.cond:
+            return self.pending.pop(0) if self.pending else None
 
     def wait_idle(self) -> None:
         """Returns once every call given to this worker has finished."""
@@ -332,6 +340,9 @@ def run_shards(calls: tuple) -> None:
                         worker.submit(fn, args, errors)
                 for fn, args in calls[::threads]:
                     fn(*args)
+                for worker in reversed(used):  # shards whose thread has not started them
+                    while (stolen := worker.take()) is not None:  # (descheduled) run here
+                        stolen[0](*stolen[1])
             except BaseException as exc:  # noqa: BLE001 - raised after the others finish
                 error = exc
             interrupt = _wait_for(used)

@@ -151,8 +151,9 @@ def test_shards_are_grouped_onto_the_free_cores():
     by_thread = {}
     for i, t in seen:
         by_thread.setdefault(t, []).append(i)
-    assert sorted(by_thread.values()) == [[0, 2], [1]]
-    assert by_thread[threading.get_ident()] == [0, 2]
+    assert len(by_thread) <= 2  # two threads at most (the caller may run shard 1 too, when
+    assert {0, 2} <= set(by_thread[threading.get_ident()])  # its worker has not started it)
+    assert sorted(i for i, _ in seen) == [0, 1, 2]
 
 
 def _blas_threads():

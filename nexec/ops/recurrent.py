@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from nexec.ops.base import BoundCall, Call, Workspace, empty_like_skip, rows, view_2d
-from nexec.ops.builtin import BuiltinKernel, _bias
+from nexec.ops.builtin import BuiltinKernel, _bias, _part, _shard_slices
 from nexec.plugins import registry
 
 __all__ = ["OP_KERNEL_CLASSES", "SimpleRNNKernel", "LSTMKernel", "GRUKernel",
@@ -121,43 +121,60 @@ class _Direction:
         shape = (0, 3 * self.layer.units) if self.cell == "gru" else (0,)
         return call.device.zeros(shape, call.output.dtype)
 
-    def forward(self, k: Any, call: Call, x: Any, out: Any) -> BoundCall:
-        ws = {n[len(self.prefix):]: a for n, a in call.workspace.items()
-              if n.startswith(self.prefix)}
+    def _tables(self, call: Call, part: str) -> tuple[dict, dict]:
+        """This direction's workspaces and the shared scratch of batch shard ``part`` (its
+        name prefix; "" for an op that runs whole)."""
+        own = part + self.prefix
+        return ({n[len(own):]: a for n, a in call.workspace.items() if n.startswith(own)},
+                {n[len(part):]: a for n, a in call.workspace.items() if n.startswith(part)})
+
+    def forward(self, k: Any, call: Call, x: Any, out: Any, part: str = "",
+                sl: slice = slice(None)) -> BoundCall:
+        """The forward call over batch rows ``sl`` of ``x`` and ``out`` (the shard whose
+        workspaces are prefixed ``part``)."""
+        ws, sh = self._tables(call, part)
         w, u = self._param(call.params, "kernel"), self._param(call.params, "recurrent_kernel")
         lay = self.layer
-        head: tuple = (x, w, u, self._b(call), _code(lay.cell_activation))
+        head: tuple = (_part(x, sl), w, u, self._b(call), _code(lay.cell_activation))
         if self.cell != "rnn":
             head += (_code(lay.recurrent_activation),)
-        common = (bool(lay.go_backwards), self.flip, _ids(call), self.zero,
-                  *self._states(call, call.inputs), ws["xs"], _flat(ws["xs"]), ws["g"],
-                  _flat(ws["g"]), call.workspace["hu"])
+        states = tuple(_part(a, sl) for a in self._states(call, call.inputs))
+        common = (bool(lay.go_backwards), self.flip, _part(_ids(call), sl), self.zero,
+                  *states, ws["xs"], _flat(ws["xs"]), ws["g"], _flat(ws["g"]), sh["hu"])
+        out = _part(out, sl)
         if self.cell == "rnn":
             return k.rnn_forward, head + common + (ws["hs"], out)
         if self.cell == "lstm":
             return k.lstm_forward, head + common + (ws["cs"], ws["tc"], ws["hs"], out)
         return k.gru_forward, head + common + (ws["rh"], ws["hs"], out)
 
-    def final_states(self, k: Any, call: Call, outs: list) -> list[BoundCall]:
-        """Copies the final ``h`` (and ``c``) into ``outs``, the op's state outputs."""
-        ws = call.workspace
-        saved = [ws[self.prefix + "hs"], ws[self.prefix + "cs"]] if self.cell == "lstm" \
-            else [ws[self.prefix + "hs"]]
-        return [(k.copy_into, (out, s[s.shape[0] - 1])) for out, s in zip(outs, saved)]
+    def final_states(self, k: Any, call: Call, outs: list, part: str = "",
+                     sl: slice = slice(None)) -> list[BoundCall]:
+        """Copies the final ``h`` (and ``c``) of batch rows ``sl`` into ``outs``, the op's
+        state outputs (shard ``part``, as :meth:`forward`)."""
+        ws, _ = self._tables(call, part)
+        saved = [ws["hs"], ws["cs"]] if self.cell == "lstm" else [ws["hs"]]
+        return [(k.copy_into, (_part(out, sl), s[s.shape[0] - 1]))
+                for out, s in zip(outs, saved)]
 
-    def seed(self, k: Any, call: Call, d_states: list) -> list[BoundCall]:
-        """Fills the kernel's ``dhr`` (and ``dc``) with the final states' gradients, the
-        recurrence's starting point; zeros for a state with none (not returned, or unread)."""
-        sh = call.workspace
+    def seed(self, k: Any, call: Call, d_states: list, part: str = "",
+             sl: slice = slice(None)) -> list[BoundCall]:
+        """Fills the kernel's ``dhr`` (and ``dc``) with the final states' gradients (rows
+        ``sl``), the recurrence's starting point; zeros for a state with none (not returned,
+        or unread)."""
+        _, sh = self._tables(call, part)
         starts = [sh["dhr"], sh["dc"]] if self.cell == "lstm" else [sh["dhr"]]
         d_states = list(d_states) + [None] * (len(starts) - len(d_states))
-        return [(k.fill_zero, (a,)) if d is None else (k.copy_into, (a, d))
+        return [(k.fill_zero, (a,)) if d is None else (k.copy_into, (a, _part(d, sl)))
                 for a, d in zip(starts, d_states)]
 
-    def backward(self, k: Any, call: Call, dout: Any, dx: Any, add_dx: bool) -> BoundCall:
-        ws = {n[len(self.prefix):]: a for n, a in call.workspace.items()
-              if n.startswith(self.prefix)}
-        sh = call.workspace
+    def backward(self, k: Any, call: Call, dout: Any, dx: Any, add_dx: bool, part: str = "",
+                 sl: slice = slice(None), grads: tuple | None = None) -> BoundCall:
+        """The backward call over batch rows ``sl`` (shard ``part``, as :meth:`forward`);
+        ``grads``: where to write (kernel, recurrent kernel, bias) gradients, the layer's own
+        when None."""
+        ws, sh = self._tables(call, part)
+        dout, dx = _part(dout, sl), _part(dx, sl)
         lay = self.layer
         w, u = self._param(call.params, "kernel"), self._param(call.params, "recurrent_kernel")
         t = ws["xs"].shape[0]
@@ -165,10 +182,13 @@ class _Direction:
         head: tuple = (w, u, _code(lay.cell_activation))
         if self.cell != "rnn":
             head += (_code(lay.recurrent_activation),)
-        head += (bool(lay.go_backwards), self.flip, _ids(call), self.zero,
-                 *self._states(call, call.d_inputs), ws["xs"], _flat(ws["xs"]))
-        tail = (sh["dxs"], _flat(sh["dxs"]), add_dx, dx, self._param(call.d_params, "kernel"),
-                self._param(call.d_params, "recurrent_kernel"), self._b(call, grads=True))
+        d_states = tuple(_part(a, sl) for a in self._states(call, call.d_inputs))
+        head += (bool(lay.go_backwards), self.flip, _part(_ids(call), sl), self.zero,
+                 *d_states, ws["xs"], _flat(ws["xs"]))
+        if grads is None:
+            grads = (self._param(call.d_params, "kernel"),
+                     self._param(call.d_params, "recurrent_kernel"), self._b(call, grads=True))
+        tail = (sh["dxs"], _flat(sh["dxs"]), add_dx, dx, *grads)
         if self.cell == "rnn":
             return k.rnn_backward, head + (ws["hs"], hprev, dout, sh["dz"], _flat(sh["dz"]),
                                            sh["dh"], sh["dhr"]) + tail
@@ -199,38 +219,103 @@ def _dx(call: Call) -> Any:
     return call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
 
 
+#: Below this many forward flops per batch shard a recurrent op runs whole: a shard costs a
+#: thread hand-off per call (the recurrence itself has none per step).
+_MIN_SHARD_FLOPS = 8_000_000
+
+
 class _RecurrentKernel(BuiltinKernel):
-    """SimpleRNN, LSTM, GRU: one kernel call for the whole sequence, each way."""
+    """SimpleRNN, LSTM, GRU: one kernel call for the whole sequence, each way.
+
+    With more than one thread (``nexec.set_num_threads``) the batch is split into shards,
+    one per thread, each running the whole recurrence over its rows with its own workspaces
+    (prefixed ``s<i>_``) and BLAS at one thread: batch rows are independent, so the shards
+    never wait on each other within a sequence. Shards after the first write partial weight
+    gradients that are then added in shard order (deterministic for a thread count). Before,
+    a second thread had nothing to do in a recurrence: each step's GEMM is too small to share
+    (two-thread BLAS there was ~9x slower), so the op ran on one thread; each shard takes
+    about half the CPU time of the whole (docs/performance.md, LSTM benchmark). The final
+    states (``return_state``) are copied, and their gradients seeded, per shard.
+    """
 
     saves_inputs = False  # the step-ordered copy of the input is a saved workspace
     saves_output = False  # the hidden states are
     #: Kernel functions exist on the CPU only (``nexec/kernels/cpu/recurrent.py``).
     devices = ("cpu",)
 
+    def _shards(self, layer: Any, t: int, f: int, batch: int) -> int:
+        g = layer.gates * layer.units
+        flops = 2 * batch * t * (f + layer.units) * g
+        return max(1, min(self.dev.threads(), batch, flops // _MIN_SHARD_FLOPS))
+
+    def _split(self, call: Call) -> list[slice]:
+        x = call.inputs[0]
+        n, t, f = x.shape
+        return [s for s, _ in _shard_slices(n, self._shards(call.layer, t, f, n), 1)]
+
     def workspaces(self, layer: Any, in_shapes: list[tuple], out_shape: tuple, batch: int,
                    training: bool, strided_output: bool = False) -> dict[str, Workspace]:
         t, f = in_shapes[0]
         cell, u = _cell(layer), layer.units
         g = layer.gates * u
-        ws = {**_direction_workspaces(cell, "", t, f, u, g, batch, training),
-              **_shared_workspaces(cell, t, f, u, g, batch, training)}
+        shards = self._shards(layer, t, f, batch)
+        if shards == 1:
+            ws = {**_direction_workspaces(cell, "", t, f, u, g, batch, training),
+                  **_shared_workspaces(cell, t, f, u, g, batch, training)}
+        else:
+            ws = {}
+            for i, (s, _) in enumerate(_shard_slices(batch, shards, 1)):
+                part, n = f"s{i}_", s.stop - s.start
+                ws.update(_direction_workspaces(cell, part, t, f, u, g, n, training))
+                ws.update({part + k: v
+                           for k, v in _shared_workspaces(cell, t, f, u, g, n, training).items()})
+            if training:
+                ws["dw_parts"] = Workspace((shards - 1, f, g), phase="backward")
+                ws["du_parts"] = Workspace((shards - 1, u, g), phase="backward")
+                if layer.use_bias:
+                    bias = next(p.shape for p in layer.param_specs(in_shapes)
+                                if p.name == "bias")
+                    ws["db_parts"] = Workspace((shards - 1, *bias), phase="backward")
         if training and layer.return_state:  # zeros for an output nothing reads
             ws["dout0"] = Workspace((batch, *out_shape), phase="backward")
         return ws
 
     def forward(self, call: Call) -> list[BoundCall]:
         d = _Direction(call.layer, "", "", False)
-        calls = [_held(call, d.forward(self.k, call, call.inputs[0], _as_3d(call.output)))]
-        return calls + d.final_states(self.k, call, call.outputs[1:])
+        x, out, states = call.inputs[0], _as_3d(call.output), call.outputs[1:]
+        parts = self._split(call)
+        if len(parts) == 1:
+            return [_held(call, d.forward(self.k, call, x, out))] + \
+                d.final_states(self.k, call, states)
+        return self.dev.parallel([d.forward(self.k, call, x, out, f"s{i}_", s)
+                                  for i, s in enumerate(parts)]) + \
+            [c for i, s in enumerate(parts)
+             for c in d.final_states(self.k, call, states, f"s{i}_", s)]
 
     def backward(self, call: Call) -> list[BoundCall]:
         d = _Direction(call.layer, "", "", False)
-        calls = d.seed(self.k, call, call.d_outputs[1:])
-        dout = call.d_output
+        calls, dout = [], call.d_output
         if dout is None:  # only the states are read (``_, h, c = LSTM(...)``)
             dout = call.workspace["dout0"]
             calls.append((self.k.fill_zero, (rows(dout),)))
-        return calls + [_held(call, d.backward(self.k, call, _as_3d(dout), _dx(call), False))]
+        dout, dx, d_states = _as_3d(dout), _dx(call), call.d_outputs[1:]
+        parts = self._split(call)
+        if len(parts) == 1:
+            return calls + d.seed(self.k, call, d_states) + \
+                [_held(call, d.backward(self.k, call, dout, dx, False))]
+        ws, acc = call.workspace, self.k.accumulate
+        own = (call.d_params["kernel"], call.d_params["recurrent_kernel"], d._b(call, True))
+        shards, sums = [], []
+        for i, s in enumerate(parts):
+            calls += d.seed(self.k, call, d_states, f"s{i}_", s)
+            grads = None
+            if i > 0:
+                grads = (ws["dw_parts"][i - 1], ws["du_parts"][i - 1],
+                         ws["db_parts"][i - 1] if "db_parts" in ws else own[2])
+                sums += [(acc, (rows(a), rows(b))) for a, b in zip(own, grads)
+                         if a.shape[0] > 0]
+            shards.append(d.backward(self.k, call, dout, dx, False, f"s{i}_", s, grads))
+        return calls + self.dev.parallel(shards) + sums
 
 
 class SimpleRNNKernel(_RecurrentKernel):

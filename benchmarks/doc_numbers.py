@@ -138,6 +138,15 @@ def _compare_table(file: str) -> str:
     return compare.format_table(d["medians"], d["ratios"], frameworks)
 
 
+def _load_table(file: str) -> str:
+    """The under-load table of a ``compare.py --busy 0,1`` run (``format_load_table``)."""
+    d = results(file)
+    levels = [int(lv) for lv in d["busy"]]
+    by = {int(k): v["medians"] for k, v in d["by_busy"].items()}
+    frameworks = list(dict.fromkeys(fw for w in by[levels[0]].values() for fw in w))
+    return _compare().format_load_table(by, levels, frameworks)
+
+
 def _blas_label(shape: str) -> str:
     if shape.startswith("square "):
         return f"{shape.split()[1]}²"
@@ -160,6 +169,7 @@ def _blas_table() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "compare": lambda: _compare_table(C),
     "blas_peak": _blas_table,
+    "compare_load": lambda: _load_table("compare-load.json"),
 }
 
 

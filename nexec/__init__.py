@@ -21,7 +21,7 @@ from nexec import (
     utils,
 )
 from nexec._version import __version__
-from nexec.devices.threads import get_num_threads, set_num_threads
+from nexec.devices.threads import get_num_threads, set_adaptive_threads, set_num_threads
 from nexec.errors import DataError, GraphError, NexecError, PluginError, SavedModelError, ShapeError
 from nexec.graph import SymbolicTensor, clear_session
 from nexec.layers.core import Input
@@ -33,7 +33,7 @@ from nexec.saving import load_model
 __all__ = ["Input", "Model", "Sequential", "SymbolicTensor", "layers", "models", "optimizers",
            "losses", "metrics", "callbacks", "utils", "datasets", "distribute",
            "clear_session", "set_random_seed", "load_model", "plugins_info", "devices",
-           "set_num_threads", "get_num_threads",
+           "set_num_threads", "get_num_threads", "set_adaptive_threads",
            "NexecError", "ShapeError", "GraphError", "PluginError", "DataError",
            "SavedModelError", "warmup", "__version__"]
 

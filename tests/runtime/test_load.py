@@ -130,7 +130,7 @@ def test_usable_threads_follow_the_free_cores_up_to_the_set_count():
     fake_load(None, n=3)  # not measured: the set count
     assert threads.usable_threads() == 3
     fake_load(1, n=2)
-    threads.set_adaptive_threads(False)
+    nexec.set_adaptive_threads(False)  # exported as torch.set_num_threads' neighbour
     assert threads.usable_threads() == 2
     with pytest.raises(TypeError, match="True or False"):
         threads.set_adaptive_threads("no")

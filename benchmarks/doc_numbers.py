@@ -170,6 +170,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "compare": lambda: _compare_table(C),
     "blas_peak": _blas_table,
     "compare_load": lambda: _load_table("compare-load.json"),
+    "compare_load_fixed": lambda: _load_table("compare-load-fixed-threads.json"),
 }
 
 

@@ -111,27 +111,12 @@ def _residual(blocks: int, width: int = 256, classes: int = 10):
 
 
 def _resnet18(s: dict):
-    """ResNet-18-style network of ``workloads.RESNET18`` (BasicBlocks, BN, projections)."""
+    """ResNet-18-style network of ``workloads.RESNET18`` (BasicBlocks, BN, projections): the
+    Keras peer's code (``peers_resnet.functional_resnet``) with nexec's import."""
+    from benchmarks.peers_resnet import functional_resnet
     from nexec import Input, Model, layers
 
-    def conv_bn(x, filters: int, k: int, stride: int = 1, relu: bool = True):
-        x = layers.Conv2D(filters, k, strides=stride, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=s["bn_momentum"], epsilon=s["bn_epsilon"])(x)
-        return layers.Activation("relu")(x) if relu else x
-
-    i = Input(shape=s["image"])
-    k, st = s["stem"]
-    x = conv_bn(i, s["widths"][0], k, st)
-    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-    for stage, (width, blocks) in enumerate(zip(s["widths"], s["blocks"])):
-        for b in range(blocks):
-            stride = 2 if stage > 0 and b == 0 else 1
-            h = conv_bn(x, width, 3, stride)
-            h = conv_bn(h, width, 3, relu=False)
-            short = conv_bn(x, width, 1, stride, relu=False) if stride != 1 else x
-            x = layers.Activation("relu")(layers.Add()([h, short]))
-    x = layers.GlobalAveragePooling2D()(x)
-    return Model(i, layers.Dense(s["classes"], activation="softmax")(x))
+    return functional_resnet(Input, Model, layers, s)
 
 
 def build(name: str, blocks: int | None = None):

@@ -248,12 +248,10 @@ def run_onnxruntime(threads: int) -> dict:
 # ----------------------------------------------------------------------------- Keras
 
 
-def keras_model():  # noqa: ANN201
-    """The network in Keras 3 (NHWC), layer for layer as ``benchmarks/models.py``."""
-    from keras import Input, Model, layers
-
-    s = RESNET18
-
+def functional_resnet(Input, Model, layers, s: dict = RESNET18):  # noqa: ANN001, ANN201, N803
+    """The network in the Keras functional API of whichever library gives ``Input``,
+    ``Model`` and ``layers`` (Keras 3 here, nexec in ``benchmarks/models.py``: the same code,
+    another import), NHWC."""
     def conv_bn(x, filters: int, k: int, stride: int = 1, relu: bool = True):  # noqa: ANN001, ANN202
         x = layers.Conv2D(filters, k, strides=stride, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization(momentum=s["bn_momentum"], epsilon=s["bn_epsilon"])(x)
@@ -272,6 +270,13 @@ def keras_model():  # noqa: ANN201
             x = layers.Activation("relu")(layers.Add()([h, short]))
     x = layers.GlobalAveragePooling2D()(x)
     return Model(i, layers.Dense(s["classes"], activation="softmax")(x))
+
+
+def keras_model():  # noqa: ANN201
+    """The network in Keras 3."""
+    from keras import Input, Model, layers
+
+    return functional_resnet(Input, Model, layers)
 
 
 def run_keras(threads: int, params_only: bool = False) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexec.errors import ShapeError
+from nexec.errors import GraphError, ShapeError
+from nexec.graph import SymbolicTensor
 from nexec.layers.base import Layer, Shape
 
 __all__ = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
@@ -16,7 +17,30 @@ def _fmt(shapes: list[Shape]) -> str:
     return ", ".join(str((None, *s)) for s in shapes)
 
 
-class Add(Layer):
+class _MergesMasks(Layer):
+    """Keras 3's masks through a merge: the inputs that carry a mask must carry the same one
+    (the ids of one ``Embedding(mask_zero=True)``, the usual case of branches joined again);
+    nexec represents a mask by its source, so it cannot yet combine two different ones."""
+
+    supports_masking = True
+
+    def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
+        sources = list({id(t.mask): t.mask for t in tensors if t.mask is not None}.values())
+        if len(sources) > 1:
+            raise GraphError(
+                f"Layer '{self.name}' ({type(self).__name__}): its inputs carry different "
+                f"masks (from {', '.join(repr(m.name) for m in sources)}); Keras 3 combines "
+                "them, nexec supports one mask source per merge. Merge tensors masked by "
+                "the same Embedding(mask_zero=True), or use mask_zero=False.")
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> SymbolicTensor | None:
+        """Keras' ``Merge``: the AND of the inputs' masks (unmasked ones left out), here
+        their one source."""
+        return next((m for m in previous_mask if m is not None), None)
+
+
+class Add(_MergesMasks):
+
     """Sums two or more tensors of one shape, e.g. a residual connection.
 
     Example:
@@ -35,7 +59,7 @@ class Add(Layer):
         return first
 
 
-class _Elementwise(Layer):
+class _Elementwise(_MergesMasks):
     """An elementwise merge of two or more tensors of one shape (any rank)."""
 
     num_inputs = None
@@ -94,6 +118,7 @@ class Dot(Layer):
     """
 
     num_inputs = 2
+    supports_masking = True  # Keras' Dot drops a mask without a warning (its compute_mask)
 
     def __init__(self, axes: int | tuple | list, normalize: bool = False,
                  **kwargs: Any) -> None:
@@ -125,7 +150,7 @@ class Dot(Layer):
         return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
 
 
-class Concatenate(Layer):
+class Concatenate(_MergesMasks):
     """Joins tensors along ``axis`` (default the last, the channels).
 
     Args:
@@ -162,6 +187,28 @@ class Concatenate(Layer):
         out = list(input_shapes[0])
         out[axis] = sum(s[axis] for s in input_shapes)
         return tuple(out)
+
+    def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
+        super()._check_masks(tensors)
+        if all(t.mask is None for t in tensors):
+            return
+        rank = len(tensors[0].feature_shape)
+        try:
+            last = self.feature_axis(rank) == rank - 1
+        except ShapeError:
+            return  # compute_output_shape reports the axis
+        if not last:
+            raise GraphError(
+                f"Layer '{self.name}' (Concatenate): joining masked tensors along axis "
+                f"{self.axis}: Keras 3 joins their masks along it too, nexec supports masked "
+                "inputs along the last axis (the features) only.")
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> SymbolicTensor | None:
+        """Keras 3: along the features, a step is valid where any input's is, and an
+        unmasked input is valid everywhere: the mask when every input carries it, else none
+        (all steps valid)."""
+        masks = list(previous_mask)
+        return masks[0] if all(m is not None for m in masks) else None
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis}

@@ -99,12 +99,16 @@ def test_a_layer_without_masking_drops_the_mask_with_keras_warning(make):
         assert make()(e).mask is None
 
 
-def test_a_merge_refuses_a_masked_input():
+def test_a_merge_passes_one_mask_on_and_refuses_two():
     ids = Input(shape=(4,), dtype="int32")
     e = layers.Embedding(5, 2, mask_zero=True)(ids)
     f = layers.Embedding(5, 2)(ids)
-    with pytest.raises(GraphError, match="mask"):
-        layers.Add(name="sum")([f, e])
+    assert layers.Add(name="sum")([f, e]).mask is e.mask  # Keras: the AND of the masks given
+    same = layers.Embedding(5, 2, mask_zero=True)(ids)  # another Embedding of the same ids:
+    assert layers.Add(name="sum2")([e, same]).mask is e.mask  # the same mask
+    other = layers.Embedding(5, 2, mask_zero=True)(Input(shape=(4,), dtype="int32"))
+    with pytest.raises(GraphError, match="different masks"):
+        layers.Add(name="sum3")([e, other])
 
 
 def test_the_planner_records_the_mask_and_keeps_the_ids_alive_until_backward():

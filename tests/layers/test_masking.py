@@ -10,11 +10,19 @@ import torch
 
 import nexec
 from nexec import Input, Model, layers
-from nexec.errors import ExportError, GraphError
+from nexec.errors import ExportError
 from nexec.kernels.cuda import backend
 from nexec.planner.lowering import lower
-from nexec.testing import (array_arguments, assert_close, check_gradients, count_allocations,
-                           model_gradients, weights_by_name)
+from nexec.testing import (
+    array_arguments,
+    assert_close,
+    check_gradients,
+    count_allocations,
+    model_gradients,
+    weights_by_name,
+)
+
+from .masked_recurrence import masked_torch
 
 B, T, V, F, U = 5, 6, 7, 3, 4  # batch, steps, vocabulary, embedding width, units
 TOL = 1e-10
@@ -57,27 +65,6 @@ def _keras_grads(kind: str, m) -> dict:
     else:
         out["bias"] = (m.bias_ih_l0, lambda g: g)
     return out
-
-
-def masked_torch(kind: str, m, x, keep: np.ndarray, go_backwards: bool, zero: bool = False):
-    """Keras 3's masked recurrence, step by step: a padded step keeps the state (h and c)
-    and outputs it, or 0 with ``zero`` (``zero_output_for_mask``, which Bidirectional sets
-    when it returns sequences). Returns the outputs in processing order and the last
-    state."""
-    n = x.shape[0]
-    h = torch.zeros(1, n, U, dtype=torch.float64)
-    c = torch.zeros(1, n, U, dtype=torch.float64)
-    outs = []
-    for t in (range(T - 1, -1, -1) if go_backwards else range(T)):
-        k = torch.tensor(keep[:, t])[None, :, None]
-        if kind == "LSTM":
-            _, (hn, cn) = m(x[:, t:t + 1], (h, c))
-            c = torch.where(k, cn, c)
-        else:
-            _, hn = m(x[:, t:t + 1], h)
-        h = torch.where(k, hn, h)
-        outs.append(torch.where(k[0], h[0], torch.zeros_like(h[0])) if zero else h[0])
-    return torch.stack(outs, 1), h[0]
 
 
 def _compare(model, x, y, out, params: dict) -> None:
@@ -134,7 +121,7 @@ def test_masked_recurrence_matches_torch(kind, return_sequences, go_backwards):
     _rand_weights(rnn, rng)
     m = _torch_rnn(kind, rnn.get_weights())
     x, params = _torch_embedded(emb, dense)
-    seq, last = masked_torch(kind, m, x, IDS != 0, go_backwards)
+    seq, (last, *_) = masked_torch(kind, m, x, IDS != 0, go_backwards)
     ref = seq if return_sequences else last
     y = rng.normal(size=tuple(ref.shape))
     params.update({f"rnn/{k}": v for k, v in _keras_grads(kind, m).items()})
@@ -156,8 +143,8 @@ def test_masked_bidirectional_matches_torch(kind, merge_mode, return_sequences):
     w = bi.get_weights()
     mf, mb = _torch_rnn(kind, w[:3]), _torch_rnn(kind, w[3:])
     x, params = _torch_embedded(emb, dense)
-    sf, lf = masked_torch(kind, mf, x, IDS != 0, False, zero=True)
-    sb, lb = masked_torch(kind, mb, x, IDS != 0, True, zero=True)
+    sf, (lf, *_) = masked_torch(kind, mf, x, IDS != 0, False, zero=True)
+    sb, (lb, *_) = masked_torch(kind, mb, x, IDS != 0, True, zero=True)
     a, b = (sf, torch.flip(sb, dims=[1])) if return_sequences else (lf, lb)
     ref = torch.cat([a, b], dim=-1) if merge_mode == "concat" else a + b
     y = rng.normal(size=tuple(ref.shape))

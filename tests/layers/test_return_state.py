@@ -12,9 +12,16 @@ import torch
 import nexec
 from nexec import Input, Model, layers
 from nexec.errors import NexecError
-from nexec.testing import (array_arguments, assert_close, check_gradients, count_allocations,
-                           model_gradients, weights_by_name)
+from nexec.testing import (
+    array_arguments,
+    assert_close,
+    check_gradients,
+    count_allocations,
+    model_gradients,
+    weights_by_name,
+)
 
+from .masked_recurrence import masked_torch
 from .test_masking import _keras_grads, _torch_rnn
 
 B, T, F, H, U = 3, 4, 3, 2, 4  # batch, steps, features, TimeDistributed width, units
@@ -308,26 +315,6 @@ def test_onnx_export_returns_the_states(kind, return_sequences, tmp_path):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5)
 
 
-def _steps(kind: str, m, x, keep: np.ndarray, go_backwards: bool, zero: bool):
-    """Keras 3's (masked) recurrence step by step in torch: a padded step carries h and c;
-    its sequence output is that state, or 0 with ``zero`` (what Bidirectional asks for
-    sequences). Returns the outputs in processing order and the final states [h, (c)]."""
-    n = x.shape[0]
-    h = torch.zeros(1, n, U, dtype=torch.float64)
-    c = torch.zeros(1, n, U, dtype=torch.float64)
-    outs = []
-    for t in (range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])):
-        k = torch.tensor(keep[:, t])[None, :, None]
-        if kind == "LSTM":
-            _, (hn, cn) = m(x[:, t:t + 1], (h, c))
-            c = torch.where(k, cn, c)
-        else:
-            _, hn = m(x[:, t:t + 1], h)
-        h = torch.where(k, hn, h)
-        outs.append(torch.where(k[0], h[0], torch.zeros_like(h[0])) if zero else h[0])
-    return torch.stack(outs, 1), [h[0], c[0]] if kind == "LSTM" else [h[0]]
-
-
 @pytest.mark.parametrize("kind,merge_mode,return_sequences,masked", [
     ("LSTM", "concat", True, True), ("LSTM", "ave", False, False),
     ("GRU", "sum", False, True), ("SimpleRNN", "mul", True, False)])
@@ -355,8 +342,8 @@ def test_bidirectional_states_match_torch(kind, merge_mode, return_sequences, ma
     x = table[torch.tensor(data, dtype=torch.long)]
     keep = data != 0 if masked else np.ones_like(data, dtype=bool)
     zero = masked and return_sequences
-    sf, fs = _steps(kind, mf, x, keep, False, zero)
-    sb, bs = _steps(kind, mb, x, keep, True, zero)
+    sf, fs = masked_torch(kind, mf, x, keep, False, zero)
+    sb, bs = masked_torch(kind, mb, x, keep, True, zero)
     a, b = (sf, torch.flip(sb, dims=[1])) if return_sequences else (sf[:, -1], sb[:, -1])
     merged = {"concat": lambda: torch.cat([a, b], dim=-1), "sum": lambda: a + b,
               "ave": lambda: (a + b) / 2, "mul": lambda: a * b}[merge_mode]()

@@ -399,6 +399,87 @@ class Executor:
     def run_forward(self, prog: Program) -> None:
         self._run(prog, "forward")
 
+    def run_forward_pass(self, prog: Program, sources: list[np.ndarray],
+                         results: list[np.ndarray], first: int, last: int) -> int:
+        """Batches ``first``..``last - 1`` of in-memory ``sources`` (each ``prog.batch`` rows,
+        in order) through the forward, their outputs written into the same rows of
+        ``results``, as one native call (``wholestep.CompiledPass``) when ``jit_step`` says
+        so (:meth:`_compiled_pass`).
+
+        The rows are copied in as :meth:`load` copies them (a source of another dtype is
+        converted once, as ``np.copyto`` would per batch) and out as :meth:`read_outputs`
+        does, so the results are bit for bit those of the loop.
+
+        Returns:
+            How many batches from ``first`` ran (fewer than ``last - first``, usually 0:
+            the caller runs the rest itself).
+        """
+        if last <= first or not self._pass_fits(prog, sources, results):
+            return 0
+        ran = 0
+        if "forward" not in prog.checked:  # a plugin kernel's bad types: PluginError first
+            if not checking.check_types(prog.bound(("forward",))):
+                # Calls that cannot be typed in advance run once through the checking loop.
+                lo, hi = first * prog.batch, (first + 1) * prog.batch
+                self.load(prog, sources, lo, hi)
+                self._run(prog, "forward")
+                self.read_outputs(prog, results, lo, hi)
+                first, ran = first + 1, 1
+                if first == last:
+                    return ran
+            prog.checked.add("forward")
+        hi = last * prog.batch
+        srcs = [s if s.dtype == d.dtype and type(s) is np.ndarray and s.flags.c_contiguous
+                else np.ascontiguousarray(s[:hi]).astype(d.dtype, casting="same_kind")
+                for s, d in zip(sources, prog.inputs)]
+        outs = [r if r.dtype == o.dtype and type(r) is np.ndarray and r.flags.c_contiguous
+                else np.empty((hi, *r.shape[1:]), o.dtype) for r, o in zip(results, prog.outputs)]
+        compiled = self._compiled_pass(prog, srcs, outs)
+        if not compiled:
+            return ran
+        with self.device.step_guard(prog.threaded):
+            compiled(srcs, outs, first, last)
+        for r, o in zip(results, outs):
+            if o is not r:  # another dtype: converted as ``np.copyto`` does per batch
+                np.copyto(r[first * prog.batch:hi], o[first * prog.batch:hi])
+        return ran + last - first
+
+    @staticmethod
+    def _pass_fits(prog: Program, sources: list[np.ndarray], results: list[np.ndarray]) -> bool:
+        """Whether every source and result is a host array whose rows are shaped as the
+        program's input and output buffers."""
+        pairs = list(zip(sources, prog.inputs)) + list(zip(results, prog.outputs))
+        return len(sources) == len(prog.inputs) and len(results) == len(prog.outputs) and all(
+            isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+            and tuple(b.shape) == (prog.batch, *a.shape[1:]) for a, b in pairs)
+
+    def _compiled_pass(self, prog: Program, sources: list[np.ndarray],
+                       results: list[np.ndarray]) -> Any:
+        """The compiled pass of ``prog``'s forward, or a false value for the loop.
+
+        ``jit_step=True`` compiles it; ``"auto"`` when its code is on disk or the forward
+        step itself was compiled by the "auto" rule (:meth:`_auto_compiles`); ``False``
+        never. A forward that cannot be compiled (``wholestep.pass_refusal``: intra-op
+        shards, a CUDA launcher, a Python-level call) keeps the loop, which raises for
+        ``True`` as the whole step does."""
+        key = "forward pass"
+        compiled = prog.compiled.get(key)
+        if compiled is not None:
+            return compiled
+        if self.jit_step is False or not self.device.host_memory \
+                or wholestep.pass_refusal(prog):
+            prog.compiled[key] = False
+            return False
+        if self.jit_step == "auto":
+            first_sight = key not in prog.loop_stats
+            prog.loop_stats[key] = [0, 0.0]
+            if not (isinstance(prog.compiled.get("forward"), wholestep.CompiledStep)
+                    or first_sight and wholestep.generate_pass(prog).on_disk()):
+                return None  # undecided: the loop runs (and measures the forward step)
+        with compiling.compiling():
+            prog.compiled[key] = wholestep.compile_pass(prog, sources, results)
+        return prog.compiled[key]
+
     def train_step(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         """Forward, loss, metrics, backward, update.
 

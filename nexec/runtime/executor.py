@@ -414,26 +414,25 @@ class Executor:
             How many batches from ``first`` ran (fewer than ``last - first``, usually 0:
             the caller runs the rest itself).
         """
-        if last <= first or not self._pass_fits(prog, sources, results):
+        if last <= first or prog.compiled.get("forward pass") is False:
+            return 0
+        hi = last * prog.batch
+        srcs = self._pass_arrays(sources, prog.inputs, prog.batch, hi, True)
+        outs = self._pass_arrays(results, prog.outputs, prog.batch, hi, False)
+        if srcs is None or outs is None:
             return 0
         ran = 0
         if "forward" not in prog.checked:  # a plugin kernel's bad types: PluginError first
             if not checking.check_types(prog.bound(("forward",))):
                 # Calls that cannot be typed in advance run once through the checking loop.
-                lo, hi = first * prog.batch, (first + 1) * prog.batch
-                self.load(prog, sources, lo, hi)
+                lo = first * prog.batch
+                self.load(prog, sources, lo, lo + prog.batch)
                 self._run(prog, "forward")
-                self.read_outputs(prog, results, lo, hi)
+                self.read_outputs(prog, results, lo, lo + prog.batch)
                 first, ran = first + 1, 1
                 if first == last:
                     return ran
             prog.checked.add("forward")
-        hi = last * prog.batch
-        srcs = [s if s.dtype == d.dtype and type(s) is np.ndarray and s.flags.c_contiguous
-                else np.ascontiguousarray(s[:hi]).astype(d.dtype, casting="same_kind")
-                for s, d in zip(sources, prog.inputs)]
-        outs = [r if r.dtype == o.dtype and type(r) is np.ndarray and r.flags.c_contiguous
-                else np.empty((hi, *r.shape[1:]), o.dtype) for r, o in zip(results, prog.outputs)]
         compiled = self._compiled_pass(prog, srcs, outs)
         if not compiled:
             return ran
@@ -445,13 +444,25 @@ class Executor:
         return ran + last - first
 
     @staticmethod
-    def _pass_fits(prog: Program, sources: list[np.ndarray], results: list[np.ndarray]) -> bool:
-        """Whether every source and result is a host array whose rows are shaped as the
-        program's input and output buffers."""
-        pairs = list(zip(sources, prog.inputs)) + list(zip(results, prog.outputs))
-        return len(sources) == len(prog.inputs) and len(results) == len(prog.outputs) and all(
-            isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
-            and tuple(b.shape) == (prog.batch, *a.shape[1:]) for a, b in pairs)
+    def _pass_arrays(arrays: list[Any], buffers: list[Any], batch: int, rows: int,
+                     into: bool) -> list[np.ndarray] | None:
+        """``arrays`` as the pass takes them: C-contiguous host arrays of the buffers' dtypes
+        (a source converted, a result of another dtype replaced by one of ``rows`` rows to
+        copy from), or ``None`` when their rows are not shaped as the program's buffers."""
+        if len(arrays) != len(buffers):
+            return None
+        out = []
+        for a, buf in zip(arrays, buffers):
+            if not isinstance(a, np.ndarray) or not isinstance(buf, np.ndarray) \
+                    or buf.shape[0] != batch or a.shape[1:] != buf.shape[1:]:
+                return None
+            if a.dtype == buf.dtype and type(a) is np.ndarray and a.flags.c_contiguous:
+                out.append(a)
+            elif into:
+                out.append(np.ascontiguousarray(a[:rows]).astype(buf.dtype, casting="same_kind"))
+            else:
+                out.append(np.empty((rows, *a.shape[1:]), buf.dtype))
+        return out
 
     def _compiled_pass(self, prog: Program, sources: list[np.ndarray],
                        results: list[np.ndarray]) -> Any:

@@ -149,8 +149,10 @@ class Predictor:
                 done = 0
                 if isinstance(feed, ArrayFeed) and steps is None:
                     done = self._native_pass(feed, results, bar)
-                for i, b in enumerate(feed.epoch()):
-                    if i < done:
+                batches = feed.epoch() if not done or done < (feed.epoch_steps() or 0) \
+                    else iter(())
+                for i, b in enumerate(batches):
+                    if i < done:  # ran natively
                         continue
                     with self.executor.lock:  # one arena: one thread's batch at a time
                         prog = self.executor.program(b.size)

@@ -14,6 +14,11 @@ elementwise kernels); CUDA launchers, ``run_shards`` (intra-op shards) and Pytho
 (a learning-rate schedule, a plugin-API-1.0 optimizer's ``_python_step``) cannot:
 :func:`uncompilable` names them and the executor keeps its loop.
 
+For ``predict`` on in-memory arrays, :func:`generate_pass` puts the forward's calls inside
+a loop over a range of batches (rows copied in from the input arrays before the calls and
+out into the result arrays after them), so all full batches of a pass are one native call
+(:class:`CompiledPass`).
+
 The generated source goes to ``<cache dir>/wholestep/step_<hash>.py``, the hash covering the
 program's structure and each kernel's module and source file stamp, and is compiled with
 ``cache=True`` when every kernel is importable by name, so a later process loads machine

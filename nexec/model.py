@@ -341,7 +341,14 @@ class Model(Function, Layer):
                 call: ``False`` (default: the Python loop over kernels), ``True``, or
                 ``"auto"`` (when compilable and small steps run long). The default stays the
                 loop: the compiled step measured no gain on the seed MLP while its first
-                compile costs seconds (docs/performance.md).
+                compile costs seconds (docs/performance.md). When a step compiles,
+                ``predict`` on in-memory arrays (no ``steps``) runs all full batches of the
+                pass in one native call (the last, shorter batch in a second one), bit for
+                bit as the loop. A silent progress bar (``verbose=0``, or ``"auto"`` off a
+                terminal) sees one call; a live bar (``verbose=1`` on a terminal) advances
+                between calls over 1, 2, 4, ... batches, each call grown until it takes
+                about 25 ms, so it still redraws while long passes run. A model used before
+                ``compile`` always predicts with the loop.
             weighted_metrics: Not supported (metrics weighted by ``sample_weight``); only
                 ``None`` or an empty list is accepted. ``metrics`` are unweighted, as in
                 Keras 3, while the loss is weighted.

@@ -24,6 +24,7 @@ def _naming(fn: Callable[..., Any], layer: Any) -> Callable[..., Any]:
         except ValueError as e:
             raise ValueError(f"Layer '{layer.name}' (Embedding, input_dim={layer.input_dim}): "
                              f"{e}; ids must be in [0, {layer.input_dim}).") from None
+    run.__wrapped__ = fn  # type: ignore[attr-defined]  # what runtime/wholestep.py compiles
     return run
 
 

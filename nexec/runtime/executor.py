@@ -399,6 +399,98 @@ class Executor:
     def run_forward(self, prog: Program) -> None:
         self._run(prog, "forward")
 
+    def run_forward_pass(self, prog: Program, sources: list[np.ndarray],
+                         results: list[np.ndarray], first: int, last: int) -> int:
+        """Batches ``first``..``last - 1`` of in-memory ``sources`` (each ``prog.batch`` rows,
+        in order) through the forward, their outputs written into the same rows of
+        ``results``, as one native call (``wholestep.CompiledPass``) when ``jit_step`` says
+        so (:meth:`_compiled_pass`).
+
+        The rows are copied in as :meth:`load` copies them (a source of another dtype is
+        converted once, as ``np.copyto`` would per batch) and out as :meth:`read_outputs`
+        does, so the results are bit for bit those of the loop.
+
+        Returns:
+            How many batches from ``first`` ran (fewer than ``last - first``, usually 0:
+            the caller runs the rest itself).
+        """
+        if last <= first or prog.compiled.get("forward pass") is False:
+            return 0
+        hi = last * prog.batch
+        srcs = self._pass_arrays(sources, prog.inputs, prog.batch, hi, True)
+        outs = self._pass_arrays(results, prog.outputs, prog.batch, hi, False)
+        if srcs is None or outs is None:
+            return 0
+        ran = 0
+        if "forward" not in prog.checked:  # a plugin kernel's bad types: PluginError first
+            if not checking.check_types(prog.bound(("forward",))):
+                # Calls that cannot be typed in advance run once through the checking loop.
+                lo = first * prog.batch
+                self.load(prog, sources, lo, lo + prog.batch)
+                self._run(prog, "forward")
+                self.read_outputs(prog, results, lo, lo + prog.batch)
+                first, ran = first + 1, 1
+                if first == last:
+                    return ran
+            prog.checked.add("forward")
+        compiled = self._compiled_pass(prog, srcs, outs)
+        if not compiled:
+            return ran
+        with self.device.step_guard(prog.threaded):
+            compiled(srcs, outs, first, last)
+        for r, o in zip(results, outs):
+            if o is not r:  # another dtype: converted as ``np.copyto`` does per batch
+                np.copyto(r[first * prog.batch:hi], o[first * prog.batch:hi])
+        return ran + last - first
+
+    @staticmethod
+    def _pass_arrays(arrays: list[Any], buffers: list[Any], batch: int, rows: int,
+                     into: bool) -> list[np.ndarray] | None:
+        """``arrays`` as the pass takes them: C-contiguous host arrays of the buffers' dtypes
+        (a source converted, a result of another dtype replaced by one of ``rows`` rows to
+        copy from), or ``None`` when their rows are not shaped as the program's buffers."""
+        if len(arrays) != len(buffers):
+            return None
+        out = []
+        for a, buf in zip(arrays, buffers):
+            if not isinstance(a, np.ndarray) or not isinstance(buf, np.ndarray) \
+                    or buf.shape[0] != batch or a.shape[1:] != buf.shape[1:]:
+                return None
+            if a.dtype == buf.dtype and type(a) is np.ndarray and a.flags.c_contiguous:
+                out.append(a)
+            elif into:
+                out.append(np.ascontiguousarray(a[:rows]).astype(buf.dtype, casting="same_kind"))
+            else:
+                out.append(np.empty((rows, *a.shape[1:]), buf.dtype))
+        return out
+
+    def _compiled_pass(self, prog: Program, sources: list[np.ndarray],
+                       results: list[np.ndarray]) -> Any:
+        """The compiled pass of ``prog``'s forward, or a false value for the loop.
+
+        ``jit_step=True`` compiles it; ``"auto"`` when its code is on disk or the forward
+        step itself was compiled by the "auto" rule (:meth:`_auto_compiles`); ``False``
+        never. A forward that cannot be compiled (``wholestep.pass_refusal``: intra-op
+        shards, a CUDA launcher, a Python-level call) keeps the loop, which raises for
+        ``True`` as the whole step does."""
+        key = "forward pass"
+        compiled = prog.compiled.get(key)
+        if compiled is not None:
+            return compiled
+        if self.jit_step is False or not self.device.host_memory \
+                or wholestep.pass_refusal(prog):
+            prog.compiled[key] = False
+            return False
+        if self.jit_step == "auto":
+            first_sight = key not in prog.loop_stats
+            prog.loop_stats[key] = [0, 0.0]
+            if not (isinstance(prog.compiled.get("forward"), wholestep.CompiledStep)
+                    or first_sight and wholestep.generate_pass(prog).on_disk()):
+                return None  # undecided: the loop runs (and measures the forward step)
+        with compiling.compiling():
+            prog.compiled[key] = wholestep.compile_pass(prog, sources, results)
+        return prog.compiled[key]
+
     def train_step(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         """Forward, loss, metrics, backward, update.
 

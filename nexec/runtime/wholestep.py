@@ -14,6 +14,11 @@ elementwise kernels); CUDA launchers, ``run_shards`` (intra-op shards) and Pytho
 (a learning-rate schedule, a plugin-API-1.0 optimizer's ``_python_step``) cannot:
 :func:`uncompilable` names them and the executor keeps its loop.
 
+For ``predict`` on in-memory arrays, :func:`generate_pass` puts the forward's calls inside
+a loop over a range of batches (rows copied in from the input arrays before the calls and
+out into the result arrays after them), so all full batches of a pass are one native call
+(:class:`CompiledPass`).
+
 The generated source goes to ``<cache dir>/wholestep/step_<hash>.py``, the hash covering the
 program's structure and each kernel's module and source file stamp, and is compiled with
 ``cache=True`` when every kernel is importable by name, so a later process loads machine
@@ -38,8 +43,9 @@ from numba.core.registry import CPUDispatcher
 from nexec.errors import NexecError
 from nexec.runtime.program import Program, Ref
 
-__all__ = ["CompiledStep", "Generated", "StepCompileError", "generate", "compile_step",
-           "uncompilable", "cache_dir", "MODES"]
+__all__ = ["CompiledStep", "CompiledPass", "Generated", "StepCompileError", "generate",
+           "generate_pass", "compile_step", "compile_pass", "pass_refusal", "uncompilable",
+           "cache_dir", "MODES"]
 
 #: The phases each mode runs, in order.
 MODES = {"train": ("forward", "loss", "metric", "backward", "update"),
@@ -48,7 +54,7 @@ MODES = {"train": ("forward", "loss", "metric", "backward", "update"),
          "evaluate": ("forward", "loss", "metric"),
          "forward": ("forward",)}
 
-_GENERATOR_VERSION = 2  # bump when the generated source changes shape
+_GENERATOR_VERSION = 3  # bump when the generated source changes shape
 
 
 def cache_dir() -> Path:
@@ -80,9 +86,45 @@ class CompiledStep:
         self.fn(*self.args)
 
 
+class CompiledPass:
+    """The forward of a program run over many full batches of in-memory arrays in one call.
+
+    Calling it with the sources (one C-contiguous array per model input, of the input
+    buffer's dtype), the results (one per output, of the output buffer's dtype) and a range
+    of batches ``first``..``last - 1`` copies rows ``b * batch:(b + 1) * batch`` of each
+    source into the program's input buffers, runs the forward kernels and copies the output
+    buffers into the same rows of the results, batch after batch, all inside one native call.
+
+    Attributes:
+        fn: The jitted function.
+        args: The memories and literal arrays it takes after sources, results and the range.
+        source: The generated Python source.
+        cached: Whether Numba may keep its machine code on disk.
+    """
+
+    def __init__(self, fn: Any, args: tuple, source: str, cached: bool) -> None:
+        self.fn = fn
+        self.args = args
+        self.source = source
+        self.cached = cached
+
+    def __call__(self, sources: list[np.ndarray], results: list[np.ndarray], first: int,
+                 last: int) -> None:
+        self.fn(*sources, *results, np.int64(first), np.int64(last), *self.args)
+
+
 def _calls(prog: Program, mode: str) -> list:
     phases = MODES[mode]
     return [ins for ins in prog.instructions if ins.phase in phases]
+
+
+def _kernel(fn: Any) -> Any:
+    """The Numba kernel a call runs: ``fn``, or the kernel a Python wrapper that only
+    renames its errors exposes as ``__wrapped__`` (the Embedding kernels; their ids are
+    checked before any kernel runs, so the compiled call drops only the renaming)."""
+    inner = getattr(fn, "__wrapped__", None)
+    return inner if not isinstance(fn, CPUDispatcher) and isinstance(inner, CPUDispatcher) \
+        else fn
 
 
 def _importable(fn: Any) -> str | None:
@@ -123,7 +165,7 @@ def uncompilable(prog: Program, mode: str = "train") -> list[str]:
     """What keeps ``mode`` of ``prog`` from compiling, one line per reason (empty: it can)."""
     out = []
     for ins in _calls(prog, mode):
-        if not isinstance(ins.fn, CPUDispatcher):
+        if not isinstance(_kernel(ins.fn), CPUDispatcher):
             out.append(f"{ins.phase}: {_describe(ins.fn)} is not a Numba CPU kernel")
             continue
         for a in ins.args:
@@ -141,9 +183,13 @@ def _flat_bytes(base: Any) -> np.ndarray | None:
     return base.reshape(-1).view(np.uint8)
 
 
-def _generate(prog: Program, mode: str, pass_views: bool = False
+def _generate(prog: Program, mode: str, pass_views: bool = False, over_batches: bool = False
               ) -> tuple[str, tuple, dict[str, Any], list[str], bool]:
-    """Source, call arguments, kernel globals, structure key and cacheability."""
+    """Source, call arguments, kernel globals, structure key and cacheability.
+
+    With ``over_batches`` the function first takes one source per program input and one
+    result per output and a range of batches, and runs the calls once per batch between
+    copying the batch's rows in and the outputs out (:class:`CompiledPass`)."""
     params: list[str] = []  # parameter names, in call order
     args: list[Any] = []
     memory_param: dict[str, str] = {}
@@ -155,7 +201,8 @@ def _generate(prog: Program, mode: str, pass_views: bool = False
     cacheable = True
     body_views: list[str] = []
     body_calls: list[str] = []
-    key: list[str] = [f"v{_GENERATOR_VERSION}", mode, f"views={pass_views}"]
+    key: list[str] = [f"v{_GENERATOR_VERSION}", mode, f"views={pass_views}",
+                      f"pass={over_batches}"]
 
     def argument(a: Any) -> str:
         name = literal_param.get(id(a))
@@ -190,14 +237,15 @@ def _generate(prog: Program, mode: str, pass_views: bool = False
         return name
 
     for ins in _calls(prog, mode):
-        k = kernels.get(id(ins.fn))
+        fn = _kernel(ins.fn)
+        k = kernels.get(id(fn))
         if k is None:
-            k = kernels[id(ins.fn)] = f"k{len(kernels)}"
-            where = _importable(ins.fn)
+            k = kernels[id(fn)] = f"k{len(kernels)}"
+            where = _importable(fn)
             if where is None:
                 cacheable = False
-                kernel_objs[k] = ins.fn
-                key.append(f"{k}=<{_describe(ins.fn)} {id(ins.fn)}>")
+                kernel_objs[k] = fn
+                key.append(f"{k}=<{_describe(fn)} {id(fn)}>")
             else:
                 module, name = where.split(":")
                 imports.append(f"from {module} import {name} as {k}")
@@ -218,6 +266,57 @@ def _generate(prog: Program, mode: str, pass_views: bool = False
                 parts.append(lit)
         body_calls.append(f"    {k}({', '.join(parts)})")
         key.append(body_calls[-1])
+    lead: list[str] = []
+    if over_batches:
+        ins_, outs_ = prog.places["inputs"], prog.places["outputs"]
+
+        def flat(r: Ref) -> str | None:
+            """A 1-D view of the elements of a contiguous buffer ``r`` (``None``: none)."""
+            base = prog.memories[r.memory]
+            a = r.view(base)
+            mem = memory_param.get(r.memory) if a.flags.c_contiguous and not pass_views \
+                and _flat_bytes(base) is not None else None
+            if mem is None:
+                return None
+            name = f"f{len(flat_names)}"
+            flat_names.append(name)
+            flats.append(f"    {name} = {mem}[{r.offset}:{r.offset + a.nbytes}]"
+                         f".view(np.{a.dtype.name})")
+            return name
+
+        def copy(dst: str, src: str, fdst: str | None, fsrc: str | None, per_row: int,
+                 into: bool) -> list[str]:
+            """Copies one batch of rows: an explicit loop over the flat elements (a plain
+            loop LLVM vectorises; a multi-dimensional slice assignment is much slower)."""
+            if fdst is None:
+                return [f"        {dst}[:] = {src}[lo:hi]" if into
+                        else f"        {dst}[lo:hi] = {src}"]
+            at = "lo * " + str(per_row)
+            body = f"{fdst}[j] = {fsrc}[{at} + j]" if into else f"{fsrc}[{at} + j] = {fdst}[j]"
+            return [f"        for j in range({fdst}.size):", f"            {body}"]
+
+        flats: list[str] = []
+        flat_names: list[str] = []
+        copy_in: list[str] = []
+        copy_out: list[str] = []
+        for i, r in enumerate(ins_):
+            name, fl = view(r), flat(r)
+            if fl is not None:
+                flats.append(f"    fs{i} = s{i}.reshape(s{i}.size)")
+            copy_in += copy(name, f"s{i}", fl, f"fs{i}", int(np.prod(r.shape[1:])), True)
+        for i, r in enumerate(outs_):
+            name, fl = view(r), flat(r)
+            if fl is not None:
+                flats.append(f"    fr{i} = r{i}.reshape(r{i}.size)")
+            copy_out += copy(f"r{i}", name, fl, f"fr{i}", int(np.prod(r.shape[1:])), False)
+        lead = [f"s{i}" for i in range(len(ins_))] + [f"r{i}" for i in range(len(outs_))] \
+            + ["first", "last"]
+        body_calls = [*flats,
+                      "    for b in range(first, last):",
+                      f"        lo = b * {prog.batch}",
+                      f"        hi = lo + {prog.batch}",
+                      *copy_in, *("    " + c for c in body_calls), *copy_out]
+        key += body_calls
     source = "\n".join([
         '"""Generated by nexec.runtime.wholestep: one program step as one function."""',
         "import numpy as np",
@@ -226,7 +325,7 @@ def _generate(prog: Program, mode: str, pass_views: bool = False
         "",
         "",
         f"@njit(nogil=True, cache={cacheable})",
-        f"def step({', '.join(params)}):",
+        f"def step({', '.join(lead + params)}):",
         *body_views,
         *body_calls,
         "    return 0",
@@ -262,8 +361,16 @@ class Generated:
         folder = self.path.parent / "__pycache__"
         return self.cacheable and any(folder.glob(f"{self.path.stem}.step-*.nbi"))
 
-    def compile(self) -> CompiledStep:
-        """Writes the module, imports it and compiles (or loads) the step function."""
+    def compile(self, lead: tuple = ()) -> Any:
+        """Writes the module, imports it and compiles (or loads) the step function.
+
+        Args:
+            lead: For a pass (:func:`generate_pass`), example sources and results, whose
+                types the function is compiled for (others compile on first call).
+
+        Returns:
+            A :class:`CompiledStep`, or a :class:`CompiledPass` for a pass.
+        """
         path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text() != self.source:
@@ -279,6 +386,10 @@ class Generated:
         sys.modules[name] = module
         spec.loader.exec_module(module)
         # Compile (or load) now for exactly these argument types, without running a step.
+        if lead:
+            module.step.compile(tuple(typeof(a) for a in (*lead, np.int64(0), np.int64(0),
+                                                            *self.args)))
+            return CompiledPass(module.step, self.args, self.source, self.cacheable)
         module.step.compile(tuple(typeof(a) for a in self.args))
         return CompiledStep(module.step, self.args, self.source, self.cacheable)
 
@@ -313,3 +424,37 @@ def compile_step(prog: Program, mode: str = "train", directory: Path | None = No
                  ) -> CompiledStep:
     """:func:`generate` then :meth:`Generated.compile`: ``mode`` of ``prog`` as one call."""
     return generate(prog, mode, directory).compile()
+
+
+def pass_refusal(prog: Program) -> list[str]:
+    """What keeps ``prog``'s forward from running over batches in one call (empty: nothing):
+    its calls (:func:`uncompilable`), or an input or output that lives in no memory."""
+    reasons = uncompilable(prog, "forward")
+    for what in ("inputs", "outputs"):
+        for i, r in enumerate(prog.places.get(what, [])):
+            if not isinstance(r, Ref):
+                reasons.append(f"{what[:-1]} {i} is in no memory of the program")
+    return reasons
+
+
+def generate_pass(prog: Program, directory: Path | None = None) -> Generated:
+    """The module whose function runs ``prog``'s forward over a range of full batches of
+    in-memory arrays (:class:`CompiledPass`): one native call per predict pass.
+
+    Raises:
+        StepCompileError: :func:`pass_refusal` names a reason.
+    """
+    reasons = pass_refusal(prog)
+    if reasons:
+        raise StepCompileError("this forward cannot be compiled into one native call per "
+                               "pass:\n  " + "\n  ".join(reasons))
+    source, args, kernel_objs, key, cacheable = _generate(prog, "forward", over_batches=True)
+    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:24]
+    folder = directory or cache_dir()
+    return Generated(source, args, kernel_objs, folder / f"pass_{digest}.py", cacheable)
+
+
+def compile_pass(prog: Program, sources: list[np.ndarray], results: list[np.ndarray],
+                 directory: Path | None = None) -> CompiledPass:
+    """:func:`generate_pass` compiled for sources and results like these."""
+    return generate_pass(prog, directory).compile((*sources, *results))

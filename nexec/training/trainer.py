@@ -7,6 +7,7 @@ The loops here only move batches in and read scalars out; all arithmetic is in k
 from __future__ import annotations
 
 import sys
+import time
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -145,7 +146,14 @@ class Predictor:
         self.store.to_device()
         with compiling.notices(verbose != 0):
             try:
-                for i, b in enumerate(feed.epoch()):
+                done = 0
+                if isinstance(feed, ArrayFeed) and steps is None:
+                    done = self._native_pass(feed, results, bar)
+                batches = feed.epoch() if not done or done < (feed.epoch_steps() or 0) \
+                    else iter(())
+                for i, b in enumerate(batches):
+                    if i < done:  # ran natively
+                        continue
                     with self.executor.lock:  # one arena: one thread's batch at a time
                         prog = self.executor.program(b.size)
                         self.executor.load(prog, b.sources, b.lo, b.hi, b.order)
@@ -166,6 +174,45 @@ class Predictor:
             results = [np.concatenate(c) if c else np.empty((0, *shape), dt)
                        for c, (shape, dt) in zip(chunks, shapes)]
         return results[0] if len(results) == 1 else results
+
+
+    #: With a live progress bar, a native pass call grows until it takes this long.
+    BAR_SECONDS = 0.025
+
+    def _native_pass(self, feed: ArrayFeed, results: list[np.ndarray], bar: ProgressBar) -> int:
+        """Runs the batches of an in-memory pass as native calls over many batches
+        (``Executor.run_forward_pass``) when ``jit_step`` says so; returns how many ran (0:
+        the loop runs them all, else the loop runs those left). A silent bar takes one call
+        for the full batches; a live one (``verbose=1`` on a terminal) calls over 1, 2, 4,
+        ... batches until a call takes :attr:`BAR_SECONDS`, redrawing between calls. The
+        last, shorter batch is another program: its own pass, called for one batch."""
+        full = feed.n // feed.batch
+        if self.executor.jit_step is False:
+            return 0
+        live = bar.verbose == 1 and bar.dynamic
+        done, chunk = 0, 1 if live else full
+        while done < full:
+            last = min(done + chunk, full)
+            t0 = time.perf_counter()
+            with self.executor.lock:  # one arena: one thread's batches at a time
+                prog = self.executor.program(feed.batch)
+                ran = self.executor.run_forward_pass(prog, feed.sources, results, done, last)
+            if ran < last - done:
+                bar.update(done + ran)
+                return done + ran
+            done = last
+            bar.update(done)
+            if time.perf_counter() - t0 < self.BAR_SECONDS:
+                chunk *= 2
+        rest = feed.n - full * feed.batch
+        if rest:  # the last, shorter batch: its own program's pass, over the rows left
+            lo = full * feed.batch
+            with self.executor.lock:
+                prog = self.executor.program(rest)
+                done += self.executor.run_forward_pass(
+                    prog, [s[lo:] for s in feed.sources], [r[lo:] for r in results], 0, 1)
+            bar.update(done)
+        return done
 
 
 def predictor(model: Any) -> Predictor:

@@ -1,0 +1,197 @@
+"""One native call per predict pass: the full batches of in-memory data run through one
+generated function (``wholestep.CompiledPass``) and predict bit for bit as the Python loop,
+for the partial last batch too; the loop stays where ``jit_step`` or the data say so."""
+import io
+import sys
+
+import numpy as np
+import pytest
+
+import nexec
+from nexec import Input, Model, layers
+from nexec.runtime import wholestep
+
+
+@pytest.fixture(autouse=True)
+def step_cache(tmp_path_factory, monkeypatch):
+    """Generated modules in one folder for the session (not the user's cache)."""
+    monkeypatch.setenv("NEXEC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nexec-cache"))
+
+
+def _mlp():
+    x_in = Input(shape=(12,))
+    h = layers.Dense(16, activation="relu")(x_in)
+    h = layers.Dense(16, activation="tanh")(h)
+    return Model(x_in, layers.Dense(4, activation="softmax")(h))
+
+
+def _cnn():
+    """Two branches joined by Concatenate, then Flatten and Dense (small: no shards)."""
+    x_in = Input(shape=(8, 8, 3))
+    a = layers.Conv2D(4, 3, padding="same", activation="relu")(x_in)
+    b = layers.Conv2D(4, 1, activation="relu")(x_in)
+    c = layers.Concatenate()([a, b])
+    d = layers.MaxPooling2D(2)(layers.Conv2D(8, 3, padding="same", activation="relu")(c))
+    return Model(x_in, layers.Dense(3, activation="softmax")(layers.Flatten()(d)))
+
+
+def _embedding():
+    ids = Input(shape=(5,), dtype="int32")
+    e = layers.Embedding(20, 4)(ids)
+    return Model(ids, layers.Dense(3, activation="tanh")(layers.Flatten()(e)))
+
+
+def _two_outputs():
+    x_in = Input(shape=(6,))
+    h = layers.Dense(8, activation="relu")(x_in)
+    return Model(x_in, [layers.Dense(2)(h), layers.Dense(3, activation="sigmoid")(h)])
+
+
+def _x(build, n, seed=1):
+    rng = np.random.default_rng(seed)
+    if build is _embedding:
+        return rng.integers(0, 20, (n, 5)).astype(np.int32)
+    shape = {_mlp: (12,), _cnn: (8, 8, 3), _two_outputs: (6,)}[build]
+    return rng.normal(size=(n, *shape)).astype(np.float32)
+
+
+def _model(build, jit_step):
+    nexec.clear_session()
+    nexec.set_random_seed(3)
+    model = build()
+    model.compile(optimizer="sgd", loss="mse", jit_step=jit_step)
+    return model
+
+
+def _as_list(p):
+    return p if isinstance(p, list) else [p]
+
+
+def _pass_of(model, batch):
+    return model._trainer.predictor.executor.program(batch).compiled.get("forward pass")
+
+
+@pytest.mark.parametrize("build", [_mlp, _cnn, _embedding, _two_outputs])
+@pytest.mark.parametrize("n, batch", [(40, 16), (48, 16), (10, 16), (7, 32), (1, 4)])
+def test_a_pass_predicts_bit_identically_to_the_loop(build, n, batch):
+    x = _x(build, n)
+    loop = _as_list(_model(build, False).predict(x, batch_size=batch, verbose=0))
+    model = _model(build, True)
+    jit = _as_list(model.predict(x, batch_size=batch, verbose=0))
+    assert len(loop) == len(jit) == (2 if build is _two_outputs else 1)
+    for a, b in zip(loop, jit):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.shape[0] == n
+        assert np.array_equal(a, b)
+        assert np.isfinite(a).all() and np.abs(a).sum() > 0
+    again = _as_list(model.predict(x, batch_size=batch, verbose=0))
+    for a, b in zip(loop, again):
+        assert np.array_equal(a, b)
+    # batch_size >= n is one full batch of n rows: the pass runs it as well (the Embedding
+    # kernel is typed by running it once: a first pass of one batch runs it in the loop)
+    assert isinstance(_pass_of(model, min(batch, n)), wholestep.CompiledPass)
+    if n > batch and n % batch:  # the last, shorter batch: its own program's pass
+        assert isinstance(_pass_of(model, n % batch), wholestep.CompiledPass)
+
+
+def test_the_loop_stays_without_jit_step_and_before_compile():
+    x = _x(_mlp, 40)
+    nexec.set_random_seed(3)
+    model = _mlp()
+    model.predict(x, batch_size=16, verbose=0)  # never compiled: the Python loop
+    assert "forward pass" not in model._predictor.executor.program(16).compiled
+    model = _model(_mlp, False)
+    model.predict(x, batch_size=16, verbose=0)
+    assert "forward pass" not in model._trainer.predictor.executor.program(16).compiled
+    assert model._trainer.predictor.executor.program(16).compiled["forward"] is False
+
+
+def test_steps_and_streams_keep_the_loop():
+    x = _x(_mlp, 40)
+    model = _model(_mlp, True)
+    loop = _model(_mlp, False).predict(x, batch_size=16, verbose=0)
+    model = _model(_mlp, True)
+    assert np.array_equal(model.predict(x, batch_size=16, verbose=0, steps=2), loop[:32])
+    assert "forward pass" not in model._trainer.predictor.executor.program(16).compiled
+
+
+def test_the_pass_converts_sources_once_as_the_loop_converts_each_batch():
+    """``run_forward_pass`` with float64 sources and float64 results (the buffers are
+    float32): the values the loop's ``np.copyto`` gives, batch by batch."""
+    x = _x(_mlp, 48).astype(np.float64) / 3.0
+    model = _model(_mlp, True)
+    ex = model._trainer.predictor.executor
+    prog = ex.program(16)
+    expected = np.empty((48, 4), np.float64)
+    for lo in range(0, 48, 16):
+        ex.load(prog, [x], lo, lo + 16)
+        ex._run(prog, "forward")
+        ex.read_outputs(prog, [expected], lo, lo + 16)
+    got = np.full((48, 4), np.nan)
+    assert ex.run_forward_pass(prog, [x], [got], 1, 3) == 2
+    assert np.isnan(got[:16]).all()  # only batches 1 and 2
+    assert np.array_equal(got[16:], expected[16:])
+    assert ex.run_forward_pass(prog, [x[:, :6]], [got], 0, 1) == 0  # rows of another shape
+    assert ex.run_forward_pass(prog, [x], [got], 2, 2) == 0  # nothing to run
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_live_bar_advances_between_growing_native_calls(monkeypatch):
+    x = _x(_mlp, 16 * 7 + 5)
+    loop = _model(_mlp, False).predict(x, batch_size=16, verbose=0)
+    model = _model(_mlp, True)
+    pred = model._trainer.predictor
+    calls = []
+    run = pred.executor.run_forward_pass
+
+    def recording(prog, sources, results, first, last):
+        calls.append((first, last))
+        return run(prog, sources, results, first, last)
+
+    monkeypatch.setattr(pred.executor, "run_forward_pass", recording)
+    monkeypatch.setattr(pred, "BAR_SECONDS", 1e9)  # every call counts as short: chunks double
+    out = _Terminal()
+    monkeypatch.setattr(sys, "stdout", out)
+    got = model.predict(x, batch_size=16, verbose=1)
+    assert calls == [(0, 1), (1, 3), (3, 7), (0, 1)]  # the last: the 5-row program's pass
+    assert np.array_equal(got, loop)
+    assert "8/8 [" in out.getvalue()
+    calls.clear()
+    model.predict(x, batch_size=16, verbose=0)  # silent: one call for the full batches
+    assert calls == [(0, 7), (0, 1)]
+
+
+def test_auto_compiles_the_pass_with_the_forward_step_or_from_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEXEC_CACHE_DIR", str(tmp_path))  # nothing on disk yet
+    x = _x(_two_outputs, 40)
+    model = _model(_two_outputs, "auto")
+    ex = model._trainer.predictor.executor
+    ex.AUTO_AFTER_STEPS, ex.AUTO_MAX_STEP_S = 3, 1.0  # the rule, not this machine's speed
+    loop = model.predict(x, batch_size=16, verbose=0)
+    assert _pass_of(model, 16) is None  # undecided: the loop ran and measured
+    for _ in range(3):
+        model.predict(x, batch_size=16, verbose=0)
+    assert isinstance(ex.program(16).compiled["forward"], wholestep.CompiledStep)
+    got = model.predict(x, batch_size=16, verbose=0)
+    assert isinstance(_pass_of(model, 16), wholestep.CompiledPass)
+    assert all(np.array_equal(a, b) for a, b in zip(loop, got))
+    # Another model of the same structure (as another process would) finds it on disk.
+    again = _model(_two_outputs, "auto")
+    again.predict(x, batch_size=16, verbose=0)
+    assert isinstance(_pass_of(again, 16), wholestep.CompiledPass)
+    assert _pass_of(again, 16).cached
+
+
+def test_the_generated_pass_copies_rows_in_and_out_around_the_calls():
+    model = _model(_mlp, True)
+    model.predict(_x(_mlp, 32), batch_size=16, verbose=0)
+    prog = model._trainer.predictor.executor.program(16)
+    g = wholestep.generate_pass(prog)
+    assert g.path.name.startswith("pass_") and wholestep.pass_refusal(prog) == []
+    assert "for b in range(first, last):" in g.source
+    # rows copied by flat loops (vectorised) before and after the 3 Dense calls
+    assert "f0[j] = fs0[lo * 12 + j]" in g.source and "fr0[lo * 4 + j] = f1[j]" in g.source
+    assert g.source.count("\n        k") == 3

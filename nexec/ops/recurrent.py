@@ -37,9 +37,11 @@ def _cell(layer: Any) -> str:
 
 
 def _direction_workspaces(cell: str, prefix: str, t: int, f: int, u: int, g: int, batch: int,
-                          training: bool) -> dict[str, Workspace]:
+                          training: bool, bias: bool) -> dict[str, Workspace]:
     """What one direction keeps from forward to backward (``prefix``-named, so the two
-    directions of a Bidirectional have their own)."""
+    directions of a Bidirectional have their own), and the scratch of its joint weight
+    gradient GEMM (SimpleRNN, LSTM: rows ``[x_t | h_{t-1} | 1]``, ``bias`` whether the layer
+    has one)."""
     def kept(*shape: int) -> Workspace:
         return Workspace(tuple(shape), saved=training, phase="forward")
 
@@ -53,6 +55,10 @@ def _direction_workspaces(cell: str, prefix: str, t: int, f: int, u: int, g: int
         ws["tc"] = kept(t, batch, u)
     if cell == "gru":
         ws["rh"] = kept(t, batch, u)
+    elif training:
+        rows_ = f + u + int(bias)
+        ws["xh"] = Workspace((t, batch, rows_), phase="backward")
+        ws["dwu"] = Workspace((rows_, g), phase="backward")
     return {prefix + k: v for k, v in ws.items()}
 
 
@@ -178,7 +184,6 @@ class _Direction:
         lay = self.layer
         w, u = self._param(call.params, "kernel"), self._param(call.params, "recurrent_kernel")
         t = ws["xs"].shape[0]
-        hprev = _flat(ws["hs"][:t])
         head: tuple = (w, u, _code(lay.cell_activation))
         if self.cell != "rnn":
             head += (_code(lay.recurrent_activation),)
@@ -190,12 +195,13 @@ class _Direction:
                      self._param(call.d_params, "recurrent_kernel"), self._b(call, grads=True))
         tail = (sh["dxs"], _flat(sh["dxs"]), add_dx, dx, *grads)
         if self.cell == "rnn":
-            return k.rnn_backward, head + (ws["hs"], hprev, dout, sh["dz"], _flat(sh["dz"]),
-                                           sh["dh"], sh["dhr"]) + tail
+            return k.rnn_backward, head + (ws["hs"], ws["xh"], _flat(ws["xh"]), ws["dwu"], dout,
+                                           sh["dz"], _flat(sh["dz"]), sh["dh"], sh["dhr"]) + tail
         if self.cell == "lstm":
-            return k.lstm_backward, head + (ws["g"], ws["cs"], ws["tc"], ws["hs"], hprev, dout,
-                                            sh["dz"], _flat(sh["dz"]), sh["dh"], sh["dhr"],
-                                            sh["dc"]) + tail
+            return k.lstm_backward, head + (ws["g"], ws["cs"], ws["tc"], ws["hs"], ws["xh"],
+                                            _flat(ws["xh"]), ws["dwu"], dout, sh["dz"],
+                                            _flat(sh["dz"]), sh["dh"], sh["dhr"], sh["dc"]) + tail
+        hprev = _flat(ws["hs"][:t])
         return k.gru_backward, head + (ws["g"], ws["rh"], ws["hs"], hprev, dout, sh["dzx"],
                                        _flat(sh["dzx"]), sh["dzr"], _flat(sh["dzr"]),
                                        sh["dh"], sh["dhr"]) + tail
@@ -260,13 +266,15 @@ class _RecurrentKernel(BuiltinKernel):
         g = layer.gates * u
         shards = self._shards(layer, t, f, batch)
         if shards == 1:
-            ws = {**_direction_workspaces(cell, "", t, f, u, g, batch, training),
+            ws = {**_direction_workspaces(cell, "", t, f, u, g, batch, training,
+                                          layer.use_bias),
                   **_shared_workspaces(cell, t, f, u, g, batch, training)}
         else:
             ws = {}
             for i, (s, _) in enumerate(_shard_slices(batch, shards, 1)):
                 part, n = f"s{i}_", s.stop - s.start
-                ws.update(_direction_workspaces(cell, part, t, f, u, g, n, training))
+                ws.update(_direction_workspaces(cell, part, t, f, u, g, n, training,
+                                                layer.use_bias))
                 ws.update({part + k: v
                            for k, v in _shared_workspaces(cell, t, f, u, g, n, training).items()})
             if training:
@@ -352,7 +360,7 @@ class BidirectionalKernel(BuiltinKernel):
         for prefix, lay in (("f_", layer.forward_layer), ("b_", layer.backward_layer)):
             cell, u = _cell(lay), lay.units
             ws.update(_direction_workspaces(cell, prefix, t, f, u, lay.gates * u, batch,
-                                            training))
+                                            training, lay.use_bias))
         fl = layer.forward_layer
         cell, u = _cell(fl), fl.units
         ws.update(_shared_workspaces(cell, t, f, u, fl.gates * u, batch, training))

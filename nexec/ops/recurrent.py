@@ -67,6 +67,9 @@ def _shared_workspaces(cell: str, t: int, f: int, u: int, g: int, batch: int,
     """Per-step scratch of forward and the backward scratch; directions run one after the
     other, so they share these."""
     ws = {"hu": Workspace((batch, g), phase="forward")}
+    if cell == "lstm":  # ``h @ u`` as two GEMMs of half the gates (lstm_forward)
+        ws = {"hu": Workspace((2, batch, g // 2), phase="forward"),
+              "uh": Workspace((2, u, g // 2), phase="forward")}
     if not training:
         return ws
     back = {"dh": (batch, u), "dhr": (batch, u), "dxs": (t, batch, f)}
@@ -74,8 +77,9 @@ def _shared_workspaces(cell: str, t: int, f: int, u: int, g: int, batch: int,
         back.update({"dzx": (t, batch, g), "dzr": (t, batch, g)})
     else:
         back["dz"] = (t, batch, g)
-    if cell == "lstm":
-        back["dc"] = (batch, u)
+    if cell == "lstm":  # dc; dz @ u.T of a step as two GEMMs (lstm_backward)
+        back.update({"dc": (batch, u), "dzh": (2, batch, g // 2), "uth": (2, g // 2, u),
+                     "dhq": (batch, u)})
     ws.update({k: Workspace(s, phase="backward") for k, s in back.items()})
     return ws
 
@@ -151,7 +155,8 @@ class _Direction:
         if self.cell == "rnn":
             return k.rnn_forward, head + common + (ws["hs"], out)
         if self.cell == "lstm":
-            return k.lstm_forward, head + common + (ws["cs"], ws["tc"], ws["hs"], out)
+            return k.lstm_forward, head + common + (sh["uh"], ws["cs"], ws["tc"], ws["hs"],
+                                                    out)
         return k.gru_forward, head + common + (ws["rh"], ws["hs"], out)
 
     def final_states(self, k: Any, call: Call, outs: list, part: str = "",
@@ -200,7 +205,8 @@ class _Direction:
         if self.cell == "lstm":
             return k.lstm_backward, head + (ws["g"], ws["cs"], ws["tc"], ws["hs"], ws["xh"],
                                             _flat(ws["xh"]), ws["dwu"], dout, sh["dz"],
-                                            _flat(sh["dz"]), sh["dh"], sh["dhr"], sh["dc"]) + tail
+                                            _flat(sh["dz"]), sh["dzh"], sh["uth"], sh["dhq"],
+                                            sh["dh"], sh["dhr"], sh["dc"]) + tail
         hprev = _flat(ws["hs"][:t])
         return k.gru_backward, head + (ws["g"], ws["rh"], ws["hs"], hprev, dout, sh["dzx"],
                                        _flat(sh["dzx"]), sh["dzr"], _flat(sh["dzr"]),

@@ -3,6 +3,8 @@ copied weights (forward, loss and every gradient to 1e-10), whole-sequence finit
 a model that trains, allocation-free steps, and the arguments that are refused."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -199,7 +201,8 @@ def test_bidirectional_finite_differences_and_activations():
     check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
 
 
-def _numpy_lstm(x, w, u, b, act, ract):
+def _numpy_lstm(x: np.ndarray, w: np.ndarray, u: np.ndarray, b: np.ndarray | None,
+                act: Callable, ract: Callable) -> np.ndarray:
     """Keras' LSTM in float64 NumPy, every step's h: (batch, steps, units)."""
     n, units = x.shape[0], u.shape[0]
     h, c, hs = np.zeros((n, units)), np.zeros((n, units)), []
@@ -216,7 +219,7 @@ def _numpy_lstm(x, w, u, b, act, ract):
                                                              ("relu", "tanh")])
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_lstm_activations_and_bias_match_numpy_and_finite_differences(
-        activation, recurrent_activation, use_bias):
+        activation: str, recurrent_activation: str, use_bias: bool) -> None:
     """The fused cell rows (Keras' default activations with a bias) and the general path
     (other activations, or no bias): forward against NumPy, gradients by finite
     differences."""

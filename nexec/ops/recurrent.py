@@ -37,9 +37,11 @@ def _cell(layer: Any) -> str:
 
 
 def _direction_workspaces(cell: str, prefix: str, t: int, f: int, u: int, g: int, batch: int,
-                          training: bool) -> dict[str, Workspace]:
+                          training: bool, bias: bool) -> dict[str, Workspace]:
     """What one direction keeps from forward to backward (``prefix``-named, so the two
-    directions of a Bidirectional have their own)."""
+    directions of a Bidirectional have their own), and the scratch of its joint weight
+    gradient GEMM (SimpleRNN, LSTM: rows ``[x_t | h_{t-1} | 1]``, ``bias`` whether the layer
+    has one)."""
     def kept(*shape: int) -> Workspace:
         return Workspace(tuple(shape), saved=training, phase="forward")
 
@@ -53,6 +55,10 @@ def _direction_workspaces(cell: str, prefix: str, t: int, f: int, u: int, g: int
         ws["tc"] = kept(t, batch, u)
     if cell == "gru":
         ws["rh"] = kept(t, batch, u)
+    elif training:
+        rows_ = f + u + int(bias)
+        ws["xh"] = Workspace((t, batch, rows_), phase="backward")
+        ws["dwu"] = Workspace((rows_, g), phase="backward")
     return {prefix + k: v for k, v in ws.items()}
 
 
@@ -61,6 +67,9 @@ def _shared_workspaces(cell: str, t: int, f: int, u: int, g: int, batch: int,
     """Per-step scratch of forward and the backward scratch; directions run one after the
     other, so they share these."""
     ws = {"hu": Workspace((batch, g), phase="forward")}
+    if cell == "lstm":  # ``h @ u`` as two GEMMs of half the gates (lstm_forward)
+        ws = {"hu": Workspace((2, batch, g // 2), phase="forward"),
+              "uh": Workspace((2, u, g // 2), phase="forward")}
     if not training:
         return ws
     back = {"dh": (batch, u), "dhr": (batch, u), "dxs": (t, batch, f)}
@@ -68,8 +77,9 @@ def _shared_workspaces(cell: str, t: int, f: int, u: int, g: int, batch: int,
         back.update({"dzx": (t, batch, g), "dzr": (t, batch, g)})
     else:
         back["dz"] = (t, batch, g)
-    if cell == "lstm":
-        back["dc"] = (batch, u)
+    if cell == "lstm":  # dc; dz @ u.T of a step as two GEMMs (lstm_backward)
+        back.update({"dc": (batch, u), "dzh": (2, batch, g // 2), "uth": (2, g // 2, u),
+                     "dhq": (batch, u)})
     ws.update({k: Workspace(s, phase="backward") for k, s in back.items()})
     return ws
 
@@ -145,7 +155,8 @@ class _Direction:
         if self.cell == "rnn":
             return k.rnn_forward, head + common + (ws["hs"], out)
         if self.cell == "lstm":
-            return k.lstm_forward, head + common + (ws["cs"], ws["tc"], ws["hs"], out)
+            return k.lstm_forward, head + common + (sh["uh"], ws["cs"], ws["tc"], ws["hs"],
+                                                    out)
         return k.gru_forward, head + common + (ws["rh"], ws["hs"], out)
 
     def final_states(self, k: Any, call: Call, outs: list, part: str = "",
@@ -178,7 +189,6 @@ class _Direction:
         lay = self.layer
         w, u = self._param(call.params, "kernel"), self._param(call.params, "recurrent_kernel")
         t = ws["xs"].shape[0]
-        hprev = _flat(ws["hs"][:t])
         head: tuple = (w, u, _code(lay.cell_activation))
         if self.cell != "rnn":
             head += (_code(lay.recurrent_activation),)
@@ -190,12 +200,14 @@ class _Direction:
                      self._param(call.d_params, "recurrent_kernel"), self._b(call, grads=True))
         tail = (sh["dxs"], _flat(sh["dxs"]), add_dx, dx, *grads)
         if self.cell == "rnn":
-            return k.rnn_backward, head + (ws["hs"], hprev, dout, sh["dz"], _flat(sh["dz"]),
-                                           sh["dh"], sh["dhr"]) + tail
+            return k.rnn_backward, head + (ws["hs"], ws["xh"], _flat(ws["xh"]), ws["dwu"], dout,
+                                           sh["dz"], _flat(sh["dz"]), sh["dh"], sh["dhr"]) + tail
         if self.cell == "lstm":
-            return k.lstm_backward, head + (ws["g"], ws["cs"], ws["tc"], ws["hs"], hprev, dout,
-                                            sh["dz"], _flat(sh["dz"]), sh["dh"], sh["dhr"],
-                                            sh["dc"]) + tail
+            return k.lstm_backward, head + (ws["g"], ws["cs"], ws["tc"], ws["hs"], ws["xh"],
+                                            _flat(ws["xh"]), ws["dwu"], dout, sh["dz"],
+                                            _flat(sh["dz"]), sh["dzh"], sh["uth"], sh["dhq"],
+                                            sh["dh"], sh["dhr"], sh["dc"]) + tail
+        hprev = _flat(ws["hs"][:t])
         return k.gru_backward, head + (ws["g"], ws["rh"], ws["hs"], hprev, dout, sh["dzx"],
                                        _flat(sh["dzx"]), sh["dzr"], _flat(sh["dzr"]),
                                        sh["dh"], sh["dhr"]) + tail
@@ -260,13 +272,15 @@ class _RecurrentKernel(BuiltinKernel):
         g = layer.gates * u
         shards = self._shards(layer, t, f, batch)
         if shards == 1:
-            ws = {**_direction_workspaces(cell, "", t, f, u, g, batch, training),
+            ws = {**_direction_workspaces(cell, "", t, f, u, g, batch, training,
+                                          layer.use_bias),
                   **_shared_workspaces(cell, t, f, u, g, batch, training)}
         else:
             ws = {}
             for i, (s, _) in enumerate(_shard_slices(batch, shards, 1)):
                 part, n = f"s{i}_", s.stop - s.start
-                ws.update(_direction_workspaces(cell, part, t, f, u, g, n, training))
+                ws.update(_direction_workspaces(cell, part, t, f, u, g, n, training,
+                                                layer.use_bias))
                 ws.update({part + k: v
                            for k, v in _shared_workspaces(cell, t, f, u, g, n, training).items()})
             if training:
@@ -352,7 +366,7 @@ class BidirectionalKernel(BuiltinKernel):
         for prefix, lay in (("f_", layer.forward_layer), ("b_", layer.backward_layer)):
             cell, u = _cell(lay), lay.units
             ws.update(_direction_workspaces(cell, prefix, t, f, u, lay.gates * u, batch,
-                                            training))
+                                            training, lay.use_bias))
         fl = layer.forward_layer
         cell, u = _cell(fl), fl.units
         ws.update(_shared_workspaces(cell, t, f, u, fl.gates * u, batch, training))

@@ -3,6 +3,8 @@ copied weights (forward, loss and every gradient to 1e-10), whole-sequence finit
 a model that trains, allocation-free steps, and the arguments that are refused."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -195,6 +197,45 @@ def test_bidirectional_finite_differences_and_activations():
     out = layers.SimpleRNN(2, activation="sigmoid", use_bias=False)(h)
     model = Model(inp, out)
     _, x, y = _data(9, (2,))
+    loss_fn, grads = model_gradients(model, x, y, "mse")
+    check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
+
+
+def _numpy_lstm(x: np.ndarray, w: np.ndarray, u: np.ndarray, b: np.ndarray | None,
+                act: Callable, ract: Callable) -> np.ndarray:
+    """Keras' LSTM in float64 NumPy, every step's h: (batch, steps, units)."""
+    n, units = x.shape[0], u.shape[0]
+    h, c, hs = np.zeros((n, units)), np.zeros((n, units)), []
+    for t in range(x.shape[1]):
+        z = x[:, t] @ w + h @ u + (0.0 if b is None else b)
+        i, f, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+        c = ract(f) * c + ract(i) * act(g)
+        h = ract(o) * act(c)
+        hs.append(h)
+    return np.stack(hs, 1)
+
+
+@pytest.mark.parametrize("activation,recurrent_activation", [("tanh", "sigmoid"),
+                                                             ("relu", "tanh")])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_lstm_activations_and_bias_match_numpy_and_finite_differences(
+        activation: str, recurrent_activation: str, use_bias: bool) -> None:
+    """The fused cell rows (Keras' default activations with a bias) and the general path
+    (other activations, or no bias): forward against NumPy, gradients by finite
+    differences."""
+    nexec.clear_session()
+    inp = Input(shape=(T, F), dtype="float64")
+    rnn = layers.LSTM(U, activation=activation, recurrent_activation=recurrent_activation,
+                      use_bias=use_bias, return_sequences=True, name="rnn")
+    model = Model(inp, rnn(inp))
+    _rand_weights(rnn, np.random.default_rng(11))
+    _, x, y = _data(12, (T, U))
+    fns = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0),
+           "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v))}
+    ws = rnn.get_weights()
+    ref = _numpy_lstm(x, ws[0], ws[1], ws[2] if use_bias else None, fns[activation],
+                      fns[recurrent_activation])
+    assert_close(model.predict(x, verbose=0), ref, rtol=TOL, what="forward")
     loss_fn, grads = model_gradients(model, x, y, "mse")
     check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from nexec.errors import ShapeError
+from nexec.errors import GraphError, ShapeError
+from nexec.graph import SymbolicTensor
 from nexec.layers.base import Layer, ParamSpec, Shape
 from nexec.plugins import registry
 
@@ -167,13 +168,33 @@ class PReLU(Layer):
 
 class Softmax(_Elementwise):
     """Softmax over the last axis; the planner folds it into its producer like
-    ``Activation("softmax")``.
+    ``Activation("softmax")``. A masked input is refused (see :meth:`_check_masks`: Keras
+    3.15 cannot apply an ``Embedding`` mask here either).
 
     Args:
         axis: -1 (or the last axis by its positive index); other axes are not supported.
     """
 
     activation = "softmax"
+
+    def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
+        """Refuses a masked input, with Keras 3.15's reason: its Softmax broadcasts the mask
+        against the input's *trailing* axes (NumPy rules, ``where(mask, x, -1e9)``), and a
+        mask from ``Embedding(mask_zero=True)`` has one axis less than the tensor it masks
+        (``(batch, steps)`` against ``(batch, steps, features)``): Keras raises, or, where
+        the sizes happen to agree, masks along the wrong axes."""
+        t = tensors[0]
+        if t.mask is None:
+            return
+        raise GraphError(
+            f"Layer '{self.name}' (Softmax) was called on {t.name!r} {t.shape}, which carries "
+            f"a mask ({t.mask.name!r} {t.mask.shape}, from Embedding(mask_zero=True)). Keras "
+            "3.15's Softmax broadcasts the mask against the input's trailing axes, so a mask "
+            "of one flag per position does not fit the features it would mask: Keras raises "
+            "'The `mask` must be broadcastable to `inputs`' (or, when the sizes happen to "
+            "agree, masks along the wrong axes), and nexec refuses it. Use mask_zero=False, "
+            "or pass the tensor through a layer that does not support masking first (it "
+            "drops the mask with Keras' warning).")
 
     def __init__(self, axis: int = -1, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -15,6 +15,7 @@ from typing import Any
 
 from nexec.checks import ArgumentError, ArgumentTypeError, positive_finite_float
 from nexec.errors import ShapeError
+from nexec.graph import SymbolicTensor
 from nexec.layers.base import Layer, ParamSpec, Shape
 from nexec.layers.regularization import unit_float
 
@@ -70,6 +71,12 @@ class BatchNormalization(Layer):
     uses ``moving_mean`` and ``moving_variance``. As in Keras, a layer with
     ``trainable = False`` runs in inference mode even during ``fit``.
 
+    A masked input (``Embedding(mask_zero=True)``), as Keras 3: in training the batch mean
+    and variance are weighted by the mask (the padded rows left out; each sum divided by
+    the real rows plus Keras' ``epsilon()``, 1e-7) and update the moving statistics; every
+    row, padding included, is normalised, and the mask passes on. Inference ignores it.
+    The mask must have one flag per row (every axis but the channels), as Keras requires.
+
     Weights, in Keras order: ``gamma`` (if ``scale``), ``beta`` (if ``center``), then the
     non-trainable ``moving_mean`` and ``moving_variance``.
 
@@ -86,6 +93,8 @@ class BatchNormalization(Layer):
     """
 
     has_training_mode = True
+    supports_masking = True  # reads the mask in training (its moments); passes it on
+    consumes_mask = True
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
                  center: bool = True, scale: bool = True, beta_initializer: Any = "zeros",
@@ -110,6 +119,18 @@ class BatchNormalization(Layer):
         self.gamma_initializer = gamma_initializer
         self.moving_mean_initializer = moving_mean_initializer
         self.moving_variance_initializer = moving_variance_initializer
+
+    def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
+        """Keras 3's condition: a mask of one axis less than the input, here one flag per row
+        (the input's shape without the channel axis)."""
+        t = tensors[0]
+        mask = t.mask
+        if mask is not None and tuple(mask.feature_shape) != tuple(t.feature_shape[:-1]):
+            raise ShapeError(
+                f"Layer '{self.name}' (BatchNormalization) was called on {t.name!r} {t.shape}, "
+                f"whose mask source {mask.name!r} has shape {mask.shape}; the mask must have "
+                f"one flag per position, shape {(None, *t.shape[1:-1])} (Keras 3 needs a mask "
+                "of one dimension less than the input).")
 
     def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
         return _last_axis(self.axis, input_shapes[0])

@@ -5,6 +5,10 @@ runs in inference mode, as Keras) when it is bound; training binds one kernel th
 batch statistics, updates the moving ones in place and normalises. What backward needs is
 kept in ``saved=True`` workspaces: the batch mean and inverse standard deviation per channel
 (BatchNormalization), per row (LayerNormalization).
+
+A masked BatchNormalization in training (``Call.mask``: the ids of the input's mask, one per
+row) takes its batch statistics over the real rows, as Keras 3 (the ``*_masked`` kernels);
+in inference the moving statistics make the mask irrelevant.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nexec.ops.base import BoundCall, Call, Workspace, empty_like_skip, rows
+from nexec.ops.base import BoundCall, Call, Workspace, empty_like_skip, rows, view_2d
 from nexec.ops.builtin import BuiltinKernel
 
 __all__ = ["OP_KERNEL_CLASSES", "BatchNormalizationKernel", "LayerNormalizationKernel"]
@@ -24,6 +28,11 @@ def _param(call: Call, name: str, grads: bool = False) -> Any:
     if name in table:
         return table[name]
     return call.device.zeros((0,), call.output.dtype)
+
+
+def _ids(call: Call, n_rows: int) -> Any:
+    """The mask source as ``(rows, 1)``: one id per row of the input's 2-D view."""
+    return view_2d(call.mask, n_rows, 1)
 
 
 def _dx(call: Call) -> Any:
@@ -58,6 +67,10 @@ class BatchNormalizationKernel(BuiltinKernel):
         x, out = rows(call.inputs[0]), rows(call.output)
         gamma, beta = _param(call, "gamma"), _param(call, "beta")
         stats = call.workspace["stats"]
+        if self._batch_mode(call) and call.mask is not None:
+            return [(self.k.batchnorm_forward_train_masked,
+                     (x, _ids(call, x.shape[0]), gamma, beta, layer.momentum, layer.epsilon,
+                      p["moving_mean"], p["moving_variance"], stats, out))]
         if self._batch_mode(call):
             return [(self.k.batchnorm_forward_train,
                      (x, gamma, beta, layer.momentum, layer.epsilon, p["moving_mean"],
@@ -75,6 +88,10 @@ class BatchNormalizationKernel(BuiltinKernel):
             return [(self.k.batchnorm_backward_frozen,
                      (x, dy, p["moving_mean"], p["moving_variance"], call.layer.epsilon, stats,
                       dgamma, dbeta, _dx(call)))]
+        if call.mask is not None:
+            return [(self.k.batchnorm_backward_masked,
+                     (x, _ids(call, x.shape[0]), dy, _param(call, "gamma"), stats,
+                      call.workspace["sums"], dgamma, dbeta, _dx(call)))]
         return [(self.k.batchnorm_backward, (x, dy, _param(call, "gamma"), stats,
                                              call.workspace["sums"], dgamma, dbeta,
                                              _dx(call)))]

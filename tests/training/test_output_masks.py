@@ -216,16 +216,16 @@ def test_layers_that_drop_the_mask_warn_and_match_keras(case):
         assert_close(w, np.array(k), rtol=TOL, atol=1e-9, what=f"trained weight {i}")
 
 
-@pytest.mark.parametrize("make", [lambda: layers.BatchNormalization(name="f"),
-                                  lambda: layers.Softmax(name="f")])
-def test_a_layer_keras_passes_the_mask_through_is_refused(make):
-    """Keras 3 passes the mask on through these; nexec does not yet and refuses (merges pass
-    it on: tests/layers/test_merge_masks.py)."""
+def test_a_masked_softmax_is_refused_and_batchnorm_passes_the_mask_on():
+    """Keras 3.15's Softmax cannot fit an Embedding mask to its input and nexec refuses it;
+    BatchNormalization reads the mask and passes it on (tests/layers/
+    test_masked_norm_softmax.py; merges: tests/layers/test_merge_masks.py)."""
     nexec.clear_session()
     ids = Input(shape=(4,), dtype="int32")
     e = layers.Embedding(5, 2, mask_zero=True)(ids)
-    with pytest.raises(GraphError, match="'f'.*Keras 3 passes the mask on"):
-        make()(e)
+    with pytest.raises(GraphError, match="'f'.*must be broadcastable"):
+        layers.Softmax(name="f")(e)
+    assert layers.BatchNormalization()(e).mask is e.mask
 
 
 def _dense_masked_model(device: str, metrics: list) -> Model:

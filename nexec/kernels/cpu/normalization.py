@@ -5,6 +5,12 @@ rows; row stride may exceed the width). Kernels write into given outputs and all
 nothing; backward kernels *overwrite* ``dx`` and the parameter gradients. An empty array for
 ``gamma``/``beta`` (or their gradients) means the layer has none (``scale=False`` /
 ``center=False``); ``dx`` with zero rows means the input needs no gradient.
+
+The masked BatchNormalization kernels take Keras 3's mask as its source, ``ids`` ``(M, 1)``
+(one id per row; a row is real where its id is not 0). As Keras 3.15's ``_moments``, the
+batch statistics are then the mask-weighted mean and (biased) variance, each divided by
+``valid + KERAS_EPSILON`` (``valid`` the real rows; Keras' ``backend.epsilon()``), and
+every row, padding included, is normalised with them.
 """
 from __future__ import annotations
 
@@ -13,7 +19,11 @@ import math
 from nexec.kernels.jit import kernel
 
 __all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
-           "batchnorm_backward_frozen", "layernorm_forward", "layernorm_backward"]
+           "batchnorm_backward_frozen", "batchnorm_forward_train_masked",
+           "batchnorm_backward_masked", "layernorm_forward", "layernorm_backward"]
+
+#: Keras' ``backend.epsilon()`` (its default), added to the weight sum of masked moments.
+KERAS_EPSILON = 1e-7
 
 
 @kernel
@@ -59,6 +69,126 @@ def batchnorm_forward_train(x, gamma, beta, momentum, epsilon, moving_mean, movi
             if has_beta:
                 y += beta[k]
             out[r, k] = y
+
+
+@kernel
+def _valid_weight(ids):
+    """Real rows of ``ids`` ``(M, 1)`` plus Keras' epsilon: the masked moments' divisor."""
+    w = 0.0
+    for r in range(ids.shape[0]):
+        if ids[r, 0] != 0:
+            w += 1.0
+    return w + KERAS_EPSILON
+
+
+@kernel
+def batchnorm_forward_train_masked(x, ids, gamma, beta, momentum, epsilon, moving_mean,
+                                   moving_var, stats, out):
+    """:func:`batchnorm_forward_train` with the statistics over the real rows (Keras 3).
+
+    ``mean = sum(m * x) / (valid + eps_k)``, ``var = sum(m * (x - mean)**2) / (valid +
+    eps_k)`` with ``m = ids != 0`` and ``eps_k`` = :data:`KERAS_EPSILON`; the moving
+    statistics are updated from them and every row (padding too) is normalised.
+
+    Args:
+        x: ``(M, C)`` input rows.
+        ids: ``(M, 1)`` the mask source, one id per row.
+        gamma, beta, momentum, epsilon, moving_mean, moving_var, stats, out: As
+            :func:`batchnorm_forward_train`.
+    """
+    m, c = x.shape
+    if ids.shape[0] != m:
+        raise ValueError("batchnorm_forward_train_masked: ids and x rows differ")
+    mean = stats[0]
+    inv = stats[1]
+    for k in range(c):
+        mean[k] = 0.0
+        inv[k] = 0.0
+    wp = _valid_weight(ids)
+    for r in range(m):
+        if ids[r, 0] != 0:
+            for k in range(c):
+                mean[k] += x[r, k]
+    for k in range(c):
+        mean[k] /= wp
+    for r in range(m):
+        if ids[r, 0] != 0:
+            for k in range(c):
+                d = x[r, k] - mean[k]
+                inv[k] += d * d
+    for k in range(c):
+        var = inv[k] / wp
+        moving_mean[k] = momentum * moving_mean[k] + (1.0 - momentum) * mean[k]
+        moving_var[k] = momentum * moving_var[k] + (1.0 - momentum) * var
+        inv[k] = 1.0 / math.sqrt(var + epsilon)
+    has_gamma = gamma.shape[0] != 0
+    has_beta = beta.shape[0] != 0
+    for r in range(m):
+        for k in range(c):
+            y = (x[r, k] - mean[k]) * inv[k]
+            if has_gamma:
+                y *= gamma[k]
+            if has_beta:
+                y += beta[k]
+            out[r, k] = y
+
+
+@kernel
+def batchnorm_backward_masked(x, ids, dy, gamma, stats, sums, dgamma, dbeta, dx):
+    """Backward of :func:`batchnorm_forward_train_masked`.
+
+    With ``W = valid + eps_k``, ``xhat = (x - mean) * inv``, ``A = gamma * sum(dy)`` and
+    ``B = gamma * sum(dy * xhat)`` (over every row: padded rows are normalised too), and
+    ``sum(m * (x - mean)) = mean * eps_k`` (the epsilon keeps the mean off the exact
+    weighted mean): ``dx = inv * (gamma * dy - m / W * (A + B * xhat - inv * B * mean *
+    eps_k / W))``; ``dgamma = sum(dy * xhat)``, ``dbeta = sum(dy)``.
+
+    Args:
+        x, dy: ``(M, C)``.
+        ids: ``(M, 1)`` the mask source.
+        gamma, stats, sums, dgamma, dbeta, dx: As :func:`batchnorm_backward`.
+    """
+    m, c = x.shape
+    if ids.shape[0] != m:
+        raise ValueError("batchnorm_backward_masked: ids and x rows differ")
+    mean = stats[0]
+    inv = stats[1]
+    sdy = sums[0]
+    sdyx = sums[1]
+    for k in range(c):
+        sdy[k] = 0.0
+        sdyx[k] = 0.0
+    for r in range(m):
+        for k in range(c):
+            g = dy[r, k]
+            sdy[k] += g
+            sdyx[k] += g * (x[r, k] - mean[k]) * inv[k]
+    if dgamma.shape[0] != 0:
+        for k in range(c):
+            dgamma[k] = sdyx[k]
+    if dbeta.shape[0] != 0:
+        for k in range(c):
+            dbeta[k] = sdy[k]
+    if dx.shape[0] == 0:
+        return
+    wp = _valid_weight(ids)
+    # Fold the per-channel constants: dx = f * dy - m * (sdy' + xhat * sdyx').
+    for k in range(c):
+        g = gamma[k] if gamma.shape[0] != 0 else 1.0
+        a = g * sdy[k]
+        b = g * sdyx[k]
+        sdy[k] = inv[k] * (a - inv[k] * b * mean[k] * KERAS_EPSILON / wp) / wp
+        sdyx[k] = inv[k] * b / wp
+    for r in range(m):
+        real = ids[r, 0] != 0
+        for k in range(c):
+            f = inv[k]
+            if gamma.shape[0] != 0:
+                f *= gamma[k]
+            d = f * dy[r, k]
+            if real:
+                d -= sdy[k] + (x[r, k] - mean[k]) * inv[k] * sdyx[k]
+            dx[r, k] = d
 
 
 @kernel

@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nexec.kernels.cpu.normalization import KERAS_EPSILON
 from nexec.kernels.cuda.backend import config_1d, cuda, jit
 
 __all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
-           "batchnorm_backward_frozen", "layernorm_forward", "layernorm_backward"]
+           "batchnorm_backward_frozen", "batchnorm_forward_train_masked",
+           "batchnorm_backward_masked", "layernorm_forward", "layernorm_backward"]
 
 
 @jit
@@ -33,6 +35,78 @@ def _bn_stats(x, momentum, epsilon, moving_mean, moving_var, stats):
         moving_var[k] = momentum * moving_var[k] + (1.0 - momentum) * var
         stats[0, k] = mean
         stats[1, k] = 1.0 / math.sqrt(var + epsilon)
+
+
+@jit(device=True)
+def _valid_weight(ids):
+    w = 0.0
+    for r in range(ids.shape[0]):
+        if ids[r, 0] != 0:
+            w += 1.0
+    return w + KERAS_EPSILON
+
+
+@jit
+def _bn_stats_masked(x, ids, momentum, epsilon, moving_mean, moving_var, stats):
+    m = x.shape[0]
+    for k in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
+        wp = _valid_weight(ids)
+        mean = 0.0
+        for r in range(m):
+            if ids[r, 0] != 0:
+                mean += x[r, k]
+        mean /= wp
+        var = 0.0
+        for r in range(m):
+            if ids[r, 0] != 0:
+                d = x[r, k] - mean
+                var += d * d
+        var /= wp
+        moving_mean[k] = momentum * moving_mean[k] + (1.0 - momentum) * mean
+        moving_var[k] = momentum * moving_var[k] + (1.0 - momentum) * var
+        stats[0, k] = mean
+        stats[1, k] = 1.0 / math.sqrt(var + epsilon)
+
+
+@jit
+def _bn_grad_sums_masked(x, ids, dy, gamma, stats, sums, dgamma, dbeta):
+    m = x.shape[0]
+    for k in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
+        mean = stats[0, k]
+        inv = stats[1, k]
+        sdy = 0.0
+        sdyx = 0.0
+        for r in range(m):
+            g = dy[r, k]
+            sdy += g
+            sdyx += g * (x[r, k] - mean) * inv
+        if dgamma.shape[0] != 0:
+            dgamma[k] = sdyx
+        if dbeta.shape[0] != 0:
+            dbeta[k] = sdy
+        wp = _valid_weight(ids)
+        g = 1.0
+        if gamma.shape[0] != 0:
+            g = gamma[k]
+        a = g * sdy
+        b = g * sdyx
+        sums[0, k] = inv * (a - inv * b * mean * KERAS_EPSILON / wp) / wp
+        sums[1, k] = inv * b / wp
+
+
+@jit
+def _bn_dx_masked(x, ids, dy, gamma, stats, sums, dx):
+    cols = x.shape[1]
+    for idx in range(cuda.grid(1), x.shape[0] * cols, cuda.gridsize(1)):
+        r = idx // cols
+        k = idx - r * cols
+        f = stats[1, k]
+        if gamma.shape[0] != 0:
+            f *= gamma[k]
+        d = f * dy[r, k]
+        if ids[r, 0] != 0:
+            d -= sums[0, k] + (x[r, k] - stats[0, k]) * stats[1, k] * sums[1, k]
+        dx[r, k] = d
 
 
 @jit
@@ -241,6 +315,38 @@ def batchnorm_backward_frozen(x: Any, dy: Any, moving_mean: Any, moving_var: Any
     cfg = _launch(dx.shape[0] * dx.shape[1])
     if cfg is not None:
         _scale_only[cfg[0], cfg[1], stream](dy, coef, dx)
+
+
+def batchnorm_forward_train_masked(x: Any, ids: Any, gamma: Any, beta: Any, momentum: float,
+                                   epsilon: float, moving_mean: Any, moving_var: Any,
+                                   stats: Any, out: Any, *, stream: Any = 0) -> None:
+    """Statistics over the real rows (``ids`` ``(M, 1)`` not 0), the moving-statistics
+    update and the normalisation of every row (see the CPU kernel)."""
+    if ids.shape[0] != x.shape[0]:
+        raise ValueError("batchnorm_forward_train_masked: ids and x rows differ")
+    cfg = _launch(x.shape[1])
+    if cfg is None:
+        return
+    _bn_stats_masked[cfg[0], cfg[1], stream](x, ids, momentum, epsilon, moving_mean,
+                                             moving_var, stats)
+    cfg = _launch(x.shape[0] * x.shape[1])
+    if cfg is not None:
+        _bn_normalise[cfg[0], cfg[1], stream](x, gamma, beta, stats, out)
+
+
+def batchnorm_backward_masked(x: Any, ids: Any, dy: Any, gamma: Any, stats: Any, sums: Any,
+                              dgamma: Any, dbeta: Any, dx: Any, *, stream: Any = 0) -> None:
+    """Backward of :func:`batchnorm_forward_train_masked` (see the CPU kernel)."""
+    if ids.shape[0] != x.shape[0]:
+        raise ValueError("batchnorm_backward_masked: ids and x rows differ")
+    cfg = _launch(x.shape[1])
+    if cfg is None:
+        return
+    _bn_grad_sums_masked[cfg[0], cfg[1], stream](x, ids, dy, gamma, stats, sums, dgamma,
+                                                 dbeta)
+    cfg = _launch(dx.shape[0] * dx.shape[1])
+    if cfg is not None:
+        _bn_dx_masked[cfg[0], cfg[1], stream](x, ids, dy, gamma, stats, sums, dx)
 
 
 def layernorm_forward(x: Any, gamma: Any, beta: Any, epsilon: float, stats: Any, out: Any, *,

@@ -20,6 +20,7 @@ from nexec.layers.conv import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, 
 from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.embedding import Embedding
+from nexec.layers.mask_combine import MaskCombine
 from nexec.layers.merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from nexec.layers.normalization import BatchNormalization, LayerNormalization
 from nexec.layers.pooling import (
@@ -47,6 +48,7 @@ from nexec.ops import activation as activation_ops
 from nexec.ops import builtin as core_ops
 from nexec.ops import conv as conv_ops
 from nexec.ops import embedding as embedding_ops
+from nexec.ops import mask_combine as mask_combine_ops
 from nexec.ops import merge as merge_ops
 from nexec.ops import normalization as normalization_ops
 from nexec.ops import pooling as pooling_ops
@@ -80,6 +82,8 @@ LAYERS += [ReLU, LeakyReLU, PReLU, ELU, Softmax, Rescaling, Normalization]
 OP_KERNEL_CLASSES += activation_ops.OP_KERNEL_CLASSES
 LAYERS += [SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed]
 OP_KERNEL_CLASSES += [*recurrent_ops.OP_KERNEL_CLASSES]
+LAYERS += [MaskCombine]  # the OR of merged masks (made by merges, not by users)
+OP_KERNEL_CLASSES += [*mask_combine_ops.OP_KERNEL_CLASSES]
 
 
 @hookimpl

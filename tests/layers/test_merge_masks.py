@@ -139,3 +139,65 @@ def _model_with_dot():
     ids, e = _masked("emb")
     pooled = layers.GlobalAveragePooling1D()(e)
     return ids, layers.Dot(axes=1)([pooled, pooled])
+
+
+def _pooled_two_sources(device: str):
+    """Two sources added; a per-step Dense output (masked loss and metric) and a pooled one."""
+    nexec.clear_session()
+    a, b = (Input(shape=(5,), dtype="int32", name=n) for n in ("a", "b"))
+    ea = layers.Embedding(7, 3, mask_zero=True, dtype="float64", name="emb_a")(a)
+    eb = layers.Embedding(7, 3, mask_zero=True, dtype="float64", name="emb_b")(b)
+    s = layers.Add()([ea, eb])
+    model = Model([a, b], [layers.Dense(2, name="seq")(s),
+                           layers.Dense(2, name="pool")(layers.GlobalAveragePooling1D()(s))])
+    rng = np.random.default_rng(5)
+    for layer in model.layers:
+        layer.set_weights([rng.normal(size=w.shape) for w in layer.get_weights()])
+    model.compile(optimizer=SGD(0.1), loss="mse", metrics=[["mae"], []], device=device)
+    return model
+
+
+@pytest.mark.cudasim
+def test_ored_masks_on_cuda_match_the_cpu():
+    from nexec.kernels.cuda import backend
+
+    if not backend.is_available():
+        pytest.fail("needs a GPU or NUMBA_ENABLE_CUDASIM=1 (tests/conftest.py sets it)")
+    rng = np.random.default_rng(6)
+    ids = [np.array([[1, 0, 2, 0, 0], [0, 0, 0, 3, 0], [4, 4, 0, 0, 1]], np.int32),
+           np.array([[0, 2, 0, 0, 0], [0, 5, 0, 0, 0], [0, 0, 0, 0, 6]], np.int32)]
+    ys = [rng.normal(size=(3, 5, 2)), rng.normal(size=(3, 2))]
+    results = []
+    for device in ("cpu", "cuda"):
+        model = _pooled_two_sources(device)
+        ev = model.evaluate(ids, ys, batch_size=3, verbose=0, return_dict=True)
+        hist = model.fit(ids, ys, epochs=2, batch_size=3, shuffle=False, verbose=0)
+        results.append((ev, hist.history, model.get_weights()))
+    (ev_c, h_c, w_c), (ev_g, h_g, w_g) = results
+    assert "seq_mae" in ev_c
+    for key in ev_c:
+        assert_close(ev_g[key], ev_c[key], rtol=1e-10, atol=1e-12, what=key)
+        assert_close(np.array(h_g[key]), np.array(h_c[key]), rtol=1e-10, atol=1e-12,
+                     what=f"fit {key}")
+    for x, y in zip(w_c, w_g):
+        assert_close(y, x, rtol=1e-10, atol=1e-12, what="weights")
+
+
+def test_a_model_with_ored_masks_saves_loads_and_plans(tmp_path):
+    """Saving writes the user's layers only; loading makes the OR again; the plan lists
+    the MaskCombine op."""
+    data = np.load(os.path.join(HERE, "add_two_sources.npz"))
+    xs = [data["x0"], data["x1"]]
+    nexec.clear_session()
+    model = BUILDERS["add_two_sources"](nexec)
+    for layer in model.layers:
+        weights = [data[f"w:{layer.name}:{i}"] for i in range(len(layer.get_weights()))]
+        if weights:
+            layer.set_weights(weights)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = nexec.models.load_model(path)
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    assert_close(loaded.predict(xs, verbose=0), data["y"], rtol=TOL, atol=1e-12,
+                 what="loaded")
+    assert "MaskCombine" in [op.kind for op in lower(loaded).ops]

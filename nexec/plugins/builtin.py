@@ -20,7 +20,6 @@ from nexec.layers.conv import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, 
 from nexec.layers.core import Activation as ActivationLayer
 from nexec.layers.core import Dense, Flatten, InputLayer
 from nexec.layers.embedding import Embedding
-from nexec.layers.mask_combine import MaskCombine
 from nexec.layers.merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from nexec.layers.normalization import BatchNormalization, LayerNormalization
 from nexec.layers.pooling import (
@@ -82,7 +81,7 @@ LAYERS += [ReLU, LeakyReLU, PReLU, ELU, Softmax, Rescaling, Normalization]
 OP_KERNEL_CLASSES += activation_ops.OP_KERNEL_CLASSES
 LAYERS += [SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed]
 OP_KERNEL_CLASSES += [*recurrent_ops.OP_KERNEL_CLASSES]
-LAYERS += [MaskCombine]  # the OR of merged masks (made by merges, not by users)
+# The OR of merged masks: an op made by merges (``MaskCombine``), not a layer users build.
 OP_KERNEL_CLASSES += [*mask_combine_ops.OP_KERNEL_CLASSES]
 
 

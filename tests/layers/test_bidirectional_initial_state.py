@@ -2,8 +2,11 @@
 starts the forward layer, the second half the backward layer. Forward, loss and every
 gradient (into the given states' producers included) against PyTorch float64 with copied
 weights to 1e-10, with masks, ``return_state`` and each merge mode; finite differences;
-saving and loading; the argument errors."""
+models recorded from Keras 3.15 (predictions and three SGD epochs); saving and loading; the
+argument errors."""
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +16,9 @@ import nexec
 from nexec import Input, Model, layers
 from nexec.checks import ArgumentError
 from nexec.errors import ExportError
-from nexec.testing import check_gradients, model_gradients, weights_by_name
+from nexec.optimizers import SGD
+from nexec.testing import assert_close, check_gradients, model_gradients, weights_by_name
+from tests.keras_reference.record_bidirectional_initial_state import CASES as KERAS_CASES
 
 from .masked_recurrence import masked_torch
 from .test_masking import _keras_grads, _torch_rnn
@@ -99,6 +104,28 @@ def test_finite_differences_through_the_states(kind):
     assert np.abs(grads["state0/kernel"]).max() > 0
     assert np.abs(grads[f"state{3 if kind == 'LSTM' else 1}/kernel"]).max() > 0
     check_gradients(loss_fn, grads, weights_by_name(model), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_CASES))
+def test_keras_recorded_models(name):
+    """Unmasked (Keras 3 ignores a mask when initial_state is given): predictions, three
+    SGD epochs' losses and the predictions after them, to 1e-6 (JAX's float64 recurrence
+    differs from nexec's by ~1e-8)."""
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "keras_reference", "bidirectional_initial_state")
+    data = np.load(os.path.join(here, f"{name}.npz"))
+    nexec.clear_session()
+    model = KERAS_CASES[name](nexec)
+    for layer in model.layers:
+        n = len(layer.get_weights())
+        if n:
+            layer.set_weights([data[f"w:{layer.name}:{i}"] for i in range(n)])
+    xs = [data["x0"], data["x1"]]
+    assert_close(model.predict(xs, verbose=0), data["y"], rtol=1e-6, what="prediction")
+    model.compile(optimizer=SGD(0.1), loss="mse")
+    hist = model.fit(xs, data["t"], batch_size=len(xs[0]), epochs=3, shuffle=False, verbose=0)
+    assert_close(np.array(hist.history["loss"]), data["losses"], rtol=1e-6, what="losses")
+    assert_close(model.predict(xs, verbose=0), data["trained"], rtol=1e-6, what="trained")
 
 
 def test_input_list_form_and_saving_round_trip(tmp_path):

@@ -28,8 +28,9 @@ class _MergesMasks(Layer):
 
     supports_masking = True
     #: Keras replaces the values of a masked input at its padded steps (Multiply by 1,
-    #: Maximum and Minimum by the other inputs'): nexec computes the plain merge, which is
-    #: the same wherever the output's mask is True only when every input has one source.
+    #: Maximum and Minimum by the other inputs'). nexec computes the plain merge, which
+    #: agrees with Keras at every step a reader uses only when all inputs share one mask
+    #: source, so other masked inputs are refused.
     substitutes_masked_values = False
 
     def _check_masks(self, tensors: list[SymbolicTensor]) -> None:

@@ -15,10 +15,10 @@ import pytest
 import nexec
 from nexec import Input, Model, layers
 from nexec.errors import GraphError
-from nexec.optimizers import SGD
-from nexec.testing import assert_close
 from nexec.layers.mask_combine import MaskCombine
+from nexec.optimizers import SGD
 from nexec.planner.lowering import lower
+from nexec.testing import assert_close
 from tests.keras_reference.merge_mask_models import CASES as BUILDERS
 from tests.keras_reference.merge_mask_models import METRICS
 
@@ -119,7 +119,7 @@ def test_an_ored_mask_is_read_as_keras_reads_it():
 
 
 def test_value_substituting_merges_of_different_masks_are_refused():
-    (a, ea), (b, eb) = _masked("emb_a"), _masked("emb_b")
+    (_, ea), (_, eb) = _masked("emb_a"), _masked("emb_b")
     for kind in (layers.Multiply, layers.Maximum, layers.Minimum):
         with pytest.raises(GraphError, match="masked by different sources"):
             kind()([ea, eb])

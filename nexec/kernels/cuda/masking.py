@@ -3,8 +3,9 @@ on the loss and metrics of a masked model output.
 
 Same positional arguments as the CPU kernels, on device arrays, plus a keyword-only
 ``stream``. ``mask_or`` is a grid-stride elementwise loop; each of the others is one block
-(``reduce_config``): the valid rows are counted with the shared-memory tree reduction ``block_sum`` (deterministic, no atomics), then the weights are
-written (losses) or the row values summed (metrics). Rows are checked on the host.
+(``reduce_config``): the valid rows are counted with the shared-memory tree reduction
+``block_sum`` (deterministic, no atomics), then the weights are written (losses) or the row
+values summed (metrics). Rows are checked on the host.
 """
 from __future__ import annotations
 

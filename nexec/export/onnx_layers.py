@@ -537,6 +537,10 @@ def _recurrent(b: OnnxBuilder, layer: Any, ins: list[str]) -> str | list[str]:
 
 def _bidirectional(b: OnnxBuilder, layer: Any, ins: list[str]) -> str | list[str]:
     """The merged output, and with ``return_state`` the forward then backward states."""
+    if len(ins) > 1:
+        raise ExportError("a Bidirectional call with initial_state= is not exported yet "
+                          "(ONNX's initial_h and initial_c are not wired); export the model "
+                          "without it.")
     fwd = _recurrent_pass(b, layer, layer.forward_layer, "forward_", ins[0])
     bwd = _recurrent_pass(b, layer, layer.backward_layer, "backward_", ins[0])
     if layer.return_state:

@@ -7,6 +7,7 @@ from typing import Any
 from nexec.errors import GraphError, ShapeError
 from nexec.graph import SymbolicTensor
 from nexec.layers.base import Layer, Shape
+from nexec.layers.mask_combine import check_mask_shapes, mask_or
 
 __all__ = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
            "Dot", "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate",
@@ -18,25 +19,46 @@ def _fmt(shapes: list[Shape]) -> str:
 
 
 class _MergesMasks(Layer):
-    """Keras 3's masks through a merge: the inputs that carry a mask must carry the same one
-    (the ids of one ``Embedding(mask_zero=True)``, the usual case of branches joined again);
-    nexec represents a mask by its source, so it cannot yet combine two different ones."""
+    """Keras 3's masks through a merge (``Merge.compute_mask``): when every input carries a
+    mask, the output's is their OR; when one input carries none, the output has none.
+
+    nexec represents a mask by its source (the ids of an ``Embedding(mask_zero=True)``): the
+    inputs' one source when they share it (branches joined again), else the OR computed at
+    run time by a :class:`~nexec.layers.mask_combine.MaskCombine` op."""
 
     supports_masking = True
+    #: Keras replaces the values of a masked input at its padded steps (Multiply by 1,
+    #: Maximum and Minimum by the other inputs'). nexec computes the plain merge, which
+    #: agrees with Keras at every step a reader uses only when all inputs share one mask
+    #: source, so other masked inputs are refused.
+    substitutes_masked_values = False
 
     def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
-        sources = list({id(t.mask): t.mask for t in tensors if t.mask is not None}.values())
-        if len(sources) > 1:
+        masks = [t.mask for t in tensors]
+        if all(m is not None for m in masks):
+            check_mask_shapes([m for m in dict.fromkeys(masks) if m is not None], self)
+        if not self.substitutes_masked_values or all(m is None for m in masks):
+            return
+        sources = {id(m) for m in masks}
+        if None in masks or len(sources) > 1:
+            kind = type(self).__name__
+            how = "by 1" if kind == "Multiply" else "by another input's values"
+            what = ("masked and unmasked inputs" if None in masks else
+                    "inputs masked by different sources (" + ", ".join(
+                        repr(m.name) for m in dict.fromkeys(masks) if m is not None) + ")")
             raise GraphError(
-                f"Layer '{self.name}' ({type(self).__name__}): its inputs carry different "
-                f"masks (from {', '.join(repr(m.name) for m in sources)}); Keras 3 combines "
-                "them, nexec supports one mask source per merge. Merge tensors masked by "
-                "the same Embedding(mask_zero=True), or use mask_zero=False.")
+                f"Layer '{self.name}' ({kind}): its inputs are {what}. Keras 3's {kind} "
+                f"replaces a masked input's values at its padded steps ({how}) before "
+                "merging, which nexec does not implement yet; it supports masked inputs of "
+                f"{kind} that all share one mask source. Add, Subtract, Average and "
+                "Concatenate take any masks.")
 
     def compute_mask(self, inputs: Any, previous_mask: Any) -> SymbolicTensor | None:
-        """Keras' ``Merge``: the AND of the inputs' masks (unmasked ones left out), here
-        their one source."""
-        return next((m for m in previous_mask if m is not None), None)
+        """Keras' ``Merge``: the OR of the inputs' masks, none if an input has none."""
+        masks = list(previous_mask)
+        if any(m is None for m in masks):
+            return None
+        return mask_or(list(dict.fromkeys(masks)), self)
 
 
 class Add(_MergesMasks):
@@ -90,6 +112,8 @@ class Subtract(_Elementwise):
 class Multiply(_Elementwise):
     """Elementwise product of two or more tensors of one shape."""
 
+    substitutes_masked_values = True
+
 
 class Average(_Elementwise):
     """Elementwise mean of two or more tensors of one shape."""
@@ -102,9 +126,13 @@ class Maximum(_Elementwise):
     rule; JAX and PyTorch split it).
     """
 
+    substitutes_masked_values = True
+
 
 class Minimum(_Elementwise):
     """Elementwise minimum of two or more tensors; ties as :class:`Maximum`."""
+
+    substitutes_masked_values = True
 
 
 class Dot(Layer):
@@ -204,11 +232,13 @@ class Concatenate(_MergesMasks):
                 "inputs along the last axis (the features) only.")
 
     def compute_mask(self, inputs: Any, previous_mask: Any) -> SymbolicTensor | None:
-        """Keras 3: along the features, a step is valid where any input's is, and an
-        unmasked input is valid everywhere: the mask when every input carries it, else none
-        (all steps valid)."""
+        """Keras 3: along the features, a step is valid where any input's is (``any`` over
+        the joined masks), and an unmasked input is valid everywhere: the OR of the masks
+        when every input carries one, else none (all steps valid)."""
         masks = list(previous_mask)
-        return masks[0] if all(m is not None for m in masks) else None
+        if any(m is None for m in masks):
+            return None
+        return mask_or(list(dict.fromkeys(masks)), self)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis}

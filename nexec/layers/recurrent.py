@@ -71,7 +71,73 @@ class _Initializer:
         return hash((self.base, self.units))
 
 
-class RNNLayer(Layer):
+class _TakesInitialState(Layer):
+    """Keras' ``initial_state=`` call of a recurrent layer (and of Bidirectional): the
+    sequence, then ``n_states`` state tensors, each ``(batch, units)``, which become the op's
+    inputs 1, 2, ..."""
+
+    #: State tensors ``initial_state=`` takes.
+    n_states = 1
+
+    def _state_form(self) -> str:
+        """How the states are listed, for messages."""
+        return "[h, c]" if self.n_states == 2 else "h (or [h])"
+
+    def __call__(self, inputs: Any, initial_state: Any = None, mask: Any = None,
+                 training: Any = None) -> Any:
+        """Keras' call: ``layer(x)`` or ``layer(x, initial_state=[h0, c0])`` (LSTM) /
+        ``initial_state=h0`` or ``[h0]`` (GRU, SimpleRNN), the encoder-decoder pattern; also
+        ``layer([x, h0, c0])`` (Keras 2's form, and how saved models call it).
+
+        Args:
+            inputs: The sequence ``(batch, time, features)``.
+            initial_state: The starting state(s), each ``(batch, units)``; zeros when None.
+            mask: Only None: masks come from ``Embedding(mask_zero=True)`` upstream.
+            training: Accepted and ignored (no dropout in nexec's recurrent layers).
+        """
+        if mask is not None:
+            raise ArgumentError(f"Layer '{self.name}': an explicit mask= is not supported; "
+                                "masks come from Embedding(mask_zero=True) upstream.")
+        if isinstance(inputs, (list, tuple)):
+            if initial_state is not None:
+                raise ArgumentError(f"Layer '{self.name}': give the initial states either in "
+                                    "the input list or as initial_state=, not both.")
+            inputs, initial_state = inputs[0], (list(inputs[1:]) or None)
+        if initial_state is None:
+            return super().__call__(inputs)
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
+            else [initial_state]
+        if len(states) != self.n_states:
+            raise ArgumentError(f"Layer '{self.name}' ({type(self).__name__}): initial_state "
+                                f"takes {self._state_form()}: {self.n_states} tensor(s), got "
+                                f"{len(states)}.")
+        if is_symbolic(inputs) and inputs.mask is not None:
+            warnings.warn(
+                f"Layer '{self.name}': its input {inputs.name!r} carries a mask and "
+                "initial_state is given. nexec applies the mask (padded steps carry the "
+                "state); Keras 3 ignores the mask in this call (it reads a mask only when the "
+                "sequence is the call's one tensor argument), so Keras gives other numbers "
+                "for padded steps.", UserWarning, stacklevel=2)
+        return super().__call__([inputs, *states])
+
+    def _check_inputs(self, inputs: Any) -> list[SymbolicTensor]:
+        tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        for i, t in enumerate(tensors):
+            if not is_symbolic(t):
+                raise TypeError(f"Layer '{self.name}' ({type(self).__name__}) was called on "
+                                f"{'its input' if i == 0 else f'initial state {i - 1}'} of "
+                                f"type {type(t).__name__}; layers take symbolic tensors.")
+        return tensors
+
+    def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
+        super()._check_masks(tensors)
+        masked = next((t for t in tensors[1:] if t.mask is not None), None)
+        if masked is not None:
+            raise GraphError(f"Layer '{self.name}': initial state {masked.name!r} carries a "
+                             "mask; a state has no time steps to mask.")
+
+
+class RNNLayer(_TakesInitialState):
     """Base of SimpleRNN, LSTM and GRU: the arguments Keras' ``RNN`` layers share.
 
     Args:
@@ -137,60 +203,6 @@ class RNNLayer(Layer):
         self.unroll = bool(unroll)
         self.use_cudnn = use_cudnn
         self.seed = seed
-
-    # ----- calls --------------------------------------------------------------------------
-    def __call__(self, inputs: Any, initial_state: Any = None, mask: Any = None,
-                 training: Any = None) -> Any:
-        """Keras' call: ``layer(x)`` or ``layer(x, initial_state=[h0, c0])`` (LSTM) /
-        ``initial_state=h0`` or ``[h0]`` (GRU, SimpleRNN), the encoder-decoder pattern; also
-        ``layer([x, h0, c0])`` (Keras 2's form, and how saved models call it).
-
-        Args:
-            inputs: The sequence ``(batch, time, features)``.
-            initial_state: The starting state(s), each ``(batch, units)``; zeros when None.
-            mask: Only None: masks come from ``Embedding(mask_zero=True)`` upstream.
-            training: Accepted and ignored (no dropout in nexec's recurrent layers).
-        """
-        if mask is not None:
-            raise ArgumentError(f"Layer '{self.name}': an explicit mask= is not supported; "
-                                "masks come from Embedding(mask_zero=True) upstream.")
-        if isinstance(inputs, (list, tuple)):
-            if initial_state is not None:
-                raise ArgumentError(f"Layer '{self.name}': give the initial states either in "
-                                    "the input list or as initial_state=, not both.")
-            inputs, initial_state = inputs[0], (list(inputs[1:]) or None)
-        if initial_state is None:
-            return super().__call__(inputs)
-        states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
-            else [initial_state]
-        if len(states) != self.n_states:
-            want = "[h, c]" if self.n_states == 2 else "h (or [h])"
-            raise ArgumentError(f"Layer '{self.name}' ({type(self).__name__}): initial_state "
-                                f"takes {want}: {self.n_states} tensor(s), got {len(states)}.")
-        if is_symbolic(inputs) and inputs.mask is not None:
-            warnings.warn(
-                f"Layer '{self.name}': its input {inputs.name!r} carries a mask and "
-                "initial_state is given. nexec applies the mask (padded steps carry the "
-                "state); Keras 3 ignores the mask in this call (it reads a mask only when the "
-                "sequence is the call's one tensor argument), so Keras gives other numbers "
-                "for padded steps.", UserWarning, stacklevel=2)
-        return super().__call__([inputs, *states])
-
-    def _check_inputs(self, inputs: Any) -> list[SymbolicTensor]:
-        tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        for i, t in enumerate(tensors):
-            if not is_symbolic(t):
-                raise TypeError(f"Layer '{self.name}' ({type(self).__name__}) was called on "
-                                f"{'its input' if i == 0 else f'initial state {i - 1}'} of "
-                                f"type {type(t).__name__}; layers take symbolic tensors.")
-        return tensors
-
-    def _check_masks(self, tensors: list[SymbolicTensor]) -> None:
-        super()._check_masks(tensors)
-        masked = next((t for t in tensors[1:] if t.mask is not None), None)
-        if masked is not None:
-            raise GraphError(f"Layer '{self.name}': initial state {masked.name!r} carries a "
-                             "mask; a state has no time steps to mask.")
 
     # ----- shapes and weights -----------------------------------------------------------
     def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
@@ -336,8 +348,12 @@ def _layer_from_entry(entry: Any) -> Layer:
     return cast("type[Layer]", cls).from_config(dict(entry["config"]))
 
 
-class Bidirectional(Layer):
+class Bidirectional(_TakesInitialState):
     """Runs a recurrent layer forwards and a copy backwards, and merges their outputs.
+
+    A call takes ``initial_state=`` as Keras 3: a list whose first half are the forward
+    layer's starting states and whose second half the backward layer's
+    (``[fw_h, fw_c, bw_h, bw_c]`` for LSTM, ``[fw_h, bw_h]`` for GRU and SimpleRNN).
 
     Args:
         layer: A ``SimpleRNN``, ``LSTM`` or ``GRU`` (its configuration is copied). With its
@@ -394,13 +410,26 @@ class Bidirectional(Layer):
         #: *backward states)``, Keras' order (LSTM: output, fw h, fw c, bw h, bw c).
         self.return_state = layer.return_state
 
+    @property
+    def n_states(self) -> int:  # type: ignore[override]
+        """``initial_state=`` takes the forward layer's states, then the backward layer's."""
+        return self.forward_layer.n_states + self.backward_layer.n_states
+
+    def _state_form(self) -> str:
+        one = "h, c" if self.forward_layer.n_states == 2 else "h"
+        return f"the forward layer's states then the backward layer's ([{one}, {one}])"
+
     def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
         """Keras' rule: the input's mask for a sequence output, none for the last state."""
+        if isinstance(previous_mask, list):  # called with initial states
+            previous_mask = previous_mask[0]
         return previous_mask if self.return_sequences else None
 
     def compute_output_shape(self, input_shapes: list[Shape]) -> Shape:
-        f = self.forward_layer.compute_output_shape(input_shapes)
-        b = self.backward_layer.compute_output_shape(input_shapes)
+        x, states = input_shapes[:1], input_shapes[1:]
+        n = self.forward_layer.n_states if states else 0
+        f = self.forward_layer.compute_output_shape(x + states[:n])
+        b = self.backward_layer.compute_output_shape(x + states[n:])
         if self.merge_mode == "concat":
             return (*f[:-1], f[-1] + b[-1])
         if f != b:

@@ -105,8 +105,11 @@ class _Direction:
     """One recurrent pass: which layer's settings, parameters and workspaces it uses."""
 
     def __init__(self, layer: Any, prefix: str, pname: str, flip: bool,
-                 zero: bool = False) -> None:
+                 zero: bool = False, first_state: int = 1) -> None:
         self.layer, self.prefix, self.pname, self.flip = layer, prefix, pname, flip
+        #: Which op input holds this direction's first initial state (Bidirectional's
+        #: backward direction: after the forward layer's states).
+        self.first_state = first_state
         self.cell = _cell(layer)
         #: Keras' ``zero_output_for_mask``: a sequence output is 0 at padded steps (what
         #: Bidirectional asks of both directions when it returns sequences).
@@ -117,7 +120,7 @@ class _Direction:
         or their gradients), each ``(batch, units)``; an array with no rows for one not
         given (Keras' zeros) or needing no gradient."""
         n = 2 if self.cell == "lstm" else 1
-        given = list(arrays[1:1 + n]) if len(arrays) > 1 else []
+        given = list(arrays[self.first_state:self.first_state + n])
         empty = call.device.zeros((0, self.layer.units), call.output.dtype)
         return tuple(a if a is not None else empty for a in given + [None] * (n - len(given)))
 
@@ -357,7 +360,8 @@ class BidirectionalKernel(BuiltinKernel):
     def _directions(self, layer: Any) -> tuple[_Direction, _Direction]:
         seq = layer.return_sequences
         return (_Direction(layer.forward_layer, "f_", "forward_", False, seq),
-                _Direction(layer.backward_layer, "b_", "backward_", seq, seq))
+                _Direction(layer.backward_layer, "b_", "backward_", seq, seq,
+                           first_state=1 + layer.forward_layer.n_states))
 
     def workspaces(self, layer: Any, in_shapes: list[tuple], out_shape: tuple, batch: int,
                    training: bool, strided_output: bool = False) -> dict[str, Workspace]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nexec.graph import Function, SymbolicTensor, float_dtype, is_integer_dtype
+from nexec.graph import Function, Node, SymbolicTensor, float_dtype, is_integer_dtype
 from nexec.layers.base import Layer
 
 __all__ = ["TensorInfo", "Op", "Graph", "lower"]
@@ -107,8 +107,25 @@ def lower(function: Function) -> Graph:
         g.outputs.append(env[t.id])
         if g.tensors[env[t.id]].output_index is None:
             g.tensors[env[t.id]].output_index = i
-        g.output_masks.append(env.get(t.mask.id) if t.mask is not None else None)
+        g.output_masks.append(_mask_tensor(g, t.mask, env))
     return g
+
+
+def _mask_tensor(g: Graph, source: SymbolicTensor | None, env: dict[int, int]) -> int | None:
+    """The tensor of mask source ``source``, lowered now if it is a mask made only as a mask
+    (``nexec.layers.mask_combine``: the OR of a merge's different masks, no model layer reads
+    it), its own sources first; None for no mask or one outside this function."""
+    if source is None:
+        return None
+    if source.id not in env:
+        node = source.node
+        if node is None or not node.inputs or not getattr(node.layer, "makes_mask", False):
+            return None
+        for s in node.inputs:
+            if _mask_tensor(g, s, env) is None:
+                return None
+        _lower_node(g, node, env)
+    return env[source.id]
 
 
 def _lower_into(g: Graph, function: Function, env: dict[int, int]) -> None:
@@ -123,17 +140,24 @@ def _lower_into(g: Graph, function: Function, env: dict[int, int]) -> None:
             for outer, inner_t in zip(node.outputs, layer.outputs):
                 env[outer.id] = inner[inner_t.id]
             continue
-        outs: list[SymbolicTensor] = node.outputs
-        tids = [g.new_tensor(layer.name if k == 0 else f"{layer.name}:{k}", t.feature_shape,
-                             t.dtype) for k, t in enumerate(outs)]
-        op = Op(len(g.ops), layer, ins, tids[0], getattr(layer, "activation", "linear"),
-                more_outputs=tids[1:])
-        source = node.inputs[0].mask if getattr(layer, "consumes_mask", False) else None
-        if source is not None and source.id in env:
-            op.mask = env[source.id]
-        for out, tid in zip(outs, tids):
-            g.tensors[tid].producer = op.index
-            env[out.id] = tid
-        for i in ins:
-            g.tensors[i].consumers.append(op.index)
-        g.ops.append(op)
+        _lower_node(g, node, env)
+
+
+def _lower_node(g: Graph, node: Node, env: dict[int, int]) -> None:
+    """One op for the call ``node`` of a layer (not a nested function)."""
+    layer = node.layer
+    ins = [env[t.id] for t in node.inputs]
+    outs: list[SymbolicTensor] = node.outputs
+    source = node.inputs[0].mask if getattr(layer, "consumes_mask", False) else None
+    mask = _mask_tensor(g, source, env)  # lowered before this op, which reads it
+    tids = [g.new_tensor(layer.name if k == 0 else f"{layer.name}:{k}", t.feature_shape,
+                         t.dtype) for k, t in enumerate(outs)]
+    op = Op(len(g.ops), layer, ins, tids[0], getattr(layer, "activation", "linear"),
+            more_outputs=tids[1:])
+    op.mask = mask
+    for out, tid in zip(outs, tids):
+        g.tensors[tid].producer = op.index
+        env[out.id] = tid
+    for i in ins:
+        g.tensors[i].consumers.append(op.index)
+    g.ops.append(op)

@@ -47,6 +47,7 @@ from nexec.ops import activation as activation_ops
 from nexec.ops import builtin as core_ops
 from nexec.ops import conv as conv_ops
 from nexec.ops import embedding as embedding_ops
+from nexec.ops import mask_combine as mask_combine_ops
 from nexec.ops import merge as merge_ops
 from nexec.ops import normalization as normalization_ops
 from nexec.ops import pooling as pooling_ops
@@ -80,6 +81,8 @@ LAYERS += [ReLU, LeakyReLU, PReLU, ELU, Softmax, Rescaling, Normalization]
 OP_KERNEL_CLASSES += activation_ops.OP_KERNEL_CLASSES
 LAYERS += [SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed]
 OP_KERNEL_CLASSES += [*recurrent_ops.OP_KERNEL_CLASSES]
+# The OR of merged masks: an op made by merges (``MaskCombine``), not a layer users build.
+OP_KERNEL_CLASSES += [*mask_combine_ops.OP_KERNEL_CLASSES]
 
 
 @hookimpl

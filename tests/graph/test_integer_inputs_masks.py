@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nexec import Input, Model, Sequential, layers, load_model
-from nexec.errors import GraphError, ShapeError
+from nexec.errors import ShapeError
 from nexec.ops.base import Kernel
 from nexec.planner.buffers import BufferTable, tensor_names
 from nexec.planner.liveness import value_buffers
@@ -99,16 +99,18 @@ def test_a_layer_without_masking_drops_the_mask_with_keras_warning(make):
         assert make()(e).mask is None
 
 
-def test_a_merge_passes_one_mask_on_and_refuses_two():
+def test_a_merge_passes_one_mask_on_and_ors_two():
     ids = Input(shape=(4,), dtype="int32")
     e = layers.Embedding(5, 2, mask_zero=True)(ids)
     f = layers.Embedding(5, 2)(ids)
-    assert layers.Add(name="sum")([f, e]).mask is e.mask  # Keras: the AND of the masks given
+    assert layers.Add(name="sum")([f, e]).mask is None  # Keras: an unmasked input, no mask
     same = layers.Embedding(5, 2, mask_zero=True)(ids)  # another Embedding of the same ids:
     assert layers.Add(name="sum2")([e, same]).mask is e.mask  # the same mask
-    other = layers.Embedding(5, 2, mask_zero=True)(Input(shape=(4,), dtype="int32"))
-    with pytest.raises(GraphError, match="different masks"):
-        layers.Add(name="sum3")([e, other])
+    other_ids = Input(shape=(4,), dtype="int32")
+    other = layers.Embedding(5, 2, mask_zero=True)(other_ids)
+    ored = layers.Add(name="sum3")([e, other]).mask  # Keras: the OR, a MaskCombine tensor
+    assert type(ored.node.layer).__name__ == "MaskCombine"
+    assert ored.node.inputs == [ids, other_ids]
 
 
 def test_the_planner_records_the_mask_and_keeps_the_ids_alive_until_backward():

@@ -85,3 +85,26 @@ def test_masked_sparse_metric_sums(code, param):
     mask = ids != 0
     want = (_reference(dense_code, p, y, param) * mask).sum()
     np.testing.assert_allclose(out, [want, mask.sum()], rtol=1e-12)
+
+
+@pytest.mark.parametrize("da,db", [(np.int32, np.int32), (np.int64, np.int32),
+                                   (np.int32, np.int8)])
+def test_mask_or_is_the_or_of_nonzero(da, db):
+    """Keras' OR of a merge's masks: ``(a != 0) | (b != 0)`` as 0/1, ids of any integer
+    dtype (negative ids count as valid, as ``!= 0`` in Keras), chained in place."""
+    rng = np.random.default_rng(2)
+    a = rng.integers(-2, 3, (5, 7)).astype(da)
+    b = rng.integers(-1, 2, (5, 7)).astype(db)
+    c = rng.integers(0, 2, (5, 7)).astype(np.int64)
+    out = np.full((5, 7), 9, np.int32)
+    k.mask_or(a, b, out)
+    np.testing.assert_array_equal(out, ((a != 0) | (b != 0)).astype(np.int32))
+    assert 0 < out.sum() < out.size
+    k.mask_or(out, c, out)  # a third source, into the same array
+    np.testing.assert_array_equal(out, ((a != 0) | (b != 0) | (c != 0)).astype(np.int32))
+
+
+def test_mask_or_checks_shapes():
+    with pytest.raises(ValueError, match="shapes differ"):
+        k.mask_or(np.ones((2, 3), np.int32), np.ones((2, 4), np.int32),
+                  np.zeros((2, 3), np.int32))

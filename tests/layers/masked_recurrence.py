@@ -7,15 +7,19 @@ import torch
 
 
 def masked_torch(kind: str, m, x, keep: np.ndarray, go_backwards: bool,  # noqa: ANN001, ANN201
-                 zero: bool = False):
+                 zero: bool = False, state: list | None = None):
     """Runs torch cell ``m`` (``nn.RNN``/``LSTM``/``GRU``, batch first) over ``x`` with Keras'
     rules: a padded step (``keep`` False) carries h and c and outputs that state, or 0 with
     ``zero`` (``zero_output_for_mask``, which Bidirectional sets when it returns sequences).
-    Returns the outputs in processing order and the final states ``[h]`` (``[h, c]`` for
-    LSTM)."""
+    ``state``: the initial ``[h]`` (``[h, c]`` for LSTM), each ``(batch, units)``; zeros when
+    None. Returns the outputs in processing order and the final states ``[h]`` (``[h, c]``
+    for LSTM)."""
     n, units = x.shape[0], m.hidden_size
     h = torch.zeros(1, n, units, dtype=torch.float64)
     c = torch.zeros(1, n, units, dtype=torch.float64)
+    if state is not None:
+        h = state[0][None]
+        c = state[1][None] if kind == "LSTM" else c
     outs = []
     for t in (range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])):
         k = torch.tensor(keep[:, t])[None, :, None]

@@ -1,4 +1,5 @@
-"""Keras 3 masks applied to losses and metrics of a masked model output.
+"""Keras 3 masks: the OR of the masks of merged tensors (``mask_or``), and masks applied to
+the losses and metrics of a masked model output.
 
 The mask of an output is its mask source, the integer ids whose zeros are padding (Keras'
 mask is ``ids != 0``), one per loss row of the output (``ids`` is 1-D here, the rows in
@@ -20,6 +21,7 @@ from nexec.kernels.cpu.metric import _in_top_k
 from nexec.kernels.jit import kernel
 
 __all__ = [
+    "mask_or",
     "loss_mask_weights",
     "loss_mask_weights_times",
     "masked_metric_sums",
@@ -31,6 +33,20 @@ BINARY_ACCURACY = masked_rows.BINARY_ACCURACY
 ABSOLUTE_ERROR = masked_rows.ABSOLUTE_ERROR
 TOP_K = masked_rows.TOP_K
 SPARSE_ACCURACY = masked_rows.SPARSE_ACCURACY
+
+
+@kernel
+def mask_or(a, b, out):
+    """``out[i, j] = 1 if a[i, j] != 0 or b[i, j] != 0 else 0`` over 2-D (rows, steps) masks
+    of one shape (ids of any integer dtype, or earlier results; ``out`` may be ``a``):
+    Keras 3's OR of the masks of a merge's inputs (``Merge.compute_mask``, ``Concatenate``
+    along the features)."""
+    n, m = out.shape
+    if a.shape[0] != n or a.shape[1] != m or b.shape[0] != n or b.shape[1] != m:
+        raise ValueError("mask_or: a, b and out shapes differ")
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = 1 if (a[i, j] != 0 or b[i, j] != 0) else 0
 
 
 @kernel

@@ -1,10 +1,11 @@
-"""CUDA twins of :mod:`nexec.kernels.cpu.masking`: Keras 3 masks on the loss and metrics
-of a masked model output.
+"""CUDA twins of :mod:`nexec.kernels.cpu.masking`: the OR of merged masks, and Keras 3 masks
+on the loss and metrics of a masked model output.
 
 Same positional arguments as the CPU kernels, on device arrays, plus a keyword-only
-``stream``. Each is one block (``reduce_config``): the valid rows are counted with the
-shared-memory tree reduction ``block_sum`` (deterministic, no atomics), then the weights are
-written (losses) or the row values summed (metrics). Rows are checked on the host.
+``stream``. ``mask_or`` is a grid-stride elementwise loop; each of the others is one block
+(``reduce_config``): the valid rows are counted with the shared-memory tree reduction
+``block_sum`` (deterministic, no atomics), then the weights are written (losses) or the row
+values summed (metrics). Rows are checked on the host.
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from typing import Any
 from numba import float64, int64
 
 from nexec.kernels import masked_rows
-from nexec.kernels.cuda.backend import MAX_THREADS, cuda, jit
+from nexec.kernels.cuda.backend import MAX_THREADS, config_1d, cuda, jit
 from nexec.kernels.cuda.loss import _argmax_row, block_sum, reduce_config
 from nexec.kernels.cuda.metric import _in_top_k
 
 __all__ = [
+    "mask_or",
     "loss_mask_weights",
     "loss_mask_weights_times",
     "masked_metric_sums",
@@ -108,6 +110,25 @@ def _sparse_metric_sums(p, labels, code, param, ids, out):
     if cuda.threadIdx.x == 0:
         out[0] = total
         out[1] = valid
+
+
+@jit
+def _mask_or(a, b, out):
+    m = out.shape[1]
+    for k in range(cuda.grid(1), out.shape[0] * m, cuda.gridsize(1)):
+        i, j = k // m, k % m
+        out[i, j] = 1 if (a[i, j] != 0 or b[i, j] != 0) else 0
+
+
+def mask_or(a: Any, b: Any, out: Any, *, stream: Any = 0) -> None:
+    """``out[i, j] = 1 if a[i, j] != 0 or b[i, j] != 0 else 0`` (2-D masks of one shape;
+    ``out`` may be ``a``): the OR of a merge's input masks."""
+    if out.ndim != 2 or tuple(a.shape) != tuple(out.shape) or \
+            tuple(b.shape) != tuple(out.shape):
+        raise ValueError("mask_or: a, b and out must be 2-D of one shape")
+    n = out.shape[0] * out.shape[1]
+    if n:
+        _mask_or[config_1d(n) + (stream,)](a, b, out)
 
 
 def _rows(ids: Any, n: int, where: str) -> None:

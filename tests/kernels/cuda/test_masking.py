@@ -50,3 +50,17 @@ def test_masked_metric_sums_match_cpu(dtype):
         out = sentinel((2,), np.float64)
         gpu.masked_sparse_metric_sums(dev(p), dev(labels), code, param, dev(ids), out)
         np.testing.assert_allclose(host(out), ref, rtol=1e-12, err_msg=str(code))
+
+
+def test_mask_or_matches_numpy():
+    rng = np.random.default_rng(3)
+    a = rng.integers(-1, 3, (5, 7)).astype(np.int64)
+    b = rng.integers(0, 2, (5, 7)).astype(np.int32)
+    c = rng.integers(0, 2, (5, 7)).astype(np.int32)
+    out = sentinel((5, 7), np.int32)
+    gpu.mask_or(dev(a), dev(b), out)
+    np.testing.assert_array_equal(host(out), ((a != 0) | (b != 0)).astype(np.int32))
+    gpu.mask_or(out, dev(c), out)  # chained in place
+    np.testing.assert_array_equal(host(out), ((a != 0) | (b != 0) | (c != 0)).astype(np.int32))
+    with pytest.raises(ValueError, match="one shape"):
+        gpu.mask_or(dev(a), dev(b[:, :3]), out)

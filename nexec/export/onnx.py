@@ -275,7 +275,8 @@ def _walk(b: OnnxBuilder, fn: Function, names: list[str]) -> list[str]:
             continue
         layer = node.layer
         ins = [env[t.id] for t in node.inputs]
-        if getattr(layer, "consumes_mask", False) and node.inputs[0].mask is not None:
+        if (getattr(layer, "consumes_mask", False) and node.inputs[0].mask is not None
+                and not getattr(layer, "mask_in_training_only", False)):
             raise ExportError(f"Layer '{layer.name}' ({type(layer).__name__}) reads the mask "
                               f"of {node.inputs[0].name!r} (Embedding(mask_zero=True)), which "
                               "the ONNX export does not carry; export the model with "

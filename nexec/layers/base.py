@@ -97,8 +97,12 @@ class Layer:
     #: Whether the layer's kernels read the mask of its input (recurrent layers,
     #: GlobalAveragePooling1D): the planner then binds the mask source to the op
     #: (``Op.mask``, ``Call.mask``). A layer that only passes the mask on leaves it False.
-    #: The mask must then be one flag per step of the input's first feature axis.
+    #: The mask must then be one flag per step of the input's first feature axis (a layer
+    #: may check another shape: BatchNormalization's is one flag per position).
     consumes_mask: bool = False
+    #: Whether the mask is read in training only (BatchNormalization's batch moments): the
+    #: inference form ignores it, so e.g. the ONNX export can leave it out.
+    mask_in_training_only: bool = False
 
     def __init__(self, name: str | None = None, trainable: bool = True,
                  dtype: str | None = None, input_shape: tuple | None = None,

@@ -95,6 +95,7 @@ class BatchNormalization(Layer):
     has_training_mode = True
     supports_masking = True  # reads the mask in training (its moments); passes it on
     consumes_mask = True
+    mask_in_training_only = True  # inference uses the moving statistics
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
                  center: bool = True, scale: bool = True, beta_initializer: Any = "zeros",

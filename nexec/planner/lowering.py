@@ -50,9 +50,9 @@ class Op:
     activation: str = "linear"
     fused: list[str] = field(default_factory=list)  # names of Activation layers merged in
     #: The tensor whose zeros mark the padding of input 0 (its Keras mask), for a layer that
-    #: consumes masks (``consumes_mask``: recurrent layers, GlobalAveragePooling1D; a layer
-    #: that only passes the mask on needs none); None when the input carries no mask. Its
-    #: value stays live until this op's backward (``liveness``).
+    #: consumes masks (``consumes_mask``: recurrent layers, GlobalAveragePooling1D,
+    #: BatchNormalization; a layer that only passes the mask on needs none); None when the
+    #: input carries no mask. Its value stays live until this op's backward (``liveness``).
     mask: int | None = None
     more_outputs: list[int] = field(default_factory=list)
 

@@ -274,6 +274,19 @@ def test_embedding_lstm_model(tmp_path):
     assert {n.op_type for n in proto.graph.node} >= {"Gather", "LSTM"}
 
 
+def test_a_masked_batch_normalization_exports_its_inference_form(tmp_path):
+    """Its mask weights the batch moments in training only; inference (and so the export)
+    reads the moving statistics. A layer reading the mask at inference is still refused."""
+    ids = Input(shape=(6,), dtype="int64", name="tokens")
+    h = layers.Embedding(10, 4, mask_zero=True)(ids)
+    h = layers.BatchNormalization()(h)
+    model = randomize(Model(ids, layers.GlobalAveragePooling1D()(layers.Dense(3)(h))))
+    with pytest.raises(ExportError, match="GlobalAveragePooling1D"):
+        model.export(tmp_path / "refused.onnx")
+    model = randomize(Model(ids, layers.Dense(3)(h)))
+    check_export(model, tmp_path, batches=(1, 4))
+
+
 def test_sequential_and_nested_models_and_shared_layers(tmp_path):
     inner = Sequential([layers.Dense(5, activation="relu", input_shape=(4,)),
                         layers.Dense(3)], name="inner")

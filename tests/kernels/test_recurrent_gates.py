@@ -15,7 +15,7 @@ from numba import njit
 
 import nexec
 from nexec import Input, Model, layers
-from nexec.kernels.cpu.recurrent import sigmoid32, tanh32
+from nexec.kernels.cpu.fastmath32 import sigmoid32, tanh32
 from nexec.testing import assert_close, check_gradients, model_gradients, weights_by_name
 
 B, T, F, U = 3, 6, 4, 5

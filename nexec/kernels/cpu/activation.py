@@ -22,7 +22,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba.core import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from nexec.kernels.activations import (
     ELU,
@@ -45,6 +45,7 @@ from nexec.kernels.activations import (
     SOFTSIGN,
     TANH,
 )
+from nexec.kernels.cpu.fastmath32 import exp32
 from nexec.kernels.jit import kernel
 
 __all__ = [
@@ -207,6 +208,31 @@ def row_dot(a, b):
     return (s0 + s1) + (s2 + s3)
 
 
+def exp_typed(v):
+    """exp in the precision of ``v``: float32 data ``exp32``, float64 ``fast_exp``; njit
+    code only."""
+    raise NotImplementedError
+
+
+@overload(exp_typed)
+def _exp_typed(v):
+    if v == types.float32:
+        return lambda v: exp32(v)
+    return lambda v: fast_exp(v)
+
+
+@kernel
+def _softmax_scale(s, o):
+    """o = s / sum(s) for one row of exps; the sum in float64, one accumulator (a softmax row
+    is short: four partial sums cost more than they pipeline)."""
+    total = 0.0
+    for j in range(s.shape[0]):
+        total += np.float64(s[j])
+    inv = np.divide(1.0, total)
+    for j in range(s.shape[0]):
+        o[j] = s[j] * inv
+
+
 @kernel
 def _softmax_row_inplace(o):
     n = o.shape[0]
@@ -217,10 +243,8 @@ def _softmax_row_inplace(o):
         if o[j] > m:
             m = o[j]
     for j in range(n):
-        o[j] = fast_exp(o[j] - m)
-    inv = np.divide(1.0, row_sum(o))
-    for j in range(n):
-        o[j] = o[j] * inv
+        o[j] = exp_typed(o[j] - m)
+    _softmax_scale(o, o)
 
 
 @kernel
@@ -598,13 +622,9 @@ def epilogue_softmax_rows(src, bias, out):
             s[j] = s[j] - m
     flat = src.reshape(rows * cols)
     for k in range(rows * cols):
-        flat[k] = fast_exp(flat[k])
+        flat[k] = exp_typed(flat[k])
     for i in range(rows):
-        s = src[i]
-        o = out[i]
-        inv = np.divide(1.0, row_sum(s))
-        for j in range(cols):
-            o[j] = s[j] * inv
+        _softmax_scale(src[i], out[i])
 
 
 @kernel

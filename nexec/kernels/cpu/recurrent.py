@@ -38,95 +38,20 @@ Conventions shared by every kernel here:
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic, overload
+from numba import types
+from numba.extending import overload
 
 from nexec.kernels.activations import RELU, SIGMOID, TANH
 from nexec.kernels.cpu.activation import fast_sigmoid, fast_tanh
+from nexec.kernels.cpu.fastmath32 import ONE32, sigmoid32, tanh32
 from nexec.kernels.jit import kernel
+
+# Gate math in the model's precision: float32 data runs fastmath32's sigmoid32/tanh32, float64
+# data activation.py's fast_sigmoid/fast_tanh (so float64 results stay within 1e-10 of PyTorch).
 
 __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
            "gru_backward", "rnn_merge_forward", "rnn_merge_backward"]
-
-
-# --- Gate math in the model's precision ------------------------------------------------
-# The gate nonlinearities are most of a recurrent forward pass (LSTM(64), batch 64: ~1M
-# sigmoid/tanh per batch against 50 small GEMMs). activation.py's fast_sigmoid/fast_tanh work
-# in float64 (4 lanes per AVX2 register, a degree-13 polynomial, no FMA); for float32 data
-# the gates below stay in float32 (8 lanes, degree 7, FMA, within 2 ulp), which made the
-# LSTM gate pass ~5x cheaper. Float64 data keeps the float64 functions, so float64 results
-# are unchanged.
-_ONE32, _TWO32, _HALF32 = np.float32(1.0), np.float32(2.0), np.float32(0.5)
-_LOG2E32 = np.float32(1.4426950408889634)
-_LN2_HI32 = np.float32(0.693145751953125)  # few mantissa bits: n * _LN2_HI32 is exact
-_LN2_LO32 = np.float32(1.428606765330187045e-06)
-_E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(1.0 / math.factorial(k)) for k in range(2, 8))
-# The float32 helpers may fuse a * b + c into one FMA (only these; float64 code is unchanged).
-_fma_kernel = njit(cache=True, nogil=True, fastmath={"contract"})
-
-
-@intrinsic
-def _f32_from_bits(typingctx, bits):
-    """Reinterprets an int32 as the float32 with the same bits (builds 2**n)."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        value = context.cast(builder, args[0], signature.args[0], types.int32)
-        return builder.bitcast(value, ir.FloatType())
-
-    return types.float32(bits), codegen
-
-
-@_fma_kernel
-def _expm1_reduced32(r):
-    """expm1(r) for float32 |r| <= ln(2)/2: Taylor polynomial of degree 7 (relative
-    truncation error < 2e-8, a third of float32's half ulp)."""
-    p = _E7
-    p = p * r + _E6
-    p = p * r + _E5
-    p = p * r + _E4
-    p = p * r + _E3
-    p = p * r + _E2
-    p = p * r + _ONE32
-    return p * r
-
-
-@_fma_kernel
-def _reduce32(x):
-    """x = n ln2 + r: returns r and 2**n (x in [-87, 88], or nan)."""
-    n = np.floor(x * _LOG2E32 + _HALF32)
-    if n != n:
-        n = np.float32(0.0)  # nan input: keep the integer conversion defined
-    r = (x - n * _LN2_HI32) - n * _LN2_LO32
-    return r, _f32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
-
-
-@_fma_kernel
-def sigmoid32(v):
-    """1 / (1 + exp(-v)) in float32, vectorizable; +-inf give 1 and ~0, nan gives nan."""
-    x = -v
-    if x > np.float32(88.0):
-        x = np.float32(88.0)
-    if x < np.float32(-87.0):
-        x = np.float32(-87.0)
-    r, s = _reduce32(x)
-    return np.divide(_ONE32, _ONE32 + (_expm1_reduced32(r) + _ONE32) * s)
-
-
-@_fma_kernel
-def tanh32(v):
-    """tanh(v) in float32 via expm1(-2|v|) (no cancellation near 0), vectorizable."""
-    a = abs(v)
-    if a > np.float32(9.0):
-        a = np.float32(9.0)  # tanh(9) rounds to 1
-    r, s = _reduce32(np.float32(-2.0) * a)
-    em = s * _expm1_reduced32(r) + (s - _ONE32)  # expm1(-2a), in (-1, 0]
-    return np.copysign(np.divide(-em, _TWO32 + em), v)
 
 
 def _sig(v):
@@ -161,7 +86,7 @@ def _one(v):
 @overload(_one)
 def _one_typed(v):
     if v == types.float32:
-        return lambda v: _ONE32
+        return lambda v: ONE32
     return lambda v: 1.0
 
 

@@ -125,7 +125,10 @@ def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, 
       scratch) by backward; ``(0, 0)`` for a 1x1 stride-1 unpadded convolution.
       ``tiled=False``: all R = N*Ho*Wo rows at once (what the CUDA kernels need).
       ``tiled=True`` (CPU): a block of about :data:`COLS_BLOCK` elements, so that each
-      block stays in cache between its im2col, GEMMs and col2im; at most N*Ho*Wo rows (then
+      block stays in cache between its im2col, GEMMs and col2im, plus in training F rows:
+      every block's weight-gradient GEMM reads and writes all of ``dw`` (KH*KW*Cin, F), so
+      longer blocks pay that less often (without them ResNet-18's 4x4x256 3x3 layer's
+      backward took two blocks instead of one, 1.7x the time); at most N*Ho*Wo rows (then
       one block).
     * ``dz`` ``(N*Ho*Wo, F)`` (training only): pre-activation gradient; may be ``dy`` itself
       when ``dy`` is C-contiguous and may be overwritten.
@@ -141,7 +144,7 @@ def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, 
     rows = m
     if tiled:
         block = max(COLS_BLOCK // k, 64)
-        rows = min(m, block)
+        rows = min(m, block + f if training else block)
     pointwise = is_pointwise(h, w, kh, kw, ho, wo, sh, sw, 0, 0)
     shapes: dict[str, tuple[int, ...]] = {
         "cols": (0, 0) if pointwise else (rows, k),

@@ -156,3 +156,30 @@ def test_without_jit():
             print("ok")
     """
     assert _run(code, env).strip() == "ok"
+
+
+def test_unit_row_and_c_layout_views_write_in_place():
+    """unit_row: a strided matrix's row typed contiguous; as_c_layout: an 'A'-typed
+    contiguous matrix typed C. Both are views: writes land in the original, nowhere else."""
+    from numba import njit
+
+    from nexec.kernels.cpu.blas import as_c_layout, unit_row
+
+    @njit
+    def fill(a):
+        for i in range(a.shape[0]):
+            row = unit_row(a, i)
+            for j in range(row.shape[0]):
+                row[j] = 10 * i + j
+
+    @njit
+    def flat_sum(a):
+        full = a[:, :a.shape[1]]  # typed 'A' (Numba would not reshape it), contiguous
+        return as_c_layout(full).reshape(a.size).sum()
+
+    wide = np.full((4, 9), -1.0)
+    fill(wide[:, 2:6])
+    assert np.array_equal(wide[:, 2:6], 10 * np.arange(4)[:, None] + np.arange(4))
+    assert (wide[:, :2] == -1).all() and (wide[:, 6:] == -1).all()
+    a = np.arange(12.0).reshape(3, 4)
+    assert flat_sum(a) == a.sum()

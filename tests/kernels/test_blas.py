@@ -34,7 +34,8 @@ def _operand(rng: np.random.Generator, rows: int, cols: int, dtype: type, trans:
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("beta", [0.0, 1.0, -0.5])
 @pytest.mark.parametrize("strided", [False, True])
-def test_gemm_matches_numpy(dtype, trans_a, trans_b, beta, strided):
+def test_gemm_matches_numpy(dtype: type, trans_a: bool, trans_b: bool, beta: float,
+                            strided: bool) -> None:
     rng = np.random.default_rng(7)
     m, k, n = 13, 9, 6
     a = _operand(rng, m, k, dtype, trans_a, strided)
@@ -57,7 +58,7 @@ def test_gemm_matches_numpy(dtype, trans_a, trans_b, beta, strided):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gemm_accumulates_blocks(dtype):
+def test_gemm_accumulates_blocks(dtype: type) -> None:
     """Summing row blocks with beta=1 gives the whole product (the weight-gradient use)."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((100, 7)).astype(dtype)
@@ -71,7 +72,7 @@ def test_gemm_accumulates_blocks(dtype):
 
 @pytest.mark.parametrize("m,k,n", [(0, 3, 4), (3, 4, 0), (3, 0, 4), (1, 1, 1), (1, 5, 1)])
 @pytest.mark.parametrize("beta", [0.0, 1.0, 2.0])
-def test_gemm_edge_shapes(m, k, n, beta):
+def test_gemm_edge_shapes(m: int, k: int, n: int, beta: float) -> None:
     rng = np.random.default_rng(1)
     a = rng.standard_normal((m, k))
     b = rng.standard_normal((k, n))
@@ -81,7 +82,7 @@ def test_gemm_edge_shapes(m, k, n, beta):
     np.testing.assert_allclose(c, want, rtol=1e-12, atol=1e-12)
 
 
-def test_gemm_single_row_and_column_views():
+def test_gemm_single_row_and_column_views() -> None:
     """Length-1 axes with arbitrary strides (row/column picks of wider matrices)."""
     rng = np.random.default_rng(2)
     base = rng.standard_normal((6, 8))
@@ -92,7 +93,7 @@ def test_gemm_single_row_and_column_views():
     np.testing.assert_allclose(c, a @ b, rtol=1e-12)
 
 
-def test_gemm_rejects_bad_shapes_and_strides():
+def test_gemm_rejects_bad_shapes_and_strides() -> None:
     a, b = np.ones((3, 4)), np.ones((4, 5))
     with pytest.raises(ValueError, match="shapes"):
         gemm(1.0, a, np.ones((3, 5)), 0.0, np.empty((3, 5)))
@@ -111,7 +112,7 @@ def _run(code: str, env: dict) -> str:
     return result.stdout
 
 
-def test_cached_kernel_in_fresh_processes(tmp_path):
+def test_cached_kernel_in_fresh_processes(tmp_path: Path) -> None:
     """A cache=True kernel calling gemm, compiled in one process, loaded in another."""
     (tmp_path / "gemm_user.py").write_text(textwrap.dedent("""
         import numpy as np
@@ -139,7 +140,7 @@ def test_cached_kernel_in_fresh_processes(tmp_path):
     assert _run(code, env).strip() == "1"  # machine code from the first process, still right
 
 
-def test_without_jit():
+def test_without_jit() -> None:
     """Under NUMBA_DISABLE_JIT the same function runs in Python with NumPy."""
     env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=str(ROOT))
     code = """
@@ -158,7 +159,7 @@ def test_without_jit():
     assert _run(code, env).strip() == "ok"
 
 
-def test_unit_row_and_c_layout_views_write_in_place():
+def test_unit_row_and_c_layout_views_write_in_place() -> None:
     """unit_row: a strided matrix's row typed contiguous; as_c_layout: an 'A'-typed
     contiguous matrix typed C. Both are views: writes land in the original, nowhere else."""
     from numba import njit
@@ -166,14 +167,14 @@ def test_unit_row_and_c_layout_views_write_in_place():
     from nexec.kernels.cpu.blas import as_c_layout, unit_row
 
     @njit
-    def fill(a):
+    def fill(a: np.ndarray) -> None:
         for i in range(a.shape[0]):
             row = unit_row(a, i)
             for j in range(row.shape[0]):
                 row[j] = 10 * i + j
 
     @njit
-    def flat_sum(a):
+    def flat_sum(a: np.ndarray) -> float:
         full = a[:, :a.shape[1]]  # typed 'A' (Numba would not reshape it), contiguous
         return as_c_layout(full).reshape(a.size).sum()
 

@@ -121,21 +121,15 @@ class DenseKernel(BuiltinKernel):
 
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
                    strided_output=False):  # noqa: ANN001
-        # A GEMM target when the output is a strided slice, and dz for backward.
-        ws = {}
-        if strided_output:
-            ws["tmp"] = Workspace((batch, *out_shape), phase="forward")
-        if training:
-            ws["dz"] = Workspace((batch, *out_shape), phase="backward")
-        return ws
+        # dz for backward; the GEMM writes straight into the output, strided or not.
+        return {"dz": Workspace((batch, *out_shape), phase="backward")} if training else {}
 
     def forward(self, call: Call) -> list[BoundCall]:
         dense_forward = self.k.dense_forward
 
         out = rows(call.output)  # any rank: the leading axes are rows
-        tmp = rows(call.workspace["tmp"]) if "tmp" in call.workspace else out
         return [(dense_forward, (rows(call.inputs[0]), call.params["kernel"], _bias(call),
-                                 call.activation, out, tmp))]
+                                 call.activation, out, out))]
 
     def backward(self, call: Call) -> list[BoundCall]:
         dense_backward = self.k.dense_backward
@@ -148,7 +142,7 @@ class DenseKernel(BuiltinKernel):
                                   _bias(call, grads=True)))]
 
 
-_CONV_PHASES = {"tmp": "forward", "dz": "backward", "dcols": "backward"}
+_CONV_PHASES = {"dz": "backward", "dcols": "backward"}
 
 
 class Conv2DKernel(BuiltinKernel):
@@ -202,7 +196,6 @@ class Conv2DKernel(BuiltinKernel):
             a = tile_of(algorithm_of(layer)) + 2
             ws["dz"] = Workspace((batch * ho * wo, f), phase="backward")
             ws["wU"] = Workspace((shards, a * a, cin, f), phase="backward")
-            ws["wpart"] = Workspace((shards, cin, f), phase="backward")
             ws.update(_grad_parts_workspaces(shards, (3, 3, cin, f), layer.use_bias))
         return ws
 
@@ -220,8 +213,6 @@ class Conv2DKernel(BuiltinKernel):
             per_shard = conv2d_workspace_shapes(-(-batch // shards), h, w, cin, kh, kw, f,
                                                 ho, wo, sh, sw, training, tiled=True)
             shapes["cols"] = (shards, *per_shard["cols"])
-        if not strided_output:
-            shapes.pop("tmp", None)  # the GEMM writes straight into the output
         ws = {name: Workspace(tuple(shape), phase=_CONV_PHASES.get(name, "both"))
               for name, shape in shapes.items()}
         if training and blocks:
@@ -264,7 +255,7 @@ class Conv2DKernel(BuiltinKernel):
             shards.append((k.winograd_backward, (
                 _part(x, im), _part(y, r), _part(dy, r), call.activation, pt, pl, ho, wo,
                 bt, g, at, _part(ws["dz"], r), db_i, ws["V"][i], ws["M"][i], ws["wU"][i],
-                ws["wpart"][i], ws["scratch"][i], dw_i, ws["dU"], ws["dV"][i], ws["dM"][i],
+                ws["scratch"][i], dw_i, ws["dU"], ws["dV"][i], ws["dM"][i],
                 ws["dY"][i], ws["dscratch"][i], dx_i)))
         flip = [] if dx is None else \
             [(k.winograd_filter_flipped, (call.params["kernel"], g, ws["dU"]))]
@@ -279,12 +270,11 @@ class Conv2DKernel(BuiltinKernel):
         x = call.inputs[0]
         ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
         out = rows(call.output)
-        tmp = call.workspace.get("tmp", out)
         cols = call.workspace["cols"]
         sh, sw = layer.strides
         shards = [(conv2d_forward, (_part(x, im), call.params["kernel"], _bias(call), sh, sw,
                                     pt, pl, ho, wo, call.activation, _shard_cols(cols, i),
-                                    _part(tmp, r), _part(out, r)))
+                                    _part(out, r), _part(out, r)))
                   for i, (im, r) in enumerate(self._split(call))]
         return self.dev.parallel(shards)
 

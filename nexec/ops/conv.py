@@ -138,8 +138,6 @@ class SeparableConv2DKernel(BuiltinKernel):
         # The depthwise result is the pointwise GEMM's input: backward needs it.
         ws = {"mid": Workspace((m, cm), saved=training,
                                phase="both" if training else "forward")}
-        if strided_output:
-            ws["tmp"] = Workspace((m, f), phase="forward")
         if training:
             ws["dz"] = Workspace((m, f), phase="backward")
             ws["dmid"] = Workspace((m, cm), phase="backward")
@@ -159,7 +157,7 @@ class SeparableConv2DKernel(BuiltinKernel):
                     x, call.params["depthwise_kernel"], no_bias, sh, sw, pt, pl, ho, wo,
                     LINEAR, mid)),
                 (self.k.dense_forward, (mid, self._pointwise(call.params), _bias(call),
-                                        call.activation, out, call.workspace.get("tmp", out)))]
+                                        call.activation, out, out))]
 
     def backward(self, call: Call) -> list[BoundCall]:
         x = call.inputs[0]
@@ -202,7 +200,6 @@ class Conv2DTransposeKernel(BuiltinKernel):
         ws = {"cols": Workspace((block, k))}
         if training:
             ws["dz"] = Workspace((batch, ho, wo, f), phase="backward")
-            ws["dw_part"] = Workspace((k, cin) if block < m else (0, 0), phase="backward")
         return ws
 
     def forward(self, call: Call) -> list[BoundCall]:
@@ -221,7 +218,7 @@ class Conv2DTransposeKernel(BuiltinKernel):
         dx = call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
         return [(self.k.conv2d_transpose_backward, (
             x, call.params["kernel"], rows(call.output), rows(call.d_output), sh, sw, pt, pl,
-            call.activation, ws["cols"], ws["dz"], ws["dw_part"], dx, call.d_params["kernel"],
+            call.activation, ws["cols"], ws["dz"], dx, call.d_params["kernel"],
             _bias(call, grads=True)))]
 
 

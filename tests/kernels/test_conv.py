@@ -166,15 +166,15 @@ def test_geometry_rejects_bad_arguments(args):
 
 def test_workspace_shapes():
     s = conv2d_workspace_shapes(4, 8, 8, 3, 3, 3, 5, 8, 8, 1, 1, False)
-    assert s == {"cols": (4 * 64, 27), "tmp": (4 * 64, 5)}
+    assert s == {"cols": (4 * 64, 27)}  # the GEMM writes straight into the output
     s = conv2d_workspace_shapes(4, 8, 8, 3, 3, 3, 5, 4, 4, 2, 2, True)
-    assert s["cols"] == (4 * 16, 27) and s["dz"] == (4 * 16, 5) and s["tmp"] == (64, 5)
+    assert s["cols"] == (4 * 16, 27) and s["dz"] == (4 * 16, 5) and "tmp" not in s
     assert int(np.prod(s["dcols"])) == 0  # backward reuses cols
     # 1x1 stride 1: x itself is the column matrix.
     assert conv2d_workspace_shapes(2, 8, 8, 16, 1, 1, 4, 8, 8, 1, 1, True)["cols"] == (0, 0)
     # 1x1 stride 2 still needs the (subsampled) column matrix.
     assert conv2d_workspace_shapes(2, 8, 8, 16, 1, 1, 4, 4, 4, 2, 2, False)["cols"] == (32, 16)
-    # Tiled (CPU): a block of about 2**20 elements (+ F rows for the partial dw in training),
+    # Tiled (CPU): a block of about 2**20 elements (+ F rows in training: fewer dw GEMMs),
     # never more rows than the whole column matrix; the other workspaces are unchanged.
     big = (64, 32, 32, 24, 3, 3, 32, 32, 32, 1, 1)
     k = 3 * 3 * 24
@@ -273,7 +273,7 @@ def test_forward_matches_numpy(case, dtype, act, bias):
     x, w, b = x64.astype(dtype), w64.astype(dtype), b64.astype(dtype)
     ws = workspaces(case, dtype, training=False)
     big, out = strided(N * ho * wo, f, dtype)
-    conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, ws["cols"], ws["tmp"], out)
+    conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, ws["cols"], out, out)
     assert_outside_untouched(big, f)
     assert out.dtype == dtype
     assert_close(out, expected, what="conv forward")
@@ -292,10 +292,12 @@ def test_forward_contiguous_out(case, dtype, act, bias, layout):
     expected = ref_conv(x64, w64, b64, sh, sw, pt, pl, ho, wo, act).reshape(-1, f)
     ws = workspaces(case, dtype, training=False)
     out = np.full((N * ho * wo, f), SENTINEL, dtype=dtype)
-    tmp = out if layout == "tmp_is_out" else ws["tmp"]
+    tmp = out if layout == "tmp_is_out" else np.full_like(out, np.nan)
     conv2d_forward(x64.astype(dtype), w64.astype(dtype), b64.astype(dtype), sh, sw, pt, pl,
                    ho, wo, act, ws["cols"], tmp, out)
     assert_close(out, expected, what=f"conv forward, {layout}")
+    if layout == "separate_tmp":
+        assert np.isnan(tmp).all(), "tmp is unused on the CPU"
 
 
 def test_forward_custom_padding():
@@ -325,7 +327,7 @@ def test_backward_matches_finite_differences(case, act, bias):
     ws = workspaces(case, np.float64)
 
     def loss() -> float:
-        conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, ws["cols"], ws["tmp"], y)
+        conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, ws["cols"], y, y)
         return float((y * r).sum())
 
     loss()
@@ -359,7 +361,7 @@ def test_backward_matches_numpy(case, dtype, act):
     m = N * ho * wo
     ws = workspaces(case, dtype)
     ybig, y = strided(m, f, dtype, left=0, right=2)
-    conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, ws["cols"], ws["tmp"], y)
+    conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, ws["cols"], y, y)
     dy = np.random.default_rng(400 + act).standard_normal((m, f)).astype(dtype)
     dx = np.full(x.shape, SENTINEL, dtype=dtype)
     dw = np.full(w.shape, SENTINEL, dtype=dtype)
@@ -436,7 +438,7 @@ def test_backward_separate_dcols_and_dz_is_dy(case):
 @pytest.mark.parametrize("block", [1, 7])
 def test_blocked_column_matrix(case, dtype, block):
     """A cols workspace of fewer rows than N*Ho*Wo: forward works ``block`` rows at a time,
-    backward ``block`` rows plus F rows of partial dw (the last block shorter), with a shared
+    backward too, each block's dw added by the GEMM (the last block shorter), with a shared
     and with a separate dcols, and matches the reference."""
     h, wd, c, f, kh, kw, sh, sw, pad = case
     ho, wo, pt, pl = geometry(case)
@@ -455,7 +457,6 @@ def test_blocked_column_matrix(case, dtype, block):
     dz_ref = ref_act_grad(y.astype(np.float64), dy.astype(np.float64), TANH)
     dx_ref, dw_ref, db_ref = ref_conv_grad(x, w, dz_ref.reshape(N, ho, wo, f),
                                            sh, sw, pt, pl, ho, wo)
-    cols = np.full((block + f, k), np.nan, dtype=dtype)
     for dcols in (np.empty((0, 0), dtype), np.full(cols.shape, np.nan, dtype=dtype)):
         dz = np.full((m, f), np.nan, dtype=dtype)
         dx = np.full(x.shape, SENTINEL, dtype=dtype)
@@ -468,16 +469,16 @@ def test_blocked_column_matrix(case, dtype, block):
         assert_close(db, db_ref, what="blocked db")
 
 
-def test_blocked_backward_needs_room_for_partial_dw():
+def test_blocked_backward_needs_a_column_block():
     case = CASES[0]
     h, wd, c, f, kh, kw, sh, sw, pad = case
     ho, wo, pt, pl = geometry(case)
     x, w, b = make_problem(case, 950, True)
     m = N * ho * wo
     y, dy = np.zeros((m, f)), np.ones((m, f))
-    with pytest.raises(ValueError, match="more than F rows"):
+    with pytest.raises(ValueError, match="at least one row"):
         conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, LINEAR,
-                        np.empty((f, kh * kw * c)), np.empty((m, f)), np.empty((0, 0)),
+                        np.empty((0, kh * kw * c)), np.empty((m, f)), np.empty((0, 0)),
                         np.empty(x.shape), np.empty(w.shape), np.empty(b.shape))
 
 
@@ -505,9 +506,9 @@ def test_python_bodies_without_jit(act):
     ho, wo, pt, pl = geometry(case)
     x, w, b = make_problem(case, 800 + act, True)
     ws = workspaces(case, np.float64)
-    ws["cols"] = np.full((f + 3, kh * kw * c), np.nan)  # blocks of f + 3 and 3 rows
+    ws["cols"] = np.full((f + 3, kh * kw * c), np.nan)  # several blocks of f + 3 rows
     big, out = strided(N * ho * wo, f, np.float64)
-    conv2d_forward.py_func(x, w, b, sh, sw, pt, pl, ho, wo, act, ws["cols"], ws["tmp"], out)
+    conv2d_forward.py_func(x, w, b, sh, sw, pt, pl, ho, wo, act, ws["cols"], out, out)
     assert_close(out, ref_conv(x, w, b, sh, sw, pt, pl, ho, wo, act).reshape(-1, f))
     assert_outside_untouched(big, f)
     dy = np.random.default_rng(801).standard_normal(out.shape)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nexec.kernels import activations
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
-from nexec.kernels.cpu.dense import dense_backward, dense_forward
+from nexec.kernels.cpu.dense import dense_backward, dense_forward, epilogue_in_place
 from nexec.testing import assert_close, check_gradients
 from tests.kernels.reference import ref_act, ref_act_grad
 
@@ -55,9 +56,41 @@ def test_forward_matches_numpy(dtype, act, bias, layout):
     dense_forward(x, w, b, act, out, tmp)
     if layout == "strided_out":
         assert_outside_untouched(big, O)
+    if layout != "tmp_is_out":
+        assert np.all(tmp == SENTINEL), "tmp is unused on the CPU"
     assert out.dtype == dtype
     assert_close(out, expected, what="dense forward")
     assert_close(x, x64.astype(dtype), rtol=0, what="x (must be unchanged)")
+
+
+ALL_CODES = [getattr(activations, name) for name in dir(activations)
+             if name.isupper() and isinstance(getattr(activations, name), int)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", sorted(set(ALL_CODES)))
+def test_epilogue_bits_do_not_depend_on_layout(dtype, act):
+    """The in-place epilogue over a row-strided slice (rows typed contiguous) gives the bits
+    of the contiguous block helpers, for every activation code; a strided x as well."""
+    rng = np.random.default_rng(act)
+    rows, cols = 300, 19  # more than one 256-row block
+    z = rng.standard_normal((rows, cols)).astype(dtype)
+    b = rng.standard_normal(cols).astype(dtype)
+    contiguous = z.copy()
+    epilogue_in_place(contiguous, b, act)
+    big, view = strided(rows, cols, dtype)
+    view[...] = z
+    epilogue_in_place(view, b, act)
+    np.testing.assert_array_equal(view, contiguous)
+    assert_outside_untouched(big, cols)
+    xbig, x = strided(rows, I, dtype)
+    x[...] = rng.standard_normal((rows, I))
+    w = rng.standard_normal((I, cols)).astype(dtype)
+    out_c, (obig, out_s) = np.empty((rows, cols), dtype), strided(rows, cols, dtype)
+    dense_forward(np.ascontiguousarray(x), w, b, act, out_c, out_c)
+    dense_forward(x, w, b, act, out_s, out_s)
+    np.testing.assert_array_equal(out_s, out_c)
+    assert_outside_untouched(obig, cols)
 
 
 @pytest.mark.parametrize("act", ACTS)

@@ -3,7 +3,11 @@
 A convolution is a matrix product once its input is unrolled into a column matrix (im2col),
 so the work goes to the same BLAS GEMMs as Dense, one cache-sized block of output rows at a
 time, and ends with the same fused bias + activation epilogue as Dense
-(:mod:`.activation`): a 1x1 convolution gives exactly Dense's bits.
+(:func:`.dense.epilogue_in_place`): a 1x1 convolution gives exactly Dense's bits. The GEMMs
+write straight into their targets (:func:`.blas.gemm` takes leading dimensions and
+``beta``): the forward into ``out`` even when that is a concatenation's row-strided slice,
+and the backward adds each block's weight gradient onto ``dw`` (``beta = 1``), so neither
+needs a temporary nor a copy or add pass.
 
 * ``x`` is a C-contiguous ``(N, H, W, Cin)`` array, ``w`` a C-contiguous ``(KH, KW, Cin, F)``
   array (Keras), ``b`` is ``(F,)`` or ``(0,)`` for no bias.
@@ -25,15 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nexec.kernels.activations import SOFTMAX
-from nexec.kernels.cpu.activation import (
-    copy_row,
-    epilogue_grad_rows,
-    epilogue_grad_rows_add,
-    epilogue_rows,
-    epilogue_softmax_rows,
-    same_data,
-)
+from nexec.kernels.cpu.activation import epilogue_grad_rows, epilogue_grad_rows_add
+from nexec.kernels.cpu.blas import gemm
+from nexec.kernels.cpu.dense import epilogue_in_place
 from nexec.kernels.jit import kernel
 from nexec.ops import geometry
 from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
@@ -49,37 +47,6 @@ __all__ = [
 # The jitted twin of geometry.is_pointwise, for the kernels only: planning code calls the
 # plain-Python original and never compiles this.
 _is_pointwise = kernel(geometry.is_pointwise)
-
-_BLOCK = 256  # rows finished in place in tmp, then copied to a strided out, per step
-
-
-# --------------------------------------------------------------------------- epilogue
-
-
-@kernel
-def _epilogue(tmp, b, act, out):
-    """out = act(tmp + b) for a block of rows, with ``dense_forward``'s bits; ``tmp`` is scratch.
-
-    Into a row-strided ``out`` (a concatenation's slice), the rows are finished in place in
-    the contiguous ``tmp`` and then copied, 256 at a time while they are in cache: loops over
-    a strided array do not vectorize (2-3x slower for sigmoid). Elementwise math per row,
-    so the bits are those of ``epilogue_rows(tmp, b, act, out)``.
-    """
-    if act == SOFTMAX:
-        epilogue_softmax_rows(tmp, b, out)  # tmp is contiguous scratch: the fast block form
-    elif same_data(tmp, out) and tmp.strides[0] == out.strides[0]:
-        epilogue_rows(tmp, b, act, out)
-    else:
-        if out.shape != tmp.shape:
-            raise ValueError("conv2d_forward: out must be (N*Ho*Wo, F)")
-        m = tmp.shape[0]
-        for r0 in range(0, m, _BLOCK):
-            r1 = min(m, r0 + _BLOCK)
-            block = tmp[r0:r1]
-            epilogue_rows(block, b, act, block)
-            for r in range(r0, r1):
-                copy_row(tmp[r], out[r])
-
 
 # --------------------------------------------------------------------------- im2col / col2im
 
@@ -180,8 +147,8 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, cols, tmp, out):
         cols: (R, KH*KW*Cin) C-contiguous workspace, R >= 1: the column matrix is built and
             multiplied R rows at a time (R = N*Ho*Wo: all at once); ignored (may be (0, 0))
             for a 1x1 stride-1 unpadded convolution.
-        tmp: (N*Ho*Wo, F) C-contiguous GEMM target; pass ``out`` when ``out`` is contiguous
-            (a row-strided ``tmp`` makes Numba's ``np.dot`` fail with a bare AssertionError).
+        tmp: unused (as on CUDA: the GEMM writes ``out``), kept so that one instruction list
+            runs on either device; pass ``out``.
         out: (N*Ho*Wo, F) output, may be row-strided; overwritten.
     """
     n = x.shape[0]
@@ -194,16 +161,16 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, cols, tmp, out):
     m = n * ho * wo
     w2 = w.reshape(kh * kw * c, f)
     if _is_pointwise(h, wd, kh, kw, ho, wo, sh, sw, pt, pl):
-        np.dot(x.reshape(m, c), w2, tmp)
-        _epilogue(tmp, b, act, out)
+        gemm(1.0, x.reshape(m, c), w2, 0.0, out)
+        epilogue_in_place(out, b, act)
         return
     rows = cols.shape[0]
     for r0 in range(0, m, rows):
         r1 = min(m, r0 + rows)
         cb = cols[:r1 - r0]
         _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, r0, cb)
-        np.dot(cb, w2, tmp[r0:r1])
-        _epilogue(tmp[r0:r1], b, act, out[r0:r1])
+        gemm(1.0, cb, w2, 0.0, out[r0:r1])
+        epilogue_in_place(out[r0:r1], b, act)
 
 
 @kernel
@@ -216,10 +183,9 @@ def conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, cols, dz, dcols, d
         y: (N*Ho*Wo, F) forward output, may be row-strided.
         dy: (N*Ho*Wo, F) gradient with respect to ``y``, may be row-strided.
         sh, sw, pt, pl, ho, wo, act: as in :func:`conv2d_forward`.
-        cols: (R, KH*KW*Cin) C-contiguous workspace (rebuilt here from ``x``).  R >= N*Ho*Wo:
-            one block of all rows.  Otherwise R > F: blocks of R - F rows, the last F rows
-            holding each block's partial weight gradient.  Ignored for a 1x1 stride-1
-            unpadded convolution.
+        cols: (R, KH*KW*Cin) C-contiguous workspace (rebuilt here from ``x``), R >= 1: the
+            column matrix, R rows at a time; each block's weight gradient is added onto
+            ``dw`` by the GEMM itself. Ignored for a 1x1 stride-1 unpadded convolution.
         dz: (N*Ho*Wo, F) C-contiguous workspace: the pre-activation gradient (may be ``dy``
             when that is contiguous and may be overwritten).
         dcols: column-gradient workspace; a (0, 0) array (or ``cols`` itself) means "reuse
@@ -255,26 +221,15 @@ def conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, cols, dz, dcols, d
         for j in range(dxf.shape[0]):
             dxf[j] = 0
     rows = cols.shape[0]
-    step = m
-    part = dw2
-    if rows < m:
-        if rows <= f:
-            raise ValueError("conv2d_backward: cols needs more than F rows")
-        step = rows - f
-        part = cols.reshape(rows * k)[step * k:step * k + k * f].reshape(k, f)
-    for r0 in range(0, m, step):
-        r1 = min(m, r0 + step)
+    if rows == 0:
+        raise ValueError("conv2d_backward: cols needs at least one row")
+    for r0 in range(0, m, rows):
+        r1 = min(m, r0 + rows)
         cb = cols[:r1 - r0]
         dzb = dz[r0:r1]
         epilogue_grad_rows_add(y[r0:r1], dy[r0:r1], act, dzb, db)
         _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, r0, cb)
-        if r0 == 0:
-            np.dot(cb.T, dzb, dw2)
-        else:
-            np.dot(cb.T, dzb, part)
-            for i in range(k):
-                for j in range(f):
-                    dw2[i, j] += part[i, j]
+        gemm(1.0, cb.T, dzb, 0.0 if r0 == 0 else 1.0, dw2)  # dw2 += cb.T @ dzb
         if need_dx:
             dc = dcols[:r1 - r0] if dcols.shape[0] != 0 else cb
             np.dot(dzb, w2.T, dc)

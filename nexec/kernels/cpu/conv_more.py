@@ -9,7 +9,8 @@
   ``(KH, KW, F, Cin)`` (Keras' layout, unchanged): so forward is the GEMM ``x @ w.T`` into a
   column-matrix block and a col2im scatter, and backward is that convolution's forward
   (im2col of the output gradient, then ``cols @ w`` for ``dx`` and ``cols.T @ x`` for
-  ``dw``) -- :mod:`.conv`'s own im2col and col2im, in blocks of rows.
+  ``dw``, each block's added onto ``dw`` by the GEMM: :func:`.blas.gemm`) -- :mod:`.conv`'s
+  own im2col and col2im, in blocks of rows.
 
 Both end (forward) and start (backward) with the shared bias + activation epilogues of
 :mod:`.activation`, so the activation bits are Dense's and Conv2D's. Kernels never allocate:
@@ -21,6 +22,7 @@ import numpy as np
 
 from nexec.kernels.activations import SOFTMAX
 from nexec.kernels.cpu.activation import epilogue_grad_rows, epilogue_rows, epilogue_softmax_rows
+from nexec.kernels.cpu.blas import gemm
 from nexec.kernels.cpu.conv import _col2im, _im2col, _pixel
 from nexec.kernels.jit import kernel
 
@@ -211,7 +213,7 @@ def conv2d_transpose_forward(x, w, b, sh, sw, pt, pl, act, cols, out):
 
 
 @kernel
-def conv2d_transpose_backward(x, w, y, dy, sh, sw, pt, pl, act, cols, dz, dw_part, dx, dw, db):
+def conv2d_transpose_backward(x, w, y, dy, sh, sw, pt, pl, act, cols, dz, dx, dw, db):
     """Gradients of ``y = act(conv2d_transpose(x, w) + b)``; every output is overwritten.
 
     Args:
@@ -222,8 +224,6 @@ def conv2d_transpose_backward(x, w, y, dy, sh, sw, pt, pl, act, cols, dz, dw_par
         sh, sw, pt, pl, act: as in :func:`conv2d_transpose_forward`.
         cols: (R, KH*KW*F) C-contiguous workspace (im2col of ``dz``, R input pixels at a time).
         dz: (N, Ho, Wo, F) C-contiguous workspace: the pre-activation gradient.
-        dw_part: (KH*KW*F, Cin) C-contiguous workspace for a block's partial weight gradient;
-            unused (may be (0, 0)) when R covers all N*H*W input pixels.
         dx: (N, H, W, Cin) C-contiguous input gradient; shape (0, H, W, Cin) skips it.
         dw: (KH, KW, F, Cin) C-contiguous kernel gradient.
         db: (F,) bias gradient; shape (0,) skips it.
@@ -241,8 +241,6 @@ def conv2d_transpose_backward(x, w, y, dy, sh, sw, pt, pl, act, cols, dz, dw_par
     if dz.shape[0] != n or dz.shape[3] != f or dw.shape != w.shape or cols.shape[1] != k:
         raise ValueError("conv2d_transpose_backward: shapes of x, w, dz, cols and dw do not "
                          "match")
-    if rows < m and (dw_part.shape[0] != k or dw_part.shape[1] != cin):
-        raise ValueError("conv2d_transpose_backward: dw_part must be (KH*KW*F, Cin)")
     need_dx = dx.shape[0] != 0
     epilogue_grad_rows(y, dy, act, dz.reshape(dz.size // f, f), db)
     x2 = x.reshape(m, cin)
@@ -252,12 +250,6 @@ def conv2d_transpose_backward(x, w, y, dy, sh, sw, pt, pl, act, cols, dz, dw_par
         r1 = min(m, r0 + rows)
         cb = cols[:r1 - r0]
         _im2col(dz, sh, sw, pt, pl, h, wd, kh, kw, r0, cb)
-        if r0 == 0:
-            np.dot(cb.T, x2[r0:r1], dw2)
-        else:
-            np.dot(cb.T, x2[r0:r1], dw_part)
-            for i in range(k):
-                for j in range(cin):
-                    dw2[i, j] += dw_part[i, j]
+        gemm(1.0, cb.T, x2[r0:r1], 0.0 if r0 == 0 else 1.0, dw2)  # dw2 += cb.T @ x2 block
         if need_dx:
             np.dot(cb, w2, dx.reshape(m, cin)[r0:r1])

@@ -40,6 +40,7 @@ from nexec.kernels.cpu.activation import (
     epilogue_rows,
     epilogue_softmax_rows,
 )
+from nexec.kernels.cpu.blas import gemm
 from nexec.kernels.jit import kernel
 
 __all__ = [
@@ -318,7 +319,7 @@ def _grad_output_tiles(dz, th, tw, at, t0, t1, dm):
 
 
 @kernel
-def winograd_backward_filter(x, dz, pt, pl, bt, g, at, v, dm, du, part, scratch, dw):
+def winograd_backward_filter(x, dz, pt, pl, bt, g, at, v, dm, du, scratch, dw):
     """dw = the weight gradient of a 3x3 stride-1 convolution, by Winograd.
 
     The forward is linear in the filter, so ``dw = G^T (sum over tiles of V^T dM) G`` with
@@ -330,8 +331,8 @@ def winograd_backward_filter(x, dz, pt, pl, bt, g, at, v, dm, du, part, scratch,
         pt, pl: top and left padding.
         bt, g, at: the transform matrices.
         v: (a*a, T, C) and dm (a*a, T, F) workspaces: ``T`` tiles per block.
-        du: (a*a, C, F) workspace: the transformed gradient, summed over blocks.
-        part: (C, F) workspace: one block's GEMM before it is added to ``du``.
+        du: (a*a, C, F) workspace: the transformed gradient, summed over blocks by the GEMMs
+            themselves (:func:`.blas.gemm` with ``beta = 1``).
         scratch: (a*a*C,) workspace.
         dw: (3, 3, C, F) C-contiguous, overwritten.
     """
@@ -351,16 +352,7 @@ def winograd_backward_filter(x, dz, pt, pl, bt, g, at, v, dm, du, part, scratch,
         _input_tiles(x, pt, pl, th, tw, m, bt, t0, t1, v, scratch)
         _grad_output_tiles(dz, th, tw, at, t0, t1, dm)
         for k in range(a * a):
-            if t0 == 0:
-                np.dot(v[k, :n].T, dm[k, :n], du[k])
-            else:
-                np.dot(v[k, :n].T, dm[k, :n], part)
-                dk = du[k]
-                for ci in range(c):
-                    d = dk[ci]
-                    s = part[ci]
-                    for fi in range(f):
-                        d[fi] += s[fi]
+            gemm(1.0, v[k, :n].T, dm[k, :n], 0.0 if t0 == 0 else 1.0, du[k])
     for i in range(3):
         for j in range(3):
             dst = dw[i, j]
@@ -381,8 +373,8 @@ def winograd_backward_filter(x, dz, pt, pl, bt, g, at, v, dm, du, part, scratch,
 
 
 @kernel
-def winograd_backward(x, y, dy, act, pt, pl, ho, wo, bt, g, at, dz, db, v, mm, wu, part,
-                      scratch, dw, du, dv, dmm, dyb, dscratch, dx):
+def winograd_backward(x, y, dy, act, pt, pl, ho, wo, bt, g, at, dz, db, v, mm, wu, scratch,
+                      dw, du, dv, dmm, dyb, dscratch, dx):
     """All gradients of ``y = act(conv2d(x, w) + b)`` (3x3, stride 1) for one shard.
 
     ``dz = dy * act'(y)`` and ``db`` in one pass, then :func:`winograd_backward_filter` and,
@@ -397,7 +389,7 @@ def winograd_backward(x, y, dy, act, pt, pl, ho, wo, bt, g, at, dz, db, v, mm, w
         bt, g, at: the transform matrices.
         dz: (N*Ho*Wo, F) C-contiguous workspace: the pre-activation gradient.
         db: (F,) bias gradient, overwritten; shape (0,) skips it.
-        v, mm, wu, part, scratch: :func:`winograd_backward_filter`'s workspaces.
+        v, mm, wu, scratch: :func:`winograd_backward_filter`'s workspaces.
         dw: (3, 3, C, F) weight gradient, overwritten.
         du: (a*a, F, C) flipped filter transform (:func:`winograd_filter_flipped`).
         dv, dmm, dyb, dscratch: :func:`winograd_backward_input`'s workspaces.
@@ -405,6 +397,6 @@ def winograd_backward(x, y, dy, act, pt, pl, ho, wo, bt, g, at, dz, db, v, mm, w
     """
     epilogue_grad_rows(y, dy, act, dz, db)
     dz4 = dz.reshape(x.shape[0], ho, wo, dz.shape[1])
-    winograd_backward_filter(x, dz4, pt, pl, bt, g, at, v, mm, wu, part, scratch, dw)
+    winograd_backward_filter(x, dz4, pt, pl, bt, g, at, v, mm, wu, scratch, dw)
     if dx.shape[0] != 0:
         winograd_backward_input(dz4, du, pt, pl, bt, at, dv, dmm, dyb, dscratch, dx)

@@ -41,20 +41,23 @@ def _direction_workspaces(cell: str, prefix: str, t: int, f: int, u: int, g: int
     """What one direction keeps from forward to backward (``prefix``-named, so the two
     directions of a Bidirectional have their own), and the scratch of its joint weight
     gradient GEMM (SimpleRNN, LSTM: rows ``[x_t | h_{t-1} | 1]``, ``bias`` whether the layer
-    has one)."""
+    has one). An inference program keeps no step for backward: ``hs`` and LSTM's ``cs`` hold
+    the running state (two steps, read one and write the other), LSTM's ``tc`` and GRU's
+    ``rh`` one step."""
     def kept(*shape: int) -> Workspace:
         return Workspace(tuple(shape), saved=training, phase="forward")
 
-    ws = {"xs": kept(t, batch, f), "hs": kept(t + 1, batch, u)}
+    steps = t if training else 1  # states kept: every step for backward, or the running one
+    ws = {"xs": kept(t, batch, f), "hs": kept(steps + 1, batch, u)}
     if cell == "rnn":
         ws["g"] = Workspace((t, batch, u), phase="forward")  # the input projection only
     else:
         ws["g"] = kept(t, batch, g)
     if cell == "lstm":
-        ws["cs"] = kept(t + 1, batch, u)
-        ws["tc"] = kept(t, batch, u)
+        ws["cs"] = kept(steps + 1, batch, u)
+        ws["tc"] = kept(t if training else 1, batch, u)
     if cell == "gru":
-        ws["rh"] = kept(t, batch, u)
+        ws["rh"] = kept(t if training else 1, batch, u)
     elif training:
         rows_ = f + u + int(bias)
         ws["xh"] = Workspace((t, batch, rows_), phase="backward")

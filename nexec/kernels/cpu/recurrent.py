@@ -249,21 +249,39 @@ def _zero_row(a):
 
 
 @kernel
-def _write_output(hs, reverse, flip, ids, zero, out):
-    """The layer output from the hidden states ``hs`` (steps + 1, batch, units); with
-    ``zero``, a sequence output is 0 at padded steps."""
-    n, t_len = out.shape[0], hs.shape[0] - 1
+def _write_step(h, s, t_len, reverse, flip, ids, zero, out):
+    """Step ``s``'s sequence output from its hidden state ``h`` (N, U), written while it is
+    in cache (nothing for a last-state output); with ``zero``, 0 at padded steps."""
     if out.shape[1] == 1:
-        for b in range(n):
-            out[b, 0, :] = hs[t_len, b, :]
         return
-    for s in range(t_len):
-        t = t_len - 1 - s if flip else s
-        for b in range(n):
-            if zero and _padded(ids, b, s, t_len, reverse):
-                out[b, t, :] = 0.0
-            else:
-                out[b, t, :] = hs[s + 1, b, :]
+    t = t_len - 1 - s if flip else s
+    for b in range(out.shape[0]):
+        if zero and _padded(ids, b, s, t_len, reverse):
+            _zero_row(out[b, t])
+        else:
+            _copy_row(out[b, t], h[b])
+
+
+@kernel
+def _write_last(h, out):
+    """The last-state output (N, 1, U) from the final hidden state ``h`` (N, U)."""
+    if out.shape[1] == 1:
+        for b in range(out.shape[0]):
+            _copy_row(out[b, 0], h[b])
+
+
+@kernel
+def _at(keep, s, t_len):
+    """Where step ``s`` reads its state and writes the next: ``(s, s + 1)`` in arrays kept
+    for backward (``keep``); in an inference program's two running states, alternately
+    ``(0, 1)`` and ``(1, 0)``, so that the last step writes index 1 (as the last index
+    when kept: the final state is ``states[-1]`` either way). Two buffers, not one updated
+    in place: Numba's loops vectorize only when what they read and write does not overlap
+    (one buffer made the LSTM forward ~2x slower)."""
+    if keep:
+        return s, s + 1
+    q = 1 - ((t_len - 1 - s) & 1)
+    return 1 - q, q
 
 
 @kernel
@@ -401,24 +419,28 @@ def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d,
         xs, xs2d: (T, N, F) step-ordered input and its (T*N, F) view (kept for backward).
         z, z2d: (T, N, U) scratch for the input projection and its 2-D view.
         hu: (N, U) scratch for one step's ``h @ u``.
-        hs: (T+1, N, U) hidden states, hs[0] the initial state (kept for backward).
+        hs: (T+1, N, U) hidden states, hs[0] the initial state (kept for backward); in an
+            inference program (2, N, U), the running state only (:func:`_at`).
         out: (N, T, U) or (N, 1, U) output.
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    keep = hs.shape[0] == t_len + 1  # (2, N, U) running states in inference (_at)
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, z2d)
-    _initial_state(h0, hs[0])
+    _initial_state(h0, hs[_at(keep, 0, t_len)[0]])
     for s in range(t_len):
-        np.dot(hs[s], u, hu)
-        zs, h = z[s], hs[s + 1]
+        p, q = _at(keep, s, t_len)
+        np.dot(hs[p], u, hu)
+        zs, h = z[s], hs[q]
         _add_rows(zs, hu, b)
         for i in range(n):
             if _padded(ids, i, s, t_len, reverse):
-                _copy_row(h[i], hs[s, i])
+                _copy_row(h[i], hs[p, i])
                 continue
             h[i, :] = zs[i, :]
             _act_span(h[i], 0, units, act)
-    _write_output(hs, reverse, flip, ids, zero, out)
+        _write_step(h, s, t_len, reverse, flip, ids, zero, out)
+    _write_last(hs[hs.shape[0] - 1], out)
 
 
 @kernel
@@ -547,27 +569,31 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs
             multiply-adds; LSTM(64), batch 64: 50 steps 1.4 -> 1.0 ms, one thread).
         cs: (T+1, N, U) cell states, cs[0] the initial one (kept); tc: (T, N, U) act(c) (kept).
         hs: (T+1, N, U) hidden states, hs[0] the initial state (kept).
+            In an inference program ``cs`` and ``hs`` are (2, N, U), the running state
+            (:func:`_at`), and ``tc`` (1, N, U): the same arithmetic, equal outputs bit for bit.
         out: (N, T, U) or (N, 1, U).
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    keep = hs.shape[0] == t_len + 1  # (2, N, U) running states in inference (_at)
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, g2d)
-    _initial_state(h0, hs[0])
-    _initial_state(c0, cs[0])
+    _initial_state(h0, hs[_at(keep, 0, t_len)[0]])
+    _initial_state(c0, cs[_at(keep, 0, t_len)[0]])
     fused = act == TANH and ract == SIGMOID and b.shape[0] > 0  # Keras' default: one pass
     _halves_of(u, uh)
     half = uh.shape[2]
     for s in range(t_len):
-        np.dot(hs[s], uh[0], hu[0])
-        np.dot(hs[s], uh[1], hu[1])
-        gs, cp, c, t, h = g[s], cs[s], cs[s + 1], tc[s], hs[s + 1]
+        p, q = _at(keep, s, t_len)
+        np.dot(hs[p], uh[0], hu[0])
+        np.dot(hs[p], uh[1], hu[1])
+        gs, cp, c, t, h = g[s], cs[p], cs[q], tc[s if keep else 0], hs[q]
         if not fused:
             _add_rows(gs[:, :half], hu[0], b[:half])
             _add_rows(gs[:, half:], hu[1], b[half:])
         for i in range(n):
             if _padded(ids, i, s, t_len, reverse):
                 _copy_row(c[i], cp[i])
-                _copy_row(h[i], hs[s, i])
+                _copy_row(h[i], hs[p, i])
                 continue
             if fused:
                 _lstm_cell_row(gs[i], hu[0, i], hu[1, i], b, cp[i], c[i], t[i], h[i], units)
@@ -583,7 +609,8 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs
             _act_span(t[i], 0, units, act)
             for j in range(units):
                 h[i, j] = row[3 * units + j] * t[i, j]
-    _write_output(hs, reverse, flip, ids, zero, out)
+        _write_step(h, s, t_len, reverse, flip, ids, zero, out)
+    _write_last(hs[hs.shape[0] - 1], out)
 
 
 @kernel
@@ -677,17 +704,19 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, xs, xs2d, g
         g, g2d: (T, N, 3U) gate activations z, r, h~ per step (kept) and its 2-D view.
         hu: (N, 3U) scratch.
         rh: (T, N, U) the recurrent candidate part ``h u_h + b_rec_h`` per step (kept).
-        Others: as :func:`lstm_forward`.
+        Others: as :func:`lstm_forward` (in inference ``rh`` (1, N, U), ``hs`` (2, N, U)).
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    keep = hs.shape[0] == t_len + 1  # (2, N, U) running states in inference (_at)
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, g2d)
-    _initial_state(h0, hs[0])
+    _initial_state(h0, hs[_at(keep, 0, t_len)[0]])
     has_bias = b.shape[0] > 0
     fused = act == TANH and ract == SIGMOID  # Keras' default: one pass in the data's precision
     for s in range(t_len):
-        np.dot(hs[s], u, hu)
-        gs, hp, h, rhs = g[s], hs[s], hs[s + 1], rh[s]
+        p, q = _at(keep, s, t_len)
+        np.dot(hs[p], u, hu)
+        gs, hp, h, rhs = g[s], hs[p], hs[q], rh[s if keep else 0]
         if has_bias:
             for i in range(n):
                 for j in range(3 * units):
@@ -708,7 +737,8 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, xs, xs2d, g
                 gs[i, j], gs[i, units + j], gs[i, 2 * units + j] = zg, rg, hh
                 rhs[i, j] = rv
                 h[i, j] = zg * hp[i, j] + (1.0 - zg) * hh
-    _write_output(hs, reverse, flip, ids, zero, out)
+        _write_step(h, s, t_len, reverse, flip, ids, zero, out)
+    _write_last(hs[hs.shape[0] - 1], out)
 
 
 @kernel

@@ -107,11 +107,18 @@ def test_inference_workspaces_are_smaller(kind):
     inf = kernel.workspaces(layer, [(T, F)], (U,), B, training=False)
     train = kernel.workspaces(layer, [(T, F)], (U,), B, training=True)
     assert inf["hs"].shape == (2, B, U)  # the running state: read one, write the other
-    assert train["hs"].shape == (T + 1, B, U)
-    if kind == "LSTM":
+    if kind == "LSTM":  # its backward reads the hidden states from the joint rows ``xh``
+        assert train["hs"].shape == (2, B, U) and not train["hs"].saved
+        assert train["cs"].shape == (T + 1, B, U) and train["cs"].saved
         assert inf["cs"].shape == (2, B, U) and inf["tc"].shape == (1, B, U)
+    else:
+        assert train["hs"].shape == (T + 1, B, U) and train["hs"].saved
     if kind == "GRU":
         assert inf["rh"].shape == (1, B, U)
+        assert train["xs"].saved and "xh" not in train
+    else:  # the joint rows [x_t | h_{t-1} | 1], written by forward, replace the kept input
+        assert train["xh"].shape == (T, B, F + U + 1) and train["xh"].saved
+        assert not train["xs"].saved and "xh" not in inf
     assert not any(ws.saved for ws in inf.values())
     size = lambda table: sum(int(np.prod(ws.shape)) for ws in table.values())  # noqa: E731
     assert size(inf) < size({k: ws for k, ws in train.items() if ws.phase != "backward"})

@@ -316,34 +316,50 @@ def _finish_backward(xs2d, hprev2d, dzx2d, dzr2d, w, dw, du, dxs, dxs2d, reverse
 
 
 @kernel
-def _joint_weight_grads(xs, hs, dz2d, xh, xh2d, dwu, dw, du, db):
+def _joint_inputs(xs, has_bias, xh):
+    """The forward's part of the joint rows ``xh`` (T, N, F + U + has_bias) of a training
+    program: each row's ``x_t`` and, with a bias, its 1 (no rows in inference: nothing)."""
+    if xh.shape[0] == 0:
+        return
+    f, last = xs.shape[2], xh.shape[2] - 1
+    one = _one(xh[0, 0, 0])
+    for s in range(xs.shape[0]):
+        for b in range(xs.shape[1]):
+            _copy_row(xh[s, b, :f], xs[s, b])
+            if has_bias:
+                xh[s, b, last] = one
+
+
+@kernel
+def _joint_state(h, s, xh, f):
+    """Writes the state ``h`` (N, U) that step ``s`` starts from into the joint rows
+    ``xh[s]`` (while it is in cache; nothing past the last step or in inference)."""
+    if s >= xh.shape[0]:
+        return
+    units = h.shape[1]
+    for b in range(h.shape[0]):
+        _copy_row(xh[s, b, f:f + units], h[b])
+
+
+@kernel
+def _joint_weight_grads(xh2d, dz2d, dwu, dw, du, db):
     """dw, du (and db) from one GEMM over all steps: ``[x_t | h_{t-1} | 1]^T @ dz``.
 
     Two GEMMs (``xs.T @ dz``, ``hprev.T @ dz``) and a column sum read ``dz`` three times;
     one over the rows of ``xh`` (each the step's input, the state it started from and a 1
     when there is a bias) reads it once (LSTM(64), 32 features, batch 64, 50 steps, one
-    thread: 1.9 -> 1.1 ms for the GEMMs). ``xh`` (T, N, F + U + has_bias) and its 2-D view
-    ``xh2d``, and ``dwu`` (F + U + has_bias, G) are scratch; ``db`` has 0 entries for no bias.
+    thread: 1.9 -> 1.1 ms for the GEMMs). The forward writes those rows (``xh2d``: the 2-D
+    view of its kept (T, N, F + U + has_bias) ``xh``) while they are in cache, so backward
+    copies nothing; ``dwu`` (F + U + has_bias, G) is scratch; ``db`` has 0 entries for no
+    bias.
     """
-    t_len, n, f = xs.shape
-    units = hs.shape[2]
-    has_bias = db.shape[0] > 0
-    one = _one(xh[0, 0, 0])
-    for s in range(t_len):
-        for b in range(n):
-            row, xr, hr = xh[s, b], xs[s, b], hs[s, b]
-            for j in range(f):
-                row[j] = xr[j]
-            for j in range(units):
-                row[f + j] = hr[j]
-            if has_bias:
-                row[f + units] = one
+    f, units = dw.shape[0], du.shape[0]
     np.dot(xh2d.T, dz2d, dwu)
     for i in range(f):
         _copy_row(dw[i], dwu[i])
     for i in range(units):
         _copy_row(du[i], dwu[f + i])
-    if has_bias:
+    if db.shape[0] > 0:
         _copy_row(db, dwu[f + units])
 
 
@@ -409,7 +425,8 @@ def _tanh_grad_row(h, dh, dz):
 
 
 @kernel
-def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d, hu, hs, out):
+def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d, hu, hs, xh,
+                out):
     """h_s = act(x_t @ w + h_{s-1} @ u + b).
 
     Args:
@@ -421,15 +438,20 @@ def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d,
         hu: (N, U) scratch for one step's ``h @ u``.
         hs: (T+1, N, U) hidden states, hs[0] the initial state (kept for backward); in an
             inference program (2, N, U), the running state only (:func:`_at`).
+        xh: (T, N, F + U + has_bias) the rows ``[x_t | h_{t-1} | 1]`` of the backward's
+            weight-gradient GEMM (:func:`_joint_weight_grads`), written here while they
+            are in cache (kept); no rows in an inference program.
         out: (N, T, U) or (N, 1, U) output.
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
     keep = hs.shape[0] == t_len + 1  # (2, N, U) running states in inference (_at)
     _to_steps(x, reverse, xs)
+    _joint_inputs(xs, b.shape[0] > 0, xh)
     np.dot(xs2d, w, z2d)
     _initial_state(h0, hs[_at(keep, 0, t_len)[0]])
     for s in range(t_len):
         p, q = _at(keep, s, t_len)
+        _joint_state(hs[p], s, xh, xs.shape[2])
         np.dot(hs[p], u, hu)
         zs, h = z[s], hs[q]
         _add_rows(zs, hu, b)
@@ -444,14 +466,15 @@ def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d,
 
 
 @kernel
-def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, xs, xs2d, hs, xh, xh2d, dwu, dout, dz,
-                 dz2d, dh, dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
+def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, hs, xh2d, dwu, dout, dz, dz2d, dh,
+                 dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`rnn_forward` (``dw``, ``du``, ``db`` overwritten; ``dx`` written
     or, with ``add_dx``, added to).
 
     Args:
-        xh, xh2d, dwu: Scratch of :func:`_joint_weight_grads`: (T, N, F + U + has_bias),
-            its (T*N, ...) view and (F + U + has_bias, U).
+        hs: The forward's kept hidden states.
+        xh2d: The (T*N, F + U + has_bias) view of the forward's kept joint rows ``xh``.
+        dwu: (F + U + has_bias, U) scratch of :func:`_joint_weight_grads`.
         dout: Gradient of ``out``.
         dz, dz2d: (T, N, U) scratch: pre-activation gradients per step.
         dh, dhr: (N, U) scratch: the state's gradient, and its part from the next step;
@@ -460,7 +483,7 @@ def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, xs, xs2d, hs, xh, xh2
         dx: (N, T, F) input gradient; shape (0, T, F) skips it.
         db: (U,) or (0,).
     """
-    t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    t_len, n, units = dz.shape[0], dz.shape[1], u.shape[0]
     for s in range(t_len - 1, -1, -1):
         _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, ids, zero, dh)
         h, dzs = hs[s + 1], dz[s]
@@ -476,7 +499,7 @@ def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, xs, xs2d, hs, xh, xh2
         np.dot(dzs, u.T, dhr)
         _pass_padded(ids, s, t_len, reverse, dh, dhr)
     _state_gradient(dhr, dh0)
-    _joint_weight_grads(xs, hs, dz2d, xh, xh2d, dwu, dw, du, db)
+    _joint_weight_grads(xh2d, dz2d, dwu, dw, du, db)
     _input_grad(dz2d, w, dxs, dxs2d, reverse, add_dx, dx)
 
 
@@ -554,7 +577,7 @@ def _recurrent_grad(dzh, uth, dhq, dhr):
 
 @kernel
 def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs2d, g, g2d,
-                 hu, uh, cs, tc, hs, out):
+                 hu, uh, cs, tc, hs, xh, out):
     """Keras' LSTM: i, f, o = ract(.), c~ = act(.), c = f c + i c~, h = o act(c).
 
     Args:
@@ -571,29 +594,35 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs
         hs: (T+1, N, U) hidden states, hs[0] the initial state (kept).
             In an inference program ``cs`` and ``hs`` are (2, N, U), the running state
             (:func:`_at`), and ``tc`` (1, N, U): the same arithmetic, equal outputs bit for bit.
+            Backward reads no ``hs`` (its states are in ``xh``): (2, N, U) in training too.
+        xh: As :func:`rnn_forward` (kept).
         out: (N, T, U) or (N, 1, U).
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
-    keep = hs.shape[0] == t_len + 1  # (2, N, U) running states in inference (_at)
+    keep = cs.shape[0] == t_len + 1  # (2, N, U) running states in inference (_at)
+    hkeep = hs.shape[0] == t_len + 1
     _to_steps(x, reverse, xs)
+    _joint_inputs(xs, b.shape[0] > 0, xh)
     np.dot(xs2d, w, g2d)
-    _initial_state(h0, hs[_at(keep, 0, t_len)[0]])
+    _initial_state(h0, hs[_at(hkeep, 0, t_len)[0]])
     _initial_state(c0, cs[_at(keep, 0, t_len)[0]])
     fused = act == TANH and ract == SIGMOID and b.shape[0] > 0  # Keras' default: one pass
     _halves_of(u, uh)
     half = uh.shape[2]
     for s in range(t_len):
         p, q = _at(keep, s, t_len)
-        np.dot(hs[p], uh[0], hu[0])
-        np.dot(hs[p], uh[1], hu[1])
-        gs, cp, c, t, h = g[s], cs[p], cs[q], tc[s if keep else 0], hs[q]
+        hp, hq = _at(hkeep, s, t_len)
+        _joint_state(hs[hp], s, xh, xs.shape[2])
+        np.dot(hs[hp], uh[0], hu[0])
+        np.dot(hs[hp], uh[1], hu[1])
+        gs, cp, c, t, h = g[s], cs[p], cs[q], tc[s if keep else 0], hs[hq]
         if not fused:
             _add_rows(gs[:, :half], hu[0], b[:half])
             _add_rows(gs[:, half:], hu[1], b[half:])
         for i in range(n):
             if _padded(ids, i, s, t_len, reverse):
                 _copy_row(c[i], cp[i])
-                _copy_row(h[i], hs[p, i])
+                _copy_row(h[i], hs[hp, i])
                 continue
             if fused:
                 _lstm_cell_row(gs[i], hu[0, i], hu[1, i], b, cp[i], c[i], t[i], h[i], units)
@@ -614,15 +643,14 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs
 
 
 @kernel
-def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, dc0, xs, xs2d, g, cs, tc,
-                  hs, xh, xh2d, dwu, dout, dz, dz2d, dzh, uth, dhq, dh, dhr, dc, dxs, dxs2d, add_dx,
-                  dx, dw, du, db):
+def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, dc0, g, cs, tc, xh2d, dwu,
+                  dout, dz, dz2d, dzh, uth, dhq, dh, dhr, dc, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`lstm_forward`; arguments as :func:`rnn_backward`, plus the kept
     ``g``, ``cs``, ``tc`` and ``dc`` (N, U) scratch for the cell state's gradient, coming in
     holding the final cell state's gradient (or zeros); ``dz`` is (T, N, 4U), ``dwu``
     (F + U + has_bias, 4U); scratch of :func:`_recurrent_grad`: ``dzh`` (2, N, 2U), ``uth``
-    (2, 2U, U), ``dhq`` (N, U)."""
-    t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    (2, 2U, U), ``dhq`` (N, U). It reads no hidden states: those it needs are in ``xh``."""
+    t_len, n, units = g.shape[0], g.shape[1], u.shape[0]
     fused = act == TANH and ract == SIGMOID
     half = 2 * units
     _transposed_halves(u, uth)
@@ -655,7 +683,7 @@ def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, dc0, xs, xs2d,
         _pass_padded(ids, s, t_len, reverse, dh, dhr)
     _state_gradient(dhr, dh0)
     _state_gradient(dc, dc0)
-    _joint_weight_grads(xs, hs, dz2d, xh, xh2d, dwu, dw, du, db)
+    _joint_weight_grads(xh2d, dz2d, dwu, dw, du, db)
     _input_grad(dz2d, w, dxs, dxs2d, reverse, add_dx, dx)
 
 

@@ -1,10 +1,14 @@
 """Recurrent op kernels: SimpleRNN, LSTM, GRU, Bidirectional and TimeDistributed(Dense).
 
 A recurrent op binds one kernel call per direction for its whole sequence. Everything the
-cell keeps for backward (the input in step order, gate activations, cell and hidden states)
+cell keeps for backward (the input and the states each step starts from, SimpleRNN's and
+LSTM's as the rows of their weight-gradient GEMM; gate activations, cell and hidden states)
 is a ``saved`` workspace, time-major, so the op reads neither its input nor its output in
-backward. Initial states (``initial_state=``) are the op's inputs 1 (``h``) and 2 (LSTM's
-``c``); the kernels copy them into the saved states and write their gradients. A masked
+backward. An inference program (predict, evaluate) keeps none of it: its states are the
+running ones (``_direction_workspaces``), by the same arithmetic, so its outputs equal a
+training forward's bit for bit. Initial states (``initial_state=``) are the op's inputs 1
+(``h``) and 2 (LSTM's ``c``); the kernels copy them into the first states and write their
+gradients. A masked
 input (``Embedding(mask_zero=True)`` upstream) reaches the kernels as its mask source, the
 ids (``Call.mask``): a padded step carries the state, as Keras 3. With ``return_state=True``
 the op has further outputs, the final ``h`` (and ``c``): forward copies them out of the saved

@@ -3,9 +3,11 @@
 One call runs every time step over the whole batch. The input projection of all steps is one
 GEMM (``xs @ w``, ``xs`` the input in step order, time-major); each step then adds
 ``h @ u`` (a small GEMM into a preallocated slice) and applies the gate nonlinearities in one
-fused pass. What backward needs (gate activations, cell states, hidden states) is written into
-time-major ``(steps, batch, ...)`` arrays, so every per-step slice is a contiguous 2-D block
-that BLAS takes without a copy. Backward walks the steps in reverse, writing the
+fused pass. What backward needs (gate activations, cell states, hidden states, the rows
+``[x_t | h_{t-1} | 1]`` of its weight-gradient GEMM) is written into time-major
+``(steps, batch, ...)`` arrays, so every per-step slice is a contiguous 2-D block that BLAS
+takes without a copy; in an inference program the states are two running buffers instead
+(``_at``), by the same arithmetic. Backward walks the steps in reverse, writing the
 pre-activation gradients of every step, then finishes with GEMMs over all steps at once: the
 weight gradients (SimpleRNN, LSTM: one GEMM for ``dw``, ``du`` and the bias,
 ``_joint_weight_grads``; GRU: one each) and the input gradient. Nothing is allocated.

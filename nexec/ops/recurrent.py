@@ -1,10 +1,14 @@
 """Recurrent op kernels: SimpleRNN, LSTM, GRU, Bidirectional and TimeDistributed(Dense).
 
 A recurrent op binds one kernel call per direction for its whole sequence. Everything the
-cell keeps for backward (the input in step order, gate activations, cell and hidden states)
+cell keeps for backward (the input and the states each step starts from, SimpleRNN's and
+LSTM's as the rows of their weight-gradient GEMM; gate activations, cell and hidden states)
 is a ``saved`` workspace, time-major, so the op reads neither its input nor its output in
-backward. Initial states (``initial_state=``) are the op's inputs 1 (``h``) and 2 (LSTM's
-``c``); the kernels copy them into the saved states and write their gradients. A masked
+backward. An inference program (predict, evaluate) keeps none of it: its states are the
+running ones (``_direction_workspaces``), by the same arithmetic, so its outputs equal a
+training forward's bit for bit. Initial states (``initial_state=``) are the op's inputs 1
+(``h``) and 2 (LSTM's ``c``); the kernels copy them into the first states and write their
+gradients. A masked
 input (``Embedding(mask_zero=True)`` upstream) reaches the kernels as its mask source, the
 ids (``Call.mask``): a padded step carries the state, as Keras 3. With ``return_state=True``
 the op has further outputs, the final ``h`` (and ``c``): forward copies them out of the saved
@@ -39,25 +43,34 @@ def _cell(layer: Any) -> str:
 def _direction_workspaces(cell: str, prefix: str, t: int, f: int, u: int, g: int, batch: int,
                           training: bool, bias: bool) -> dict[str, Workspace]:
     """What one direction keeps from forward to backward (``prefix``-named, so the two
-    directions of a Bidirectional have their own), and the scratch of its joint weight
-    gradient GEMM (SimpleRNN, LSTM: rows ``[x_t | h_{t-1} | 1]``, ``bias`` whether the layer
-    has one)."""
+    directions of a Bidirectional have their own). SimpleRNN and LSTM keep the rows
+    ``[x_t | h_{t-1} | 1]`` of their joint weight-gradient GEMM (``xh``, written by forward;
+    ``bias`` whether the layer has one) rather than the step-ordered input; LSTM's backward
+    reads no hidden state, so its ``hs`` is the running state in training too. An inference
+    program keeps no step for backward: ``hs`` and LSTM's ``cs`` hold the running state (two
+    steps, read one and write the other), LSTM's ``tc`` and GRU's ``rh`` one step."""
     def kept(*shape: int) -> Workspace:
         return Workspace(tuple(shape), saved=training, phase="forward")
 
-    ws = {"xs": kept(t, batch, f), "hs": kept(t + 1, batch, u)}
+    def scratch(*shape: int) -> Workspace:
+        return Workspace(tuple(shape), phase="forward")
+
+    steps = t if training else 1  # states kept: every step for backward, or the running one
+    joint = cell != "gru"  # backward's weight gradients read ``xh``, not ``xs``
+    ws = {"xs": scratch(t, batch, f) if joint else kept(t, batch, f),
+          "hs": scratch(2, batch, u) if cell == "lstm" else kept(steps + 1, batch, u)}
     if cell == "rnn":
         ws["g"] = Workspace((t, batch, u), phase="forward")  # the input projection only
     else:
         ws["g"] = kept(t, batch, g)
     if cell == "lstm":
-        ws["cs"] = kept(t + 1, batch, u)
-        ws["tc"] = kept(t, batch, u)
+        ws["cs"] = kept(steps + 1, batch, u)
+        ws["tc"] = kept(t if training else 1, batch, u)
     if cell == "gru":
-        ws["rh"] = kept(t, batch, u)
+        ws["rh"] = kept(t if training else 1, batch, u)
     elif training:
         rows_ = f + u + int(bias)
-        ws["xh"] = Workspace((t, batch, rows_), phase="backward")
+        ws["xh"] = kept(t, batch, rows_)
         ws["dwu"] = Workspace((rows_, g), phase="backward")
     return {prefix + k: v for k, v in ws.items()}
 
@@ -155,11 +168,13 @@ class _Direction:
         common = (bool(lay.go_backwards), self.flip, _part(_ids(call), sl), self.zero,
                   *states, ws["xs"], _flat(ws["xs"]), ws["g"], _flat(ws["g"]), sh["hu"])
         out = _part(out, sl)
+        # The joint rows of backward's weight-gradient GEMM; none in inference (or GRU).
+        xh = ws["xh"] if "xh" in ws else call.device.zeros((0, 1, 1), call.output.dtype)
         if self.cell == "rnn":
-            return k.rnn_forward, head + common + (ws["hs"], out)
+            return k.rnn_forward, head + common + (ws["hs"], xh, out)
         if self.cell == "lstm":
             return k.lstm_forward, head + common + (sh["uh"], ws["cs"], ws["tc"], ws["hs"],
-                                                    out)
+                                                    xh, out)
         return k.gru_forward, head + common + (ws["rh"], ws["hs"], out)
 
     def final_states(self, k: Any, call: Call, outs: list, part: str = "",
@@ -191,26 +206,26 @@ class _Direction:
         dout, dx = _part(dout, sl), _part(dx, sl)
         lay = self.layer
         w, u = self._param(call.params, "kernel"), self._param(call.params, "recurrent_kernel")
-        t = ws["xs"].shape[0]
         head: tuple = (w, u, _code(lay.cell_activation))
         if self.cell != "rnn":
             head += (_code(lay.recurrent_activation),)
         d_states = tuple(_part(a, sl) for a in self._states(call, call.d_inputs))
         head += (bool(lay.go_backwards), self.flip, _part(_ids(call), sl), self.zero,
-                 *d_states, ws["xs"], _flat(ws["xs"]))
+                 *d_states)
         if grads is None:
             grads = (self._param(call.d_params, "kernel"),
                      self._param(call.d_params, "recurrent_kernel"), self._b(call, grads=True))
         tail = (sh["dxs"], _flat(sh["dxs"]), add_dx, dx, *grads)
         if self.cell == "rnn":
-            return k.rnn_backward, head + (ws["hs"], ws["xh"], _flat(ws["xh"]), ws["dwu"], dout,
+            return k.rnn_backward, head + (ws["hs"], _flat(ws["xh"]), ws["dwu"], dout,
                                            sh["dz"], _flat(sh["dz"]), sh["dh"], sh["dhr"]) + tail
         if self.cell == "lstm":
-            return k.lstm_backward, head + (ws["g"], ws["cs"], ws["tc"], ws["hs"], ws["xh"],
-                                            _flat(ws["xh"]), ws["dwu"], dout, sh["dz"],
-                                            _flat(sh["dz"]), sh["dzh"], sh["uth"], sh["dhq"],
-                                            sh["dh"], sh["dhr"], sh["dc"]) + tail
-        hprev = _flat(ws["hs"][:t])
+            return k.lstm_backward, head + (ws["g"], ws["cs"], ws["tc"], _flat(ws["xh"]),
+                                            ws["dwu"], dout, sh["dz"], _flat(sh["dz"]),
+                                            sh["dzh"], sh["uth"], sh["dhq"], sh["dh"],
+                                            sh["dhr"], sh["dc"]) + tail
+        hprev = _flat(ws["hs"][:ws["g"].shape[0]])
+        head += (ws["xs"], _flat(ws["xs"]))
         return k.gru_backward, head + (ws["g"], ws["rh"], ws["hs"], hprev, dout, sh["dzx"],
                                        _flat(sh["dzx"]), sh["dzr"], _flat(sh["dzr"]),
                                        sh["dh"], sh["dhr"]) + tail

@@ -3,9 +3,11 @@
 One call runs every time step over the whole batch. The input projection of all steps is one
 GEMM (``xs @ w``, ``xs`` the input in step order, time-major); each step then adds
 ``h @ u`` (a small GEMM into a preallocated slice) and applies the gate nonlinearities in one
-fused pass. What backward needs (gate activations, cell states, hidden states) is written into
-time-major ``(steps, batch, ...)`` arrays, so every per-step slice is a contiguous 2-D block
-that BLAS takes without a copy. Backward walks the steps in reverse, writing the
+fused pass. What backward needs (gate activations, cell states, hidden states, the rows
+``[x_t | h_{t-1} | 1]`` of its weight-gradient GEMM) is written into time-major
+``(steps, batch, ...)`` arrays, so every per-step slice is a contiguous 2-D block that BLAS
+takes without a copy; in an inference program the states are two running buffers instead
+(``_at``), by the same arithmetic. Backward walks the steps in reverse, writing the
 pre-activation gradients of every step, then finishes with GEMMs over all steps at once: the
 weight gradients (SimpleRNN, LSTM: one GEMM for ``dw``, ``du`` and the bias,
 ``_joint_weight_grads``; GRU: one each) and the input gradient. Nothing is allocated.
@@ -174,21 +176,39 @@ def _zero_row(a):
 
 
 @kernel
-def _write_output(hs, reverse, flip, ids, zero, out):
-    """The layer output from the hidden states ``hs`` (steps + 1, batch, units); with
-    ``zero``, a sequence output is 0 at padded steps."""
-    n, t_len = out.shape[0], hs.shape[0] - 1
+def _write_step(h, s, t_len, reverse, flip, ids, zero, out):
+    """Step ``s``'s sequence output from its hidden state ``h`` (N, U), written while it is
+    in cache (nothing for a last-state output); with ``zero``, 0 at padded steps."""
     if out.shape[1] == 1:
-        for b in range(n):
-            out[b, 0, :] = hs[t_len, b, :]
         return
-    for s in range(t_len):
-        t = t_len - 1 - s if flip else s
-        for b in range(n):
-            if zero and _padded(ids, b, s, t_len, reverse):
-                out[b, t, :] = 0.0
-            else:
-                out[b, t, :] = hs[s + 1, b, :]
+    t = t_len - 1 - s if flip else s
+    for b in range(out.shape[0]):
+        if zero and _padded(ids, b, s, t_len, reverse):
+            _zero_row(out[b, t])
+        else:
+            _copy_row(out[b, t], h[b])
+
+
+@kernel
+def _write_last(h, out):
+    """The last-state output (N, 1, U) from the final hidden state ``h`` (N, U)."""
+    if out.shape[1] == 1:
+        for b in range(out.shape[0]):
+            _copy_row(out[b, 0], h[b])
+
+
+@kernel
+def _at(keep, s, t_len):
+    """Where step ``s`` reads its state and writes the next: ``(s, s + 1)`` in arrays kept
+    for backward (``keep``); in an inference program's two running states, alternately
+    ``(0, 1)`` and ``(1, 0)``, so that the last step writes index 1 (as the last index
+    when kept: the final state is ``states[-1]`` either way). Two buffers, not one updated
+    in place: Numba's loops vectorize only when what they read and write does not overlap
+    (one buffer made the LSTM forward ~2x slower)."""
+    if keep:
+        return s, s + 1
+    q = 1 - ((t_len - 1 - s) & 1)
+    return 1 - q, q
 
 
 @kernel
@@ -223,34 +243,50 @@ def _finish_backward(xs2d, hprev2d, dzx2d, dzr2d, w, dw, du, dxs, dxs2d, reverse
 
 
 @kernel
-def _joint_weight_grads(xs, hs, dz2d, xh, xh2d, dwu, dw, du, db):
+def _joint_inputs(xs, has_bias, xh):
+    """The forward's part of the joint rows ``xh`` (T, N, F + U + has_bias) of a training
+    program: each row's ``x_t`` and, with a bias, its 1 (no rows in inference: nothing)."""
+    if xh.shape[0] == 0:
+        return
+    f, last = xs.shape[2], xh.shape[2] - 1
+    one = _one(xh[0, 0, 0])
+    for s in range(xs.shape[0]):
+        for b in range(xs.shape[1]):
+            _copy_row(xh[s, b, :f], xs[s, b])
+            if has_bias:
+                xh[s, b, last] = one
+
+
+@kernel
+def _joint_state(h, s, xh, f):
+    """Writes the state ``h`` (N, U) that step ``s`` starts from into the joint rows
+    ``xh[s]`` (while it is in cache; nothing past the last step or in inference)."""
+    if s >= xh.shape[0]:
+        return
+    units = h.shape[1]
+    for b in range(h.shape[0]):
+        _copy_row(xh[s, b, f:f + units], h[b])
+
+
+@kernel
+def _joint_weight_grads(xh2d, dz2d, dwu, dw, du, db):
     """dw, du (and db) from one GEMM over all steps: ``[x_t | h_{t-1} | 1]^T @ dz``.
 
     Two GEMMs (``xs.T @ dz``, ``hprev.T @ dz``) and a column sum read ``dz`` three times;
     one over the rows of ``xh`` (each the step's input, the state it started from and a 1
     when there is a bias) reads it once (LSTM(64), 32 features, batch 64, 50 steps, one
-    thread: 1.9 -> 1.1 ms for the GEMMs). ``xh`` (T, N, F + U + has_bias) and its 2-D view
-    ``xh2d``, and ``dwu`` (F + U + has_bias, G) are scratch; ``db`` has 0 entries for no bias.
+    thread: 1.9 -> 1.1 ms for the GEMMs). The forward writes those rows (``xh2d``: the 2-D
+    view of its kept (T, N, F + U + has_bias) ``xh``) while they are in cache, so backward
+    copies nothing; ``dwu`` (F + U + has_bias, G) is scratch; ``db`` has 0 entries for no
+    bias.
     """
-    t_len, n, f = xs.shape
-    units = hs.shape[2]
-    has_bias = db.shape[0] > 0
-    one = _one(xh[0, 0, 0])
-    for s in range(t_len):
-        for b in range(n):
-            row, xr, hr = xh[s, b], xs[s, b], hs[s, b]
-            for j in range(f):
-                row[j] = xr[j]
-            for j in range(units):
-                row[f + j] = hr[j]
-            if has_bias:
-                row[f + units] = one
+    f, units = dw.shape[0], du.shape[0]
     np.dot(xh2d.T, dz2d, dwu)
     for i in range(f):
         _copy_row(dw[i], dwu[i])
     for i in range(units):
         _copy_row(du[i], dwu[f + i])
-    if has_bias:
+    if db.shape[0] > 0:
         _copy_row(db, dwu[f + units])
 
 
@@ -316,7 +352,8 @@ def _tanh_grad_row(h, dh, dz):
 
 
 @kernel
-def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d, hu, hs, out):
+def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d, hu, hs, xh,
+                out):
     """h_s = act(x_t @ w + h_{s-1} @ u + b).
 
     Args:
@@ -326,35 +363,45 @@ def rnn_forward(x, w, u, b, act, reverse, flip, ids, zero, h0, xs, xs2d, z, z2d,
         xs, xs2d: (T, N, F) step-ordered input and its (T*N, F) view (kept for backward).
         z, z2d: (T, N, U) scratch for the input projection and its 2-D view.
         hu: (N, U) scratch for one step's ``h @ u``.
-        hs: (T+1, N, U) hidden states, hs[0] the initial state (kept for backward).
+        hs: (T+1, N, U) hidden states, hs[0] the initial state (kept for backward); in an
+            inference program (2, N, U), the running state only (:func:`_at`).
+        xh: (T, N, F + U + has_bias) the rows ``[x_t | h_{t-1} | 1]`` of the backward's
+            weight-gradient GEMM (:func:`_joint_weight_grads`), written here while they
+            are in cache (kept); no rows in an inference program.
         out: (N, T, U) or (N, 1, U) output.
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    keep = hs.shape[0] == t_len + 1  # (2, N, U) running states in inference (_at)
     _to_steps(x, reverse, xs)
+    _joint_inputs(xs, b.shape[0] > 0, xh)
     np.dot(xs2d, w, z2d)
-    _initial_state(h0, hs[0])
+    _initial_state(h0, hs[_at(keep, 0, t_len)[0]])
     for s in range(t_len):
-        np.dot(hs[s], u, hu)
-        zs, h = z[s], hs[s + 1]
+        p, q = _at(keep, s, t_len)
+        _joint_state(hs[p], s, xh, xs.shape[2])
+        np.dot(hs[p], u, hu)
+        zs, h = z[s], hs[q]
         _add_rows(zs, hu, b)
         for i in range(n):
             if _padded(ids, i, s, t_len, reverse):
-                _copy_row(h[i], hs[s, i])
+                _copy_row(h[i], hs[p, i])
                 continue
             h[i, :] = zs[i, :]
             _act_span(h[i], 0, units, act)
-    _write_output(hs, reverse, flip, ids, zero, out)
+        _write_step(h, s, t_len, reverse, flip, ids, zero, out)
+    _write_last(hs[hs.shape[0] - 1], out)
 
 
 @kernel
-def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, xs, xs2d, hs, xh, xh2d, dwu, dout, dz,
-                 dz2d, dh, dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
+def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, hs, xh2d, dwu, dout, dz, dz2d, dh,
+                 dhr, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`rnn_forward` (``dw``, ``du``, ``db`` overwritten; ``dx`` written
     or, with ``add_dx``, added to).
 
     Args:
-        xh, xh2d, dwu: Scratch of :func:`_joint_weight_grads`: (T, N, F + U + has_bias),
-            its (T*N, ...) view and (F + U + has_bias, U).
+        hs: The forward's kept hidden states.
+        xh2d: The (T*N, F + U + has_bias) view of the forward's kept joint rows ``xh``.
+        dwu: (F + U + has_bias, U) scratch of :func:`_joint_weight_grads`.
         dout: Gradient of ``out``.
         dz, dz2d: (T, N, U) scratch: pre-activation gradients per step.
         dh, dhr: (N, U) scratch: the state's gradient, and its part from the next step;
@@ -363,7 +410,7 @@ def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, xs, xs2d, hs, xh, xh2
         dx: (N, T, F) input gradient; shape (0, T, F) skips it.
         db: (U,) or (0,).
     """
-    t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    t_len, n, units = dz.shape[0], dz.shape[1], u.shape[0]
     for s in range(t_len - 1, -1, -1):
         _carry_plus_dout(dhr, dout, s, t_len, reverse, flip, ids, zero, dh)
         h, dzs = hs[s + 1], dz[s]
@@ -379,7 +426,7 @@ def rnn_backward(w, u, act, reverse, flip, ids, zero, dh0, xs, xs2d, hs, xh, xh2
         np.dot(dzs, u.T, dhr)
         _pass_padded(ids, s, t_len, reverse, dh, dhr)
     _state_gradient(dhr, dh0)
-    _joint_weight_grads(xs, hs, dz2d, xh, xh2d, dwu, dw, du, db)
+    _joint_weight_grads(xh2d, dz2d, dwu, dw, du, db)
     _input_grad(dz2d, w, dxs, dxs2d, reverse, add_dx, dx)
 
 
@@ -457,7 +504,7 @@ def _recurrent_grad(dzh, uth, dhq, dhr):
 
 @kernel
 def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs2d, g, g2d,
-                 hu, uh, cs, tc, hs, out):
+                 hu, uh, cs, tc, hs, xh, out):
     """Keras' LSTM: i, f, o = ract(.), c~ = act(.), c = f c + i c~, h = o act(c).
 
     Args:
@@ -472,27 +519,37 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs
             multiply-adds; LSTM(64), batch 64: 50 steps 1.4 -> 1.0 ms, one thread).
         cs: (T+1, N, U) cell states, cs[0] the initial one (kept); tc: (T, N, U) act(c) (kept).
         hs: (T+1, N, U) hidden states, hs[0] the initial state (kept).
+            In an inference program ``cs`` and ``hs`` are (2, N, U), the running state
+            (:func:`_at`), and ``tc`` (1, N, U): the same arithmetic, equal outputs bit for bit.
+            Backward reads no ``hs`` (its states are in ``xh``): (2, N, U) in training too.
+        xh: As :func:`rnn_forward` (kept).
         out: (N, T, U) or (N, 1, U).
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    keep = cs.shape[0] == t_len + 1  # (2, N, U) running states in inference (_at)
+    hkeep = hs.shape[0] == t_len + 1
     _to_steps(x, reverse, xs)
+    _joint_inputs(xs, b.shape[0] > 0, xh)
     np.dot(xs2d, w, g2d)
-    _initial_state(h0, hs[0])
-    _initial_state(c0, cs[0])
+    _initial_state(h0, hs[_at(hkeep, 0, t_len)[0]])
+    _initial_state(c0, cs[_at(keep, 0, t_len)[0]])
     fused = act == TANH and ract == SIGMOID and b.shape[0] > 0  # Keras' default: one pass
     _halves_of(u, uh)
     half = uh.shape[2]
     for s in range(t_len):
-        np.dot(hs[s], uh[0], hu[0])
-        np.dot(hs[s], uh[1], hu[1])
-        gs, cp, c, t, h = g[s], cs[s], cs[s + 1], tc[s], hs[s + 1]
+        p, q = _at(keep, s, t_len)
+        hp, hq = _at(hkeep, s, t_len)
+        _joint_state(hs[hp], s, xh, xs.shape[2])
+        np.dot(hs[hp], uh[0], hu[0])
+        np.dot(hs[hp], uh[1], hu[1])
+        gs, cp, c, t, h = g[s], cs[p], cs[q], tc[s if keep else 0], hs[hq]
         if not fused:
             _add_rows(gs[:, :half], hu[0], b[:half])
             _add_rows(gs[:, half:], hu[1], b[half:])
         for i in range(n):
             if _padded(ids, i, s, t_len, reverse):
                 _copy_row(c[i], cp[i])
-                _copy_row(h[i], hs[s, i])
+                _copy_row(h[i], hs[hp, i])
                 continue
             if fused:
                 _lstm_cell_row(gs[i], hu[0, i], hu[1, i], b, cp[i], c[i], t[i], h[i], units)
@@ -508,19 +565,19 @@ def lstm_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, c0, xs, xs
             _act_span(t[i], 0, units, act)
             for j in range(units):
                 h[i, j] = row[3 * units + j] * t[i, j]
-    _write_output(hs, reverse, flip, ids, zero, out)
+        _write_step(h, s, t_len, reverse, flip, ids, zero, out)
+    _write_last(hs[hs.shape[0] - 1], out)
 
 
 @kernel
-def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, dc0, xs, xs2d, g, cs, tc,
-                  hs, xh, xh2d, dwu, dout, dz, dz2d, dzh, uth, dhq, dh, dhr, dc, dxs, dxs2d, add_dx,
-                  dx, dw, du, db):
+def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, dc0, g, cs, tc, xh2d, dwu,
+                  dout, dz, dz2d, dzh, uth, dhq, dh, dhr, dc, dxs, dxs2d, add_dx, dx, dw, du, db):
     """Gradients of :func:`lstm_forward`; arguments as :func:`rnn_backward`, plus the kept
     ``g``, ``cs``, ``tc`` and ``dc`` (N, U) scratch for the cell state's gradient, coming in
     holding the final cell state's gradient (or zeros); ``dz`` is (T, N, 4U), ``dwu``
     (F + U + has_bias, 4U); scratch of :func:`_recurrent_grad`: ``dzh`` (2, N, 2U), ``uth``
-    (2, 2U, U), ``dhq`` (N, U)."""
-    t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    (2, 2U, U), ``dhq`` (N, U). It reads no hidden states: those it needs are in ``xh``."""
+    t_len, n, units = g.shape[0], g.shape[1], u.shape[0]
     fused = act == TANH and ract == SIGMOID
     half = 2 * units
     _transposed_halves(u, uth)
@@ -553,7 +610,7 @@ def lstm_backward(w, u, act, ract, reverse, flip, ids, zero, dh0, dc0, xs, xs2d,
         _pass_padded(ids, s, t_len, reverse, dh, dhr)
     _state_gradient(dhr, dh0)
     _state_gradient(dc, dc0)
-    _joint_weight_grads(xs, hs, dz2d, xh, xh2d, dwu, dw, du, db)
+    _joint_weight_grads(xh2d, dz2d, dwu, dw, du, db)
     _input_grad(dz2d, w, dxs, dxs2d, reverse, add_dx, dx)
 
 
@@ -602,17 +659,19 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, xs, xs2d, g
         g, g2d: (T, N, 3U) gate activations z, r, h~ per step (kept) and its 2-D view.
         hu: (N, 3U) scratch.
         rh: (T, N, U) the recurrent candidate part ``h u_h + b_rec_h`` per step (kept).
-        Others: as :func:`lstm_forward`.
+        Others: as :func:`lstm_forward` (in inference ``rh`` (1, N, U), ``hs`` (2, N, U)).
     """
     t_len, n, units = xs.shape[0], xs.shape[1], u.shape[0]
+    keep = hs.shape[0] == t_len + 1  # (2, N, U) running states in inference (_at)
     _to_steps(x, reverse, xs)
     np.dot(xs2d, w, g2d)
-    _initial_state(h0, hs[0])
+    _initial_state(h0, hs[_at(keep, 0, t_len)[0]])
     has_bias = b.shape[0] > 0
     fused = act == TANH and ract == SIGMOID  # Keras' default: one pass in the data's precision
     for s in range(t_len):
-        np.dot(hs[s], u, hu)
-        gs, hp, h, rhs = g[s], hs[s], hs[s + 1], rh[s]
+        p, q = _at(keep, s, t_len)
+        np.dot(hs[p], u, hu)
+        gs, hp, h, rhs = g[s], hs[p], hs[q], rh[s if keep else 0]
         if has_bias:
             for i in range(n):
                 for j in range(3 * units):
@@ -633,7 +692,8 @@ def gru_forward(x, w, u, b, act, ract, reverse, flip, ids, zero, h0, xs, xs2d, g
                 gs[i, j], gs[i, units + j], gs[i, 2 * units + j] = zg, rg, hh
                 rhs[i, j] = rv
                 h[i, j] = zg * hp[i, j] + (1.0 - zg) * hh
-    _write_output(hs, reverse, flip, ids, zero, out)
+        _write_step(h, s, t_len, reverse, flip, ids, zero, out)
+    _write_last(hs[hs.shape[0] - 1], out)
 
 
 @kernel

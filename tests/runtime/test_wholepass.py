@@ -10,19 +10,7 @@ import pytest
 import nexec
 from nexec import Input, Model, layers
 from nexec.runtime import wholestep
-
-
-@pytest.fixture(autouse=True)
-def step_cache(tmp_path_factory, monkeypatch):
-    """Generated modules in one folder for the session (not the user's cache)."""
-    monkeypatch.setenv("NEXEC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nexec-cache"))
-
-
-def _mlp():
-    x_in = Input(shape=(12,))
-    h = layers.Dense(16, activation="relu")(x_in)
-    h = layers.Dense(16, activation="tanh")(h)
-    return Model(x_in, layers.Dense(4, activation="softmax")(h))
+from tests.runtime.test_wholestep import _mlp, step_cache  # noqa: F401 - step_cache: autouse
 
 
 def _cnn():

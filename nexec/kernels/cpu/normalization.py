@@ -27,6 +27,32 @@ KERAS_EPSILON = 1e-7
 
 
 @kernel
+def _update_and_normalise(x, gamma, beta, momentum, epsilon, moving_mean, moving_var, stats,
+                          divisor, out):
+    """The batch statistics' tail: ``stats`` holds the mean and the sum of squared
+    deviations per channel; the variance is that sum / ``divisor``. Updates the moving
+    statistics, leaves ``1 / sqrt(var + epsilon)`` in ``stats[1]`` and normalises every row."""
+    m, c = x.shape
+    mean = stats[0]
+    inv = stats[1]
+    for k in range(c):
+        var = inv[k] / divisor
+        moving_mean[k] = momentum * moving_mean[k] + (1.0 - momentum) * mean[k]
+        moving_var[k] = momentum * moving_var[k] + (1.0 - momentum) * var
+        inv[k] = 1.0 / math.sqrt(var + epsilon)
+    has_gamma = gamma.shape[0] != 0
+    has_beta = beta.shape[0] != 0
+    for r in range(m):
+        for k in range(c):
+            y = (x[r, k] - mean[k]) * inv[k]
+            if has_gamma:
+                y *= gamma[k]
+            if has_beta:
+                y += beta[k]
+            out[r, k] = y
+
+
+@kernel
 def batchnorm_forward_train(x, gamma, beta, momentum, epsilon, moving_mean, moving_var,
                             stats, out):
     """Batch statistics per channel, the moving-statistics update, and the normalization.
@@ -54,21 +80,8 @@ def batchnorm_forward_train(x, gamma, beta, momentum, epsilon, moving_mean, movi
         for k in range(c):
             d = x[r, k] - mean[k]
             inv[k] += d * d
-    for k in range(c):
-        var = inv[k] / m
-        moving_mean[k] = momentum * moving_mean[k] + (1.0 - momentum) * mean[k]
-        moving_var[k] = momentum * moving_var[k] + (1.0 - momentum) * var
-        inv[k] = 1.0 / math.sqrt(var + epsilon)
-    has_gamma = gamma.shape[0] != 0
-    has_beta = beta.shape[0] != 0
-    for r in range(m):
-        for k in range(c):
-            y = (x[r, k] - mean[k]) * inv[k]
-            if has_gamma:
-                y *= gamma[k]
-            if has_beta:
-                y += beta[k]
-            out[r, k] = y
+    _update_and_normalise(x, gamma, beta, momentum, epsilon, moving_mean, moving_var, stats,
+                          m, out)
 
 
 @kernel
@@ -116,21 +129,8 @@ def batchnorm_forward_train_masked(x, ids, gamma, beta, momentum, epsilon, movin
             for k in range(c):
                 d = x[r, k] - mean[k]
                 inv[k] += d * d
-    for k in range(c):
-        var = inv[k] / wp
-        moving_mean[k] = momentum * moving_mean[k] + (1.0 - momentum) * mean[k]
-        moving_var[k] = momentum * moving_var[k] + (1.0 - momentum) * var
-        inv[k] = 1.0 / math.sqrt(var + epsilon)
-    has_gamma = gamma.shape[0] != 0
-    has_beta = beta.shape[0] != 0
-    for r in range(m):
-        for k in range(c):
-            y = (x[r, k] - mean[k]) * inv[k]
-            if has_gamma:
-                y *= gamma[k]
-            if has_beta:
-                y += beta[k]
-            out[r, k] = y
+    _update_and_normalise(x, gamma, beta, momentum, epsilon, moving_mean, moving_var, stats,
+                          wp, out)
 
 
 @kernel

@@ -134,6 +134,31 @@ def batchnorm_forward_train_masked(x, ids, gamma, beta, momentum, epsilon, movin
 
 
 @kernel
+def _parameter_grads(x, dy, stats, sums, dgamma, dbeta):
+    """``sums`` = (sum(dy), sum(dy * xhat)) per channel over every row, which are ``dbeta``
+    and ``dgamma`` (each skipped when empty); backward's shared first pass."""
+    m, c = x.shape
+    mean = stats[0]
+    inv = stats[1]
+    sdy = sums[0]
+    sdyx = sums[1]
+    for k in range(c):
+        sdy[k] = 0.0
+        sdyx[k] = 0.0
+    for r in range(m):
+        for k in range(c):
+            g = dy[r, k]
+            sdy[k] += g
+            sdyx[k] += g * (x[r, k] - mean[k]) * inv[k]
+    if dgamma.shape[0] != 0:
+        for k in range(c):
+            dgamma[k] = sdyx[k]
+    if dbeta.shape[0] != 0:
+        for k in range(c):
+            dbeta[k] = sdy[k]
+
+
+@kernel
 def batchnorm_backward_masked(x, ids, dy, gamma, stats, sums, dgamma, dbeta, dx):
     """Backward of :func:`batchnorm_forward_train_masked`.
 
@@ -153,22 +178,9 @@ def batchnorm_backward_masked(x, ids, dy, gamma, stats, sums, dgamma, dbeta, dx)
         raise ValueError("batchnorm_backward_masked: ids and x rows differ")
     mean = stats[0]
     inv = stats[1]
+    _parameter_grads(x, dy, stats, sums, dgamma, dbeta)
     sdy = sums[0]
     sdyx = sums[1]
-    for k in range(c):
-        sdy[k] = 0.0
-        sdyx[k] = 0.0
-    for r in range(m):
-        for k in range(c):
-            g = dy[r, k]
-            sdy[k] += g
-            sdyx[k] += g * (x[r, k] - mean[k]) * inv[k]
-    if dgamma.shape[0] != 0:
-        for k in range(c):
-            dgamma[k] = sdyx[k]
-    if dbeta.shape[0] != 0:
-        for k in range(c):
-            dbeta[k] = sdy[k]
     if dx.shape[0] == 0:
         return
     wp = _valid_weight(ids)
@@ -229,22 +241,9 @@ def batchnorm_backward(x, dy, gamma, stats, sums, dgamma, dbeta, dx):
     m, c = x.shape
     mean = stats[0]
     inv = stats[1]
+    _parameter_grads(x, dy, stats, sums, dgamma, dbeta)
     sdy = sums[0]
     sdyx = sums[1]
-    for k in range(c):
-        sdy[k] = 0.0
-        sdyx[k] = 0.0
-    for r in range(m):
-        for k in range(c):
-            g = dy[r, k]
-            sdy[k] += g
-            sdyx[k] += g * (x[r, k] - mean[k]) * inv[k]
-    if dgamma.shape[0] != 0:
-        for k in range(c):
-            dgamma[k] = sdyx[k]
-    if dbeta.shape[0] != 0:
-        for k in range(c):
-            dbeta[k] = sdy[k]
     if dx.shape[0] == 0:
         return
     # Fold the per-channel constants: dx = f * dy - f/M * (sdy + xhat * sdyx).

@@ -226,3 +226,29 @@ def test_resnet18_mirrors_pytorch_and_keras():
     xm, ym = models.data("resnet18")
     np.testing.assert_array_equal(x.transpose(0, 2, 3, 1)[:len(xm)], xm)
     np.testing.assert_array_equal(y[:len(ym)], ym)
+
+
+def test_layer_profile_rows_and_rates(tmp_path, capsys, monkeypatch):
+    """Every layer of the seed MLP gets a row with its direct flops (counted here from the
+    layer sizes) and its times; the table prints a rate per layer."""
+    from benchmarks import layer_profile
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMBA_NUM_THREADS"):  # main() pins them; restored after the test
+        monkeypatch.setenv(var, os.environ.get(var, "2"))
+
+    out = tmp_path / "profile.json"
+    assert layer_profile.main(["seed_mlp", "--steps", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    s = models.spec("seed_mlp")
+    dims = [s["features"], *s["hidden"], s["classes"]]
+    rows = result["rows"]
+    assert [r["type"] for r in rows] == ["Dense"] * 3
+    for r, (a, b), first in zip(rows, zip(dims[:-1], dims[1:]), (True, False, False)):
+        assert r["gflop_forward"] == pytest.approx(2 * s["batch"] * a * b / 1e9)
+        assert r["gflop_backward"] == pytest.approx(r["gflop_forward"] * (1 if first else 2))
+        assert r["infer_ms"] > 0 and r["train_forward_ms"] > 0 and r["train_backward_ms"] > 0
+    assert result["train_step_ms"] >= sum(r["train_forward_ms"] + r["train_backward_ms"]
+                                          for r in rows)
+    text = capsys.readouterr().out
+    assert text.count("| dense") == 3 and "GFLOP/s" in text

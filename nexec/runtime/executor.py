@@ -229,7 +229,7 @@ class Executor:
                                                 self.store),
                  self._origin("optimizers", self.optimizer.name, type(self.optimizer),
                               f"optimizer '{self.optimizer.name}' "
-                              f"({type(self.optimizer).__name__})"))
+                              f"({type(self.optimizer).__name__})", "optimizer"))
         return prog
 
     def _bind_objectives(self, prog: Program, sched: Schedule, arr: Any,
@@ -351,23 +351,25 @@ class Executor:
             prog.add("backward", after)
 
     # ----- who contributed each call (error messages of runtime/checking.py) ------------------
-    def _origin(self, kind: str, key: Any, value: Any, what: str) -> Origin:
-        """``what``, attributed to the plugin that registered ``value`` under ``key``."""
+    def _origin(self, kind: str, key: Any, value: Any, what: str, part: str = "") -> Origin:
+        """``what``, attributed to the plugin that registered ``value`` under ``key``;
+        ``part`` is what a profile counts its time towards (default: ``what``)."""
         table = getattr(self._registry, kind)
         registered = table.get(key) is value if kind != "optimizers" else \
             isinstance(value, type) and issubclass(value, table.get(key, ()) or ())
-        return Origin(self._registry.owner.get((kind, key)) if registered else None, what)
+        return Origin(self._registry.owner.get((kind, key)) if registered else None, what,
+                      part or what)
 
     def _kernel_origin(self, kernel: Any, phase: str, op: Any) -> Origin:
+        layer = f"layer '{op.layer.name}' ({type(op.layer).__name__})"
         return self._origin("kernels", (kernel.layer_type, kernel.device), kernel,
                             f"kernel {kernel.layer_type}/{kernel.device} "
-                            f"({type(kernel).__name__}.{phase}) of layer '{op.layer.name}' "
-                            f"({type(op.layer).__name__})")
+                            f"({type(kernel).__name__}.{phase}) of {layer}", layer)
 
     def _activation_origin(self, act: Any, op: Any) -> Origin:
+        layer = f"layer '{op.layer.name}' ({type(op.layer).__name__})"
         return self._origin("activations", act.name, act,
-                            f"activation '{act.name}' of layer '{op.layer.name}' "
-                            f"({type(op.layer).__name__})")
+                            f"activation '{act.name}' of {layer}", layer)
 
     def _scratch_like(self, key: str, like: Any, prog: Program) -> Any:
         a = self._scratch.get(key)

@@ -149,8 +149,21 @@ def optimizer(s: dict):
     return optimizers.SGD(s["lr"], momentum=s["momentum"])
 
 
+def jit_step() -> bool | str:
+    """``compile(jit_step=...)`` of the benchmark models: ``NEXEC_BENCH_JIT_STEP`` (``1``/
+    ``true``, ``auto``; default ``0``, the loop), so ``compare.py --nexec-env
+    NEXEC_BENCH_JIT_STEP=1`` measures the whole-step compiler side by side with the peers."""
+    value = os.environ.get("NEXEC_BENCH_JIT_STEP", "0").strip().lower()
+    choices = {"0": False, "false": False, "1": True, "true": True, "auto": "auto"}
+    if value not in choices:
+        raise ValueError(f"NEXEC_BENCH_JIT_STEP must be one of {', '.join(choices)}; "
+                         f"got {value!r}")
+    return choices[value]
+
+
 def compile_model(model, name: str):
-    model.compile(optimizer=optimizer(_SPECS[name]), loss="categorical_crossentropy")
+    model.compile(optimizer=optimizer(_SPECS[name]), loss="categorical_crossentropy",
+                  jit_step=jit_step())
     return model
 
 

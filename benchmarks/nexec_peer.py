@@ -65,7 +65,7 @@ def measure(name: str, threads: int) -> dict:
                 first_epoch_s=timer.times[0], epoch_s=steady, train_samples_per_s=n / steady,
                 predict_s=p, predict_samples_per_s=n / p,
                 final_loss=float(h.history["loss"][-1]), peak_rss_mb=peak_rss_mb(),
-                compile_s=compile_s,
+                compile_s=compile_s, jit_step=models.jit_step(),
                 thread_env={v: os.environ.get(v) for v in THREAD_VARS + ("GOMP_SPINCOUNT",
                             "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER") if v in os.environ})
 

@@ -252,3 +252,18 @@ def test_layer_profile_rows_and_rates(tmp_path, capsys, monkeypatch):
                                           for r in rows)
     text = capsys.readouterr().out
     assert text.count("| dense") == 3 and "GFLOP/s" in text
+
+
+@pytest.mark.parametrize("value, expected", [("", False), ("0", False), ("1", True),
+                                             ("True", True), ("auto", "auto")])
+def test_benchmark_models_take_jit_step_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("NEXEC_BENCH_JIT_STEP", value)
+    if value == "":
+        monkeypatch.delenv("NEXEC_BENCH_JIT_STEP")
+    assert models.jit_step() == expected
+
+
+def test_benchmark_models_refuse_an_unknown_jit_step(monkeypatch):
+    monkeypatch.setenv("NEXEC_BENCH_JIT_STEP", "fast")
+    with pytest.raises(ValueError, match="NEXEC_BENCH_JIT_STEP must be one of .*'fast'"):
+        models.jit_step()

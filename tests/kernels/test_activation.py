@@ -244,25 +244,27 @@ def test_epilogue_rows(dtype, act, bias, layout):
 @pytest.mark.parametrize("cols", [1, 3, 10, 17])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("layout", ["contiguous", "strided", "inplace"])
-def test_epilogue_softmax_rows_matches_numpy_and_epilogue_rows_bitwise(dtype, cols, bias, layout):
+@pytest.mark.parametrize("rows", [N, N + 3])  # four rows at a time, and a remainder
+def test_epilogue_softmax_rows_matches_numpy_and_epilogue_rows_bitwise(dtype, cols, bias, layout,
+                                                                       rows):
     rng = np.random.default_rng(cols)
-    s64 = 4.0 * rng.standard_normal((N, cols))
+    s64 = 4.0 * rng.standard_normal((rows, cols))
     s64[0, 0] = 80.0  # exp would overflow without the max shift
     b64 = rng.standard_normal(cols) if bias else np.zeros(0)
     b = b64.astype(dtype)
     src = s64.astype(dtype)
     if layout == "contiguous":
-        out = np.full((N, cols), SENTINEL, dtype=dtype)
+        out = np.full((rows, cols), SENTINEL, dtype=dtype)
     elif layout == "inplace":
         out = src
     else:
-        obig, out = strided(N, cols, dtype)
+        obig, out = strided(rows, cols, dtype)
     epilogue_softmax_rows(src, b, out)
     if layout == "strided":
         assert_outside_untouched(obig, cols)
     assert_close(out, ref_act(s64.astype(dtype) + (b64.astype(dtype) if bias else 0.0),
                               SOFTMAX), what="block softmax")
-    same = np.empty((N, cols), dtype)
+    same = np.empty((rows, cols), dtype)
     epilogue_rows(s64.astype(dtype), b, SOFTMAX, same)
     np.testing.assert_array_equal(out, same)  # the fast form changes no bit
 

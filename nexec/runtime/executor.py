@@ -256,19 +256,7 @@ class Executor:
             prog.memories[f"loss {k}"] = slot
             loss_origin = self._origin("losses", obj.loss.name, obj.loss,
                                        f"loss '{obj.loss.name}' of output {k}")
-            value = obj.loss.bind_value(dev, p, y, slot, w)
-            grad = None
-            if self.training and out in sched.grad:  # a model input as output has none
-                producer = g.tensors[out].producer
-                act = g.ops[producer].activation \
-                    if producer is not None and sched.fused_loss.get(out) else None
-                dp = rows(arr(sched.grad[out]))
-                grad = obj.loss.bind_grad(dev, p, y, obj.weight / p.shape[0], dp, act)
-            # Value and gradient in one call where the device has one (kernels/cpu/loss.py).
-            both = getattr(dev.kernels, "value_and_grad", None)
-            both = both(value, grad) if both is not None and grad is not None and w is None \
-                else None
-            prog.add("loss", [both or value], loss_origin)
+            prog.add("loss", [obj.loss.bind_value(dev, p, y, slot, w)], loss_origin)
             prog.loss_slots.append((k, obj.weight, prog.refs(slot)))
             for name, metric in obj.metrics:
                 m = len(prog.metric_slots)
@@ -283,8 +271,14 @@ class Executor:
                          self._origin("metrics", metric.name, metric,
                                       f"metric '{name}' of output {k}"))
                 prog.metric_slots.append((k, name, prog.refs(slot), metric.total(p)))
-            if grad is not None and both is None:
-                prog.add("backward", [grad], loss_origin)
+            if self.training and out in sched.grad:  # a model input as output has none
+                producer = g.tensors[out].producer
+                act = g.ops[producer].activation \
+                    if producer is not None and sched.fused_loss.get(out) else None
+                dp = rows(arr(sched.grad[out]))
+                prog.add("backward",
+                         [obj.loss.bind_grad(dev, p, y, obj.weight / p.shape[0], dp, act)],
+                         loss_origin)
                 if w is not None:  # d(sum_i w_i l_i / N): each row's gradient times its weight
                     prog.add("backward", [(dev.kernels.scale_rows, (dp, w))])
 

@@ -34,6 +34,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from nexec.kernels import loss_rows
 from nexec.kernels.jit import kernel
@@ -42,10 +45,6 @@ __all__ = [
     "categorical_crossentropy",
     "categorical_crossentropy_grad",
     "softmax_crossentropy_grad",
-    "softmax_crossentropy_value_grad",
-    "sparse_softmax_crossentropy_value_grad",
-    "sigmoid_binary_crossentropy_value_grad",
-    "value_and_grad",
     "sparse_categorical_crossentropy",
     "sparse_categorical_crossentropy_grad",
     "sparse_softmax_crossentropy_grad",
@@ -70,6 +69,31 @@ __all__ = [
     "sparse_categorical_crossentropy_logits_weighted",
     "scale_rows",
 ]
+
+
+# ------------------------------------------------------------------------------ scratch
+
+_CHUNK = 256  # float64 entries of a loss kernel's stack buffer (2 KiB)
+
+
+@intrinsic
+def _stack_buffer(typingctx, size):
+    """A C-contiguous float64 array of ``size`` (a literal) entries on the calling kernel's
+    stack: scratch without a heap allocation. Valid until that kernel returns."""
+    if not isinstance(size, types.IntegerLiteral):
+        return None
+    count = size.literal_value
+    array_type = types.Array(types.float64, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        data = cgutils.alloca_once(builder, context.get_data_type(types.float64), size=count)
+        array = context.make_array(array_type)(context, builder)
+        context.populate_array(array, data=data, shape=[intp(count)], strides=[intp(8)],
+                               itemsize=intp(8), meminfo=None)
+        return array._getvalue()
+
+    return array_type(size), codegen
 
 
 # ------------------------------------------------------------------------------ log
@@ -138,49 +162,49 @@ def categorical_crossentropy(p, y, eps, out):
     if p.shape != y.shape:
         raise ValueError("categorical_crossentropy: p and y shapes differ")
     _check_out(out)
-    n, k = p.shape
+    n = p.shape[0]
     if n == 0:
         out[0] = np.nan
         return
-    lc = _cce_logs(p, eps)
-    total = 0.0
-    for i in range(n):
-        total += _cce_row(y, lc, i)
-    out[0] = total / n
+    out[0] = _cce_total(p, y, eps, None) / n
 
 
 @kernel
-def _cce_logs(p, eps):
-    """``log(clip(p / sum_row(p), eps, 1 - eps))`` of every entry, row-major in a new flat
-    float64 array: the clipped quotients go there first, then one flat loop takes their
-    logs (vectorised; a log inside the per-row sum would not be, the sum's order being
-    fixed)."""
+def _cce_total(p, y, eps, w):
+    """``sum_i w_i * cce_i`` (``w`` None: all 1).
+
+    Rows go in chunks of up to :data:`_CHUNK` entries through a stack buffer: first the
+    clipped quotients, then their logs in one flat loop (vectorised; a log inside the row's
+    sum would not be, the sum's order being fixed), then each row's sum in ``j`` order. No
+    heap allocation: a compiled training step allocates nothing.
+    """
     n, k = p.shape
     lo, hi = _clip_bounds(p, eps)
-    lc = np.empty(n * k)
-    for i in range(n):
-        s = 0.0
-        for j in range(k):
-            s += p[i, j]
-        inv = np.divide(1.0, s)
-        base = i * k
-        for j in range(k):
-            lc[base + j] = min(max(float(p[i, j]) * inv, lo), hi)
-    for t in range(n * k):
-        lc[t] = _log(lc[t])
-    return lc
-
-
-@kernel
-def _cce_row(y, lc, i):
-    """Categorical crossentropy of row ``i``, ``-sum_j y_ij log(c_ij)``, from
-    :func:`_cce_logs`'s logs."""
-    k = y.shape[1]
-    base = i * k
-    row = 0.0
-    for j in range(k):
-        row -= float(y[i, j]) * lc[base + j]
-    return row
+    buf = _stack_buffer(_CHUNK)
+    step = max(1, _CHUNK // max(k, 1))
+    total = 0.0
+    for i0 in range(0, n, step):
+        i1 = min(n, i0 + step)
+        for j0 in range(0, k, _CHUNK):  # one pass unless a row is longer than a chunk
+            j1 = min(k, j0 + _CHUNK)
+            kk = j1 - j0
+            for i in range(i0, i1):
+                s = 0.0
+                for j in range(k):
+                    s += p[i, j]
+                inv = np.divide(1.0, s)
+                qrow = buf[(i - i0) * kk:(i - i0 + 1) * kk]
+                for j in range(kk):
+                    qrow[j] = min(max(float(p[i, j0 + j]) * inv, lo), hi)
+            for t in range((i1 - i0) * kk):
+                buf[t] = _log(buf[t])
+            for i in range(i0, i1):
+                lrow = buf[(i - i0) * kk:(i - i0 + 1) * kk]
+                row = 0.0
+                for j in range(kk):
+                    row -= float(y[i, j0 + j]) * lrow[j]
+                total += row if w is None else float(w[i]) * row
+    return total
 
 
 @kernel
@@ -229,34 +253,6 @@ def softmax_crossentropy_grad(p, y, scale, dz):
             sy += y[i, j]
         for j in range(k):
             dz[i, j] = scale * (p[i, j] * sy - y[i, j])
-
-
-@kernel
-def softmax_crossentropy_value_grad(p, y, eps, scale, out, dz):
-    """:func:`categorical_crossentropy` into ``out[0]`` and :func:`softmax_crossentropy_grad`
-    into ``dz`` in one pass over ``p`` and ``y`` (one call instead of two), the same bits as
-    the two kernels."""
-    if p.shape != y.shape or dz.shape != p.shape:
-        raise ValueError("softmax_crossentropy_value_grad: shapes differ")
-    _check_out(out)
-    n, k = p.shape
-    if n == 0:
-        out[0] = np.nan
-        return
-    lc = _cce_logs(p, eps)
-    total = 0.0
-    for i in range(n):
-        base = i * k
-        sy = 0.0
-        row = 0.0
-        for j in range(k):
-            yj = y[i, j]
-            sy += yj
-            row -= float(yj) * lc[base + j]
-        total += row
-        for j in range(k):
-            dz[i, j] = scale * (p[i, j] * sy - y[i, j])
-    out[0] = total / n
 
 
 # ------------------------------------------------------------------------------ sparse
@@ -346,28 +342,6 @@ def sparse_softmax_crossentropy_grad(p, labels, scale, dz):
         dz[i, labels[i]] = scale * (p[i, labels[i]] - 1.0)
 
 
-@kernel
-def sparse_softmax_crossentropy_value_grad(p, labels, eps, scale, out, dz):
-    """:func:`sparse_categorical_crossentropy` into ``out[0]`` and
-    :func:`sparse_softmax_crossentropy_grad` into ``dz`` in one pass (same bits)."""
-    n, k = p.shape
-    if dz.shape != p.shape:
-        raise ValueError("sparse_softmax_crossentropy_value_grad: shapes differ")
-    _check_labels(labels, n, k)
-    _check_out(out)
-    if n == 0:
-        out[0] = np.nan
-        return
-    lo, hi = _clip_bounds(p, eps)
-    total = 0.0
-    for i in range(n):
-        total -= _sparse_cce_neg_row(p, labels, i, lo, hi)
-        for j in range(k):
-            dz[i, j] = scale * p[i, j]
-        dz[i, labels[i]] = scale * (p[i, labels[i]] - 1.0)
-    out[0] = total / n
-
-
 # ------------------------------------------------------------------------------ binary
 
 
@@ -385,40 +359,41 @@ def binary_crossentropy(p, y, eps, out):
     if n == 0 or k == 0:
         out[0] = np.nan
         return
-    t = _bce_terms(p, y, eps)
-    total = 0.0
-    for i in range(n):
-        total += _bce_row(t, i, k)
-    out[0] = total / (n * k)
+    out[0] = _bce_total(p, y, eps, None) / (n * k)
 
 
 @kernel
-def _bce_terms(p, y, eps):
-    """``-(y log c + (1 - y) log(1 - c))`` of every entry, row-major in a new flat float64
-    array (``c`` and ``y`` copied flat first, so that the logs run in one vectorised loop)."""
+def _bce_total(p, y, eps, w):
+    """``sum_i w_i * sum_j bce_ij`` (``w`` None: all 1), chunked through stack buffers like
+    :func:`_cce_total` (clipped ``p`` and ``y`` copied flat, then one vectorised loop of
+    the elementwise losses, then the rows' sums in ``j`` order)."""
     n, k = p.shape
     lo, hi = _clip_bounds(p, eps)
-    c = np.empty(n * k)
-    t = np.empty(n * k)
-    for i in range(n):
-        base = i * k
-        for j in range(k):
-            c[base + j] = min(max(float(p[i, j]), lo), hi)
-            t[base + j] = float(y[i, j])
-    for e in range(n * k):
-        ce = c[e]
-        ye = t[e]
-        t[e] = -(ye * _log(ce) + (1.0 - ye) * _log(1.0 - ce))
-    return t
-
-
-@kernel
-def _bce_row(t, i, k):
-    """Sum over row ``i`` of :func:`_bce_terms` (not yet divided by ``C``)."""
-    row = 0.0
-    for j in range(i * k, (i + 1) * k):
-        row += t[j]
-    return row
+    cb = _stack_buffer(_CHUNK)
+    yb = _stack_buffer(_CHUNK)
+    step = max(1, _CHUNK // k)
+    total = 0.0
+    for i0 in range(0, n, step):
+        i1 = min(n, i0 + step)
+        for j0 in range(0, k, _CHUNK):
+            j1 = min(k, j0 + _CHUNK)
+            kk = j1 - j0
+            for i in range(i0, i1):
+                base = (i - i0) * kk - j0
+                for j in range(j0, j1):
+                    cb[base + j] = min(max(float(p[i, j]), lo), hi)
+                    yb[base + j] = float(y[i, j])
+            for t in range((i1 - i0) * kk):
+                ce = cb[t]
+                ye = yb[t]
+                cb[t] = -(ye * _log(ce) + (1.0 - ye) * _log(1.0 - ce))
+            for i in range(i0, i1):
+                base = (i - i0) * kk - j0
+                row = 0.0
+                for j in range(j0, j1):
+                    row += cb[base + j]
+                total += row if w is None else float(w[i]) * row
+    return total
 
 
 @kernel
@@ -457,58 +432,6 @@ def sigmoid_binary_crossentropy_grad(p, y, scale, dz):
     for i in range(n):
         for j in range(k):
             dz[i, j] = f * (float(p[i, j]) - float(y[i, j]))
-
-
-@kernel
-def sigmoid_binary_crossentropy_value_grad(p, y, eps, scale, out, dz):
-    """:func:`binary_crossentropy` into ``out[0]`` and :func:`sigmoid_binary_crossentropy_grad`
-    into ``dz`` in one pass (same bits as the two kernels)."""
-    if p.shape != y.shape or dz.shape != p.shape:
-        raise ValueError("sigmoid_binary_crossentropy_value_grad: shapes differ")
-    _check_out(out)
-    n, k = p.shape
-    if n == 0 or k == 0:
-        out[0] = np.nan
-        return
-    t = _bce_terms(p, y, eps)
-    f = scale / k
-    total = 0.0
-    for i in range(n):
-        total += _bce_row(t, i, k)
-        for j in range(k):
-            dz[i, j] = f * (float(p[i, j]) - float(y[i, j]))
-    out[0] = total / (n * k)
-
-
-_VALUE_AND_GRAD = {
-    (categorical_crossentropy, softmax_crossentropy_grad): softmax_crossentropy_value_grad,
-    (sparse_categorical_crossentropy, sparse_softmax_crossentropy_grad):
-        sparse_softmax_crossentropy_value_grad,
-    (binary_crossentropy, sigmoid_binary_crossentropy_grad):
-        sigmoid_binary_crossentropy_value_grad,
-}
-
-
-def value_and_grad(value: tuple, grad: tuple) -> tuple | None:
-    """One bound call doing a loss's bound ``value`` and logit-``grad`` calls, or None.
-
-    The executor asks this (by name, in the device's kernel namespace) for every
-    unweighted loss it trains; the pair becomes one call in the loss phase, which then also
-    writes the output's gradient (live from the loss step on, in the schedule). Saves a
-    call and a pass over ``p`` and ``y``.
-
-    Args:
-        value: ``(kernel, (p, y, eps, out))`` as ``Loss.bind_value`` binds it.
-        grad: ``(kernel, (p, y, scale, dz))`` as ``Loss.bind_grad`` binds it.
-    """
-    both = _VALUE_AND_GRAD.get((value[0], grad[0]))
-    if both is None:
-        return None
-    p, y, eps, out = value[1]
-    gp, gy, scale, dz = grad[1]
-    if gp is not p or gy is not y:
-        return None
-    return (both, (p, y, eps, scale, out, dz))
 
 
 # ------------------------------------------------------------------------------ mse
@@ -659,11 +582,7 @@ def categorical_crossentropy_weighted(p, y, eps, w, out):
     if n == 0:
         out[0] = np.nan
         return
-    lc = _cce_logs(p, eps)
-    total = 0.0
-    for i in range(n):
-        total += float(w[i]) * _cce_row(y, lc, i)
-    out[0] = total / n
+    out[0] = _cce_total(p, y, eps, w) / n
 
 
 @kernel
@@ -694,11 +613,7 @@ def binary_crossentropy_weighted(p, y, eps, w, out):
     if n == 0 or k == 0:
         out[0] = np.nan
         return
-    t = _bce_terms(p, y, eps)
-    total = 0.0
-    for i in range(n):
-        total += float(w[i]) * _bce_row(t, i, k)
-    out[0] = total / (n * k)
+    out[0] = _bce_total(p, y, eps, w) / (n * k)
 
 
 @kernel

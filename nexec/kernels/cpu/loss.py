@@ -379,19 +379,20 @@ def _bce_total(p, y, eps, w):
             j1 = min(k, j0 + _CHUNK)
             kk = j1 - j0
             for i in range(i0, i1):
-                base = (i - i0) * kk - j0
-                for j in range(j0, j1):
-                    cb[base + j] = min(max(float(p[i, j]), lo), hi)
-                    yb[base + j] = float(y[i, j])
+                crow = cb[(i - i0) * kk:(i - i0 + 1) * kk]
+                yrow = yb[(i - i0) * kk:(i - i0 + 1) * kk]
+                for j in range(kk):
+                    crow[j] = min(max(float(p[i, j0 + j]), lo), hi)
+                    yrow[j] = float(y[i, j0 + j])
             for t in range((i1 - i0) * kk):
                 ce = cb[t]
                 ye = yb[t]
                 cb[t] = -(ye * _log(ce) + (1.0 - ye) * _log(1.0 - ce))
             for i in range(i0, i1):
-                base = (i - i0) * kk - j0
+                trow = cb[(i - i0) * kk:(i - i0 + 1) * kk]
                 row = 0.0
-                for j in range(j0, j1):
-                    row += cb[base + j]
+                for j in range(kk):
+                    row += trow[j]
                 total += row if w is None else float(w[i]) * row
     return total
 

@@ -308,26 +308,30 @@ def old_sgd(w, g, velocity, lr, momentum, nesterov):
 
 @njit
 def old_rmsprop(w, g, velocity, lr, rho, epsilon):
-    b = 1.0 - rho
+    real = w.dtype.type  # arithmetic in the buffers' dtype, as Keras
+    b = real(1.0 - rho)
+    lr, rho, epsilon = real(lr), real(rho), real(epsilon)
     for i in range(w.size):
-        gi = float(g[i])
+        gi = g[i]
         vel = rho * velocity[i] + b * (gi * gi)
         velocity[i] = vel
-        w[i] = w[i] - np.divide(lr * gi, math.sqrt(vel + epsilon))
+        w[i] = w[i] - np.divide(lr * gi, np.sqrt(vel + epsilon))
 
 
 @njit
 def old_adam(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
-    alpha = lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
-    a = 1.0 - beta_1
-    b = 1.0 - beta_2
+    real = w.dtype.type
+    alpha = real(lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+    a = real(1.0 - beta_1)
+    b = real(1.0 - beta_2)
+    epsilon = real(epsilon)
     for i in range(w.size):
-        gi = float(g[i])
+        gi = g[i]
         mi = m[i] + (gi - m[i]) * a
         vi = v[i] + (gi * gi - v[i]) * b
         m[i] = mi
         v[i] = vi
-        w[i] = w[i] - np.divide(alpha * mi, math.sqrt(vi) + epsilon)
+        w[i] = w[i] - np.divide(alpha * mi, np.sqrt(vi) + epsilon)
 
 
 def same_bits(a, b):
@@ -365,3 +369,42 @@ def test_bits_identical_to_scalar_argument_kernels(dtype):
         old_adam(ow, g, om, ov, 0.00137, 0.9, 0.999, 1e-7, t)
         assert same_bits(w, ow) and same_bits(m, om) and same_bits(v, ov), f"step {t}"
     assert hyper[0] == steps
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rmsprop_and_adam_compute_in_the_buffer_dtype(dtype):
+    """Keras 3 computes the update in the variable's dtype: each step equals NumPy's
+    arithmetic in that dtype bit for bit (float32 too), and a float64 reference to float32
+    rounding."""
+    rng = np.random.default_rng(11)
+    n = 517
+    real = np.dtype(dtype).type
+    w0 = rng.normal(size=n).astype(dtype)
+    grads = [(rng.normal(size=n) * 10.0 ** rng.integers(-4, 2, size=n)).astype(dtype)
+             for _ in range(5)]
+    w, s = w0.copy(), np.zeros(n, dtype)
+    rw, rs = w0.copy(), np.zeros(n, dtype)
+    fw, fs = w0.astype(np.float64), np.zeros(n)
+    hyper = rms_h(0.001, 0.9, 1e-7)
+    for g in grads:
+        rmsprop_update(w, g, s, hyper)
+        rs = real(0.9) * rs + real(1.0 - 0.9) * (g * g)
+        rw = rw - (real(0.001) * g) / np.sqrt(rs + real(1e-7))
+        fs = 0.9 * fs + 0.1 * g.astype(np.float64) ** 2
+        fw = fw - 0.001 * g / np.sqrt(fs + 1e-7)
+        assert same_bits(w, rw) and same_bits(s, rs)
+    # float32: w's own rounding (1 ulp of |w| ~ 1 per step) against updates of ~0.005
+    assert_close(w - w0, fw - w0, rtol=1e-4 if dtype == np.float32 else 1e-9,
+                 what="rmsprop total update")
+
+    w, m, v = w0.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+    rw, rm, rv = w0.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+    hyper = adam_h(0.001, 0.9, 0.999, 1e-7)
+    for t, g in enumerate(grads, start=1):
+        adam_update(w, g, m, v, hyper)
+        alpha = real(0.001 * math.sqrt(1.0 - 0.999 ** t) / (1.0 - 0.9 ** t))
+        rm = rm + (g - rm) * real(1.0 - 0.9)
+        rv = rv + (g * g - rv) * real(1.0 - 0.999)
+        rw = rw - (alpha * rm) / (np.sqrt(rv) + real(1e-7))
+        np.testing.assert_allclose(w, rw, rtol=2e-7 if dtype == np.float32 else 1e-15)
+        np.testing.assert_allclose(m, rm, rtol=0)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DIRECT_MAX_CIN", "direct_applies", "direct_workspace_shapes"]
+__all__ = ["DIRECT_MAX_CIN", "DCOLS_ROWS", "direct_applies", "direct_workspace_shapes"]
 
 #: Input channels up to which a forced ``"direct"`` (and ``"auto"``'s candidate) applies.
 DIRECT_MAX_CIN = 16
+#: Rows of the input gradient's column-matrix block (``dcols``): 128 rows of K <= 16*KH*KW
+#: stay in cache between their GEMM and col2im.
+DCOLS_ROWS = 128
 
 
 def direct_applies(layer: Any, cin: int) -> bool:
@@ -31,13 +34,13 @@ def direct_workspace_shapes(batch: int, h: int, w: int, cin: int, kh: int, kw: i
     * ``xpad`` ``(shards, Hp, Wp, Cin)``: each shard's zero-bordered image,
       ``Hp = (Ho-1)*sh + KH``, ``Wp = (Wo-1)*sw + KW``.
     * training: ``dz`` ``(N*Ho*Wo, F)`` (pre-activation gradient) and ``dcols``
-      ``(shards, Ho*Wo, KH*KW*Cin)``, one image's column gradient per shard (the input
-      gradient's GEMM).
+      ``(shards, R, KH*KW*Cin)``, R = min(:data:`DCOLS_ROWS`, Ho*Wo): each shard's block of
+      the input gradient's column matrix.
     """
     del h, w  # the padded window depends on the output size only
     shapes: dict[str, tuple[int, ...]] = {
         "xpad": (shards, (ho - 1) * sh + kh, (wo - 1) * sw + kw, cin)}
     if training:
         shapes["dz"] = (batch * ho * wo, f)
-        shapes["dcols"] = (shards, ho * wo, kh * kw * cin)
+        shapes["dcols"] = (shards, min(DCOLS_ROWS, ho * wo), kh * kw * cin)
     return shapes

@@ -182,7 +182,9 @@ def test_workspace_shapes_and_applicability():
     s = direct_workspace_shapes(8, 64, 64, 3, 7, 7, 64, 32, 32, 2, 2, 2, False)
     assert s == {"xpad": (2, 69, 69, 3)}
     s = direct_workspace_shapes(8, 32, 32, 8, 5, 5, 16, 32, 32, 1, 1, 1, True)
-    assert s == {"xpad": (1, 36, 36, 8), "dz": (8 * 1024, 16), "dcols": (1, 1024, 200)}
+    assert s == {"xpad": (1, 36, 36, 8), "dz": (8 * 1024, 16), "dcols": (1, 128, 200)}
+    assert direct_workspace_shapes(2, 5, 7, 3, 3, 3, 5, 5, 7, 1, 1, 1, True)["dcols"] == \
+        (1, 35, 27)
 
     class Layer:
         filters = 4

@@ -15,9 +15,10 @@ epilogue (:func:`.dense.epilogue_in_place`) over each image's rows while they ar
 
 Backward: ``dz``/``db`` by the blocked backward epilogue, the weight gradient by the same
 loops with the roles of ``out`` and ``w`` swapped (``dw[ky, kx, c, :] += x * dz[p, :]``), and
-the input gradient per image as one GEMM ``dz @ w.T`` into a column-matrix workspace scattered
-back by im2col's :func:`.conv._col2im` (a direct input gradient needs dot products over F,
-which do not vectorise without reassociation).
+the input gradient as GEMMs ``dz @ w.T`` into a small column-matrix block (``dcols``, about
+128 rows: measured faster than an image's worth) scattered back by im2col's
+:func:`.conv._col2im` (a direct input gradient needs dot products over F, which do not
+vectorise without reassociation).
 
 Array conventions are :mod:`.conv`'s: ``x`` (N, H, W, Cin) and ``w`` (KH, KW, Cin, F)
 C-contiguous, ``out``/``y``/``dy`` 2-D (N*Ho*Wo, F) with unit column stride and any row stride.
@@ -83,9 +84,10 @@ def _check(x, w, xpad, sh, sw, ho, wo, rows_needed, rows_given):
         raise ValueError("conv2d_direct: output rows differ from N*Ho*Wo")
 
 
-#: Bytes of one pixel's accumulator block: 32 float32 or 16 float64 filters, so that four
-#: pixels' blocks (16 AVX registers) stay in registers across the taps.
-_BLOCK_BYTES = 64
+#: Filters per accumulator block: four pixels' (or taps') blocks stay in vector registers
+#: across the taps. 16 for both dtypes: a loop of 8 or fewer is unrolled into scalar code
+#: before the vectoriser sees it (Numba runs no SLP vectoriser), which made float64 4x slower.
+_BLOCK = 16
 
 # Only these loops may fuse a * b + c into one FMA (as fastmath32 does): a direct
 # convolution's sums then round once per tap instead of twice.
@@ -93,43 +95,43 @@ _fma_kernel = njit(cache=True, nogil=True, fastmath={"contract"})
 
 
 @intrinsic
-def _alloca_block(typingctx, proto, nbytes):
-    """A C-contiguous 1-D array of ``_BLOCK_BYTES`` bytes of ``proto``'s dtype on the stack.
+def _alloca_block(typingctx, proto, count):
+    """A C-contiguous 1-D array of ``count`` (a literal) elements of ``proto``'s dtype on the
+    stack.
 
     Numba's arrays live on the heap, which LLVM must assume any other array may alias, so
     accumulators kept in one go through memory at every tap; an entry-block ``alloca`` is
     promoted to vector registers once the loop over its fixed length is vectorised.
     """
     if not isinstance(proto, types.Array) or not isinstance(proto.dtype, types.Float) \
-            or not isinstance(nbytes, types.IntegerLiteral):
+            or not isinstance(count, types.IntegerLiteral):
         return None
-    size = nbytes.literal_value
+    size = count.literal_value
     arrty = types.Array(proto.dtype, 1, "C")
 
     def codegen(context, builder, signature, args):
         lty = context.get_data_type(proto.dtype)
         itemsize = context.get_abi_sizeof(lty)
-        count = size // itemsize
-        ptr = cgutils.alloca_once(builder, lty, size=count)
+        ptr = cgutils.alloca_once(builder, lty, size=size)
         ary = make_array(arrty)(context, builder)
         intp = context.get_value_type(types.intp)
-        populate_array(ary, data=ptr, shape=[intp(count)], strides=[intp(itemsize)],
+        populate_array(ary, data=ptr, shape=[intp(size)], strides=[intp(itemsize)],
                        itemsize=intp(itemsize), meminfo=None)
         return impl_ret_borrowed(context, builder, arrty, ary._getvalue())
 
-    return arrty(proto, nbytes), codegen
+    return arrty(proto, count), codegen
 
 
-def _stack_block(proto: np.ndarray, nbytes: int) -> np.ndarray:
-    """A scratch block of ``nbytes`` (a constant) of ``proto``'s dtype; compiled, a stack
-    array (:func:`_alloca_block`). In Python (``NUMBA_DISABLE_JIT``), a NumPy array."""
-    return np.empty(nbytes // proto.itemsize, proto.dtype)
+def _stack_block(proto: np.ndarray, count: int) -> np.ndarray:
+    """A scratch array of ``count`` (a constant) elements of ``proto``'s dtype; compiled, on
+    the stack (:func:`_alloca_block`). In Python (``NUMBA_DISABLE_JIT``), a NumPy array."""
+    return np.empty(count, proto.dtype)
 
 
 @overload(_stack_block, jit_options={"nogil": True})
-def _stack_block_jit(proto, nbytes):
-    def impl(proto, nbytes):
-        return _alloca_block(proto, nbytes)
+def _stack_block_jit(proto, count):
+    def impl(proto, count):
+        return _alloca_block(proto, count)
     return impl
 
 
@@ -137,15 +139,15 @@ def _stack_block_jit(proto, nbytes):
 def _forward_row(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
     """Rows r0 .. r0+wo-1 of ``out`` (one output row): ``out[r0+ox] = sum_t seg[t] * w2[t]``.
 
-    Four pixels at a time, each block of filters (:data:`_BLOCK_BYTES`) summed in registers
+    Four pixels at a time, each block of filters (:data:`_BLOCK`) summed in registers
     over all taps and stored once; filters past the last whole block and pixels past the
     last group of four go through :func:`_forward_rest`.
     """
     f = w2.shape[1]
-    a0 = _stack_block(w2, _BLOCK_BYTES)
-    a1 = _stack_block(w2, _BLOCK_BYTES)
-    a2 = _stack_block(w2, _BLOCK_BYTES)
-    a3 = _stack_block(w2, _BLOCK_BYTES)
+    a0 = _stack_block(w2, _BLOCK)
+    a1 = _stack_block(w2, _BLOCK)
+    a2 = _stack_block(w2, _BLOCK)
+    a3 = _stack_block(w2, _BLOCK)
     fb = a0.shape[0]  # a constant to LLVM: the loops over it run in registers
     fw = f - f % fb  # filters in whole blocks
     ox = 0
@@ -210,47 +212,73 @@ def _forward_rest(xpf, w2, out, r, base, rowlen, kh, kwc, j0):
                 o[j] += x0 * wr[j]
 
 
-@kernel
+@_fma_kernel
 def _weight_grad_row(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
     """dw2[t] += sum over the pixels of one output row of ``seg[t] * dz[pixel]``.
 
-    Four pixels per pass over ``dw2``: each weight row is loaded and stored once for four
-    products, summed in pixel order.
+    Four taps at a time, each block of filters summed in registers over the row's pixels
+    (in pixel order) and added to ``dw2`` once; the taps past the last group of four one
+    at a time, the filters past the last whole block through ``dw2`` itself.
     """
     f = dw2.shape[1]
-    ox = 0
-    while ox + 4 <= wo:
-        g0 = unit_row(dz, r0 + ox)
-        g1 = unit_row(dz, r0 + ox + 1)
-        g2 = unit_row(dz, r0 + ox + 2)
-        g3 = unit_row(dz, r0 + ox + 3)
-        for ky in range(kh):
-            s0 = xpf[base + ky * rowlen + ox * step:]
-            s1 = s0[step:]
-            s2 = s0[2 * step:]
-            s3 = s0[3 * step:]
-            k0 = ky * kwc
+    a0 = _stack_block(dw2, _BLOCK)
+    a1 = _stack_block(dw2, _BLOCK)
+    a2 = _stack_block(dw2, _BLOCK)
+    a3 = _stack_block(dw2, _BLOCK)
+    fb = a0.shape[0]  # a constant to LLVM: the loops over it run in registers
+    fw = f - f % fb
+    k4 = kwc - kwc % 4
+    for ky in range(kh):
+        srow = xpf[base + ky * rowlen:]
+        k0 = ky * kwc
+        for j0 in range(0, fw, fb):
+            for t0 in range(0, k4, 4):
+                d0 = dw2[k0 + t0, j0:]
+                d1 = dw2[k0 + t0 + 1, j0:]
+                d2 = dw2[k0 + t0 + 2, j0:]
+                d3 = dw2[k0 + t0 + 3, j0:]
+                for j in range(fb):
+                    a0[j] = d0[j]
+                    a1[j] = d1[j]
+                    a2[j] = d2[j]
+                    a3[j] = d3[j]
+                for ox in range(wo):
+                    g = unit_row(dz, r0 + ox)[j0:]
+                    s = srow[ox * step + t0:]
+                    x0 = s[0]
+                    x1 = s[1]
+                    x2 = s[2]
+                    x3 = s[3]
+                    for j in range(fb):
+                        gj = g[j]
+                        a0[j] += x0 * gj
+                        a1[j] += x1 * gj
+                        a2[j] += x2 * gj
+                        a3[j] += x3 * gj
+                for j in range(fb):
+                    d0[j] = a0[j]
+                    d1[j] = a1[j]
+                    d2[j] = a2[j]
+                    d3[j] = a3[j]
+            for t in range(k4, kwc):
+                d0 = dw2[k0 + t, j0:]
+                for j in range(fb):
+                    a0[j] = d0[j]
+                for ox in range(wo):
+                    g = unit_row(dz, r0 + ox)[j0:]
+                    x0 = srow[ox * step + t]
+                    for j in range(fb):
+                        a0[j] += x0 * g[j]
+                for j in range(fb):
+                    d0[j] = a0[j]
+        if fw < f:
             for t in range(kwc):
-                dwr = dw2[k0 + t]
-                x0 = s0[t]
-                x1 = s1[t]
-                x2 = s2[t]
-                x3 = s3[t]
-                for j in range(f):
-                    dwr[j] += x0 * g0[j] + x1 * g1[j] + x2 * g2[j] + x3 * g3[j]
-        ox += 4
-    while ox < wo:
-        g0 = unit_row(dz, r0 + ox)
-        for ky in range(kh):
-            s0 = xpf[base + ky * rowlen + ox * step:]
-            k0 = ky * kwc
-            for t in range(kwc):
-                dwr = dw2[k0 + t]
-                x0 = s0[t]
-                for j in range(f):
-                    dwr[j] += x0 * g0[j]
-        ox += 1
-
+                d = dw2[k0 + t]
+                for ox in range(wo):
+                    g = unit_row(dz, r0 + ox)
+                    x0 = srow[ox * step + t]
+                    for j in range(fw, f):
+                        d[j] += x0 * g[j]
 
 
 @kernel
@@ -301,8 +329,8 @@ def conv2d_direct_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, xpad, dz, d
         dy: (N*Ho*Wo, F) gradient with respect to ``y``, may be row-strided.
         dz: (N*Ho*Wo, F) workspace, unit column stride: the pre-activation gradient (may be
             ``dy`` when that may be overwritten).
-        dcols: (Ho*Wo, KH*KW*Cin) C-contiguous workspace: one image's column gradient
-            (unused, may be (0, 0), when ``dx`` is skipped).
+        dcols: (R, KH*KW*Cin) C-contiguous workspace, R >= 1: the input gradient's column
+            matrix, R rows at a time (unused, may be (0, 0), when ``dx`` is skipped).
         dx: (N, H, W, Cin) C-contiguous input gradient; shape (0, H, W, Cin) skips it.
         dw: (KH, KW, Cin, F) C-contiguous weight gradient.
         db: (F,) bias gradient; shape (0,) skips it.
@@ -316,8 +344,9 @@ def conv2d_direct_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, xpad, dz, d
     kwc = kw * c
     _check(x, w, xpad, sh, sw, ho, wo, n * ho * wo, y.shape[0])
     need_dx = dx.shape[0] != 0
-    if need_dx and (dcols.shape[0] != ho * wo or dcols.shape[1] != kh * kwc):
-        raise ValueError("conv2d_direct_backward: dcols must be (Ho*Wo, KH*KW*Cin)")
+    rows = dcols.shape[0]
+    if need_dx and (rows == 0 or dcols.shape[1] != kh * kwc):
+        raise ValueError("conv2d_direct_backward: dcols must be (R >= 1, KH*KW*Cin)")
     w2 = w.reshape(kh * kwc, f)
     dw2 = dw.reshape(kh * kwc, f)
     xpf = xpad.reshape(xpad.size)
@@ -336,5 +365,8 @@ def conv2d_direct_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, xpad, dz, d
             _weight_grad_row(xpf, dz, dw2, r0 + oy * wo, oy * sh * wp * c, sw * c, wp * c, wo,
                              kh, kwc)
         if need_dx:
-            gemm(1.0, dz[r0:r1], w2.T, 0.0, dcols)
-            _col2im(dcols, sh, sw, pt, pl, ho, wo, kh, kw, 0, dx[img:img + 1])
+            for c0 in range(r0, r1, rows):
+                c1 = min(r1, c0 + rows)
+                dc = dcols[:c1 - c0]
+                gemm(1.0, dz[c0:c1], w2.T, 0.0, dc)
+                _col2im(dc, sh, sw, pt, pl, ho, wo, kh, kw, c0, dx)

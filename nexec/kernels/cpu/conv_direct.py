@@ -10,8 +10,9 @@ whose inner loop runs over the F contiguous filters of both ``out`` and ``w`` (v
 Each image is first copied into a zero-bordered workspace ``xpad``, so every pixel has all
 its taps and, for one kernel row ``ky``, they are one contiguous run of ``KW*Cin`` values
 facing the contiguous ``(KW*Cin, F)`` block ``w[ky]``. Four pixels share each weight row
-and their sums for a block of filters stay in registers over all taps (:func:`_forward_row`). The bias and activation are Dense's
-epilogue (:func:`.dense.epilogue_in_place`) over each image's rows while they are in cache.
+and their sums for a block of filters stay in registers over all taps (:func:`_forward_row`).
+The bias and activation are Dense's epilogue (:func:`.dense.epilogue_in_place`) over each
+image's rows while they are in cache.
 
 Backward: ``dz``/``db`` by the blocked backward epilogue, the weight gradient by the same
 loops with the roles of ``out`` and ``w`` swapped (``dw[ky, kx, c, :] += x * dz[p, :]``), and
@@ -44,6 +45,7 @@ __all__ = ["conv2d_direct_forward", "conv2d_direct_backward"]
 
 @kernel
 def _zero(a):
+    """a[...] = 0 for a C-contiguous array of any rank."""
     af = a.reshape(a.size)
     for i in range(af.shape[0]):
         af[i] = 0

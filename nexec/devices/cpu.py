@@ -41,6 +41,7 @@ class CpuDevice(Device):
         from nexec.kernels.cpu import (
             activation,
             conv,
+            conv_direct,
             conv_more,
             dense,
             embedding,
@@ -57,8 +58,9 @@ class CpuDevice(Device):
             winograd,
         )
 
-        return (activation, conv, conv_more, dense, embedding, loss, merge, metric, normalization,
-                optimizer, pooling, recurrent, regularization, reshaping, winograd, masking)
+        return (activation, conv, conv_direct, conv_more, dense, embedding, loss, merge, metric,
+                normalization, optimizer, pooling, recurrent, regularization, reshaping, winograd,
+                masking)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

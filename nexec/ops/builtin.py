@@ -14,6 +14,7 @@ import numpy as np
 
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
+from nexec.ops.conv_direct import direct_workspace_shapes
 from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
 from nexec.ops.winograd import algorithm_of, tile_of, transform_matrices, winograd_workspace_shapes
 from nexec.plugins import registry
@@ -146,8 +147,9 @@ _CONV_PHASES = {"dz": "backward", "dcols": "backward"}
 
 
 class Conv2DKernel(BuiltinKernel):
-    """im2col + BLAS GEMMs (per block of rows on the CPU), or Winograd for 3x3 stride-1
-    layers where the plan chose it (``nexec.planner.algorithms``); bias + activation fused."""
+    """im2col + BLAS GEMMs (per block of rows on the CPU), or where the plan chose it
+    (``nexec.planner.algorithms``) Winograd for 3x3 stride-1 layers or the direct kernel for
+    few input channels; bias + activation fused."""
 
     layer_type = "Conv2D"
     fuses_activation = True
@@ -166,12 +168,15 @@ class Conv2DKernel(BuiltinKernel):
 
     def _algorithm(self, layer: Any) -> str:
         """The algorithm the plan chose for ``layer`` (``nexec.planner.algorithms``);
-        Winograd runs on the CPU only."""
+        Winograd and direct run on the CPU only."""
         return algorithm_of(layer) if self.dev.name == "cpu" else "im2col"
 
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
                    strided_output=False):  # noqa: ANN001
-        if self._algorithm(layer) != "im2col":
+        algorithm = self._algorithm(layer)
+        if algorithm == "direct":
+            return self._direct_workspaces(layer, in_shapes, out_shape, batch, training)
+        if algorithm != "im2col":
             return self._winograd_workspaces(layer, in_shapes, out_shape, batch, training,
                                              strided_output)
         return self._im2col_workspaces(layer, in_shapes, out_shape, batch, training,
@@ -198,6 +203,50 @@ class Conv2DKernel(BuiltinKernel):
             ws["wU"] = Workspace((shards, a * a, cin, f), phase="backward")
             ws.update(_grad_parts_workspaces(shards, (3, 3, cin, f), layer.use_bias))
         return ws
+
+    def _direct_workspaces(self, layer, in_shapes, out_shape, batch,  # noqa: ANN001, ANN202
+                           training):  # noqa: ANN001
+        """Per-shard padded image (and column gradient), the shards' partial gradients."""
+        h, w, cin = in_shapes[0]
+        ho, wo, f = out_shape
+        (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+        shards = self._shards(layer, in_shapes[0], batch)
+        shapes = direct_workspace_shapes(batch, h, w, cin, kh, kw, f, ho, wo, sh, sw, shards,
+                                         training)
+        ws = {name: Workspace(shape, phase=_CONV_PHASES.get(name, "both"))
+              for name, shape in shapes.items()}
+        if training:
+            ws.update(_grad_parts_workspaces(shards, (kh, kw, cin, f), layer.use_bias))
+        return ws
+
+    def _direct_forward(self, call: Call) -> list[BoundCall]:
+        """Each shard's images through the direct kernel, into its rows of the output."""
+        layer, x, ws = call.layer, call.inputs[0], call.workspace
+        ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
+        sh, sw = layer.strides
+        out = rows(call.output)
+        shards = [(self.k.conv2d_direct_forward, (
+            _part(x, im), call.params["kernel"], _bias(call), sh, sw, pt, pl, ho, wo,
+            call.activation, ws["xpad"][i], _part(out, r)))
+            for i, (im, r) in enumerate(self._split(call))]
+        return self.dev.parallel(shards)
+
+    def _direct_backward(self, call: Call) -> list[BoundCall]:
+        """Per shard: dz and db, the direct weight gradient, the input gradient by GEMM."""
+        layer, x, ws = call.layer, call.inputs[0], call.workspace
+        ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
+        sh, sw = layer.strides
+        dx = call.d_inputs[0] if call.d_inputs[0] is not None else empty_like_skip(x)
+        y, dy = rows(call.output), rows(call.d_output)
+        shards, sums = [], []
+        for i, (im, r) in enumerate(self._split(call)):
+            dw_i, db_i, adds = _shard_grads(call, i, self.k.accumulate)
+            sums += adds
+            shards.append((self.k.conv2d_direct_backward, (
+                _part(x, im), call.params["kernel"], _part(y, r), _part(dy, r), sh, sw, pt,
+                pl, ho, wo, call.activation, ws["xpad"][i], _part(ws["dz"], r),
+                ws["dcols"][i], _part(dx, im), dw_i, db_i)))
+        return self.dev.parallel(shards) + sums
 
     def _im2col_workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN202
                            strided_output=False):  # noqa: ANN001
@@ -262,7 +311,10 @@ class Conv2DKernel(BuiltinKernel):
         return flip + self.dev.parallel(shards) + sums
 
     def forward(self, call: Call) -> list[BoundCall]:
-        if self._algorithm(call.layer) != "im2col":
+        algorithm = self._algorithm(call.layer)
+        if algorithm == "direct":
+            return self._direct_forward(call)
+        if algorithm != "im2col":
             return self._winograd_forward(call)
         conv2d_forward = self.k.conv2d_forward
 
@@ -279,7 +331,10 @@ class Conv2DKernel(BuiltinKernel):
         return self.dev.parallel(shards)
 
     def backward(self, call: Call) -> list[BoundCall]:
-        if self._algorithm(call.layer) != "im2col":
+        algorithm = self._algorithm(call.layer)
+        if algorithm == "direct":
+            return self._direct_backward(call)
+        if algorithm != "im2col":
             return self._winograd_backward(call)
         return self._im2col_backward(call)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from nexec.ops.conv_direct import DIRECT_MAX_CIN, direct_applies
 from nexec.ops.geometry import COLS_BLOCK, conv2d_geometry
 
 __all__ = ["ALGORITHMS", "TILES", "algorithm_of", "set_algorithm", "tile_of",
@@ -21,8 +22,9 @@ __all__ = ["ALGORITHMS", "TILES", "algorithm_of", "set_algorithm", "tile_of",
 
 #: Output tile sizes ``m`` available: F(2x2,3x3) and F(4x4,3x3).
 TILES = (2, 4)
-#: What a Conv2D can run as: im2col + GEMM, Winograd F(2x2,3x3), Winograd F(4x4,3x3).
-ALGORITHMS = ("im2col", "winograd", "winograd4")
+#: What a Conv2D can run as: im2col + GEMM, Winograd F(2x2,3x3), Winograd F(4x4,3x3), or
+#: the direct kernel for few input channels (:mod:`nexec.ops.conv_direct`).
+ALGORITHMS = ("im2col", "winograd", "winograd4", "direct")
 _ATTR = "_nexec_conv_algorithm"
 
 
@@ -31,15 +33,24 @@ def algorithm_of(layer: Any) -> str:
     return getattr(layer, _ATTR, "im2col")
 
 
-def set_algorithm(layer: Any, algorithm: str) -> None:
+def set_algorithm(layer: Any, algorithm: str, cin: int | None = None) -> None:
     """Records the plan's choice on the layer, where the op kernel reads it at binding.
 
+    Args:
+        layer: The Conv2D layer.
+        algorithm: One of :data:`ALGORITHMS`.
+        cin: The layer's input channels, when known: checked against ``"direct"``'s limit.
+
     Raises:
-        ValueError: unknown algorithm, or Winograd for a layer it cannot run.
+        ValueError: unknown algorithm, or one that cannot run this layer.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"conv algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if algorithm != "im2col" and not winograd_applies(layer):
+    if algorithm == "direct":
+        if cin is not None and not direct_applies(layer, cin):
+            raise ValueError(f"Conv2D '{layer.name}': the direct kernel serves at most "
+                             f"{DIRECT_MAX_CIN} input channels, got {cin}")
+    elif algorithm != "im2col" and not winograd_applies(layer):
         raise ValueError(f"Conv2D '{layer.name}': Winograd needs a 3x3 kernel with stride 1, "
                          f"got kernel {tuple(layer.kernel_size)}, strides "
                          f"{tuple(layer.strides)}")

@@ -1,9 +1,11 @@
-"""Which algorithm each Conv2D runs: im2col + GEMM or Winograd, chosen at plan time.
+"""Which algorithm each Conv2D runs: im2col + GEMM, Winograd or direct, chosen at plan time.
 
 The switch is ``NEXEC_CONV_ALGORITHM`` (or :func:`use_conv_algorithm` around ``compile`` /
 ``plan``): ``"im2col"`` (the default), ``"winograd"`` (F(2x2,3x3)), ``"winograd4"``
-(F(4x4,3x3)) or ``"auto"``. A forced Winograd applies to the layers it can run (3x3, stride
-1); the others stay im2col. ``"auto"`` looks each layer's shape up in the table of
+(F(4x4,3x3)), ``"direct"`` (few input channels) or ``"auto"``. A forced Winograd applies to
+the layers it can run (3x3, stride 1), a forced direct to those with at most
+:data:`nexec.ops.conv_direct.DIRECT_MAX_CIN` input channels; the others stay im2col.
+``"auto"`` looks each layer's shape up in the table of
 measurements that :mod:`nexec.runtime.autotune` keeps (in memory and in
 ``<nexec cache dir>/conv_algorithms.json``); a shape not measured yet gets the cost model
 below until the executor measures it when it binds a batch size.
@@ -21,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from nexec.checks import ArgumentError
+from nexec.ops.conv_direct import direct_applies
 from nexec.ops.winograd import ALGORITHMS, set_algorithm, winograd_applies
 
 __all__ = ["MODES", "ENV_VAR", "conv_algorithm_mode", "use_conv_algorithm", "shape_key",
-           "measured", "record", "table_path", "modelled_choice", "choose_conv_algorithms"]
+           "measured", "record", "table_path", "modelled_choice", "candidates",
+           "choose_conv_algorithms"]
 
 MODES = ("auto", *ALGORITHMS)
 ENV_VAR = "NEXEC_CONV_ALGORITHM"
@@ -74,11 +78,18 @@ def use_conv_algorithm(mode: str) -> Iterator[None]:
 
 
 def shape_key(h: int, w: int, cin: int, f: int, padding: str, dtype: str, batch: int,
-              threads: int, training: bool) -> str:
+              threads: int, training: bool, kernel: tuple[int, int] = (3, 3),
+              strides: tuple[int, int] = (1, 1)) -> str:
     """The measurement table's key of one convolution shape, batch size, thread count and
-    kind of step (training times forward + backward, inference forward)."""
+    kind of step (training times forward + backward, inference forward).
+
+    A 3x3 stride-1 kernel keeps the key it had before other kernels were measured; any
+    other adds ``/k<KH>x<KW>s<SH>x<SW>``.
+    """
     step = "train" if training else "infer"
-    return f"{h}x{w}x{cin}->{f}/{padding.lower()}/{dtype}/b{batch}/t{threads}/{step}"
+    window = "" if (tuple(kernel), tuple(strides)) == ((3, 3), (1, 1)) else \
+        f"/k{kernel[0]}x{kernel[1]}s{strides[0]}x{strides[1]}"
+    return f"{h}x{w}x{cin}->{f}/{padding.lower()}{window}/{dtype}/b{batch}/t{threads}/{step}"
 
 
 def table_path() -> Path:
@@ -113,11 +124,26 @@ def record(key: str, entry: dict[str, Any]) -> None:
     _load()[key] = entry
 
 
-def modelled_choice(h: int, w: int, cin: int, f: int) -> str:
+def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False) -> str:
     """The cost model's guess before any measurement: F(2x2,3x3) saves 9/4 of the GEMM
     flops but adds transforms of about ``16 * (Cin + F)`` flops per tile, which pay off
-    once both channel counts are wide and the image has a few tiles."""
+    once both channel counts are wide and the image has a few tiles. Where the direct
+    kernel applies (``direct``), it is the guess up to 8 input channels: im2col's column
+    matrix is then thin and its copy a large part of the work."""
+    if direct and cin <= 8:
+        return "direct"
     return "winograd" if min(cin, f) >= 32 and h * w >= 64 else "im2col"
+
+
+def candidates(layer: Any, cin: int) -> tuple[str, ...]:
+    """What ``"auto"`` chooses between for one Conv2D: im2col, and Winograd F(2x2,3x3) and
+    direct where they apply (F(4x4,3x3) only when forced: its float32 error is larger)."""
+    found = ["im2col"]
+    if winograd_applies(layer):
+        found.append("winograd")
+    if direct_applies(layer, cin):
+        found.append("direct")
+    return tuple(found)
 
 
 def choose_conv_algorithms(graph: Any, mode: str | None = None) -> dict[str, str]:
@@ -135,11 +161,17 @@ def choose_conv_algorithms(graph: Any, mode: str | None = None) -> dict[str, str
     for op in graph.ops:
         if op.kind != "Conv2D":
             continue
-        in_shape = graph.tensors[op.inputs[0]].shape
+        h, w, cin = graph.tensors[op.inputs[0]].shape
         algo = "im2col"
-        if winograd_applies(op.layer):
-            algo = modelled_choice(in_shape[0], in_shape[1], in_shape[2], op.layer.filters) \
-                if mode == "auto" else mode
-        set_algorithm(op.layer, algo)
+        if mode == "auto":
+            algo = modelled_choice(h, w, cin, op.layer.filters,
+                                   direct=direct_applies(op.layer, cin))
+            if algo == "winograd" and not winograd_applies(op.layer):
+                algo = "im2col"
+        elif mode == "direct":
+            algo = "direct" if direct_applies(op.layer, cin) else "im2col"
+        elif mode != "im2col" and winograd_applies(op.layer):
+            algo = mode
+        set_algorithm(op.layer, algo, cin)
         chosen[op.layer.name] = algo
     return chosen

@@ -1,9 +1,11 @@
-"""Measures im2col against Winograd on each Conv2D shape of a plan, once per machine.
+"""Measures im2col against Winograd and direct on each Conv2D shape of a plan, once per machine.
 
 The planner never runs kernels, so ``conv_algorithm="auto"`` is settled here, when the
-executor binds a batch size: every 3x3 stride-1 Conv2D whose (shape, dtype, batch size,
-thread count, training or inference) has no measurement yet is run alone on random
-arrays, each algorithm a few times alternately, and the faster median wins. Results
+executor binds a batch size: every Conv2D with another candidate than im2col (3x3 stride 1:
+Winograd; few input channels: direct; :func:`nexec.planner.algorithms.candidates`) whose
+(shape, kernel, strides, dtype, batch size, thread count, training or inference) has no
+measurement of all its candidates yet is run alone on random arrays, each algorithm a few
+times alternately, and the fastest median wins. Results
 go to the table of :mod:`nexec.planner.algorithms` (memory) and to
 ``<nexec cache dir>/conv_algorithms.json`` (written atomically), so later processes on the
 machine plan without measuring.
@@ -21,14 +23,15 @@ from nexec.io import atomic_write
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import Call
 from nexec.ops.geometry import conv2d_geometry
-from nexec.ops.winograd import algorithm_of, set_algorithm, winograd_applies
+from nexec.ops.winograd import algorithm_of, set_algorithm
 from nexec.planner import algorithms
 from nexec.plugins import registry
 
 __all__ = ["CANDIDATES", "time_conv", "calibrate", "apply_choices"]
 
-#: What "auto" chooses between (F(4x4,3x3) only when forced: its float32 error is larger).
-CANDIDATES = ("im2col", "winograd")
+#: Every algorithm "auto" may choose (per layer: ``nexec.planner.algorithms.candidates``);
+#: F(4x4,3x3) only when forced, its float32 error is larger.
+CANDIDATES = ("im2col", "winograd", "direct")
 
 
 def _run(device: Any, calls: list) -> None:
@@ -46,14 +49,15 @@ def time_conv(layer: Any, in_shape: tuple, batch: int, dtype: str, algorithm: st
     """
     kernel = registry().kernel("Conv2D", device.name)
     before = algorithm_of(layer)
-    set_algorithm(layer, algorithm)
+    h, w, cin = in_shape
+    set_algorithm(layer, algorithm, cin)
     try:
-        h, w, cin = in_shape
-        ho, wo, _, _ = conv2d_geometry(h, w, 3, 3, 1, 1, layer.padding)
+        (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+        ho, wo, _, _ = conv2d_geometry(h, w, kh, kw, sh, sw, layer.padding)
         f = layer.filters
         rng = np.random.default_rng(0)
         x = rng.standard_normal((batch, h, w, cin)).astype(dtype)
-        params = {"kernel": rng.standard_normal((3, 3, cin, f)).astype(dtype)}
+        params = {"kernel": rng.standard_normal((kh, kw, cin, f)).astype(dtype)}
         grads = {"kernel": np.empty_like(params["kernel"])}
         if layer.use_bias:
             params["bias"] = np.zeros(f, dtype)
@@ -92,16 +96,20 @@ def calibrate(plan: Any, batch: int, training: bool, device: Any, save: bool = T
     threads = device.threads()
     changed = False
     for op in g.ops:
-        if op.kind != "Conv2D" or not winograd_applies(op.layer):
+        if op.kind != "Conv2D":
             continue
         h, w, cin = g.tensors[op.inputs[0]].shape
+        candidates = algorithms.candidates(op.layer, cin)
+        if len(candidates) == 1:
+            continue
         key = algorithms.shape_key(h, w, cin, op.layer.filters, op.layer.padding, g.dtype,
-                                   batch, threads, training)
+                                   batch, threads, training, tuple(op.layer.kernel_size),
+                                   tuple(op.layer.strides))
         entry = algorithms.measured(key)
-        if entry is None:
-            runs: dict[str, list[float]] = {a: [] for a in CANDIDATES}
-            for _ in range(3):  # alternate, so a noisy neighbour hurts both alike
-                for a in CANDIDATES:
+        if entry is None or not set(candidates) <= set(entry.get("seconds", ())):
+            runs: dict[str, list[float]] = {a: [] for a in candidates}
+            for _ in range(3):  # alternate, so a noisy neighbour hurts all alike
+                for a in candidates:
                     runs[a] += time_conv(op.layer, (h, w, cin), batch, g.dtype, a, training,
                                          device, repeats=1)
             seconds = {a: statistics.median(t) for a, t in runs.items()}

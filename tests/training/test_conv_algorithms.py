@@ -1,5 +1,5 @@
 """Choosing each Conv2D's algorithm: the switch, the plan's record, "auto"'s measurement,
-and Winograd models (an Inception-style concat, training) against im2col."""
+and Winograd and direct models (an Inception-style concat, training) against im2col."""
 from __future__ import annotations
 
 import json
@@ -62,7 +62,7 @@ def test_bad_modes_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="conv_algorithm must be one of auto, im2col"):
         with use_conv_algorithm("fft"):
             pass
-    monkeypatch.setenv("NEXEC_CONV_ALGORITHM", "direct")
+    monkeypatch.setenv("NEXEC_CONV_ALGORITHM", "fft")
     with pytest.raises(ValueError, match="NEXEC_CONV_ALGORITHM"):
         _cnn().plan()
     monkeypatch.setenv("NEXEC_CONV_ALGORITHM", "Winograd")
@@ -78,9 +78,31 @@ def test_bad_modes_are_refused(monkeypatch):
         set_algorithm(strided, "winograd")
     with pytest.raises(ValueError, match="conv algorithm must be one of"):
         set_algorithm(strided, "fft")
+    with pytest.raises(ValueError, match="at most 16 input channels, got 17"):
+        set_algorithm(strided, "direct", 17)
 
 
-@pytest.mark.parametrize("algo, tol", [("winograd", 2e-5), ("winograd4", 2e-4)])
+def _wide_input_cnn() -> Model:
+    """A 3-channel stem (direct applies) and a 24-channel layer after it (it does not)."""
+    nexec.set_random_seed(2)
+    x = Input((9, 9, 3))
+    a = layers.Conv2D(24, 3, padding="same", name="stem")(x)
+    b = layers.Conv2D(4, 5, strides=2, padding="same", name="wide")(a)
+    return Model(x, layers.Flatten()(b))
+
+
+def test_direct_applies_to_few_input_channels_only(monkeypatch):
+    monkeypatch.setenv("NEXEC_CONV_ALGORITHM", "direct")
+    plan = _wide_input_cnn().plan()
+    assert plan.conv_algorithms == {"stem": "direct", "wide": "im2col"}
+    assert "algorithm: direct" in plan.describe()
+    memory = str(_wide_input_cnn().memory_plan(batch_size=4))
+    assert "stem.xpad" in memory and "wide.xpad" not in memory
+    assert _cnn().plan().conv_algorithms["c3"] == "direct"  # strided: direct serves it
+
+
+@pytest.mark.parametrize("algo, tol", [("winograd", 2e-5), ("winograd4", 2e-4),
+                                       ("direct", 2e-5)])
 def test_predict_matches_im2col(algo, tol):
     x, _ = _data()
     want = _cnn().predict(x, batch_size=8, verbose=0)
@@ -92,7 +114,7 @@ def test_predict_matches_im2col(algo, tol):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("algo", ["winograd", "winograd4"])
+@pytest.mark.parametrize("algo", ["winograd", "winograd4", "direct"])
 def test_gradients_finite_differences_float64(algo):
     """Whole-model gradients through Winograd convolutions (dx by Winograd, dw by im2col)."""
     x, y = _data(4)
@@ -105,23 +127,25 @@ def test_gradients_finite_differences_float64(algo):
     check_gradients(loss_fn, grads, wrt, rtol=1e-6)
 
 
-def test_training_matches_im2col():
+@pytest.mark.parametrize("other", ["winograd", "direct"])
+def test_training_matches_im2col(other):
     x, y = _data(32)
     histories, weights = {}, {}
-    for algo in ("im2col", "winograd"):
+    for algo in ("im2col", other):
         with use_conv_algorithm(algo):
             model = _cnn(seed=11)
             model.compile(optimizer="adam", loss="categorical_crossentropy")
         histories[algo] = model.fit(x, y, epochs=3, batch_size=8, verbose=0,
                                     shuffle=False).history["loss"]
         weights[algo] = model.get_weights()
-    np.testing.assert_allclose(histories["winograd"], histories["im2col"], rtol=1e-4)
-    for a, b in zip(weights["winograd"], weights["im2col"]):
+    np.testing.assert_allclose(histories[other], histories["im2col"], rtol=1e-4)
+    for a, b in zip(weights[other], weights["im2col"]):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_winograd_training_steps_allocate_nothing():
-    with use_conv_algorithm("winograd"):
+@pytest.mark.parametrize("algo", ["winograd", "direct"])
+def test_training_steps_allocate_nothing(algo):
+    with use_conv_algorithm(algo):
         model = _cnn()
         model.compile(optimizer="adam", loss="categorical_crossentropy")
     x, y = _data(32)
@@ -154,12 +178,17 @@ def test_auto_measures_once_and_caches_on_disk(monkeypatch, tmp_path):
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     table = json.loads((tmp_path / "conv_algorithms.json").read_text())
     train_keys = [k for k in table if k.endswith("/b8/t%d/train" % nexec_threads())]
-    assert len(train_keys) == 4  # c1, b1, b3, c2: the 3x3 stride-1 shapes
+    # Every layer has at most 16 input channels: all six are measured, b2 (1x1) and c3
+    # (stride 2) with im2col and direct only, under keys that name their kernel.
+    assert len(train_keys) == 6
     for key in train_keys:
         entry = table[key]
-        assert entry["choice"] in ("im2col", "winograd")
-        assert set(entry["seconds"]) == {"im2col", "winograd"}
-    assert plan.conv_algorithms["c3"] == "im2col"  # strided: never Winograd
+        assert entry["choice"] in entry["seconds"]
+        wino = "/k" not in key
+        assert set(entry["seconds"]) == ({"im2col", "winograd", "direct"} if wino
+                                         else {"im2col", "direct"})
+    assert sum("/k3x3s2x2/" in k for k in train_keys) == 1
+    assert plan.conv_algorithms["c3"] in ("im2col", "direct")  # strided: never Winograd
     # A new process-wide table reads the file back: no new measurement.
     monkeypatch.setattr(algorithms, "_table", None)
     assert algorithms.measured(train_keys[0]) == table[train_keys[0]]
@@ -171,9 +200,10 @@ def nexec_threads() -> int:
     return registry().device("cpu").threads()
 
 
-@pytest.mark.parametrize("algo", ["winograd", "winograd4"])
-def test_sharded_winograd_matches_one_thread_and_finite_differences(monkeypatch, algo):
-    """Winograd split over images on 3 threads (5 images: shards of 1, 2, 2), float64."""
+@pytest.mark.parametrize("algo", ["winograd", "winograd4", "direct"])
+def test_sharded_matches_one_thread_and_finite_differences(monkeypatch, algo):
+    """Winograd or direct split over images on 3 threads (5 images: shards of 1, 2, 2),
+    float64."""
     from nexec.devices.threads import get_num_threads, run_shards, set_num_threads
     from nexec.ops import builtin
 
@@ -198,3 +228,21 @@ def test_sharded_winograd_matches_one_thread_and_finite_differences(monkeypatch,
     np.testing.assert_allclose(results[3][0], results[1][0], rtol=1e-12, atol=1e-15)
     for name, g in results[1][1].items():
         np.testing.assert_allclose(results[3][1][name], g, rtol=1e-11, atol=1e-14, err_msg=name)
+
+
+def test_auto_measures_direct_where_an_older_entry_lacks_it(monkeypatch, tmp_path):
+    """A table entry from before "direct" existed (im2col and Winograd only) is measured
+    again with all of the layer's candidates; until then the cost model guesses direct for
+    3 input channels."""
+    monkeypatch.setenv("NEXEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(algorithms, "_table", None)
+    x = np.random.default_rng(1).standard_normal((8, 9, 9, 3)).astype(np.float32)
+    key = algorithms.shape_key(9, 9, 3, 24, "same", "float32", 8, nexec_threads(), False)
+    algorithms.record(key, {"choice": "im2col", "seconds": {"im2col": 1.0, "winograd": 2.0}})
+    with use_conv_algorithm("auto"):
+        model = _wide_input_cnn()
+        assert model.plan().conv_algorithms == {"stem": "direct", "wide": "im2col"}
+        model.predict(x, batch_size=8, verbose=0)
+    assert set(algorithms.measured(key)["seconds"]) == {"im2col", "winograd", "direct"}
+    assert algorithms.shape_key(9, 9, 24, 4, "same", "float32", 8, 1, False, (5, 5),
+                                (2, 2)) == "9x9x24->4/same/k5x5s2x2/float32/b8/t1/infer"

@@ -27,17 +27,13 @@ Workspace shapes: :func:`nexec.ops.conv_direct.direct_workspace_shapes` (one sha
 """
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, types
-from numba.core import cgutils
-from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic, overload
-from numba.np.arrayobj import make_array, populate_array
+from numba import njit
 
 from nexec.kernels.cpu.activation import epilogue_grad_rows_add
 from nexec.kernels.cpu.blas import gemm, unit_row
 from nexec.kernels.cpu.conv import _col2im
 from nexec.kernels.cpu.dense import epilogue_in_place
+from nexec.kernels.cpu.stack import stack_array
 from nexec.kernels.jit import kernel
 
 __all__ = ["conv2d_direct_forward", "conv2d_direct_backward"]
@@ -96,47 +92,6 @@ _BLOCK = 16
 _fma_kernel = njit(cache=True, nogil=True, fastmath={"contract"})
 
 
-@intrinsic
-def _alloca_block(typingctx, proto, count):
-    """A C-contiguous 1-D array of ``count`` (a literal) elements of ``proto``'s dtype on the
-    stack.
-
-    Numba's arrays live on the heap, which LLVM must assume any other array may alias, so
-    accumulators kept in one go through memory at every tap; an entry-block ``alloca`` is
-    promoted to vector registers once the loop over its fixed length is vectorised.
-    """
-    if not isinstance(proto, types.Array) or not isinstance(proto.dtype, types.Float) \
-            or not isinstance(count, types.IntegerLiteral):
-        return None
-    size = count.literal_value
-    arrty = types.Array(proto.dtype, 1, "C")
-
-    def codegen(context, builder, signature, args):
-        lty = context.get_data_type(proto.dtype)
-        itemsize = context.get_abi_sizeof(lty)
-        ptr = cgutils.alloca_once(builder, lty, size=size)
-        ary = make_array(arrty)(context, builder)
-        intp = context.get_value_type(types.intp)
-        populate_array(ary, data=ptr, shape=[intp(size)], strides=[intp(itemsize)],
-                       itemsize=intp(itemsize), meminfo=None)
-        return impl_ret_borrowed(context, builder, arrty, ary._getvalue())
-
-    return arrty(proto, count), codegen
-
-
-def _stack_block(proto: np.ndarray, count: int) -> np.ndarray:
-    """A scratch array of ``count`` (a constant) elements of ``proto``'s dtype; compiled, on
-    the stack (:func:`_alloca_block`). In Python (``NUMBA_DISABLE_JIT``), a NumPy array."""
-    return np.empty(count, proto.dtype)
-
-
-@overload(_stack_block, jit_options={"nogil": True})
-def _stack_block_jit(proto, count):
-    def impl(proto, count):
-        return _alloca_block(proto, count)
-    return impl
-
-
 @_fma_kernel
 def _forward_row(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
     """Rows r0 .. r0+wo-1 of ``out`` (one output row): ``out[r0+ox] = sum_t seg[t] * w2[t]``.
@@ -146,10 +101,10 @@ def _forward_row(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
     last group of four go through :func:`_forward_rest`.
     """
     f = w2.shape[1]
-    a0 = _stack_block(w2, _BLOCK)
-    a1 = _stack_block(w2, _BLOCK)
-    a2 = _stack_block(w2, _BLOCK)
-    a3 = _stack_block(w2, _BLOCK)
+    a0 = stack_array(w2, _BLOCK)
+    a1 = stack_array(w2, _BLOCK)
+    a2 = stack_array(w2, _BLOCK)
+    a3 = stack_array(w2, _BLOCK)
     fb = a0.shape[0]  # a constant to LLVM: the loops over it run in registers
     fw = f - f % fb  # filters in whole blocks
     ox = 0
@@ -223,10 +178,10 @@ def _weight_grad_row(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
     at a time, the filters past the last whole block through ``dw2`` itself.
     """
     f = dw2.shape[1]
-    a0 = _stack_block(dw2, _BLOCK)
-    a1 = _stack_block(dw2, _BLOCK)
-    a2 = _stack_block(dw2, _BLOCK)
-    a3 = _stack_block(dw2, _BLOCK)
+    a0 = stack_array(dw2, _BLOCK)
+    a1 = stack_array(dw2, _BLOCK)
+    a2 = stack_array(dw2, _BLOCK)
+    a3 = stack_array(dw2, _BLOCK)
     fb = a0.shape[0]  # a constant to LLVM: the loops over it run in registers
     fw = f - f % fb
     k4 = kwc - kwc % 4

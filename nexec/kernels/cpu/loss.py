@@ -34,11 +34,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from nexec.kernels import loss_rows
+from nexec.kernels.cpu.stack import stack_array
 from nexec.kernels.jit import kernel
 
 __all__ = [
@@ -74,26 +72,6 @@ __all__ = [
 # ------------------------------------------------------------------------------ scratch
 
 _CHUNK = 256  # float64 entries of a loss kernel's stack buffer (2 KiB)
-
-
-@intrinsic
-def _stack_buffer(typingctx, size):
-    """A C-contiguous float64 array of ``size`` (a literal) entries on the calling kernel's
-    stack: scratch without a heap allocation. Valid until that kernel returns."""
-    if not isinstance(size, types.IntegerLiteral):
-        return None
-    count = size.literal_value
-    array_type = types.Array(types.float64, 1, "C")
-
-    def codegen(context, builder, signature, args):
-        intp = context.get_value_type(types.intp)
-        data = cgutils.alloca_once(builder, context.get_data_type(types.float64), size=count)
-        array = context.make_array(array_type)(context, builder)
-        context.populate_array(array, data=data, shape=[intp(count)], strides=[intp(8)],
-                               itemsize=intp(8), meminfo=None)
-        return array._getvalue()
-
-    return array_type(size), codegen
 
 
 # ------------------------------------------------------------------------------ log
@@ -180,7 +158,7 @@ def _cce_total(p, y, eps, w):
     """
     n, k = p.shape
     lo, hi = _clip_bounds(p, eps)
-    buf = _stack_buffer(_CHUNK)
+    buf = stack_array(0.0, _CHUNK)
     step = max(1, _CHUNK // max(k, 1))
     total = 0.0
     for i0 in range(0, n, step):
@@ -369,8 +347,8 @@ def _bce_total(p, y, eps, w):
     the elementwise losses, then the rows' sums in ``j`` order)."""
     n, k = p.shape
     lo, hi = _clip_bounds(p, eps)
-    cb = _stack_buffer(_CHUNK)
-    yb = _stack_buffer(_CHUNK)
+    cb = stack_array(0.0, _CHUNK)
+    yb = stack_array(0.0, _CHUNK)
     step = max(1, _CHUNK // k)
     total = 0.0
     for i0 in range(0, n, step):

@@ -1,8 +1,9 @@
 """Op kernels of the activation layers with arguments and of Rescaling and Normalization.
 
 ReLU, LeakyReLU and ELU take their derivative from the input (a general ReLU's output does
-not determine its slope), so they keep it (``saves_inputs``) and never write over it. Like ``Activation``, they are
-split over the convolutions' intra-op shards on a large image tensor (``ops/elementwise.py``).
+not determine its slope), so they keep it (``saves_inputs``) and never write over it. Like
+``Activation``, they are split over the convolutions' intra-op shards on a large image tensor
+(``ops/elementwise.py``).
 Softmax is ``Activation("softmax")`` under another name, folded into its producer.
 """
 from __future__ import annotations
@@ -33,7 +34,8 @@ class ReLUKernel(BuiltinKernel):
         a, b, c = call.layer.kernel_args()
         return split_rows(self.dev, call.output, lambda part: [
             (self.k.param_activation_forward, (part(rows(call.inputs[0])), self.kind, a, b, c,
-                                               part(rows(call.output))))])
+                                               part(rows(call.output))))],
+            self.kind == PARAM_ELU)
 
     def backward(self, call: Call) -> list[BoundCall]:
         if call.d_inputs[0] is None:
@@ -42,7 +44,7 @@ class ReLUKernel(BuiltinKernel):
         return split_rows(self.dev, call.output, lambda part: [
             (self.k.param_activation_backward, (
                 part(rows(call.inputs[0])), part(rows(call.d_output)), self.kind, a, b, c,
-                part(rows(call.d_inputs[0]))))])
+                part(rows(call.d_inputs[0]))))], self.kind == PARAM_ELU)
 
 
 class LeakyReLUKernel(ReLUKernel):

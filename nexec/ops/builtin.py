@@ -14,7 +14,7 @@ import numpy as np
 
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
-from nexec.ops.elementwise import split_rows
+from nexec.ops.elementwise import costly, split_rows
 from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
 from nexec.ops.winograd import algorithm_of, tile_of, transform_matrices, winograd_workspace_shapes
 from nexec.plugins import registry
@@ -337,7 +337,7 @@ class AddKernel(BuiltinKernel):
                                                else LINEAR)))
             return calls
 
-        return split_rows(self.dev, call.output, build)
+        return split_rows(self.dev, call.output, build, costly(call.activation))
 
     def backward(self, call: Call) -> list[BoundCall]:
         activation_backward = self.k.activation_backward
@@ -353,7 +353,7 @@ class AddKernel(BuiltinKernel):
                 part(rows(call.output)), part(rows(call.d_output)), call.activation, first))]
             return calls + [(copy_into, (t, first)) for t in targets[1:]]
 
-        return split_rows(self.dev, call.output, build)
+        return split_rows(self.dev, call.output, build, costly(call.activation))
 
 
 class ConcatenateKernel(BuiltinKernel):
@@ -443,7 +443,7 @@ class ActivationKernel(BuiltinKernel):
                 calls.append((self.k.copy_into, (part(rows(call.workspace["x"])), x)))
             return calls + [(activation_forward, (x, call.activation, part(rows(call.output))))]
 
-        return split_rows(self.dev, call.output, build)
+        return split_rows(self.dev, call.output, build, costly(call.activation))
 
     def backward(self, call: Call) -> list[BoundCall]:
         if call.d_inputs[0] is None:
@@ -457,7 +457,7 @@ class ActivationKernel(BuiltinKernel):
             return [(self.k.activation_backward, (part(rows(call.output)), dy, call.activation,
                                                   dx))]
 
-        return split_rows(self.dev, call.output, build)
+        return split_rows(self.dev, call.output, build, costly(call.activation))
 
 
 class FlattenKernel(BuiltinKernel):

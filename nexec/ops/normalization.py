@@ -62,7 +62,7 @@ class BatchNormalizationKernel(BuiltinKernel):
         ws = {"stats": Workspace((2, c), saved=training)}
         if training:
             ws["sums"] = Workspace((2, c), phase="backward")
-        shards = shard_count(self.dev, (batch, *out_shape))
+        shards = shard_count(self.dev, (batch, *out_shape), 8)  # as many as any dtype takes
         if shards > 1 and not (training and layer.trainable):
             # the inference pass split over the shards: each computes its own copy of the
             # folded scale and shift (shard 0 into "stats"), so no two threads write one array
@@ -87,7 +87,7 @@ class BatchNormalizationKernel(BuiltinKernel):
                      (x, gamma, beta, layer.momentum, layer.epsilon, p["moving_mean"],
                       p["moving_variance"], stats, out))]
         slices = row_slices(self.dev, call.output)
-        if len(slices) == 1 or "coef_parts" not in call.workspace:
+        if len(slices) == 1 or len(slices) - 1 > len(call.workspace.get("coef_parts", ())):
             return [(self.k.batchnorm_forward_infer,
                      (x, gamma, beta, layer.epsilon, p["moving_mean"], p["moving_variance"],
                       stats, out))]

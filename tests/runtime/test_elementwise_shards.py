@@ -9,13 +9,18 @@ import nexec
 from nexec import Input, Model, layers
 from nexec.devices import threads
 from nexec.devices.threads import get_num_threads, run_shards, set_num_threads
-from nexec.kernels.activations import LINEAR, RELU
+from nexec.kernels.activations import GELU, LINEAR, RELU, SOFTMAX
 from nexec.ops import builtin, elementwise
 from nexec.ops.base import Call
 from nexec.ops.builtin import AddKernel
 from nexec.ops.elementwise import row_slices, run_in_order, shard_count
-from nexec.ops.merge import (AverageKernel, MaximumKernel, MinimumKernel, MultiplyKernel,
-                             SubtractKernel)
+from nexec.ops.merge import (
+    AverageKernel,
+    MaximumKernel,
+    MinimumKernel,
+    MultiplyKernel,
+    SubtractKernel,
+)
 from nexec.plugins import registry
 
 SHAPE = (5, 3, 2, 4)  # 5 images: 2 or 3 shards never divide them evenly
@@ -33,7 +38,7 @@ def restore_threads():
 @pytest.fixture
 def split_everything(monkeypatch):
     """Every image tensor, however small, is split (tests use tiny shapes)."""
-    monkeypatch.setattr(elementwise, "MIN_SHARD_ELEMENTS", 1)
+    monkeypatch.setattr(elementwise, "MIN_SHARD_BYTES", 1)
 
 
 def _cpu():
@@ -68,20 +73,25 @@ def test_row_slices_follow_the_convolution_split(split_everything):
     assert got[0].start == 0 and got[-1].stop == 7 * 6
 
 
-def test_small_non_image_or_one_thread_tensors_are_one_call(monkeypatch):
+def test_small_non_image_or_one_thread_tensors_are_one_call():
     cpu = _cpu()
     set_num_threads(2)
-    big = elementwise.MIN_SHARD_ELEMENTS
-    assert shard_count(cpu, (4, big // 4, 1, 1)) == 2
-    assert shard_count(cpu, (4, big // 4 - 1, 1, 1)) == 1  # below the threshold
-    assert shard_count(cpu, (4, big, 1)) == 1  # not an image batch (Dense / sequences)
-    assert shard_count(cpu, (1, big, 1, 1)) == 1  # one image
+    big = elementwise.MIN_SHARD_BYTES // 4  # float32 elements that fill the threshold
+    assert shard_count(cpu, (4, big // 4, 1, 1), 4) == 2
+    assert shard_count(cpu, (4, big // 4 - 1, 1, 1), 4) == 1  # below the threshold
+    assert shard_count(cpu, (4, big // 8, 1, 1), 8) == 2  # bytes, not elements
+    assert shard_count(cpu, (4, big, 1), 4) == 1  # not an image batch (Dense / sequences)
+    assert shard_count(cpu, (1, big, 1, 1), 4) == 1  # one image
+    costly_n = elementwise.MIN_SHARD_ELEMENTS_COSTLY
+    assert shard_count(cpu, (2, costly_n // 2, 1, 1), 4, compute_bound=True) == 2
+    assert shard_count(cpu, (2, costly_n // 2 - 1, 1, 1), 4, compute_bound=True) == 1
+    assert shard_count(cpu, (2, costly_n // 2, 1, 1), 4) == 1
+    assert elementwise.costly(GELU) and elementwise.costly(SOFTMAX)
+    assert not elementwise.costly(RELU) and not elementwise.costly(LINEAR)
     set_num_threads(1)
-    assert shard_count(cpu, (4, big, 1, 1)) == 1
+    assert shard_count(cpu, (4, big, 1, 1), 4) == 1
     assert row_slices(cpu, np.empty((2, 1, 1, 1))) == [slice(None)]
 
-
-# --------------------------------------------------------------------------- merge ops
 
 MERGES = {
     "add": (AddKernel, lambda xs: np.maximum(sum(xs[1:], xs[0]), 0)),
@@ -185,7 +195,8 @@ def _model():
 
 
 def _train(monkeypatch, threshold):
-    monkeypatch.setattr(elementwise, "MIN_SHARD_ELEMENTS", threshold)
+    monkeypatch.setattr(elementwise, "MIN_SHARD_BYTES", threshold)
+    monkeypatch.setattr(elementwise, "MIN_SHARD_ELEMENTS_COSTLY", threshold)
     nexec.clear_session()
     nexec.set_random_seed(3)
     set_num_threads(3)
@@ -217,7 +228,7 @@ def test_split_model_trains_and_predicts_bit_identically(monkeypatch):
 
 
 def _bn_predict(monkeypatch, threshold, x, weights):
-    monkeypatch.setattr(elementwise, "MIN_SHARD_ELEMENTS", threshold)
+    monkeypatch.setattr(elementwise, "MIN_SHARD_BYTES", threshold)
     nexec.clear_session()
     i = Input(shape=x.shape[1:])
     bn = layers.BatchNormalization(epsilon=1e-3)

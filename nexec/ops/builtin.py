@@ -337,7 +337,8 @@ class AddKernel(BuiltinKernel):
                                                else LINEAR)))
             return calls
 
-        return split_rows(self.dev, call.output, build, costly(call.activation))
+        return split_rows(self.dev, call.output, build, len(call.inputs) + 1,
+                          costly(call.activation))
 
     def backward(self, call: Call) -> list[BoundCall]:
         activation_backward = self.k.activation_backward
@@ -353,7 +354,8 @@ class AddKernel(BuiltinKernel):
                 part(rows(call.output)), part(rows(call.d_output)), call.activation, first))]
             return calls + [(copy_into, (t, first)) for t in targets[1:]]
 
-        return split_rows(self.dev, call.output, build, costly(call.activation))
+        return split_rows(self.dev, call.output, build, len(call.inputs) + 2,
+                          costly(call.activation))
 
 
 class ConcatenateKernel(BuiltinKernel):
@@ -443,7 +445,7 @@ class ActivationKernel(BuiltinKernel):
                 calls.append((self.k.copy_into, (part(rows(call.workspace["x"])), x)))
             return calls + [(activation_forward, (x, call.activation, part(rows(call.output))))]
 
-        return split_rows(self.dev, call.output, build, costly(call.activation))
+        return split_rows(self.dev, call.output, build, compute_bound=True)
 
     def backward(self, call: Call) -> list[BoundCall]:
         if call.d_inputs[0] is None:
@@ -457,7 +459,7 @@ class ActivationKernel(BuiltinKernel):
             return [(self.k.activation_backward, (part(rows(call.output)), dy, call.activation,
                                                   dx))]
 
-        return split_rows(self.dev, call.output, build, costly(call.activation))
+        return split_rows(self.dev, call.output, build, compute_bound=True)
 
 
 class FlattenKernel(BuiltinKernel):

@@ -10,15 +10,17 @@ reads what it wrote. Each row of an elementwise op is computed by the same kerne
 the same values, so the results are bit-identical to the single call whatever the split.
 
 Only batch-led image tensors (rank 4, as convolutions produce) are split, and only when large
-enough: a memory-bound op (a merge, ReLU, BatchNormalization's ``x * a + b``) once its output
-alone fills a core's L2 cache (``MIN_SHARD_BYTES``), an op that evaluates ``exp``/``tanh``/
-``erf`` per element (``costly``) from ``MIN_SHARD_ELEMENTS_COSTLY`` elements. Below those,
-waking the second thread costs more than it saves (measured with 2 threads: a ReLU-fused Add
-of 2 MiB float32 outputs, its inputs written by two convolution shards, ran in 205 instead of
-344 us at best, 322 instead of 454 us median; at 1 MiB about even, at 0.5 MiB 29% slower;
-GELU was 1.6x faster split from 64 Ki elements). A Dense/sequence model has no convolution
-shards whose cache to follow (a shard there would also hold BLAS at one thread for the whole
-step, ``devices/threads.py``).
+enough, else waking the second thread costs more than it saves. A memory-bound op (a merge,
+BatchNormalization's ``x * a + b``) is split once the bytes it reads and writes reach
+``MIN_SHARD_BYTES``; an op that is compute-bound (a ``costly`` activation fused into an Add;
+standalone activation layers, whose kernels measured about 1.4 ns per element even for
+ReLU) from ``MIN_SHARD_ELEMENTS_COSTLY`` elements. Measured on the ResNet-18-style workload
+with 2 threads (best of 150 alternating predict passes on a shared machine): a ReLU-fused
+Add on 2 MiB float32 outputs (6 MiB touched) 0.35 -> 0.24-0.27 ms, a standalone ReLU
+0.70 -> 0.40-0.43 ms, the stem's ReLU (8 MiB) 2.86 -> 1.68 ms; BatchNormalization's 4 MiB
+touched 0.19 -> 0.23 ms (slower: below the threshold), its 16 MiB 1.00 -> 0.92 ms. A
+Dense/sequence model has no convolution shards whose cache to follow (a shard there would
+also hold BLAS at one thread for the whole step, ``devices/threads.py``).
 """
 from __future__ import annotations
 
@@ -32,11 +34,12 @@ from nexec.ops.base import BoundCall
 __all__ = ["MIN_SHARD_BYTES", "MIN_SHARD_ELEMENTS_COSTLY", "costly", "shard_count", "row_slices",
            "split_rows", "run_in_order"]
 
-#: A memory-bound elementwise op is split from this many output bytes (one core's L2 cache on
-#: the machine measured: below it one core streams the op from its own cache about as fast).
-MIN_SHARD_BYTES = 2 << 20
-#: An op that evaluates a transcendental function per element is split from this many
-#: elements (compute, not memory, bound: 1.4-1.6x faster split at 32-64 Ki elements).
+#: A memory-bound elementwise op is split from this many bytes read and written (at 2 MiB
+#: per array: an Add's 6 MiB measured 1.3-1.5x faster split, BatchNormalization's 4 MiB
+#: slower).
+MIN_SHARD_BYTES = 5 << 20
+#: A compute-bound op is split from this many elements (GELU measured 1.4-1.6x faster split
+#: at 32-64 Ki elements).
 MIN_SHARD_ELEMENTS_COSTLY = 1 << 15
 #: Activation codes cheap enough that an op applying them stays memory-bound.
 _CHEAP = (LINEAR, RELU, LEAKY_RELU, RELU6, HARD_SIGMOID, SOFTSIGN)
@@ -48,7 +51,8 @@ def costly(activation: int) -> bool:
     return activation not in _CHEAP
 
 
-def shard_count(device: Any, shape: tuple, itemsize: int, compute_bound: bool = False) -> int:
+def shard_count(device: Any, shape: tuple, itemsize: int, arrays: int = 2,
+                compute_bound: bool = False) -> int:
     """How many shards an elementwise op on a batch-led array of ``shape`` takes: 1 for a
     small or non-image tensor or a device without intra-op threads.
 
@@ -56,29 +60,33 @@ def shard_count(device: Any, shape: tuple, itemsize: int, compute_bound: bool = 
         device: The ``nexec.devices.Device`` the op runs on.
         shape: The op's output shape, batch first.
         itemsize: Bytes per element.
-        compute_bound: The op evaluates a transcendental function per element (``costly``).
+        arrays: How many arrays of that shape the op reads or writes (an in-place array
+            counts twice): its bytes touched are ``arrays`` times the output's.
+        compute_bound: The op's arithmetic, not its memory traffic, takes the time
+            (:func:`costly` activations, the standalone activation kernels).
     """
     shape = tuple(shape)
     if len(shape) != 4:
         return 1
     n = int(np.prod(shape))
-    if n * itemsize < MIN_SHARD_BYTES and not (compute_bound and
-                                               n >= MIN_SHARD_ELEMENTS_COSTLY):
+    if n * itemsize * arrays < MIN_SHARD_BYTES and not (compute_bound and
+                                                        n >= MIN_SHARD_ELEMENTS_COSTLY):
         return 1
     return max(1, min(device.threads(), shape[0]))
 
 
-def row_slices(device: Any, a: Any, compute_bound: bool = False) -> list[slice]:
+def row_slices(device: Any, a: Any, arrays: int = 2, compute_bound: bool = False
+               ) -> list[slice]:
     """The rows of ``rows(a)`` each shard takes: whole images of ``a``'s batch, split as a
     convolution splits it (``[slice(None)]``: one call, see :func:`shard_count`).
 
     Args:
         device: The ``nexec.devices.Device`` the op runs on.
         a: The op's batch-led output array, in its own shape.
-        compute_bound: As :func:`shard_count`.
+        arrays, compute_bound: As :func:`shard_count`.
     """
     shape = tuple(a.shape)
-    shards = shard_count(device, shape, np.dtype(a.dtype).itemsize, compute_bound)
+    shards = shard_count(device, shape, np.dtype(a.dtype).itemsize, arrays, compute_bound)
     if shards == 1:
         return [slice(None)]
     batch, per_item = shape[0], shape[1] * shape[2]  # rows of the 2-D view per image
@@ -99,7 +107,7 @@ def _rows_of(s: slice) -> Callable[[Any], Any]:
 
 
 def split_rows(device: Any, like: Any,
-               build: Callable[[Callable[[Any], Any]], list[BoundCall]],
+               build: Callable[[Callable[[Any], Any]], list[BoundCall]], arrays: int = 2,
                compute_bound: bool = False) -> list[BoundCall]:
     """An elementwise op's calls, split into shards by :func:`row_slices` of ``like``.
 
@@ -109,9 +117,9 @@ def split_rows(device: Any, like: Any,
         build: Given ``part`` (which maps a 2-D row view of any of the op's arrays to this
             shard's rows; the identity for the whole), returns that part's calls in order.
             Zero-row "skip" arrays stay zero-row under ``part``.
-        compute_bound: As :func:`shard_count` (the op applies a ``costly`` activation).
+        arrays, compute_bound: As :func:`shard_count`.
     """
-    slices = row_slices(device, like, compute_bound)
+    slices = row_slices(device, like, arrays, compute_bound)
     if len(slices) == 1:
         return build(lambda a: a)
     shards = [build(_rows_of(s)) for s in slices]

@@ -30,7 +30,7 @@ def _chain(k: Any, call: Call, op: int, part: Any) -> list[BoundCall]:
 
 def _split(kernel: BuiltinKernel, call: Call, build: Any) -> list[BoundCall]:
     """``build``'s calls, split over the intra-op shards for a large image tensor."""
-    return split_rows(kernel.dev, call.output, build)
+    return split_rows(kernel.dev, call.output, build, len(call.inputs) + 1)
 
 
 class SubtractKernel(BuiltinKernel):

@@ -62,7 +62,7 @@ class BatchNormalizationKernel(BuiltinKernel):
         ws = {"stats": Workspace((2, c), saved=training)}
         if training:
             ws["sums"] = Workspace((2, c), phase="backward")
-        shards = shard_count(self.dev, (batch, *out_shape), 8)  # as many as any dtype takes
+        shards = shard_count(self.dev, (batch, *out_shape), 8)  # as many as any dtype
         if shards > 1 and not (training and layer.trainable):
             # the inference pass split over the shards: each computes its own copy of the
             # folded scale and shift (shard 0 into "stats"), so no two threads write one array

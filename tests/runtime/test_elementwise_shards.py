@@ -76,10 +76,13 @@ def test_row_slices_follow_the_convolution_split(split_everything):
 def test_small_non_image_or_one_thread_tensors_are_one_call():
     cpu = _cpu()
     set_num_threads(2)
-    big = elementwise.MIN_SHARD_BYTES // 4  # float32 elements that fill the threshold
-    assert shard_count(cpu, (4, big // 4, 1, 1), 4) == 2
-    assert shard_count(cpu, (4, big // 4 - 1, 1, 1), 4) == 1  # below the threshold
-    assert shard_count(cpu, (4, big // 8, 1, 1), 8) == 2  # bytes, not elements
+    big = elementwise.MIN_SHARD_BYTES // 4  # float32 elements of that many bytes
+    assert shard_count(cpu, (4, big // 4, 1, 1), 4, arrays=1) == 2
+    assert shard_count(cpu, (4, big // 4 - 1, 1, 1), 4, arrays=1) == 1  # below the threshold
+    assert shard_count(cpu, (4, big // 8, 1, 1), 8, arrays=1) == 2  # bytes, not elements
+    per_image = -(-elementwise.MIN_SHARD_BYTES // (4 * 4 * 3))  # 4 images, 3 arrays
+    assert shard_count(cpu, (4, per_image, 1, 1), 4, arrays=3) == 2  # bytes touched
+    assert shard_count(cpu, (4, per_image, 1, 1), 4, arrays=2) == 1
     assert shard_count(cpu, (4, big, 1), 4) == 1  # not an image batch (Dense / sequences)
     assert shard_count(cpu, (1, big, 1, 1), 4) == 1  # one image
     costly_n = elementwise.MIN_SHARD_ELEMENTS_COSTLY

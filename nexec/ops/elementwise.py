@@ -12,15 +12,18 @@ the same values, so the results are bit-identical to the single call whatever th
 Only batch-led image tensors (rank 4, as convolutions produce) are split, and only when large
 enough, else waking the second thread costs more than it saves. A memory-bound op (a merge,
 BatchNormalization's ``x * a + b``) is split once the bytes it reads and writes reach
-``MIN_SHARD_BYTES``; an op that is compute-bound (a ``costly`` activation fused into an Add;
-standalone activation layers, whose kernels measured about 1.4 ns per element even for
-ReLU) from ``MIN_SHARD_ELEMENTS_COSTLY`` elements. Measured on the ResNet-18-style workload
-with 2 threads (best of 150 alternating predict passes on a shared machine): a ReLU-fused
-Add on 2 MiB float32 outputs (6 MiB touched) 0.35 -> 0.24-0.27 ms, a standalone ReLU
-0.70 -> 0.40-0.43 ms, the stem's ReLU (8 MiB) 2.86 -> 1.68 ms; BatchNormalization's 4 MiB
-touched 0.19 -> 0.23 ms (slower: below the threshold), its 16 MiB 1.00 -> 0.92 ms. A
-Dense/sequence model has no convolution shards whose cache to follow (a shard there would
-also hold BLAS at one thread for the whole step, ``devices/threads.py``).
+``MIN_SHARD_BYTES``; a compute-bound op from ``MIN_SHARD_ELEMENTS_COSTLY`` elements: a
+``costly`` activation fused into an Add, and the standalone activation layers, whose kernels
+work row by row (ReLU on 64-channel rows measured ~1.4 ns per element, 4x BatchNormalization's
+pass). A Dense/sequence model has no convolution shards whose cache to follow (a shard there
+would also hold BLAS at one thread for the whole step, ``devices/threads.py``).
+
+Measured with 2 threads on a shared 2-core machine, best of many alternating runs (the
+medians there mostly measure the other processes): the CNN benchmark's residual Add (4 MiB
+output, inputs from two convolution shards) 1.04 -> 0.73 ms forward, 2.32 -> 1.57 ms backward;
+the ResNet-18-style stage-1 Adds (2 MiB outputs) 0.36 -> 0.24-0.31 ms, its stem ReLU (8 MiB)
+2.0-2.9 -> 1.6-1.7 ms; BatchNormalization's 2 MiB pass (4 MiB touched) 0.19 -> 0.23 ms split,
+hence the threshold above it.
 """
 from __future__ import annotations
 
@@ -34,8 +37,8 @@ from nexec.ops.base import BoundCall
 __all__ = ["MIN_SHARD_BYTES", "MIN_SHARD_ELEMENTS_COSTLY", "costly", "shard_count", "row_slices",
            "split_rows", "run_in_order"]
 
-#: A memory-bound elementwise op is split from this many bytes read and written (at 2 MiB
-#: per array: an Add's 6 MiB measured 1.3-1.5x faster split, BatchNormalization's 4 MiB
+#: A memory-bound elementwise op is split from this many bytes read and written (an Add of
+#: 2 MiB arrays, 6 MiB, measured 1.2-1.5x faster split at best; BatchNormalization's 4 MiB
 #: slower).
 MIN_SHARD_BYTES = 5 << 20
 #: A compute-bound op is split from this many elements (GELU measured 1.4-1.6x faster split

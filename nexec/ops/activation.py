@@ -35,7 +35,7 @@ class ReLUKernel(BuiltinKernel):
         return split_rows(self.dev, call.output, lambda part: [
             (self.k.param_activation_forward, (part(rows(call.inputs[0])), self.kind, a, b, c,
                                                part(rows(call.output))))],
-            compute_bound=True)
+            2, self.kind == PARAM_ELU)
 
     def backward(self, call: Call) -> list[BoundCall]:
         if call.d_inputs[0] is None:
@@ -44,7 +44,7 @@ class ReLUKernel(BuiltinKernel):
         return split_rows(self.dev, call.output, lambda part: [
             (self.k.param_activation_backward, (
                 part(rows(call.inputs[0])), part(rows(call.d_output)), self.kind, a, b, c,
-                part(rows(call.d_inputs[0]))))], compute_bound=True)
+                part(rows(call.d_inputs[0]))))], 2, self.kind == PARAM_ELU)
 
 
 class LeakyReLUKernel(ReLUKernel):

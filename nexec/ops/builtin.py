@@ -445,7 +445,7 @@ class ActivationKernel(BuiltinKernel):
                 calls.append((self.k.copy_into, (part(rows(call.workspace["x"])), x)))
             return calls + [(activation_forward, (x, call.activation, part(rows(call.output))))]
 
-        return split_rows(self.dev, call.output, build, compute_bound=True)
+        return split_rows(self.dev, call.output, build, 2, costly(call.activation))
 
     def backward(self, call: Call) -> list[BoundCall]:
         if call.d_inputs[0] is None:
@@ -459,7 +459,7 @@ class ActivationKernel(BuiltinKernel):
             return [(self.k.activation_backward, (part(rows(call.output)), dy, call.activation,
                                                   dx))]
 
-        return split_rows(self.dev, call.output, build, compute_bound=True)
+        return split_rows(self.dev, call.output, build, 2, costly(call.activation))
 
 
 class FlattenKernel(BuiltinKernel):

@@ -11,19 +11,20 @@ the same values, so the results are bit-identical to the single call whatever th
 
 Only batch-led image tensors (rank 4, as convolutions produce) are split, and only when large
 enough, else waking the second thread costs more than it saves. A memory-bound op (a merge,
-BatchNormalization's ``x * a + b``) is split once the bytes it reads and writes reach
-``MIN_SHARD_BYTES``; a compute-bound op from ``MIN_SHARD_ELEMENTS_COSTLY`` elements: a
-``costly`` activation fused into an Add, and the standalone activation layers, whose kernels
-work row by row (ReLU on 64-channel rows measured ~1.4 ns per element, 4x BatchNormalization's
-pass). A Dense/sequence model has no convolution shards whose cache to follow (a shard there
-would also hold BLAS at one thread for the whole step, ``devices/threads.py``).
+ReLU, BatchNormalization's ``x * a + b``) is split once the bytes it reads and writes reach
+``MIN_SHARD_BYTES``; an op that evaluates ``exp``/``tanh``/``erf`` per element (a ``costly``
+activation, fused into an Add or standalone) from ``MIN_SHARD_ELEMENTS_COSTLY`` elements. A
+Dense/sequence model has no convolution shards whose cache to follow (a shard there would
+also hold BLAS at one thread for the whole step, ``devices/threads.py``).
 
-Measured with 2 threads on a shared 2-core machine, best of many alternating runs (the
-medians there mostly measure the other processes): the CNN benchmark's residual Add (4 MiB
-output, inputs from two convolution shards) 1.04 -> 0.73 ms forward, 2.32 -> 1.57 ms backward;
-the ResNet-18-style stage-1 Adds (2 MiB outputs) 0.36 -> 0.24-0.31 ms, its stem ReLU (8 MiB)
-2.0-2.9 -> 1.6-1.7 ms; BatchNormalization's 2 MiB pass (4 MiB touched) 0.19 -> 0.23 ms split,
-hence the threshold above it.
+Measured with 2 threads on a shared 2-core machine, alternating runs (medians, and the best
+run, which is what an idle second core gives): the CNN benchmark's residual Add (4 MiB
+output, inputs from two convolution shards) 1.40 -> 1.31 ms forward, 3.14 -> 2.93 ms backward
+(best 1.06 -> 0.76, 2.41 -> 1.46); the ResNet-18-style stage-1 Adds (2 MiB outputs, 6 MiB
+touched) 0.56 -> 0.40 ms in predict, 0.60 -> 0.46 ms forward and 1.61 -> 0.97 ms backward in
+training, its stem BatchNormalization (8 MiB output) 1.52 -> 0.93 ms; a standalone ReLU on 2
+MiB (4 MiB touched) was no faster split, BatchNormalization's 4 MiB 0.19 -> 0.23 ms slower,
+hence the threshold above them.
 """
 from __future__ import annotations
 

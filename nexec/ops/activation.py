@@ -1,7 +1,9 @@
 """Op kernels of the activation layers with arguments and of Rescaling and Normalization.
 
 ReLU, LeakyReLU and ELU take their derivative from the input (a general ReLU's output does
-not determine its slope), so they keep it (``saves_inputs``) and never write over it.
+not determine its slope), so they keep it (``saves_inputs``) and never write over it. Like
+``Activation``, they are split over the convolutions' intra-op shards on a large image tensor
+(``ops/elementwise.py``).
 Softmax is ``Activation("softmax")`` under another name, folded into its producer.
 """
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 from nexec.kernels.cpu.activation import PARAM_ELU, PARAM_RELU
 from nexec.ops.base import BoundCall, Call, empty_like_skip, rows, view_2d
 from nexec.ops.builtin import ActivationKernel, BuiltinKernel
+from nexec.ops.elementwise import split_rows
 
 __all__ = ["OP_KERNEL_CLASSES", "ReLUKernel", "LeakyReLUKernel", "ELUKernel", "PReLUKernel",
            "SoftmaxKernel", "RescalingKernel", "NormalizationKernel"]
@@ -29,16 +32,19 @@ class ReLUKernel(BuiltinKernel):
 
     def forward(self, call: Call) -> list[BoundCall]:
         a, b, c = call.layer.kernel_args()
-        return [(self.k.param_activation_forward, (rows(call.inputs[0]), self.kind, a, b, c,
-                                                   rows(call.output)))]
+        return split_rows(self.dev, call.output, lambda part: [
+            (self.k.param_activation_forward, (part(rows(call.inputs[0])), self.kind, a, b, c,
+                                               part(rows(call.output))))],
+            2, self.kind == PARAM_ELU)
 
     def backward(self, call: Call) -> list[BoundCall]:
         if call.d_inputs[0] is None:
             return []
         a, b, c = call.layer.kernel_args()
-        return [(self.k.param_activation_backward, (
-            rows(call.inputs[0]), rows(call.d_output), self.kind, a, b, c,
-            rows(call.d_inputs[0])))]
+        return split_rows(self.dev, call.output, lambda part: [
+            (self.k.param_activation_backward, (
+                part(rows(call.inputs[0])), part(rows(call.d_output)), self.kind, a, b, c,
+                part(rows(call.d_inputs[0]))))], 2, self.kind == PARAM_ELU)
 
 
 class LeakyReLUKernel(ReLUKernel):

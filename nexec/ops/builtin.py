@@ -15,6 +15,7 @@ import numpy as np
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
 from nexec.ops.conv_direct import direct_workspace_shapes
+from nexec.ops.elementwise import costly, split_rows
 from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
 from nexec.ops.winograd import algorithm_of, tile_of, transform_matrices, winograd_workspace_shapes
 from nexec.plugins import registry
@@ -366,7 +367,8 @@ def _shard_cols(cols: Any, i: int) -> Any:
 
 
 class AddKernel(BuiltinKernel):
-    """Sum of n inputs with the activation applied in the last pass."""
+    """Sum of n inputs with the activation applied in the last pass; a large image tensor is
+    split over the convolutions' shards (``ops/elementwise.py``), forward and backward."""
 
     layer_type = "Add"
     fuses_activation = True
@@ -379,29 +381,36 @@ class AddKernel(BuiltinKernel):
         add_accumulate = self.k.add_accumulate
         add_forward = self.k.add_forward
 
-        xs = [rows(x) for x in call.inputs]
-        out = rows(call.output)
-        last = len(xs) == 2
-        calls: list[BoundCall] = [(add_forward, (xs[0], xs[1], call.activation if last else
-                                                 LINEAR, out))]
-        for i, x in enumerate(xs[2:], start=3):
-            calls.append((add_accumulate, (out, x, call.activation if i == len(xs)
-                                           else LINEAR)))
-        return calls
+        def build(part: Any) -> list[BoundCall]:
+            xs = [part(rows(x)) for x in call.inputs]
+            out = part(rows(call.output))
+            last = len(xs) == 2
+            calls: list[BoundCall] = [(add_forward, (xs[0], xs[1], call.activation if last
+                                                     else LINEAR, out))]
+            for i, x in enumerate(xs[2:], start=3):
+                calls.append((add_accumulate, (out, x, call.activation if i == len(xs)
+                                               else LINEAR)))
+            return calls
+
+        return split_rows(self.dev, call.output, build, len(call.inputs) + 1,
+                          costly(call.activation))
 
     def backward(self, call: Call) -> list[BoundCall]:
         activation_backward = self.k.activation_backward
         copy_into = self.k.copy_into
 
-        dy = rows(call.d_output)
-        targets = [rows(d) for d in call.d_inputs if d is not None]
-        if not targets:
+        if all(d is None for d in call.d_inputs):
             return []
-        first = targets[0]
-        calls: list[BoundCall] = [(activation_backward, (rows(call.output), dy,
-                                                         call.activation, first))]
-        calls += [(copy_into, (t, first)) for t in targets[1:]]
-        return calls
+
+        def build(part: Any) -> list[BoundCall]:
+            targets = [part(rows(d)) for d in call.d_inputs if d is not None]
+            first = targets[0]
+            calls: list[BoundCall] = [(activation_backward, (
+                part(rows(call.output)), part(rows(call.d_output)), call.activation, first))]
+            return calls + [(copy_into, (t, first)) for t in targets[1:]]
+
+        return split_rows(self.dev, call.output, build, len(call.inputs) + 2,
+                          costly(call.activation))
 
 
 class ConcatenateKernel(BuiltinKernel):
@@ -462,7 +471,8 @@ def _needs_input(layer: Any) -> bool:
 
 
 class ActivationKernel(BuiltinKernel):
-    """A standalone activation (when it could not be fused into its producer).
+    """A standalone activation (when it could not be fused into its producer), split over
+    the convolutions' shards for a large image tensor (``ops/elementwise.py``).
 
     GELU and SiLU (``needs_input``) copy their input into a saved workspace in training, since
     the output may overwrite it and their derivative needs it.
@@ -483,21 +493,28 @@ class ActivationKernel(BuiltinKernel):
     def forward(self, call: Call) -> list[BoundCall]:
         activation_forward = self.k.activation_forward
 
-        calls: list[BoundCall] = []
-        if "x" in call.workspace:
-            calls.append((self.k.copy_into, (rows(call.workspace["x"]), rows(call.inputs[0]))))
-        return calls + [(activation_forward, (rows(call.inputs[0]), call.activation,
-                                              rows(call.output)))]
+        def build(part: Any) -> list[BoundCall]:
+            x = part(rows(call.inputs[0]))
+            calls: list[BoundCall] = []
+            if "x" in call.workspace:
+                calls.append((self.k.copy_into, (part(rows(call.workspace["x"])), x)))
+            return calls + [(activation_forward, (x, call.activation, part(rows(call.output))))]
+
+        return split_rows(self.dev, call.output, build, 2, costly(call.activation))
 
     def backward(self, call: Call) -> list[BoundCall]:
         if call.d_inputs[0] is None:
             return []
-        if "x" in call.workspace:
-            return [(self.k.activation_backward_input, (
-                rows(call.workspace["x"]), rows(call.d_output), call.activation,
-                rows(call.d_inputs[0])))]
-        return [(self.k.activation_backward, (rows(call.output), rows(call.d_output),
-                                              call.activation, rows(call.d_inputs[0])))]
+
+        def build(part: Any) -> list[BoundCall]:
+            dy, dx = part(rows(call.d_output)), part(rows(call.d_inputs[0]))
+            if "x" in call.workspace:
+                return [(self.k.activation_backward_input, (
+                    part(rows(call.workspace["x"])), dy, call.activation, dx))]
+            return [(self.k.activation_backward, (part(rows(call.output)), dy, call.activation,
+                                                  dx))]
+
+        return split_rows(self.dev, call.output, build, 2, costly(call.activation))
 
 
 class FlattenKernel(BuiltinKernel):

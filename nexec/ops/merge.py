@@ -3,7 +3,8 @@ Maximum, Minimum and Dot.
 
 Every array is taken as a 2-D row view (``rows``), so the elementwise merges work on any
 rank. None fuses an activation (Keras' merge layers take none; an ``Activation`` after one
-stays its own op).
+stays its own op). A large image tensor is split over the convolutions' intra-op shards,
+forward and backward (``ops/elementwise.py``); Dot is not.
 """
 from __future__ import annotations
 
@@ -12,18 +13,24 @@ from typing import Any
 from nexec.kernels.cpu.merge import MERGE_MAX, MERGE_MIN, MERGE_MUL, MERGE_SUB, MERGE_SUM
 from nexec.ops.base import BoundCall, Call, Workspace, empty_like_skip, rows
 from nexec.ops.builtin import BuiltinKernel
+from nexec.ops.elementwise import split_rows
 
 __all__ = ["OP_KERNEL_CLASSES", "SubtractKernel", "MultiplyKernel", "AverageKernel",
            "MaximumKernel", "MinimumKernel", "DotKernel"]
 
 
-def _chain(k: Any, call: Call, op: int) -> list[BoundCall]:
-    """out = x0 <op> x1 <op> ... <op> xn."""
-    xs = [rows(x) for x in call.inputs]
-    out = rows(call.output)
+def _chain(k: Any, call: Call, op: int, part: Any) -> list[BoundCall]:
+    """out = x0 <op> x1 <op> ... <op> xn over the rows ``part`` keeps."""
+    xs = [part(rows(x)) for x in call.inputs]
+    out = part(rows(call.output))
     calls: list[BoundCall] = [(k.merge_forward, (xs[0], xs[1], op, out))]
     calls += [(k.merge_accumulate, (out, x, op)) for x in xs[2:]]
     return calls
+
+
+def _split(kernel: BuiltinKernel, call: Call, build: Any) -> list[BoundCall]:
+    """``build``'s calls, split over the intra-op shards for a large image tensor."""
+    return split_rows(kernel.dev, call.output, build, len(call.inputs) + 1)
 
 
 class SubtractKernel(BuiltinKernel):
@@ -36,17 +43,21 @@ class SubtractKernel(BuiltinKernel):
     overwrites_input = True
 
     def forward(self, call: Call) -> list[BoundCall]:
-        return _chain(self.k, call, MERGE_SUB)
+        return _split(self, call, lambda part: _chain(self.k, call, MERGE_SUB, part))
 
     def backward(self, call: Call) -> list[BoundCall]:
-        dy = rows(call.d_output)
         d0, d1 = call.d_inputs
-        calls: list[BoundCall] = []
-        if d0 is not None:
-            calls.append((self.k.copy_into, (rows(d0), dy)))
-        if d1 is not None:
-            calls.append((self.k.scale_into, (rows(d1), dy, -1.0)))
-        return calls
+
+        def build(part: Any) -> list[BoundCall]:
+            dy = part(rows(call.d_output))
+            calls: list[BoundCall] = []
+            if d0 is not None:
+                calls.append((self.k.copy_into, (part(rows(d0)), dy)))
+            if d1 is not None:
+                calls.append((self.k.scale_into, (part(rows(d1)), dy, -1.0)))
+            return calls
+
+        return _split(self, call, build)
 
 
 class AverageKernel(BuiltinKernel):
@@ -59,14 +70,18 @@ class AverageKernel(BuiltinKernel):
     overwrites_input = True
 
     def forward(self, call: Call) -> list[BoundCall]:
-        out = rows(call.output)
-        return _chain(self.k, call, MERGE_SUM) + [
-            (self.k.scale_into, (out, out, 1.0 / len(call.inputs)))]
+        def build(part: Any) -> list[BoundCall]:
+            out = part(rows(call.output))
+            return _chain(self.k, call, MERGE_SUM, part) + [
+                (self.k.scale_into, (out, out, 1.0 / len(call.inputs)))]
+
+        return _split(self, call, build)
 
     def backward(self, call: Call) -> list[BoundCall]:
-        dy = rows(call.d_output)
         s = 1.0 / len(call.inputs)
-        return [(self.k.scale_into, (rows(d), dy, s)) for d in call.d_inputs if d is not None]
+        return _split(self, call, lambda part: [
+            (self.k.scale_into, (part(rows(d)), part(rows(call.d_output)), s))
+            for d in call.d_inputs if d is not None])
 
 
 class MultiplyKernel(BuiltinKernel):
@@ -78,20 +93,23 @@ class MultiplyKernel(BuiltinKernel):
     strided_output = True
 
     def forward(self, call: Call) -> list[BoundCall]:
-        return _chain(self.k, call, MERGE_MUL)
+        return _split(self, call, lambda part: _chain(self.k, call, MERGE_MUL, part))
 
     def backward(self, call: Call) -> list[BoundCall]:
-        dy = rows(call.d_output)
-        xs = [rows(x) for x in call.inputs]
-        calls: list[BoundCall] = []
-        for i, d in enumerate(call.d_inputs):
-            if d is None:
-                continue
-            others = [x for j, x in enumerate(xs) if j != i]
-            d2 = rows(d)
-            calls.append((self.k.merge_forward, (dy, others[0], MERGE_MUL, d2)))
-            calls += [(self.k.merge_accumulate, (d2, x, MERGE_MUL)) for x in others[1:]]
-        return calls
+        def build(part: Any) -> list[BoundCall]:
+            dy = part(rows(call.d_output))
+            xs = [part(rows(x)) for x in call.inputs]
+            calls: list[BoundCall] = []
+            for i, d in enumerate(call.d_inputs):
+                if d is None:
+                    continue
+                others = [x for j, x in enumerate(xs) if j != i]
+                d2 = part(rows(d))
+                calls.append((self.k.merge_forward, (dy, others[0], MERGE_MUL, d2)))
+                calls += [(self.k.merge_accumulate, (d2, x, MERGE_MUL)) for x in others[1:]]
+            return calls
+
+        return _split(self, call, build)
 
 
 class _ExtremeKernel(BuiltinKernel):
@@ -107,18 +125,22 @@ class _ExtremeKernel(BuiltinKernel):
         return {"rest": Workspace((batch, *out_shape), phase="backward")} if training else {}
 
     def forward(self, call: Call) -> list[BoundCall]:
-        return _chain(self.k, call, self.op)
+        return _split(self, call, lambda part: _chain(self.k, call, self.op, part))
 
     def backward(self, call: Call) -> list[BoundCall]:
         if all(d is None for d in call.d_inputs):
             return []
-        y, rest = rows(call.output), rows(call.workspace["rest"])
-        calls: list[BoundCall] = [(self.k.copy_into, (rest, rows(call.d_output)))]
-        for x, d in zip(call.inputs, call.d_inputs):
-            x2 = rows(x)
-            calls.append((self.k.extreme_grad, (x2, y, rest, rows(d) if d is not None
-                                                else empty_like_skip(x2))))
-        return calls
+
+        def build(part: Any) -> list[BoundCall]:
+            y, rest = part(rows(call.output)), part(rows(call.workspace["rest"]))
+            calls: list[BoundCall] = [(self.k.copy_into, (rest, part(rows(call.d_output))))]
+            for x, d in zip(call.inputs, call.d_inputs):
+                x2 = part(rows(x))
+                calls.append((self.k.extreme_grad, (x2, y, rest, part(rows(d)) if d is not None
+                                                    else empty_like_skip(x2))))
+            return calls
+
+        return _split(self, call, build)
 
 
 class MaximumKernel(_ExtremeKernel):

@@ -9,6 +9,11 @@ kept in ``saved=True`` workspaces: the batch mean and inverse standard deviation
 A masked BatchNormalization in training (``Call.mask``: the ids of the input's mask, one per
 row) takes its batch statistics over the real rows, as Keras 3 (the ``*_masked`` kernels);
 in inference the moving statistics make the mask irrelevant.
+
+BatchNormalization's inference pass (also a frozen layer's in training) is elementwise once
+its per-channel scale and shift are folded: on a large image tensor it is split over the
+convolutions' intra-op shards (``ops/elementwise.py``). Its training passes reduce over the
+batch and stay one call (a split would change the order of the sums).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import numpy as np
 
 from nexec.ops.base import BoundCall, Call, Workspace, empty_like_skip, rows, view_2d
 from nexec.ops.builtin import BuiltinKernel
+from nexec.ops.elementwise import row_slices, shard_count
 
 __all__ = ["OP_KERNEL_CLASSES", "BatchNormalizationKernel", "LayerNormalizationKernel"]
 
@@ -56,6 +62,11 @@ class BatchNormalizationKernel(BuiltinKernel):
         ws = {"stats": Workspace((2, c), saved=training)}
         if training:
             ws["sums"] = Workspace((2, c), phase="backward")
+        shards = shard_count(self.dev, (batch, *out_shape), 8)  # as many as any dtype
+        if shards > 1 and not (training and layer.trainable):
+            # the inference pass split over the shards: each computes its own copy of the
+            # folded scale and shift (shard 0 into "stats"), so no two threads write one array
+            ws["coef_parts"] = Workspace((shards - 1, 2, c), phase="forward")
         return ws
 
     @staticmethod
@@ -75,9 +86,17 @@ class BatchNormalizationKernel(BuiltinKernel):
             return [(self.k.batchnorm_forward_train,
                      (x, gamma, beta, layer.momentum, layer.epsilon, p["moving_mean"],
                       p["moving_variance"], stats, out))]
-        return [(self.k.batchnorm_forward_infer,
-                 (x, gamma, beta, layer.epsilon, p["moving_mean"], p["moving_variance"],
-                  stats, out))]
+        slices = row_slices(self.dev, call.output)
+        if len(slices) == 1 or len(slices) - 1 > len(call.workspace.get("coef_parts", ())):
+            return [(self.k.batchnorm_forward_infer,
+                     (x, gamma, beta, layer.epsilon, p["moving_mean"], p["moving_variance"],
+                      stats, out))]
+        coefs = [stats] + list(call.workspace["coef_parts"])
+        return self.dev.parallel([
+            (self.k.batchnorm_forward_infer, (x[s], gamma, beta, layer.epsilon,
+                                              p["moving_mean"], p["moving_variance"], coef,
+                                              out[s]))
+            for s, coef in zip(slices, coefs)])
 
     def backward(self, call: Call) -> list[BoundCall]:
         p = call.params

@@ -249,3 +249,32 @@ def test_epoch_level_callbacks_keep_the_native_epoch(monkeypatch, tmp_path):
     model.fit(x, y, epochs=1, batch_size=16, verbose=0,
               callbacks=[callbacks.ModelCheckpoint(tmp_path / "b.npz", save_freq=2)])
     assert calls["train"] == [] and (tmp_path / "b.npz").exists()
+
+
+def test_auto_runs_native_epochs_once_the_step_compiled(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEXEC_CACHE_DIR", str(tmp_path))  # nothing on disk yet
+    x, y = _data((12,), 4, n=48)
+    loop = _fit(_mlp, False, x, y, epochs=4)
+    nexec.clear_session()
+    nexec.set_random_seed(5)
+    model = _mlp()
+    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
+                  metrics=["accuracy"], jit_step="auto")
+    ex = model._trainer.train_executor
+    ex.AUTO_AFTER_STEPS, ex.AUTO_MAX_STEP_S = 3, 1.0  # the rule, not this machine's speed
+    ran = []
+    run = ex.run_epoch
+
+    def counting(*args):
+        result = run(*args)
+        ran.append(result[0])
+        return result
+
+    monkeypatch.setattr(ex, "run_epoch", counting)
+    hist = model.fit(x, y, epochs=4, batch_size=16, verbose=0, shuffle=True)
+    # epochs 1-2 undecided: the loop runs and measures (the first step is not counted), and
+    # the step compiles at the 5th step, in epoch 2; epochs 3 and 4: one native call each
+    assert ran == [0, 0, 3, 3]
+    assert isinstance(ex.program(16).compiled["train"], wholestep.CompiledStep)
+    assert isinstance(_epoch_of(model, 16), wholestep.CompiledEpoch)
+    _same(loop, (model, hist.history, model.get_weights()))

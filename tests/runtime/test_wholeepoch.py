@@ -44,14 +44,16 @@ def _epoch_of(model, batch, weighted=False, mode="train"):
 
 
 def _recording(monkeypatch, model):
-    """Records the batch range of every native epoch call, per mode."""
+    """Records the batches every native epoch call ran, ``(first, first + ran)``, per mode
+    (a call that left its batches to the loop records an empty range)."""
     calls = {"train": [], "evaluate": []}
     for ex in (model._trainer.train_executor, model._trainer.eval_executor):
         run = ex.run_epoch
 
         def recording(prog, mode, sources, order, first, last, run=run):
-            calls[mode].append((first, last))
-            return run(prog, mode, sources, order, first, last)
+            result = run(prog, mode, sources, order, first, last)
+            calls[mode].append((first, first + result[0]))
+            return result
 
         monkeypatch.setattr(ex, "run_epoch", recording)
     return calls

@@ -480,8 +480,7 @@ class Trainer:
             return feed.epoch(), None
         first, steps = feed.position, feed.epoch_steps() or 0
         batches = feed.epoch()
-        order = feed.order if feed.order is not None else np.arange(feed.n, dtype=np.int64)
-        return batches, _Span(feed.sources, order, feed.batch, feed.n, first, steps,
+        return batches, _Span(feed.sources, feed.order, feed.batch, feed.n, first, steps,
                               feed.weighted)
 
     def _native_epoch(self, executor: Executor, train: bool, span: _Span,
@@ -494,6 +493,7 @@ class Trainer:
         :attr:`BAR_SECONDS`, as ``predict`` does, a silent one takes them in one call."""
         if executor.jit_step is False:
             return 0
+        order = span.order if span.order is not None else np.arange(span.n, dtype=np.int64)
         full = max(0, min(span.first + span.steps, span.n // span.batch) - span.first)
         live = bar is not None and bar.verbose == 1 and bar.dynamic
         mode = "train" if train else "evaluate"
@@ -504,7 +504,7 @@ class Trainer:
             with executor.lock:  # one arena: one thread's batches at a time
                 prog = executor.program(span.batch, span.weighted)
                 ran, losses, metrics = executor.run_epoch(
-                    prog, mode, span.sources, span.order, span.first + done,
+                    prog, mode, span.sources, order, span.first + done,
                     span.first + last)
                 start(prog)
                 replay(prog, losses, metrics)
@@ -746,11 +746,11 @@ def _batch_hooks(callbacks: CallbackList | None) -> bool:
 @dataclass
 class _Span:
     """An in-memory epoch as native calls take it: all rows of ``sources`` (inputs,
-    targets, weights), their ``order`` (every row), and batches ``first`` ..
-    ``first + steps - 1`` of ``batch`` rows."""
+    targets, weights), their ``order`` (every row; ``None``: in order), and batches
+    ``first`` .. ``first + steps - 1`` of ``batch`` rows."""
 
     sources: list[np.ndarray]
-    order: np.ndarray
+    order: np.ndarray | None
     batch: int
     n: int
     first: int

@@ -12,7 +12,7 @@ import pytest
 import nexec
 from nexec import Input, Model, callbacks, layers, optimizers
 from nexec.runtime import wholestep
-from tests.runtime.test_wholepass import _Terminal, _two_outputs
+from tests.runtime.test_wholepass import _embedding, _Terminal, _two_outputs
 from tests.runtime.test_wholestep import _data, _mlp, step_cache  # noqa: F401 - autouse
 
 
@@ -130,6 +130,23 @@ def test_a_multi_output_model_runs_natively_bit_identically():
     assert list(loop[1]) == ["loss", "dense_1_loss", "dense_2_loss", "dense_1_mae",
                              "dense_2_accuracy"]
     assert isinstance(_epoch_of(jit[0], 16), wholestep.CompiledEpoch)
+
+
+def test_kernels_typed_by_running_them_run_one_checked_step_first(monkeypatch):
+    """The Embedding kernels are typed by running them once (``runtime/checking.py``): the
+    first native call runs its first batch through the checking loop, then the rest."""
+    ids = np.random.default_rng(4).integers(0, 20, (48, 5)).astype(np.int32)
+    y = np.random.default_rng(5).normal(size=(48, 3)).astype(np.float32)
+    loop = _fit(_embedding, False, ids, y, loss="mse", metrics=("mae",), epochs=2)
+    nexec.clear_session()
+    nexec.set_random_seed(5)
+    model = _embedding()
+    model.compile(optimizer=optimizers.RMSprop(0.01), loss="mse", metrics=["mae"],
+                  jit_step=True)
+    calls = _recording(monkeypatch, model)
+    hist = model.fit(ids, y, epochs=2, batch_size=16, verbose=0, shuffle=True)
+    assert calls["train"] == [(0, 3), (0, 3)]
+    _same(loop, (model, hist.history, model.get_weights()))
 
 
 class _Counting(callbacks.Callback):

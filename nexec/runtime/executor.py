@@ -493,6 +493,114 @@ class Executor:
             prog.compiled[key] = wholestep.compile_pass(prog, sources, results)
         return prog.compiled[key]
 
+    def run_epoch(self, prog: Program, mode: str, sources: list[np.ndarray],
+                  order: np.ndarray, first: int, last: int
+                  ) -> tuple[int, np.ndarray, list[np.ndarray]]:
+        """Batches ``first``..``last - 1`` (each ``prog.batch`` rows of ``sources`` through
+        ``order``) through ``mode`` (``"train"`` or ``"evaluate"``) as one native call
+        (``wholestep.CompiledEpoch``) when ``jit_step`` says so (:meth:`_compiled_epoch`).
+
+        Rows are gathered in as :meth:`load` gathers them (a source of another dtype is
+        converted once, as ``np.copyto`` would per batch), so every step computes what the
+        loop's does, bit for bit.
+
+        Args:
+            sources: Inputs, targets, then (a weighted program) sample weights, all rows.
+            order: The epoch's row order (int64, every row); ``np.arange`` when unshuffled.
+
+        Returns:
+            How many batches from ``first`` ran (usually ``last - first``; 0 when the loop
+            must run them), a float64 ``(ran, losses)`` array of each batch's loss slots in
+            ``prog.loss_slots`` order, and per metric slot a ``(ran, size)`` array of its
+            values after each batch.
+        """
+        key = f"{mode} epoch"
+        nothing = (0, np.empty((0, len(prog.loss_slots))), [])
+        if last <= first or prog.compiled.get(key) is False:
+            return nothing
+        buffers = prog.inputs + prog.targets + prog.weights
+        srcs = self._epoch_sources(sources, buffers)
+        if srcs is None:
+            return nothing
+        order = np.ascontiguousarray(order, np.int64)
+        if int(order.shape[0]) < last * prog.batch:
+            return nothing
+        losses = np.empty((last - first, len(prog.loss_slots)), np.float64)
+        metrics = [np.empty((last - first, int(s.shape[0])), s.dtype)
+                   for _, _, s, _ in prog.metric_slots]
+        phases = wholestep.MODES[mode]
+        ran = 0
+        if not prog.checked.issuperset(phases):  # a plugin kernel's bad types: PluginError
+            if not checking.check_types(prog.bound(tuple(p for p in phases
+                                                          if p not in prog.checked))):
+                # Calls that cannot be typed in advance run once through the checking loop.
+                lo = first * prog.batch
+                self.load(prog, sources, lo, lo + prog.batch, order)
+                self._run(prog, mode)
+                self._slot_row(prog, losses, metrics, 0)
+                ran = 1
+                if first + ran == last:
+                    return ran, losses, metrics
+            prog.checked.update(phases)
+        compiled = self._compiled_epoch(prog, mode, [*srcs, order], [losses, *metrics])
+        if not compiled:
+            return ran, losses[:ran], [m[:ran] for m in metrics]
+        with self.device.step_guard(prog.threaded):
+            compiled([*srcs, order], [losses[ran:], *(m[ran:] for m in metrics)],
+                     first + ran, last)
+        return last - first, losses, metrics
+
+    def _slot_row(self, prog: Program, losses: np.ndarray, metrics: list[np.ndarray],
+                  row: int) -> None:
+        """A step's loss and metric slots into row ``row`` of :meth:`run_epoch`'s results."""
+        for j, (_, _, slot) in enumerate(prog.loss_slots):
+            losses[row, j] = slot[0]
+        for m, (_, _, slot, _) in zip(metrics, prog.metric_slots):
+            m[row] = slot
+
+    @staticmethod
+    def _epoch_sources(arrays: list[Any], buffers: list[Any]) -> list[np.ndarray] | None:
+        """``arrays`` as an epoch takes them: whole C-contiguous host arrays of the buffers'
+        dtypes, or ``None`` when their rows are not shaped as the buffers'."""
+        if len(arrays) != len(buffers):
+            return None
+        out = []
+        for a, buf in zip(arrays, buffers):
+            if not isinstance(a, np.ndarray) or not isinstance(buf, np.ndarray) \
+                    or a.shape[1:] != buf.shape[1:]:
+                return None
+            if a.dtype == buf.dtype and type(a) is np.ndarray and a.flags.c_contiguous:
+                out.append(a)
+            else:
+                out.append(np.ascontiguousarray(a).astype(buf.dtype, casting="same_kind"))
+        return out
+
+    def _compiled_epoch(self, prog: Program, mode: str, sources: list[np.ndarray],
+                        results: list[np.ndarray]) -> Any:
+        """The compiled epoch of ``prog``'s ``mode``, or a false value for the loop.
+
+        As :meth:`_compiled_pass`: ``jit_step=True`` compiles it; ``"auto"`` when its code is
+        on disk or the mode's step itself was compiled by the "auto" rule; ``False`` never.
+        What cannot be compiled (``wholestep.epoch_refusal``) keeps the loop, which raises
+        for ``True`` as the whole step does."""
+        key = f"{mode} epoch"
+        compiled = prog.compiled.get(key)
+        if compiled is not None:
+            return compiled
+        if self.jit_step is False or not self.device.host_memory \
+                or wholestep.epoch_refusal(prog, mode):
+            prog.compiled[key] = False
+            return False
+        if self.jit_step == "auto":
+            first_sight = key not in prog.loop_stats
+            prog.loop_stats[key] = [0, 0.0]
+            if not (isinstance(prog.compiled.get(mode), wholestep.CompiledStep)
+                    or first_sight and wholestep.generate_epoch(prog, mode).on_disk()):
+                return None  # undecided: the loop runs (and measures the step)
+        with compiling.compiling():
+            prog.compiled[key] = wholestep.compile_epoch(prog, mode, sources, results)
+        return prog.compiled[key]
+
     def train_step(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         """Forward, loss, metrics, backward, update.
 

@@ -17,7 +17,11 @@ elementwise kernels); CUDA launchers, ``run_shards`` (intra-op shards) and Pytho
 For ``predict`` on in-memory arrays, :func:`generate_pass` puts the forward's calls inside
 a loop over a range of batches (rows copied in from the input arrays before the calls and
 out into the result arrays after them), so all full batches of a pass are one native call
-(:class:`CompiledPass`).
+(:class:`CompiledPass`). For ``fit`` and ``evaluate`` on in-memory arrays,
+:func:`generate_epoch` does the same for the train (or evaluate) phases: each batch's rows
+are gathered through the epoch's order index from the inputs, targets and sample weights, and
+each step's loss and metric slots are copied into per-batch result rows
+(:class:`CompiledEpoch`), which the trainer replays as its loop would.
 
 The generated source goes to ``<cache dir>/wholestep/step_<hash>.py``, the hash covering the
 program's structure and each kernel's module and source file stamp, and is compiled with
@@ -43,8 +47,9 @@ from numba.core.registry import CPUDispatcher
 from nexec.errors import NexecError
 from nexec.runtime.program import Program, Ref
 
-__all__ = ["CompiledStep", "CompiledPass", "Generated", "StepCompileError", "generate",
-           "generate_pass", "compile_step", "compile_pass", "pass_refusal", "uncompilable",
+__all__ = ["CompiledStep", "CompiledPass", "CompiledEpoch", "Generated", "StepCompileError",
+           "generate", "generate_pass", "compile_step", "compile_pass", "pass_refusal",
+           "uncompilable", "generate_epoch", "compile_epoch", "epoch_refusal",
            "cache_dir", "MODES"]
 
 #: The phases each mode runs, in order.
@@ -54,7 +59,7 @@ MODES = {"train": ("forward", "loss", "metric", "backward", "update"),
          "evaluate": ("forward", "loss", "metric"),
          "forward": ("forward",)}
 
-_GENERATOR_VERSION = 3  # bump when the generated source changes shape
+_GENERATOR_VERSION = 4  # bump when the generated source changes shape
 
 
 def cache_dir() -> Path:
@@ -111,6 +116,19 @@ class CompiledPass:
     def __call__(self, sources: list[np.ndarray], results: list[np.ndarray], first: int,
                  last: int) -> None:
         self.fn(*sources, *results, np.int64(first), np.int64(last), *self.args)
+
+
+class CompiledEpoch(CompiledPass):
+    """The train (or evaluate) phases of a program run over many full batches in one call.
+
+    Called as :class:`CompiledPass` is, with the sources (inputs, targets, then sample
+    weights, C-contiguous, of their buffers' dtypes) followed by the epoch's row order (an
+    int64 index array over all rows), and the results: a float64 ``(batches, losses)``
+    array, then one ``(batches, size)`` array per metric slot, of its dtype. For batch
+    ``b`` of ``first``..``last - 1`` it gathers rows ``order[b * batch:(b + 1) * batch]``
+    of each source into the program's buffers, runs the mode's kernels and copies the loss
+    and metric slots into row ``b - first`` of the results.
+    """
 
 
 def _calls(prog: Program, mode: str) -> list:
@@ -183,13 +201,16 @@ def _flat_bytes(base: Any) -> np.ndarray | None:
     return base.reshape(-1).view(np.uint8)
 
 
-def _generate(prog: Program, mode: str, pass_views: bool = False, over_batches: bool = False
-              ) -> tuple[str, tuple, dict[str, Any], list[str], bool]:
+def _generate(prog: Program, mode: str, pass_views: bool = False, over_batches: bool = False,
+              over_epoch: bool = False) -> tuple[str, tuple, dict[str, Any], list[str], bool]:
     """Source, call arguments, kernel globals, structure key and cacheability.
 
     With ``over_batches`` the function first takes one source per program input and one
     result per output and a range of batches, and runs the calls once per batch between
-    copying the batch's rows in and the outputs out (:class:`CompiledPass`)."""
+    copying the batch's rows in and the outputs out (:class:`CompiledPass`). With
+    ``over_epoch`` it takes the sources of inputs, targets and weights, the row order and
+    the loss and metric results, and gathers rows in and slots out (:class:`CompiledEpoch`).
+    """
     params: list[str] = []  # parameter names, in call order
     args: list[Any] = []
     memory_param: dict[str, str] = {}
@@ -202,7 +223,7 @@ def _generate(prog: Program, mode: str, pass_views: bool = False, over_batches: 
     body_views: list[str] = []
     body_calls: list[str] = []
     key: list[str] = [f"v{_GENERATOR_VERSION}", mode, f"views={pass_views}",
-                      f"pass={over_batches}"]
+                      f"pass={over_batches}", f"epoch={over_epoch}"]
 
     def argument(a: Any) -> str:
         name = literal_param.get(id(a))
@@ -267,6 +288,9 @@ def _generate(prog: Program, mode: str, pass_views: bool = False, over_batches: 
         body_calls.append(f"    {k}({', '.join(parts)})")
         key.append(body_calls[-1])
     lead: list[str] = []
+    if over_epoch:
+        lead, body_calls = _epoch_body(prog, view, memory_param, body_calls)
+        key += body_calls
     if over_batches:
         ins_, outs_ = prog.places["inputs"], prog.places["outputs"]
 
@@ -334,6 +358,43 @@ def _generate(prog: Program, mode: str, pass_views: bool = False, over_batches: 
     return source, tuple(args), kernel_objs, key, cacheable
 
 
+def _epoch_body(prog: Program, view: Any, memory_param: dict[str, str], calls: list[str]
+                ) -> tuple[list[str], list[str]]:
+    """The lead parameters and body of an epoch function (:class:`CompiledEpoch`): per batch,
+    flat gathering loops into the input, target and weight buffers, the calls, and the slot
+    copies. Every buffer is a contiguous place in a memory (:func:`epoch_refusal`)."""
+    places = prog.places
+    buffers = [*places["inputs"], *places["targets"], *places["weights"]]
+    lead_, body = [], []
+    for i, r in enumerate(buffers):
+        view(r)  # the memory becomes a parameter
+        a = r.view(prog.memories[r.memory])
+        mem = memory_param[r.memory]
+        body.append(f"    g{i} = {mem}[{r.offset}:{r.offset + a.nbytes}].view(np.{a.dtype.name})")
+        body.append(f"    fs{i} = s{i}.reshape(s{i}.size)")
+        lead_.append(f"s{i}")
+    lead_ += ["order", "rl"]
+    slots = [s for _, _, s in places["loss_slots"]]
+    metrics = [s for _, _, s, _ in places["metric_slots"]]
+    lead_ += [f"q{m}" for m in range(len(metrics))] + ["first", "last"]
+    body += ["    for b in range(first, last):",
+             f"        lo = b * {prog.batch}",
+             "        o = b - first"]
+    for i, r in enumerate(buffers):
+        per = int(np.prod(r.shape[1:]))
+        body += [f"        for t in range({prog.batch}):",  # a loop LLVM vectorises
+                 f"            at = order[lo + t] * {per}",
+                 f"            for j in range({per}):",
+                 f"                g{i}[t * {per} + j] = fs{i}[at + j]"]
+    body += ["    " + c for c in calls]
+    for k, r in enumerate(slots):
+        body.append(f"        rl[o, {k}] = {view(r)}[0]")
+    for m, r in enumerate(metrics):
+        body += [f"        for j in range({int(r.shape[0])}):",
+                 f"            q{m}[o, j] = {view(r)}[j]"]
+    return lead_, body
+
+
 class StepCompileError(NexecError, ValueError):
     """A step was asked to compile (``jit_step=True``) but has calls that cannot be."""
 
@@ -355,6 +416,7 @@ class Generated:
     kernels: dict[str, Any]
     path: Path
     cacheable: bool
+    epoch: bool = False  #: an epoch function (:class:`CompiledEpoch`), not a pass
 
     def on_disk(self) -> bool:
         """Whether a previous process left Numba's compiled code for this step on disk."""
@@ -369,7 +431,8 @@ class Generated:
                 types the function is compiled for (others compile on first call).
 
         Returns:
-            A :class:`CompiledStep`, or a :class:`CompiledPass` for a pass.
+            A :class:`CompiledStep`, or a :class:`CompiledPass` for a pass
+            (:class:`CompiledEpoch` for an epoch).
         """
         path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -389,7 +452,8 @@ class Generated:
         if lead:
             module.step.compile(tuple(typeof(a) for a in (*lead, np.int64(0), np.int64(0),
                                                             *self.args)))
-            return CompiledPass(module.step, self.args, self.source, self.cacheable)
+            kind = CompiledEpoch if self.epoch else CompiledPass
+            return kind(module.step, self.args, self.source, self.cacheable)
         module.step.compile(tuple(typeof(a) for a in self.args))
         return CompiledStep(module.step, self.args, self.source, self.cacheable)
 
@@ -458,3 +522,48 @@ def compile_pass(prog: Program, sources: list[np.ndarray], results: list[np.ndar
                  directory: Path | None = None) -> CompiledPass:
     """:func:`generate_pass` compiled for sources and results like these."""
     return generate_pass(prog, directory).compile((*sources, *results))
+
+
+def epoch_refusal(prog: Program, mode: str = "train") -> list[str]:
+    """What keeps ``mode`` (``"train"`` or ``"evaluate"``) of ``prog`` from running over
+    batches in one call (empty: nothing): its calls (:func:`uncompilable`), or an input,
+    target, sample-weight buffer or result slot that is not a contiguous place in a memory."""
+    reasons = uncompilable(prog, mode)
+    places = prog.places
+    named = [(what, r) for what in ("inputs", "targets", "weights")
+             for r in places.get(what, [])]
+    named += [("loss slot", s) for _, _, s in places.get("loss_slots", [])]
+    named += [("metric slot", s) for _, _, s, _ in places.get("metric_slots", [])]
+    for what, r in named:
+        if not isinstance(r, Ref) or _flat_bytes(prog.memories[r.memory]) is None \
+                or not r.view(prog.memories[r.memory]).flags.c_contiguous:
+            reasons.append(f"a buffer of {what} is not a contiguous place in a host memory")
+    return reasons
+
+
+def generate_epoch(prog: Program, mode: str = "train", directory: Path | None = None
+                   ) -> Generated:
+    """The module whose function runs ``mode``'s phases of ``prog`` over a range of full
+    batches gathered from in-memory arrays (:class:`CompiledEpoch`): one native call for
+    the full batches of a ``fit`` epoch (``"train"``) or an ``evaluate`` (``"evaluate"``).
+
+    Raises:
+        StepCompileError: :func:`epoch_refusal` names a reason.
+    """
+    if mode not in ("train", "evaluate"):
+        raise ValueError(f"an epoch runs mode 'train' or 'evaluate', not {mode!r}")
+    reasons = epoch_refusal(prog, mode)
+    if reasons:
+        raise StepCompileError(f"this {mode} step cannot be compiled into one native call per "
+                               "epoch:\n  " + "\n  ".join(reasons))
+    source, args, kernel_objs, key, cacheable = _generate(prog, mode, over_epoch=True)
+    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:24]
+    folder = directory or cache_dir()
+    return Generated(source, args, kernel_objs, folder / f"epoch_{digest}.py", cacheable,
+                     epoch=True)
+
+
+def compile_epoch(prog: Program, mode: str, sources: list[np.ndarray],
+                  results: list[np.ndarray], directory: Path | None = None) -> CompiledEpoch:
+    """:func:`generate_epoch` compiled for sources (the order last) and results like these."""
+    return generate_epoch(prog, mode, directory).compile((*sources, *results))

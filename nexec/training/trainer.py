@@ -10,6 +10,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,13 @@ from nexec.training.adapters import (
     source_name,
     weight_rows,
 )
-from nexec.training.callbacks import Callback, CallbackList, History
+from nexec.training.callbacks import (
+    BackupAndRestore,
+    Callback,
+    CallbackList,
+    History,
+    ModelCheckpoint,
+)
 from nexec.training.data import as_inputs, as_targets, split_by_name
 from nexec.training.loss_objects import resolve as resolve_loss
 from nexec.training.loss_objects import saved_form
@@ -386,8 +393,13 @@ class Trainer:
 
     # ----- loops --------------------------------------------------------------------------------
     def _run_epoch(self, executor: Executor, batches: Iterable[Batch], train: bool,
-                   bar: ProgressBar | None = None, callbacks: CallbackList | None = None
-                   ) -> dict[str, float]:
+                   bar: ProgressBar | None = None, callbacks: CallbackList | None = None,
+                   span: _Span | None = None) -> dict[str, float]:
+        """One pass over ``batches``, training (``train``) or evaluating; its logs.
+
+        With ``span`` (in-memory arrays, :meth:`_epoch`) the full batches may run as native
+        calls over many batches (:meth:`_native_epoch`); their per-batch results are
+        accounted here in the loop's order, so the logs are the loop's bit for bit."""
         k = len(self.model.outputs)
         per_output = [0.0] * k
         loss_sum = 0.0
@@ -395,7 +407,48 @@ class Trainer:
         seen = 0
         counts: list[Any] | None = None
         totals: list[int] = []
+
+        def start(prog: Program) -> None:
+            nonlocal counts, totals
+            if counts is None:  # a number per 1-element slot, a host array per longer one
+                counts = [0 if s.shape[0] == 1 else np.zeros(s.shape[0], s.dtype)
+                          for _, _, s, _ in prog.metric_slots]
+                totals = [0] * len(prog.metric_slots)
+
+        def account(prog: Program, b: int, total: float) -> None:
+            nonlocal loss_sum, seen
+            loss_sum += total * b
+            for j in range(k):
+                out_sums[j] += per_output[j] * b
+            for m, (*_, total_m) in enumerate(prog.metric_slots):
+                totals[m] += total_m
+            seen += b
+
+        def replay(prog: Program, losses: np.ndarray, metrics: list[np.ndarray]) -> None:
+            """Accounts the rows of native batches as ``Executor._results`` and the loop
+            account a step (same values, same order of additions)."""
+            assert counts is not None
+            for r in range(losses.shape[0]):
+                total = 0.0
+                for j, (out, weight, _) in enumerate(prog.loss_slots):
+                    value = float(losses[r, j])
+                    per_output[out] = value
+                    total += weight * value
+                for m, values in enumerate(metrics):
+                    acc = counts[m]
+                    if isinstance(acc, np.ndarray):
+                        np.add(acc, values[r], out=acc)
+                    else:
+                        counts[m] += values[r, 0].item()
+                account(prog, prog.batch, total)
+
+        done = 0
+        if span is not None and not _batch_hooks(callbacks):
+            done = self._native_epoch(executor, train, span, bar, start, replay,
+                                      lambda: loss_sum / max(seen, 1))
         for i, data in enumerate(batches):
+            if i < done:  # ran natively
+                continue
             b = data.size
             if callbacks is not None:
                 for c in callbacks.batch_begin:
@@ -403,18 +456,10 @@ class Trainer:
             with executor.lock:  # one arena: one thread's batch at a time
                 prog: Program = executor.program(b, data.weighted)
                 executor.load(prog, data.sources, data.lo, data.hi, data.order)
-                if counts is None:  # a number per 1-element slot, a host array per longer one
-                    counts = [0 if s.shape[0] == 1 else np.zeros(s.shape[0], s.dtype)
-                              for _, _, s, _ in prog.metric_slots]
-                    totals = [0] * len(prog.metric_slots)
+                start(prog)
                 step = executor.train_step if train else executor.evaluate_step
                 total = step(prog, per_output, counts)
-            loss_sum += total * b
-            for j in range(k):
-                out_sums[j] += per_output[j] * b
-            for m, (*_, total_m) in enumerate(prog.metric_slots):
-                totals[m] += total_m
-            seen += b
+            account(prog, b, total)
             if bar is not None:
                 bar.update(i + 1, {"loss": loss_sum / seen} if bar.dynamic else None)
             if callbacks is not None and callbacks.batch_end:
@@ -423,6 +468,54 @@ class Trainer:
                 if self.model.stop_training:
                     break  # a batch callback (TerminateOnNaN) stopped training, as in Keras
         return self.epoch_logs(loss_sum, out_sums, seen, counts, totals)
+
+    #: With a live progress bar, a native epoch call grows until it takes this long.
+    BAR_SECONDS = Predictor.BAR_SECONDS
+
+    @staticmethod
+    def _epoch(feed: Feed) -> tuple[Iterable[Batch], _Span | None]:
+        """The batches of ``feed``'s next epoch and, for in-memory arrays, the span of
+        them native calls may run (``None``: the loop runs them all)."""
+        if not isinstance(feed, ArrayFeed):
+            return feed.epoch(), None
+        first, steps = feed.position, feed.epoch_steps() or 0
+        batches = feed.epoch()
+        return batches, _Span(feed.sources, feed.order, feed.batch, feed.n, first, steps,
+                              feed.weighted)
+
+    def _native_epoch(self, executor: Executor, train: bool, span: _Span,
+                      bar: ProgressBar | None, start: Any, replay: Any, mean: Any) -> int:
+        """Runs the full batches of an epoch's span as native calls over many batches
+        (``Executor.run_epoch``) when ``jit_step`` says so; returns how many ran (0: the
+        loop runs them all, else the loop runs those left, the last, shorter batch
+        included). Each call's per-batch results are replayed (``replay``) before the bar
+        moves; a live bar grows calls over 1, 2, 4, ... batches until one takes
+        :attr:`BAR_SECONDS`, as ``predict`` does, a silent one takes them in one call."""
+        if executor.jit_step is False:
+            return 0
+        order = span.order if span.order is not None else np.arange(span.n, dtype=np.int64)
+        full = max(0, min(span.first + span.steps, span.n // span.batch) - span.first)
+        live = bar is not None and bar.verbose == 1 and bar.dynamic
+        mode = "train" if train else "evaluate"
+        done, chunk = 0, 1 if live else full
+        while done < full:
+            last = min(done + chunk, full)
+            t0 = time.perf_counter()
+            with executor.lock:  # one arena: one thread's batches at a time
+                prog = executor.program(span.batch, span.weighted)
+                ran, losses, metrics = executor.run_epoch(
+                    prog, mode, span.sources, order, span.first + done,
+                    span.first + last)
+                start(prog)
+                replay(prog, losses, metrics)
+            done += ran
+            if bar is not None:
+                bar.update(done, {"loss": mean()} if bar.dynamic else None)
+            if done < last:
+                return done
+            if time.perf_counter() - t0 < self.BAR_SECONDS:
+                chunk *= 2
+        return done
 
     def epoch_logs(self, loss_sum: float, out_sums: list[float], seen: int,
                    counts: list[Any] | None, totals: list[int]) -> dict[str, float]:
@@ -557,8 +650,12 @@ class Trainer:
                 if verbose:
                     print(f"Epoch {epoch + 1}/{epochs}", flush=True)
                 bar = ProgressBar(feed.epoch_steps(), verbose)
-                run = self._run_epoch if self.distribute is None else self.distribute.run_epoch
-                logs = run(self.train_executor, feed.epoch(), True, bar, cbs)
+                batches, span = self._epoch(feed)
+                if self.distribute is None:
+                    logs = self._run_epoch(self.train_executor, batches, True, bar, cbs, span)
+                else:
+                    logs = self.distribute.run_epoch(self.train_executor, batches, True, bar,
+                                                     cbs)
                 if feed.exhausted:  # the data ran out: no batch this epoch (Keras' warning)
                     break
                 if not warned_nan and not np.isfinite(logs["loss"]):
@@ -568,7 +665,8 @@ class Trainer:
                                   "learning rate, or stop at once with "
                                   "callbacks.TerminateOnNaN()).", RuntimeWarning, stacklevel=3)
                 if val is not None and _should_eval(epoch, validation_freq):
-                    vlogs = self._run_epoch(self.eval_executor, val.epoch(), False)
+                    vbatches, vspan = self._epoch(val)
+                    vlogs = self._run_epoch(self.eval_executor, vbatches, False, span=vspan)
                     if not val.exhausted:
                         logs.update({f"val_{k}": v for k, v in vlogs.items()})
                 bar.waited = feed.waited
@@ -596,7 +694,8 @@ class Trainer:
         self.store.to_device()
         try:
             with compiling.notices(verbose != 0):
-                logs = self._run_epoch(self.eval_executor, feed.epoch(), False, bar)
+                batches, span = self._epoch(feed)
+                logs = self._run_epoch(self.eval_executor, batches, False, bar, span=span)
         finally:
             feed.close()
         bar.waited = feed.waited
@@ -625,6 +724,38 @@ class Trainer:
         if len(xs[0]) == 0:
             raise DataError(f"{what} got no samples (x has 0 rows).")
         return ArrayFeed(xs + ys + (ws or []), len(xs[0]), weighted=ws is not None)
+
+
+def _batch_hooks(callbacks: CallbackList | None) -> bool:
+    """Whether a callback does something per batch, so each batch must be its own step:
+    any that overrides ``on_train_batch_begin``/``on_train_batch_end``, except nexec's
+    ``ModelCheckpoint`` and ``BackupAndRestore`` saving per epoch (their hook returns at
+    once)."""
+    if callbacks is None:
+        return False
+
+    def idle(c: Callback) -> bool:
+        hook = type(c).on_train_batch_end
+        return isinstance(c, (ModelCheckpoint, BackupAndRestore)) and c.save_freq == "epoch" \
+            and "on_train_batch_end" not in c.__dict__ \
+            and hook in (ModelCheckpoint.on_train_batch_end, BackupAndRestore.on_train_batch_end)
+
+    return bool(callbacks.batch_begin) or not all(idle(c) for c in callbacks.batch_end)
+
+
+@dataclass
+class _Span:
+    """An in-memory epoch as native calls take it: all rows of ``sources`` (inputs,
+    targets, weights), their ``order`` (every row; ``None``: in order), and batches
+    ``first`` .. ``first + steps - 1`` of ``batch`` rows."""
+
+    sources: list[np.ndarray]
+    order: np.ndarray | None
+    batch: int
+    n: int
+    first: int
+    steps: int
+    weighted: bool
 
 
 def _result(logs: dict[str, float], return_dict: bool) -> Any:

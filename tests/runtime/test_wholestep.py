@@ -74,9 +74,13 @@ def _compiled_modes(model):
              (t.predictor.executor, "forward")]
     done = {mode: isinstance(ex.program(16).compiled.get(mode), wholestep.CompiledStep)
             for ex, mode in progs}
-    # predict runs full batches of arrays as one pass (tests/runtime/test_wholepass.py)
+    # predict runs full batches of arrays as one pass (tests/runtime/test_wholepass.py), fit
+    # and evaluate as one epoch (tests/runtime/test_wholeepoch.py)
     done["forward"] |= isinstance(t.predictor.executor.program(16).compiled.get("forward pass"),
                                   wholestep.CompiledPass)
+    for ex, mode in progs[:2]:
+        done[mode] |= isinstance(ex.program(16).compiled.get(f"{mode} epoch"),
+                                 wholestep.CompiledEpoch)
     return done
 
 
@@ -102,7 +106,7 @@ def test_compiled_cnn_with_branches_and_residual_is_bit_identical():
     jit = _run(_cnn, True, lambda: optimizers.Adam(0.01), x, y)
     _same(loop, jit)
     prog = jit[0]._trainer.train_executor.program(16)
-    assert not prog.threaded and isinstance(prog.compiled["train"], wholestep.CompiledStep)
+    assert not prog.threaded and isinstance(prog.compiled["train epoch"], wholestep.CompiledEpoch)
 
 
 def test_sparse_targets_and_vector_metrics_compile_bit_identically():
@@ -174,7 +178,7 @@ def test_plugin_elementwise_kernels_compile_bit_identically(plugin_dir):  # noqa
     loop = _run(build, False, lambda: optimizers.Adam(0.01), x, y, **args)
     jit = _run(build, True, lambda: optimizers.Adam(0.01), x, y, **args)
     _same(loop, jit)
-    step = jit[0]._trainer.train_executor.program(16).compiled["train"]
+    step = jit[0]._trainer.train_executor.program(16).compiled["train epoch"]
     assert not step.cached  # generated kernels are not importable by name: compiled in memory
 
 
@@ -216,8 +220,9 @@ def test_auto_compiles_after_enough_small_loop_steps_and_then_loads_from_disk():
     again.compile(optimizer=optimizers.Adamax(0.01), loss="categorical_crossentropy",
                   jit_step="auto")
     again.fit(x[:32], y[:32], epochs=1, batch_size=16, verbose=0)
-    assert isinstance(again._trainer.train_executor.program(16).compiled["train"],
-                      wholestep.CompiledStep)
+    compiled = again._trainer.train_executor.program(16).compiled  # the epoch is on disk too
+    assert isinstance(compiled.get("train"), wholestep.CompiledStep) \
+        or isinstance(compiled.get("train epoch"), wholestep.CompiledEpoch)
 
 
 def test_auto_keeps_the_loop_for_slow_steps():
@@ -239,14 +244,14 @@ def test_a_compiled_step_allocates_only_its_argument_wrappers():
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     ex = model._trainer.train_executor
     prog = ex.program(16)
-    step = prog.compiled["train"]
     losses, counts = [0.0], [0]
 
     def steps(k):
         for _ in range(k):
             ex.train_step(prog, losses, counts)
 
-    steps(2)
+    steps(2)  # fit ran one native epoch: the step compiles here
+    step = prog.compiled["train"]
     nrt, numpy_blocks = count_allocations(lambda: steps(5))
     arrays = sum(isinstance(a, np.ndarray) for a in step.args)
     assert nrt == 5 * arrays, (nrt, arrays)  # one wrapper per argument: the views are free

@@ -515,7 +515,8 @@ class Executor:
             values after each batch.
         """
         key = f"{mode} epoch"
-        nothing = (0, np.empty((0, len(prog.loss_slots))), [])
+        nothing: tuple[int, np.ndarray, list[np.ndarray]] = \
+            (0, np.empty((0, len(prog.loss_slots))), [])
         if last <= first or prog.compiled.get(key) is False:
             return nothing
         buffers = prog.inputs + prog.targets + prog.weights

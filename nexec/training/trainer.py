@@ -457,6 +457,7 @@ class Trainer:
                 prog: Program = executor.program(b, data.weighted)
                 executor.load(prog, data.sources, data.lo, data.hi, data.order)
                 start(prog)
+                assert counts is not None  # set by start()
                 step = executor.train_step if train else executor.evaluate_step
                 total = step(prog, per_output, counts)
             account(prog, b, total)

@@ -7,8 +7,7 @@ import pytest
 
 import nexec
 from nexec import Input, Model, layers
-from nexec.devices import threads
-from nexec.devices.threads import get_num_threads, run_shards, set_num_threads
+from nexec.devices.threads import run_shards, set_num_threads
 from nexec.kernels.activations import GELU, LINEAR, RELU, SOFTMAX
 from nexec.ops import builtin, elementwise
 from nexec.ops.base import Call
@@ -22,17 +21,9 @@ from nexec.ops.merge import (
     SubtractKernel,
 )
 from nexec.plugins import registry
+from tests.runtime.test_threads import restore_threads  # noqa: F401 - autouse
 
 SHAPE = (5, 3, 2, 4)  # 5 images: 2 or 3 shards never divide them evenly
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    before, adaptive = get_num_threads(), threads._adaptive
-    threads.set_adaptive_threads(False)  # where shards run must not depend on the machine's load
-    yield
-    set_num_threads(before)
-    threads.set_adaptive_threads(adaptive)
 
 
 @pytest.fixture

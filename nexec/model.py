@@ -10,11 +10,12 @@ nothing the model imports imports it back.
 from __future__ import annotations
 
 import json
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
-from nexec.checks import ArgumentError, ArgumentTypeError
+from nexec.checks import ArgumentError, ArgumentTypeError, positive_int
 from nexec.errors import GraphError, NotCompiledError, SavedModelError, ShapeError
 from nexec.graph import Function, Node, SymbolicTensor, is_symbolic, unique_name
 from nexec.io import atomic_write
@@ -327,7 +328,9 @@ class Model(Function, Layer):
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
                 loss_weights: Any = None, device: str = "cpu",
                 jit_step: bool | str = False, weighted_metrics: Any = None,
-                distribute: Any = None) -> None:
+                distribute: Any = None, run_eagerly: bool = False,
+                steps_per_execution: int = 1, jit_compile: bool | str = "auto",
+                auto_scale_loss: bool = True) -> None:
         """Chooses optimizer, loss(es) and metrics; planning happens here, once.
 
         Args:
@@ -354,6 +357,17 @@ class Model(Function, Layer):
                 Keras 3, while the loss is weighted.
             distribute: A strategy such as ``nexec.distribute.RayDataParallel(num_workers=4)``:
                 ``fit`` then trains data-parallel on Ray workers (docs/distributed.md).
+            run_eagerly: Keras' debugging switch: ``True`` keeps the Python loop over kernels
+                (``jit_step=False``); with ``jit_compile=True`` Keras' warning, and the loop.
+            steps_per_execution: Batches per execution, as Keras 3: batch callbacks
+                (``on_train_batch_begin``/``_end``) are called once per execution, with its
+                first and last batch index, so with ``jit_step`` the batches between them
+                run as one native call even where callbacks have batch hooks.
+            jit_compile: Keras' XLA switch, taken as the whole-step compiler's: ``True`` is
+                ``jit_step=True``, ``False`` is ``jit_step=False``, ``"auto"`` (Keras'
+                default) leaves ``jit_step`` as given.
+            auto_scale_loss: Accepted for Keras compatibility: loss scaling applies to
+                mixed-precision (float16) training, which nexec does not run.
         """
         from nexec.training.trainer import Trainer
 
@@ -363,15 +377,20 @@ class Model(Function, Layer):
                 "by sample_weight; pass them as metrics=[...] (unweighted, as Keras 3 computes "
                 "`metrics`); the loss itself is weighted by sample_weight/class_weight. See "
                 "docs/keras.md#sample-and-class-weights.")
+        jit_step = _keras_execution(jit_step, run_eagerly, jit_compile, auto_scale_loss)
+        steps_per_execution = positive_int(steps_per_execution, "steps_per_execution",
+                                           "compile()")
         if self._deferred():
             # Keras builds a Sequential without an input shape at its first fit/predict;
             # compile's arguments wait until then (see ``_ensure_built``).
-            self._pending_compile = (optimizer, loss, metrics, loss_weights, device, jit_step,
-                                     distribute)
+            self._pending_compile = dict(
+                optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=loss_weights,
+                device=device, jit_step=jit_step, distribute=distribute,
+                steps_per_execution=steps_per_execution)
             return
         self._ensure_built()
         self._trainer = Trainer(self, optimizer, loss, metrics, loss_weights, device, jit_step,
-                                distribute)
+                                distribute, steps_per_execution)
 
     def _deferred(self) -> bool:
         """Whether the model waits for data to learn its input shape (a Sequential only)."""
@@ -586,7 +605,7 @@ class Sequential(Model):
         super()._ensure_built(x)
         pending = self.__dict__.pop("_pending_compile", None)
         if pending is not None:
-            self.compile(*pending)
+            self.compile(**pending)
 
     @property
     def layers(self) -> list[Layer]:
@@ -731,6 +750,37 @@ def _connections(layer: Layer, model: Model) -> list[str]:
                 node = t.producer
                 out.append(f"{node.layer.name}[{node.index}][{t.index}]")
     return out or ["-"]
+
+
+def _keras_execution(jit_step: Any, run_eagerly: Any, jit_compile: Any,
+                     auto_scale_loss: Any) -> Any:
+    """``jit_step`` after Keras' execution switches (``compile``'s docstring), checked.
+
+    Raises:
+        ArgumentTypeError: a switch of the wrong type.
+        ArgumentError: ``jit_compile`` or ``run_eagerly`` contradicting an explicit
+            ``jit_step``.
+    """
+    for name, value in (("run_eagerly", run_eagerly), ("auto_scale_loss", auto_scale_loss)):
+        if not isinstance(value, bool):
+            raise ArgumentTypeError(f"compile(): {name} must be True or False, got {value!r}.")
+    if not (jit_compile is True or jit_compile is False or jit_compile == "auto"):
+        raise ArgumentTypeError(f"compile(): jit_compile must be True, False or 'auto', got "
+                                f"{jit_compile!r}.")
+    if run_eagerly:
+        if jit_step is not False:
+            raise ArgumentError(f"compile(): run_eagerly=True runs the Python loop, but "
+                                f"jit_step={jit_step!r} asks for compiled steps; pass one.")
+        if jit_compile is True:
+            warnings.warn("If `run_eagerly` is True, then `jit_compile` cannot also be True. "
+                          "Disabling `jit_compile`.", stacklevel=3)
+        return False
+    if jit_compile == "auto":
+        return jit_step
+    if jit_step is not False and jit_step != jit_compile:
+        raise ArgumentError(f"compile(): jit_compile={jit_compile!r} and jit_step={jit_step!r} "
+                            "disagree; jit_compile is Keras' name for jit_step, pass one.")
+    return jit_compile
 
 
 def summary_text(model: Model, line_length: int | None = None) -> str:

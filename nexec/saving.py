@@ -164,7 +164,9 @@ def _compile_from(model: Model, config: dict[str, Any], optimizer: dict[str, np.
     names = model.output_names
     model.compile(optimizer=opt, loss=dict(zip(names, config["loss"])),
                   metrics=dict(zip(names, config["metrics"])),
-                  loss_weights=dict(zip(names, config["loss_weights"])))
+                  loss_weights=dict(zip(names, config["loss_weights"])),
+                  jit_step=config.get("jit_step", False),
+                  steps_per_execution=config.get("steps_per_execution", 1))
     if len(optimizer) != len(opt.state) + 1:
         raise SavedModelError(f"'{path}': optimizer state has {len(optimizer) - 1} slot(s), "
                               f"{type(opt).__name__} needs {len(opt.state)}.")

@@ -54,9 +54,13 @@ def compile_from_keras(model: Any, config: dict[str, Any] | None, path: str) -> 
         opt_entry = config.get("optimizer", config.get("optimizer_config"))
         if opt_entry is None:
             return False
+        # steps_per_execution is how often batch callbacks run: kept. jit_compile is the
+        # saving backend's XLA choice (Keras records "auto" resolved, usually True): not
+        # taken as nexec's jit_step, which stays its default.
         model.compile(optimizer=_optimizer(opt_entry), loss=_plain(config.get("loss")),
                       metrics=_plain(config.get("metrics")),
-                      loss_weights=config.get("loss_weights"))
+                      loss_weights=config.get("loss_weights"),
+                      steps_per_execution=config.get("steps_per_execution") or 1)
         return True
     except Exception as e:  # noqa: BLE001 - an unsupported setting: keep the weights
         warnings.warn(f"'{path}': the model's compile settings could not be restored in "
@@ -78,8 +82,9 @@ def keras_compile_config(trainer: Any) -> dict[str, Any]:
             "loss_weights": None if all(w == 1.0 for w in config["loss_weights"])
             else config["loss_weights"],
             "metrics": (metrics[0] or None) if single else metrics,
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
-            "jit_compile": False}
+            "weighted_metrics": None, "run_eagerly": False,
+            "steps_per_execution": trainer.steps_per_execution,
+            "jit_compile": trainer.train_executor.jit_step is True}
 
 
 def _keras_object(value: Any, module: str) -> Any:

@@ -224,7 +224,7 @@ class ModelCheckpoint(_Monitor):
                              "'epoch' or integer values")
         self.save_freq = save_freq
         self._epoch = 0
-        self._batches = 0
+        self._counter = _BatchCounter()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
@@ -232,9 +232,7 @@ class ModelCheckpoint(_Monitor):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.save_freq == "epoch":
             return
-        self._batches += 1
-        if self._batches >= self.save_freq:
-            self._batches = 0
+        if self._counter.due(batch, self.save_freq):
             self._save(self._epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -522,7 +520,7 @@ class BackupAndRestore(Callback):
         self._model_path = os.path.join(self.backup_dir, "latest.npz")
         self._metadata_path = os.path.join(self.backup_dir, "training_metadata.json")
         self._epoch = 0
-        self._batches = 0
+        self._counter = _BatchCounter()
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if not os.path.exists(self._metadata_path) or not os.path.exists(self._model_path):
@@ -542,9 +540,7 @@ class BackupAndRestore(Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.save_freq == "epoch":
             return
-        self._batches += 1
-        if self._batches >= self.save_freq:
-            self._batches = 0
+        if self._counter.due(batch, self.save_freq):
             self._save()
 
     def _save(self) -> None:
@@ -556,6 +552,25 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.delete_checkpoint and os.path.exists(self.backup_dir):
             shutil.rmtree(self.backup_dir)
+
+
+class _BatchCounter:
+    """Batches seen since the last save, counted from batch indices as Keras 3 does, so a
+    callback called once per execution of several batches (``steps_per_execution``) still
+    counts batches, not calls."""
+
+    def __init__(self) -> None:
+        self.since = 0
+        self.last = -1
+
+    def due(self, batch: int, every: int) -> bool:
+        """Counts the batches up to ``batch``; True (and restarts) once ``every`` passed."""
+        self.since += batch + 1 if batch <= self.last else batch - self.last
+        self.last = batch
+        if self.since >= every:
+            self.since = 0
+            return True
+        return False
 
 
 def _restore(model: Any, path: str) -> None:

@@ -238,10 +238,12 @@ class Trainer:
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any,
                  loss_weights: Any, device: str, jit_step: bool | str = False,
-                 distribute: Any = None) -> None:
+                 distribute: Any = None, steps_per_execution: int = 1) -> None:
 
         self.model = model
         self.device = check_device(device)
+        #: Batches per execution (Keras): batch callbacks are called once per execution.
+        self.steps_per_execution = steps_per_execution
         if not (jit_step is True or jit_step is False or jit_step == "auto"):
             raise ArgumentError(f"compile(): jit_step must be True, False or 'auto', got "
                                 f"{jit_step!r}.")
@@ -266,7 +268,8 @@ class Trainer:
         self.config = {"loss": [saved_form(loss_fn) for loss_fn in self.losses],
                        "loss_weights": weights,
                        "metrics": [[m if isinstance(m, str) else getattr(m, "name", str(m))
-                                    for m in ms] for ms in per_output_metrics]}
+                                    for m in ms] for ms in per_output_metrics],
+                       "jit_step": jit_step, "steps_per_execution": steps_per_execution}
         self.predictor = Predictor(model, self.device)
         self.plan = self.predictor.plan
         self.dtype = self.predictor.dtype
@@ -442,15 +445,23 @@ class Trainer:
                         counts[m] += values[r, 0].item()
                 account(prog, prog.batch, total)
 
-        done = 0
-        if span is not None and not _batch_hooks(callbacks):
-            done = self._native_epoch(executor, train, span, bar, start, replay,
-                                      lambda: loss_sum / max(seen, 1))
-        for i, data in enumerate(batches):
+        def running() -> dict[str, float]:  # Keras' batch logs: the epoch's results so far
+            return self.epoch_logs(loss_sum, out_sums, seen, counts, totals)
+
+        spe = self.steps_per_execution if callbacks is not None else 1
+        done, stopped = 0, False
+        if span is not None and (spe > 1 or not _batch_hooks(callbacks)):
+            done, stopped = self._native_epoch(executor, train, span, bar, start, replay,
+                                               lambda: loss_sum / max(seen, 1),
+                                               callbacks, spe, running)
+        if stopped:  # a batch callback stopped training between two executions
+            return running()
+        marked = _with_last(batches) if spe > 1 else ((b, False) for b in batches)
+        for i, (data, last) in enumerate(marked):
             if i < done:  # ran natively
                 continue
             b = data.size
-            if callbacks is not None:
+            if callbacks is not None and (i - done) % spe == 0:  # an execution begins
                 for c in callbacks.batch_begin:
                     c.on_train_batch_begin(i)
             with executor.lock:  # one arena: one thread's batch at a time
@@ -463,12 +474,14 @@ class Trainer:
             account(prog, b, total)
             if bar is not None:
                 bar.update(i + 1, {"loss": loss_sum / seen} if bar.dynamic else None)
-            if callbacks is not None and callbacks.batch_end:
+            if callbacks is not None and callbacks.batch_end and \
+                    ((i - done + 1) % spe == 0 or last):  # an execution ends
+                logs = running()
                 for c in callbacks.batch_end:
-                    c.on_train_batch_end(i, {"loss": total})
+                    c.on_train_batch_end(i, logs)
                 if self.model.stop_training:
                     break  # a batch callback (TerminateOnNaN) stopped training, as in Keras
-        return self.epoch_logs(loss_sum, out_sums, seen, counts, totals)
+        return running()
 
     #: With a live progress bar, a native epoch call grows until it takes this long.
     BAR_SECONDS = Predictor.BAR_SECONDS
@@ -485,23 +498,34 @@ class Trainer:
                               feed.weighted)
 
     def _native_epoch(self, executor: Executor, train: bool, span: _Span,
-                      bar: ProgressBar | None, start: Any, replay: Any, mean: Any) -> int:
+                      bar: ProgressBar | None, start: Any, replay: Any, mean: Any,
+                      callbacks: CallbackList | None = None, spe: int = 1,
+                      running: Any = None) -> tuple[int, bool]:
         """Runs the full batches of an epoch's span as native calls over many batches
         (``Executor.run_epoch``) when ``jit_step`` says so; returns how many ran (0: the
         loop runs them all, else the loop runs those left, the last, shorter batch
-        included). Each call's per-batch results are replayed (``replay``) before the bar
-        moves; a live bar grows calls over 1, 2, 4, ... batches until one takes
-        :attr:`BAR_SECONDS`, as ``predict`` does, a silent one takes them in one call."""
+        included) and whether a batch callback stopped training. Each call's per-batch
+        results are replayed (``replay``) before the bar moves. Where callbacks have batch
+        hooks, each call is one execution of ``spe`` batches (``steps_per_execution``), the
+        hooks called around it with its first and last batch index and the ``running()``
+        logs; otherwise a live bar grows calls over 1, 2, 4, ... batches until one takes
+        :attr:`BAR_SECONDS`, as ``predict`` does, and a silent one takes them in one call."""
         if executor.jit_step is False:
-            return 0
+            return 0, False
         order = span.order if span.order is not None else np.arange(span.n, dtype=np.int64)
         full = max(0, min(span.first + span.steps, span.n // span.batch) - span.first)
+        hooks = _batch_hooks(callbacks)
+        if hooks and span.steps > full:  # the execution with the shorter batch: the loop's
+            full -= full % spe
         live = bar is not None and bar.verbose == 1 and bar.dynamic
         mode = "train" if train else "evaluate"
-        done, chunk = 0, 1 if live else full
+        done, chunk = 0, spe if hooks else 1 if live else full
         while done < full:
             last = min(done + chunk, full)
             t0 = time.perf_counter()
+            if hooks:
+                for c in callbacks.batch_begin:  # type: ignore[union-attr]
+                    c.on_train_batch_begin(done)
             with executor.lock:  # one arena: one thread's batches at a time
                 prog = executor.program(span.batch, span.weighted)
                 ran, losses, metrics = executor.run_epoch(
@@ -512,11 +536,17 @@ class Trainer:
             done += ran
             if bar is not None:
                 bar.update(done, {"loss": mean()} if bar.dynamic else None)
+            if hooks and ran:
+                logs = running()
+                for c in callbacks.batch_end:  # type: ignore[union-attr]
+                    c.on_train_batch_end(done - 1, logs)
+                if self.model.stop_training:
+                    return done, True
             if done < last:
-                return done
-            if time.perf_counter() - t0 < self.BAR_SECONDS:
+                return done, False
+            if not hooks and time.perf_counter() - t0 < self.BAR_SECONDS:
                 chunk *= 2
-        return done
+        return done, False
 
     def epoch_logs(self, loss_sum: float, out_sums: list[float], seen: int,
                    counts: list[Any] | None, totals: list[int]) -> dict[str, float]:
@@ -725,6 +755,19 @@ class Trainer:
         if len(xs[0]) == 0:
             raise DataError(f"{what} got no samples (x has 0 rows).")
         return ArrayFeed(xs + ys + (ws or []), len(xs[0]), weighted=ws is not None)
+
+
+def _with_last(items: Iterable[Any]) -> Iterable[tuple[Any, bool]]:
+    """``(item, is_last)`` for each of ``items``, looking one ahead."""
+    it = iter(items)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    for item in it:
+        yield prev, False
+        prev = item
+    yield prev, True
 
 
 def _batch_hooks(callbacks: CallbackList | None) -> bool:

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from nexec.kernels.activations import LINEAR
+from nexec.kernels.activations import LINEAR, ROW_WISE
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
 from nexec.ops.conv_direct import direct_workspace_shapes
 from nexec.ops.elementwise import costly, split_rows
-from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
+from nexec.ops.geometry import COLS_BLOCK, conv2d_geometry, conv2d_workspace_shapes, is_pointwise
 from nexec.ops.winograd import algorithm_of, tile_of, transform_matrices, winograd_workspace_shapes
 from nexec.plugins import registry
 
@@ -146,6 +146,20 @@ class DenseKernel(BuiltinKernel):
 
 _CONV_PHASES = {"dz": "backward", "dcols": "backward"}
 
+#: Filter shards (``Conv2DKernel._filter_shards``) for an im2col forward whose weights have
+#: more elements than this (2 MiB of float32: one core's L2 on the 2-core machine measured):
+#: image shards then each stream all the weights from L3 for their few rows (ResNet-18's
+#: 2x2x512 3x3 layer: 0.68-0.75x the time with filter shards, 4608x512 weights; 4x4x256:
+#: 0.9-1.0x; 8x8x128, 0.6 MiB of weights: 1.03-1.09x, slower).
+_FILTER_SHARD_WEIGHTS = 1 << 19
+#: ... and whose image shards have at most K / this many rows (K = KH*KW*Cin): with more
+#: rows each image shard's GEMM reuses the weights enough (4x4x256 at batch 128, 1024 rows
+#: per shard for K = 2304: 1.03x with filter shards) ...
+_FILTER_SHARD_ROWS_PER_K = 4
+#: ... and whose whole column matrix (built once, shared by the shards) has at most this
+#: many elements.
+_FILTER_SHARD_COLS = 8 * COLS_BLOCK
+
 
 class Conv2DKernel(BuiltinKernel):
     """im2col + BLAS GEMMs (per block of rows on the CPU), or where the plan chose it
@@ -166,6 +180,29 @@ class Conv2DKernel(BuiltinKernel):
         (kh, kw) = layer.kernel_size
         return _shard_count(self.dev, 2 * batch * ho * wo * kh * kw * in_shape[2]
                             * layer.filters, batch)
+
+    def _filter_shards(self, layer: Any, in_shape: tuple, batch: int) -> int:
+        """How many output-channel shards an im2col forward takes instead of image shards
+        (0: image shards); see ``_FILTER_SHARD_WEIGHTS``. Backward keeps image shards.
+
+        Depends on the shapes and thread count only, so the workspaces planned and the
+        calls bound agree; a row-wise activation (softmax), known only when binding, falls
+        back to image shards in the same workspace.
+        """
+        if not self.dev.column_blocks or self._algorithm(layer) != "im2col":
+            return 0
+        shards = self._shards(layer, in_shape, batch)
+        h, w, cin = in_shape
+        ho, wo, pt, pl = self._geometry(layer, in_shape)
+        (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+        k, f, m = kh * kw * cin, layer.filters, batch * ho * wo
+        if (shards == 1 or f < shards
+                or is_pointwise(h, w, kh, kw, ho, wo, sh, sw, pt, pl)
+                or k * f <= _FILTER_SHARD_WEIGHTS
+                or -(-batch // shards) * ho * wo * _FILTER_SHARD_ROWS_PER_K > k
+                or m * k > _FILTER_SHARD_COLS):
+            return 0
+        return shards
 
     def _algorithm(self, layer: Any) -> str:
         """The algorithm the plan chose for ``layer`` (``nexec.planner.algorithms``);
@@ -262,7 +299,11 @@ class Conv2DKernel(BuiltinKernel):
             shards = self._shards(layer, in_shapes[0], batch)
             per_shard = conv2d_workspace_shapes(-(-batch // shards), h, w, cin, kh, kw, f,
                                                 ho, wo, sh, sw, training, tiled=True)
-            shapes["cols"] = (shards, *per_shard["cols"])
+            rows_, k = per_shard["cols"]
+            if self._filter_shards(layer, in_shapes[0], batch):
+                # the whole column matrix too: its first N*Ho*Wo rows, C-contiguous
+                rows_ = max(rows_, -(-batch * ho * wo // shards))
+            shapes["cols"] = (shards, rows_, k)
         ws = {name: Workspace(tuple(shape), phase=_CONV_PHASES.get(name, "both"))
               for name, shape in shapes.items()}
         if training and blocks:
@@ -321,6 +362,9 @@ class Conv2DKernel(BuiltinKernel):
 
         layer = call.layer
         x = call.inputs[0]
+        filters = self._filter_shards(layer, x.shape[1:], x.shape[0])
+        if filters and call.activation not in ROW_WISE:
+            return self._filter_forward(call, filters)
         ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
         out = rows(call.output)
         cols = call.workspace["cols"]
@@ -330,6 +374,27 @@ class Conv2DKernel(BuiltinKernel):
                                     _part(out, r), _part(out, r)))
                   for i, (im, r) in enumerate(self._split(call))]
         return self.dev.parallel(shards)
+
+    def _filter_forward(self, call: Call, shards: int) -> list[BoundCall]:
+        """The whole column matrix once, then each shard's output channels for all rows.
+
+        Channel bounds are multiples of 16 where the filters allow, so that each shard's
+        GEMM starts on the same column-block boundary as the unsharded GEMM (OpenBLAS then
+        gives the same bits; checked by tests/runtime/test_conv_filter_shards.py).
+        """
+        layer, x = call.layer, call.inputs[0]
+        ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
+        (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+        k, f = kh * kw * x.shape[3], layer.filters
+        cols = call.workspace["cols"].reshape(-1, k)[:x.shape[0] * ho * wo]
+        unit = 16 if f >= 16 * shards else 1
+        bounds = [f * i // shards // unit * unit for i in range(shards)] + [f]
+        out = rows(call.output)
+        parts = [(self.k.conv2d_forward_filters, (cols, call.params["kernel"], _bias(call),
+                                                  f0, f1, call.activation, out))
+                 for f0, f1 in zip(bounds, bounds[1:])]
+        return [(self.k.conv2d_im2col, (x, sh, sw, pt, pl, ho, wo, kh, kw, cols))] + \
+            self.dev.parallel(parts)
 
     def backward(self, call: Call) -> list[BoundCall]:
         algorithm = self._algorithm(call.layer)

@@ -39,6 +39,8 @@ from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
 __all__ = [
     "conv2d_forward",
     "conv2d_backward",
+    "conv2d_im2col",
+    "conv2d_forward_filters",
     # Re-exported from nexec.ops.geometry (plain Python) for existing callers.
     "conv2d_geometry",
     "conv2d_workspace_shapes",
@@ -234,3 +236,57 @@ def conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, cols, dz, dcols, d
             dc = dcols[:r1 - r0] if dcols.shape[0] != 0 else cb
             np.dot(dzb, w2.T, dc)
             _col2im(dc, sh, sw, pt, pl, ho, wo, kh, kw, r0, dx)
+
+
+# --------------------------------------------------------------- shards over output channels
+
+
+@kernel
+def conv2d_im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, cols):
+    """The whole column matrix of ``x`` into ``cols`` (N*Ho*Wo rows), once, for the filter
+    shards of :func:`conv2d_forward_filters` to share.
+
+    Args:
+        x: (N, H, W, Cin) C-contiguous input.
+        sh, sw, pt, pl, ho, wo: as in :func:`conv2d_forward`.
+        kh, kw: kernel height and width.
+        cols: (N*Ho*Wo, KH*KW*Cin) C-contiguous workspace; overwritten.
+    """
+    if cols.shape[0] != x.shape[0] * ho * wo or cols.shape[1] != kh * kw * x.shape[3]:
+        raise ValueError("conv2d_im2col: cols is not (N*Ho*Wo, KH*KW*Cin)")
+    _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, 0, cols)
+
+
+@kernel
+def conv2d_forward_filters(cols, w, b, f0, f1, act, out):
+    """Output channels f0 .. f1-1 of a convolution: ``out[:, f0:f1] = act(cols @ w2[:, f0:f1]
+    + b[f0:f1])`` for every row, ``w2`` being ``w`` as (KH*KW*Cin, F).
+
+    Why: when a convolution has few output rows for its weights (ResNet-18's 2x2x512 3x3
+    layers: 4608 x 512 weights for 128 rows), shards of whole images each stream all the
+    weights for a few rows; shards of output channels each stream their own part of the
+    weights for all rows. Each output element is still one BLAS dot product over the same
+    K, so the bits match :func:`conv2d_forward`'s (OpenBLAS; checked by the tests).
+
+    Args:
+        cols: (N*Ho*Wo, KH*KW*Cin) column matrix (:func:`conv2d_im2col`), or for a 1x1
+            stride-1 unpadded convolution ``x`` viewed as (N*H*W, Cin); unit column stride.
+        w: (KH, KW, Cin, F) C-contiguous weights.
+        b: (F,) bias, or shape (0,) for no bias.
+        f0, f1: the output channels of this shard, 0 <= f0 < f1 <= F.
+        act: activation code, elementwise (not softmax: that needs every channel).
+        out: (N*Ho*Wo, F) output, may be row-strided; columns f0 .. f1-1 are overwritten.
+    """
+    kh = w.shape[0]
+    kw = w.shape[1]
+    c = w.shape[2]
+    f = w.shape[3]
+    if not (0 <= f0 < f1 <= f) or out.shape[1] != f or cols.shape[1] != kh * kw * c:
+        raise ValueError("conv2d_forward_filters: shapes or channel range do not match")
+    w2 = w.reshape(kh * kw * c, f)
+    o = out[:, f0:f1]
+    gemm(1.0, cols, w2[:, f0:f1], 0.0, o)
+    if b.shape[0] != 0:
+        epilogue_in_place(o, b[f0:f1], act)
+    else:
+        epilogue_in_place(o, b, act)

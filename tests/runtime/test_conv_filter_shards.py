@@ -18,7 +18,13 @@ from nexec.ops import builtin
 from nexec.ops.builtin import Conv2DKernel
 from nexec.ops.geometry import conv2d_geometry
 from nexec.plugins import registry
-from nexec.testing import check_gradients, model_gradients, weights_by_name
+from nexec.testing import (
+    array_arguments,
+    check_gradients,
+    count_allocations,
+    model_gradients,
+    weights_by_name,
+)
 from nexec.training.trainer import predictor
 
 
@@ -283,3 +289,25 @@ def test_a_fused_softmax_keeps_image_shards(filter_shards_everywhere):
     set_num_threads(1)
     p1 = model.predict(x, batch_size=4)
     np.testing.assert_array_equal(p2, p1)
+
+
+def test_filter_sharded_steps_allocate_nothing(filter_shards_everywhere):
+    set_num_threads(2)
+    model = _cnn()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x, y = _data(8)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    ex = model._trainer.train_executor
+    prog = ex.program(4)
+    assert _filter_calls(prog)
+    losses = [0.0]
+
+    def steps(k):
+        for _ in range(k):
+            ex.load(prog, [x, y], 0, 4)
+            ex.train_step(prog, losses, [])
+
+    steps(2)
+    nrt, numpy_blocks = count_allocations(lambda: steps(3))
+    assert nrt == 3 * array_arguments(prog)  # the arguments' boxing only, as unsharded
+    assert numpy_blocks == []

@@ -281,11 +281,13 @@ class Optimizer:
         """The update as ``advance_step`` then its ranges run as intra-op shards (see
         :func:`split_shards`), or ``[]`` to keep one call: a plugin's own ``bind``, a device
         without shards or range kernels, or too few parameters."""
-        kernels = self.device.kernels if self.device is not None else None
         name = self.update_kernel  # "adam_update" splits into "adam_part"
-        part = getattr(kernels, f"{name.removesuffix('_update')}_part", None) \
-            if name.endswith("_update") else None
-        if part is None or type(self).bind is not Optimizer.bind:
+        if self.device is None or not name.endswith("_update") or \
+                type(self).bind is not Optimizer.bind:
+            return []
+        kernels = self.device.kernels
+        part = getattr(kernels, f"{name.removesuffix('_update')}_part", None)
+        if part is None:
             return []
         ranges = split_ranges(int(w.shape[0]), self.device.threads(), threaded)
         if len(ranges) < 2:

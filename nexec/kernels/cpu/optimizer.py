@@ -103,10 +103,16 @@ Performance notes (measured on 700k float32 parameters, 2 cores):
 * divisions go through ``np.divide``: a plain ``/`` compiles to Numba's Python error
   model, a zero-check-and-raise per element that blocks SIMD and made Adam/RMSprop
   ~4.5x slower (2.7 ms -> 0.6 ms per step);
-* float32 buffers, float32 arithmetic (RMSprop, Adam): float64 math per element (four
+* float32 buffers, float32 arithmetic (SGD, RMSprop, Adam): float64 math per element (four
   lanes, and float64 ``sqrt``/divide cost two to four times their float32 forms) made
   RMSprop on the seed MLP's 3,466 parameters take 6.8 us per step, 2.3 us in float32
-  (Adam 6.5 -> 2.3 us); the result is what Keras computes;
+  (Adam 6.5 -> 2.3 us); SGD with momentum on the ResNet-18-style model's 11.2 M parameters
+  went 6.8 -> 5.9 ms alone, 12.6 -> 9.9 ms inside its training step (medians); the result
+  is what Keras computes;
+* split updates (``advance_step`` + ``*_part`` as intra-op shards, only in programs that
+  already run shards, from 512 Ki parameters: ``training/optimizers.py split_ranges``): the
+  ResNet-18-style update in its step 9.9 -> 10.0 ms median, best 9.0 -> 5.1 ms (a shared
+  2-core machine: the second core is often another process's);
 * serial loops, no ``prange``: alone, ``prange`` halves Adam on 700k parameters
   (0.6 -> 0.31 ms), but inside a training step Numba's OpenMP workers keep spinning on the
   cores OpenBLAS needs for the next GEMM, and a wide-MLP step became ~2.5x slower
@@ -122,8 +128,8 @@ from nexec.kernels.jit import kernel
 
 __all__ = ["sgd_update", "rmsprop_update", "adam_update", "nadam_update", "adamax_update",
            "adagrad_update", "adadelta_update", "lion_update", "clip_and_decay",
-           "advance_step", "nadam_advance_step", "sgd_part", "rmsprop_part", "adam_part", "nadam_part",
-           "adamax_part", "adagrad_part", "adadelta_part", "lion_part"]
+           "advance_step", "nadam_advance_step", "sgd_part", "rmsprop_part", "adam_part",
+           "nadam_part", "adamax_part", "adagrad_part", "adadelta_part", "lion_part"]
 
 
 @kernel

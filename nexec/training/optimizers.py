@@ -279,7 +279,7 @@ class Optimizer:
 
     def _split_calls(self, w: Any, g: Any, threaded: bool) -> list[tuple]:
         """The update as ``advance_step`` then its ranges run as intra-op shards (see
-        :func:`split_shards`), or ``[]`` to keep one call: a plugin's own ``bind``, a device
+        :func:`split_ranges`), or ``[]`` to keep one call: a plugin's own ``bind``, a device
         without shards or range kernels, or too few parameters."""
         name = self.update_kernel  # "adam_update" splits into "adam_part"
         if self.device is None or not name.endswith("_update") or \

@@ -137,7 +137,7 @@ class Executor:
         prog = self._bind(sched, batch, weighted)
         prog.materialise()
         checking.check_arity(prog.bound(wholestep.MODES["train"]))
-        prog.threaded = self.device.threaded(prog.forward + prog.backward)
+        prog.threaded = self.device.threaded(prog.forward + prog.backward + prog.update)
         # Compile (or load) every kernel now, outside the first step: timed, announced when
         # slow, and kept out of the progress bar's per-step rate (runtime/compiling.py).
         compiling.compile_program(prog)
@@ -225,8 +225,9 @@ class Executor:
             return prog
         self._bind_backward(prog, sched, arr)
         t = self.store.trainable_size
+        threaded = dev.threaded([(ins.fn, ()) for ins in prog.instructions])
         prog.add("update", self.optimizer.calls(self.params.values[:t], self.params.grads[:t],
-                                                self.store),
+                                                self.store, threaded=threaded),
                  self._origin("optimizers", self.optimizer.name, type(self.optimizer),
                               f"optimizer '{self.optimizer.name}' "
                               f"({type(self.optimizer).__name__})", "optimizer"))

@@ -347,6 +347,8 @@ def test_bits_identical_to_scalar_argument_kernels(dtype):
              for _ in range(steps)]
 
     for momentum, nesterov in ((0.0, False), (0.9, False), (0.95, True)):
+        if dtype != np.float64:  # SGD now computes in float32 (test_sgd_computes_in_...)
+            break
         w, vel, ow, ovel = w0.copy(), np.zeros(n, dtype), w0.copy(), np.zeros(n, dtype)
         hyper = sgd_h(0.0123, momentum, nesterov)
         for g in grads:
@@ -408,3 +410,40 @@ def test_rmsprop_and_adam_compute_in_the_buffer_dtype(dtype):
         rw = rw - (alpha * rm) / (np.sqrt(rv) + real(1e-7))
         np.testing.assert_allclose(w, rw, rtol=2e-7 if dtype == np.float32 else 1e-15)
         np.testing.assert_allclose(m, rm, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_computes_in_the_buffer_dtype(dtype, momentum, nesterov):
+    """Keras 3's SGD (``keras/src/optimizers/sgd.py``): lr and momentum cast to the
+    variable's dtype, ``m = m * momentum - g * lr``, then ``w += m`` or, Nesterov,
+    ``w += m * momentum - g * lr``; each step equals NumPy's arithmetic in that dtype bit for
+    bit (float64 buffers: the float64 update as before)."""
+    rng = np.random.default_rng(12)
+    n = 517
+    real = np.dtype(dtype).type
+    lr, mom = real(0.0123), real(momentum)
+    w0 = rng.normal(size=n).astype(dtype)
+    grads = [(rng.normal(size=n) * 10.0 ** rng.integers(-4, 2, size=n)).astype(dtype)
+             for _ in range(5)]
+    w, vel = w0.copy(), np.zeros(n, dtype)
+    rw, rv = w0.copy(), np.zeros(n, dtype)
+    fw = w0.astype(np.float64)
+    fv = np.zeros(n)
+    hyper = sgd_h(0.0123, momentum, nesterov)
+    for g in grads:
+        sgd_update(w, g, vel, hyper)
+        g64 = g.astype(np.float64)
+        if momentum == 0.0:
+            rw = rw - g * lr
+            fw = fw - g64 * 0.0123
+        else:
+            rv = rv * mom - g * lr
+            rw = rw + (rv * mom - g * lr if nesterov else rv)
+            fv = fv * momentum - g64 * 0.0123
+            fw = fw + (fv * momentum - g64 * 0.0123 if nesterov else fv)
+            assert same_bits(vel, rv)
+        assert same_bits(w, rw)
+    assert hyper[0] == len(grads)
+    assert_close(w - w0, fw - w0, rtol=1e-3 if dtype == np.float32 else 1e-9,
+                 what="sgd total update")

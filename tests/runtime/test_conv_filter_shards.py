@@ -10,8 +10,7 @@ import pytest
 
 import nexec
 from nexec import Input, Model, layers
-from nexec.devices import threads
-from nexec.devices.threads import get_num_threads, run_shards, set_num_threads
+from nexec.devices.threads import run_shards, set_num_threads
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, TANH
 from nexec.kernels.cpu.conv import conv2d_forward, conv2d_forward_filters, conv2d_im2col
 from nexec.ops import builtin
@@ -26,15 +25,7 @@ from nexec.testing import (
     weights_by_name,
 )
 from nexec.training.trainer import predictor
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    before, adaptive = get_num_threads(), threads._adaptive
-    threads.set_adaptive_threads(False)  # where shards run must not depend on the machine's load
-    yield
-    set_num_threads(before)
-    threads.set_adaptive_threads(adaptive)
+from tests.runtime.test_threads import restore_threads  # noqa: F401 - autouse
 
 
 @pytest.fixture

@@ -25,7 +25,10 @@ from nexec.testing import (
     weights_by_name,
 )
 from nexec.training.trainer import predictor
-from tests.runtime.test_threads import restore_threads  # noqa: F401 - autouse
+from tests.runtime.test_threads import (
+    _data,
+    restore_threads,  # noqa: F401 - autouse
+)
 
 
 @pytest.fixture
@@ -166,11 +169,6 @@ def _cnn(dtype="float64", last="relu"):
     d = layers.Activation(last)(layers.Add()([d, r]))
     out = layers.Dense(3, activation="softmax")(layers.Flatten()(d))
     return Model(i, out)
-
-
-def _data(n=5):
-    rng = np.random.default_rng(2)
-    return rng.normal(size=(n, 6, 6, 2)), np.eye(3)[rng.integers(0, 3, n)]
 
 
 def _filter_calls(prog):

@@ -10,9 +10,9 @@ from nexec import Input, Model, layers, optimizers
 from nexec.devices.threads import run_shards, set_num_threads
 from nexec.kernels.cpu import optimizer as K
 from nexec.ops import builtin
-from nexec.plugins import registry
 from nexec.training import optimizers as opt_module
 from nexec.training.optimizers import split_ranges
+from tests.runtime.test_elementwise_shards import _cpu, _kernels, _run
 from tests.runtime.test_threads import restore_threads  # noqa: F401 - autouse
 
 N = 1003  # divisible by neither 2 nor 3 shards, nor by the 16-element alignment
@@ -41,21 +41,6 @@ def split_everything(monkeypatch):
     """Every update, however small, is split where a program runs shards."""
     monkeypatch.setattr(opt_module, "MIN_SPLIT_PARAMS", 1)
 
-
-def _cpu():
-    return registry().device("cpu")
-
-
-def _run(calls):
-    for fn, args in calls:
-        fn(*args)
-
-
-def _kernels(calls):
-    out = []
-    for fn, args in calls:
-        out += _kernels(args[0]) if fn is run_shards else [fn]
-    return out
 
 
 def _same(a, b):

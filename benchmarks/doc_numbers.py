@@ -67,6 +67,7 @@ def _grouped(value: float) -> str:
 
 
 C, C5 = "compare.json", "compare-cnn-5.json"
+SL, SJ, R5 = "compare-seed-loop.json", "compare-seed-jit.json", "compare-conv-round5.json"
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 #: Every number a doc may quote: name -> function giving its text.
@@ -115,6 +116,16 @@ NUMBERS: dict[str, Callable[[], str]] = {
     "cnn5_predict_vs_keras": lambda: _x(_ratio(C5, "cnn", "keras", PPS), 2),
     "cnn5_train_vs_pytorch": lambda: _x(_ratio(C5, "cnn", "pytorch", TPS), 2),
     "cnn5_predict_vs_pytorch": lambda: _x(_ratio(C5, "cnn", "pytorch", PPS), 2),
+    # compare-seed-loop.json / compare-seed-jit.json: the seed MLP, loop and jit_step=True
+    "seed_loop_train_vs_pytorch": lambda: _x(_ratio(SL, "seed_mlp", "pytorch", TPS), 2),
+    "seed_jit_train_vs_pytorch": lambda: _x(_ratio(SJ, "seed_mlp", "pytorch", TPS), 2),
+    "seed_loop_predict_vs_ort": lambda: _x(_ratio(SL, "seed_mlp", "onnxruntime", PPS), 2),
+    "seed_jit_predict_vs_ort": lambda: _x(_ratio(SJ, "seed_mlp", "onnxruntime", PPS), 2),
+    # compare-conv-round5.json: CNN and ResNet-18 against PyTorch, Keras and ONNX Runtime
+    "r5_cnn_train_vs_pytorch": lambda: _x(_ratio(R5, "cnn", "pytorch", TPS), 2),
+    "r5_cnn_predict_vs_ort": lambda: _x(_ratio(R5, "cnn", "onnxruntime", PPS), 2),
+    "r5_resnet_train_vs_pytorch": lambda: _x(_ratio(R5, "resnet18", "pytorch", TPS), 2),
+    "r5_resnet_predict_vs_ort": lambda: _x(_ratio(R5, "resnet18", "onnxruntime", PPS), 2),
     # blas_peak.json
     "blas_peak": lambda: f"{_blas_peak():.0f} GFLOP/s",
 }

@@ -7,8 +7,26 @@ import numpy as np
 import pytest
 from numba import njit
 
+from nexec.kernels.activations import (
+    ELU,
+    EXPONENTIAL,
+    GELU,
+    LEAKY_RELU,
+    LINEAR,
+    LOG_SOFTMAX,
+    RELU,
+    SIGMOID,
+    SILU,
+    SOFTMAX,
+    SOFTPLUS,
+    TANH,
+)
 from nexec.kernels.cpu.activation import (
+    _activate_grad_rows,
     _softmax_scale_rows,
+    copy_row,
+    epilogue_grad_rows,
+    epilogue_grad_rows_add,
     epilogue_softmax_rows,
     exp_typed,
 )
@@ -83,3 +101,132 @@ def test_epilogue_softmax_rows_as_the_row_wise_form(dtype, rows, cols, layout):
             epilogue_softmax_rows(src.copy(), bias, out)
             assert np.all(big[:, :2] == SENTINEL) and np.all(big[:, 2 + cols:] == SENTINEL)
         assert_same_bits(out, expected)
+
+
+@njit
+def _old_add_column_sums(z, r0, r1, db):
+    """The eight-columns-per-pass ``_add_column_sums`` it replaced (a copy)."""
+    cols = z.shape[1]
+    j0 = 0
+    while j0 + 8 <= cols:
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        a4 = 0.0
+        a5 = 0.0
+        a6 = 0.0
+        a7 = 0.0
+        for i in range(r0, r1):
+            r = z[i]
+            a0 += r[j0]
+            a1 += r[j0 + 1]
+            a2 += r[j0 + 2]
+            a3 += r[j0 + 3]
+            a4 += r[j0 + 4]
+            a5 += r[j0 + 5]
+            a6 += r[j0 + 6]
+            a7 += r[j0 + 7]
+        db[j0] += a0
+        db[j0 + 1] += a1
+        db[j0 + 2] += a2
+        db[j0 + 3] += a3
+        db[j0 + 4] += a4
+        db[j0 + 5] += a5
+        db[j0 + 6] += a6
+        db[j0 + 7] += a7
+        j0 += 8
+    for j in range(j0, cols):
+        acc = 0.0
+        for i in range(r0, r1):
+            acc += z[i, j]
+        db[j] += acc
+
+
+@njit
+def _old_epilogue_grad_rows_add(y, dy, act, dz, db):
+    """``epilogue_grad_rows_add`` before this rework: LINEAR copies row by row through
+    ``copy_row``, the column sums eight columns per pass (the other codes are unchanged)."""
+    rows = y.shape[0]
+    for b0 in range(0, rows, 256):
+        b1 = min(rows, b0 + 256)
+        if act == LINEAR:
+            for i in range(b0, b1):
+                copy_row(dy[i], dz[i])
+        else:
+            _activate_grad_rows(y, dy, act, dz, b0, b1)
+        if db.shape[0] > 0:
+            _old_add_column_sums(dz, b0, b1, db)
+
+
+@njit
+def _old_epilogue_grad_rows(y, dy, act, dz, db):
+    for j in range(db.shape[0]):
+        db[j] = 0
+    _old_epilogue_grad_rows_add(y, dy, act, dz, db)
+
+
+GRAD_ACTS = [LINEAR, RELU, SIGMOID, TANH, SOFTMAX, LOG_SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS,
+             EXPONENTIAL]
+assert GELU not in GRAD_ACTS and SILU not in GRAD_ACTS  # their derivative takes the input
+
+
+def _grad_case(rng, rows, cols, dtype, layout):
+    """y, dy and dz (fresh arrays each call) in the layout asked for."""
+    y = rough_rows(rng, rows, cols, dtype)
+    dy = rough_rows(rng, rows, cols, dtype)
+
+    def make():
+        if layout == "every_other_column":  # no unit column stride: the general path
+            yv, gv = np.empty((rows, 2 * cols), dtype), np.empty((rows, 2 * cols), dtype)
+            yv[:, ::2] = y
+            gv[:, ::2] = dy
+            return yv[:, ::2], gv[:, ::2], np.full((rows, 2 * cols), SENTINEL, dtype)[:, ::2]
+        if layout == "strided":
+            yb = np.full((rows, cols + 3), SENTINEL, dtype)
+            gb = np.full((rows, cols + 4), SENTINEL, dtype)
+            zb = np.full((rows, cols + 5), SENTINEL, dtype)
+            yv, gv, zv = yb[:, 1:1 + cols], gb[:, 2:2 + cols], zb[:, 3:3 + cols]
+            yv[:] = y
+            gv[:] = dy
+            return yv, gv, zv
+        yc, gc = y.copy(), dy.copy()
+        return yc, gc, (gc if layout == "dz_is_dy" else np.full((rows, cols), SENTINEL, dtype))
+    return make
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", GRAD_ACTS)
+@pytest.mark.parametrize("rows", [1, 5, 33, 300])
+@pytest.mark.parametrize("cols", [1, 3, 10, 17, 33, 64, 65, 130])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "dz_is_dy", "every_other_column"])
+def test_epilogue_grad_rows_as_before(dtype, act, rows, cols, layout):
+    rng = np.random.default_rng(7 * rows + 1000 * cols + act)
+    make = _grad_case(rng, rows, cols, dtype, layout)
+    for nb in (cols, 0):
+        y, dy, dz = make()
+        db = np.full(nb, SENTINEL, dtype)
+        _old_epilogue_grad_rows(y, dy, act, dz, db)
+        y2, dy2, dz2 = make()
+        db2 = np.full(nb, -SENTINEL, dtype)
+        epilogue_grad_rows(y2, dy2, act, dz2, db2)
+        assert_same_bits(dz2, dz)
+        assert_same_bits(db2, db)
+        if layout == "strided":
+            assert np.all(dz2.base[:, :3] == SENTINEL) and np.all(dz2.base[:, 3 + cols:] == SENTINEL)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_epilogue_grad_rows_add_accumulates_as_before(dtype):
+    rng = np.random.default_rng(3)
+    y, dy = rough_rows(rng, 40, 70, dtype), rough_rows(rng, 40, 70, dtype)
+    y[np.isnan(y)] = 0.5  # finite sums, so that accumulating into db shows
+    dy[~np.isfinite(dy)] = -2.0
+    start = rng.standard_normal(70).astype(dtype)
+    db_old, db_new = start.copy(), start.copy()
+    for r0, r1 in ((0, 13), (13, 40)):
+        _old_epilogue_grad_rows_add(y[r0:r1], dy[r0:r1], RELU, np.empty((r1 - r0, 70), dtype),
+                                    db_old)
+        epilogue_grad_rows_add(y[r0:r1], dy[r0:r1], RELU, np.empty((r1 - r0, 70), dtype), db_new)
+    assert_same_bits(db_new, db_old)
+    assert not np.array_equal(db_new, start)

@@ -23,12 +23,15 @@ from nexec.kernels.activations import (
 )
 from nexec.kernels.cpu.activation import (
     _activate_grad_rows,
+    _activate_rows,
     _softmax_scale_rows,
     copy_row,
     epilogue_grad_rows,
     epilogue_grad_rows_add,
+    epilogue_rows,
     epilogue_softmax_rows,
     exp_typed,
+    same_data,
 )
 
 DTYPES = [np.float32, np.float64]
@@ -230,3 +233,52 @@ def test_epilogue_grad_rows_add_accumulates_as_before(dtype):
         epilogue_grad_rows_add(y[r0:r1], dy[r0:r1], RELU, np.empty((r1 - r0, 70), dtype), db_new)
     assert_same_bits(db_new, db_old)
     assert not np.array_equal(db_new, start)
+
+
+@njit
+def _old_epilogue_rows(src, bias, act, out):
+    """``epilogue_rows`` before the one-pass bias + ReLU (a copy)."""
+    rows = src.shape[0]
+    cols = src.shape[1]
+    has_bias = bias.shape[0] > 0
+    for b0 in range(0, rows, 256):
+        b1 = min(rows, b0 + 256)
+        for i in range(b0, b1):
+            s = src[i]
+            o = out[i]
+            if not has_bias:
+                copy_row(s, o)
+            elif same_data(s, o):
+                for j in range(cols):
+                    o[j] += bias[j]
+            else:
+                for j in range(cols):
+                    o[j] = s[j] + bias[j]
+        _activate_rows(out, act, b0, b1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", GRAD_ACTS)
+@pytest.mark.parametrize("rows", [1, 5, 300])
+@pytest.mark.parametrize("cols", [1, 3, 10, 17, 33])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "inplace", "strided_inplace"])
+def test_epilogue_rows_as_before(dtype, act, rows, cols, layout):
+    rng = np.random.default_rng(11 * rows + 1000 * cols + act)
+    src = rough_rows(rng, rows, cols, dtype)
+    src[rng.random((rows, cols)) < 0.1] = -0.0
+    for bias in (rng.standard_normal(cols).astype(dtype), np.zeros(0, dtype)):
+        bias[:1] = -0.0  # -0.0 + -0.0 stays -0.0, and ReLU of it is +0
+        expected = np.empty((rows, cols), dtype)
+        _old_epilogue_rows(src.copy(), bias, act, expected)
+        if layout in ("inplace", "strided_inplace"):
+            big = np.full((rows, cols + 5), SENTINEL, dtype)
+            out = big[:, 2:2 + cols] if layout == "strided_inplace" else big[:, :cols].copy()
+            out[:] = src
+            epilogue_rows(out, bias, act, out)
+        else:
+            big = np.full((rows, cols + 5), SENTINEL, dtype)
+            out = big[:, 2:2 + cols] if layout == "strided" else np.empty((rows, cols), dtype)
+            epilogue_rows(src.copy(), bias, act, out)
+        if layout.startswith("strided"):
+            assert np.all(big[:, :2] == SENTINEL) and np.all(big[:, 2 + cols:] == SENTINEL)
+        assert_same_bits(out, expected)

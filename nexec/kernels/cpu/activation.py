@@ -779,7 +779,7 @@ def _add_column_sums(z, r0, r1, db):
 
     Up to 64 columns per pass: each row is added into float64 accumulators on the stack, a
     loop across the columns that vectorizes, each column's sum in row order. Eight columns
-    per pass (one add-latency-bound chain per column of a remainder) cost 3-4x more.
+    per pass (one add-latency-bound chain per column of a remainder) cost 2x more.
     """
     cols = z.shape[1]
     acc = stack_array(0.0, _SUM_COLS)

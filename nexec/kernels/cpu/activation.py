@@ -45,7 +45,9 @@ from nexec.kernels.activations import (
     SOFTSIGN,
     TANH,
 )
+from nexec.kernels.cpu.blas import unit_row
 from nexec.kernels.cpu.fastmath32 import exp32
+from nexec.kernels.cpu.stack import stack_array
 from nexec.kernels.jit import kernel
 
 __all__ = [
@@ -538,8 +540,13 @@ def _activate_grad_rows(y, dy, act, dz, r0, r1):
     """
     n = y.shape[1]
     if act == LINEAR:
-        for i in range(r0, r1):
-            copy_row(dy[i], dz[i])
+        # one check per block (copy_row per row cost 13x more)
+        if not (same_data(dy, dz) and dy.strides == dz.strides):
+            for i in range(r0, r1):
+                g = dy[i]
+                z = dz[i]
+                for j in range(n):
+                    z[j] = g[j]
     elif act == RELU:
         for i in range(r0, r1):
             yr = y[i]
@@ -603,6 +610,27 @@ def _epilogue_has_bias(src, bias, out):
 
 
 @kernel
+def _bias_relu_rows(src, bias, out):
+    """out = relu(src + bias) in one pass, the bits of the two passes of ``epilogue_rows``
+    (the sum is rounded to the dtype before the comparison, as when it was stored)."""
+    cols = src.shape[1]
+    if same_data(src, out) and src.strides == out.strides:  # over one array (an aliased
+        # pair of arrays would run scalar)
+        for i in range(src.shape[0]):
+            o = out[i]
+            for j in range(cols):
+                v = o[j] + bias[j]
+                o[j] = v if v > 0 else 0
+    else:
+        for i in range(src.shape[0]):
+            s = src[i]
+            o = out[i]
+            for j in range(cols):
+                v = s[j] + bias[j]
+                o[j] = v if v > 0 else 0
+
+
+@kernel
 def epilogue_rows(src, bias, act, out):
     """out[i, j] = act(src[i, j] + bias[j]), softmax row-wise; the fused-epilogue helper.
 
@@ -615,6 +643,9 @@ def epilogue_rows(src, bias, act, out):
     rows = src.shape[0]
     cols = src.shape[1]
     has_bias = _epilogue_has_bias(src, bias, out)
+    if has_bias and act == RELU:  # the commonest pair in one pass (2x faster on 128 x 32)
+        _bias_relu_rows(src, bias, out)
+        return
     for b0 in range(0, rows, _BLOCK):
         b1 = min(rows, b0 + _BLOCK)
         for i in range(b0, b1):
@@ -631,25 +662,74 @@ def epilogue_rows(src, bias, act, out):
         _activate_rows(out, act, b0, b1)
 
 
+_SOFTMAX_ROWS = 32  # rows per transposed block of epilogue_softmax_rows
+_SOFTMAX_COLS = 32  # the widest row it transposes; wider rows take the row-wise form
+_SOFTMAX_SCRATCH = _SOFTMAX_ROWS * _SOFTMAX_COLS
+
+
 @kernel
-def epilogue_softmax_rows(src, bias, out):
-    """``epilogue_rows`` for softmax, same bits, about 2.5x faster on narrow rows.
+def _softmax_rows_transposed(src, bias, has_bias, out):
+    """``epilogue_softmax_rows`` for rows of at most ``_SOFTMAX_COLS`` channels, same bits.
 
-    A per-row exp loop over 10 classes is mostly loop remainder; here each row is shifted by
-    its max in place, then one flat loop over the whole block takes the exps (it vectorizes
-    whatever the row width), then each row is scaled to sum 1 into ``out``, four rows at a
-    time (:func:`_softmax_scale_rows`).
-
-    Args:
-        src: 2-D (rows, channels) C-contiguous; overwritten (scratch). May be ``out``.
-        bias: 1-D (channels,), or shape (0,) for no bias.
-        out: 2-D (rows, channels), may be row-strided.
+    A row's max and float64 sum are short chains of dependent operations; each block of
+    rows is copied (plus the bias) into stack scratch with the columns outermost, so that
+    the max, the sum and the reciprocal run across 32 rows at once, and the shift and the
+    exps are loops over the whole block that vectorize whatever the row width; then each
+    row is scaled into ``out`` (1.7x faster than the row-wise form on 128 x 10 float32,
+    1.2x on 128 x 32). Per row, every operation and its order are those of the row-wise
+    form.
     """
     rows = src.shape[0]
     cols = src.shape[1]
-    has_bias = _epilogue_has_bias(src, bias, out)
-    if cols == 0:
-        return
+    r = _SOFTMAX_ROWS
+    t = stack_array(src, _SOFTMAX_SCRATCH)  # t[j * r + i] = element j of row b0 + i
+    m = stack_array(src, _SOFTMAX_ROWS)
+    inv = stack_array(0.0, _SOFTMAX_ROWS)
+    for b0 in range(0, rows, r):
+        nb = min(rows - b0, r)
+        for i in range(nb):
+            s = src[b0 + i]
+            if has_bias:
+                for j in range(cols):
+                    t[j * r + i] = s[j] + bias[j]
+            else:
+                for j in range(cols):
+                    t[j * r + i] = s[j]
+        for i in range(nb):
+            m[i] = t[i]
+        for j in range(1, cols):
+            tj = t[j * r:j * r + nb]
+            for i in range(nb):
+                v = tj[i]
+                if v > m[i]:
+                    m[i] = v
+        for j in range(cols):
+            tj = t[j * r:j * r + nb]
+            for i in range(nb):
+                tj[i] = tj[i] - m[i]
+        for k in range((cols - 1) * r + nb):  # past nb in a short block: unused, harmless
+            t[k] = exp_typed(t[k])
+        for i in range(nb):
+            inv[i] = 0.0
+        for j in range(cols):
+            tj = t[j * r:j * r + nb]
+            for i in range(nb):
+                inv[i] += np.float64(tj[i])
+        for i in range(nb):
+            inv[i] = np.divide(1.0, inv[i])
+        for i in range(nb):
+            o = out[b0 + i]
+            q = inv[i]
+            for j in range(cols):
+                o[j] = t[j * r + i] * q
+
+
+@kernel
+def _softmax_rows_wide(src, bias, has_bias, out):
+    """``epilogue_softmax_rows`` row by row, for wide rows: each row is shifted by its max
+    in place, one flat loop takes the exps, then the rows are scaled four at a time."""
+    rows = src.shape[0]
+    cols = src.shape[1]
     for i in range(rows):
         s = src[i]
         if has_bias:
@@ -668,47 +748,59 @@ def epilogue_softmax_rows(src, bias, out):
 
 
 @kernel
+def epilogue_softmax_rows(src, bias, out):
+    """``epilogue_rows`` for softmax, same bits, several times faster on narrow rows.
+
+    A per-row exp loop over 10 classes is mostly loop remainder, and a row's max and sum
+    are chains of dependent operations; rows of up to 32 channels are therefore worked on
+    in transposed blocks (:func:`_softmax_rows_transposed`), wider ones row by row with one
+    flat exp loop (:func:`_softmax_rows_wide`).
+
+    Args:
+        src: 2-D (rows, channels) C-contiguous; may be overwritten (scratch). May be ``out``.
+        bias: 1-D (channels,), or shape (0,) for no bias.
+        out: 2-D (rows, channels), may be row-strided.
+    """
+    cols = src.shape[1]
+    has_bias = _epilogue_has_bias(src, bias, out)
+    if cols == 0:
+        return
+    if cols <= _SOFTMAX_COLS:
+        _softmax_rows_transposed(src, bias, has_bias, out)
+    else:
+        _softmax_rows_wide(src, bias, has_bias, out)
+
+
+_SUM_COLS = 64  # columns per pass of _add_column_sums (float64 accumulators on the stack)
+
+
+@kernel
 def _add_column_sums(z, r0, r1, db):
     """db += column sums of rows r0..r1-1 of ``z``, accumulated in float64.
 
-    Eight columns at a time: row-contiguous loads into eight independent accumulators; one
-    column at a time strides through memory and is bound by the add latency (3x slower).
+    Up to 64 columns per pass: each row is added into float64 accumulators on the stack, a
+    loop across the columns that vectorizes, each column's sum in row order. Eight columns
+    per pass (one add-latency-bound chain per column of a remainder) cost 2x more.
     """
     cols = z.shape[1]
-    j0 = 0
-    while j0 + 8 <= cols:
-        a0 = 0.0
-        a1 = 0.0
-        a2 = 0.0
-        a3 = 0.0
-        a4 = 0.0
-        a5 = 0.0
-        a6 = 0.0
-        a7 = 0.0
-        for i in range(r0, r1):
-            r = z[i]
-            a0 += r[j0]
-            a1 += r[j0 + 1]
-            a2 += r[j0 + 2]
-            a3 += r[j0 + 3]
-            a4 += r[j0 + 4]
-            a5 += r[j0 + 5]
-            a6 += r[j0 + 6]
-            a7 += r[j0 + 7]
-        db[j0] += a0
-        db[j0 + 1] += a1
-        db[j0 + 2] += a2
-        db[j0 + 3] += a3
-        db[j0 + 4] += a4
-        db[j0 + 5] += a5
-        db[j0 + 6] += a6
-        db[j0 + 7] += a7
-        j0 += 8
-    for j in range(j0, cols):
-        acc = 0.0
-        for i in range(r0, r1):
-            acc += z[i, j]
-        db[j] += acc
+    acc = stack_array(0.0, _SUM_COLS)
+    unit = cols <= 1 or z.strides[1] == z.itemsize
+    for j0 in range(0, cols, _SUM_COLS):
+        w = min(_SUM_COLS, cols - j0)
+        for j in range(w):
+            acc[j] = 0.0
+        if unit:
+            for i in range(r0, r1):
+                r = unit_row(z, i)[j0:j0 + w]
+                for j in range(w):
+                    acc[j] += r[j]
+        else:
+            for i in range(r0, r1):
+                r = z[i, j0:j0 + w]
+                for j in range(w):
+                    acc[j] += r[j]
+        for j in range(w):
+            db[j0 + j] += acc[j]
 
 
 @kernel

@@ -147,9 +147,65 @@ def categorical_crossentropy(p, y, eps, out):
     out[0] = _cce_total(p, y, eps, None) / n
 
 
+_CCE_ROWS = 32  # rows per transposed block of _cce_total_transposed
+_CCE_COLS = 32  # the widest row it transposes; wider rows take _cce_total_rows
+_CCE_SCRATCH = _CCE_ROWS * _CCE_COLS  # float64 entries (8 KiB) of its stack buffer
+
+
 @kernel
 def _cce_total(p, y, eps, w):
-    """``sum_i w_i * cce_i`` (``w`` None: all 1).
+    """``sum_i w_i * cce_i`` (``w`` None: all 1); the same bits for any row width."""
+    if p.shape[1] <= _CCE_COLS:
+        return _cce_total_transposed(p, y, eps, w)
+    return _cce_total_rows(p, y, eps, w)
+
+
+@kernel
+def _cce_total_transposed(p, y, eps, w):
+    """:func:`_cce_total_rows` for rows of at most ``_CCE_COLS`` classes, same bits.
+
+    A short row's float64 sum is a chain of dependent adds and its reciprocal a division:
+    each block of 32 rows is copied into stack scratch with the columns outermost, so that
+    the sums, reciprocals and clipped quotients run across the rows (vectorised) and the
+    logs in one flat loop; then each row's ``-sum(y * log(c))`` in ``j`` order and the total
+    in row order, as before (1.3x faster on 128 x 10 float32; the logs are most of the rest).
+    """
+    n, k = p.shape
+    lo, hi = _clip_bounds(p, eps)
+    r = _CCE_ROWS
+    buf = stack_array(0.0, _CCE_SCRATCH)  # buf[j * r + i] = entry j of row i0 + i
+    inv = stack_array(0.0, _CCE_ROWS)
+    total = 0.0
+    for i0 in range(0, n, r):
+        nb = min(n - i0, r)
+        for i in range(nb):
+            for j in range(k):
+                buf[j * r + i] = float(p[i0 + i, j])
+        for i in range(nb):
+            inv[i] = 0.0
+        for j in range(k):
+            bj = buf[j * r:j * r + nb]
+            for i in range(nb):
+                inv[i] += bj[i]
+        for i in range(nb):
+            inv[i] = np.divide(1.0, inv[i])
+        for j in range(k):
+            bj = buf[j * r:j * r + nb]
+            for i in range(nb):
+                bj[i] = min(max(bj[i] * inv[i], lo), hi)
+        for t in range((k - 1) * r + nb):  # past nb in a short block: unused, harmless
+            buf[t] = _log(buf[t])
+        for i in range(nb):
+            row = 0.0
+            for j in range(k):
+                row -= float(y[i0 + i, j]) * buf[j * r + i]
+            total += row if w is None else float(w[i0 + i]) * row
+    return total
+
+
+@kernel
+def _cce_total_rows(p, y, eps, w):
+    """``sum_i w_i * cce_i`` (``w`` None: all 1), row by row.
 
     Rows go in chunks of up to :data:`_CHUNK` entries through a stack buffer: first the
     clipped quotients, then their logs in one flat loop (vectorised; a log inside the row's

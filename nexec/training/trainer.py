@@ -428,20 +428,34 @@ class Trainer:
             """Accounts rows ``lo:hi`` of native batches of ``prog`` as
             ``Executor._results`` and the loop account a step (same values, same order of
             additions)."""
+            nonlocal loss_sum, seen
             assert counts is not None
-            for r in range(lo, hi):
+            if hi <= lo:
+                return
+            b = prog.batch
+            slots = [(out, weight) for out, weight, _ in prog.loss_slots]
+            metric_totals = [total_m for *_, total_m in prog.metric_slots]
+            # Python floats and ints of the rows, as ``float()``/``.item()`` give them
+            rows = losses[lo:hi].tolist()
+            scalars = [None if isinstance(acc, np.ndarray) else values[lo:hi, 0].tolist()
+                       for acc, values in zip(counts, metrics)]
+            for r, row in enumerate(rows):
                 total = 0.0
-                for j, (out, weight, _) in enumerate(prog.loss_slots):
-                    value = float(losses[r, j])
+                for (out, weight), value in zip(slots, row):
                     per_output[out] = value
                     total += weight * value
                 for m, values in enumerate(metrics):
-                    acc = counts[m]
-                    if isinstance(acc, np.ndarray):
-                        np.add(acc, values[r], out=acc)
+                    column = scalars[m]
+                    if column is None:
+                        np.add(counts[m], values[lo + r], out=counts[m])
                     else:
-                        counts[m] += values[r, 0].item()
-                account(prog, prog.batch, total)
+                        counts[m] += column[r]
+                loss_sum += total * b  # as ``account``
+                for j in range(k):
+                    out_sums[j] += per_output[j] * b
+                for m, total_m in enumerate(metric_totals):
+                    totals[m] += total_m
+                seen += b
 
         def running() -> dict[str, float]:  # Keras' batch logs: the epoch's results so far
             return self.epoch_logs(loss_sum, out_sums, seen, counts, totals)

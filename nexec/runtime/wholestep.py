@@ -21,7 +21,9 @@ out into the result arrays after them), so all full batches of a pass are one na
 :func:`generate_epoch` does the same for the train (or evaluate) phases: each batch's rows
 are gathered through the epoch's order index from the inputs, targets and sample weights, and
 each step's loss and metric slots are copied into per-batch result rows
-(:class:`CompiledEpoch`), which the trainer replays as its loop would.
+(:class:`CompiledEpoch`), which the trainer replays as its loop would. The last, shorter
+batch's program (the tail: other static shapes, the same arena) can be generated into the
+same function as a second body after the loop, so a whole pass or epoch is one call.
 
 The generated source goes to ``<cache dir>/wholestep/step_<hash>.py``, the hash covering the
 program's structure and each kernel's module and source file stamp, and is compiled with

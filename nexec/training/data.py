@@ -178,6 +178,8 @@ def as_targets(y: Any, model: Any, losses: list[Any], dtype: str) -> list[np.nda
 
 
 def check_same_length(arrays: list[np.ndarray], names: list[str], what: str) -> None:
+    if len(arrays) < 2:  # one array: nothing to compare (every fit/predict of one input)
+        return
     lengths = {n: len(a) for n, a in zip(names, arrays)}
     if len(set(lengths.values())) > 1:
         raise DataError(f"All {what} arrays need the same number of samples, got {lengths}.")

@@ -195,7 +195,7 @@ class Predictor:
         shorter batch is another program (the tail), compiled into the same function and
         run at the end of the last call."""
         ex = self.executor
-        if ex.jit_step is False:
+        if ex.jit_step is False or not feed.n:
             return 0
         full = feed.n // feed.batch
         rest = feed.n - full * feed.batch

@@ -403,7 +403,8 @@ class Executor:
         self._run(prog, "forward")
 
     def run_forward_pass(self, prog: Program, sources: list[np.ndarray],
-                         results: list[np.ndarray], first: int, last: int) -> int:
+                         results: list[np.ndarray], first: int, last: int,
+                         tail: Program | None = None, with_tail: bool = True) -> int:
         """Batches ``first``..``last - 1`` of in-memory ``sources`` (each ``prog.batch`` rows,
         in order) through the forward, their outputs written into the same rows of
         ``results``, as one native call (``wholestep.CompiledPass``) when ``jit_step`` says
@@ -413,38 +414,87 @@ class Executor:
         converted once, as ``np.copyto`` would per batch) and out as :meth:`read_outputs`
         does, so the results are bit for bit those of the loop.
 
+        Args:
+            tail: The program of the last, shorter batch, whose rows follow batch
+                ``last - 1`` (this executor's ``program(rows)``): compiled into the same
+                function as ``prog`` and, when ``with_tail``, run after the full batches in
+                the same call. When it cannot be compiled, the function is ``prog``'s alone
+                and the caller runs the tail.
+            with_tail: Whether this call runs the tail (calls over part of the batches
+                pass the tail program without running it, to share one function).
+
         Returns:
-            How many batches from ``first`` ran (fewer than ``last - first``, usually 0:
-            the caller runs the rest itself).
+            How many batches from ``first`` ran, the tail counted as one (fewer than asked,
+            usually 0: the caller runs the rest itself).
         """
-        if last <= first or prog.compiled.get("forward pass") is False:
+        if last <= first and (tail is None or not with_tail) \
+                or prog.compiled.get("forward pass") is False:
             return 0
         hi = last * prog.batch
-        srcs = self._pass_arrays(sources, prog.inputs, prog.batch, hi, True)
-        outs = self._pass_arrays(results, prog.outputs, prog.batch, hi, False)
+        if tail is not None and not self._tail_ready(tail, ("forward",), hi, sources):
+            tail = None
+        run_tail = tail is not None and with_tail
+        end = hi + tail.batch if run_tail else hi  # type: ignore[union-attr]
+        srcs = self._pass_arrays(sources, prog.inputs, prog.batch, end, True)
+        outs = self._pass_arrays(results, prog.outputs, prog.batch, end, False)
         if srcs is None or outs is None:
             return 0
         ran = 0
         if "forward" not in prog.checked:  # a plugin kernel's bad types: PluginError first
             if not checking.check_types(prog.bound(("forward",))):
                 # Calls that cannot be typed in advance run once through the checking loop.
+                if first == last:
+                    return 0
                 lo = first * prog.batch
                 self.load(prog, sources, lo, lo + prog.batch)
                 self._run(prog, "forward")
                 self.read_outputs(prog, results, lo, lo + prog.batch)
                 first, ran = first + 1, 1
-                if first == last:
+                if first == last and not run_tail:
                     return ran
             prog.checked.add("forward")
-        compiled = self._compiled_pass(prog, srcs, outs)
+        compiled = self._compiled_pass(prog, srcs, outs, tail)
         if not compiled:
             return ran
+        if run_tail and compiled.tail is None:
+            run_tail, end = False, hi
+            if first == last:
+                return ran
         with self.device.step_guard(prog.threaded):
-            compiled(srcs, outs, first, last)
+            compiled(srcs, outs, first, last, run_tail)
         for r, o in zip(results, outs):
             if o is not r:  # another dtype: converted as ``np.copyto`` does per batch
-                np.copyto(r[first * prog.batch:hi], o[first * prog.batch:hi])
-        return ran + last - first
+                np.copyto(r[first * prog.batch:end], o[first * prog.batch:end])
+        return ran + last - first + run_tail
+
+    @staticmethod
+    def _known_tail(prog: Program, key: str, tail: Program | None) -> Program | None:
+        """``tail``, or ``None`` when ``prog``'s function under ``key`` is to run without
+        it: the tail could not be compiled, or ``prog`` itself keeps the loop. A function
+        compiled for another binding of the tail's batch size is dropped."""
+        if tail is None or prog.compiled.get(key) is False:
+            return None
+        both = prog.compiled.get(f"{key} + {tail.batch}")
+        if both is False:
+            return None
+        if both is not None and both.tail is not tail:
+            del prog.compiled[f"{key} + {tail.batch}"]
+        return tail
+
+    def _tail_ready(self, tail: Program, phases: tuple[str, ...], lo: int,
+                    sources: list[Any]) -> bool:
+        """Whether a tail program of rows ``lo:lo + tail.batch`` may run inside a native
+        call: those rows exist, its phases' calls are typed (``runtime/checking.py``: a
+        plugin kernel's bad types raise ``PluginError`` here, before any kernel runs; calls
+        that can only be typed by running them leave the tail to the caller's loop)."""
+        if not sources or len(sources[0]) < lo + tail.batch:
+            return False
+        if not tail.checked.issuperset(phases):
+            if not checking.check_types(tail.bound(tuple(p for p in phases
+                                                         if p not in tail.checked))):
+                return False
+            tail.checked.update(phases)
+        return True
 
     @staticmethod
     def _pass_arrays(arrays: list[Any], buffers: list[Any], batch: int, rows: int,
@@ -468,35 +518,41 @@ class Executor:
         return out
 
     def _compiled_pass(self, prog: Program, sources: list[np.ndarray],
-                       results: list[np.ndarray]) -> Any:
+                       results: list[np.ndarray], tail: Program | None = None) -> Any:
         """The compiled pass of ``prog``'s forward, or a false value for the loop.
 
         ``jit_step=True`` compiles it; ``"auto"`` when its code is on disk or the forward
         step itself was compiled by the "auto" rule (:meth:`_auto_compiles`); ``False``
         never. A forward that cannot be compiled (``wholestep.pass_refusal``: intra-op
         shards, a CUDA launcher, a Python-level call) keeps the loop, which raises for
-        ``True`` as the whole step does."""
+        ``True`` as the whole step does. With a ``tail`` program, the function of both
+        (kept per tail batch size), or ``prog``'s alone when the tail cannot be compiled."""
         key = "forward pass"
-        compiled = prog.compiled.get(key)
+        tail = self._known_tail(prog, key, tail)
+        compiled = prog.compiled.get(key if tail is None else f"{key} + {tail.batch}")
         if compiled is not None:
             return compiled
         if self.jit_step is False or not self.device.host_memory \
                 or wholestep.pass_refusal(prog):
             prog.compiled[key] = False
             return False
+        if tail is not None and wholestep.pass_refusal(prog, tail):
+            prog.compiled[f"{key} + {tail.batch}"] = False
+            return self._compiled_pass(prog, sources, results)
         if self.jit_step == "auto":
             first_sight = key not in prog.loop_stats
             prog.loop_stats[key] = [0, 0.0]
             if not (isinstance(prog.compiled.get("forward"), wholestep.CompiledStep)
-                    or first_sight and wholestep.generate_pass(prog).on_disk()):
+                    or first_sight and wholestep.generate_pass(prog, tail=tail).on_disk()):
                 return None  # undecided: the loop runs (and measures the forward step)
         with compiling.compiling():
-            prog.compiled[key] = wholestep.compile_pass(prog, sources, results)
-        return prog.compiled[key]
+            made = wholestep.compile_pass(prog, sources, results, tail=tail)
+        prog.compiled[key if tail is None else f"{key} + {tail.batch}"] = made
+        return made
 
     def run_epoch(self, prog: Program, mode: str, sources: list[np.ndarray],
-                  order: np.ndarray, first: int, last: int
-                  ) -> tuple[int, np.ndarray, list[np.ndarray]]:
+                  order: np.ndarray, first: int, last: int, tail: Program | None = None,
+                  with_tail: bool = True) -> tuple[int, np.ndarray, list[np.ndarray]]:
         """Batches ``first``..``last - 1`` (each ``prog.batch`` rows of ``sources`` through
         ``order``) through ``mode`` (``"train"`` or ``"evaluate"``) as one native call
         (``wholestep.CompiledEpoch``) when ``jit_step`` says so (:meth:`_compiled_epoch`).
@@ -508,49 +564,68 @@ class Executor:
         Args:
             sources: Inputs, targets, then (a weighted program) sample weights, all rows.
             order: The epoch's row order (int64, every row); ``np.arange`` when unshuffled.
+            tail: The program of the last, shorter batch, whose rows follow batch
+                ``last - 1`` (this executor's ``program(rows, weighted)``): compiled into the
+                same function and, when ``with_tail``, run after the full batches in the same
+                call (as :meth:`run_forward_pass`).
+            with_tail: Whether this call runs the tail.
 
         Returns:
-            How many batches from ``first`` ran (usually ``last - first``; 0 when the loop
-            must run them), a float64 ``(ran, losses)`` array of each batch's loss slots in
-            ``prog.loss_slots`` order, and per metric slot a ``(ran, size)`` array of its
-            values after each batch.
+            How many batches from ``first`` ran, the tail counted as one (usually all asked;
+            0 when the loop must run them), a float64 ``(ran, losses)`` array of each batch's
+            loss slots in ``prog.loss_slots`` order (the tail's last), and per metric slot a
+            ``(ran, size)`` array of its values after each batch.
         """
         key = f"{mode} epoch"
         nothing: tuple[int, np.ndarray, list[np.ndarray]] = \
             (0, np.empty((0, len(prog.loss_slots))), [])
-        if last <= first or prog.compiled.get(key) is False:
+        if last <= first and (tail is None or not with_tail) \
+                or prog.compiled.get(key) is False:
             return nothing
+        phases = wholestep.MODES[mode]
+        hi = last * prog.batch
+        if tail is not None and not self._tail_ready(tail, phases, hi, sources):
+            tail = None
+        run_tail = tail is not None and with_tail
         buffers = prog.inputs + prog.targets + prog.weights
         srcs = self._epoch_sources(sources, buffers)
         if srcs is None:
             return nothing
         order = np.ascontiguousarray(order, np.int64)
-        if int(order.shape[0]) < last * prog.batch:
+        if int(order.shape[0]) < hi + (tail.batch if run_tail else 0):  # type: ignore
             return nothing
-        losses = np.empty((last - first, len(prog.loss_slots)), np.float64)
-        metrics = [np.empty((last - first, int(s.shape[0])), s.dtype)
+        rows = last - first + run_tail
+        losses = np.empty((rows, len(prog.loss_slots)), np.float64)
+        metrics = [np.empty((rows, int(s.shape[0])), s.dtype)
                    for _, _, s, _ in prog.metric_slots]
-        phases = wholestep.MODES[mode]
         ran = 0
         if not prog.checked.issuperset(phases):  # a plugin kernel's bad types: PluginError
             if not checking.check_types(prog.bound(tuple(p for p in phases
                                                           if p not in prog.checked))):
                 # Calls that cannot be typed in advance run once through the checking loop.
+                if first == last:
+                    return nothing
                 lo = first * prog.batch
                 self.load(prog, sources, lo, lo + prog.batch, order)
                 self._run(prog, mode)
                 self._slot_row(prog, losses, metrics, 0)
                 ran = 1
-                if first + ran == last:
+                if first + ran == last and not run_tail:
                     return ran, losses, metrics
             prog.checked.update(phases)
-        compiled = self._compiled_epoch(prog, mode, [*srcs, order], [losses, *metrics])
+        compiled = self._compiled_epoch(prog, mode, [*srcs, order], [losses, *metrics], tail)
         if not compiled:
             return ran, losses[:ran], [m[:ran] for m in metrics]
+        if run_tail and compiled.tail is None:  # the tail could not be compiled in
+            run_tail, rows = False, rows - 1
+            if first + ran == last:
+                return ran, losses[:ran], [m[:ran] for m in metrics]
         with self.device.step_guard(prog.threaded):
             compiled([*srcs, order], [losses[ran:], *(m[ran:] for m in metrics)],
-                     first + ran, last)
-        return last - first, losses, metrics
+                     first + ran, last, run_tail)
+        if rows < losses.shape[0]:
+            return rows, losses[:rows], [m[:rows] for m in metrics]
+        return rows, losses, metrics
 
     def _slot_row(self, prog: Program, losses: np.ndarray, metrics: list[np.ndarray],
                   row: int) -> None:
@@ -578,30 +653,37 @@ class Executor:
         return out
 
     def _compiled_epoch(self, prog: Program, mode: str, sources: list[np.ndarray],
-                        results: list[np.ndarray]) -> Any:
+                        results: list[np.ndarray], tail: Program | None = None) -> Any:
         """The compiled epoch of ``prog``'s ``mode``, or a false value for the loop.
 
         As :meth:`_compiled_pass`: ``jit_step=True`` compiles it; ``"auto"`` when its code is
         on disk or the mode's step itself was compiled by the "auto" rule; ``False`` never.
         What cannot be compiled (``wholestep.epoch_refusal``) keeps the loop, which raises
-        for ``True`` as the whole step does."""
+        for ``True`` as the whole step does. With a ``tail`` program, the function of both
+        (kept per tail batch size), or ``prog``'s alone when the tail cannot be compiled."""
         key = f"{mode} epoch"
-        compiled = prog.compiled.get(key)
+        tail = self._known_tail(prog, key, tail)
+        compiled = prog.compiled.get(key if tail is None else f"{key} + {tail.batch}")
         if compiled is not None:
             return compiled
         if self.jit_step is False or not self.device.host_memory \
                 or wholestep.epoch_refusal(prog, mode):
             prog.compiled[key] = False
             return False
+        if tail is not None and wholestep.epoch_refusal(prog, mode, tail):
+            prog.compiled[f"{key} + {tail.batch}"] = False
+            return self._compiled_epoch(prog, mode, sources, results)
         if self.jit_step == "auto":
             first_sight = key not in prog.loop_stats
             prog.loop_stats[key] = [0, 0.0]
             if not (isinstance(prog.compiled.get(mode), wholestep.CompiledStep)
-                    or first_sight and wholestep.generate_epoch(prog, mode).on_disk()):
+                    or first_sight
+                    and wholestep.generate_epoch(prog, mode, tail=tail).on_disk()):
                 return None  # undecided: the loop runs (and measures the step)
         with compiling.compiling():
-            prog.compiled[key] = wholestep.compile_epoch(prog, mode, sources, results)
-        return prog.compiled[key]
+            made = wholestep.compile_epoch(prog, mode, sources, results, tail=tail)
+        prog.compiled[key if tail is None else f"{key} + {tail.batch}"] = made
+        return made
 
     def train_step(self, prog: Program, losses: list[float], counts: list[Any]) -> float:
         """Forward, loss, metrics, backward, update.

@@ -21,7 +21,9 @@ out into the result arrays after them), so all full batches of a pass are one na
 :func:`generate_epoch` does the same for the train (or evaluate) phases: each batch's rows
 are gathered through the epoch's order index from the inputs, targets and sample weights, and
 each step's loss and metric slots are copied into per-batch result rows
-(:class:`CompiledEpoch`), which the trainer replays as its loop would.
+(:class:`CompiledEpoch`), which the trainer replays as its loop would. The last, shorter
+batch's program (the tail: other static shapes, the same arena) can be generated into the
+same function as a second body after the loop, so a whole pass or epoch is one call.
 
 The generated source goes to ``<cache dir>/wholestep/step_<hash>.py``, the hash covering the
 program's structure and each kernel's module and source file stamp, and is compiled with
@@ -59,7 +61,7 @@ MODES = {"train": ("forward", "loss", "metric", "backward", "update"),
          "evaluate": ("forward", "loss", "metric"),
          "forward": ("forward",)}
 
-_GENERATOR_VERSION = 4  # bump when the generated source changes shape
+_GENERATOR_VERSION = 5  # bump when the generated source changes shape
 
 
 def cache_dir() -> Path:
@@ -99,23 +101,33 @@ class CompiledPass:
     of batches ``first``..``last - 1`` copies rows ``b * batch:(b + 1) * batch`` of each
     source into the program's input buffers, runs the forward kernels and copies the output
     buffers into the same rows of the results, batch after batch, all inside one native call.
+    Compiled with a tail program (the last, shorter batch's), a call with ``tail`` true then
+    runs the tail program on rows ``last * batch:last * batch + tail_rows`` in the same call.
 
     Attributes:
         fn: The jitted function.
         args: The memories and literal arrays it takes after sources, results and the range.
         source: The generated Python source.
         cached: Whether Numba may keep its machine code on disk.
+        tail: The tail program compiled in (``None``: none; ``tail`` must then be false).
     """
 
-    def __init__(self, fn: Any, args: tuple, source: str, cached: bool) -> None:
+    def __init__(self, fn: Any, args: tuple, source: str, cached: bool,
+                 tail: Program | None = None) -> None:
         self.fn = fn
         self.args = args
         self.source = source
         self.cached = cached
+        self.tail = tail
+        self._with_tail = (np.bool_(True),) if tail is not None else ()
+        self._without_tail = (np.bool_(False),) if tail is not None else ()
 
     def __call__(self, sources: list[np.ndarray], results: list[np.ndarray], first: int,
-                 last: int) -> None:
-        self.fn(*sources, *results, np.int64(first), np.int64(last), *self.args)
+                 last: int, tail: bool = False) -> None:
+        if tail and self.tail is None:
+            raise ValueError("this pass was compiled without a tail program")
+        self.fn(*sources, *results, np.int64(first), np.int64(last),
+                *(self._with_tail if tail else self._without_tail), *self.args)
 
 
 class CompiledEpoch(CompiledPass):
@@ -127,7 +139,9 @@ class CompiledEpoch(CompiledPass):
     array, then one ``(batches, size)`` array per metric slot, of its dtype. For batch
     ``b`` of ``first``..``last - 1`` it gathers rows ``order[b * batch:(b + 1) * batch]``
     of each source into the program's buffers, runs the mode's kernels and copies the loss
-    and metric slots into row ``b - first`` of the results.
+    and metric slots into row ``b - first`` of the results. With ``tail`` true, the tail
+    program then runs on rows ``order[last * batch:last * batch + tail_rows]``, its slots
+    copied into row ``last - first``.
     """
 
 
@@ -201,9 +215,15 @@ def _flat_bytes(base: Any) -> np.ndarray | None:
     return base.reshape(-1).view(np.uint8)
 
 
-def _generate(prog: Program, mode: str, pass_views: bool = False, over_batches: bool = False,
-              over_epoch: bool = False) -> tuple[str, tuple, dict[str, Any], list[str], bool]:
+def _generate(progs: list[Program], mode: str, pass_views: bool = False,
+              over_batches: bool = False, over_epoch: bool = False
+              ) -> tuple[str, tuple, dict[str, Any], list[str], bool]:
     """Source, call arguments, kernel globals, structure key and cacheability.
+
+    ``progs`` is one program, or for a pass or an epoch the full batches' program and the
+    program of the last, shorter batch (its tail, run once after the full batches when the
+    function's ``tail`` argument is true). Memories the programs share (the arena, the
+    parameters, the slots) are one parameter.
 
     With ``over_batches`` the function first takes one source per program input and one
     result per output and a range of batches, and runs the calls once per batch between
@@ -213,17 +233,17 @@ def _generate(prog: Program, mode: str, pass_views: bool = False, over_batches: 
     """
     params: list[str] = []  # parameter names, in call order
     args: list[Any] = []
-    memory_param: dict[str, str] = {}
-    views: dict[Ref, str] = {}
+    memory_param: dict[int, str] = {}  # id of a memory -> its parameter
+    views: dict[tuple[int, Ref], str] = {}
     literal_param: dict[int, str] = {}
     kernels: dict[int, str] = {}
     kernel_objs: dict[str, Any] = {}
     imports: list[str] = []
     cacheable = True
     body_views: list[str] = []
-    body_calls: list[str] = []
     key: list[str] = [f"v{_GENERATOR_VERSION}", mode, f"views={pass_views}",
-                      f"pass={over_batches}", f"epoch={over_epoch}"]
+                      f"pass={over_batches}", f"epoch={over_epoch}",
+                      f"programs={[p.batch for p in progs]}"]
 
     def argument(a: Any) -> str:
         name = literal_param.get(id(a))
@@ -234,112 +254,80 @@ def _generate(prog: Program, mode: str, pass_views: bool = False, over_batches: 
             key.append(f"{name}:array{a.shape}{a.strides}{a.dtype.str}")
         return name
 
-    def view(r: Ref) -> str:
-        if r in views:
-            return views[r]
-        base = prog.memories[r.memory]
-        a = r.view(base)
+    def memory(p: int, r: Ref) -> str | None:
+        """The parameter of ``r``'s memory as flat bytes (``None``: not contiguous)."""
+        base = progs[p].memories[r.memory]
         flat = _flat_bytes(base)
-        if pass_views or not a.flags.c_contiguous or flat is None:
-            name = argument(a)  # a strided view: passed as it is (same type as in the loop)
-            views[r] = name
-            return name
-        mem = memory_param.get(r.memory)
+        if flat is None:
+            return None
+        mem = memory_param.get(id(base))
         if mem is None:
-            mem = memory_param[r.memory] = f"m{len(memory_param)}"
+            mem = memory_param[id(base)] = f"m{len(memory_param)}"
             params.append(mem)
             args.append(flat)
             key.append(f"{mem}:{flat.nbytes}")
-        name = views[r] = f"v{len(views)}"
+        return mem
+
+    def view(p: int, r: Ref) -> str:
+        if (p, r) in views:
+            return views[(p, r)]
+        a = r.view(progs[p].memories[r.memory])
+        mem = None if pass_views or not a.flags.c_contiguous else memory(p, r)
+        if mem is None:
+            name = argument(a)  # a strided view: passed as it is (same type as in the loop)
+            views[(p, r)] = name
+            return name
+        name = views[(p, r)] = f"v{len(views)}"
         end = r.offset + a.nbytes
         shape = "" if a.ndim == 1 else f".reshape({tuple(a.shape)!r})"  # 1-D: view is enough
         body_views.append(f"    {name} = {mem}[{r.offset}:{end}].view(np.{a.dtype.name}){shape}")
         key.append(f"{name}={mem}[{r.offset}:{end}]{a.dtype.str}{a.shape}")
         return name
 
-    for ins in _calls(prog, mode):
-        fn = _kernel(ins.fn)
-        k = kernels.get(id(fn))
-        if k is None:
-            k = kernels[id(fn)] = f"k{len(kernels)}"
-            where = _importable(fn)
-            if where is None:
-                cacheable = False
-                kernel_objs[k] = fn
-                key.append(f"{k}=<{_describe(fn)} {id(fn)}>")
-            else:
-                module, name = where.split(":")
-                imports.append(f"from {module} import {name} as {k}")
-                src = getattr(sys.modules[module], "__file__", None) or ""
-                stamp = os.stat(src) if src and os.path.exists(src) else None
-                key.append(f"{k}={where}@{stamp.st_mtime_ns if stamp else 0}"
-                           f":{stamp.st_size if stamp else 0}")
-        parts = []
-        for a in ins.args:
-            if isinstance(a, Ref):
-                parts.append(view(a))
-            elif isinstance(a, np.ndarray):
-                parts.append(argument(a))
-            else:
-                lit = _literal(a)
-                if lit is None:
-                    raise ValueError(f"cannot compile argument {a!r:.60} of {_describe(ins.fn)}")
-                parts.append(lit)
-        body_calls.append(f"    {k}({', '.join(parts)})")
-        key.append(body_calls[-1])
+    def calls(p: int) -> list[str]:
+        nonlocal cacheable
+        out = []
+        for ins in _calls(progs[p], mode):
+            fn = _kernel(ins.fn)
+            k = kernels.get(id(fn))
+            if k is None:
+                k = kernels[id(fn)] = f"k{len(kernels)}"
+                where = _importable(fn)
+                if where is None:
+                    cacheable = False
+                    kernel_objs[k] = fn
+                    key.append(f"{k}=<{_describe(fn)} {id(fn)}>")
+                else:
+                    module, name = where.split(":")
+                    imports.append(f"from {module} import {name} as {k}")
+                    src = getattr(sys.modules[module], "__file__", None) or ""
+                    stamp = os.stat(src) if src and os.path.exists(src) else None
+                    key.append(f"{k}={where}@{stamp.st_mtime_ns if stamp else 0}"
+                               f":{stamp.st_size if stamp else 0}")
+            parts = []
+            for a in ins.args:
+                if isinstance(a, Ref):
+                    parts.append(view(p, a))
+                elif isinstance(a, np.ndarray):
+                    parts.append(argument(a))
+                else:
+                    lit = _literal(a)
+                    if lit is None:
+                        raise ValueError(f"cannot compile argument {a!r:.60} of "
+                                         f"{_describe(ins.fn)}")
+                    parts.append(lit)
+            out.append(f"    {k}({', '.join(parts)})")
+            key.append(out[-1])
+        return out
+
+    per_prog = [calls(p) for p in range(len(progs))]
+    body_calls = per_prog[0]
     lead: list[str] = []
     if over_epoch:
-        lead, body_calls = _epoch_body(prog, view, memory_param, body_calls)
+        lead, body_calls = _epoch_body(progs, view, memory, per_prog)
         key += body_calls
     if over_batches:
-        ins_, outs_ = prog.places["inputs"], prog.places["outputs"]
-
-        def flat(r: Ref) -> str | None:
-            """A 1-D view of the elements of a contiguous buffer ``r`` (``None``: none)."""
-            base = prog.memories[r.memory]
-            a = r.view(base)
-            mem = memory_param.get(r.memory) if a.flags.c_contiguous and not pass_views \
-                and _flat_bytes(base) is not None else None
-            if mem is None:
-                return None
-            name = f"f{len(flat_names)}"
-            flat_names.append(name)
-            flats.append(f"    {name} = {mem}[{r.offset}:{r.offset + a.nbytes}]"
-                         f".view(np.{a.dtype.name})")
-            return name
-
-        def copy(dst: str, src: str, fdst: str | None, fsrc: str | None, per_row: int,
-                 into: bool) -> list[str]:
-            """Copies one batch of rows: an explicit loop over the flat elements (a plain
-            loop LLVM vectorises; a multi-dimensional slice assignment is much slower)."""
-            if fdst is None:
-                return [f"        {dst}[:] = {src}[lo:hi]" if into
-                        else f"        {dst}[lo:hi] = {src}"]
-            at = "lo * " + str(per_row)
-            body = f"{fdst}[j] = {fsrc}[{at} + j]" if into else f"{fsrc}[{at} + j] = {fdst}[j]"
-            return [f"        for j in range({fdst}.size):", f"            {body}"]
-
-        flats: list[str] = []
-        flat_names: list[str] = []
-        copy_in: list[str] = []
-        copy_out: list[str] = []
-        for i, r in enumerate(ins_):
-            name, fl = view(r), flat(r)
-            if fl is not None:
-                flats.append(f"    fs{i} = s{i}.reshape(s{i}.size)")
-            copy_in += copy(name, f"s{i}", fl, f"fs{i}", int(np.prod(r.shape[1:])), True)
-        for i, r in enumerate(outs_):
-            name, fl = view(r), flat(r)
-            if fl is not None:
-                flats.append(f"    fr{i} = r{i}.reshape(r{i}.size)")
-            copy_out += copy(f"r{i}", name, fl, f"fr{i}", int(np.prod(r.shape[1:])), False)
-        lead = [f"s{i}" for i in range(len(ins_))] + [f"r{i}" for i in range(len(outs_))] \
-            + ["first", "last"]
-        body_calls = [*flats,
-                      "    for b in range(first, last):",
-                      f"        lo = b * {prog.batch}",
-                      f"        hi = lo + {prog.batch}",
-                      *copy_in, *("    " + c for c in body_calls), *copy_out]
+        lead, body_calls = _pass_body(progs, view, memory, per_prog, pass_views)
         key += body_calls
     source = "\n".join([
         '"""Generated by nexec.runtime.wholestep: one program step as one function."""',
@@ -358,41 +346,135 @@ def _generate(prog: Program, mode: str, pass_views: bool = False, over_batches: 
     return source, tuple(args), kernel_objs, key, cacheable
 
 
-def _epoch_body(prog: Program, view: Any, memory_param: dict[str, str], calls: list[str]
+def _range_lead(progs: list[Program]) -> list[str]:
+    """The batch range parameters, and ``tail`` when a tail program is compiled in."""
+    return ["first", "last"] + (["tail"] if len(progs) > 1 else [])
+
+
+def _blocks(progs: list[Program], block: Any) -> list[str]:
+    """The loop over the full batches, then (with a tail program) the tail's block:
+    ``block(p, indent)`` gives a program's lines after ``lo`` and ``o`` are set."""
+    batch = progs[0].batch
+    body = ["    for b in range(first, last):",
+            f"        lo = b * {batch}",
+            "        o = b - first",
+            *block(0, "        ")]
+    if len(progs) > 1:
+        body += ["    if tail:",
+                 f"        lo = last * {batch}",
+                 "        o = last - first",
+                 *block(1, "        ")]
+    return body
+
+
+def _pass_body(progs: list[Program], view: Any, memory: Any, per_prog: list[list[str]],
+               pass_views: bool) -> tuple[list[str], list[str]]:
+    """The lead parameters and body of a pass function (:class:`CompiledPass`): per batch,
+    rows copied into the input buffers, the forward's calls, outputs copied out."""
+    heads: list[str] = []
+    flat_names: list[str] = []
+    made: set[str] = set()
+
+    def flat(p: int, r: Ref) -> str | None:
+        """A 1-D view of the elements of a contiguous buffer ``r`` (``None``: none)."""
+        a = r.view(progs[p].memories[r.memory])
+        mem = memory(p, r) if a.flags.c_contiguous and not pass_views else None
+        if mem is None:
+            return None
+        name = f"f{len(flat_names)}"
+        flat_names.append(name)
+        heads.append(f"    {name} = {mem}[{r.offset}:{r.offset + a.nbytes}]"
+                     f".view(np.{a.dtype.name})")
+        return name
+
+    def whole(name: str) -> None:
+        if name not in made:
+            made.add(name)
+            heads.append(f"    f{name} = {name}.reshape({name}.size)")
+
+    def copy(indent: str, dst: str, src: str, fdst: str | None, fsrc: str, per_row: int,
+             into: bool, rows: int) -> list[str]:
+        """Copies one batch of rows: an explicit loop over the flat elements (a plain
+        loop LLVM vectorises; a multi-dimensional slice assignment is much slower)."""
+        if fdst is None:
+            return [f"{indent}{dst}[:] = {src}[lo:lo + {rows}]" if into
+                    else f"{indent}{dst}[lo:lo + {rows}] = {src}"]
+        at = "lo * " + str(per_row)
+        body = f"{fdst}[j] = {fsrc}[{at} + j]" if into else f"{fsrc}[{at} + j] = {fdst}[j]"
+        return [f"{indent}for j in range({fdst}.size):", f"{indent}    {body}"]
+
+    def block(p: int, indent: str) -> list[str]:
+        prog = progs[p]
+        out = []
+        for i, r in enumerate(prog.places["inputs"]):
+            name, fl = view(p, r), flat(p, r)
+            if fl is not None:
+                whole(f"s{i}")
+            out += copy(indent, name, f"s{i}", fl, f"fs{i}", int(np.prod(r.shape[1:])), True,
+                        prog.batch)
+        out += [indent + c.lstrip() for c in per_prog[p]]
+        for i, r in enumerate(prog.places["outputs"]):
+            name, fl = view(p, r), flat(p, r)
+            if fl is not None:
+                whole(f"r{i}")
+            out += copy(indent, f"r{i}", name, fl, f"fr{i}", int(np.prod(r.shape[1:])), False,
+                        prog.batch)
+        return out
+
+    body = _blocks(progs, block)
+    n_in, n_out = len(progs[0].places["inputs"]), len(progs[0].places["outputs"])
+    lead = [f"s{i}" for i in range(n_in)] + [f"r{i}" for i in range(n_out)] \
+        + _range_lead(progs)
+    return lead, heads + body
+
+
+def _epoch_body(progs: list[Program], view: Any, memory: Any, per_prog: list[list[str]]
                 ) -> tuple[list[str], list[str]]:
     """The lead parameters and body of an epoch function (:class:`CompiledEpoch`): per batch,
     flat gathering loops into the input, target and weight buffers, the calls, and the slot
     copies. Every buffer is a contiguous place in a memory (:func:`epoch_refusal`)."""
-    places = prog.places
-    buffers = [*places["inputs"], *places["targets"], *places["weights"]]
-    lead_, body = [], []
-    for i, r in enumerate(buffers):
-        view(r)  # the memory becomes a parameter
-        a = r.view(prog.memories[r.memory])
-        mem = memory_param[r.memory]
-        body.append(f"    g{i} = {mem}[{r.offset}:{r.offset + a.nbytes}].view(np.{a.dtype.name})")
-        body.append(f"    fs{i} = s{i}.reshape(s{i}.size)")
-        lead_.append(f"s{i}")
-    lead_ += ["order", "rl"]
-    slots = [s for _, _, s in places["loss_slots"]]
-    metrics = [s for _, _, s, _ in places["metric_slots"]]
-    lead_ += [f"q{m}" for m in range(len(metrics))] + ["first", "last"]
-    body += ["    for b in range(first, last):",
-             f"        lo = b * {prog.batch}",
-             "        o = b - first"]
-    for i, r in enumerate(buffers):
-        per = int(np.prod(r.shape[1:]))
-        body += [f"        for t in range({prog.batch}):",  # a loop LLVM vectorises
-                 f"            at = order[lo + t] * {per}",
-                 f"            for j in range({per}):",
-                 f"                g{i}[t * {per} + j] = fs{i}[at + j]"]
-    body += ["    " + c for c in calls]
-    for k, r in enumerate(slots):
-        body.append(f"        rl[o, {k}] = {view(r)}[0]")
-    for m, r in enumerate(metrics):
-        body += [f"        for j in range({int(r.shape[0])}):",
-                 f"            q{m}[o, j] = {view(r)}[j]"]
-    return lead_, body
+    heads: list[str] = []
+
+    def buffers(prog: Program) -> list[Ref]:
+        places = prog.places
+        return [*places["inputs"], *places["targets"], *places["weights"]]
+
+    for i in range(len(buffers(progs[0]))):
+        heads.append(f"    fs{i} = s{i}.reshape(s{i}.size)")
+    gathers: list[list[str]] = []
+    for p, prog in enumerate(progs):
+        names = []
+        for i, r in enumerate(buffers(prog)):
+            view(p, r)
+            a = r.view(prog.memories[r.memory])
+            name = f"g{p}_{i}"
+            heads.append(f"    {name} = {memory(p, r)}[{r.offset}:{r.offset + a.nbytes}]"
+                         f".view(np.{a.dtype.name})")
+            names.append(name)
+        gathers.append(names)
+
+    def block(p: int, indent: str) -> list[str]:
+        prog = progs[p]
+        out = []
+        for i, r in enumerate(buffers(prog)):
+            per = int(np.prod(r.shape[1:]))
+            out += [f"{indent}for t in range({prog.batch}):",  # a loop LLVM vectorises
+                    f"{indent}    at = order[lo + t] * {per}",
+                    f"{indent}    for j in range({per}):",
+                    f"{indent}        {gathers[p][i]}[t * {per} + j] = fs{i}[at + j]"]
+        out += [indent + c.lstrip() for c in per_prog[p]]
+        for k, (_, _, r) in enumerate(prog.places["loss_slots"]):
+            out.append(f"{indent}rl[o, {k}] = {view(p, r)}[0]")
+        for m, (_, _, r, _) in enumerate(prog.places["metric_slots"]):
+            out += [f"{indent}for j in range({int(r.shape[0])}):",
+                    f"{indent}    q{m}[o, j] = {view(p, r)}[j]"]
+        return out
+
+    body = _blocks(progs, block)
+    n_metrics = len(progs[0].places["metric_slots"])
+    lead = [f"s{i}" for i in range(len(buffers(progs[0])))] + ["order", "rl"] \
+        + [f"q{m}" for m in range(n_metrics)] + _range_lead(progs)
+    return lead, heads + body
 
 
 class StepCompileError(NexecError, ValueError):
@@ -417,6 +499,7 @@ class Generated:
     path: Path
     cacheable: bool
     epoch: bool = False  #: an epoch function (:class:`CompiledEpoch`), not a pass
+    tail: Program | None = None  #: the tail program compiled in (a pass or an epoch)
 
     def on_disk(self) -> bool:
         """Whether a previous process left Numba's compiled code for this step on disk."""
@@ -450,10 +533,11 @@ class Generated:
         spec.loader.exec_module(module)
         # Compile (or load) now for exactly these argument types, without running a step.
         if lead:
+            flag = (np.bool_(False),) if self.tail is not None else ()
             module.step.compile(tuple(typeof(a) for a in (*lead, np.int64(0), np.int64(0),
-                                                            *self.args)))
+                                                            *flag, *self.args)))
             kind = CompiledEpoch if self.epoch else CompiledPass
-            return kind(module.step, self.args, self.source, self.cacheable)
+            return kind(module.step, self.args, self.source, self.cacheable, self.tail)
         module.step.compile(tuple(typeof(a) for a in self.args))
         return CompiledStep(module.step, self.args, self.source, self.cacheable)
 
@@ -478,7 +562,7 @@ def generate(prog: Program, mode: str = "train", directory: Path | None = None,
         raise StepCompileError(f"this {mode} step cannot be compiled into one native call "
                                "(use jit_step='auto' or False to keep the Python loop):\n  "
                                + "\n  ".join(reasons))
-    source, args, kernel_objs, key, cacheable = _generate(prog, mode, pass_views)
+    source, args, kernel_objs, key, cacheable = _generate([prog], mode, pass_views)
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:24]
     folder = directory or cache_dir()
     return Generated(source, args, kernel_objs, folder / f"step_{digest}.py", cacheable)
@@ -490,9 +574,12 @@ def compile_step(prog: Program, mode: str = "train", directory: Path | None = No
     return generate(prog, mode, directory).compile()
 
 
-def pass_refusal(prog: Program) -> list[str]:
-    """What keeps ``prog``'s forward from running over batches in one call (empty: nothing):
-    its calls (:func:`uncompilable`), or an input or output that lives in no memory."""
+def pass_refusal(prog: Program, tail: Program | None = None) -> list[str]:
+    """What keeps ``prog``'s forward (with ``tail``'s, the last shorter batch's, in the same
+    function) from running over batches in one call (empty: nothing): its calls
+    (:func:`uncompilable`), or an input or output that lives in no memory."""
+    if tail is not None:
+        return pass_refusal(prog) + [f"tail: {r}" for r in pass_refusal(tail)]
     reasons = uncompilable(prog, "forward")
     for what in ("inputs", "outputs"):
         for i, r in enumerate(prog.places.get(what, [])):
@@ -501,33 +588,51 @@ def pass_refusal(prog: Program) -> list[str]:
     return reasons
 
 
-def generate_pass(prog: Program, directory: Path | None = None) -> Generated:
+def generate_pass(prog: Program, directory: Path | None = None,
+                  tail: Program | None = None) -> Generated:
     """The module whose function runs ``prog``'s forward over a range of full batches of
     in-memory arrays (:class:`CompiledPass`): one native call per predict pass.
 
+    Args:
+        prog: The full batches' program.
+        directory: Where the generated module goes (default :func:`cache_dir`).
+        tail: The program of the last, shorter batch (of the same executor, so of the same
+            arena), compiled into the same function; ``None``: none.
+
     Raises:
-        StepCompileError: :func:`pass_refusal` names a reason.
+        StepCompileError: :func:`pass_refusal` names a reason (for either program).
     """
-    reasons = pass_refusal(prog)
+    progs = [prog] if tail is None else [prog, tail]
+    reasons = pass_refusal(prog, tail)
     if reasons:
         raise StepCompileError("this forward cannot be compiled into one native call per "
                                "pass:\n  " + "\n  ".join(reasons))
-    source, args, kernel_objs, key, cacheable = _generate(prog, "forward", over_batches=True)
+    source, args, kernel_objs, key, cacheable = _generate(progs, "forward", over_batches=True)
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:24]
     folder = directory or cache_dir()
-    return Generated(source, args, kernel_objs, folder / f"pass_{digest}.py", cacheable)
+    return Generated(source, args, kernel_objs, folder / f"pass_{digest}.py", cacheable,
+                     tail=tail)
 
 
 def compile_pass(prog: Program, sources: list[np.ndarray], results: list[np.ndarray],
-                 directory: Path | None = None) -> CompiledPass:
+                 directory: Path | None = None, tail: Program | None = None) -> CompiledPass:
     """:func:`generate_pass` compiled for sources and results like these."""
-    return generate_pass(prog, directory).compile((*sources, *results))
+    return generate_pass(prog, directory, tail).compile((*sources, *results))
 
 
-def epoch_refusal(prog: Program, mode: str = "train") -> list[str]:
-    """What keeps ``mode`` (``"train"`` or ``"evaluate"``) of ``prog`` from running over
-    batches in one call (empty: nothing): its calls (:func:`uncompilable`), or an input,
-    target, sample-weight buffer or result slot that is not a contiguous place in a memory."""
+def epoch_refusal(prog: Program, mode: str = "train", tail: Program | None = None
+                  ) -> list[str]:
+    """What keeps ``mode`` (``"train"`` or ``"evaluate"``) of ``prog`` (with ``tail``'s, the
+    last shorter batch's, in the same function) from running over batches in one call
+    (empty: nothing): its calls (:func:`uncompilable`), an input, target, sample-weight
+    buffer or result slot that is not a contiguous place in a memory, or a tail whose slots
+    and buffers are not laid out as ``prog``'s."""
+    if tail is not None:
+        reasons = epoch_refusal(prog, mode) + [f"tail: {r}" for r in epoch_refusal(tail, mode)]
+        if _slot_shapes(tail) != _slot_shapes(prog):
+            reasons.append("tail: its loss and metric slots or buffers differ from the full "
+                           "batches' program's")
+        return reasons
     reasons = uncompilable(prog, mode)
     places = prog.places
     named = [(what, r) for what in ("inputs", "targets", "weights")
@@ -541,29 +646,47 @@ def epoch_refusal(prog: Program, mode: str = "train") -> list[str]:
     return reasons
 
 
-def generate_epoch(prog: Program, mode: str = "train", directory: Path | None = None
-                   ) -> Generated:
+def generate_epoch(prog: Program, mode: str = "train", directory: Path | None = None,
+                   tail: Program | None = None) -> Generated:
     """The module whose function runs ``mode``'s phases of ``prog`` over a range of full
     batches gathered from in-memory arrays (:class:`CompiledEpoch`): one native call for
-    the full batches of a ``fit`` epoch (``"train"``) or an ``evaluate`` (``"evaluate"``).
+    the batches of a ``fit`` epoch (``"train"``) or an ``evaluate`` (``"evaluate"``).
+
+    Args:
+        prog: The full batches' program.
+        mode: ``"train"`` or ``"evaluate"``.
+        directory: Where the generated module goes (default :func:`cache_dir`).
+        tail: The program of the last, shorter batch (of the same executor and weighting),
+            compiled into the same function; ``None``: none.
 
     Raises:
-        StepCompileError: :func:`epoch_refusal` names a reason.
+        StepCompileError: :func:`epoch_refusal` names a reason (for either program).
     """
     if mode not in ("train", "evaluate"):
         raise ValueError(f"an epoch runs mode 'train' or 'evaluate', not {mode!r}")
-    reasons = epoch_refusal(prog, mode)
+    progs = [prog] if tail is None else [prog, tail]
+    reasons = epoch_refusal(prog, mode, tail)
     if reasons:
         raise StepCompileError(f"this {mode} step cannot be compiled into one native call per "
                                "epoch:\n  " + "\n  ".join(reasons))
-    source, args, kernel_objs, key, cacheable = _generate(prog, mode, over_epoch=True)
+    source, args, kernel_objs, key, cacheable = _generate(progs, mode, over_epoch=True)
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:24]
     folder = directory or cache_dir()
     return Generated(source, args, kernel_objs, folder / f"epoch_{digest}.py", cacheable,
-                     epoch=True)
+                     epoch=True, tail=tail)
+
+
+def _slot_shapes(prog: Program) -> list[Any]:
+    """What an epoch's results are shaped by: the loss slots' and metric slots' layout."""
+    places = prog.places
+    return [len(places.get("loss_slots", [])),
+            [(tuple(s.shape), np.dtype(s.dtype).str) for _, _, s, _ in
+             places.get("metric_slots", [])],
+            [len(places.get(w, [])) for w in ("inputs", "targets", "weights")]]
 
 
 def compile_epoch(prog: Program, mode: str, sources: list[np.ndarray],
-                  results: list[np.ndarray], directory: Path | None = None) -> CompiledEpoch:
+                  results: list[np.ndarray], directory: Path | None = None,
+                  tail: Program | None = None) -> CompiledEpoch:
     """:func:`generate_epoch` compiled for sources (the order last) and results like these."""
-    return generate_epoch(prog, mode, directory).compile((*sources, *results))
+    return generate_epoch(prog, mode, directory, tail).compile((*sources, *results))

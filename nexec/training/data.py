@@ -9,11 +9,33 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from nexec.errors import DataError
 from nexec.graph import Function, is_integer_dtype
 
-__all__ = ["as_inputs", "as_targets", "check_same_length", "split_by_name"]
+__all__ = ["as_inputs", "as_targets", "check_same_length", "split_by_name", "all_finite"]
+
+
+@njit(nogil=True, cache=True)
+def _no_nonfinite(a: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """``x - x`` is exactly 0 for every finite ``x`` and NaN for NaN and infinities (no
+    fast-math here, so the subtraction is kept); one pass, no temporary, vectorised."""
+    bad = False
+    for i in range(a.size):
+        bad |= (a[i] - a[i]) != 0
+    return not bad
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """``np.isfinite(a).all()`` without its temporary boolean array, for the checks of every
+    ``fit``/``predict`` call on a float array (C-contiguous float32/float64: one native
+    pass; anything else: NumPy)."""
+    if a.dtype.kind != "f":
+        return True
+    if a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.size:
+        return bool(_no_nonfinite(a.reshape(-1)))
+    return bool(np.isfinite(a).all())
 
 
 def split_by_name(data: Any, names: list[str], what: str) -> list[Any]:
@@ -57,7 +79,7 @@ def as_inputs(x: Any, model: Any, dtype: str) -> list[np.ndarray]:
             a = _as_ids(a, name, t.dtype)
         else:
             a = np.ascontiguousarray(a, dtype=dtype)
-            if not np.isfinite(a).all():
+            if not all_finite(a):
                 raise DataError(f"Input '{name}' contains NaN or infinite values.")
             if readers and a.size and not np.all(np.mod(a, 1) == 0):
                 raise DataError(f"Input '{name}' feeds layer '{readers[0].name}' "
@@ -72,7 +94,7 @@ def as_inputs(x: Any, model: Any, dtype: str) -> list[np.ndarray]:
 def _as_ids(a: np.ndarray, name: str, dtype: str) -> np.ndarray:
     """Data for an integer input: whole numbers that fit ``dtype``, as a contiguous copy."""
     if a.dtype.kind == "f":
-        if not np.isfinite(a).all():
+        if not all_finite(a):
             raise DataError(f"Input '{name}' ({dtype}) contains NaN or infinite values.")
         if a.size and not np.all(np.mod(a, 1) == 0):
             raise DataError(f"Input '{name}' has dtype {dtype} (token ids) but its data holds "
@@ -148,7 +170,7 @@ def as_targets(y: Any, model: Any, losses: list[Any], dtype: str) -> list[np.nda
         if tuple(a.shape[1:]) != shape:
             raise DataError(f"Output '{name}' expects targets of shape {t.shape}, got {a.shape}.")
         a = np.ascontiguousarray(a, dtype=dtype)
-        if not np.isfinite(a).all():
+        if not all_finite(a):
             raise DataError(f"Targets of output '{name}' contain NaN or infinite values.")
         arrays.append(a)
     check_same_length(arrays, names, "target")
@@ -156,6 +178,8 @@ def as_targets(y: Any, model: Any, losses: list[Any], dtype: str) -> list[np.nda
 
 
 def check_same_length(arrays: list[np.ndarray], names: list[str], what: str) -> None:
+    if len(arrays) < 2:  # one array: nothing to compare (every fit/predict of one input)
+        return
     lengths = {n: len(a) for n, a in zip(names, arrays)}
     if len(set(lengths.values())) > 1:
         raise DataError(f"All {what} arrays need the same number of samples, got {lengths}.")

@@ -190,36 +190,32 @@ class Predictor:
         """Runs the batches of an in-memory pass as native calls over many batches
         (``Executor.run_forward_pass``) when ``jit_step`` says so; returns how many ran (0:
         the loop runs them all, else the loop runs those left). A silent bar takes one call
-        for the full batches; a live one (``verbose=1`` on a terminal) calls over 1, 2, 4,
-        ... batches until a call takes :attr:`BAR_SECONDS`, redrawing between calls. The
-        last, shorter batch is another program: its own pass, called for one batch."""
-        full = feed.n // feed.batch
-        if self.executor.jit_step is False:
+        for all batches; a live one (``verbose=1`` on a terminal) calls over 1, 2, 4, ...
+        batches until a call takes :attr:`BAR_SECONDS`, redrawing between calls. The last,
+        shorter batch is another program (the tail), compiled into the same function and
+        run at the end of the last call."""
+        ex = self.executor
+        if ex.jit_step is False or not feed.n:
             return 0
+        full = feed.n // feed.batch
+        rest = feed.n - full * feed.batch
         live = bar.verbose == 1 and bar.dynamic
         done, chunk = 0, 1 if live else full
-        while done < full:
+        while True:
             last = min(done + chunk, full)
             t0 = time.perf_counter()
-            with self.executor.lock:  # one arena: one thread's batches at a time
-                prog = self.executor.program(feed.batch)
-                ran = self.executor.run_forward_pass(prog, feed.sources, results, done, last)
-            if ran < last - done:
-                bar.update(done + ran)
-                return done + ran
-            done = last
+            with ex.lock:  # one arena: one thread's batches at a time
+                prog = ex.program(feed.batch)  # first: the tail binds into its arena
+                tail = ex.program(rest) if rest else None
+                ran = ex.run_forward_pass(prog, feed.sources, results, done, last, tail,
+                                          with_tail=last == full)
+            asked = last - done + (tail is not None and last == full)
+            done += ran
             bar.update(done)
+            if ran < asked or last == full:
+                return done
             if time.perf_counter() - t0 < self.BAR_SECONDS:
                 chunk *= 2
-        rest = feed.n - full * feed.batch
-        if rest:  # the last, shorter batch: its own program's pass, over the rows left
-            lo = full * feed.batch
-            with self.executor.lock:
-                prog = self.executor.program(rest)
-                done += self.executor.run_forward_pass(
-                    prog, [s[lo:] for s in feed.sources], [r[lo:] for r in results], 0, 1)
-            bar.update(done)
-        return done
 
 
 def predictor(model: Any) -> Predictor:
@@ -427,23 +423,39 @@ class Trainer:
                 totals[m] += total_m
             seen += b
 
-        def replay(prog: Program, losses: np.ndarray, metrics: list[np.ndarray]) -> None:
-            """Accounts the rows of native batches as ``Executor._results`` and the loop
-            account a step (same values, same order of additions)."""
+        def replay(prog: Program, losses: np.ndarray, metrics: list[np.ndarray], lo: int,
+                   hi: int) -> None:
+            """Accounts rows ``lo:hi`` of native batches of ``prog`` as
+            ``Executor._results`` and the loop account a step (same values, same order of
+            additions)."""
+            nonlocal loss_sum, seen
             assert counts is not None
-            for r in range(losses.shape[0]):
+            if hi <= lo:
+                return
+            b = prog.batch
+            slots = [(out, weight) for out, weight, _ in prog.loss_slots]
+            metric_totals = [total_m for *_, total_m in prog.metric_slots]
+            # Python floats and ints of the rows, as ``float()``/``.item()`` give them
+            rows = losses[lo:hi].tolist()
+            scalars = [None if isinstance(acc, np.ndarray) else values[lo:hi, 0].tolist()
+                       for acc, values in zip(counts, metrics)]
+            for r, row in enumerate(rows):
                 total = 0.0
-                for j, (out, weight, _) in enumerate(prog.loss_slots):
-                    value = float(losses[r, j])
+                for (out, weight), value in zip(slots, row):
                     per_output[out] = value
                     total += weight * value
                 for m, values in enumerate(metrics):
-                    acc = counts[m]
-                    if isinstance(acc, np.ndarray):
-                        np.add(acc, values[r], out=acc)
+                    column = scalars[m]
+                    if column is None:
+                        np.add(counts[m], values[lo + r], out=counts[m])
                     else:
-                        counts[m] += values[r, 0].item()
-                account(prog, prog.batch, total)
+                        counts[m] += column[r]
+                loss_sum += total * b  # as ``account``
+                for j in range(k):
+                    out_sums[j] += per_output[j] * b
+                for m, total_m in enumerate(metric_totals):
+                    totals[m] += total_m
+                seen += b
 
         def running() -> dict[str, float]:  # Keras' batch logs: the epoch's results so far
             return self.epoch_logs(loss_sum, out_sums, seen, counts, totals)
@@ -454,8 +466,8 @@ class Trainer:
             done, stopped = self._native_epoch(executor, train, span, bar, start, replay,
                                                lambda: loss_sum / max(seen, 1),
                                                callbacks, spe, running)
-        if stopped:  # a batch callback stopped training between two executions
-            return running()
+        if stopped or span is not None and done >= span.steps:
+            return running()  # a batch callback stopped training, or all batches ran natively
         marked = _with_last(batches) if spe > 1 else ((b, False) for b in batches)
         for i, (data, last) in enumerate(marked):
             if i < done:  # ran natively
@@ -501,38 +513,50 @@ class Trainer:
                       bar: ProgressBar | None, start: Any, replay: Any, mean: Any,
                       callbacks: CallbackList | None = None, spe: int = 1,
                       running: Any = None) -> tuple[int, bool]:
-        """Runs the full batches of an epoch's span as native calls over many batches
+        """Runs the batches of an epoch's span as native calls over many batches
         (``Executor.run_epoch``) when ``jit_step`` says so; returns how many ran (0: the
-        loop runs them all, else the loop runs those left, the last, shorter batch
-        included) and whether a batch callback stopped training. Each call's per-batch
-        results are replayed (``replay``) before the bar moves. Where callbacks have batch
-        hooks, each call is one execution of ``spe`` batches (``steps_per_execution``), the
-        hooks called around it with its first and last batch index and the ``running()``
-        logs; otherwise a live bar grows calls over 1, 2, 4, ... batches until one takes
-        :attr:`BAR_SECONDS`, as ``predict`` does, and a silent one takes them in one call."""
+        loop runs them all, else the loop runs those left) and whether a batch callback
+        stopped training. The last, shorter batch is another program (the tail), compiled
+        into the same function and run at the end of the call that reaches it. Each call's
+        per-batch results are replayed (``replay``) before the bar moves. Where callbacks
+        have batch hooks, each call is one execution of ``spe`` batches
+        (``steps_per_execution``), the hooks called around it with its first and last batch
+        index and the ``running()`` logs; otherwise a live bar grows calls over 1, 2, 4, ...
+        batches until one takes :attr:`BAR_SECONDS`, as ``predict`` does, and a silent one
+        takes them in one call."""
         if executor.jit_step is False:
             return 0, False
         order = span.order if span.order is not None else np.arange(span.n, dtype=np.int64)
-        full = max(0, min(span.first + span.steps, span.n // span.batch) - span.first)
+        whole = span.n // span.batch  # full batches of the pass
+        full = max(0, min(span.first + span.steps, whole) - span.first)
+        rest = span.n - whole * span.batch
+        tail_left = bool(rest) and span.first + span.steps > whole  # the span ends with it
         hooks = _batch_hooks(callbacks)
-        if hooks and span.steps > full:  # the execution with the shorter batch: the loop's
-            full -= full % spe
         live = bar is not None and bar.verbose == 1 and bar.dynamic
         mode = "train" if train else "evaluate"
-        done, chunk = 0, spe if hooks else 1 if live else full
-        while done < full:
+        done, chunk = 0, spe if hooks else 1 if live else max(full, 1)
+        while done < full or tail_left:
             last = min(done + chunk, full)
+            # The tail joins the call that reaches it (an execution with room for it).
+            with_tail = tail_left and last == full and (not hooks or last - done < spe)
             t0 = time.perf_counter()
             if hooks:
                 for c in callbacks.batch_begin:  # type: ignore[union-attr]
                     c.on_train_batch_begin(done)
             with executor.lock:  # one arena: one thread's batches at a time
-                prog = executor.program(span.batch, span.weighted)
+                prog = executor.program(span.batch, span.weighted)  # first: the tail binds
+                tail = executor.program(rest, span.weighted) if tail_left else None  # in it
                 ran, losses, metrics = executor.run_epoch(
                     prog, mode, span.sources, order, span.first + done,
-                    span.first + last)
+                    span.first + last, tail, with_tail)
+                asked = last - done + with_tail
                 start(prog)
-                replay(prog, losses, metrics)
+                if with_tail and ran == asked:  # the tail ran: its row is the last
+                    replay(prog, losses, metrics, 0, ran - 1)
+                    replay(tail, losses, metrics, ran - 1, ran)
+                    tail_left = False
+                else:
+                    replay(prog, losses, metrics, 0, ran)
             done += ran
             if bar is not None:
                 bar.update(done, {"loss": mean()} if bar.dynamic else None)
@@ -542,7 +566,7 @@ class Trainer:
                     c.on_train_batch_end(done - 1, logs)
                 if self.model.stop_training:
                     return done, True
-            if done < last:
+            if ran < asked:
                 return done, False
             if not hooks and time.perf_counter() - t0 < self.BAR_SECONDS:
                 chunk *= 2

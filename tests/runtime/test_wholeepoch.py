@@ -37,10 +37,12 @@ def _same(loop, jit):
     assert np.isfinite(losses).all() and (len(losses) == 1 or losses[-1] < losses[0])
 
 
-def _epoch_of(model, batch, weighted=False, mode="train"):
+def _epoch_of(model, batch, weighted=False, mode="train", tail=None):
+    """The compiled epoch of the ``batch``-row program (with the ``tail``-row program's)."""
     t = model._trainer
     ex = t.train_executor if mode == "train" else t.eval_executor
-    return ex.program(batch, weighted).compiled.get(f"{mode} epoch")
+    key = f"{mode} epoch" + ("" if tail is None else f" + {tail}")
+    return ex.program(batch, weighted).compiled.get(key)
 
 
 def _recording(monkeypatch, model):
@@ -50,8 +52,9 @@ def _recording(monkeypatch, model):
     for ex in (model._trainer.train_executor, model._trainer.eval_executor):
         run = ex.run_epoch
 
-        def recording(prog, mode, sources, order, first, last, run=run):
-            result = run(prog, mode, sources, order, first, last)
+        def recording(prog, mode, sources, order, first, last, tail=None, with_tail=True,
+                      run=run):
+            result = run(prog, mode, sources, order, first, last, tail, with_tail)
             calls[mode].append((first, first + result[0]))
             return result
 
@@ -68,8 +71,11 @@ def test_a_native_epoch_trains_bit_identically_to_the_loop(n):
     jit = _fit(_mlp, True, x, y, **args)
     _same(loop, jit)
     assert set(loop[1]) == {"loss", "accuracy", "mae", "val_loss", "val_accuracy", "val_mae"}
-    assert isinstance(_epoch_of(jit[0], 16), wholestep.CompiledEpoch)
-    assert isinstance(_epoch_of(jit[0], 16, mode="evaluate"), wholestep.CompiledEpoch)
+    tail = n % 16 or None  # the last, shorter batch runs in the same function
+    assert isinstance(_epoch_of(jit[0], 16, tail=tail), wholestep.CompiledEpoch)
+    assert _epoch_of(jit[0], 16, tail=tail).tail is \
+        (tail and jit[0]._trainer.train_executor.program(tail))
+    assert isinstance(_epoch_of(jit[0], 16, mode="evaluate", tail=8), wholestep.CompiledEpoch)
     assert "train epoch" not in loop[0]._trainer.train_executor.program(16).compiled
     assert jit[0].evaluate(x, y, batch_size=16, verbose=0) == \
         loop[0].evaluate(x, y, batch_size=16, verbose=0)
@@ -85,13 +91,14 @@ def test_one_native_call_per_epoch_and_per_evaluation(monkeypatch):
                   metrics=["accuracy"], jit_step=True)
     calls = _recording(monkeypatch, model)
     hist = model.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_split=0.25)
-    # 54 training rows: 3 full batches per epoch (and 6 rows); 18 validation rows: 1 (and 2)
-    assert calls == {"train": [(0, 3), (0, 3)], "evaluate": [(0, 1), (0, 1)]}
+    # 54 training rows: 3 full batches per epoch and 6 rows; 18 validation rows: 1 and 2,
+    # each the last batch of its call
+    assert calls == {"train": [(0, 4), (0, 4)], "evaluate": [(0, 2), (0, 2)]}
     assert hist.history == loop[1]
     calls["train"].clear()
     calls["evaluate"].clear()
-    model.evaluate(x, y, batch_size=16, verbose=0)  # the last 8 rows: the loop's step
-    assert calls == {"train": [], "evaluate": [(0, 4)]}
+    model.evaluate(x, y, batch_size=16, verbose=0)  # the last 8 rows in the same call
+    assert calls == {"train": [], "evaluate": [(0, 5)]}
 
 
 def test_steps_per_epoch_continues_the_pass_natively(monkeypatch):
@@ -233,7 +240,7 @@ def test_a_live_bar_advances_between_growing_native_epoch_calls(monkeypatch):
     out = _Terminal()
     monkeypatch.setattr(sys, "stdout", out)
     hist = model.fit(x, y, epochs=1, batch_size=16, verbose=1, shuffle=True)
-    assert calls["train"] == [(0, 1), (1, 3), (3, 7)]  # then the 5-row batch: the loop
+    assert calls["train"] == [(0, 1), (1, 3), (3, 8)]  # the last call: and the 5-row batch
     assert "8/8 [" in out.getvalue()
     _same(loop, (model, hist.history, model.get_weights()))
 
@@ -297,3 +304,101 @@ def test_auto_runs_native_epochs_once_the_step_compiled(monkeypatch, tmp_path):
     assert isinstance(ex.program(16).compiled["train"], wholestep.CompiledStep)
     assert isinstance(_epoch_of(model, 16), wholestep.CompiledEpoch)
     _same(loop, (model, hist.history, model.get_weights()))
+
+
+# ----- the last, shorter batch inside the same native call ------------------------------------
+@pytest.mark.parametrize("n, batch, kwargs", [
+    (1000, 128, {}),  # 7 full batches and 104 rows, shuffled
+    (1000, 128, {"shuffle": False}),
+    (45, 16, {"sample_weight": "uniform"}),
+    (45, 16, {"class_weight": {0: 1.0, 1: 3.0, 2: 0.5, 3: 1.5}}),
+    (10, 16, {}),  # fewer rows than the batch: one batch of 10
+])
+def test_the_tail_batch_runs_in_the_same_call_bit_identically(monkeypatch, n, batch, kwargs):
+    x, y = _data((12,), 4, n=n)
+    if kwargs.get("sample_weight") == "uniform":
+        kwargs = {"sample_weight": np.random.default_rng(3).uniform(0.1, 2.0, n)
+                  .astype(np.float32)}
+    args = dict(metrics=("accuracy", "mae"), batch=batch, **kwargs)
+    loop = _fit(_mlp, False, x, y, **args)
+    nexec.clear_session()
+    nexec.set_random_seed(5)
+    model = _mlp()
+    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
+                  metrics=["accuracy", "mae"], jit_step=True)
+    calls = _recording(monkeypatch, model)
+    fit_args = {k: v for k, v in args.items() if k not in ("metrics", "batch")}
+    hist = model.fit(x, y, epochs=3, batch_size=batch, verbose=0,
+                     **{"shuffle": True, **fit_args})
+    steps = -(-n // batch)
+    assert calls["train"] == [(0, steps)] * 3  # one call per epoch, the tail included
+    _same(loop, (model, hist.history, model.get_weights()))
+    weighted = "sample_weight" in kwargs or "class_weight" in kwargs
+    tail = n % batch if n > batch else None
+    compiled = _epoch_of(model, min(n, batch), weighted, tail=tail)
+    assert isinstance(compiled, wholestep.CompiledEpoch)
+    ex = model._trainer.train_executor
+    assert compiled.tail is (tail and ex.program(tail, weighted))
+    if tail:  # the tail program has no epoch or step of its own
+        assert ex.program(tail, weighted).compiled == {}
+    sw = kwargs.get("sample_weight")
+    evaluated = model.evaluate(x, y, batch_size=batch, verbose=0, sample_weight=sw)
+    assert calls["evaluate"] == [(0, steps)]
+    loop_model = loop[0]
+    assert evaluated == loop_model.evaluate(x, y, batch_size=batch, verbose=0, sample_weight=sw)
+
+
+def test_a_validation_set_smaller_than_the_batch_runs_as_a_tail_alone(monkeypatch):
+    x, y = _data((12,), 4, n=40)  # 30 training rows (1 batch of 16, 14), 10 validation rows
+    loop = _fit(_mlp, False, x, y, epochs=2, validation_split=0.25)
+    nexec.clear_session()
+    nexec.set_random_seed(5)
+    model = _mlp()
+    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
+                  metrics=["accuracy"], jit_step=True)
+    calls = _recording(monkeypatch, model)
+    hist = model.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_split=0.25)
+    assert calls == {"train": [(0, 2)] * 2, "evaluate": [(0, 1)] * 2}
+    assert isinstance(_epoch_of(model, 16, mode="evaluate", tail=10), wholestep.CompiledEpoch)
+    _same(loop, (model, hist.history, model.get_weights()))
+
+
+def test_a_tail_that_cannot_be_compiled_in_runs_as_the_loops_step(monkeypatch):
+    x, y = _data((12,), 4, n=40)
+    loop = _fit(_mlp, False, x, y, epochs=2)
+    refusal = wholestep.epoch_refusal
+
+    def refusing(prog, mode="train", tail=None):
+        return ["tail: refused by the test"] if tail is not None else refusal(prog, mode)
+
+    monkeypatch.setattr(wholestep, "epoch_refusal", refusing)
+    nexec.clear_session()
+    nexec.set_random_seed(5)
+    model = _mlp()
+    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
+                  metrics=["accuracy"], jit_step=True)
+    calls = _recording(monkeypatch, model)
+    hist = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert calls["train"] == [(0, 2)] * 2  # the full batches; the 8 rows: a step
+    assert _epoch_of(model, 16, tail=8) is False
+    assert _epoch_of(model, 16).tail is None
+    assert isinstance(model._trainer.train_executor.program(8).compiled["train"],
+                      wholestep.CompiledStep)
+    _same(loop, (model, hist.history, model.get_weights()))
+
+
+def test_the_generated_epoch_runs_the_tail_after_the_full_batches():
+    x, y = _data((12,), 4, n=40)
+    model = _fit(_mlp, True, x, y, epochs=1)[0]
+    ex = model._trainer.train_executor
+    prog, tail = ex.program(16), ex.program(8)
+    alone = wholestep.generate_epoch(prog, "train")
+    both = wholestep.generate_epoch(prog, "train", tail=tail)
+    assert both.path != alone.path and both.tail is tail and alone.tail is None
+    assert "def step(s0, s1, order, rl, q0, first, last, tail, m0" in both.source
+    assert "    if tail:\n        lo = last * 16\n        o = last - first\n" in both.source
+    assert "for t in range(8):" in both.source and "if tail" not in alone.source
+    assert both.source.count("\n        k") == len(prog.instructions) + len(tail.instructions)
+    # the memories both programs share (arena, parameters, slots) are one parameter each
+    assert both.source.count(", m") == alone.source.count(", m")
+    assert wholestep.generate_epoch(prog, "train", tail=ex.program(4)).path != both.path

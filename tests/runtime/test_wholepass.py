@@ -55,8 +55,10 @@ def _as_list(p):
     return p if isinstance(p, list) else [p]
 
 
-def _pass_of(model, batch):
-    return model._trainer.predictor.executor.program(batch).compiled.get("forward pass")
+def _pass_of(model, batch, tail=None):
+    """The compiled pass of the ``batch``-row program (with the ``tail``-row program's)."""
+    key = "forward pass" + ("" if tail is None else f" + {tail}")
+    return model._trainer.predictor.executor.program(batch).compiled.get(key)
 
 
 @pytest.mark.parametrize("build", [_mlp, _cnn, _embedding, _two_outputs])
@@ -76,9 +78,13 @@ def test_a_pass_predicts_bit_identically_to_the_loop(build, n, batch):
         assert np.array_equal(a, b)
     # batch_size >= n is one full batch of n rows: the pass runs it as well (the Embedding
     # kernel is typed by running it once: a first pass of one batch runs it in the loop)
-    assert isinstance(_pass_of(model, min(batch, n)), wholestep.CompiledPass)
-    if n > batch and n % batch:  # the last, shorter batch: its own program's pass
-        assert isinstance(_pass_of(model, n % batch), wholestep.CompiledPass)
+    tail = n % batch if n > batch and n % batch else None
+    compiled = _pass_of(model, min(batch, n), tail)
+    assert isinstance(compiled, wholestep.CompiledPass)
+    # the last, shorter batch: its own program, run inside the same function
+    assert compiled.tail is (tail and model._trainer.predictor.executor.program(tail))
+    if tail:
+        assert _pass_of(model, tail) is None  # no pass of its own
 
 
 def test_the_loop_stays_without_jit_step_and_before_compile():
@@ -135,21 +141,21 @@ def test_a_live_bar_advances_between_growing_native_calls(monkeypatch):
     calls = []
     run = pred.executor.run_forward_pass
 
-    def recording(prog, sources, results, first, last):
-        calls.append((first, last))
-        return run(prog, sources, results, first, last)
+    def recording(prog, sources, results, first, last, tail=None, with_tail=True):
+        calls.append((first, last, tail is not None and with_tail))
+        return run(prog, sources, results, first, last, tail, with_tail)
 
     monkeypatch.setattr(pred.executor, "run_forward_pass", recording)
     monkeypatch.setattr(pred, "BAR_SECONDS", 1e9)  # every call counts as short: chunks double
     out = _Terminal()
     monkeypatch.setattr(sys, "stdout", out)
     got = model.predict(x, batch_size=16, verbose=1)
-    assert calls == [(0, 1), (1, 3), (3, 7), (0, 1)]  # the last: the 5-row program's pass
+    assert calls == [(0, 1, False), (1, 3, False), (3, 7, True)]  # the last: and the tail
     assert np.array_equal(got, loop)
     assert "8/8 [" in out.getvalue()
     calls.clear()
     model.predict(x, batch_size=16, verbose=0)  # silent: one call for the full batches
-    assert calls == [(0, 7), (0, 1)]
+    assert calls == [(0, 7, True)]
 
 
 def test_auto_compiles_the_pass_with_the_forward_step_or_from_disk(tmp_path, monkeypatch):
@@ -159,18 +165,18 @@ def test_auto_compiles_the_pass_with_the_forward_step_or_from_disk(tmp_path, mon
     ex = model._trainer.predictor.executor
     ex.AUTO_AFTER_STEPS, ex.AUTO_MAX_STEP_S = 3, 1.0  # the rule, not this machine's speed
     loop = model.predict(x, batch_size=16, verbose=0)
-    assert _pass_of(model, 16) is None  # undecided: the loop ran and measured
+    assert _pass_of(model, 16, 8) is None  # undecided: the loop ran and measured
     for _ in range(3):
         model.predict(x, batch_size=16, verbose=0)
     assert isinstance(ex.program(16).compiled["forward"], wholestep.CompiledStep)
     got = model.predict(x, batch_size=16, verbose=0)
-    assert isinstance(_pass_of(model, 16), wholestep.CompiledPass)
+    assert isinstance(_pass_of(model, 16, 8), wholestep.CompiledPass)  # and the 8-row tail
     assert all(np.array_equal(a, b) for a, b in zip(loop, got))
     # Another model of the same structure (as another process would) finds it on disk.
     again = _model(_two_outputs, "auto")
     again.predict(x, batch_size=16, verbose=0)
-    assert isinstance(_pass_of(again, 16), wholestep.CompiledPass)
-    assert _pass_of(again, 16).cached
+    assert isinstance(_pass_of(again, 16, 8), wholestep.CompiledPass)
+    assert _pass_of(again, 16, 8).cached
 
 
 def test_the_generated_pass_copies_rows_in_and_out_around_the_calls():
@@ -183,3 +189,59 @@ def test_the_generated_pass_copies_rows_in_and_out_around_the_calls():
     # rows copied by flat loops (vectorised) before and after the 3 Dense calls
     assert "f0[j] = fs0[lo * 12 + j]" in g.source and "fr0[lo * 4 + j] = f1[j]" in g.source
     assert g.source.count("\n        k") == 3
+
+
+def test_a_thousand_rows_at_batch_128_predict_in_one_call_with_the_tail(monkeypatch):
+    x = _x(_mlp, 1000)
+    loop = _model(_mlp, False).predict(x, batch_size=128, verbose=0)
+    model = _model(_mlp, True)
+    ex = model._trainer.predictor.executor
+    calls = []
+    run = ex.run_forward_pass
+
+    def recording(prog, sources, results, first, last, tail=None, with_tail=True):
+        ran = run(prog, sources, results, first, last, tail, with_tail)
+        calls.append((prog.batch, first, last, tail and tail.batch, ran))
+        return ran
+
+    monkeypatch.setattr(ex, "run_forward_pass", recording)
+    for _ in range(2):
+        assert np.array_equal(model.predict(x, batch_size=128, verbose=0), loop)
+    assert calls == [(128, 0, 7, 104, 8)] * 2  # 7 full batches and the 104-row tail
+    assert _pass_of(model, 128, 104).tail is ex.program(104)
+
+
+def test_the_pass_runs_the_tail_with_converted_sources_and_results():
+    """``run_forward_pass`` with a tail, float64 sources and float64 results (the buffers
+    are float32): the values the loop's ``np.copyto`` gives, batch by batch."""
+    x = _x(_mlp, 40).astype(np.float64) / 3.0
+    model = _model(_mlp, True)
+    ex = model._trainer.predictor.executor
+    prog, tail = ex.program(16), ex.program(8)
+    expected = np.empty((40, 4), np.float64)
+    for lo, p in ((0, prog), (16, prog), (32, tail)):
+        ex.load(p, [x], lo, lo + p.batch)
+        ex._run(p, "forward")
+        ex.read_outputs(p, [expected], lo, lo + p.batch)
+    got = np.full((40, 4), np.nan)
+    assert ex.run_forward_pass(prog, [x], [got], 1, 2, tail, with_tail=False) == 1
+    assert np.isnan(got[:16]).all() and np.isnan(got[32:]).all()
+    assert ex.run_forward_pass(prog, [x], [got], 2, 2, tail) == 1  # the tail alone
+    assert np.array_equal(got[16:], expected[16:]) and np.isnan(got[:16]).all()
+    assert ex.run_forward_pass(prog, [x[:30]], [got], 2, 2, tail) == 0  # no rows for it
+    got[:] = np.nan
+    assert ex.run_forward_pass(prog, [x], [got], 0, 2, tail) == 3
+    assert np.array_equal(got, expected)
+
+
+def test_a_tail_that_cannot_be_compiled_in_runs_in_the_loop(monkeypatch):
+    x = _x(_mlp, 40)
+    loop = _model(_mlp, False).predict(x, batch_size=16, verbose=0)
+    refusal = wholestep.pass_refusal
+    monkeypatch.setattr(wholestep, "pass_refusal", lambda prog, tail=None: (
+        ["tail: refused by the test"] if tail is not None else refusal(prog)))
+    model = _model(_mlp, True)
+    assert np.array_equal(model.predict(x, batch_size=16, verbose=0), loop)
+    assert _pass_of(model, 16, 8) is False and _pass_of(model, 16).tail is None
+    assert isinstance(model._trainer.predictor.executor.program(8).compiled["forward"],
+                      wholestep.CompiledStep)  # the 8 rows: the loop's (compiled) step

@@ -67,9 +67,9 @@ def test_executions_are_native_calls_and_train_as_the_loop(monkeypatch):
                   metrics=["accuracy"], jit_step=True, steps_per_execution=3)
     calls = _recording(monkeypatch, model)
     hist = model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[jit_rec])
-    # each execution of full batches one call; the one holding the last, shorter batch
-    # (batches 6 and 7) runs as steps
-    assert calls["train"] == [(0, 3), (3, 6)] * 2
+    # each execution one call, the one holding the last, shorter batch (batches 6 and 7)
+    # too: its full batch, then the shorter batch's program, in the same call
+    assert calls["train"] == [(0, 3), (3, 6), (6, 8)] * 2
     assert hist.history == h_loop == h_one
     for u, v, w in zip(model.get_weights(), w_loop, w_one):
         assert u.tobytes() == v.tobytes() == w.tobytes()

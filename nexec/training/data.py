@@ -9,22 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from nexec.errors import DataError
 from nexec.graph import Function, is_integer_dtype
 
 __all__ = ["as_inputs", "as_targets", "check_same_length", "split_by_name", "all_finite"]
-
-
-@njit(nogil=True, cache=True)
-def _no_nonfinite(a: np.ndarray) -> bool:  # pragma: no cover - compiled
-    """``x - x`` is exactly 0 for every finite ``x`` and NaN for NaN and infinities (no
-    fast-math here, so the subtraction is kept); one pass, no temporary, vectorised."""
-    bad = False
-    for i in range(a.size):
-        bad |= (a[i] - a[i]) != 0
-    return not bad
 
 
 def all_finite(a: np.ndarray) -> bool:
@@ -34,7 +23,9 @@ def all_finite(a: np.ndarray) -> bool:
     if a.dtype.kind != "f":
         return True
     if a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.size:
-        return bool(_no_nonfinite(a.reshape(-1)))
+        from nexec.kernels.cpu.finite import all_finite_flat  # Numba loads at the first call
+
+        return bool(all_finite_flat(a.reshape(-1)))
     return bool(np.isfinite(a).all())
 
 

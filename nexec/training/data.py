@@ -18,14 +18,20 @@ __all__ = ["as_inputs", "as_targets", "check_same_length", "split_by_name", "all
 
 def all_finite(a: np.ndarray) -> bool:
     """``np.isfinite(a).all()`` without its temporary boolean array, for the checks of every
-    ``fit``/``predict`` call on a float array (C-contiguous float32/float64: one native
-    pass; anything else: NumPy)."""
+    ``fit``/``predict`` call on a float array.
+
+    A C-contiguous float32/float64 array is first summed as squares by BLAS (``dot``, one
+    pass, ~2x faster than ``isfinite`` and nothing to compile): NaN and infinity propagate
+    into that sum, so a finite sum proves every element finite. Squares of huge finite
+    values may overflow it; only then (and for other layouts and dtypes) ``isfinite`` decides.
+    """
     if a.dtype.kind != "f":
         return True
     if a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.size:
-        from nexec.kernels.cpu.finite import all_finite_flat  # Numba loads at the first call
-
-        return bool(all_finite_flat(a.reshape(-1)))
+        flat = a.reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is an answer here
+            if np.isfinite(np.dot(flat, flat)):
+                return True
     return bool(np.isfinite(a).all())
 
 

@@ -1,6 +1,7 @@
 """``nexec.training.data.all_finite``: the finiteness check of every fit/predict call on
-arrays, one native pass instead of ``np.isfinite(a).all()``, must agree with NumPy for
-every dtype, layout and position of a NaN or an infinity."""
+arrays, a BLAS sum of squares before ``np.isfinite(a).all()``, must agree with NumPy for
+every dtype, layout and position of a NaN or an infinity, and for finite values whose
+squares overflow."""
 import numpy as np
 import pytest
 
@@ -23,6 +24,8 @@ def test_extremes_empty_and_integer_arrays():
     big = np.array([np.finfo(np.float32).max, -np.finfo(np.float32).max, 0.0, -0.0,
                     np.finfo(np.float32).tiny / 4], np.float32)  # finite, subnormal
     assert all_finite(big) and all_finite(big.astype(np.float64))
+    huge = np.full((3, 4), 1e200)  # the squares overflow to inf: isfinite decides
+    assert all_finite(huge) and not all_finite(np.append(huge, np.nan))
     assert all_finite(np.empty((0, 3), np.float32))
     assert all_finite(np.arange(6, dtype=np.int32).reshape(2, 3))
     assert all_finite(np.ones(4, bool))

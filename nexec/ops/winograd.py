@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nexec.ops.conv_direct import DIRECT_MAX_CIN, direct_applies
+from nexec.ops.conv_direct import direct_applies, direct_limit
 from nexec.ops.geometry import COLS_BLOCK, conv2d_geometry
 
 __all__ = ["ALGORITHMS", "TILES", "algorithm_of", "set_algorithm", "tile_of",
@@ -49,7 +49,7 @@ def set_algorithm(layer: Any, algorithm: str, cin: int | None = None) -> None:
     if algorithm == "direct":
         if cin is not None and not direct_applies(layer, cin):
             raise ValueError(f"Conv2D '{layer.name}': the direct kernel serves at most "
-                             f"{DIRECT_MAX_CIN} input channels, got {cin}")
+                             f"{direct_limit(layer)} input channels, got {cin}")
     elif algorithm != "im2col" and not winograd_applies(layer):
         raise ValueError(f"Conv2D '{layer.name}': Winograd needs a 3x3 kernel with stride 1, "
                          f"got kernel {tuple(layer.kernel_size)}, strides "

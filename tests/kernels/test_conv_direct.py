@@ -7,7 +7,13 @@ import pytest
 
 from nexec.kernels.activations import LINEAR, RELU, SOFTMAX, TANH
 from nexec.kernels.cpu.conv_direct import conv2d_direct_backward, conv2d_direct_forward
-from nexec.ops.conv_direct import DIRECT_MAX_CIN, direct_applies, direct_workspace_shapes
+from nexec.ops.conv_direct import (
+    DIRECT_MAX_CIN,
+    DIRECT_MAX_CIN_POINTWISE,
+    direct_applies,
+    direct_limit,
+    direct_workspace_shapes,
+)
 from nexec.ops.geometry import conv2d_geometry
 from nexec.testing import assert_close, check_gradients
 from tests.kernels.reference import ref_act, ref_act_grad
@@ -20,8 +26,9 @@ from tests.kernels.test_conv import (
 
 N = 2
 # (h, w, cin, f, kh, kw, sh, sw, padding). F covers the kernel's paths: fewer filters than
-# a register block (5), whole blocks (16: one float32 block, two float64), blocks plus a
-# rest (20); output widths that are and are not multiples of four pixels.
+# a register block (5), whole blocks (16), blocks plus a rest (20), whole wide blocks of 32
+# (32, 64: the forward's wider register block); output widths that are and are not
+# multiples of four pixels.
 CASES = [
     (5, 7, 3, 5, 3, 3, 1, 1, "same"),
     (9, 8, 3, 16, 3, 3, 1, 1, "same"),
@@ -30,6 +37,8 @@ CASES = [
     (11, 11, 8, 16, 5, 5, 1, 1, "same"),    # the CNN's 5x5 over 8
     (13, 14, 3, 20, 7, 7, 2, 2, "same"),    # a ResNet-like stem: 7x7 stride 2
     (7, 9, 1, 4, 4, 4, 3, 3, "same"),       # stride 3 > padding, one channel
+    (9, 10, 24, 32, 3, 3, 1, 1, "same"),    # the CNN's 3x3 over 24: one wide block
+    (8, 9, 5, 64, 3, 3, 2, 2, "valid"),     # two wide blocks, stride 2
 ]
 IDS = [f"{h}x{w}x{c}-{f}_k{kh}x{kw}_s{sh}x{sw}_{p}" for (h, w, c, f, kh, kw, sh, sw, p) in CASES]
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -136,11 +145,12 @@ def test_gradients_finite_differences_strided_output():
     assert_outside_untouched(big, f)
 
 
-def test_matches_pytorch_float64():
-    """The ResNet-like stem (7x7, stride 2, TF 'same' padding (2, 3)) against torch, with
-    copied weights: forward, and the input, weight and bias gradients of a sum."""
+@pytest.mark.parametrize("case", [CASES[5], CASES[7]], ids=[IDS[5], IDS[7]])
+def test_matches_pytorch_float64(case):
+    """The ResNet-like stem (7x7, stride 2, TF 'same' padding (2, 3)) and a 3x3 over 24
+    channels into 32 filters (the wide register block) against torch, with copied weights:
+    forward, and the input, weight and bias gradients of a sum."""
     torch = pytest.importorskip("torch")
-    case = CASES[5]
     h, wd, c, f, kh, kw, sh, sw, _ = case
     x, w, b, (ho, wo, pt, pl) = _problem(case, 6)
     xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
@@ -188,6 +198,15 @@ def test_workspace_shapes_and_applicability():
 
     class Layer:
         filters = 4
+        kernel_size = (3, 3)
 
+    class Pointwise(Layer):
+        kernel_size = (1, 1)
+
+    assert DIRECT_MAX_CIN == 32 and DIRECT_MAX_CIN_POINTWISE == 16
+    assert direct_limit(Layer()) == DIRECT_MAX_CIN
+    assert direct_limit(Pointwise()) == DIRECT_MAX_CIN_POINTWISE
     assert direct_applies(Layer(), 3) and direct_applies(Layer(), DIRECT_MAX_CIN)
     assert not direct_applies(Layer(), DIRECT_MAX_CIN + 1)
+    assert direct_applies(Pointwise(), DIRECT_MAX_CIN_POINTWISE)
+    assert not direct_applies(Pointwise(), DIRECT_MAX_CIN_POINTWISE + 1)

@@ -78,15 +78,18 @@ def test_bad_modes_are_refused(monkeypatch):
         set_algorithm(strided, "winograd")
     with pytest.raises(ValueError, match="conv algorithm must be one of"):
         set_algorithm(strided, "fft")
+    with pytest.raises(ValueError, match="at most 32 input channels, got 33"):
+        set_algorithm(strided, "direct", 33)
+    set_algorithm(strided, "direct", 32)
     with pytest.raises(ValueError, match="at most 16 input channels, got 17"):
-        set_algorithm(strided, "direct", 17)
+        set_algorithm(_cnn().get_layer("b2"), "direct", 17)  # 1x1
 
 
 def _wide_input_cnn() -> Model:
-    """A 3-channel stem (direct applies) and a 24-channel layer after it (it does not)."""
+    """A 3-channel stem (direct applies) and a 40-channel layer after it (it does not)."""
     nexec.set_random_seed(2)
     x = Input((9, 9, 3))
-    a = layers.Conv2D(24, 3, padding="same", name="stem")(x)
+    a = layers.Conv2D(40, 3, padding="same", name="stem")(x)
     b = layers.Conv2D(4, 5, strides=2, padding="same", name="wide")(a)
     return Model(x, layers.Flatten()(b))
 
@@ -237,7 +240,7 @@ def test_auto_measures_direct_where_an_older_entry_lacks_it(monkeypatch, tmp_pat
     monkeypatch.setenv("NEXEC_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(algorithms, "_table", None)
     x = np.random.default_rng(1).standard_normal((8, 9, 9, 3)).astype(np.float32)
-    key = algorithms.shape_key(9, 9, 3, 24, "same", "float32", 8, nexec_threads(), False)
+    key = algorithms.shape_key(9, 9, 3, 40, "same", "float32", 8, nexec_threads(), False)
     algorithms.record(key, {"choice": "im2col", "seconds": {"im2col": 1.0, "winograd": 2.0}})
     with use_conv_algorithm("auto"):
         model = _wide_input_cnn()

@@ -68,6 +68,7 @@ def _grouped(value: float) -> str:
 
 C, C5 = "compare.json", "compare-cnn-5.json"
 SL, SJ, R5 = "compare-seed-loop.json", "compare-seed-jit.json", "compare-conv-round5.json"
+SL6, SJ6 = "compare-seed-round6-loop.json", "compare-seed-round6-jit.json"
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 #: Every number a doc may quote: name -> function giving its text.
@@ -121,6 +122,26 @@ NUMBERS: dict[str, Callable[[], str]] = {
     "seed_jit_train_vs_pytorch": lambda: _x(_ratio(SJ, "seed_mlp", "pytorch", TPS), 2),
     "seed_loop_predict_vs_ort": lambda: _x(_ratio(SL, "seed_mlp", "onnxruntime", PPS), 2),
     "seed_jit_predict_vs_ort": lambda: _x(_ratio(SJ, "seed_mlp", "onnxruntime", PPS), 2),
+    # compare-seed-round6-loop.json / -jit.json: the seed MLP after round 6's kernels and tails
+    "seed_r6_loop_train_vs_pytorch": lambda: _x(_ratio(SL6, "seed_mlp", "pytorch", TPS), 2),
+    "seed_r6_jit_train_vs_pytorch": lambda: _x(_ratio(SJ6, "seed_mlp", "pytorch", TPS), 2),
+    "seed_r6_loop_predict_vs_ort": lambda: _x(_ratio(SL6, "seed_mlp", "onnxruntime", PPS), 2),
+    "seed_r6_jit_predict_vs_ort": lambda: _x(_ratio(SJ6, "seed_mlp", "onnxruntime", PPS), 2),
+    "seed_r6_loop_train_sps": lambda: _grouped(_median(SL6, "seed_mlp", "nexec", TPS)),
+    "seed_r6_jit_train_sps": lambda: _grouped(_median(SJ6, "seed_mlp", "nexec", TPS)),
+    "seed_r6_loop_predict_sps": lambda: _grouped(_median(SL6, "seed_mlp", "nexec", PPS)),
+    "seed_r6_jit_predict_sps": lambda: _grouped(_median(SJ6, "seed_mlp", "nexec", PPS)),
+    "seed_r6_pytorch_train_sps": lambda: (
+        f"{_grouped(_median(SL6, 'seed_mlp', 'pytorch', TPS))}"
+        f" / {_grouped(_median(SJ6, 'seed_mlp', 'pytorch', TPS))}"),
+    "seed_r6_pytorch_predict_sps": lambda: (
+        f"{_grouped(_median(SL6, 'seed_mlp', 'pytorch', PPS))}"
+        f" / {_grouped(_median(SJ6, 'seed_mlp', 'pytorch', PPS))}"),
+    "seed_r6_ort_predict_sps": lambda: (
+        f"{_grouped(_median(SL6, 'seed_mlp', 'onnxruntime', PPS))}"
+        f" / {_grouped(_median(SJ6, 'seed_mlp', 'onnxruntime', PPS))}"),
+    "seed_r6_jit_epoch_ms": lambda: f"{_median(SJ6, 'seed_mlp', 'nexec', 'epoch_s') * 1e3:.2f} ms",
+    "seed_r6_pytorch_epoch_ms": lambda: f"{_median(SJ6, 'seed_mlp', 'pytorch', 'epoch_s') * 1e3:.2f} ms",  # noqa: E501
     # compare-conv-round5.json: CNN and ResNet-18 against PyTorch, Keras and ONNX Runtime
     "r5_cnn_train_vs_pytorch": lambda: _x(_ratio(R5, "cnn", "pytorch", TPS), 2),
     "r5_cnn_predict_vs_ort": lambda: _x(_ratio(R5, "cnn", "onnxruntime", PPS), 2),

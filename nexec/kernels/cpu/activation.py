@@ -780,7 +780,10 @@ def _add_column_sums(z, r0, r1, db):
 
     Up to 64 columns per pass: each row is added into float64 accumulators on the stack, a
     loop across the columns that vectorizes, each column's sum in row order. Eight columns
-    per pass (one add-latency-bound chain per column of a remainder) cost 2x more.
+    per pass (one add-latency-bound chain per column of a remainder) cost 2x more. Rows
+    with a unit column stride go four per load and store of the accumulators (the same
+    adds in the same order, one store-to-load round trip instead of four): 1.1-1.2x
+    faster on 128 x 10, 32 and 64 float32.
     """
     cols = z.shape[1]
     acc = stack_array(0.0, _SUM_COLS)
@@ -790,7 +793,16 @@ def _add_column_sums(z, r0, r1, db):
         for j in range(w):
             acc[j] = 0.0
         if unit:
-            for i in range(r0, r1):
+            i = r0
+            while i + 4 <= r1:  # four rows per load and store of acc, added in row order
+                ra = unit_row(z, i)[j0:j0 + w]
+                rb = unit_row(z, i + 1)[j0:j0 + w]
+                rc = unit_row(z, i + 2)[j0:j0 + w]
+                rd = unit_row(z, i + 3)[j0:j0 + w]
+                for j in range(w):
+                    acc[j] = (((acc[j] + ra[j]) + rb[j]) + rc[j]) + rd[j]
+                i += 4
+            for i in range(i, r1):
                 r = unit_row(z, i)[j0:j0 + w]
                 for j in range(w):
                     acc[j] += r[j]

@@ -45,6 +45,17 @@ def _epoch_of(model, batch, weighted=False, mode="train", tail=None):
     return ex.program(batch, weighted).compiled.get(key)
 
 
+def _recorded_mlp(monkeypatch):
+    """A fresh MLP compiled with ``jit_step=True`` (as :func:`_fit` builds them) and its
+    :func:`_recording` of native epoch calls."""
+    nexec.clear_session()
+    nexec.set_random_seed(5)
+    model = _mlp()
+    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
+                  metrics=["accuracy"], jit_step=True)
+    return model, _recording(monkeypatch, model)
+
+
 def _recording(monkeypatch, model):
     """Records the batches every native epoch call ran, ``(first, first + ran)``, per mode
     (a call that left its batches to the loop records an empty range)."""
@@ -84,12 +95,7 @@ def test_a_native_epoch_trains_bit_identically_to_the_loop(n):
 def test_one_native_call_per_epoch_and_per_evaluation(monkeypatch):
     x, y = _data((12,), 4, n=72)
     loop = _fit(_mlp, False, x, y, epochs=2, validation_split=0.25)
-    nexec.clear_session()
-    nexec.set_random_seed(5)
-    model = _mlp()
-    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
-                  metrics=["accuracy"], jit_step=True)
-    calls = _recording(monkeypatch, model)
+    model, calls = _recorded_mlp(monkeypatch)
     hist = model.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_split=0.25)
     # 54 training rows: 3 full batches per epoch and 6 rows; 18 validation rows: 1 and 2,
     # each the last batch of its call
@@ -104,12 +110,7 @@ def test_one_native_call_per_epoch_and_per_evaluation(monkeypatch):
 def test_steps_per_epoch_continues_the_pass_natively(monkeypatch):
     x, y = _data((12,), 4, n=64)
     loop = _fit(_mlp, False, x, y, epochs=4, steps_per_epoch=2)
-    nexec.clear_session()
-    nexec.set_random_seed(5)
-    model = _mlp()
-    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
-                  metrics=["accuracy"], jit_step=True)
-    calls = _recording(monkeypatch, model)
+    model, calls = _recorded_mlp(monkeypatch)
     hist = model.fit(x, y, epochs=4, batch_size=16, verbose=0, steps_per_epoch=2)
     assert calls["train"] == [(0, 2), (2, 4), (0, 2), (2, 4)]
     _same(loop, (model, hist.history, model.get_weights()))
@@ -171,12 +172,7 @@ def test_a_batch_callback_keeps_the_per_step_path_and_is_called_per_batch(monkey
     seen = _Counting()
     loop = _fit(_mlp, False, x, y, epochs=2, callbacks=[seen])
     counted = _Counting()
-    nexec.clear_session()
-    nexec.set_random_seed(5)
-    model = _mlp()
-    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
-                  metrics=["accuracy"], jit_step=True)
-    calls = _recording(monkeypatch, model)
+    model, calls = _recorded_mlp(monkeypatch)
     hist = model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[counted])
     assert calls["train"] == []  # never native: each step is its own (compiled) call
     assert isinstance(model._trainer.train_executor.program(16).compiled["train"],
@@ -214,12 +210,7 @@ def test_a_generator_source_keeps_the_per_step_path(monkeypatch):
                 yield x[lo:lo + 16], y[lo:lo + 16]
 
     loop = _fit(_mlp, False, x, y, epochs=2, shuffle=False)
-    nexec.clear_session()
-    nexec.set_random_seed(5)
-    model = _mlp()
-    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
-                  metrics=["accuracy"], jit_step=True)
-    calls = _recording(monkeypatch, model)
+    model, calls = _recorded_mlp(monkeypatch)
     hist = model.fit(batches(), epochs=2, steps_per_epoch=3, verbose=0, shuffle=False)
     assert calls["train"] == []
     assert isinstance(model._trainer.train_executor.program(16).compiled["train"],
@@ -230,12 +221,7 @@ def test_a_generator_source_keeps_the_per_step_path(monkeypatch):
 def test_a_live_bar_advances_between_growing_native_epoch_calls(monkeypatch):
     x, y = _data((12,), 4, n=16 * 7 + 5)
     loop = _fit(_mlp, False, x, y, epochs=1)
-    nexec.clear_session()
-    nexec.set_random_seed(5)
-    model = _mlp()
-    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
-                  metrics=["accuracy"], jit_step=True)
-    calls = _recording(monkeypatch, model)
+    model, calls = _recorded_mlp(monkeypatch)
     monkeypatch.setattr(model._trainer, "BAR_SECONDS", 1e9)  # every call short: chunks double
     out = _Terminal()
     monkeypatch.setattr(sys, "stdout", out)
@@ -351,12 +337,7 @@ def test_the_tail_batch_runs_in_the_same_call_bit_identically(monkeypatch, n, ba
 def test_a_validation_set_smaller_than_the_batch_runs_as_a_tail_alone(monkeypatch):
     x, y = _data((12,), 4, n=40)  # 30 training rows (1 batch of 16, 14), 10 validation rows
     loop = _fit(_mlp, False, x, y, epochs=2, validation_split=0.25)
-    nexec.clear_session()
-    nexec.set_random_seed(5)
-    model = _mlp()
-    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
-                  metrics=["accuracy"], jit_step=True)
-    calls = _recording(monkeypatch, model)
+    model, calls = _recorded_mlp(monkeypatch)
     hist = model.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_split=0.25)
     assert calls == {"train": [(0, 2)] * 2, "evaluate": [(0, 1)] * 2}
     assert isinstance(_epoch_of(model, 16, mode="evaluate", tail=10), wholestep.CompiledEpoch)
@@ -372,12 +353,7 @@ def test_a_tail_that_cannot_be_compiled_in_runs_as_the_loops_step(monkeypatch):
         return ["tail: refused by the test"] if tail is not None else refusal(prog, mode)
 
     monkeypatch.setattr(wholestep, "epoch_refusal", refusing)
-    nexec.clear_session()
-    nexec.set_random_seed(5)
-    model = _mlp()
-    model.compile(optimizer=optimizers.RMSprop(0.01), loss="categorical_crossentropy",
-                  metrics=["accuracy"], jit_step=True)
-    calls = _recording(monkeypatch, model)
+    model, calls = _recorded_mlp(monkeypatch)
     hist = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
     assert calls["train"] == [(0, 2)] * 2  # the full batches; the 8 rows: a step
     assert _epoch_of(model, 16, tail=8) is False

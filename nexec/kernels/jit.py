@@ -15,9 +15,13 @@ kernel modules inline, clear ``__pycache__/*.nbi``/``*.nbc`` (or set ``NUMBA_CAC
 """
 from __future__ import annotations
 
+from typing import Any
+
 from numba import njit
 
 __all__ = ["kernel", "parallel_kernel"]
 
-kernel = njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+# Numba's own annotations of ``njit`` omit ``no_cfunc_wrapper`` (a documented option).
+_KERNEL_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "no_cfunc_wrapper": True}
+kernel = njit(**_KERNEL_OPTIONS)
 parallel_kernel = njit(cache=True, nogil=True, parallel=True)

@@ -428,13 +428,10 @@ class Trainer:
             """Accounts rows ``lo:hi`` of native batches of ``prog`` as
             ``Executor._results`` and the loop account a step (same values, same order of
             additions)."""
-            nonlocal loss_sum, seen
             assert counts is not None
             if hi <= lo:
                 return
-            b = prog.batch
             slots = [(out, weight) for out, weight, _ in prog.loss_slots]
-            metric_totals = [total_m for *_, total_m in prog.metric_slots]
             # Python floats and ints of the rows, as ``float()``/``.item()`` give them
             rows = losses[lo:hi].tolist()
             scalars = [None if isinstance(acc, np.ndarray) else values[lo:hi, 0].tolist()
@@ -450,12 +447,7 @@ class Trainer:
                         np.add(counts[m], values[lo + r], out=counts[m])
                     else:
                         counts[m] += column[r]
-                loss_sum += total * b  # as ``account``
-                for j in range(k):
-                    out_sums[j] += per_output[j] * b
-                for m, total_m in enumerate(metric_totals):
-                    totals[m] += total_m
-                seen += b
+                account(prog, prog.batch, total)
 
         def running() -> dict[str, float]:  # Keras' batch logs: the epoch's results so far
             return self.epoch_logs(loss_sum, out_sums, seen, counts, totals)

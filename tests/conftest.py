@@ -15,6 +15,11 @@ if "NEXEC_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["NEXEC_CACHE_DIR"], True)
 
 
+# Kernels compile in this process only (runtime/compile_workers.py), as before helpers
+# existed: the suite's timings and its 2 cores stay its own; tests of the helpers set it.
+os.environ.setdefault("NEXEC_COMPILE_PROCESSES", "0")
+
+
 @pytest.fixture(autouse=True)
 def fresh_session():
     nexec.clear_session()

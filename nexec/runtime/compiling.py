@@ -23,6 +23,8 @@ import threading
 import time
 from typing import IO, Any, Callable, Iterable, Iterator
 
+from nexec.runtime.compile_workers import compile_all
+
 __all__ = ["NOTICE", "NOTICE_AFTER_S", "compile_calls", "compile_program", "compile_seconds",
            "compiling", "notices", "pending"]
 
@@ -158,11 +160,7 @@ def compile_calls(calls: Iterable[tuple]) -> float:
     t0 = time.perf_counter()
     # Numba counts a cache miss before it compiles: the notice waits for one.
     with compiling(lambda: sum(_misses(fn) for fn, _ in todo) > before):
-        for fn, types in todo:
-            try:
-                fn.compile(types)
-            except Exception:  # noqa: BLE001 - e.g. a kernel that needs literal arguments:
-                pass  # its first call compiles it as Numba would have anyway (and raises there)
+        compile_all(todo)  # in helper processes too, when several kernels are not cached
     return time.perf_counter() - t0
 
 

@@ -1,0 +1,273 @@
+"""Compiling a program's kernels in helper processes, at the same time as this one.
+
+Numba compiles one function at a time in a process (one global compiler lock), so the cold
+first fit of a model compiles its dozen or more kernels one after another on one core while
+the others idle. When at least two of the kernels a program needs are neither compiled in
+this process nor in Numba's cache on disk, :func:`compile_all` starts helper processes. Each
+helper and this process take the next kernel from one shared list until it is empty; a
+helper compiles into a private Numba cache folder, and this process then copies each
+helper's result into its own Numba cache and loads it from there, as from any cache.
+
+Only this process writes its cache: Numba names a new cache entry's data file after the
+entries already in the index, so two processes adding different signatures of one function
+at once could leave the index pairing one signature with the other's machine code.
+
+A helper that fails or dies costs only time: what it did not deliver is compiled here.
+``NEXEC_COMPILE_PROCESSES`` sets how many helpers may run (default: one fewer than the CPUs
+this process may use, at most 3; ``0``: none, as in the test suite).
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import importlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import IO, Any
+
+__all__ = ["compile_all", "helper_count", "main"]
+
+#: Helpers at most by default: each also compiles the helpers its kernels share with others'.
+DEFAULT_MAX_HELPERS = 3
+#: Seconds a finished helper gets to exit before it is killed.
+_EXIT_WAIT_S = 5.0
+
+
+def helper_count() -> int:
+    """How many helper processes :func:`compile_all` may start (``NEXEC_COMPILE_PROCESSES``)."""
+    value = os.environ.get("NEXEC_COMPILE_PROCESSES", "").strip()
+    if value:
+        try:
+            return max(0, int(value))
+        except ValueError:
+            return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(0, min(DEFAULT_MAX_HELPERS, cpus - 1))
+
+
+def _address(fn: Any) -> str | None:
+    """``module:name`` of a module-level Numba kernel with a disk cache (what a helper can
+    import and this process can load), else ``None``."""
+    from numba.core.caching import FunctionCache
+
+    py = getattr(fn, "py_func", None)
+    module = sys.modules.get(getattr(py, "__module__", None) or "")
+    name = getattr(py, "__name__", "")
+    if module is None or getattr(module, name, None) is not fn:
+        return None
+    if not isinstance(getattr(fn, "_cache", None), FunctionCache):
+        return None
+    return f"{module.__name__}:{name}"
+
+
+def _on_disk(fn: Any, types: tuple) -> bool:
+    """Whether Numba's cache holds ``fn`` for ``types`` (so compiling it only loads it)."""
+    try:
+        cache = fn._cache
+        key = cache._index_key(types, fn.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - no cache, or another Numba: count it as not cached
+        return False
+
+
+def _compile(fn: Any, types: tuple) -> None:
+    try:
+        fn.compile(types)
+    except Exception:  # noqa: BLE001 - e.g. a kernel that needs literal arguments: its
+        pass  # first call compiles it as Numba would have anyway (and raises there)
+
+
+def _adopt(fn: Any, types: tuple, folder: str) -> None:
+    """Copies a helper's result for ``fn(types)`` from its cache ``folder`` into this
+    process's cache, then compiles ``fn`` for ``types`` (which now loads it)."""
+    from numba.core import config
+    from numba.core.caching import FunctionCache
+    from numba.core.compiler_lock import global_compiler_lock
+
+    try:
+        with global_compiler_lock:
+            saved = getattr(config, "CACHE_DIR")  # noqa: B009 - set at run time by Numba
+            setattr(config, "CACHE_DIR", folder)  # noqa: B010 - the locator reads it
+            try:
+                theirs = FunctionCache(fn.py_func)
+            finally:
+                setattr(config, "CACHE_DIR", saved)  # noqa: B010
+            # The entry as stored (a compiled result cannot be stored again once loaded).
+            key = theirs._index_key(types, fn.targetctx.codegen())
+            entry = theirs._cache_file.load(key)
+            if entry is not None:
+                fn._cache._impl.locator.ensure_cache_path()
+                fn._cache._cache_file.save(key, entry)
+    except Exception:  # noqa: BLE001 - not adopted: compiled here instead
+        pass
+    _compile(fn, types)
+
+
+class _Helper:
+    """One helper process and the thread that hands it work."""
+
+    COMMAND = [sys.executable, "-m", "nexec.runtime.compile_workers"]
+
+    def __init__(self, tasks: list[dict], queue: collections.deque, lock: threading.Lock,
+                 done: list[threading.Event], ok: list[bool], folder: str) -> None:
+        env = dict(os.environ)
+        env.update(NUMBA_CACHE_DIR=folder, NEXEC_COMPILE_PROCESSES="0",
+                   OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+        self.proc = subprocess.Popen(
+            self.COMMAND, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1)
+        self.queue, self.lock, self.done, self.ok = queue, lock, done, ok
+        self.taken: list[int] = []
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(tasks) + "\n")
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        """Answers each of the helper's requests with the next task (``-1``: none left) and
+        records what it finished; a helper that dies leaves its task to this process."""
+        proc = self.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        current = -1
+        try:
+            for line in proc.stdout:
+                parts = line.split()
+                if len(parts) != 3 or parts[0] != "next":
+                    break
+                finished, good = int(parts[1]), parts[2] == "1"
+                if finished >= 0:
+                    self.ok[finished] = good
+                    self.done[finished].set()
+                with self.lock:
+                    current = self.queue.popleft() if self.queue else -1
+                if current >= 0:
+                    self.taken.append(current)
+                proc.stdin.write(f"{current}\n")
+                if current < 0:
+                    break
+        except (OSError, ValueError):
+            pass
+        finally:
+            if current >= 0 and not self.done[current].is_set():
+                self.done[current].set()  # ok stays False: this process compiles it
+
+    def close(self) -> None:
+        """Ends the helper (it exits at the end of its input) and its thread."""
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(_EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.thread.join(_EXIT_WAIT_S)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def compile_all(todo: list[tuple[Any, tuple]], share: bool = True) -> int:
+    """Compiles every ``(dispatcher, argument types)`` of ``todo``, with helper processes
+    where at least two that a helper can compile are not in Numba's cache.
+
+    Args:
+        todo: What to compile, in the order of first use.
+        share: ``False``: this process takes none of the helpers' list until they are gone
+            (for tests; each helper then compiles what it takes).
+
+    Returns:
+        How many kernels the helpers compiled.
+    """
+    missing = [(fn, types) for fn, types in todo if not _on_disk(fn, types)]
+    shared = [(fn, types, where) for fn, types in missing
+              for where in [_address(fn)] if where is not None]
+    helpers = min(helper_count(), len(shared) if not share else len(shared) - 1)
+    if helpers <= 0:
+        for fn, types in todo:
+            _compile(fn, types)
+        return 0
+    keys = {(id(fn), types) for fn, types, _ in shared}
+    own = [(fn, types) for fn, types in todo if (id(fn), types) not in keys]
+    tasks = [{"kernel": where, "types": base64.b64encode(pickle.dumps(types)).decode()}
+             for _, types, where in shared]
+    queue = collections.deque(range(len(shared)))
+    lock = threading.Lock()
+    done = [threading.Event() for _ in shared]
+    ok = [False] * len(shared)
+    folder = tempfile.mkdtemp(prefix="nexec-compile-")
+    started: list[_Helper] = []
+    try:
+        for _ in range(helpers):
+            try:
+                started.append(_Helper(tasks, queue, lock, done, ok, folder))
+            except OSError:
+                break
+        for fn, types in own:  # cached ones load in a moment; the rest compile here
+            _compile(fn, types)
+        if not share:
+            for helper in started:
+                helper.thread.join()
+        mine = []
+        while True:
+            with lock:
+                i = queue.popleft() if queue else -1
+            if i < 0:
+                break
+            mine.append(i)
+            _compile(shared[i][0], shared[i][1])
+        theirs = sorted(set(range(len(shared))) - set(mine))
+        for i in theirs:
+            done[i].wait()
+            fn, types, _ = shared[i]
+            if ok[i]:
+                _adopt(fn, types, folder)
+            else:
+                _compile(fn, types)
+        return sum(1 for i in theirs if ok[i])
+    finally:
+        for helper in started:
+            helper.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _kernel(address: str) -> Any:
+    module, name = address.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> None:
+    """A helper process: reads the task list, then compiles one task per request until
+    told ``-1``; replies ``next <task> <1 if compiled>``."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    tasks = json.loads(stdin.readline())
+    finished, good = -1, 1
+    while True:
+        stdout.write(f"next {finished} {good}\n")
+        stdout.flush()
+        line = stdin.readline()
+        if not line or int(line) < 0:
+            return
+        finished = int(line)
+        try:
+            task = tasks[finished]
+            _kernel(task["kernel"]).compile(pickle.loads(base64.b64decode(task["types"])))
+            good = 1
+        except Exception:  # noqa: BLE001 - reported as not compiled: the parent compiles it
+            good = 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Kernels compiled by helper processes: shared out, adopted into this process's cache, and
+compiled here whenever a helper does not deliver.
+
+The kernels are written to a fresh module per test (cached beside it by Numba), so each
+test starts from kernels no process has compiled.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from numba import typeof
+
+from nexec.runtime import compile_workers as cw
+
+SOURCE = textwrap.dedent('''
+    from numba import njit
+
+    @njit(cache=True)
+    def scale(a, x, y):
+        for i in range(x.shape[0]):
+            y[i] = a * x[i]
+
+    @njit(cache=True)
+    def shift(a, x, y):
+        for i in range(x.shape[0]):
+            y[i] = x[i] + a
+
+    @njit(cache=True)
+    def square(a, x, y):
+        for i in range(x.shape[0]):
+            y[i] = x[i] * x[i] * a
+
+    def not_a_kernel():
+        pass
+''')
+
+
+@pytest.fixture
+def kernels(tmp_path, monkeypatch):
+    """A module of three cached kernels nothing has compiled (importable by helpers)."""
+    name = f"nexec_test_kernels_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    yield module
+    sys.modules.pop(name, None)
+
+
+def _todo(module):
+    x = np.arange(4.0)
+    types = (typeof(2.0), typeof(x), typeof(x))
+    return [(module.scale, types), (module.shift, types), (module.square, types)]
+
+
+def _check(module):
+    x = np.arange(4.0)
+    for fn, want in [(module.scale, 2.0 * x), (module.shift, x + 2.0),
+                     (module.square, 2.0 * x * x)]:
+        y = np.zeros(4)
+        fn(2.0, x, y)
+        np.testing.assert_array_equal(y, want)
+
+
+def test_helpers_compile_what_they_take_and_this_process_loads_it(kernels, monkeypatch):
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "2")
+    todo = _todo(kernels)
+    assert not any(cw._on_disk(fn, types) for fn, types in todo)
+    assert cw.compile_all(todo, share=False) == 3
+    for fn, types in todo:
+        assert types in fn.overloads
+        assert fn.stats.cache_hits[types] == 1 and not fn.stats.cache_misses  # loaded
+        assert cw._on_disk(fn, types)  # in this process's cache: the next process loads it
+    _check(kernels)
+
+
+def test_shared_out_or_not_everything_is_compiled_once(kernels, monkeypatch):
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "1")
+    todo = _todo(kernels)
+    helped = cw.compile_all(todo)
+    assert 0 <= helped <= 2  # this process took the first kernel at least
+    for fn, types in todo:
+        assert list(fn.overloads) == [types]
+        assert fn.stats.cache_hits[types] + fn.stats.cache_misses[types] == 1
+    assert sum(fn.stats.cache_hits[types] for fn, types in todo) == helped
+    _check(kernels)
+
+
+def test_a_helper_that_dies_leaves_its_kernels_to_this_process(kernels, monkeypatch):
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "1")
+    monkeypatch.setattr(cw._Helper, "COMMAND", [sys.executable, "-c", "import sys; sys.exit(3)"])
+    todo = _todo(kernels)
+    assert cw.compile_all(todo, share=False) == 0
+    for fn, types in todo:
+        assert fn.stats.cache_misses[types] == 1  # compiled here
+    _check(kernels)
+
+
+def test_cached_or_unimportable_kernels_start_no_helper(kernels, monkeypatch):
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "2")
+    started = []
+    monkeypatch.setattr(cw, "_Helper", lambda *a: started.append(a))
+    todo = _todo(kernels)
+    assert cw.compile_all(todo[:1]) == 0  # one kernel: nothing to share
+    assert cw.compile_all(todo[:1] + todo[:1]) == 0  # compiled now, and on disk
+    assert started == []
+    from numba import njit
+
+    local = [(njit(lambda x: x + 1), (typeof(1.0),)), (njit(lambda x: x - 1), (typeof(1.0),))]
+    assert [cw._address(fn) for fn, _ in local] == [None, None]  # not importable by a helper
+    assert cw.compile_all(local) == 0 and started == []
+    assert all(len(fn.overloads) == 1 for fn, _ in local)
+
+
+def test_the_helper_answers_each_request_with_what_it_compiled(kernels):
+    x = np.arange(4.0)
+    types = (typeof(2.0), typeof(x), typeof(x))
+    tasks = [{"kernel": cw._address(kernels.shift), "types": _encoded(types)},
+             {"kernel": f"{kernels.__name__}:missing", "types": _encoded(types)}]
+    out = io.StringIO()
+    cw.main(io.StringIO(json.dumps(tasks) + "\n0\n1\n-1\n"), out)
+    assert out.getvalue().split("\n") == ["next -1 1", "next 0 1", "next 1 0", ""]
+    assert types in kernels.shift.overloads
+
+
+def _encoded(types):
+    import base64
+    import pickle
+
+    return base64.b64encode(pickle.dumps(types)).decode()
+
+
+@pytest.mark.parametrize("value, want", [("0", 0), ("2", 2), (" 5 ", 5), ("-1", 0),
+                                         ("many", 0)])
+def test_helper_count_reads_the_environment(monkeypatch, value, want):
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", value)
+    assert cw.helper_count() == want
+
+
+def test_helper_count_defaults_to_the_spare_cpus(monkeypatch):
+    monkeypatch.delenv("NEXEC_COMPILE_PROCESSES", raising=False)
+    monkeypatch.setattr(cw.os, "sched_getaffinity", lambda _: set(range(8)), raising=False)
+    assert cw.helper_count() == cw.DEFAULT_MAX_HELPERS
+    monkeypatch.setattr(cw.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    assert cw.helper_count() == 1
+    monkeypatch.setattr(cw.os, "sched_getaffinity", lambda _: {0}, raising=False)
+    assert cw.helper_count() == 0

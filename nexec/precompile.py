@@ -17,8 +17,10 @@ so not warmed here) go to ``NEXEC_CACHE_DIR`` (default ``~/.cache/nexec``). A wa
 valid for the same nexec sources, Numba version and CPU; in a Docker image, run the warm-up
 as the user (and with the ``NUMBA_CACHE_DIR``) that will run the models.
 
-Compilation is sequential: Numba holds one global compiler lock (threads gain nothing), and
-several processes writing the same kernel's cache index at once can lose entries.
+Numba holds one global compiler lock (threads gain nothing); the kernels each model binds are
+shared out to helper processes (``nexec.runtime.compile_workers``), which never write this
+process's cache: several processes writing the same kernel's cache index at once can lose
+entries.
 """
 from __future__ import annotations
 

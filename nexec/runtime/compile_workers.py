@@ -40,7 +40,10 @@ _EXIT_WAIT_S = 5.0
 
 
 def helper_count() -> int:
-    """How many helper processes :func:`compile_all` may start (``NEXEC_COMPILE_PROCESSES``)."""
+    """How many helper processes :func:`compile_all` may start (``NEXEC_COMPILE_PROCESSES``;
+    none where no Python interpreter can be started: an embedded or frozen application)."""
+    if not sys.executable or getattr(sys, "frozen", False):
+        return 0
     value = os.environ.get("NEXEC_COMPILE_PROCESSES", "").strip()
     if value:
         try:
@@ -212,7 +215,7 @@ def compile_all(todo: list[tuple[Any, tuple]], share: bool = True) -> int:
         for _ in range(helpers):
             try:
                 started.append(_Helper(tasks, queue, lock, done, ok, folder))
-            except OSError:
+            except (OSError, ValueError):  # no helper: this process compiles everything
                 break
         for fn, types in own:  # cached ones load in a moment; the rest compile here
             _compile(fn, types)

@@ -150,3 +150,12 @@ def test_helper_count_defaults_to_the_spare_cpus(monkeypatch):
     assert cw.helper_count() == 1
     monkeypatch.setattr(cw.os, "sched_getaffinity", lambda _: {0}, raising=False)
     assert cw.helper_count() == 0
+
+
+def test_no_helpers_without_an_interpreter_to_start(monkeypatch):
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "2")
+    monkeypatch.setattr(cw.sys, "frozen", True, raising=False)
+    assert cw.helper_count() == 0
+    monkeypatch.delattr(cw.sys, "frozen")
+    monkeypatch.setattr(cw.sys, "executable", "")
+    assert cw.helper_count() == 0

@@ -193,7 +193,6 @@ class Predictor:
                        for c, (shape, dt) in zip(chunks, shapes)]
         return results[0] if len(results) == 1 else results
 
-
     def _model_shapes(self) -> tuple[Any, ...]:
         """:attr:`_one_input`, made once."""
         if self._one_input is None:
@@ -478,17 +477,42 @@ class Trainer:
                           for _, _, s, _ in prog.metric_slots]
                 totals = [0] * len(prog.metric_slots)
 
-        def account(steps: Iterable[tuple[int, float, list[float], list[int]]]) -> None:
-            """Adds ``steps``, one after the other, each given as ``(rows, total loss,
-            per-output losses, metric totals)`` (the loop passes one, a replay many)."""
+        def account(prog: Program, b: int, rows: list[list[float]]) -> None:
+            """Adds steps of ``prog`` of ``b`` rows each, one after the other, each given by
+            its loss slots' values (``prog.loss_slots`` order): its total loss is summed
+            here as ``Executor._results`` sums it (the loop passes one step, a replay
+            many). Each float sum takes the steps in order; the sums are independent of
+            each other, so each runs over all steps in turn (and integer counts multiply)."""
             nonlocal loss_sum, seen
-            for b, total, losses, metric_totals in steps:
+            if not rows:
+                return
+            slots = prog.loss_slots
+            weights = [weight for _, weight, _ in slots]
+            for row in rows:
+                total = 0.0
+                for weight, value in zip(weights, row):
+                    total += weight * value
                 loss_sum += total * b
-                for j in range(k):
-                    out_sums[j] += losses[j] * b
-                for m, total_m in enumerate(metric_totals):
-                    totals[m] += total_m
-                seen += b
+            column = {out: i for i, (out, _, _) in enumerate(slots)}
+            for j in range(k):  # per output: its loss (the last step's stays, as in a step)
+                i = column.get(j)
+                s = out_sums[j]
+                if i is None:  # no loss slot: the value of before, every step
+                    for _ in rows:
+                        s += per_output[j] * b
+                else:
+                    for row in rows:
+                        s += row[i] * b
+                    per_output[j] = rows[-1][i]
+                out_sums[j] = s
+            n = len(rows)
+            for m, (*_, total_m) in enumerate(prog.metric_slots):
+                if type(total_m) is int:
+                    totals[m] += total_m * n
+                else:
+                    for _ in rows:
+                        totals[m] += total_m
+            seen += b * n
 
         def replay(losses: np.ndarray, metrics: list[np.ndarray],
                    parts: list[tuple[Program, int, int]]) -> None:
@@ -496,20 +520,11 @@ class Trainer:
             ``lo:hi`` of the results, in order, as ``Executor._results`` and the loop
             account a step (same values, same order of additions)."""
             assert counts is not None
-            steps = []
             for prog, lo, hi in parts:
                 if hi <= lo:
                     continue
-                slots = [(out, weight) for out, weight, _ in prog.loss_slots]
-                metric_totals = [total_m for *_, total_m in prog.metric_slots]
-                b = prog.batch
                 # Python floats and ints of the rows, as ``float()``/``.item()`` give them
-                for row in losses[lo:hi].tolist():
-                    total = 0.0
-                    for (out, weight), value in zip(slots, row):
-                        per_output[out] = value
-                        total += weight * value
-                    steps.append((b, total, per_output.copy(), metric_totals))
+                account(prog, prog.batch, losses[lo:hi].tolist())
                 for m, values in enumerate(metrics):
                     acc = counts[m]
                     if isinstance(acc, np.ndarray):
@@ -519,7 +534,6 @@ class Trainer:
                         for value in values[lo:hi, 0].tolist():
                             acc += value
                         counts[m] = acc
-            account(steps)
 
         def running() -> dict[str, float]:  # Keras' batch logs: the epoch's results so far
             return self.epoch_logs(loss_sum, out_sums, seen, counts, totals)
@@ -547,9 +561,9 @@ class Trainer:
                 start(prog)
                 assert counts is not None  # set by start()
                 step = executor.train_step if train else executor.evaluate_step
-                total = step(prog, per_output, counts)
-            account(((b, total, per_output,
-                      [total_m for *_, total_m in prog.metric_slots]),))
+                step(prog, per_output, counts)
+            # the step's total again, from the same values in the same order
+            account(prog, b, [[per_output[out] for out, _, _ in prog.loss_slots]])
             if bar is not None:
                 bar.update(i + 1, {"loss": loss_sum / seen} if bar.dynamic else None)
             if callbacks is not None and callbacks.batch_end and \

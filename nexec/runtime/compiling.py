@@ -50,20 +50,30 @@ def _notice_after() -> float:
         return NOTICE_AFTER_S
 
 
-@contextlib.contextmanager
-def notices(enabled: bool, stream: IO[str] | None = None) -> Iterator[None]:
+class notices:  # noqa: N801 - used as a function: ``with notices(verbose != 0): ...``
     """Within it, compile notices of this thread are shown (or not) on ``stream``.
+
+    A plain class rather than a ``contextlib`` generator: ``fit`` and ``predict`` enter it
+    on every call, and a generator context costs several times as much as these two
+    assignments.
 
     Args:
         enabled: False for ``verbose=0``.
         stream: Where the notice goes (standard output, looked up when written, by default).
     """
-    saved = getattr(_local, "notices", None)
-    _local.notices = (enabled, stream)
-    try:
-        yield
-    finally:
-        _local.notices = saved
+
+    __slots__ = ("_value", "_saved")
+
+    def __init__(self, enabled: bool, stream: IO[str] | None = None) -> None:
+        self._value = (enabled, stream)
+        self._saved: tuple[bool, IO[str] | None] | None = None
+
+    def __enter__(self) -> None:
+        self._saved = getattr(_local, "notices", None)
+        _local.notices = self._value
+
+    def __exit__(self, *exc: object) -> None:
+        _local.notices = self._saved
 
 
 class _Notice:

@@ -467,6 +467,35 @@ class Executor:
                 np.copyto(r[first * prog.batch:end], o[first * prog.batch:end])
         return ran + last - first + run_tail
 
+    def ready_pass(self, batch: int, rest: int, sources: list[Any],
+                   results: list[Any]) -> tuple[Program, Any] | None:
+        """The program and compiled pass a repeated ``predict`` of ``sources`` into
+        ``results`` (batches of ``batch`` rows, then a tail of ``rest``) runs whole in one
+        call, when an earlier :meth:`run_forward_pass` left everything ready: the function
+        of both programs as bound now, their forward typed, and every source and result a
+        C-contiguous array of its buffer's dtype and row shape (nothing to convert).
+        ``None``: not (yet), :meth:`run_forward_pass` decides. Called under :attr:`lock`.
+
+        Calling ``compiled(sources, results, 0, len // batch, rest > 0)`` then computes what
+        :meth:`run_forward_pass` over all the batches computes: the same function, the same
+        arguments."""
+        if self.jit_step is False:
+            return None
+        prog = self.program(batch)
+        tail = self.program(rest) if rest else None
+        compiled = prog.compiled.get(f"forward pass + {rest}" if rest else "forward pass")
+        if not compiled or compiled.tail is not tail or "forward" not in prog.checked \
+                or tail is not None and "forward" not in tail.checked \
+                or len(sources) != len(prog.inputs) or len(results) != len(prog.outputs):
+            return None
+        for arrays, buffers in ((sources, prog.inputs), (results, prog.outputs)):
+            for a, buf in zip(arrays, buffers):
+                if type(a) is not np.ndarray or not isinstance(buf, np.ndarray) \
+                        or a.dtype != buf.dtype or a.shape[1:] != buf.shape[1:] \
+                        or not a.flags.c_contiguous:
+                    return None
+        return prog, compiled
+
     @staticmethod
     def _known_tail(prog: Program, key: str, tail: Program | None) -> Program | None:
         """``tail``, or ``None`` when ``prog``'s function under ``key`` is to run without
@@ -576,24 +605,22 @@ class Executor:
             loss slots in ``prog.loss_slots`` order (the tail's last), and per metric slot a
             ``(ran, size)`` array of its values after each batch.
         """
-        key = f"{mode} epoch"
-        nothing: tuple[int, np.ndarray, list[np.ndarray]] = \
-            (0, np.empty((0, len(prog.loss_slots))), [])
         if last <= first and (tail is None or not with_tail) \
-                or prog.compiled.get(key) is False:
-            return nothing
+                or prog.compiled.get(f"{mode} epoch") is False:
+            return self._nothing(prog)
         phases = wholestep.MODES[mode]
         hi = last * prog.batch
         if tail is not None and not self._tail_ready(tail, phases, hi, sources):
             tail = None
         run_tail = tail is not None and with_tail
-        buffers = prog.inputs + prog.targets + prog.weights
-        srcs = self._epoch_sources(sources, buffers)
+        srcs = self._epoch_sources(sources, [*prog.inputs, *prog.targets, *prog.weights])
         if srcs is None:
-            return nothing
-        order = np.ascontiguousarray(order, np.int64)
+            return self._nothing(prog)
+        if type(order) is not np.ndarray or order.dtype != np.int64 \
+                or not order.flags.c_contiguous:
+            order = np.ascontiguousarray(order, np.int64)
         if int(order.shape[0]) < hi + (tail.batch if run_tail else 0):  # type: ignore
-            return nothing
+            return self._nothing(prog)
         rows = last - first + run_tail
         losses = np.empty((rows, len(prog.loss_slots)), np.float64)
         metrics = [np.empty((rows, int(s.shape[0])), s.dtype)
@@ -604,7 +631,7 @@ class Executor:
                                                           if p not in prog.checked))):
                 # Calls that cannot be typed in advance run once through the checking loop.
                 if first == last:
-                    return nothing
+                    return self._nothing(prog)
                 lo = first * prog.batch
                 self.load(prog, sources, lo, lo + prog.batch, order)
                 self._run(prog, mode)
@@ -613,7 +640,8 @@ class Executor:
                 if first + ran == last and not run_tail:
                     return ran, losses, metrics
             prog.checked.update(phases)
-        compiled = self._compiled_epoch(prog, mode, [*srcs, order], [losses, *metrics], tail)
+        srcs.append(order)
+        compiled = self._compiled_epoch(prog, mode, srcs, [losses, *metrics], tail)
         if not compiled:
             return ran, losses[:ran], [m[:ran] for m in metrics]
         if run_tail and compiled.tail is None:  # the tail could not be compiled in
@@ -621,11 +649,16 @@ class Executor:
             if first + ran == last:
                 return ran, losses[:ran], [m[:ran] for m in metrics]
         with self.device.step_guard(prog.threaded):
-            compiled([*srcs, order], [losses[ran:], *(m[ran:] for m in metrics)],
-                     first + ran, last, run_tail)
+            compiled(srcs, [losses, *metrics] if not ran else
+                     [losses[ran:], *(m[ran:] for m in metrics)], first + ran, last, run_tail)
         if rows < losses.shape[0]:
             return rows, losses[:rows], [m[:rows] for m in metrics]
         return rows, losses, metrics
+
+    @staticmethod
+    def _nothing(prog: Program) -> tuple[int, np.ndarray, list[np.ndarray]]:
+        """:meth:`run_epoch`'s answer when no batch ran natively."""
+        return 0, np.empty((0, len(prog.loss_slots))), []
 
     def _slot_row(self, prog: Program, losses: np.ndarray, metrics: list[np.ndarray],
                   row: int) -> None:

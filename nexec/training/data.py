@@ -28,11 +28,23 @@ def all_finite(a: np.ndarray) -> bool:
     if a.dtype.kind != "f":
         return True
     if a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.size:
-        flat = a.reshape(-1)
-        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is an answer here
-            if np.isfinite(np.dot(flat, flat)):
-                return True
+        if np.isfinite(_square_sum(a.reshape(-1))):
+            return True
     return bool(np.isfinite(a).all())
+
+
+def _dot_self(flat: np.ndarray) -> Any:
+    return np.dot(flat, flat)
+
+
+if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+    # NumPy 2's errstate as a decorator keeps its state per call (a context variable): one
+    # shared instance is thread-safe and costs half of a ``with np.errstate(...)`` block.
+    _square_sum = np.errstate(over="ignore", invalid="ignore")(_dot_self)
+else:  # NumPy 1's decorator keeps the state on the instance: a new one per call
+    def _square_sum(flat: np.ndarray) -> Any:
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is an answer here
+            return np.dot(flat, flat)
 
 
 def split_by_name(data: Any, names: list[str], what: str) -> list[Any]:

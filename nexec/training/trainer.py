@@ -6,6 +6,7 @@ The loops here only move batches in and read scalars out; all arithmetic is in k
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -41,7 +42,7 @@ from nexec.training.callbacks import (
     History,
     ModelCheckpoint,
 )
-from nexec.training.data import as_inputs, as_targets, split_by_name
+from nexec.training.data import _id_readers, all_finite, as_inputs, as_targets, split_by_name
 from nexec.training.loss_objects import resolve as resolve_loss
 from nexec.training.loss_objects import saved_form
 from nexec.training.masking import masked_metric
@@ -137,9 +138,19 @@ class Predictor:
         self.dtype = self.plan.graph.dtype  # the model's float dtype (inputs may be ids)
         self.store = param_store(model, self.plan)
         self.executor = Executor(self.plan, self.store)
+        #: What :meth:`_repeat_pass` needs of the model, made on first use (it is fixed
+        #: once the model is built): ``(input feature shape, output shapes and dtypes)``, or
+        #: ``()`` when the model is not one float input without id-reading layers.
+        self._one_input: tuple[Any, ...] | None = None
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto",
                 steps: int | None = None) -> Any:
+        if steps is None and (verbose is False or type(verbose) is int and verbose == 0) \
+                and type(x) is np.ndarray \
+                and (batch_size is None or type(batch_size) is int and batch_size > 0):
+            out = self._repeat_pass(x, batch_size)
+            if out is not None:
+                return out
         batch_size = optional_positive_int(batch_size, "batch_size", "predict()")
         _check_steps(steps, "predict(steps=...)")
         feed = make_feed(self.model, self.dtype, None, x, None, batch_size, False, steps,
@@ -182,6 +193,46 @@ class Predictor:
                        for c, (shape, dt) in zip(chunks, shapes)]
         return results[0] if len(results) == 1 else results
 
+    def _model_shapes(self) -> tuple[Any, ...]:
+        """:attr:`_one_input`, made once."""
+        if self._one_input is None:
+            model = self.model
+            t = model.inputs[0]
+            one = len(model.inputs) == 1 and not is_integer_dtype(t.dtype) \
+                and not _id_readers(model, t)
+            self._one_input = () if not one else (
+                t.feature_shape,
+                [(o.feature_shape, o.dtype if is_integer_dtype(o.dtype) else self.dtype)
+                 for o in model.outputs])
+        return self._one_input
+
+    def _repeat_pass(self, x: np.ndarray, batch_size: int | None) -> Any:
+        """``predict(x, batch_size, verbose=0)`` as one native call with none of the
+        general path's preparation, when a pass like it already ran natively
+        (``Executor.ready_pass``) and ``x`` needs no conversion: a C-contiguous array of
+        the model's float dtype and input shape, all finite. Computes what the general path
+        computes (the same compiled function on the same arrays); ``None`` where that path
+        must run, which also raises every error (a NaN included)."""
+        shapes = self._model_shapes()
+        n = x.shape[0] if x.ndim else 0
+        if not shapes or not n or x.dtype != self.dtype or not x.flags.c_contiguous \
+                or x.shape[1:] != shapes[0] or not all_finite(x):
+            return None
+        batch = min(batch_size or 32, n)
+        full = n // batch
+        rest = n - full * batch
+        results = [np.empty((n, *shape), dt) for shape, dt in shapes[1]]
+        sources = [x]
+        ex = self.executor
+        self.store.to_device()
+        with compiling.notices(False), ex.lock:
+            ready = ex.ready_pass(batch, rest, sources, results)
+            if ready is None:
+                return None
+            prog, compiled = ready
+            with ex.device.step_guard(prog.threaded):
+                compiled(sources, results, 0, full, rest > 0)
+        return results[0] if len(results) == 1 else results
 
     #: With a live progress bar, a native pass call grows until it takes this long.
     BAR_SECONDS = 0.025
@@ -266,6 +317,7 @@ class Trainer:
                        "metrics": [[m if isinstance(m, str) else getattr(m, "name", str(m))
                                     for m in ms] for ms in per_output_metrics],
                        "jit_step": jit_step, "steps_per_execution": steps_per_execution}
+        self._layout: tuple[list[str], list[str], list[Any]] | None = None  # _log_layout
         self.predictor = Predictor(model, self.device)
         self.plan = self.predictor.plan
         self.dtype = self.predictor.dtype
@@ -374,6 +426,17 @@ class Trainer:
         return ["loss", *loss_names, *(n for names in metric_names for n in names)]
 
     # ----- logs ---------------------------------------------------------------------------------
+    def _log_layout(self) -> tuple[list[str], list[str], list[Any]]:
+        """The per-output loss names, then every metric's log name and metric object in
+        log order: fixed once compiled, so made once (``epoch_logs`` runs every epoch)."""
+        layout = self._layout
+        if layout is None:
+            loss_names, metric_names = self._log_names()
+            layout = self._layout = (
+                loss_names, [name for names in metric_names for name in names],
+                [m for o in self.objectives for _, m in o.metrics])
+        return layout
+
     def _log_names(self) -> tuple[list[str], list[list[str]]]:
         names = self.model.output_names
         multi = len(names) > 1
@@ -414,50 +477,74 @@ class Trainer:
                           for _, _, s, _ in prog.metric_slots]
                 totals = [0] * len(prog.metric_slots)
 
-        def account(prog: Program, b: int, total: float) -> None:
+        def account(prog: Program, b: int, rows: list[list[float]]) -> None:
+            """Adds steps of ``prog`` of ``b`` rows each, one after the other, each given by
+            its loss slots' values (``prog.loss_slots`` order): its total loss is summed
+            here as ``Executor._results`` sums it (the loop passes one step, a replay
+            many). Each float sum takes the steps in order; the sums are independent of
+            each other, so each runs over all steps in turn (and integer counts multiply)."""
             nonlocal loss_sum, seen
-            loss_sum += total * b
-            for j in range(k):
-                out_sums[j] += per_output[j] * b
-            for m, (*_, total_m) in enumerate(prog.metric_slots):
-                totals[m] += total_m
-            seen += b
-
-        def replay(prog: Program, losses: np.ndarray, metrics: list[np.ndarray], lo: int,
-                   hi: int) -> None:
-            """Accounts rows ``lo:hi`` of native batches of ``prog`` as
-            ``Executor._results`` and the loop account a step (same values, same order of
-            additions)."""
-            assert counts is not None
-            if hi <= lo:
+            if not rows:
                 return
-            slots = [(out, weight) for out, weight, _ in prog.loss_slots]
-            # Python floats and ints of the rows, as ``float()``/``.item()`` give them
-            rows = losses[lo:hi].tolist()
-            scalars = [None if isinstance(acc, np.ndarray) else values[lo:hi, 0].tolist()
-                       for acc, values in zip(counts, metrics)]
-            for r, row in enumerate(rows):
+            slots = prog.loss_slots
+            weights = [weight for _, weight, _ in slots]
+            for row in rows:
                 total = 0.0
-                for (out, weight), value in zip(slots, row):
-                    per_output[out] = value
+                for weight, value in zip(weights, row):
                     total += weight * value
+                loss_sum += total * b
+            column = {out: i for i, (out, _, _) in enumerate(slots)}
+            for j in range(k):  # per output: its loss (the last step's stays, as in a step)
+                i = column.get(j)
+                s = out_sums[j]
+                if i is None:  # no loss slot: the value of before, every step
+                    for _ in rows:
+                        s += per_output[j] * b
+                else:
+                    for row in rows:
+                        s += row[i] * b
+                    per_output[j] = rows[-1][i]
+                out_sums[j] = s
+            n = len(rows)
+            for m, (*_, total_m) in enumerate(prog.metric_slots):
+                if type(total_m) is int:
+                    totals[m] += total_m * n
+                else:
+                    for _ in rows:
+                        totals[m] += total_m
+            seen += b * n
+
+        def replay(losses: np.ndarray, metrics: list[np.ndarray],
+                   parts: list[tuple[Program, int, int]]) -> None:
+            """Accounts the native batches of ``parts``, ``(program, lo, hi)`` each: rows
+            ``lo:hi`` of the results, in order, as ``Executor._results`` and the loop
+            account a step (same values, same order of additions)."""
+            assert counts is not None
+            for prog, lo, hi in parts:
+                if hi <= lo:
+                    continue
+                # Python floats and ints of the rows, as ``float()``/``.item()`` give them
+                account(prog, prog.batch, losses[lo:hi].tolist())
                 for m, values in enumerate(metrics):
-                    column = scalars[m]
-                    if column is None:
-                        np.add(counts[m], values[lo + r], out=counts[m])
+                    acc = counts[m]
+                    if isinstance(acc, np.ndarray):
+                        for r in range(lo, hi):
+                            np.add(acc, values[r], out=acc)
                     else:
-                        counts[m] += column[r]
-                account(prog, prog.batch, total)
+                        for value in values[lo:hi, 0].tolist():
+                            acc += value
+                        counts[m] = acc
 
         def running() -> dict[str, float]:  # Keras' batch logs: the epoch's results so far
             return self.epoch_logs(loss_sum, out_sums, seen, counts, totals)
 
         spe = self.steps_per_execution if callbacks is not None else 1
         done, stopped = 0, False
-        if span is not None and (spe > 1 or not _batch_hooks(callbacks)):
+        hooks = _batch_hooks(callbacks) if span is not None else False
+        if span is not None and (spe > 1 or not hooks):
             done, stopped = self._native_epoch(executor, train, span, bar, start, replay,
                                                lambda: loss_sum / max(seen, 1),
-                                               callbacks, spe, running)
+                                               callbacks, spe, running, hooks)
         if stopped or span is not None and done >= span.steps:
             return running()  # a batch callback stopped training, or all batches ran natively
         marked = _with_last(batches) if spe > 1 else ((b, False) for b in batches)
@@ -474,8 +561,9 @@ class Trainer:
                 start(prog)
                 assert counts is not None  # set by start()
                 step = executor.train_step if train else executor.evaluate_step
-                total = step(prog, per_output, counts)
-            account(prog, b, total)
+                step(prog, per_output, counts)
+            # the step's total again, from the same values in the same order
+            account(prog, b, [[per_output[out] for out, _, _ in prog.loss_slots]])
             if bar is not None:
                 bar.update(i + 1, {"loss": loss_sum / seen} if bar.dynamic else None)
             if callbacks is not None and callbacks.batch_end and \
@@ -504,7 +592,7 @@ class Trainer:
     def _native_epoch(self, executor: Executor, train: bool, span: _Span,
                       bar: ProgressBar | None, start: Any, replay: Any, mean: Any,
                       callbacks: CallbackList | None = None, spe: int = 1,
-                      running: Any = None) -> tuple[int, bool]:
+                      running: Any = None, hooks: bool | None = None) -> tuple[int, bool]:
         """Runs the batches of an epoch's span as native calls over many batches
         (``Executor.run_epoch``) when ``jit_step`` says so; returns how many ran (0: the
         loop runs them all, else the loop runs those left) and whether a batch callback
@@ -515,7 +603,8 @@ class Trainer:
         (``steps_per_execution``), the hooks called around it with its first and last batch
         index and the ``running()`` logs; otherwise a live bar grows calls over 1, 2, 4, ...
         batches until one takes :attr:`BAR_SECONDS`, as ``predict`` does, and a silent one
-        takes them in one call."""
+        takes them in one call. ``hooks``: ``_batch_hooks(callbacks)`` when the caller
+        knows it."""
         if executor.jit_step is False:
             return 0, False
         order = span.order if span.order is not None else np.arange(span.n, dtype=np.int64)
@@ -523,7 +612,8 @@ class Trainer:
         full = max(0, min(span.first + span.steps, whole) - span.first)
         rest = span.n - whole * span.batch
         tail_left = bool(rest) and span.first + span.steps > whole  # the span ends with it
-        hooks = _batch_hooks(callbacks)
+        if hooks is None:
+            hooks = _batch_hooks(callbacks)
         live = bar is not None and bar.verbose == 1 and bar.dynamic
         mode = "train" if train else "evaluate"
         done, chunk = 0, spe if hooks else 1 if live else max(full, 1)
@@ -544,11 +634,10 @@ class Trainer:
                 asked = last - done + with_tail
                 start(prog)
                 if with_tail and ran == asked:  # the tail ran: its row is the last
-                    replay(prog, losses, metrics, 0, ran - 1)
-                    replay(tail, losses, metrics, ran - 1, ran)
+                    replay(losses, metrics, [(prog, 0, ran - 1), (tail, ran - 1, ran)])
                     tail_left = False
                 else:
-                    replay(prog, losses, metrics, 0, ran)
+                    replay(losses, metrics, [(prog, 0, ran)])
             done += ran
             if bar is not None:
                 bar.update(done, {"loss": mean()} if bar.dynamic else None)
@@ -568,12 +657,10 @@ class Trainer:
                    counts: list[Any] | None, totals: list[int]) -> dict[str, float]:
         """An epoch's logs from its sums: the mean losses over ``seen`` rows and each
         metric's result from its accumulated slots (``counts``, ``totals``)."""
-        loss_names, metric_names = self._log_names()
+        loss_names, flat_names, flat_metrics = self._log_layout()
         logs = {"loss": loss_sum / max(seen, 1)}
         for name, s in zip(loss_names, out_sums):
             logs[name] = s / max(seen, 1)
-        flat_names = [name for names in metric_names for name in names]
-        flat_metrics = [m for o in self.objectives for _, m in o.metrics]
         for name, metric, c, t in zip(flat_names, flat_metrics, counts or [], totals):
             logs[name] = metric.result(np.atleast_1d(c), t)
         return logs
@@ -696,7 +783,8 @@ class Trainer:
                 self.store.to_device()  # a callback may have set weights
                 if verbose:
                     print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-                bar = ProgressBar(feed.epoch_steps(), verbose)
+                # verbose=0 shows nothing: no bar to keep up to date
+                bar = ProgressBar(feed.epoch_steps(), verbose) if verbose else None
                 batches, span = self._epoch(feed)
                 if self.distribute is None:
                     logs = self._run_epoch(self.train_executor, batches, True, bar, cbs, span)
@@ -705,7 +793,7 @@ class Trainer:
                                                      cbs)
                 if feed.exhausted:  # the data ran out: no batch this epoch (Keras' warning)
                     break
-                if not warned_nan and not np.isfinite(logs["loss"]):
+                if not warned_nan and not math.isfinite(logs["loss"]):
                     warned_nan = True
                     warnings.warn(f"Epoch {epoch + 1}: the training loss of model '{model.name}' "
                                   f"is {logs['loss']}; training has diverged (try a smaller "
@@ -716,8 +804,9 @@ class Trainer:
                     vlogs = self._run_epoch(self.eval_executor, vbatches, False, span=vspan)
                     if not val.exhausted:
                         logs.update({f"val_{k}": v for k, v in vlogs.items()})
-                bar.waited = feed.waited
-                bar.finish(logs)
+                if bar is not None:
+                    bar.waited = feed.waited
+                    bar.finish(logs)
                 self.store.from_device(device)  # callbacks read (and may set) the weights
                 cbs.call("on_epoch_end", epoch, logs)
                 if model.stop_training:

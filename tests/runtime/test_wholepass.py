@@ -154,8 +154,10 @@ def test_a_live_bar_advances_between_growing_native_calls(monkeypatch):
     assert np.array_equal(got, loop)
     assert "8/8 [" in out.getvalue()
     calls.clear()
-    model.predict(x, batch_size=16, verbose=0)  # silent: one call for the full batches
-    assert calls == [(0, 7, True)]
+    native = _count_native_passes(monkeypatch)
+    got = model.predict(x, batch_size=16, verbose=0)  # silent: one call for all batches
+    assert native == [(0, 7, True)]
+    assert np.array_equal(got, loop)
 
 
 def test_auto_compiles_the_pass_with_the_forward_step_or_from_disk(tmp_path, monkeypatch):
@@ -205,10 +207,27 @@ def test_a_thousand_rows_at_batch_128_predict_in_one_call_with_the_tail(monkeypa
         return ran
 
     monkeypatch.setattr(ex, "run_forward_pass", recording)
+    native = _count_native_passes(monkeypatch)
     for _ in range(2):
         assert np.array_equal(model.predict(x, batch_size=128, verbose=0), loop)
-    assert calls == [(128, 0, 7, 104, 8)] * 2  # 7 full batches and the 104-row tail
+    assert calls == [(128, 0, 7, 104, 8)]  # 7 full batches and the 104-row tail
+    # The second predict finds the same pass ready and calls it directly (Predictor's
+    # repeat pass): one native call each time, over the same batches.
+    assert native == [(0, 7, True)] * 2
     assert _pass_of(model, 128, 104).tail is ex.program(104)
+
+
+def _count_native_passes(monkeypatch) -> list:
+    """Records ``(first, last, tail)`` of every native pass call from now on."""
+    native = []
+    call = wholestep.CompiledPass.__call__
+
+    def counted(self, sources, results, first, last, tail=False):
+        native.append((first, last, tail))
+        return call(self, sources, results, first, last, tail)
+
+    monkeypatch.setattr(wholestep.CompiledPass, "__call__", counted)
+    return native
 
 
 def test_the_pass_runs_the_tail_with_converted_sources_and_results():
@@ -245,3 +264,81 @@ def test_a_tail_that_cannot_be_compiled_in_runs_in_the_loop(monkeypatch):
     assert _pass_of(model, 16, 8) is False and _pass_of(model, 16).tail is None
     assert isinstance(model._trainer.predictor.executor.program(8).compiled["forward"],
                       wholestep.CompiledStep)  # the 8 rows: the loop's (compiled) step
+
+
+def _repeat_passes(monkeypatch, pred) -> list:
+    """Records every predict the Predictor's repeat pass answered (``None``: it left the
+    call to the general path)."""
+    answered = []
+    repeat = pred._repeat_pass
+
+    def recording(x, batch_size):
+        out = repeat(x, batch_size)
+        answered.append(out is not None)
+        return out
+
+    monkeypatch.setattr(pred, "_repeat_pass", recording)
+    return answered
+
+
+@pytest.mark.parametrize("build", [_mlp, _two_outputs])
+def test_a_repeated_predict_is_the_loops_for_every_size_dtype_layout_and_weights(
+        build, monkeypatch):
+    """The repeat pass (one native call, nothing prepared) answers only what an earlier
+    pass left ready, and every answer is the loop's, bit for bit: another row count,
+    batch size, dtype or memory layout, or new weights, give the loop's results too."""
+    model, loop = _model(build, True), _model(build, False)
+    answered = _repeat_passes(monkeypatch, model._trainer.predictor)
+    x = _x(build, 100)
+
+    def same(data, batch_size):
+        got = _as_list(model.predict(data, batch_size=batch_size, verbose=0))
+        want = _as_list(loop.predict(data, batch_size=batch_size, verbose=0))
+        assert all(g.dtype == w.dtype and np.array_equal(g, w) for g, w in zip(got, want))
+
+    same(x, 16)
+    same(x, 16)
+    assert answered == [False, True]  # the first pass prepared what the second reuses
+    same(x[:37], 16)  # another tail: a new pass, then its repeat
+    same(x[:37], 16)
+    same(x, 32)  # another batch size
+    same(x, None)  # the default, 32: the same as batch_size=32
+    assert answered[2:] == [False, True, False, True]
+    same(x.astype(np.float64), 16)  # converted by the general path, never repeated as is
+    same(x.astype(np.float64), 16)
+    assert answered[6:] == [False, False]
+    same(np.asfortranarray(x), 16)  # a layout the pass cannot take as is: the general path converts
+    assert answered[8:] == [False]
+    for m in (model, loop):  # new weights: the same compiled pass reads them
+        m.set_weights([w * 0.5 + 0.1 for w in m.get_weights()])
+    same(x, 16)
+    rng = np.random.default_rng(0)
+    y = [rng.normal(size=(100, *o.feature_shape)).astype(np.float32) for o in model.outputs]
+    for m in (model, loop):  # and weights a fit changed
+        m.fit(x, y if len(y) > 1 else y[0], batch_size=16, epochs=1, verbose=0, shuffle=False)
+    same(x, 16)
+    assert answered[9:] == [True, True]
+
+
+def test_a_repeated_predict_raises_what_the_first_raises(monkeypatch):
+    """Bad input after a repeat pass was armed: the same clear errors, before any kernel."""
+    model = _model(_mlp, True)
+    answered = _repeat_passes(monkeypatch, model._trainer.predictor)
+    x = _x(_mlp, 40)
+    model.predict(x, batch_size=16, verbose=0)
+    model.predict(x, batch_size=16, verbose=0)
+    assert answered == [False, True]
+    bad = x.copy()
+    bad[7, 3] = np.nan
+    for _ in range(2):
+        with pytest.raises(nexec.errors.DataError, match="contains NaN or infinite values"):
+            model.predict(bad, batch_size=16, verbose=0)
+        bad[7, 3] = np.inf
+    with pytest.raises(nexec.errors.DataError, match=r"expects shape \(None, 12\)"):
+        model.predict(x[:, :6], batch_size=16, verbose=0)
+    for size in (0, -1, 1.5):
+        with pytest.raises((nexec.checks.ArgumentError, nexec.checks.ArgumentTypeError)):
+            model.predict(x, batch_size=size, verbose=0)
+    assert model.predict(x[:0], batch_size=16, verbose=0).shape == (0, 4)  # as the loop
+    assert np.array_equal(model.predict(x, batch_size=16, verbose=0),
+                          _model(_mlp, False).predict(x, batch_size=16, verbose=0))

@@ -55,7 +55,7 @@ def measure(name: str, threads: int) -> dict:
     preds = []
     for _ in range(5):
         t = time.perf_counter()
-        model.predict(x, batch_size=s["batch"])
+        model.predict(x, batch_size=s["batch"], verbose=0)  # as the Keras peer: no bar
         preds.append(time.perf_counter() - t)
     steady = statistics.median(timer.times[1:]) if len(timer.times) > 1 else timer.times[0]
     p = statistics.median(preds)

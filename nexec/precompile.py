@@ -238,6 +238,7 @@ def warmup(groups: Sequence[str] | None = None, dtypes: Sequence[str] = ("float3
         ArgumentError: An unknown group or dtype.
     """
     from nexec.graph import clear_session
+    from nexec.kernels.jit import generic_kernels
     from nexec.runtime import compiling
 
     names = list(GROUPS) if groups is None else list(groups)
@@ -253,7 +254,8 @@ def warmup(groups: Sequence[str] | None = None, dtypes: Sequence[str] = ("float3
     jobs = [(g, d) for d in dtypes for g in names]
     times: dict[str, float] = {}
     t_all = time.perf_counter()
-    with compiling.notices(False):  # the lines below say it instead
+    # The kernels for every activation (jit.generic_kernels), quietly: the lines below say it.
+    with compiling.notices(False), generic_kernels():
         for k, (group, dtype) in enumerate(jobs, 1):
             t0 = time.perf_counter()
             GROUPS[group](dtype)

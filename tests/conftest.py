@@ -18,6 +18,9 @@ if "NEXEC_CACHE_DIR" not in os.environ:
 # Kernels compile in this process only (runtime/compile_workers.py), as before helpers
 # existed: the suite's timings and its 2 cores stay its own; tests of the helpers set it.
 os.environ.setdefault("NEXEC_COMPILE_PROCESSES", "0")
+# Each kernel compiled once for every activation (kernels/jit.py), not once per activation a
+# test uses: the suite would compile several times more; tests of specialised kernels set it.
+os.environ.setdefault("NEXEC_SPECIALISE", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -93,6 +93,11 @@ class Device:
         """A kernel function as the executor calls it (CUDA binds its stream)."""
         return fn
 
+    def specialise(self, fn: Callable[..., Any], args: tuple) -> tuple[Callable[..., Any], tuple]:
+        """The call a program makes for ``fn(*args)``: the same, or on the CPU a kernel
+        compiled for the constants among ``args`` (``nexec.kernels.jit.specialised``)."""
+        return fn, args
+
     def threads(self) -> int:
         """How many shards one op may split its batch into."""
         return 1

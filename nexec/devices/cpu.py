@@ -67,6 +67,13 @@ class CpuDevice(Device):
 
         return elementwise
 
+    def specialise(self, fn: Any, args: tuple) -> tuple[Any, tuple]:
+        from nexec.kernels.jit import specialised
+
+        if fn is run_shards:  # each shard's kernel
+            return fn, (tuple((specialised(f, a), a) for f, a in args[0]),)
+        return specialised(fn, args), args
+
     def threads(self) -> int:
         return get_num_threads()
 

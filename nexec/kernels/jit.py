@@ -6,6 +6,16 @@ loading it; ``nogil`` lets kernels overlap with Python work of another thread;
 function), so the wrapper Numba would otherwise compile for every kernel and helper is
 skipped (~5% of a cold first fit).
 
+**Specialised kernels.** An activation code is the same integer at every call of a bound
+program, yet a kernel compiled for a run-time code carries every activation's branch and
+helper, and a cold start compiles them all. A kernel marks such arguments with
+:func:`constant_arguments`; :func:`specialised` then gives, per value, a kernel compiled with
+the value as a constant. Numba prunes the other branches before it types them, through
+every helper that branches on the argument, because those helpers are
+:data:`inline_kernel`: inlined into their caller as Numba IR (a helper compiled on its own
+would see a run-time argument again). Called with a run-time code, as tests and plugins
+may, a kernel still compiles every branch.
+
 Use ``parallel_kernel`` sparingly: with Numba's default OpenMP layer, workers keep spinning
 after a ``prange`` region on the cores OpenBLAS needs for the next GEMM, which made a
 wide-MLP training step ~2.5x slower (docs/performance.md). No built-in kernel uses it.
@@ -15,13 +25,196 @@ kernel modules inline, clear ``__pycache__/*.nbi``/``*.nbc`` (or set ``NUMBA_CAC
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
+import numpy as np
 from numba import njit
 
-__all__ = ["kernel", "parallel_kernel"]
+__all__ = ["kernel", "inline_kernel", "parallel_kernel", "constant_arguments", "specialised",
+           "specialising", "generic_kernels", "cached_on_disk", "cache_root", "kernel_folders"]
 
 # Numba's own annotations of ``njit`` omit ``no_cfunc_wrapper`` (a documented option).
 _KERNEL_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "no_cfunc_wrapper": True}
 kernel = njit(**_KERNEL_OPTIONS)
+#: A helper that branches on a :func:`constant_arguments` argument: inlined into its callers.
+inline_kernel = njit(**_KERNEL_OPTIONS, inline="always")
 parallel_kernel = njit(cache=True, nogil=True, parallel=True)
+
+
+def cache_root() -> Path:
+    """Where nexec keeps generated modules (and Numba's cache of them): ``NEXEC_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/nexec`` (``~/.cache/nexec``)."""
+    base = os.environ.get("NEXEC_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(xdg, "nexec")
+    return Path(base)
+
+
+def constant_arguments(*names: str) -> Callable[[Any], Any]:
+    """Marks ``names`` as arguments a bound program passes as one integer every call (an
+    activation code), so that :func:`specialised` may compile the kernel per value."""
+    def mark(fn: Any) -> Any:
+        params = list(inspect.signature(fn.py_func).parameters)
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise TypeError(f"{fn.py_func.__qualname__} has no argument(s) {missing}")
+        fn.nexec_constants = tuple(params.index(n) for n in names)
+        return fn
+    return mark
+
+
+_made: dict[tuple, Any] = {}
+_inlined: dict[Any, Any] = {}
+_lock = threading.Lock()
+_stamp: str | None = None
+
+
+def inline_twin(fn: Any) -> Any:
+    """``fn``'s Python function as an inline kernel (what a specialised kernel calls)."""
+    with _lock:
+        twin = _inlined.get(fn)
+        if twin is None:
+            twin = _inlined[fn] = inline_kernel(fn.py_func)
+        return twin
+
+
+def _kernel_sources_stamp() -> str:
+    """A digest of every CPU kernel module's size and modification time: a specialised
+    kernel inlines helpers of other modules, which Numba's cache does not watch."""
+    global _stamp
+    if _stamp is None:
+        folder = Path(__file__).parent / "cpu"
+        parts = [f"{p.name}:{s.st_size}:{s.st_mtime_ns}"
+                 for p in sorted(folder.glob("*.py")) for s in [p.stat()]]
+        _stamp = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return _stamp
+
+
+def specialising() -> bool:
+    """Whether :func:`specialised` makes kernels (``NEXEC_SPECIALISE``, default ``1``; the
+    test suite and ``nexec warmup`` set ``0``: they compile the kernels for every value)."""
+    return os.environ.get("NEXEC_SPECIALISE", "1").strip() not in ("0", "false", "no")
+
+
+@contextlib.contextmanager
+def generic_kernels() -> Iterator[None]:
+    """Within it, :func:`specialised` makes no kernels: ``nexec warmup`` compiles each kernel
+    for every value, so that models it did not build find theirs in the cache too."""
+    saved = os.environ.get("NEXEC_SPECIALISE")
+    os.environ["NEXEC_SPECIALISE"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("NEXEC_SPECIALISE", None)
+        else:
+            os.environ["NEXEC_SPECIALISE"] = saved
+
+
+def cached_on_disk(fn: Any, types: tuple) -> bool:
+    """Whether Numba's cache on disk holds ``fn`` for argument ``types`` (so compiling it
+    only loads it)."""
+    try:
+        cache = fn._cache
+        key = cache._index_key(types, fn.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - no cache, or another Numba: count it as not cached
+        return False
+
+
+def specialised(fn: Any, args: tuple) -> Any:
+    """The kernel to call for ``fn(*args)``: ``fn`` compiled for the values ``args`` give its
+    :func:`constant_arguments` (a kernel of its own per value, made once per process and
+    cached on disk by Numba), unless ``fn`` itself is compiled or cached for these argument
+    types (after ``nexec warmup``, or in a process that compiled it anyway); ``fn`` when it
+    marks no argument, a value is not a plain integer, or :func:`specialising` is off."""
+    where = getattr(fn, "nexec_constants", None)
+    if not where or len(args) <= max(where) or not specialising():
+        return fn
+    values = tuple(args[i] for i in where)
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+               for v in values):
+        return fn
+    if _generic_ready(fn, args):
+        return fn
+    key = (fn, tuple(int(v) for v in values))
+    with _lock:
+        made = _made.get(key)
+    if made is None:
+        try:
+            made = _generate(fn, dict(zip(where, key[1])))
+        except OSError:  # the cache folder cannot be written: the kernel for every value
+            return fn
+        with _lock:
+            made = _made.setdefault(key, made)
+    return made
+
+
+def _generic_ready(fn: Any, args: tuple) -> bool:
+    """Whether ``fn`` itself is compiled, or in Numba's cache, for the types of ``args``
+    (untypeable arguments count as ready: the checks before the first step name them)."""
+    try:
+        types = tuple(fn.typeof_pyval(a) for a in args)
+    except Exception:  # noqa: BLE001
+        return True
+    return types in fn.overloads or cached_on_disk(fn, types)
+
+
+def kernel_folders() -> list[str]:
+    """Folders of the modules :func:`specialised` generated (for a process that imports
+    them by name, ``runtime/compile_workers.py``'s helpers)."""
+    return [str(cache_root() / "kernels")] if _made else []
+
+
+def _generate(fn: Any, constants: dict[int, int]) -> Any:
+    py = fn.py_func
+    params = list(inspect.signature(py).parameters)
+    passed = [str(constants[i]) if i in constants else p for i, p in enumerate(params)]
+    named = ", ".join(f"{params[i]}={v}" for i, v in constants.items())
+    source = "\n".join([
+        f'"""Generated by nexec.kernels.jit: {py.__module__}.{py.__name__} with {named}."""',
+        "from numba import njit",
+        "from nexec.kernels.jit import inline_twin",
+        f"from {py.__module__} import {py.__name__} as _generic",
+        "",
+        "_body = inline_twin(_generic)",
+        "",
+        "",
+        "@njit(cache=True, nogil=True, no_cfunc_wrapper=True)",
+        f"def {py.__name__}({', '.join(params)}):",
+        f"    return _body({', '.join(passed)})",
+        "",
+    ])
+    digest = hashlib.sha256(f"{_kernel_sources_stamp()}\n{source}".encode()).hexdigest()[:20]
+    name = f"nexec_kernel_{py.__name__}_{digest}"
+    path = cache_root() / "kernels" / f"{name}.py"
+    module = sys.modules.get(name)
+    if module is None:
+        write_module(path, source)
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # Numba's cache finds the globals again by module name
+        spec.loader.exec_module(module)
+    made = getattr(module, py.__name__)
+    made.nexec_generic = fn
+    return made
+
+
+def write_module(path: Path, source: str) -> None:
+    """Writes generated ``source`` to ``path`` unless it already holds it, atomically:
+    another process may be reading it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != source:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)

@@ -72,16 +72,6 @@ def _address(fn: Any) -> str | None:
     return f"{module.__name__}:{name}"
 
 
-def _on_disk(fn: Any, types: tuple) -> bool:
-    """Whether Numba's cache holds ``fn`` for ``types`` (so compiling it only loads it)."""
-    try:
-        cache = fn._cache
-        key = cache._index_key(types, fn.targetctx.codegen())
-        return key in cache._cache_file._load_index()
-    except Exception:  # noqa: BLE001 - no cache, or another Numba: count it as not cached
-        return False
-
-
 def _compile(fn: Any, types: tuple) -> None:
     try:
         fn.compile(types)
@@ -122,10 +112,13 @@ class _Helper:
 
     def __init__(self, tasks: list[dict], queue: collections.deque, lock: threading.Lock,
                  done: list[threading.Event], ok: list[bool], folder: str) -> None:
+        from nexec.kernels.jit import kernel_folders
+
         env = dict(os.environ)
         env.update(NUMBA_CACHE_DIR=folder, NEXEC_COMPILE_PROCESSES="0",
                    OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+                   PYTHONPATH=os.pathsep.join([p or os.getcwd() for p in sys.path]
+                                              + kernel_folders()))
         self.proc = subprocess.Popen(
             self.COMMAND, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1)
@@ -193,7 +186,9 @@ def compile_all(todo: list[tuple[Any, tuple]], share: bool = True) -> int:
     Returns:
         How many kernels the helpers compiled.
     """
-    missing = [(fn, types) for fn, types in todo if not _on_disk(fn, types)]
+    from nexec.kernels.jit import cached_on_disk
+
+    missing = [(fn, types) for fn, types in todo if not cached_on_disk(fn, types)]
     shared = [(fn, types, where) for fn, types in missing
               for where in [_address(fn)] if where is not None]
     helpers = min(helper_count(), len(shared) if not share else len(shared) - 1)

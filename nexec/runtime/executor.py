@@ -202,7 +202,7 @@ class Executor:
         g = self.plan.graph
         dev = self.device
         arr = self._arrays(sched)
-        prog = Program(batch, memories=self._memories(batch))
+        prog = Program(batch, memories=self._memories(batch), specialise=dev.specialise)
         prog.inputs = [prog.refs(arr(sched.value[i])) for i in g.inputs]
         prog.outputs = [prog.refs(arr(sched.value[o])) for o in g.outputs]
         for op, kernel, act in zip(g.ops, self.kernels, self.activations):

@@ -89,11 +89,16 @@ class Program:
     loop_stats: dict[str, list] = field(default_factory=dict)
     #: The phases whose calls were checked before their first run (``runtime/checking.py``).
     checked: set = field(default_factory=set)
+    #: The device's :meth:`~nexec.devices.base.Device.specialise`, applied to every call added.
+    specialise: Callable[[Callable[..., Any], tuple], tuple[Callable[..., Any], tuple]] | None \
+        = None
 
     def add(self, phase: str, calls: list[tuple], origin: Any = None) -> None:
         """Appends bound ``(fn, args)`` calls of ``phase``, their arrays as references;
         ``origin`` says who contributed them."""
         for fn, args in calls:
+            if self.specialise is not None:
+                fn, args = self.specialise(fn, args)
             self.instructions.append(Instruction(phase, fn, self.refs(args), origin))
 
     def bound(self, phases: tuple[str, ...]) -> list[tuple]:

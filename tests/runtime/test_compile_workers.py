@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from numba import typeof
 
+from nexec.kernels.jit import cached_on_disk
 from nexec.runtime import compile_workers as cw
 
 SOURCE = textwrap.dedent('''
@@ -70,12 +71,12 @@ def _check(module):
 def test_helpers_compile_what_they_take_and_this_process_loads_it(kernels, monkeypatch):
     monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "2")
     todo = _todo(kernels)
-    assert not any(cw._on_disk(fn, types) for fn, types in todo)
+    assert not any(cached_on_disk(fn, types) for fn, types in todo)
     assert cw.compile_all(todo, share=False) == 3
     for fn, types in todo:
         assert types in fn.overloads
         assert fn.stats.cache_hits[types] == 1 and not fn.stats.cache_misses  # loaded
-        assert cw._on_disk(fn, types)  # in this process's cache: the next process loads it
+        assert cached_on_disk(fn, types)  # in this process's cache: the next process loads it
     _check(kernels)
 
 

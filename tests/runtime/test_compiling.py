@@ -118,9 +118,10 @@ fit(5, 2)
 
 
 def _python(code, cache, notice_after="0"):
-    # With one helper process compiling beside it (runtime/compile_workers.py), as a user's.
+    # As a user's: one helper process compiling beside it (runtime/compile_workers.py), the
+    # kernels specialised for each activation (kernels/jit.py).
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), NEXEC_COMPILE_NOTICE_AFTER=notice_after,
-               NEXEC_COMPILE_PROCESSES="1",
+               NEXEC_COMPILE_PROCESSES="1", NEXEC_SPECIALISE="1",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=600)

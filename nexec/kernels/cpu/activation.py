@@ -48,7 +48,7 @@ from nexec.kernels.activations import (
 from nexec.kernels.cpu.blas import unit_row
 from nexec.kernels.cpu.fastmath32 import exp32
 from nexec.kernels.cpu.stack import stack_array
-from nexec.kernels.jit import kernel
+from nexec.kernels.jit import inline_kernel, kernel
 
 __all__ = [
     "activation_forward",
@@ -495,105 +495,183 @@ def activate_row_grad(y, dy, act, dx):
 _BLOCK = 256  # rows per cache-resident block (and per float64 partial sum of a bias gradient)
 
 
+# Each activation's rows are a kernel of their own; the switches that pick one are inline
+# kernels, so a kernel specialised for one activation (``nexec.kernels.jit.specialised``)
+# compiles that activation's rows alone.
+
 @kernel
+def _relu_rows(o, r0, r1):
+    n = o.shape[1]
+    for i in range(r0, r1):
+        z = o[i]
+        for j in range(n):
+            v = z[j]
+            z[j] = v if v > 0 else 0
+
+
+@kernel
+def _sigmoid_rows(o, r0, r1):
+    n = o.shape[1]
+    for i in range(r0, r1):
+        z = o[i]
+        for j in range(n):
+            z[j] = fast_sigmoid(z[j])
+
+
+@kernel
+def _tanh_rows(o, r0, r1):
+    n = o.shape[1]
+    for i in range(r0, r1):
+        z = o[i]
+        for j in range(n):
+            z[j] = fast_tanh(z[j])
+
+
+@kernel
+def _softmax_each_row(o, r0, r1):
+    for i in range(r0, r1):
+        _softmax_row_inplace(o[i])
+
+
+@kernel
+def _log_softmax_each_row(o, r0, r1):
+    for i in range(r0, r1):
+        _log_softmax_row_inplace(o[i])
+
+
+@kernel
+def _scalar_rows(o, act, r0, r1):
+    n = o.shape[1]
+    for i in range(r0, r1):
+        z = o[i]
+        for j in range(n):
+            z[j] = act_scalar(z[j], act)
+
+
+@inline_kernel
 def _activate_rows(o, act, r0, r1):
     """o[i] = act(o[i]) for rows r0..r1-1 of a 2-D array, as :func:`activate_row_inplace`."""
-    n = o.shape[1]
     if act == LINEAR:
         pass
     elif act == RELU:
-        for i in range(r0, r1):
-            z = o[i]
-            for j in range(n):
-                v = z[j]
-                z[j] = v if v > 0 else 0
+        _relu_rows(o, r0, r1)
     elif act == SIGMOID:
-        for i in range(r0, r1):
-            z = o[i]
-            for j in range(n):
-                z[j] = fast_sigmoid(z[j])
+        _sigmoid_rows(o, r0, r1)
     elif act == TANH:
-        for i in range(r0, r1):
-            z = o[i]
-            for j in range(n):
-                z[j] = fast_tanh(z[j])
+        _tanh_rows(o, r0, r1)
     elif act == SOFTMAX:
-        for i in range(r0, r1):
-            _softmax_row_inplace(o[i])
+        _softmax_each_row(o, r0, r1)
     elif act == LOG_SOFTMAX:
-        for i in range(r0, r1):
-            _log_softmax_row_inplace(o[i])
+        _log_softmax_each_row(o, r0, r1)
     elif ELU <= act <= EXPONENTIAL:
-        for i in range(r0, r1):
-            z = o[i]
-            for j in range(n):
-                z[j] = act_scalar(z[j], act)
+        _scalar_rows(o, act, r0, r1)
     else:
         raise ValueError("unknown activation code")
 
 
 @kernel
+def _linear_grad_rows(dy, dz, r0, r1):
+    n = dy.shape[1]
+    # one check per block (copy_row per row cost 13x more)
+    if not (same_data(dy, dz) and dy.strides == dz.strides):
+        for i in range(r0, r1):
+            g = dy[i]
+            z = dz[i]
+            for j in range(n):
+                z[j] = g[j]
+
+
+@kernel
+def _relu_grad_rows(y, dy, dz, r0, r1):
+    n = y.shape[1]
+    for i in range(r0, r1):
+        yr = y[i]
+        g = dy[i]
+        z = dz[i]
+        for j in range(n):
+            gv = g[j]
+            z[j] = gv if yr[j] > 0 else 0
+
+
+@kernel
+def _sigmoid_grad_rows(y, dy, dz, r0, r1):
+    n = y.shape[1]
+    for i in range(r0, r1):
+        yr = y[i]
+        g = dy[i]
+        z = dz[i]
+        for j in range(n):
+            v = yr[j]
+            z[j] = g[j] * (v * (1.0 - v))
+
+
+@kernel
+def _tanh_grad_rows(y, dy, dz, r0, r1):
+    n = y.shape[1]
+    for i in range(r0, r1):
+        yr = y[i]
+        g = dy[i]
+        z = dz[i]
+        for j in range(n):
+            v = yr[j]
+            z[j] = g[j] * (1.0 - v * v)
+
+
+@kernel
+def _softmax_grad_rows(y, dy, dz, r0, r1):
+    n = y.shape[1]
+    for i in range(r0, r1):
+        yr = y[i]
+        g = dy[i]
+        z = dz[i]
+        dot = row_dot(g, yr)
+        for j in range(n):
+            z[j] = yr[j] * (g[j] - dot)
+
+
+@kernel
+def _log_softmax_grad_rows(y, dy, dz, r0, r1):
+    n = y.shape[1]
+    for i in range(r0, r1):
+        yr = y[i]
+        g = dy[i]
+        z = dz[i]
+        total = row_sum(g)
+        for j in range(n):
+            z[j] = g[j] - math.exp(yr[j]) * total
+
+
+@kernel
+def _scalar_grad_rows(y, dy, act, dz, r0, r1):
+    n = y.shape[1]
+    for i in range(r0, r1):
+        yr = y[i]
+        g = dy[i]
+        z = dz[i]
+        for j in range(n):
+            z[j] = act_grad_scalar(yr[j], g[j], act)
+
+
+@inline_kernel
 def _activate_grad_rows(y, dy, act, dz, r0, r1):
     """dz[i] = dy[i] * act'(y[i]) for rows r0..r1-1, as :func:`activate_row_grad`.
 
     ``dz`` may be ``dy``: each element is read before it is written.
     """
-    n = y.shape[1]
     if act == LINEAR:
-        # one check per block (copy_row per row cost 13x more)
-        if not (same_data(dy, dz) and dy.strides == dz.strides):
-            for i in range(r0, r1):
-                g = dy[i]
-                z = dz[i]
-                for j in range(n):
-                    z[j] = g[j]
+        _linear_grad_rows(dy, dz, r0, r1)
     elif act == RELU:
-        for i in range(r0, r1):
-            yr = y[i]
-            g = dy[i]
-            z = dz[i]
-            for j in range(n):
-                gv = g[j]
-                z[j] = gv if yr[j] > 0 else 0
+        _relu_grad_rows(y, dy, dz, r0, r1)
     elif act == SIGMOID:
-        for i in range(r0, r1):
-            yr = y[i]
-            g = dy[i]
-            z = dz[i]
-            for j in range(n):
-                v = yr[j]
-                z[j] = g[j] * (v * (1.0 - v))
+        _sigmoid_grad_rows(y, dy, dz, r0, r1)
     elif act == TANH:
-        for i in range(r0, r1):
-            yr = y[i]
-            g = dy[i]
-            z = dz[i]
-            for j in range(n):
-                v = yr[j]
-                z[j] = g[j] * (1.0 - v * v)
+        _tanh_grad_rows(y, dy, dz, r0, r1)
     elif act == SOFTMAX:
-        for i in range(r0, r1):
-            yr = y[i]
-            g = dy[i]
-            z = dz[i]
-            dot = row_dot(g, yr)
-            for j in range(n):
-                z[j] = yr[j] * (g[j] - dot)
+        _softmax_grad_rows(y, dy, dz, r0, r1)
     elif act == LOG_SOFTMAX:
-        for i in range(r0, r1):
-            yr = y[i]
-            g = dy[i]
-            z = dz[i]
-            total = row_sum(g)
-            for j in range(n):
-                z[j] = g[j] - math.exp(yr[j]) * total
+        _log_softmax_grad_rows(y, dy, dz, r0, r1)
     elif ELU <= act <= EXPONENTIAL:
-        for i in range(r0, r1):
-            yr = y[i]
-            g = dy[i]
-            z = dz[i]
-            for j in range(n):
-                z[j] = act_grad_scalar(yr[j], g[j], act)
+        _scalar_grad_rows(y, dy, act, dz, r0, r1)
     else:
         raise ValueError("unknown activation code")
 
@@ -630,7 +708,7 @@ def _bias_relu_rows(src, bias, out):
                 o[j] = v if v > 0 else 0
 
 
-@kernel
+@inline_kernel
 def epilogue_rows(src, bias, act, out):
     """out[i, j] = act(src[i, j] + bias[j]), softmax row-wise; the fused-epilogue helper.
 
@@ -815,7 +893,7 @@ def _add_column_sums(z, r0, r1, db):
             db[j0 + j] += acc[j]
 
 
-@kernel
+@inline_kernel
 def epilogue_grad_rows_add(y, dy, act, dz, db):
     """dz = dy * act'(y) and db += column sums of dz; the blocked form of a backward epilogue.
 
@@ -845,7 +923,7 @@ def epilogue_grad_rows_add(y, dy, act, dz, db):
             _add_column_sums(dz, b0, b1, db)
 
 
-@kernel
+@inline_kernel
 def epilogue_grad_rows(y, dy, act, dz, db):
     """dz = dy * act'(y) and, in the same pass, db = column sums of dz.
 

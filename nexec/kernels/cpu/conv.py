@@ -32,7 +32,7 @@ import numpy as np
 from nexec.kernels.cpu.activation import epilogue_grad_rows, epilogue_grad_rows_add
 from nexec.kernels.cpu.blas import gemm
 from nexec.kernels.cpu.dense import epilogue_in_place
-from nexec.kernels.jit import kernel
+from nexec.kernels.jit import constant_arguments, kernel
 from nexec.ops import geometry
 from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
 
@@ -134,6 +134,7 @@ def _col2im(dcols, sh, sw, pt, pl, ho, wo, kh, kw, r0, dx):
 # --------------------------------------------------------------------------- public kernels
 
 
+@constant_arguments("act")
 @kernel
 def conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, cols, tmp, out):
     """out = act(conv2d(x, w) + b), NHWC, Keras weight layout, zero padding.
@@ -175,6 +176,7 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, cols, tmp, out):
         epilogue_in_place(out[r0:r1], b, act)
 
 
+@constant_arguments("act")
 @kernel
 def conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, cols, dz, dcols, dx, dw, db):
     """Gradients of ``y = act(conv2d(x, w) + b)``; every output is overwritten.
@@ -257,6 +259,7 @@ def conv2d_im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, cols):
     _im2col(x, sh, sw, pt, pl, ho, wo, kh, kw, 0, cols)
 
 
+@constant_arguments("act")
 @kernel
 def conv2d_forward_filters(cols, w, b, f0, f1, act, out):
     """Output channels f0 .. f1-1 of a convolution: ``out[:, f0:f1] = act(cols @ w2[:, f0:f1]

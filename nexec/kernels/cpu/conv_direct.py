@@ -35,7 +35,7 @@ from nexec.kernels.cpu.blas import gemm, unit_row
 from nexec.kernels.cpu.conv import _col2im
 from nexec.kernels.cpu.dense import epilogue_in_place
 from nexec.kernels.cpu.stack import stack_array
-from nexec.kernels.jit import kernel
+from nexec.kernels.jit import constant_arguments, kernel
 
 __all__ = ["conv2d_direct_forward", "conv2d_direct_backward"]
 
@@ -296,6 +296,7 @@ def _weight_grad_row(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
                         d[j] += x0 * g[j]
 
 
+@constant_arguments("act")
 @kernel
 def conv2d_direct_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, xpad, out):
     """out = act(conv2d(x, w) + b) by direct accumulation, image by image.
@@ -338,6 +339,7 @@ def conv2d_direct_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, xpad, out):
         epilogue_in_place(out[r0:r0 + per_image], b, act)
 
 
+@constant_arguments("act")
 @kernel
 def conv2d_direct_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, xpad, dz, dcols, dx, dw,
                            db):

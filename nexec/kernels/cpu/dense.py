@@ -12,6 +12,7 @@ import numpy as np
 
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from nexec.kernels.cpu.activation import (
+    _softmax_row_inplace,
     activate_row_inplace,
     epilogue_grad_rows,
     epilogue_rows,
@@ -20,43 +21,76 @@ from nexec.kernels.cpu.activation import (
     fast_tanh,
 )
 from nexec.kernels.cpu.blas import as_c_layout, gemm, unit_row
-from nexec.kernels.jit import kernel
+from nexec.kernels.jit import constant_arguments, inline_kernel, kernel
 
 __all__ = ["dense_forward", "dense_backward", "epilogue_in_place"]
 
 _BLOCK = 256  # rows per cache-resident block of the strided epilogue
 
 
+# One kernel per activation's rows, the switch inline (see activation._activate_rows).
+
 @kernel
+def _relu_unit_rows(out, r0, r1):
+    n = out.shape[1]
+    for i in range(r0, r1):
+        o = unit_row(out, i)
+        for j in range(n):
+            v = o[j]
+            o[j] = v if v > 0 else 0
+
+
+@kernel
+def _sigmoid_unit_rows(out, r0, r1):
+    n = out.shape[1]
+    for i in range(r0, r1):
+        o = unit_row(out, i)
+        for j in range(n):
+            o[j] = fast_sigmoid(o[j])
+
+
+@kernel
+def _tanh_unit_rows(out, r0, r1):
+    n = out.shape[1]
+    for i in range(r0, r1):
+        o = unit_row(out, i)
+        for j in range(n):
+            o[j] = fast_tanh(o[j])
+
+
+@kernel
+def _softmax_unit_rows(out, r0, r1):
+    for i in range(r0, r1):
+        _softmax_row_inplace(unit_row(out, i))
+
+
+@kernel
+def _each_unit_row(out, act, r0, r1):
+    for i in range(r0, r1):
+        activate_row_inplace(unit_row(out, i), act)
+
+
+@inline_kernel
 def _activate_unit_rows(out, act, r0, r1):
     """out[i] = act(out[i]) for rows r0..r1-1 of a unit-column-stride ``out``, each row typed
     contiguous; the activation switch is outside the row loops (per-row dispatch costs 2-5x
-    on rows of 24-64 channels), the element formulas are :mod:`.activation`'s."""
-    n = out.shape[1]
+    on rows of 24-64 channels), the element formulas are :mod:`.activation`'s. Each
+    activation is a kernel of its own, the switch inline (see ``_activate_rows``)."""
     if act == LINEAR:
         pass
     elif act == RELU:
-        for i in range(r0, r1):
-            o = unit_row(out, i)
-            for j in range(n):
-                v = o[j]
-                o[j] = v if v > 0 else 0
+        _relu_unit_rows(out, r0, r1)
     elif act == SIGMOID:
-        for i in range(r0, r1):
-            o = unit_row(out, i)
-            for j in range(n):
-                o[j] = fast_sigmoid(o[j])
+        _sigmoid_unit_rows(out, r0, r1)
     elif act == TANH:
-        for i in range(r0, r1):
-            o = unit_row(out, i)
-            for j in range(n):
-                o[j] = fast_tanh(o[j])
+        _tanh_unit_rows(out, r0, r1)
+    elif act == SOFTMAX:
+        _softmax_unit_rows(out, r0, r1)
     else:
-        for i in range(r0, r1):
-            activate_row_inplace(unit_row(out, i), act)
+        _each_unit_row(out, act, r0, r1)
 
 
-@kernel
+@inline_kernel
 def epilogue_in_place(out, b, act):
     """out = act(out + b) in place, after a GEMM straight into ``out``; the bits of
     ``epilogue_rows`` whatever the layout.
@@ -96,6 +130,7 @@ def epilogue_in_place(out, b, act):
         _activate_unit_rows(out, act, r0, r1)
 
 
+@constant_arguments("act")
 @kernel
 def dense_forward(x, w, b, act, out, tmp):
     """out = act(x @ w + b): the GEMM into ``out`` (even a strided one), then the epilogue.
@@ -116,6 +151,7 @@ def dense_forward(x, w, b, act, out, tmp):
     epilogue_in_place(out, b, act)
 
 
+@constant_arguments("act")
 @kernel
 def dense_backward(x, w, y, dy, act, dz, dx, dw, db):
     """Gradients of ``y = act(x @ w + b)``; every output is overwritten, not accumulated.

@@ -41,7 +41,7 @@ from nexec.kernels.cpu.activation import (
     epilogue_softmax_rows,
 )
 from nexec.kernels.cpu.blas import gemm
-from nexec.kernels.jit import kernel
+from nexec.kernels.jit import constant_arguments, kernel
 
 __all__ = [
     "winograd_filter",
@@ -209,6 +209,7 @@ def _block(x, u, pt, pl, th, tw, bt, at, t0, t1, v, mm, yb, scratch):
     _output_tiles(mm, at, t0, t1, yb, scratch)
 
 
+@constant_arguments("act")
 @kernel
 def winograd_forward(x, u, b, pt, pl, ho, wo, act, bt, at, v, mm, yb, scratch, out):
     """out = act(conv2d(x, w) + b) for a 3x3 stride-1 convolution, through ``U``.
@@ -372,6 +373,7 @@ def winograd_backward_filter(x, dz, pt, pl, bt, g, at, v, dm, du, scratch, dw):
                             d[fi] += coef * s[fi]
 
 
+@constant_arguments("act")
 @kernel
 def winograd_backward(x, y, dy, act, pt, pl, ho, wo, bt, g, at, dz, db, v, mm, wu, scratch,
                       dw, du, dv, dmm, dyb, dscratch, dx):

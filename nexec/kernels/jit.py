@@ -39,7 +39,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["kernel", "inline_kernel", "parallel_kernel", "constant_arguments", "specialised",
-           "specialising", "generic_kernels", "cached_on_disk", "cache_root", "kernel_folders"]
+           "specialising", "compile_helpers", "generic_kernels", "cached_on_disk", "cache_root",
+           "kernel_folders"]
 
 # Numba's own annotations of ``njit`` omit ``no_cfunc_wrapper`` (a documented option).
 _KERNEL_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "no_cfunc_wrapper": True}
@@ -99,10 +100,40 @@ def _kernel_sources_stamp() -> str:
     return _stamp
 
 
+#: Helper processes at most by default: each also compiles the helpers its kernels share.
+MAX_COMPILE_HELPERS = 3
+
+
+def compile_helpers() -> int:
+    """How many helper processes may compile kernels beside this one
+    (``runtime/compile_workers.py``): ``NEXEC_COMPILE_PROCESSES``, by default one fewer than
+    the CPUs this process may use (at most :data:`MAX_COMPILE_HELPERS`); none where no
+    Python interpreter can be started (an embedded or frozen application)."""
+    if not sys.executable or getattr(sys, "frozen", False):
+        return 0
+    value = os.environ.get("NEXEC_COMPILE_PROCESSES", "").strip()
+    if value:
+        try:
+            return max(0, int(value))
+        except ValueError:
+            return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(0, min(MAX_COMPILE_HELPERS, cpus - 1))
+
+
 def specialising() -> bool:
-    """Whether :func:`specialised` makes kernels (``NEXEC_SPECIALISE``, default ``1``; the
-    test suite and ``nexec warmup`` set ``0``: they compile the kernels for every value)."""
-    return os.environ.get("NEXEC_SPECIALISE", "1").strip() not in ("0", "false", "no")
+    """Whether :func:`specialised` makes kernels: ``NEXEC_SPECIALISE`` (``1``/``0``; the test
+    suite and ``nexec warmup`` set ``0``: they compile the kernels for every value), by
+    default where helper processes compile beside this one (:func:`compile_helpers`): a
+    model with several activations per kernel compiles more, smaller kernels, which pays
+    only when they compile in parallel (docs/performance.md, "First run")."""
+    value = os.environ.get("NEXEC_SPECIALISE", "").strip().lower()
+    if value:
+        return value not in ("0", "false", "no")
+    return compile_helpers() > 0
 
 
 @contextlib.contextmanager

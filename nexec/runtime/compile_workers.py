@@ -13,8 +13,9 @@ entries already in the index, so two processes adding different signatures of on
 at once could leave the index pairing one signature with the other's machine code.
 
 A helper that fails or dies costs only time: what it did not deliver is compiled here.
-``NEXEC_COMPILE_PROCESSES`` sets how many helpers may run (default: one fewer than the CPUs
-this process may use, at most 3; ``0``: none, as in the test suite).
+``NEXEC_COMPILE_PROCESSES`` sets how many helpers may run (``nexec.kernels.jit.compile_helpers``:
+by default one fewer than the CPUs this process may use, at most 3; ``0``: none, as in the
+test suite).
 """
 from __future__ import annotations
 
@@ -31,30 +32,9 @@ import tempfile
 import threading
 from typing import IO, Any
 
-__all__ = ["compile_all", "helper_count", "main"]
-
-#: Helpers at most by default: each also compiles the helpers its kernels share with others'.
-DEFAULT_MAX_HELPERS = 3
+__all__ = ["compile_all", "main"]
 #: Seconds a finished helper gets to exit before it is killed.
 _EXIT_WAIT_S = 5.0
-
-
-def helper_count() -> int:
-    """How many helper processes :func:`compile_all` may start (``NEXEC_COMPILE_PROCESSES``;
-    none where no Python interpreter can be started: an embedded or frozen application)."""
-    if not sys.executable or getattr(sys, "frozen", False):
-        return 0
-    value = os.environ.get("NEXEC_COMPILE_PROCESSES", "").strip()
-    if value:
-        try:
-            return max(0, int(value))
-        except ValueError:
-            return 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(0, min(DEFAULT_MAX_HELPERS, cpus - 1))
 
 
 def _address(fn: Any) -> str | None:
@@ -186,12 +166,12 @@ def compile_all(todo: list[tuple[Any, tuple]], share: bool = True) -> int:
     Returns:
         How many kernels the helpers compiled.
     """
-    from nexec.kernels.jit import cached_on_disk
+    from nexec.kernels.jit import cached_on_disk, compile_helpers
 
     missing = [(fn, types) for fn, types in todo if not cached_on_disk(fn, types)]
     shared = [(fn, types, where) for fn, types in missing
               for where in [_address(fn)] if where is not None]
-    helpers = min(helper_count(), len(shared) if not share else len(shared) - 1)
+    helpers = min(compile_helpers(), len(shared) if not share else len(shared) - 1)
     if helpers <= 0:
         for fn, types in todo:
             _compile(fn, types)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from numba import typeof
 
+from nexec.kernels import jit
 from nexec.kernels.jit import cached_on_disk
 from nexec.runtime import compile_workers as cw
 
@@ -140,23 +141,36 @@ def _encoded(types):
                                          ("many", 0)])
 def test_helper_count_reads_the_environment(monkeypatch, value, want):
     monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", value)
-    assert cw.helper_count() == want
+    assert jit.compile_helpers() == want
 
 
 def test_helper_count_defaults_to_the_spare_cpus(monkeypatch):
     monkeypatch.delenv("NEXEC_COMPILE_PROCESSES", raising=False)
-    monkeypatch.setattr(cw.os, "sched_getaffinity", lambda _: set(range(8)), raising=False)
-    assert cw.helper_count() == cw.DEFAULT_MAX_HELPERS
-    monkeypatch.setattr(cw.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
-    assert cw.helper_count() == 1
-    monkeypatch.setattr(cw.os, "sched_getaffinity", lambda _: {0}, raising=False)
-    assert cw.helper_count() == 0
+    monkeypatch.setattr(jit.os, "sched_getaffinity", lambda _: set(range(8)), raising=False)
+    assert jit.compile_helpers() == jit.MAX_COMPILE_HELPERS
+    monkeypatch.setattr(jit.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    assert jit.compile_helpers() == 1
+    monkeypatch.setattr(jit.os, "sched_getaffinity", lambda _: {0}, raising=False)
+    assert jit.compile_helpers() == 0
 
 
 def test_no_helpers_without_an_interpreter_to_start(monkeypatch):
     monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "2")
-    monkeypatch.setattr(cw.sys, "frozen", True, raising=False)
-    assert cw.helper_count() == 0
-    monkeypatch.delattr(cw.sys, "frozen")
-    monkeypatch.setattr(cw.sys, "executable", "")
-    assert cw.helper_count() == 0
+    monkeypatch.setattr(jit.sys, "frozen", True, raising=False)
+    assert jit.compile_helpers() == 0
+    monkeypatch.delattr(jit.sys, "frozen")
+    monkeypatch.setattr(jit.sys, "executable", "")
+    assert jit.compile_helpers() == 0
+
+
+def test_kernels_are_specialised_by_default_only_where_helpers_compile(monkeypatch):
+    monkeypatch.delenv("NEXEC_SPECIALISE", raising=False)
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "1")
+    assert jit.specialising()
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "0")
+    assert not jit.specialising()
+    monkeypatch.setenv("NEXEC_SPECIALISE", "1")
+    assert jit.specialising()
+    monkeypatch.setenv("NEXEC_SPECIALISE", "no")
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "2")
+    assert not jit.specialising()

@@ -40,7 +40,7 @@ from numba import njit
 
 __all__ = ["kernel", "inline_kernel", "parallel_kernel", "constant_arguments", "specialised",
            "specialising", "compile_helpers", "generic_kernels", "cached_on_disk", "cache_root",
-           "kernel_folders"]
+           "kernel_folders", "write_module"]
 
 # Numba's own annotations of ``njit`` omit ``no_cfunc_wrapper`` (a documented option).
 _KERNEL_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "no_cfunc_wrapper": True}

@@ -47,6 +47,7 @@ from numba import typeof
 from numba.core.registry import CPUDispatcher
 
 from nexec.errors import NexecError
+from nexec.kernels.jit import cache_root, write_module
 from nexec.runtime.program import Program, Ref
 
 __all__ = ["CompiledStep", "CompiledPass", "CompiledEpoch", "Generated", "StepCompileError",
@@ -66,11 +67,7 @@ _GENERATOR_VERSION = 5  # bump when the generated source changes shape
 
 def cache_dir() -> Path:
     """Where generated step modules (and Numba's cache of them) live."""
-    base = os.environ.get("NEXEC_CACHE_DIR")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = os.path.join(xdg, "nexec")
-    return Path(base) / "wholestep"
+    return cache_root() / "wholestep"
 
 
 class CompiledStep:
@@ -518,11 +515,7 @@ class Generated:
             (:class:`CompiledEpoch` for an epoch).
         """
         path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text() != self.source:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(self.source)
-            os.replace(tmp, path)  # atomic: another process may read it at the same time
+        write_module(path, self.source)
         name = f"nexec_wholestep_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None

@@ -39,8 +39,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["kernel", "inline_kernel", "parallel_kernel", "constant_arguments", "specialised",
-           "specialising", "compile_helpers", "generic_kernels", "cached_on_disk", "cache_root",
-           "kernel_folders", "write_module"]
+           "specialising", "compile_helpers", "generic_kernels",
+           "cached_on_disk", "cache_root", "kernel_folders", "write_module"]
 
 # Numba's own annotations of ``njit`` omit ``no_cfunc_wrapper`` (a documented option).
 _KERNEL_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "no_cfunc_wrapper": True}
@@ -129,11 +129,16 @@ def specialising() -> bool:
     suite and ``nexec warmup`` set ``0``: they compile the kernels for every value), by
     default where helper processes compile beside this one (:func:`compile_helpers`): a
     model with several activations per kernel compiles more, smaller kernels, which pays
-    only when they compile in parallel (docs/performance.md, "First run")."""
+    only when they compile in parallel (docs/performance.md, "First run"). Kernels made
+    before stay in use either way (:func:`specialised`)."""
+    switch = _switch()
+    return compile_helpers() > 0 if switch is None else switch
+
+
+def _switch() -> bool | None:
+    """``NEXEC_SPECIALISE`` as a boolean (``None``: not set)."""
     value = os.environ.get("NEXEC_SPECIALISE", "").strip().lower()
-    if value:
-        return value not in ("0", "false", "no")
-    return compile_helpers() > 0
+    return None if not value else value not in ("0", "false", "no")
 
 
 @contextlib.contextmanager
@@ -169,7 +174,7 @@ def specialised(fn: Any, args: tuple) -> Any:
     types (after ``nexec warmup``, or in a process that compiled it anyway); ``fn`` when it
     marks no argument, a value is not a plain integer, or :func:`specialising` is off."""
     where = getattr(fn, "nexec_constants", None)
-    if not where or len(args) <= max(where) or not specialising():
+    if not where or len(args) <= max(where) or _switch() is False:
         return fn
     values = tuple(args[i] for i in where)
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
@@ -181,6 +186,8 @@ def specialised(fn: Any, args: tuple) -> Any:
     with _lock:
         made = _made.get(key)
     if made is None:
+        if not specialising():  # kernels made before stay in use
+            return fn
         try:
             made = _generate(fn, dict(zip(where, key[1])))
         except OSError:  # the cache folder cannot be written: the kernel for every value

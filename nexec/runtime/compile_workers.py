@@ -35,6 +35,10 @@ from typing import IO, Any
 __all__ = ["compile_all", "main"]
 #: Seconds a finished helper gets to exit before it is killed.
 _EXIT_WAIT_S = 5.0
+#: Whether this process has compiled kernels. A helper starts with nothing compiled; once
+#: this process has the helper functions most kernels share, it compiles a kernel a helper
+#: is still at itself rather than wait for it (docs/performance.md, "First run").
+_compiled = False
 
 
 def _address(fn: Any) -> str | None:
@@ -103,7 +107,7 @@ class _Helper:
             self.COMMAND, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1)
         self.queue, self.lock, self.done, self.ok = queue, lock, done, ok
-        self.taken: list[int] = []
+        self.current = -1  # the task it compiles now (-1: none)
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(tasks) + "\n")
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -114,7 +118,6 @@ class _Helper:
         records what it finished; a helper that dies leaves its task to this process."""
         proc = self.proc
         assert proc.stdin is not None and proc.stdout is not None
-        current = -1
         try:
             for line in proc.stdout:
                 parts = line.split()
@@ -125,20 +128,25 @@ class _Helper:
                     self.ok[finished] = good
                     self.done[finished].set()
                 with self.lock:
-                    current = self.queue.popleft() if self.queue else -1
-                if current >= 0:
-                    self.taken.append(current)
-                proc.stdin.write(f"{current}\n")
-                if current < 0:
+                    self.current = self.queue.popleft() if self.queue else -1
+                proc.stdin.write(f"{self.current}\n")
+                if self.current < 0:
                     break
         except (OSError, ValueError):
             pass
         finally:
-            if current >= 0 and not self.done[current].is_set():
-                self.done[current].set()  # ok stays False: this process compiles it
+            if self.busy():
+                self.done[self.current].set()  # ok stays False: this process compiles it
+
+    def busy(self) -> bool:
+        """Whether it compiles a task it has not finished."""
+        return self.current >= 0 and not self.done[self.current].is_set()
 
     def close(self) -> None:
-        """Ends the helper (it exits at the end of its input) and its thread."""
+        """Ends the helper (it exits at the end of its input; one still compiling what is
+        no longer wanted is killed) and its thread."""
+        if self.busy():
+            self.proc.kill()
         try:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
@@ -166,9 +174,11 @@ def compile_all(todo: list[tuple[Any, tuple]], share: bool = True) -> int:
     Returns:
         How many kernels the helpers compiled.
     """
+    global _compiled
     from nexec.kernels.jit import cached_on_disk, compile_helpers
 
     missing = [(fn, types) for fn, types in todo if not cached_on_disk(fn, types)]
+    warm, _compiled = _compiled, _compiled or bool(missing)
     shared = [(fn, types, where) for fn, types in missing
               for where in [_address(fn)] if where is not None]
     helpers = min(compile_helpers(), len(shared) if not share else len(shared) - 1)
@@ -205,15 +215,19 @@ def compile_all(todo: list[tuple[Any, tuple]], share: bool = True) -> int:
                 break
             mine.append(i)
             _compile(shared[i][0], shared[i][1])
-        theirs = sorted(set(range(len(shared))) - set(mine))
-        for i in theirs:
-            done[i].wait()
+        adopted = 0
+        for i in sorted(set(range(len(shared))) - set(mine)):
             fn, types, _ = shared[i]
+            if warm and share and not done[i].is_set():
+                _compile(fn, types)  # see _compiled: not waited for
+                continue
+            done[i].wait()  # a helper that dies sets it too
             if ok[i]:
                 _adopt(fn, types, folder)
+                adopted += 1
             else:
                 _compile(fn, types)
-        return sum(1 for i in theirs if ok[i])
+        return adopted
     finally:
         for helper in started:
             helper.close()

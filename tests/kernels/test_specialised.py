@@ -155,3 +155,16 @@ def test_a_model_trains_to_the_same_bits_with_specialised_kernels(monkeypatch):
         assert generic[0] == fast[0]
         for a, b in zip(generic[1] + [generic[2]], fast[1] + [fast[2]]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_kernels_made_before_stay_in_use_when_no_new_ones_are_made(toy, monkeypatch):
+    x, out = np.arange(3.0), np.zeros(3)
+    made = jit.specialised(toy.apply, (x, 1, out))
+    assert made is not toy.apply
+    monkeypatch.delenv("NEXEC_SPECIALISE")  # the default: none made once this process
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "0")  # compiles without helpers
+    assert not jit.specialising()
+    assert jit.specialised(toy.apply, (x, 1, out)) is made
+    assert jit.specialised(toy.apply, (x, 2, out)) is toy.apply
+    monkeypatch.setenv("NEXEC_SPECIALISE", "0")  # asked for the generic kernels: always
+    assert jit.specialised(toy.apply, (x, 1, out)) is toy.apply

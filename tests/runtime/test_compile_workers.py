@@ -11,6 +11,7 @@ import io
 import json
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -174,3 +175,20 @@ def test_kernels_are_specialised_by_default_only_where_helpers_compile(monkeypat
     monkeypatch.setenv("NEXEC_SPECIALISE", "no")
     monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "2")
     assert not jit.specialising()
+
+
+STUCK = ("import sys, time; sys.stdin.readline(); print('next -1 1', flush=True); "
+         "time.sleep(60 if int(sys.stdin.readline()) >= 0 else 0)")  # never finishes a task
+
+
+def test_a_process_that_compiled_before_does_not_wait_for_a_helper(kernels, monkeypatch):
+    monkeypatch.setenv("NEXEC_COMPILE_PROCESSES", "1")
+    monkeypatch.setattr(cw._Helper, "COMMAND", [sys.executable, "-c", STUCK])
+    monkeypatch.setattr(cw, "_compiled", True)
+    todo = _todo(kernels)
+    t0 = time.perf_counter()
+    assert cw.compile_all(todo) == 0
+    assert time.perf_counter() - t0 < cw._EXIT_WAIT_S  # the stuck helper was killed
+    for fn, types in todo:
+        assert fn.stats.cache_misses[types] == 1  # every one compiled here
+    _check(kernels)

@@ -69,6 +69,7 @@ def _grouped(value: float) -> str:
 C, C5 = "compare.json", "compare-cnn-5.json"
 SL, SJ, R5 = "compare-seed-loop.json", "compare-seed-jit.json", "compare-conv-round5.json"
 SL6, SJ6 = "compare-seed-round6-loop.json", "compare-seed-round6-jit.json"
+SL7, SJ7 = "compare-seed-round7-loop.json", "compare-seed-round7-jit.json"
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 #: Every number a doc may quote: name -> function giving its text.
@@ -142,6 +143,23 @@ NUMBERS: dict[str, Callable[[], str]] = {
         f" / {_grouped(_median(SJ6, 'seed_mlp', 'onnxruntime', PPS))}"),
     "seed_r6_jit_epoch_ms": lambda: f"{_median(SJ6, 'seed_mlp', 'nexec', 'epoch_s') * 1e3:.2f} ms",
     "seed_r6_pytorch_epoch_ms": lambda: f"{_median(SJ6, 'seed_mlp', 'pytorch', 'epoch_s') * 1e3:.2f} ms",  # noqa: E501
+    # compare-seed-round7-{loop,jit}.json: round 7's seed MLP, loop and jit_step=True
+    "seed_r7_loop_train_vs_pytorch": lambda: _x(_ratio(SL7, "seed_mlp", "pytorch", TPS), 2),
+    "seed_r7_jit_train_vs_pytorch": lambda: _x(_ratio(SJ7, "seed_mlp", "pytorch", TPS), 2),
+    "seed_r7_loop_predict_vs_ort": lambda: _x(_ratio(SL7, "seed_mlp", "onnxruntime", PPS), 2),
+    "seed_r7_jit_predict_vs_ort": lambda: _x(_ratio(SJ7, "seed_mlp", "onnxruntime", PPS), 2),
+    "seed_r7_loop_train_sps": lambda: _grouped(_median(SL7, "seed_mlp", "nexec", TPS)),
+    "seed_r7_jit_train_sps": lambda: _grouped(_median(SJ7, "seed_mlp", "nexec", TPS)),
+    "seed_r7_loop_predict_sps": lambda: _grouped(_median(SL7, "seed_mlp", "nexec", PPS)),
+    "seed_r7_jit_predict_sps": lambda: _grouped(_median(SJ7, "seed_mlp", "nexec", PPS)),
+    "seed_r7_pytorch_train_sps": lambda: (
+        f"{_grouped(_median(SL7, 'seed_mlp', 'pytorch', TPS))}"
+        f" / {_grouped(_median(SJ7, 'seed_mlp', 'pytorch', TPS))}"),
+    "seed_r7_ort_predict_sps": lambda: (
+        f"{_grouped(_median(SL7, 'seed_mlp', 'onnxruntime', PPS))}"
+        f" / {_grouped(_median(SJ7, 'seed_mlp', 'onnxruntime', PPS))}"),
+    "seed_r7_jit_epoch_ms": lambda: f"{_median(SJ7, 'seed_mlp', 'nexec', 'epoch_s') * 1e3:.2f} ms",
+    "seed_r7_pytorch_epoch_ms": lambda: f"{_median(SJ7, 'seed_mlp', 'pytorch', 'epoch_s') * 1e3:.2f} ms",  # noqa: E501
     # compare-conv-round5.json: CNN and ResNet-18 against PyTorch, Keras and ONNX Runtime
     "r5_cnn_train_vs_pytorch": lambda: _x(_ratio(R5, "cnn", "pytorch", TPS), 2),
     "r5_cnn_predict_vs_ort": lambda: _x(_ratio(R5, "cnn", "onnxruntime", PPS), 2),

@@ -232,7 +232,9 @@ def _generate(fn: Any, constants: dict[int, int]) -> Any:
         f"    return _body({', '.join(passed)})",
         "",
     ])
-    digest = hashlib.sha256(f"{_kernel_sources_stamp()}\n{source}".encode()).hexdigest()[:20]
+    own = Path(inspect.getfile(py)).stat()  # a plugin's kernel: its own file too
+    stamp = f"{_kernel_sources_stamp()}:{own.st_size}:{own.st_mtime_ns}"
+    digest = hashlib.sha256(f"{stamp}\n{source}".encode()).hexdigest()[:20]
     name = f"nexec_kernel_{py.__name__}_{digest}"
     path = cache_root() / "kernels" / f"{name}.py"
     module = sys.modules.get(name)
@@ -254,5 +256,8 @@ def write_module(path: Path, source: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != source:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(source)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # left only when writing failed

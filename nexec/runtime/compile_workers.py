@@ -8,11 +8,13 @@ helper and this process take the next kernel from one shared list until it is em
 helper compiles into a private Numba cache folder, and this process then copies each
 helper's result into its own Numba cache and loads it from there, as from any cache.
 
-Only this process writes its cache: Numba names a new cache entry's data file after the
-entries already in the index, so two processes adding different signatures of one function
-at once could leave the index pairing one signature with the other's machine code.
+Helpers never write this process's cache: Numba names a new cache entry's data file after
+the entries already in the index, so two processes adding different signatures of one
+function at once could leave the index pairing one signature with the other's machine code.
 
-A helper that fails or dies costs only time: what it did not deliver is compiled here.
+A helper that fails or dies costs only time: what it did not deliver is compiled here. So
+is what a helper is still compiling once this process has compiled kernels before (see
+``_compiled``).
 ``NEXEC_COMPILE_PROCESSES`` sets how many helpers may run (``nexec.kernels.jit.compile_helpers``:
 by default one fewer than the CPUs this process may use, at most 3; ``0``: none, as in the
 test suite).
@@ -33,6 +35,7 @@ import threading
 from typing import IO, Any
 
 __all__ = ["compile_all", "main"]
+
 #: Seconds a finished helper gets to exit before it is killed.
 _EXIT_WAIT_S = 5.0
 #: Whether this process has compiled kernels. A helper starts with nothing compiled; once

@@ -72,6 +72,36 @@ SL6, SJ6 = "compare-seed-round6-loop.json", "compare-seed-round6-jit.json"
 SL7, SJ7 = "compare-seed-round7-loop.json", "compare-seed-round7-jit.json"
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
+def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
+    """The numbers of one round's seed-MLP runs (``loop`` and ``jit_step=True`` files)."""
+    def both(framework: str, metric: str) -> Callable[[], str]:
+        return lambda: (f"{_grouped(_median(loop, 'seed_mlp', framework, metric))}"
+                        f" / {_grouped(_median(jit, 'seed_mlp', framework, metric))}")
+
+    def ms(framework: str) -> Callable[[], str]:
+        return lambda: f"{_median(jit, 'seed_mlp', framework, 'epoch_s') * 1e3:.2f} ms"
+
+    numbers: dict[str, Callable[[], str]] = {
+        f"seed_{tag}_pytorch_train_sps": both("pytorch", TPS),
+        f"seed_{tag}_pytorch_predict_sps": both("pytorch", PPS),
+        f"seed_{tag}_ort_predict_sps": both("onnxruntime", PPS),
+        f"seed_{tag}_jit_epoch_ms": ms("nexec"),
+        f"seed_{tag}_pytorch_epoch_ms": ms("pytorch"),
+    }
+    for kind, path in (("loop", loop), ("jit", jit)):
+        numbers.update({
+            f"seed_{tag}_{kind}_train_vs_pytorch":
+                lambda p=path: _x(_ratio(p, "seed_mlp", "pytorch", TPS), 2),
+            f"seed_{tag}_{kind}_predict_vs_ort":
+                lambda p=path: _x(_ratio(p, "seed_mlp", "onnxruntime", PPS), 2),
+            f"seed_{tag}_{kind}_train_sps":
+                lambda p=path: _grouped(_median(p, "seed_mlp", "nexec", TPS)),
+            f"seed_{tag}_{kind}_predict_sps":
+                lambda p=path: _grouped(_median(p, "seed_mlp", "nexec", PPS)),
+        })
+    return numbers
+
+
 #: Every number a doc may quote: name -> function giving its text.
 NUMBERS: dict[str, Callable[[], str]] = {
     # compare.json: the side-by-side run (seed MLP, wide MLP, CNN)
@@ -123,43 +153,9 @@ NUMBERS: dict[str, Callable[[], str]] = {
     "seed_jit_train_vs_pytorch": lambda: _x(_ratio(SJ, "seed_mlp", "pytorch", TPS), 2),
     "seed_loop_predict_vs_ort": lambda: _x(_ratio(SL, "seed_mlp", "onnxruntime", PPS), 2),
     "seed_jit_predict_vs_ort": lambda: _x(_ratio(SJ, "seed_mlp", "onnxruntime", PPS), 2),
-    # compare-seed-round6-loop.json / -jit.json: the seed MLP after round 6's kernels and tails
-    "seed_r6_loop_train_vs_pytorch": lambda: _x(_ratio(SL6, "seed_mlp", "pytorch", TPS), 2),
-    "seed_r6_jit_train_vs_pytorch": lambda: _x(_ratio(SJ6, "seed_mlp", "pytorch", TPS), 2),
-    "seed_r6_loop_predict_vs_ort": lambda: _x(_ratio(SL6, "seed_mlp", "onnxruntime", PPS), 2),
-    "seed_r6_jit_predict_vs_ort": lambda: _x(_ratio(SJ6, "seed_mlp", "onnxruntime", PPS), 2),
-    "seed_r6_loop_train_sps": lambda: _grouped(_median(SL6, "seed_mlp", "nexec", TPS)),
-    "seed_r6_jit_train_sps": lambda: _grouped(_median(SJ6, "seed_mlp", "nexec", TPS)),
-    "seed_r6_loop_predict_sps": lambda: _grouped(_median(SL6, "seed_mlp", "nexec", PPS)),
-    "seed_r6_jit_predict_sps": lambda: _grouped(_median(SJ6, "seed_mlp", "nexec", PPS)),
-    "seed_r6_pytorch_train_sps": lambda: (
-        f"{_grouped(_median(SL6, 'seed_mlp', 'pytorch', TPS))}"
-        f" / {_grouped(_median(SJ6, 'seed_mlp', 'pytorch', TPS))}"),
-    "seed_r6_pytorch_predict_sps": lambda: (
-        f"{_grouped(_median(SL6, 'seed_mlp', 'pytorch', PPS))}"
-        f" / {_grouped(_median(SJ6, 'seed_mlp', 'pytorch', PPS))}"),
-    "seed_r6_ort_predict_sps": lambda: (
-        f"{_grouped(_median(SL6, 'seed_mlp', 'onnxruntime', PPS))}"
-        f" / {_grouped(_median(SJ6, 'seed_mlp', 'onnxruntime', PPS))}"),
-    "seed_r6_jit_epoch_ms": lambda: f"{_median(SJ6, 'seed_mlp', 'nexec', 'epoch_s') * 1e3:.2f} ms",
-    "seed_r6_pytorch_epoch_ms": lambda: f"{_median(SJ6, 'seed_mlp', 'pytorch', 'epoch_s') * 1e3:.2f} ms",  # noqa: E501
-    # compare-seed-round7-{loop,jit}.json: round 7's seed MLP, loop and jit_step=True
-    "seed_r7_loop_train_vs_pytorch": lambda: _x(_ratio(SL7, "seed_mlp", "pytorch", TPS), 2),
-    "seed_r7_jit_train_vs_pytorch": lambda: _x(_ratio(SJ7, "seed_mlp", "pytorch", TPS), 2),
-    "seed_r7_loop_predict_vs_ort": lambda: _x(_ratio(SL7, "seed_mlp", "onnxruntime", PPS), 2),
-    "seed_r7_jit_predict_vs_ort": lambda: _x(_ratio(SJ7, "seed_mlp", "onnxruntime", PPS), 2),
-    "seed_r7_loop_train_sps": lambda: _grouped(_median(SL7, "seed_mlp", "nexec", TPS)),
-    "seed_r7_jit_train_sps": lambda: _grouped(_median(SJ7, "seed_mlp", "nexec", TPS)),
-    "seed_r7_loop_predict_sps": lambda: _grouped(_median(SL7, "seed_mlp", "nexec", PPS)),
-    "seed_r7_jit_predict_sps": lambda: _grouped(_median(SJ7, "seed_mlp", "nexec", PPS)),
-    "seed_r7_pytorch_train_sps": lambda: (
-        f"{_grouped(_median(SL7, 'seed_mlp', 'pytorch', TPS))}"
-        f" / {_grouped(_median(SJ7, 'seed_mlp', 'pytorch', TPS))}"),
-    "seed_r7_ort_predict_sps": lambda: (
-        f"{_grouped(_median(SL7, 'seed_mlp', 'onnxruntime', PPS))}"
-        f" / {_grouped(_median(SJ7, 'seed_mlp', 'onnxruntime', PPS))}"),
-    "seed_r7_jit_epoch_ms": lambda: f"{_median(SJ7, 'seed_mlp', 'nexec', 'epoch_s') * 1e3:.2f} ms",
-    "seed_r7_pytorch_epoch_ms": lambda: f"{_median(SJ7, 'seed_mlp', 'pytorch', 'epoch_s') * 1e3:.2f} ms",  # noqa: E501
+    # compare-seed-round6-*.json (after round 6's kernels and tails), compare-seed-round7-*.json
+    **_seed_round("r6", SL6, SJ6),
+    **_seed_round("r7", SL7, SJ7),
     # compare-conv-round5.json: CNN and ResNet-18 against PyTorch, Keras and ONNX Runtime
     "r5_cnn_train_vs_pytorch": lambda: _x(_ratio(R5, "cnn", "pytorch", TPS), 2),
     "r5_cnn_predict_vs_ort": lambda: _x(_ratio(R5, "cnn", "onnxruntime", PPS), 2),

@@ -35,6 +35,9 @@ class Replica:
         from nexec.model import model_from_json
 
         set_num_threads(threads)
+        # Compile helper processes within the actor's CPUs (runtime/compile_workers.py),
+        # not one fewer than the machine's: every replica compiles at the same time.
+        os.environ.setdefault("NEXEC_COMPILE_PROCESSES", str(max(0, threads - 1)))
         model = model_from_json(model_json)
         names = model.output_names
         # The optimizer is never run here (the driver applies the update): plain SGD.

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from nexec.devices.threads import fork_safe_step
 from nexec.errors import DataError
 from nexec.graph import Function, is_integer_dtype
 
@@ -28,7 +29,11 @@ def all_finite(a: np.ndarray) -> bool:
     if a.dtype.kind != "f":
         return True
     if a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.size:
-        if np.isfinite(_square_sum(a.reshape(-1))):
+        # A fork from another thread must wait for a threaded BLAS call (OpenBLAS shuts its
+        # threads down at a fork: the call in flight would spin for ever).
+        with fork_safe_step():
+            total = _square_sum(a.reshape(-1))
+        if np.isfinite(total):
             return True
     return bool(np.isfinite(a).all())
 

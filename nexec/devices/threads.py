@@ -32,7 +32,9 @@ two-thread GEMMs (docs/performance.md).
   the steps running in other threads have finished (new ones wait for the fork). A fork in
   the middle of a kernel would copy BLAS's internal locks held by a thread that does not
   exist in the child, whose first GEMM then hangs forever; a step is milliseconds, so the
-  fork waits that long, and no lock is held across it.
+  fork waits that long, and no lock is held across it. BLAS calls outside a step (the data's
+  finiteness check) are wrapped too: OpenBLAS shuts its threads down at a fork, and a
+  threaded call in flight in the parent then spins forever.
   A ``KeyboardInterrupt`` (Ctrl-C, Jupyter's interrupt) is re-raised only once every worker
   of the call is idle, and each call has its own completion state, so later calls never see
   an earlier call's leftovers.

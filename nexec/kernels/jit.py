@@ -12,9 +12,10 @@ helper, and a cold start compiles them all. A kernel marks such arguments with
 :func:`constant_arguments`; :func:`specialised` then gives, per value, a kernel compiled with
 the value as a constant. Numba prunes the other branches before it types them, through
 every helper that branches on the argument, because those helpers are
-:data:`inline_kernel`: inlined into their caller as Numba IR (a helper compiled on its own
-would see a run-time argument again). Called with a run-time code, as tests and plugins
-may, a kernel still compiles every branch.
+:func:`switch_kernel` s: in a specialised kernel they are inlined as Numba IR (a helper
+compiled on its own would see a run-time argument again); elsewhere they are ordinary
+kernels (inlining them everywhere made every generic kernel slower to compile). Called with
+a run-time code, as tests and plugins may, a kernel still compiles every branch.
 
 Use ``parallel_kernel`` sparingly: with Numba's default OpenMP layer, workers keep spinning
 after a ``prange`` region on the cores OpenBLAS needs for the next GEMM, which made a
@@ -32,21 +33,29 @@ import inspect
 import os
 import sys
 import threading
+import types
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 from numba import njit
 
-__all__ = ["kernel", "inline_kernel", "parallel_kernel", "constant_arguments", "specialised",
+__all__ = ["kernel", "switch_kernel", "parallel_kernel", "constant_arguments", "specialised",
            "specialising", "compile_helpers", "generic_kernels",
            "cached_on_disk", "cache_root", "kernel_folders", "write_module"]
 
 # Numba's own annotations of ``njit`` omit ``no_cfunc_wrapper`` (a documented option).
 _KERNEL_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "no_cfunc_wrapper": True}
 kernel = njit(**_KERNEL_OPTIONS)
-#: A helper that branches on a :func:`constant_arguments` argument: inlined into its callers.
-inline_kernel = njit(**_KERNEL_OPTIONS, inline="always")
+_inline_kernel = njit(**_KERNEL_OPTIONS, inline="always")
+
+
+def switch_kernel(fn: Any) -> Any:
+    """A kernel that branches on a :func:`constant_arguments` argument: an ordinary kernel,
+    inlined (with the switch kernels it calls) into specialised kernels (:func:`inline_twin`)."""
+    made = kernel(fn)
+    made.nexec_switch = True
+    return made
 parallel_kernel = njit(cache=True, nogil=True, parallel=True)
 
 
@@ -80,12 +89,26 @@ _stamp: str | None = None
 
 
 def inline_twin(fn: Any) -> Any:
-    """``fn``'s Python function as an inline kernel (what a specialised kernel calls)."""
+    """``fn``'s Python function as an inline kernel whose :func:`switch_kernel` globals are
+    inline twins too (what a specialised kernel calls, so the constant reaches every
+    switch)."""
     with _lock:
         twin = _inlined.get(fn)
-        if twin is None:
-            twin = _inlined[fn] = inline_kernel(fn.py_func)
+    if twin is not None:
         return twin
+    py = fn.py_func
+    names = py.__code__.co_names
+    scope = dict(py.__globals__)
+    for name in names:
+        value = scope.get(name)
+        if getattr(value, "nexec_switch", False) and value is not fn:
+            scope[name] = inline_twin(value)
+    clone = types.FunctionType(py.__code__, scope, py.__name__, py.__defaults__,
+                               py.__closure__)
+    clone.__qualname__ = py.__qualname__
+    twin = _inline_kernel(clone)
+    with _lock:
+        return _inlined.setdefault(fn, twin)
 
 
 def _kernel_sources_stamp() -> str:

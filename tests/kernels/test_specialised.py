@@ -18,7 +18,7 @@ from nexec.kernels.activations import ELU, LINEAR, RELU, SOFTMAX
 from nexec.kernels.cpu.dense import dense_backward, dense_forward
 
 SOURCE = textwrap.dedent('''
-    from nexec.kernels.jit import constant_arguments, inline_kernel, kernel
+    from nexec.kernels.jit import constant_arguments, kernel, switch_kernel
 
     @kernel
     def double(x, out):
@@ -30,7 +30,7 @@ SOURCE = textwrap.dedent('''
         for i in range(x.shape[0]):
             out[i] = -x[i]
 
-    @inline_kernel
+    @switch_kernel
     def pick(x, act, out):
         if act == 1:
             double(x, out)

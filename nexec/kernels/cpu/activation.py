@@ -48,7 +48,7 @@ from nexec.kernels.activations import (
 from nexec.kernels.cpu.blas import unit_row
 from nexec.kernels.cpu.fastmath32 import exp32
 from nexec.kernels.cpu.stack import stack_array
-from nexec.kernels.jit import inline_kernel, kernel
+from nexec.kernels.jit import kernel, switch_kernel
 
 __all__ = [
     "activation_forward",
@@ -548,7 +548,7 @@ def _scalar_rows(o, act, r0, r1):
             z[j] = act_scalar(z[j], act)
 
 
-@inline_kernel
+@switch_kernel
 def _activate_rows(o, act, r0, r1):
     """o[i] = act(o[i]) for rows r0..r1-1 of a 2-D array, as :func:`activate_row_inplace`."""
     if act == LINEAR:
@@ -652,7 +652,7 @@ def _scalar_grad_rows(y, dy, act, dz, r0, r1):
             z[j] = act_grad_scalar(yr[j], g[j], act)
 
 
-@inline_kernel
+@switch_kernel
 def _activate_grad_rows(y, dy, act, dz, r0, r1):
     """dz[i] = dy[i] * act'(y[i]) for rows r0..r1-1, as :func:`activate_row_grad`.
 
@@ -708,7 +708,7 @@ def _bias_relu_rows(src, bias, out):
                 o[j] = v if v > 0 else 0
 
 
-@inline_kernel
+@switch_kernel
 def epilogue_rows(src, bias, act, out):
     """out[i, j] = act(src[i, j] + bias[j]), softmax row-wise; the fused-epilogue helper.
 
@@ -893,7 +893,7 @@ def _add_column_sums(z, r0, r1, db):
             db[j0 + j] += acc[j]
 
 
-@inline_kernel
+@switch_kernel
 def epilogue_grad_rows_add(y, dy, act, dz, db):
     """dz = dy * act'(y) and db += column sums of dz; the blocked form of a backward epilogue.
 
@@ -923,7 +923,7 @@ def epilogue_grad_rows_add(y, dy, act, dz, db):
             _add_column_sums(dz, b0, b1, db)
 
 
-@inline_kernel
+@switch_kernel
 def epilogue_grad_rows(y, dy, act, dz, db):
     """dz = dy * act'(y) and, in the same pass, db = column sums of dz.
 

@@ -21,7 +21,7 @@ from nexec.kernels.cpu.activation import (
     fast_tanh,
 )
 from nexec.kernels.cpu.blas import as_c_layout, gemm, unit_row
-from nexec.kernels.jit import constant_arguments, inline_kernel, kernel
+from nexec.kernels.jit import constant_arguments, kernel, switch_kernel
 
 __all__ = ["dense_forward", "dense_backward", "epilogue_in_place"]
 
@@ -70,7 +70,7 @@ def _each_unit_row(out, act, r0, r1):
         activate_row_inplace(unit_row(out, i), act)
 
 
-@inline_kernel
+@switch_kernel
 def _activate_unit_rows(out, act, r0, r1):
     """out[i] = act(out[i]) for rows r0..r1-1 of a unit-column-stride ``out``, each row typed
     contiguous; the activation switch is outside the row loops (per-row dispatch costs 2-5x
@@ -90,7 +90,7 @@ def _activate_unit_rows(out, act, r0, r1):
         _each_unit_row(out, act, r0, r1)
 
 
-@inline_kernel
+@switch_kernel
 def epilogue_in_place(out, b, act):
     """out = act(out + b) in place, after a GEMM straight into ``out``; the bits of
     ``epilogue_rows`` whatever the layout.

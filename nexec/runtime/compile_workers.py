@@ -49,14 +49,11 @@ def _address(fn: Any) -> str | None:
     import and this process can load), else ``None``."""
     from numba.core.caching import FunctionCache
 
-    py = getattr(fn, "py_func", None)
-    module = sys.modules.get(getattr(py, "__module__", None) or "")
-    name = getattr(py, "__name__", "")
-    if module is None or getattr(module, name, None) is not fn:
-        return None
+    from nexec.runtime.wholestep import importable
+
     if not isinstance(getattr(fn, "_cache", None), FunctionCache):
         return None
-    return f"{module.__name__}:{name}"
+    return importable(fn)
 
 
 def _compile(fn: Any, types: tuple) -> None:

@@ -52,7 +52,7 @@ from nexec.runtime.program import Program, Ref
 
 __all__ = ["CompiledStep", "CompiledPass", "CompiledEpoch", "Generated", "StepCompileError",
            "generate", "generate_pass", "compile_step", "compile_pass", "pass_refusal",
-           "uncompilable", "generate_epoch", "compile_epoch", "epoch_refusal",
+           "uncompilable", "importable", "generate_epoch", "compile_epoch", "epoch_refusal",
            "cache_dir", "MODES"]
 
 #: The phases each mode runs, in order.
@@ -156,7 +156,7 @@ def _kernel(fn: Any) -> Any:
         else fn
 
 
-def _importable(fn: Any) -> str | None:
+def importable(fn: Any) -> str | None:
     """``module:name`` when ``fn`` is the module-level object of that name, else ``None``."""
     py = getattr(fn, "py_func", None)
     mod = sys.modules.get(getattr(py, "__module__", None) or "")
@@ -289,7 +289,7 @@ def _generate(progs: list[Program], mode: str, pass_views: bool = False,
             k = kernels.get(id(fn))
             if k is None:
                 k = kernels[id(fn)] = f"k{len(kernels)}"
-                where = _importable(fn)
+                where = importable(fn)
                 if where is None:
                     cacheable = False
                     kernel_objs[k] = fn

@@ -28,14 +28,12 @@ Workspace shapes: :func:`nexec.ops.conv_direct.direct_workspace_shapes` (one sha
 """
 from __future__ import annotations
 
-from numba import njit
-
 from nexec.kernels.cpu.activation import epilogue_grad_rows_add
 from nexec.kernels.cpu.blas import gemm, unit_row
 from nexec.kernels.cpu.conv import _col2im
 from nexec.kernels.cpu.dense import epilogue_in_place
 from nexec.kernels.cpu.stack import stack_array
-from nexec.kernels.jit import constant_arguments, kernel
+from nexec.kernels.jit import constant_arguments, fma_kernel, kernel
 
 __all__ = ["conv2d_direct_forward", "conv2d_direct_backward"]
 
@@ -94,12 +92,9 @@ _BLOCK = 16
 #: doubles would be all 32 registers, spilled.
 _WIDE = 32
 
-# Only these loops may fuse a * b + c into one FMA (as fastmath32 does): a direct
-# convolution's sums then round once per tap instead of twice.
-_fma_kernel = njit(cache=True, nogil=True, fastmath={"contract"})
 
-
-@_fma_kernel
+# fma_kernel: these sums round once per tap (a * b + c as one FMA), not twice.
+@fma_kernel
 def _forward_row(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
     """Rows r0 .. r0+wo-1 of ``out`` (one output row): ``out[r0+ox] = sum_t seg[t] * w2[t]``.
 
@@ -159,7 +154,7 @@ def _forward_row(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
         ox += 1
 
 
-@_fma_kernel
+@fma_kernel
 def _forward_row_wide(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
     """:func:`_forward_row` with blocks of :data:`_WIDE` filters (F a multiple of it, four
     pixels at a time; pixels past the last group of four through :func:`_forward_rest`)."""
@@ -210,7 +205,7 @@ def _forward_row_wide(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
         ox += 1
 
 
-@_fma_kernel
+@fma_kernel
 def _forward_rest(xpf, w2, out, r, base, rowlen, kh, kwc, j0):
     """Filters j0.. of output row ``r`` (one pixel), accumulated in ``out`` itself."""
     f = w2.shape[1]
@@ -227,7 +222,7 @@ def _forward_rest(xpf, w2, out, r, base, rowlen, kh, kwc, j0):
                 o[j] += x0 * wr[j]
 
 
-@_fma_kernel
+@fma_kernel
 def _weight_grad_row(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
     """dw2[t] += sum over the pixels of one output row of ``seg[t] * dz[pixel]``.
 

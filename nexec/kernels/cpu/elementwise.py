@@ -40,19 +40,22 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from nexec.kernels.vector_width import WideVectorPipeline
+
 __all__ = ["activation_kernels", "loss_kernels", "weighted_loss_kernel", "metric_kernel"]
 
 Scalar1 = Callable[[float], float]
 Scalar2 = Callable[[float, float], float]
 
-_generated = njit(nogil=True)  # no cache=True: closures (see the module docstring)
+# no cache=True: closures (see the module docstring)
+_generated = njit(nogil=True, pipeline_class=WideVectorPipeline)
 
 
 def _scalar(fn: Callable[..., Any]) -> Any:
     """``fn`` compiled for the CPU (a CPU dispatcher is compiled again from its Python)."""
     if not callable(fn):
         raise TypeError(f"expected a scalar Python function, got {fn!r}")
-    return njit(getattr(fn, "py_func", fn))
+    return njit(getattr(fn, "py_func", fn), pipeline_class=WideVectorPipeline)
 
 
 @functools.cache

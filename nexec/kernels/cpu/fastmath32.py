@@ -13,8 +13,10 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
+
+from nexec.kernels.jit import fma_kernel
 
 __all__ = ["ONE32", "exp32", "sigmoid32", "tanh32"]
 
@@ -23,8 +25,7 @@ _LOG2E32 = np.float32(1.4426950408889634)
 _LN2_HI32 = np.float32(0.693145751953125)  # few mantissa bits: n * _LN2_HI32 is exact
 _LN2_LO32 = np.float32(1.428606765330187045e-06)
 _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(1.0 / math.factorial(k)) for k in range(2, 8))
-# The float32 helpers may fuse a * b + c into one FMA (only these; float64 code is unchanged).
-_fma_kernel = njit(cache=True, nogil=True, fastmath={"contract"})
+# fma_kernel: the float32 helpers may fuse a * b + c into one FMA (float64 code is unchanged).
 
 
 @intrinsic
@@ -40,7 +41,7 @@ def _f32_from_bits(typingctx, bits):
     return types.float32(bits), codegen
 
 
-@_fma_kernel
+@fma_kernel
 def _expm1_reduced32(r):
     """expm1(r) for float32 |r| <= ln(2)/2: Taylor polynomial of degree 7 (relative
     truncation error < 2e-8, a third of float32's half ulp)."""
@@ -54,7 +55,7 @@ def _expm1_reduced32(r):
     return p * r
 
 
-@_fma_kernel
+@fma_kernel
 def _reduce32(x):
     """x = n ln2 + r: returns r and 2**n (x in [-87, 88], or nan)."""
     n = np.floor(x * _LOG2E32 + _HALF32)
@@ -64,7 +65,7 @@ def _reduce32(x):
     return r, _f32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
 
 
-@_fma_kernel
+@fma_kernel
 def exp32(v):
     """exp(v) in float32, vectorizable; overflow gives inf, underflow the subnormals then 0,
     nan gives nan (as np.exp)."""
@@ -84,7 +85,7 @@ def exp32(v):
             * _f32_from_bits((k2 + np.int32(127)) << np.int32(23)))
 
 
-@_fma_kernel
+@fma_kernel
 def sigmoid32(v):
     """1 / (1 + exp(-v)) in float32, vectorizable; +-inf give 1 and ~0, nan gives nan."""
     x = -v
@@ -96,7 +97,7 @@ def sigmoid32(v):
     return np.divide(ONE32, ONE32 + (_expm1_reduced32(r) + ONE32) * s)
 
 
-@_fma_kernel
+@fma_kernel
 def tanh32(v):
     """tanh(v) in float32 via expm1(-2|v|) (no cancellation near 0), vectorizable."""
     a = abs(v)

@@ -142,7 +142,17 @@ def _optimizers(dtype: str) -> None:
 
 
 def _conv2d(dtype: str) -> None:
-    """Images: the 2-D convolutions, pooling, padding, resizing and reshaping layers."""
+    """Images: the 2-D convolutions (each algorithm the default cost model may choose:
+    ``nexec.planner.algorithms``), pooling, padding, resizing and reshaping layers."""
+    from nexec.planner.algorithms import use_conv_algorithm
+
+    for mode in ("im2col", "direct", "winograd"):
+        with use_conv_algorithm(mode):
+            _fit_all(*_images(dtype))
+
+
+def _images(dtype: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """:func:`_conv2d`'s model and data."""
     import nexec.layers as layers
     from nexec.layers.core import Input
     from nexec.model import Model
@@ -162,7 +172,7 @@ def _conv2d(dtype: str) -> None:
     g = layers.Concatenate()([layers.GlobalAveragePooling2D()(h),
                               layers.GlobalMaxPooling2D()(h)])
     f = layers.Flatten()(layers.Permute((2, 1, 3))(layers.Reshape((4, 2, 12))(h)))
-    _fit_all(Model(i, _head(layers.Concatenate()([f, g]))), *_data((8, 8, 2), dtype))
+    return (Model(i, _head(layers.Concatenate()([f, g]))), *_data((8, 8, 2), dtype))
 
 
 def _conv1d(dtype: str) -> None:

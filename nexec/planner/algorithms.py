@@ -1,15 +1,18 @@
 """Which algorithm each Conv2D runs: im2col + GEMM, Winograd or direct, chosen at plan time.
 
 The switch is ``NEXEC_CONV_ALGORITHM`` (or :func:`use_conv_algorithm` around ``compile`` /
-``plan``): ``"im2col"`` (the default), ``"winograd"`` (F(2x2,3x3)), ``"winograd4"``
-(F(4x4,3x3)), ``"direct"`` (few input channels) or ``"auto"``. A forced Winograd applies to
-the layers it can run (3x3, stride 1), a forced direct to those with at most
-:func:`nexec.ops.conv_direct.direct_limit` input channels (32, or 16 for a 1x1 kernel); the
-others stay im2col.
+``plan``): ``"model"`` (the default: each layer gets the cost model's choice,
+:func:`modelled_choice`), ``"auto"`` (the same, then measured), or one algorithm forced:
+``"im2col"``, ``"winograd"`` (F(2x2,3x3)), ``"winograd4"`` (F(4x4,3x3)) or ``"direct"``
+(few input channels). A forced Winograd applies to the layers it can run (3x3, stride 1),
+a forced direct to those with at most :func:`nexec.ops.conv_direct.direct_limit` input
+channels (32, or 16 for a 1x1 kernel); the others stay im2col. Forcing ``"im2col"`` gives
+the rounding of a plain matrix product (and of nexec before round 8).
 ``"auto"`` looks each layer's shape up in the table of
 measurements that :mod:`nexec.runtime.autotune` keeps (in memory and in
 ``<nexec cache dir>/conv_algorithms.json``); a shape not measured yet gets the cost model
-below until the executor measures it when it binds a batch size.
+until the executor measures it when it binds a batch size (which compiles and times every
+candidate: seconds on a first run, hence not the default).
 
 This module runs no kernels (the planner never does): it only reads the table.
 """
@@ -31,9 +34,9 @@ __all__ = ["MODES", "ENV_VAR", "conv_algorithm_mode", "use_conv_algorithm", "sha
            "measured", "record", "table_path", "modelled_choice", "candidates",
            "choose_conv_algorithms"]
 
-MODES = ("auto", *ALGORITHMS)
+MODES = ("auto", *ALGORITHMS, "model")
 ENV_VAR = "NEXEC_CONV_ALGORITHM"
-_DEFAULT = "im2col"
+_DEFAULT = "model"
 
 _local = threading.local()
 _table: dict[str, dict[str, Any]] | None = None
@@ -48,7 +51,7 @@ def _checked(mode: Any, where: str) -> str:
 
 def conv_algorithm_mode() -> str:
     """The mode in force: :func:`use_conv_algorithm`'s, else ``NEXEC_CONV_ALGORITHM``, else
-    ``"im2col"``.
+    ``"model"``.
 
     Raises:
         ArgumentError: the environment variable holds an unknown mode.
@@ -126,13 +129,15 @@ def record(key: str, entry: dict[str, Any]) -> None:
 
 
 def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False) -> str:
-    """The cost model's guess before any measurement: F(2x2,3x3) saves 9/4 of the GEMM
-    flops but adds transforms of about ``16 * (Cin + F)`` flops per tile, which pay off
-    once both channel counts are wide and the image has a few tiles. Where the direct
-    kernel applies (``direct``) and Winograd is not the guess, direct is: up to 8 input
-    channels, where im2col's column matrix is thin and its copy a large part of the work,
-    and with filters in whole blocks of 32 (its wide register block: a 3x3 over 24 channels
-    into 32 was measured about 10% faster forward than im2col, training the same)."""
+    """The cost model's choice (the default mode, and ``"auto"``'s before measuring):
+    F(2x2,3x3) saves 9/4 of the GEMM flops but adds transforms of about ``16 * (Cin + F)``
+    flops per tile, which pay off once both channel counts are wide and the image has a few
+    tiles. Where the direct kernel applies (``direct``) and Winograd is not the choice,
+    direct is: up to 8 input channels, where im2col's column matrix is thin and its copy a
+    large part of the work, and with filters in whole blocks of 32 (its wide register
+    block). Measured with 512-bit vectors (docs/performance.md, "Full-width vectors"): the
+    benchmark CNN's and ResNet-18's inference steps 18-25% faster than all-im2col, training
+    about even."""
     if min(cin, f) >= 32 and h * w >= 64:
         return "winograd"
     if direct and (cin <= 8 or f % 32 == 0):
@@ -154,8 +159,9 @@ def candidates(layer: Any, cin: int) -> tuple[str, ...]:
 def choose_conv_algorithms(graph: Any, mode: str | None = None) -> dict[str, str]:
     """Records each Conv2D op's algorithm on its layer; returns layer name -> algorithm.
 
-    ``"auto"`` gives the cost model's guess here (the batch size is not known at plan time);
-    the executor replaces it by a measurement when it binds (``nexec.runtime.autotune``).
+    ``"model"`` and ``"auto"`` give the cost model's choice here (the batch size is not
+    known at plan time); under ``"auto"`` the executor replaces it by a measurement when it
+    binds (``nexec.runtime.autotune``).
 
     Args:
         graph: The lowered graph (shapes inferred).
@@ -168,7 +174,7 @@ def choose_conv_algorithms(graph: Any, mode: str | None = None) -> dict[str, str
             continue
         h, w, cin = graph.tensors[op.inputs[0]].shape
         algo = "im2col"
-        if mode == "auto":
+        if mode in ("auto", "model"):
             algo = modelled_choice(h, w, cin, op.layer.filters,
                                    direct=direct_applies(op.layer, cin))
             if algo == "winograd" and not winograd_applies(op.layer):

@@ -25,11 +25,12 @@ class Plan:
     graph: Graph
     param_shapes: dict[str, dict[str, tuple]]
     device: str = "cpu"
-    #: Conv2D layer name -> algorithm ("im2col", "winograd", "winograd4"): the plan's choice
-    #: (``nexec.planner.algorithms``); the executor may refine "auto" choices by measurement.
+    #: Conv2D layer name -> algorithm ("im2col", "winograd", "winograd4", "direct"): the
+    #: plan's choice (``nexec.planner.algorithms``); the executor may refine "auto" choices
+    #: by measurement.
     conv_algorithms: dict[str, str] = field(default_factory=dict)
     #: The ``conv_algorithm`` mode the plan was made under.
-    conv_mode: str = "im2col"
+    conv_mode: str = "model"
 
     @property
     def ops(self):  # noqa: ANN201 - list[Op]

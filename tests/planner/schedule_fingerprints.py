@@ -25,6 +25,7 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import nexec  # noqa: E402
 from nexec import Input, Model, layers  # noqa: E402
+from nexec.planner.algorithms import use_conv_algorithm  # noqa: E402
 from nexec.planner.schedule import build_schedule  # noqa: E402
 from nexec.devices.threads import get_num_threads, set_num_threads  # noqa: E402
 from tests.planner.conftest import (  # noqa: E402
@@ -89,11 +90,15 @@ SETTINGS = [
 
 def fingerprint(model: Model, batch: int, training: bool, naive: bool, fuse_loss: bool,
                 threads: int, device: str) -> dict[str, Any]:
-    """Everything ``build_schedule`` decides for one model and setting, as JSON values."""
+    """Everything ``build_schedule`` decides for one model and setting, as JSON values.
+
+    Convolutions plan as im2col, the default when the fingerprints were recorded."""
     before = get_num_threads()
     set_num_threads(threads)
     try:
-        s = build_schedule(model.plan(device), batch, training,
+        with use_conv_algorithm("im2col"):
+            plan = model.plan(device)
+        s = build_schedule(plan, batch, training,
                            fuse_loss=(lambda out: True) if fuse_loss else None, naive=naive)
     finally:
         set_num_threads(before)

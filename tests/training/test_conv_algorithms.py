@@ -54,7 +54,10 @@ def test_switch_forces_each_algorithm_and_the_plan_shows_it():
     names = str(memory)
     assert "c1.U" in names and "c1.dU" in names
     assert memory.concat_in_place == ["mix"]  # b1 and b3 write into their slices
-    assert model.plan().conv_algorithms["c1"] == "im2col"  # the default
+    # the default: the cost model's choice (up to 8 input channels: direct)
+    assert model.plan().conv_algorithms == {"c1": "direct", "b1": "direct", "b2": "direct",
+                                            "b3": "direct", "c2": "im2col", "c3": "direct"}
+    assert model.plan().conv_mode == "model"
     assert "c1.U" not in str(model.memory_plan(batch_size=4))
 
 

@@ -44,8 +44,7 @@ from numba import njit
 from nexec.kernels.vector_width import WideVectorPipeline
 
 __all__ = ["kernel", "fma_kernel", "switch_kernel", "parallel_kernel", "constant_arguments",
-           "specialised",
-           "specialising", "compile_helpers", "generic_kernels",
+           "specialised", "specialising", "compile_helpers", "generic_kernels",
            "cached_on_disk", "cache_root", "kernel_folders", "write_module"]
 
 # Numba's own annotations of ``njit`` omit ``no_cfunc_wrapper`` (a documented option).

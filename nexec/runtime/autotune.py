@@ -8,7 +8,8 @@ measurement of all its candidates yet is run alone on random arrays, each algori
 times alternately, and the fastest median wins. Results
 go to the table of :mod:`nexec.planner.algorithms` (memory) and to
 ``<nexec cache dir>/conv_algorithms.json`` (written atomically), so later processes on the
-machine plan without measuring.
+machine plan without measuring; the file is stamped with the kernel sources measured
+(``algorithms.kernels_stamp``), and another nexec's measurements are not reused.
 """
 from __future__ import annotations
 
@@ -127,10 +128,8 @@ def _save() -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         table = dict(algorithms._load())
-        try:  # keep what other processes measured since this one read the file
-            on_disk = json.loads(path.read_text())
-            if isinstance(on_disk, dict):
-                table = {**on_disk, **table}
+        try:  # keep what other processes measured with these kernels since this one read
+            table = {**algorithms.current_entries(json.loads(path.read_text())), **table}
         except (OSError, ValueError):
             pass
         text = json.dumps(table, indent=1, sort_keys=True).encode()

@@ -198,6 +198,25 @@ def test_auto_measures_once_and_caches_on_disk(monkeypatch, tmp_path):
     # A new process-wide table reads the file back: no new measurement.
     monkeypatch.setattr(algorithms, "_table", None)
     assert algorithms.measured(train_keys[0]) == table[train_keys[0]]
+    assert table[algorithms.STAMP_KEY] == algorithms.kernels_stamp()
+
+
+def test_measurements_of_other_kernels_are_not_reused(monkeypatch, tmp_path):
+    """A table written by another nexec (another kernel stamp, or none: before round 8) is
+    ignored and replaced at the next save."""
+    monkeypatch.setenv("NEXEC_CACHE_DIR", str(tmp_path))
+    key = algorithms.shape_key(9, 9, 3, 8, "same", "float32", 8, nexec_threads(), False)
+    stale = {"choice": "im2col", "seconds": {"im2col": 1.0, "winograd": 2.0, "direct": 3.0}}
+    for stamp in ({}, {algorithms.STAMP_KEY: "another"}):
+        (tmp_path / "conv_algorithms.json").write_text(json.dumps({key: stale, **stamp}))
+        monkeypatch.setattr(algorithms, "_table", None)
+        assert algorithms.measured(key) is None
+    with use_conv_algorithm("auto"):
+        model = _cnn()
+        model.predict(_data(8)[0], batch_size=8, verbose=0)
+    table = json.loads((tmp_path / "conv_algorithms.json").read_text())
+    assert table[algorithms.STAMP_KEY] == algorithms.kernels_stamp()
+    assert table[key] != stale and table[key]["choice"] in table[key]["seconds"]
 
 
 def nexec_threads() -> int:

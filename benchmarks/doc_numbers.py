@@ -70,6 +70,7 @@ C, C5 = "compare.json", "compare-cnn-5.json"
 SL, SJ, R5 = "compare-seed-loop.json", "compare-seed-jit.json", "compare-conv-round5.json"
 SL6, SJ6 = "compare-seed-round6-loop.json", "compare-seed-round6-jit.json"
 SL7, SJ7 = "compare-seed-round7-loop.json", "compare-seed-round7-jit.json"
+R8 = "compare-conv-round8.json"
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -161,6 +162,12 @@ NUMBERS: dict[str, Callable[[], str]] = {
     "r5_cnn_predict_vs_ort": lambda: _x(_ratio(R5, "cnn", "onnxruntime", PPS), 2),
     "r5_resnet_train_vs_pytorch": lambda: _x(_ratio(R5, "resnet18", "pytorch", TPS), 2),
     "r5_resnet_predict_vs_ort": lambda: _x(_ratio(R5, "resnet18", "onnxruntime", PPS), 2),
+    # compare-conv-round8.json: the same after 512-bit vectors and the cost model by default
+    "r8_cnn_train_vs_keras": lambda: _x(_ratio(R8, "cnn", "keras", TPS), 2),
+    "r8_cnn_train_vs_pytorch": lambda: _x(_ratio(R8, "cnn", "pytorch", TPS), 2),
+    "r8_cnn_predict_vs_ort": lambda: _x(_ratio(R8, "cnn", "onnxruntime", PPS), 2),
+    "r8_resnet_train_vs_pytorch": lambda: _x(_ratio(R8, "resnet18", "pytorch", TPS), 2),
+    "r8_resnet_predict_vs_ort": lambda: _x(_ratio(R8, "resnet18", "onnxruntime", PPS), 2),
     # blas_peak.json
     "blas_peak": lambda: f"{_blas_peak():.0f} GFLOP/s",
 }

@@ -33,7 +33,7 @@ from nexec.ops.winograd import ALGORITHMS, set_algorithm, winograd_applies
 
 __all__ = ["MODES", "ENV_VAR", "STAMP_KEY", "conv_algorithm_mode", "use_conv_algorithm",
            "shape_key", "measured", "record", "table_path", "kernels_stamp", "current_entries",
-           "modelled_choice", "candidates", "choose_conv_algorithms"]
+           "MIN_MODELLED_WORK", "modelled_choice", "candidates", "choose_conv_algorithms"]
 
 MODES = ("auto", *ALGORITHMS, "model")
 ENV_VAR = "NEXEC_CONV_ALGORITHM"
@@ -151,16 +151,28 @@ def record(key: str, entry: dict[str, Any]) -> None:
     _load()[key] = entry
 
 
-def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False) -> str:
-    """The cost model's choice (the default mode, and ``"auto"``'s before measuring):
-    F(2x2,3x3) saves 9/4 of the GEMM flops but adds transforms of about ``16 * (Cin + F)``
-    flops per tile, which pay off once both channel counts are wide and the image has a few
-    tiles. Where the direct kernel applies (``direct``) and Winograd is not the choice,
-    direct is: up to 8 input channels, where im2col's column matrix is thin and its copy a
-    large part of the work, and with filters in whole blocks of 32 (its wide register
-    block). Measured with 512-bit vectors (docs/performance.md, "Full-width vectors"): the
-    benchmark CNN's and ResNet-18's inference steps 18-25% faster than all-im2col, training
-    about even."""
+#: Multiply-adds per image (``H*W*Cin*F*KH*KW``) below which the cost model keeps
+#: im2col: on layers this small the algorithm saves little, while each other algorithm a
+#: model uses is another family of kernels to compile on a first run (the demo CNN's
+#: first fit took 43.6 s instead of 29.3 s with its tiny layers split between direct and
+#: im2col, docs/performance.md).
+MIN_MODELLED_WORK = 1 << 19
+
+
+def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False,
+                    window: int = 9) -> str:
+    """The cost model's choice (the default mode, and ``"auto"``'s before measuring) for a
+    ``window``-tap Conv2D over ``h x w x cin`` into ``f`` filters. Layers with less work
+    than :data:`MIN_MODELLED_WORK` stay im2col. F(2x2,3x3) saves 9/4 of the GEMM flops but
+    adds transforms of about ``16 * (Cin + F)`` flops per tile, which pay off once both
+    channel counts are wide and the image has a few tiles. Where the direct kernel applies
+    (``direct``) and Winograd is not the choice, direct is: up to 8 input channels, where
+    im2col's column matrix is thin and its copy a large part of the work, and with filters
+    in whole blocks of 32 (its wide register block). Measured with 512-bit vectors
+    (docs/performance.md, "Full-width vectors"): the benchmark CNN's and ResNet-18's
+    inference steps 18-25% faster than all-im2col, training about even."""
+    if h * w * cin * f * window < MIN_MODELLED_WORK:
+        return "im2col"
     if min(cin, f) >= 32 and h * w >= 64:
         return "winograd"
     if direct and (cin <= 8 or f % 32 == 0):
@@ -198,8 +210,9 @@ def choose_conv_algorithms(graph: Any, mode: str | None = None) -> dict[str, str
         h, w, cin = graph.tensors[op.inputs[0]].shape
         algo = "im2col"
         if mode in ("auto", "model"):
+            kh, kw = op.layer.kernel_size
             algo = modelled_choice(h, w, cin, op.layer.filters,
-                                   direct=direct_applies(op.layer, cin))
+                                   direct=direct_applies(op.layer, cin), window=kh * kw)
             if algo == "winograd" and not winograd_applies(op.layer):
                 algo = "im2col"
         elif mode == "direct":

@@ -54,11 +54,26 @@ def test_switch_forces_each_algorithm_and_the_plan_shows_it():
     names = str(memory)
     assert "c1.U" in names and "c1.dU" in names
     assert memory.concat_in_place == ["mix"]  # b1 and b3 write into their slices
-    # the default: the cost model's choice (up to 8 input channels: direct)
-    assert model.plan().conv_algorithms == {"c1": "direct", "b1": "direct", "b2": "direct",
-                                            "b3": "direct", "c2": "im2col", "c3": "direct"}
+    # the default, the cost model: layers this small stay im2col
+    assert set(model.plan().conv_algorithms.values()) == {"im2col"}
     assert model.plan().conv_mode == "model"
     assert "c1.U" not in str(model.memory_plan(batch_size=4))
+
+
+def test_the_default_cost_model_picks_by_shape_and_keeps_small_layers_im2col():
+    nexec.set_random_seed(1)
+    x = Input((24, 24, 3))
+    stem = layers.Conv2D(64, 3, padding="same", name="stem")(x)  # 3 input channels
+    wide = layers.Conv2D(64, 3, padding="same", name="wide")(stem)  # 64 -> 64
+    s2 = layers.Conv2D(24, 3, strides=2, padding="same", name="s2")(wide)  # no Winograd
+    mid = layers.Conv2D(32, 3, padding="same", name="mid")(s2)  # 24 -> 32: blocks of 32
+    one = layers.Conv2D(16, 1, name="one")(mid)  # 1x1 over 32: past direct's limit
+    tiny = layers.Conv2D(8, 3, padding="same", name="tiny")(one)  # under the floor
+    plan = Model(x, tiny).plan()
+    assert plan.conv_mode == "model"
+    assert plan.conv_algorithms == {"stem": "direct", "wide": "winograd", "s2": "im2col",
+                                    "mid": "direct", "one": "im2col", "tiny": "im2col"}
+    assert 12 * 12 * 16 * 8 * 9 < algorithms.MIN_MODELLED_WORK <= 12 * 12 * 24 * 32 * 9
 
 
 def test_bad_modes_are_refused(monkeypatch):
@@ -257,8 +272,8 @@ def test_sharded_matches_one_thread_and_finite_differences(monkeypatch, algo):
 
 def test_auto_measures_direct_where_an_older_entry_lacks_it(monkeypatch, tmp_path):
     """A table entry from before "direct" existed (im2col and Winograd only) is measured
-    again with all of the layer's candidates; until then the cost model guesses direct for
-    3 input channels."""
+    again with all of the layer's candidates; until then the cost model's choice holds
+    (im2col: the layer is small)."""
     monkeypatch.setenv("NEXEC_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(algorithms, "_table", None)
     x = np.random.default_rng(1).standard_normal((8, 9, 9, 3)).astype(np.float32)
@@ -266,7 +281,7 @@ def test_auto_measures_direct_where_an_older_entry_lacks_it(monkeypatch, tmp_pat
     algorithms.record(key, {"choice": "im2col", "seconds": {"im2col": 1.0, "winograd": 2.0}})
     with use_conv_algorithm("auto"):
         model = _wide_input_cnn()
-        assert model.plan().conv_algorithms == {"stem": "direct", "wide": "im2col"}
+        assert model.plan().conv_algorithms == {"stem": "im2col", "wide": "im2col"}
         model.predict(x, batch_size=8, verbose=0)
     assert set(algorithms.measured(key)["seconds"]) == {"im2col", "winograd", "direct"}
     assert algorithms.shape_key(9, 9, 24, 4, "same", "float32", 8, 1, False, (5, 5),

@@ -34,8 +34,7 @@ from tests.runtime.test_threads import (
 @pytest.fixture
 def filter_shards_everywhere(monkeypatch):
     """Every convolution, however small, is split, and over its filters where it can be
-    (filter shards are im2col's: the default cost model would run these few channels
-    direct)."""
+    (filter shards are im2col's: forced, whatever the default cost model would choose)."""
     monkeypatch.setenv("NEXEC_CONV_ALGORITHM", "im2col")
     monkeypatch.setattr(builtin, "_MIN_SHARD_FLOPS", 1)
     monkeypatch.setattr(builtin, "_FILTER_SHARD_WEIGHTS", 0)

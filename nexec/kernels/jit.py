@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from numba import njit
 
+from nexec.kernels import sources_stamp
 from nexec.kernels.vector_width import WideVectorPipeline
 
 __all__ = ["kernel", "fma_kernel", "switch_kernel", "parallel_kernel", "constant_arguments",
@@ -92,7 +93,6 @@ def constant_arguments(*names: str) -> Callable[[Any], Any]:
 _made: dict[tuple, Any] = {}
 _inlined: dict[Any, Any] = {}
 _lock = threading.Lock()
-_stamp: str | None = None
 
 
 def inline_twin(fn: Any) -> Any:
@@ -116,18 +116,6 @@ def inline_twin(fn: Any) -> Any:
     twin = _inline_kernel(clone)
     with _lock:
         return _inlined.setdefault(fn, twin)
-
-
-def _kernel_sources_stamp() -> str:
-    """A digest of every CPU kernel module's size and modification time: a specialised
-    kernel inlines helpers of other modules, which Numba's cache does not watch."""
-    global _stamp
-    if _stamp is None:
-        folder = Path(__file__).parent / "cpu"
-        parts = [f"{p.name}:{s.st_size}:{s.st_mtime_ns}"
-                 for p in sorted(folder.glob("*.py")) for s in [p.stat()]]
-        _stamp = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-    return _stamp
 
 
 #: Helper processes at most by default: each also compiles the helpers its kernels share.
@@ -262,7 +250,7 @@ def _generate(fn: Any, constants: dict[int, int]) -> Any:
         "",
     ])
     own = Path(inspect.getfile(py)).stat()  # a plugin's kernel: its own file too
-    stamp = f"{_kernel_sources_stamp()}:{own.st_size}:{own.st_mtime_ns}"
+    stamp = f"{sources_stamp()}:{own.st_size}:{own.st_mtime_ns}"
     digest = hashlib.sha256(f"{stamp}\n{source}".encode()).hexdigest()[:20]
     name = f"nexec_kernel_{py.__name__}_{digest}"
     path = cache_root() / "kernels" / f"{name}.py"

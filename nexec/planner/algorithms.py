@@ -19,7 +19,6 @@ This module runs no kernels (the planner never does): it only reads the table.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import threading
@@ -28,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from nexec.checks import ArgumentError
+from nexec.kernels import sources_stamp
 from nexec.ops.conv_direct import direct_applies
 from nexec.ops.winograd import ALGORITHMS, set_algorithm, winograd_applies
 
 __all__ = ["MODES", "ENV_VAR", "STAMP_KEY", "conv_algorithm_mode", "use_conv_algorithm",
-           "shape_key", "measured", "record", "table_path", "kernels_stamp", "current_entries",
+           "shape_key", "measured", "record", "table_path", "current_entries",
            "MIN_MODELLED_WORK", "modelled_choice", "candidates", "choose_conv_algorithms"]
 
 MODES = ("auto", *ALGORITHMS, "model")
@@ -42,8 +42,8 @@ _DEFAULT = "model"
 _local = threading.local()
 _table: dict[str, Any] | None = None
 _lock = threading.Lock()
-_stamp: str | None = None
-#: The table's key for the :func:`kernels_stamp` its measurements were made with.
+#: The table's key for the kernel sources' stamp its measurements were made with
+#: (:func:`nexec.kernels.sources_stamp`).
 STAMP_KEY = "kernels"
 
 
@@ -110,24 +110,12 @@ def table_path() -> Path:
     return Path(base) / "conv_algorithms.json"
 
 
-def kernels_stamp() -> str:
-    """A digest of nexec's kernel sources (names, sizes, modification times): measurements
-    made with other kernels (an older nexec, an edited kernel) are not reused."""
-    global _stamp
-    if _stamp is None:
-        root = Path(__file__).resolve().parents[1] / "kernels"
-        parts = [f"{p.relative_to(root)}:{s.st_size}:{s.st_mtime_ns}"
-                 for p in sorted(root.rglob("*.py")) for s in [p.stat()]]
-        _stamp = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-    return _stamp
-
-
 def current_entries(data: Any) -> dict[str, Any]:
     """A table read from disk if it was measured with these kernels, else an empty one;
-    either way stamped with :func:`kernels_stamp`."""
-    if isinstance(data, dict) and data.get(STAMP_KEY) == kernels_stamp():
+    either way stamped with :func:`nexec.kernels.sources_stamp`."""
+    if isinstance(data, dict) and data.get(STAMP_KEY) == sources_stamp():
         return data
-    return {STAMP_KEY: kernels_stamp()}
+    return {STAMP_KEY: sources_stamp()}
 
 
 def _load() -> dict[str, Any]:

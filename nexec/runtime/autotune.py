@@ -9,7 +9,7 @@ times alternately, and the fastest median wins. Results
 go to the table of :mod:`nexec.planner.algorithms` (memory) and to
 ``<nexec cache dir>/conv_algorithms.json`` (written atomically), so later processes on the
 machine plan without measuring; the file is stamped with the kernel sources measured
-(``algorithms.kernels_stamp``), and another nexec's measurements are not reused.
+(``nexec.kernels.sources_stamp``), and another nexec's measurements are not reused.
 """
 from __future__ import annotations
 

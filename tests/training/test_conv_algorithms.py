@@ -9,6 +9,7 @@ import pytest
 
 import nexec
 from nexec import Input, Model, layers
+from nexec.kernels import sources_stamp
 from nexec.ops.winograd import algorithm_of
 from nexec.planner import algorithms
 from nexec.planner.algorithms import use_conv_algorithm
@@ -213,7 +214,7 @@ def test_auto_measures_once_and_caches_on_disk(monkeypatch, tmp_path):
     # A new process-wide table reads the file back: no new measurement.
     monkeypatch.setattr(algorithms, "_table", None)
     assert algorithms.measured(train_keys[0]) == table[train_keys[0]]
-    assert table[algorithms.STAMP_KEY] == algorithms.kernels_stamp()
+    assert table[algorithms.STAMP_KEY] == sources_stamp()
 
 
 def test_measurements_of_other_kernels_are_not_reused(monkeypatch, tmp_path):
@@ -230,7 +231,7 @@ def test_measurements_of_other_kernels_are_not_reused(monkeypatch, tmp_path):
         model = _cnn()
         model.predict(_data(8)[0], batch_size=8, verbose=0)
     table = json.loads((tmp_path / "conv_algorithms.json").read_text())
-    assert table[algorithms.STAMP_KEY] == algorithms.kernels_stamp()
+    assert table[algorithms.STAMP_KEY] == sources_stamp()
     assert table[key] != stale and table[key]["choice"] in table[key]["seconds"]
 
 

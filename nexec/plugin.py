@@ -14,7 +14,8 @@ A plugin layer takes four pieces (``docs/plugins.md`` walks through a complete o
    ``param_specs`` (one :class:`ParamSpec` per parameter; ``trainable=False`` for state the
    optimizer must not touch, such as moving statistics) and ``get_config``. A layer that
    behaves differently in training sets ``has_training_mode = True``;
-2. **kernel functions**: ``@kernel`` (``numba.njit(cache=True, nogil=True)``) or
+2. **kernel functions**: ``@kernel`` (``numba.njit(cache=True, nogil=True)``, see
+   ``kernels/jit.py``) or
    ``@parallel_kernel`` functions over arrays that write into given outputs and never
    allocate;
 3. an **op kernel**, a :class:`Kernel` subclass with ``layer_type`` (the layer's class name)

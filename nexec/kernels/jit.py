@@ -5,7 +5,8 @@ loading it; ``nogil`` lets kernels overlap with Python work of another thread;
 ``no_cfunc_wrapper``: no kernel is ever called through a C function pointer (a first-class
 function), so the wrapper Numba would otherwise compile for every kernel and helper is
 skipped (~5% of a cold first fit). Every kernel is lowered by :mod:`.vector_width`'s
-pipeline, so that its loops use the CPU's full vector width.
+pipeline, so that its loops use the CPU's full vector width, and every cached one keeps its
+machine code through :mod:`.cache_index`, whose index several processes may add to at once.
 
 **Specialised kernels.** An activation code is the same integer at every call of a bound
 program, yet a kernel compiled for a run-time code carries every activation's branch and
@@ -42,20 +43,34 @@ import numpy as np
 from numba import njit
 
 from nexec.kernels import sources_stamp
+from nexec.kernels.cache_index import share_cache
 from nexec.kernels.vector_width import WideVectorPipeline
 
-__all__ = ["kernel", "fma_kernel", "switch_kernel", "parallel_kernel", "constant_arguments",
+__all__ = ["kernel", "fma_kernel", "switch_kernel", "parallel_kernel", "uncached_kernel",
+           "constant_arguments",
            "specialised", "specialising", "compile_helpers", "generic_kernels",
            "cached_on_disk", "cache_root", "kernel_folders", "write_module"]
 
-# Numba's own annotations of ``njit`` omit ``no_cfunc_wrapper`` (a documented option).
-_KERNEL_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "no_cfunc_wrapper": True,
-                                   "pipeline_class": WideVectorPipeline}
-kernel = njit(**_KERNEL_OPTIONS)
-_inline_kernel = njit(**_KERNEL_OPTIONS, inline="always")
+
+
+def _jit(**options: Any) -> Callable[[Any], Any]:
+    """``njit`` with nexec's options (and ``options``) as a decorator."""
+    # Numba's own annotations of ``njit`` omit ``no_cfunc_wrapper`` (a documented option).
+    options = {"nogil": True, "no_cfunc_wrapper": True, "pipeline_class": WideVectorPipeline,
+               **options}
+    decorate: Callable[[Any], Any] = njit(**options)
+    if not options.get("cache"):
+        return decorate
+    return lambda fn: share_cache(decorate(fn))
+
+
+kernel = _jit(cache=True)
+_inline_kernel = _jit(cache=True, inline="always")
 #: A kernel whose loops may fuse ``a * b + c`` into one FMA (rounding once, not twice): only
 #: those that say so (the float32 elementary functions, the direct convolution's sums).
-fma_kernel = njit(**_KERNEL_OPTIONS, fastmath={"contract"})
+fma_kernel = _jit(cache=True, fastmath={"contract"})
+#: For closures and functions generated per model that Numba cannot or need not cache.
+uncached_kernel = _jit()
 
 
 def switch_kernel(fn: Any) -> Any:
@@ -64,7 +79,7 @@ def switch_kernel(fn: Any) -> Any:
     made = kernel(fn)
     made.nexec_switch = True
     return made
-parallel_kernel = njit(cache=True, nogil=True, parallel=True)
+parallel_kernel = _jit(cache=True, parallel=True)
 
 
 def cache_root() -> Path:

@@ -27,7 +27,7 @@ same math and each scalar function compiles once.
 
 Each factory returns the same kernels for the same function object (one compile per
 function per process; compilation happens on the first call). The generated kernels are
-plain ``njit(nogil=True)`` dispatchers *without* ``cache=True``: they are closures over the
+``uncached_kernel`` dispatchers (``kernels/jit.py``: no ``cache=True``): they are closures over the
 plugin's functions, which Numba cannot reliably cache to disk, so each process compiles
 them again. Being dispatchers, they can be called from other njit code.
 """
@@ -38,9 +38,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numba import njit
 
-from nexec.kernels.vector_width import WideVectorPipeline
+from nexec.kernels.jit import uncached_kernel
 
 __all__ = ["activation_kernels", "loss_kernels", "weighted_loss_kernel", "metric_kernel"]
 
@@ -48,14 +47,14 @@ Scalar1 = Callable[[float], float]
 Scalar2 = Callable[[float, float], float]
 
 # no cache=True: closures (see the module docstring)
-_generated = njit(nogil=True, pipeline_class=WideVectorPipeline)
+_generated = uncached_kernel
 
 
 def _scalar(fn: Callable[..., Any]) -> Any:
     """``fn`` compiled for the CPU (a CPU dispatcher is compiled again from its Python)."""
     if not callable(fn):
         raise TypeError(f"expected a scalar Python function, got {fn!r}")
-    return njit(getattr(fn, "py_func", fn), pipeline_class=WideVectorPipeline)
+    return uncached_kernel(getattr(fn, "py_func", fn))
 
 
 @functools.cache

@@ -10,6 +10,9 @@ import nexec
 from nexec import Input, Model, callbacks, layers, optimizers
 from nexec.distribute import RayDataParallel, WorkerError
 
+# With pytest-xdist, one worker runs this module: one local Ray, not one per worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():

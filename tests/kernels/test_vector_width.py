@@ -26,11 +26,12 @@ def _dot(x, y):
 def _fresh(fn):
     """``fn`` with the kernel options of ``nexec.kernels.jit``, but compiled here (cached
     code cannot be inspected)."""
-    return njit(**{**jit._KERNEL_OPTIONS, "cache": False})(fn)
+    return jit.uncached_kernel(fn)
 
 
 def test_every_kernel_kind_is_lowered_by_the_wide_pipeline():
-    for decorator in (jit.kernel, jit.fma_kernel, jit._inline_kernel):
+    for decorator in (jit.kernel, jit.fma_kernel, jit._inline_kernel, jit.uncached_kernel,
+                      jit.parallel_kernel):
         made = decorator(_axpy)
         assert made._compiler.pipeline_class is WideVectorPipeline
 

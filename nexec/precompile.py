@@ -18,9 +18,8 @@ valid for the same nexec sources, Numba version and CPU; in a Docker image, run 
 as the user (and with the ``NUMBA_CACHE_DIR``) that will run the models.
 
 Numba holds one global compiler lock (threads gain nothing); the kernels each model binds are
-shared out to helper processes (``nexec.runtime.compile_workers``), which never write this
-process's cache: several processes writing the same kernel's cache index at once can lose
-entries.
+shared out to helper processes (``nexec.runtime.compile_workers``), which save to the same
+cache (``nexec.kernels.cache_index`` makes that safe).
 """
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ if "NEXEC_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["NEXEC_CACHE_DIR"], True)
 
 
-# Kernels compile in this process only (runtime/compile_workers.py), as before helpers
-# existed: the suite's timings and its 2 cores stay its own; tests of the helpers set it.
+# Kernels compile in this process only (runtime/compile_workers.py): the suite runs one
+# pytest worker per CPU instead (README's test command); tests of the helpers set it.
 os.environ.setdefault("NEXEC_COMPILE_PROCESSES", "0")
 # Each kernel compiled once for every activation (kernels/jit.py), not once per activation a
 # test uses: the suite would compile several times more; tests of specialised kernels set it.

@@ -5,12 +5,10 @@ first fit of a model compiles its dozen or more kernels one after another on one
 the others idle. When at least two of the kernels a program needs are neither compiled in
 this process nor in Numba's cache on disk, :func:`compile_all` starts helper processes. Each
 helper and this process take the next kernel from one shared list until it is empty; a
-helper compiles into a private Numba cache folder, and this process then copies each
-helper's result into its own Numba cache and loads it from there, as from any cache.
-
-Helpers never write this process's cache: Numba names a new cache entry's data file after
-the entries already in the index, so two processes adding different signatures of one
-function at once could leave the index pairing one signature with the other's machine code.
+helper compiles into the same Numba cache, and this process then loads each helper's result
+from there, as from any cache (and so the helper functions it compiled on the way). Only
+kernels whose cache index is safe for several writers (``kernels/cache_index.py``: every
+kernel made by ``kernels/jit.py``) are shared out.
 
 A helper that fails or dies costs only time: what it did not deliver is compiled here. So
 is what a helper is still compiling once this process has compiled kernels before (see
@@ -27,10 +25,8 @@ import importlib
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from typing import IO, Any
 
@@ -45,13 +41,14 @@ _compiled = False
 
 
 def _address(fn: Any) -> str | None:
-    """``module:name`` of a module-level Numba kernel with a disk cache (what a helper can
-    import and this process can load), else ``None``."""
-    from numba.core.caching import FunctionCache
-
+    """``module:name`` of a module-level Numba kernel with a disk cache that a helper may
+    write while this process does (what a helper can import and this process can load),
+    else ``None``."""
+    from nexec.kernels.cache_index import SharedIndexFile
     from nexec.runtime.wholestep import importable
 
-    if not isinstance(getattr(fn, "_cache", None), FunctionCache):
+    cache_file = getattr(getattr(fn, "_cache", None), "_cache_file", None)
+    if not isinstance(cache_file, SharedIndexFile):
         return None
     return importable(fn)
 
@@ -63,43 +60,17 @@ def _compile(fn: Any, types: tuple) -> None:
         pass  # first call compiles it as Numba would have anyway (and raises there)
 
 
-def _adopt(fn: Any, types: tuple, folder: str) -> None:
-    """Copies a helper's result for ``fn(types)`` from its cache ``folder`` into this
-    process's cache, then compiles ``fn`` for ``types`` (which now loads it)."""
-    from numba.core import config
-    from numba.core.caching import FunctionCache
-    from numba.core.compiler_lock import global_compiler_lock
-
-    try:
-        with global_compiler_lock:
-            saved = getattr(config, "CACHE_DIR")  # noqa: B009 - set at run time by Numba
-            setattr(config, "CACHE_DIR", folder)  # noqa: B010 - the locator reads it
-            try:
-                theirs = FunctionCache(fn.py_func)
-            finally:
-                setattr(config, "CACHE_DIR", saved)  # noqa: B010
-            # The entry as stored (a compiled result cannot be stored again once loaded).
-            key = theirs._index_key(types, fn.targetctx.codegen())
-            entry = theirs._cache_file.load(key)
-            if entry is not None:
-                fn._cache._impl.locator.ensure_cache_path()
-                fn._cache._cache_file.save(key, entry)
-    except Exception:  # noqa: BLE001 - not adopted: compiled here instead
-        pass
-    _compile(fn, types)
-
-
 class _Helper:
     """One helper process and the thread that hands it work."""
 
     COMMAND = [sys.executable, "-m", "nexec.runtime.compile_workers"]
 
     def __init__(self, tasks: list[dict], queue: collections.deque, lock: threading.Lock,
-                 done: list[threading.Event], ok: list[bool], folder: str) -> None:
+                 done: list[threading.Event], ok: list[bool]) -> None:
         from nexec.kernels.jit import kernel_folders
 
         env = dict(os.environ)
-        env.update(NUMBA_CACHE_DIR=folder, NEXEC_COMPILE_PROCESSES="0",
+        env.update(NEXEC_COMPILE_PROCESSES="0",
                    OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                    PYTHONPATH=os.pathsep.join([p or os.getcwd() for p in sys.path]
                                               + kernel_folders()))
@@ -194,12 +165,11 @@ def compile_all(todo: list[tuple[Any, tuple]], share: bool = True) -> int:
     lock = threading.Lock()
     done = [threading.Event() for _ in shared]
     ok = [False] * len(shared)
-    folder = tempfile.mkdtemp(prefix="nexec-compile-")
     started: list[_Helper] = []
     try:
         for _ in range(helpers):
             try:
-                started.append(_Helper(tasks, queue, lock, done, ok, folder))
+                started.append(_Helper(tasks, queue, lock, done, ok))
             except (OSError, ValueError):  # no helper: this process compiles everything
                 break
         for fn, types in own:  # cached ones load in a moment; the rest compile here
@@ -215,23 +185,19 @@ def compile_all(todo: list[tuple[Any, tuple]], share: bool = True) -> int:
                 break
             mine.append(i)
             _compile(shared[i][0], shared[i][1])
-        adopted = 0
+        helped = 0
         for i in sorted(set(range(len(shared))) - set(mine)):
             fn, types, _ = shared[i]
             if warm and share and not done[i].is_set():
                 _compile(fn, types)  # see _compiled: not waited for
                 continue
             done[i].wait()  # a helper that dies sets it too
-            if ok[i]:
-                _adopt(fn, types, folder)
-                adopted += 1
-            else:
-                _compile(fn, types)
-        return adopted
+            _compile(fn, types)  # loads what the helper saved (or compiles, if it failed)
+            helped += ok[i]
+        return helped
     finally:
         for helper in started:
             helper.close()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _kernel(address: str) -> Any:

@@ -1,5 +1,5 @@
-"""Kernels compiled by helper processes: shared out, adopted into this process's cache, and
-compiled here whenever a helper does not deliver.
+"""Kernels compiled by helper processes: shared out, saved to the one cache this process then
+loads from, and compiled here whenever a helper does not deliver.
 
 The kernels are written to a fresh module per test (cached beside it by Numba), so each
 test starts from kernels no process has compiled.
@@ -24,20 +24,26 @@ from nexec.runtime import compile_workers as cw
 SOURCE = textwrap.dedent('''
     from numba import njit
 
-    @njit(cache=True)
+    from nexec.kernels.jit import kernel
+
+    @kernel
     def scale(a, x, y):
         for i in range(x.shape[0]):
             y[i] = a * x[i]
 
-    @njit(cache=True)
+    @kernel
     def shift(a, x, y):
         for i in range(x.shape[0]):
             y[i] = x[i] + a
 
-    @njit(cache=True)
+    @kernel
     def square(a, x, y):
         for i in range(x.shape[0]):
             y[i] = x[i] * x[i] * a
+
+    @njit(cache=True)
+    def numbas_index(x):
+        return x + 1
 
     def not_a_kernel():
         pass
@@ -116,6 +122,9 @@ def test_cached_or_unimportable_kernels_start_no_helper(kernels, monkeypatch):
 
     local = [(njit(lambda x: x + 1), (typeof(1.0),)), (njit(lambda x: x - 1), (typeof(1.0),))]
     assert [cw._address(fn) for fn, _ in local] == [None, None]  # not importable by a helper
+    # Numba's own index is not safe to write from two processes: not shared out either.
+    assert cw._address(kernels.numbas_index) is None
+    assert cw._address(kernels.scale) == f"{kernels.__name__}:scale"
     assert cw.compile_all(local) == 0 and started == []
     assert all(len(fn.overloads) == 1 for fn, _ in local)
 

@@ -11,7 +11,8 @@ process then runs the wrong code. Each process can also drop the other's entry.
 after a digest of its key, so different signatures never share a file; and the index is
 re-read and rewritten under an exclusive lock on the cache folder, after the data file is in
 place, so the index never names a missing or foreign file and no entry is lost. Where the
-platform has no ``fcntl`` (Windows), the names alone still rule out a wrong pairing.
+platform has no ``fcntl`` (Windows) or the file system refuses locks (some network mounts),
+the names alone still rule out a wrong pairing; an entry can then be lost (compiled again).
 """
 from __future__ import annotations
 
@@ -55,7 +56,10 @@ class SharedIndexFile(IndexDataCacheFile):
             return
         folder = os.open(self._cache_path, os.O_RDONLY)
         try:
-            fcntl.flock(folder, fcntl.LOCK_EX)  # released when the descriptor closes
+            try:
+                fcntl.flock(folder, fcntl.LOCK_EX)  # released when the descriptor closes
+            except OSError:
+                pass  # no locks on this file system: see the module docstring
             yield
         finally:
             os.close(folder)

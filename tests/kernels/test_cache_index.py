@@ -64,6 +64,18 @@ def test_a_data_file_is_named_after_its_key_not_after_the_index_it_read(tmp_path
     assert _cache_file(after, IndexDataCacheFile).load(("sig", "float64")) == b"f64"
 
 
+def test_a_file_system_without_locks_still_saves(tmp_path, monkeypatch):
+    import fcntl
+
+    def refuse(fd, op):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    cache = _cache_file(tmp_path)
+    cache.save(("sig", "float32"), b"f32")
+    assert _cache_file(tmp_path).load(("sig", "float32")) == b"f32"
+
+
 def test_nexec_kernels_use_the_shared_index():
     from nexec.kernels.cpu import dense
     assert type(dense.dense_forward._cache._cache_file) is SharedIndexFile

@@ -52,14 +52,13 @@ __all__ = ["kernel", "fma_kernel", "switch_kernel", "parallel_kernel", "uncached
            "cached_on_disk", "cache_root", "kernel_folders", "write_module"]
 
 
-
 def _jit(**options: Any) -> Callable[[Any], Any]:
     """``njit`` with nexec's options (and ``options``) as a decorator."""
     # Numba's own annotations of ``njit`` omit ``no_cfunc_wrapper`` (a documented option).
-    options = {"nogil": True, "no_cfunc_wrapper": True, "pipeline_class": WideVectorPipeline,
-               **options}
-    decorate: Callable[[Any], Any] = njit(**options)
-    if not options.get("cache"):
+    merged = {"nogil": True, "no_cfunc_wrapper": True, "pipeline_class": WideVectorPipeline,
+              **options}
+    decorate: Callable[[Any], Any] = njit(**merged)
+    if not merged.get("cache"):
         return decorate
     return lambda fn: share_cache(decorate(fn))
 
@@ -79,6 +78,8 @@ def switch_kernel(fn: Any) -> Any:
     made = kernel(fn)
     made.nexec_switch = True
     return made
+
+
 parallel_kernel = _jit(cache=True, parallel=True)
 
 

@@ -10,7 +10,9 @@ process then runs the wrong code. Each process can also drop the other's entry.
 :class:`SharedIndexFile` keeps Numba's format and changes two things: a data file is named
 after a digest of its key, so different signatures never share a file; and the index is
 re-read and rewritten under an exclusive lock on the cache folder, after the data file is in
-place, so the index never names a missing or foreign file and no entry is lost. Where the
+place, so the index never names a missing or foreign file and no entry is lost. Numba's
+numbered files were overwritten after a source edit; named by key they would not be, so the
+first save after an edit deletes the data files of the stale index. Where the
 platform has no ``fcntl`` (Windows) or the file system refuses locks (some network mounts),
 the names alone still rule out a wrong pairing; an entry can then be lost (compiled again).
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pickle
 from typing import Any, Iterator
 
 from numba.core.caching import IndexDataCacheFile
@@ -39,9 +42,26 @@ class SharedIndexFile(IndexDataCacheFile):
         self._save_data(name, data)  # first: the index never names a file not yet written
         with self._locked():
             overloads = self._load_index()  # re-read under the lock: keep others' entries
+            if not overloads:
+                self._remove_stale(keep=name)
             if overloads.get(key) != name:
                 overloads[key] = name
                 self._save_index(overloads)
+
+    def _remove_stale(self, keep: str) -> None:
+        """Deletes the data files an index of other sources (another stamp) names."""
+        try:
+            with open(self._index_path, "rb") as f:
+                if pickle.load(f) != self._version:
+                    return
+                stamp, overloads = pickle.loads(f.read())
+        except Exception:  # noqa: BLE001 - no index, or unreadable: nothing known to delete
+            return
+        if stamp == self._source_stamp:
+            return
+        for stale in set(overloads.values()) - {keep}:
+            with contextlib.suppress(OSError):
+                os.unlink(self._data_path(stale))
 
     def _data_name_for(self, key: Any) -> str:
         # A key is (signature, target, digests of the bytecode): its repr names every type

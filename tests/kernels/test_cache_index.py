@@ -64,6 +64,21 @@ def test_a_data_file_is_named_after_its_key_not_after_the_index_it_read(tmp_path
     assert _cache_file(after, IndexDataCacheFile).load(("sig", "float64")) == b"f64"
 
 
+def test_a_source_edit_deletes_the_stale_data_files(tmp_path):
+    old = _cache_file(tmp_path)
+    old.save(("sig", "float32", "old code"), b"old f32")
+    old.save(("sig", "float64", "old code"), b"old f64")
+    assert len(_data_files(tmp_path)) == 2
+    new = SharedIndexFile(cache_path=str(tmp_path), filename_base="mod.fn-1.py311",
+                          source_stamp=(3.0, 4))  # the source file changed
+    assert new.load(("sig", "float32", "old code")) is None
+    new.save(("sig", "float32", "new code"), b"new f32")
+    assert len(_data_files(tmp_path)) == 1  # not one more file per edit
+    assert new.load(("sig", "float32", "new code")) == b"new f32"
+    new.save(("sig", "float64", "new code"), b"new f64")  # a current index: nothing deleted
+    assert len(_data_files(tmp_path)) == 2
+
+
 def test_a_file_system_without_locks_still_saves(tmp_path, monkeypatch):
     import fcntl
 

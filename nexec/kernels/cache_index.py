@@ -71,18 +71,18 @@ class SharedIndexFile(IndexDataCacheFile):
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        if fcntl is None:  # pragma: no cover - Windows
-            yield
-            return
-        folder = os.open(self._cache_path, os.O_RDONLY)
         try:
-            try:
-                fcntl.flock(folder, fcntl.LOCK_EX)  # released when the descriptor closes
-            except OSError:
-                pass  # no locks on this file system: see the module docstring
+            folder = os.open(self._cache_path, os.O_RDONLY) if fcntl is not None else -1
+        except OSError:  # a folder that cannot be opened for reading: save unlocked
+            folder = -1
+        try:
+            if folder >= 0:
+                with contextlib.suppress(OSError):  # no locks here: see the module docstring
+                    fcntl.flock(folder, fcntl.LOCK_EX)  # released when the descriptor closes
             yield
         finally:
-            os.close(folder)
+            if folder >= 0:
+                os.close(folder)
 
 
 def share_cache(dispatcher: Any) -> Any:

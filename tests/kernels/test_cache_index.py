@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 from numba.core.caching import IndexDataCacheFile
 
 import nexec
@@ -79,13 +80,14 @@ def test_a_source_edit_deletes_the_stale_data_files(tmp_path):
     assert len(_data_files(tmp_path)) == 2
 
 
-def test_a_file_system_without_locks_still_saves(tmp_path, monkeypatch):
+@pytest.mark.parametrize("refused", ["flock", "open"])
+def test_a_file_system_without_locks_still_saves(tmp_path, monkeypatch, refused):
     import fcntl
 
-    def refuse(fd, op):
+    def refuse(*args):
         raise OSError(37, "No locks available")
 
-    monkeypatch.setattr(fcntl, "flock", refuse)
+    monkeypatch.setattr(fcntl if refused == "flock" else os, refused, refuse)
     cache = _cache_file(tmp_path)
     cache.save(("sig", "float32"), b"f32")
     assert _cache_file(tmp_path).load(("sig", "float32")) == b"f32"

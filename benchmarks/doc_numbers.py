@@ -71,7 +71,7 @@ SL, SJ, R5 = "compare-seed-loop.json", "compare-seed-jit.json", "compare-conv-ro
 SL6, SJ6 = "compare-seed-round6-loop.json", "compare-seed-round6-jit.json"
 SL7, SJ7 = "compare-seed-round7-loop.json", "compare-seed-round7-jit.json"
 R8 = "compare-conv-round8.json"
-SJ9 = "compare-seed-round9-jit.json"
+SJ8, SJ9 = "compare-seed-round8-jit.json", "compare-seed-round9-jit.json"
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -158,7 +158,9 @@ NUMBERS: dict[str, Callable[[], str]] = {
     # compare-seed-round6-*.json (after round 6's kernels and tails), compare-seed-round7-*.json
     **_seed_round("r6", SL6, SJ6),
     **_seed_round("r7", SL7, SJ7),
-    # compare-seed-round9-jit.json: jit_step=True again, on a quieter machine than round 8's
+    # compare-seed-round8/9-jit.json: jit_step=True, round 8's run with slow peers, round 9's
+    "seed_r8_jit_train_vs_pytorch": lambda: _x(_ratio(SJ8, "seed_mlp", "pytorch", TPS), 1),
+    "seed_r8_jit_predict_vs_ort": lambda: _x(_ratio(SJ8, "seed_mlp", "onnxruntime", PPS), 1),
     "seed_r9_jit_train_vs_pytorch": lambda: _x(_ratio(SJ9, "seed_mlp", "pytorch", TPS), 2),
     "seed_r9_jit_predict_vs_ort": lambda: _x(_ratio(SJ9, "seed_mlp", "onnxruntime", PPS), 2),
     "seed_r9_jit_epoch_ms":

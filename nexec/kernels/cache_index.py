@@ -41,27 +41,26 @@ class SharedIndexFile(IndexDataCacheFile):
         name = self._data_name_for(key)
         self._save_data(name, data)  # first: the index never names a file not yet written
         with self._locked():
-            overloads = self._load_index()  # re-read under the lock: keep others' entries
-            if not overloads:
-                self._remove_stale(keep=name)
+            stamp, overloads = self._read_index()  # under the lock: keep others' entries
+            if stamp != self._source_stamp:  # of other sources: its data files go
+                for stale in set(overloads.values()) - {name}:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self._data_path(stale))
+                overloads = {}
             if overloads.get(key) != name:
                 overloads[key] = name
                 self._save_index(overloads)
 
-    def _remove_stale(self, keep: str) -> None:
-        """Deletes the data files an index of other sources (another stamp) names."""
+    def _read_index(self) -> tuple[Any, dict]:
+        """The index's source stamp and entries, as Numba's ``_load_index`` reads them but
+        whatever the stamp; ``(None, {})`` for none, another Numba's or an unreadable one."""
         try:
             with open(self._index_path, "rb") as f:
                 if pickle.load(f) != self._version:
-                    return
-                stamp, overloads = pickle.loads(f.read())
-        except Exception:  # noqa: BLE001 - no index, or unreadable: nothing known to delete
-            return
-        if stamp == self._source_stamp:
-            return
-        for stale in set(overloads.values()) - {keep}:
-            with contextlib.suppress(OSError):
-                os.unlink(self._data_path(stale))
+                    return None, {}
+                return pickle.loads(f.read())
+        except Exception:  # noqa: BLE001 - no index, or unreadable: start a new one
+            return None, {}
 
     def _data_name_for(self, key: Any) -> str:
         # A key is (signature, target, digests of the bytecode): its repr names every type

@@ -27,9 +27,9 @@ same math and each scalar function compiles once.
 
 Each factory returns the same kernels for the same function object (one compile per
 function per process; compilation happens on the first call). The generated kernels are
-``uncached_kernel`` dispatchers (``kernels/jit.py``: no ``cache=True``): they are closures over the
-plugin's functions, which Numba cannot reliably cache to disk, so each process compiles
-them again. Being dispatchers, they can be called from other njit code.
+``uncached_kernel`` dispatchers (``kernels/jit.py``: no ``cache=True``): they are closures
+over the plugin's functions, which Numba cannot reliably cache to disk, so each process
+compiles them again. Being dispatchers, they can be called from other njit code.
 """
 from __future__ import annotations
 
@@ -46,10 +46,6 @@ __all__ = ["activation_kernels", "loss_kernels", "weighted_loss_kernel", "metric
 Scalar1 = Callable[[float], float]
 Scalar2 = Callable[[float, float], float]
 
-# no cache=True: closures (see the module docstring)
-_generated = uncached_kernel
-
-
 def _scalar(fn: Callable[..., Any]) -> Any:
     """``fn`` compiled for the CPU (a CPU dispatcher is compiled again from its Python)."""
     if not callable(fn):
@@ -61,7 +57,7 @@ def _scalar(fn: Callable[..., Any]) -> Any:
 def _forward_kernel(forward: Scalar1) -> Any:
     f = _scalar(forward)
 
-    @_generated
+    @uncached_kernel
     def fwd(x, out):
         if x.shape != out.shape:
             raise ValueError("activation forward: x and out shapes differ")
@@ -77,7 +73,7 @@ def _forward_kernel(forward: Scalar1) -> Any:
 def _backward_kernel(derivative: Scalar1) -> Any:
     d = _scalar(derivative)
 
-    @_generated
+    @uncached_kernel
     def bwd(y, dy, dz):
         if y.shape != dy.shape or dz.shape != y.shape:
             raise ValueError("activation backward: y, dy and dz shapes differ")
@@ -107,7 +103,7 @@ def activation_kernels(forward: Scalar1, derivative: Scalar1) -> tuple[Any, Any]
 def _loss_value_kernel(fn: Scalar2) -> Any:
     f = _scalar(fn)
 
-    @_generated
+    @uncached_kernel
     def value(p, y, out):
         if p.shape != y.shape:
             raise ValueError("loss value: p and y shapes differ")
@@ -130,7 +126,7 @@ def _loss_value_kernel(fn: Scalar2) -> Any:
 def _loss_grad_kernel(grad: Scalar2) -> Any:
     d = _scalar(grad)
 
-    @_generated
+    @uncached_kernel
     def grad_kernel(p, y, scale, dp):
         if p.shape != y.shape or dp.shape != p.shape:
             raise ValueError("loss gradient: p, y and dp shapes differ")
@@ -169,7 +165,7 @@ def weighted_loss_kernel(fn: Scalar2) -> Any:
     """
     f = _scalar(fn)
 
-    @_generated
+    @uncached_kernel
     def value(p, y, w, out):
         if p.shape != y.shape:
             raise ValueError("loss value: p and y shapes differ")
@@ -201,7 +197,7 @@ def metric_kernel(fn: Scalar2) -> Any:
     """
     f = _scalar(fn)
 
-    @_generated
+    @uncached_kernel
     def count(p, y, out):
         if p.shape != y.shape:
             raise ValueError("metric: p and y shapes differ")

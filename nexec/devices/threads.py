@@ -243,7 +243,11 @@ def single_threaded_blas() -> Iterator[None]:
                 _blas_limit = None
 
 
-_gate = threading.Condition(threading.Lock())
+# Steps take the gate's lock itself, a C lock: ``with`` on the Condition runs its Python
+# __enter__, where a KeyboardInterrupt can land after the lock is taken and before the block
+# that releases it begins, leaving it held for good (a hang, seen in the interrupt tests).
+_gate_lock = threading.Lock()
+_gate = threading.Condition(_gate_lock)
 _in_step: dict[int, int] = {}  # thread id -> how many steps it is inside (they nest)
 _forking = False
 
@@ -257,14 +261,14 @@ class fork_safe_step:  # noqa: N801 - used as a function: ``with fork_safe_step(
 
     def __enter__(self) -> None:
         self._me = me = threading.get_ident()
-        with _gate:
+        with _gate_lock:
             while _forking:
                 _gate.wait()
             _in_step[me] = _in_step.get(me, 0) + 1
 
     def __exit__(self, *exc: object) -> None:
         me = self._me
-        with _gate:
+        with _gate_lock:
             if _in_step[me] == 1:
                 del _in_step[me]
                 _gate.notify_all()
@@ -293,12 +297,13 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's threads: start afresh, or shards would wait
     forever on workers that do not exist."""
-    global _workers, _busy, _blas_lock, _gate, _in_step, _forking, _availability
+    global _workers, _busy, _blas_lock, _gate_lock, _gate, _in_step, _forking, _availability
     _workers = []
     _availability = None  # the child's own CPU time starts from zero
     _busy = threading.Lock()
     _blas_lock = threading.Lock()
-    _gate = threading.Condition(threading.Lock())
+    _gate_lock = threading.Lock()
+    _gate = threading.Condition(_gate_lock)
     _in_step = {}
     _forking = False
 

@@ -298,12 +298,17 @@ def _run_interrupted(run, delay):
 
 def test_an_interrupt_while_waiting_waits_for_the_worker_and_leaves_nothing_stale():
     done = []
+    started = threading.Event()
 
     def slow(i):
+        started.set()
         time.sleep(0.3)
         done.append(i)
 
     def interrupt_soon():
+        # Once the worker runs its shard: else, on a busy machine, the caller may take the
+        # shard over itself (work stealing), and the interrupt lands in it, not in the wait.
+        assert started.wait(10)
         threading.Timer(0.05, _sigint_main).start()
 
     set_num_threads(2)

@@ -16,6 +16,7 @@ disk keeps the width it was compiled with.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
@@ -23,7 +24,7 @@ from numba.core.compiler_machinery import register_pass
 from numba.core.lowering import Lower
 from numba.core.typed_passes import NativeLowering
 
-__all__ = ["VECTOR_WIDTH", "WideVectorPipeline"]
+__all__ = ["VECTOR_WIDTH", "WideVectorPipeline", "native_vector_bits"]
 
 #: Bits of the vectors LLVM is asked to prefer in nexec's kernels.
 VECTOR_WIDTH = 512
@@ -57,3 +58,27 @@ class WideVectorPipeline(CompilerBase):
                      for p, d in pm.passes]
         pm.finalize()
         return [pm]
+
+
+@functools.cache
+def native_vector_bits() -> int:
+    """Bits of the widest float vectors in the machine code Numba generates here: 512 with
+    AVX-512F, 256 with AVX, else 128.
+
+    Kernels whose register blocks are sized for 32 vector registers (AVX-512) spill on a CPU
+    with 16 (AVX2: Zen 3, most laptops) and read this to pick smaller blocks. It reads the
+    features Numba compiles for (``NUMBA_CPU_FEATURES`` if set, else the host's, with
+    ``NUMBA_ENABLE_AVX`` applied), so the choice matches the registers the code gets; Numba's
+    cache keys machine code by those features too.
+    """
+    from numba.core import codegen, config
+
+    features = config.CPU_FEATURES
+    if features is None:
+        features = codegen.get_host_cpu_features()
+    flags = set(str(features).split(","))
+    if "+avx512f" in flags:
+        return 512
+    if "+avx" in flags:
+        return 256
+    return 128

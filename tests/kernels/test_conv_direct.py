@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nexec.kernels.activations import LINEAR, RELU, SOFTMAX, TANH
+from nexec.kernels.cpu import conv_direct
 from nexec.kernels.cpu.conv_direct import conv2d_direct_backward, conv2d_direct_forward
 from nexec.ops.conv_direct import (
     DIRECT_MAX_CIN,
@@ -27,7 +28,8 @@ from tests.kernels.test_conv import (
 N = 2
 # (h, w, cin, f, kh, kw, sh, sw, padding). F covers the kernel's paths: fewer filters than
 # a register block (5), whole blocks (16), blocks plus a rest (20), whole wide blocks of 32
-# (32, 64: the forward's wider register block); output widths that are and are not
+# (32, 64: the forward's wider register block on CPUs with 512-bit vectors; the row kernels
+# of both widths are compared directly below, on any CPU); output widths that are and are not
 # multiples of four pixels.
 CASES = [
     (5, 7, 3, 5, 3, 3, 1, 1, "same"),
@@ -75,6 +77,32 @@ def test_forward_matches_reference(case, dtype):
                               pt, pl, ho, wo, act, ws["xpad"], out)
         want = ref_act(ref_conv_z(x, w, bias, sh, sw, pt, pl, ho, wo), act)
         assert_close(out, want.reshape(out.shape), rtol=TOL[dtype])
+
+
+@pytest.mark.parametrize("wo", [4, 9])
+def test_wide_and_narrow_register_blocks_give_the_same_bits(wo):
+    """Blocks of 32 filters (taken on CPUs with 512-bit vectors) and of 16 (elsewhere) sum
+    each output in the same order: one output row, 3x3 over 5 channels into 64 filters."""
+    rng = np.random.default_rng(7)
+    kh, kw, c, f = 3, 3, 5, 64
+    xpad = rng.standard_normal((kh, wo + kw - 1, c)).astype(np.float32)
+    w2 = rng.standard_normal((kh * kw * c, f)).astype(np.float32)
+    xpf, rowlen = xpad.reshape(-1), xpad.shape[1] * c
+    rows = []
+    for row in (conv_direct._forward_row, conv_direct._forward_row_wide):
+        out = np.full((wo, f), np.nan, np.float32)
+        row(xpf, w2, out, 0, 0, c, rowlen, wo, kh, kw * c)
+        rows.append(out)
+    np.testing.assert_array_equal(rows[0], rows[1])
+    want = np.stack([xpad[:, ox:ox + kw].reshape(-1).astype(np.float64) @ w2
+                     for ox in range(wo)])
+    assert_close(rows[0], want, rtol=TOL[np.float32])
+
+
+def test_the_wide_block_is_taken_only_with_512_bit_vectors():
+    from nexec.kernels.vector_width import native_vector_bits
+
+    assert conv_direct._WIDE_REGISTERS == (native_vector_bits() >= 512)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -60,3 +60,21 @@ def test_wide_vectors_give_numbas_default_bits():
         np.testing.assert_array_equal(y1, y2)
         # a reduction keeps its order: no reassociation comes with the width
         assert _fresh(_dot)(x, y1) == njit(_dot)(x, y1)
+
+
+def test_native_vector_bits_follows_the_features_numba_compiles_for(monkeypatch):
+    from numba.core import config
+
+    from nexec.kernels import vector_width
+
+    flat = llvm.get_host_cpu_features().flatten()
+    want = 512 if "+avx512f" in flat else 256 if "+avx" in flat.split(",") else 128
+    assert vector_width.native_vector_bits() == want
+    for features, bits in (("+avx,+avx2,+fma,-avx512f", 256), ("+avx2,+avx512f", 512),
+                           ("+sse4.2,-avx", 128)):
+        monkeypatch.setattr(config, "CPU_FEATURES", features)
+        vector_width.native_vector_bits.cache_clear()
+        assert vector_width.native_vector_bits() == bits
+    monkeypatch.undo()
+    vector_width.native_vector_bits.cache_clear()
+    assert vector_width.native_vector_bits() == want

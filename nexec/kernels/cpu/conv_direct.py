@@ -11,7 +11,8 @@ Each image is first copied into a zero-bordered workspace ``xpad``, so every pix
 its taps and, for one kernel row ``ky``, they are one contiguous run of ``KW*Cin`` values
 facing the contiguous ``(KW*Cin, F)`` block ``w[ky]``. Four pixels share each weight row
 and their sums for a block of filters stay in registers over all taps (:func:`_forward_row`;
-in float32 with F a multiple of 32, blocks of 32 filters: :func:`_forward_row_wide`).
+in float32 with F a multiple of 32 on a CPU with 512-bit vectors, blocks of 32 filters:
+:func:`_forward_row_wide`).
 The bias and activation are Dense's epilogue (:func:`.dense.epilogue_in_place`) over each
 image's rows while they are in cache.
 
@@ -34,6 +35,7 @@ from nexec.kernels.cpu.conv import _col2im
 from nexec.kernels.cpu.dense import epilogue_in_place
 from nexec.kernels.cpu.stack import stack_array
 from nexec.kernels.jit import constant_arguments, fma_kernel, kernel
+from nexec.kernels.vector_width import native_vector_bits
 
 __all__ = ["conv2d_direct_forward", "conv2d_direct_backward"]
 
@@ -85,12 +87,16 @@ def _check(x, w, xpad, sh, sw, ho, wo, rows_needed, rows_given):
 #: across the taps. 16 for both dtypes: a loop of 8 or fewer is unrolled into scalar code
 #: before the vectoriser sees it (Numba runs no SLP vectoriser), which made float64 4x slower.
 _BLOCK = 16
-#: Filters per accumulator block of the float32 forward when F is a multiple of it: four
-#: pixels by 32 filters are 16 AVX registers, and each tap loads 4 weight vectors and 4
-#: pixel values for 16 FMAs instead of 2 and 4 for 8; measured 12-14% faster than blocks of
-#: 16 (3x3 over 3 to 32 channels into 32 filters, 32x32 images). Not float64: 4 x 32
-#: doubles would be all 32 registers, spilled.
+#: Filters per accumulator block of the float32 forward when F is a multiple of it, on CPUs
+#: with 512-bit vectors (:data:`_WIDE_REGISTERS`): four pixels by 32 filters are 8 of the 32
+#: AVX-512 registers, and each tap loads 2 weight vectors and 4 pixel values for 8 FMAs
+#: instead of 1 and 4 for 4; measured 12-14% faster than blocks of 16 (3x3 over 3 to 32
+#: channels into 32 filters, 32x32 images). Not float64: 4 x 32 doubles would be 16.
 _WIDE = 32
+#: Whether the forward takes :data:`_WIDE` blocks: not with AVX2's 16 256-bit registers, where
+#: four pixels by 32 filters are all 16 and spill (the CNN's 3x3 over 24 into 32 filters took
+#: 7.2-7.8 ms in wide blocks against 3.2-5.0 ms in blocks of 16 on a Zen 3 core).
+_WIDE_REGISTERS = native_vector_bits() >= 512
 
 
 # fma_kernel: these sums round once per tap (a * b + c as one FMA), not twice.
@@ -318,7 +324,7 @@ def conv2d_direct_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, xpad, out):
     _check(x, w, xpad, sh, sw, ho, wo, n * ho * wo, out.shape[0])
     w2 = w.reshape(kh * kwc, f)
     xpf = xpad.reshape(xpad.size)
-    wide = f % _WIDE == 0 and w.itemsize == 4
+    wide = _WIDE_REGISTERS and f % _WIDE == 0 and w.itemsize == 4
     _zero(xpad)
     per_image = ho * wo
     for img in range(n):

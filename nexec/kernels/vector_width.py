@@ -73,7 +73,7 @@ def native_vector_bits() -> int:
     """
     from numba.core import codegen, config
 
-    features = config.CPU_FEATURES
+    features = getattr(config, "CPU_FEATURES", None)  # set by Numba from the environment
     if features is None:
         features = codegen.get_host_cpu_features()
     flags = set(str(features).split(","))

@@ -47,6 +47,7 @@ from nexec.kernels.activations import (
 )
 from nexec.kernels.cpu.blas import unit_row
 from nexec.kernels.cpu.fastmath32 import exp32
+from nexec.kernels.cpu.opaque import opaque
 from nexec.kernels.cpu.stack import stack_array
 from nexec.kernels.jit import kernel, switch_kernel
 
@@ -410,9 +411,10 @@ def activate_row_inplace(o, act):
     if act == LINEAR:
         pass
     elif act == RELU:
+        keep = o.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
         for j in range(n):
             v = o[j]
-            o[j] = v if v > 0 else 0
+            o[j] = v * keep if v > 0 else 0
     elif act == SIGMOID:
         for j in range(n):
             o[j] = fast_sigmoid(o[j])
@@ -463,8 +465,9 @@ def activate_row_grad(y, dy, act, dx):
     if act == LINEAR:
         pass
     elif act == RELU:
+        keep = dx.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
         for j in range(n):
-            dx[j] = dx[j] if y[j] > 0 else 0
+            dx[j] = dx[j] * keep if y[j] > 0 else 0
     elif act == SIGMOID:
         for j in range(n):
             v = y[j]
@@ -502,11 +505,12 @@ _BLOCK = 256  # rows per cache-resident block (and per float64 partial sum of a 
 @kernel
 def _relu_rows(o, r0, r1):
     n = o.shape[1]
+    keep = o.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
     for i in range(r0, r1):
         z = o[i]
         for j in range(n):
             v = z[j]
-            z[j] = v if v > 0 else 0
+            z[j] = v * keep if v > 0 else 0
 
 
 @kernel
@@ -584,6 +588,14 @@ def _linear_grad_rows(dy, dz, r0, r1):
 @kernel
 def _relu_grad_rows(y, dy, dz, r0, r1):
     n = y.shape[1]
+    if same_data(dy, dz) and dy.strides == dz.strides:  # in place: a loop over one array
+        keep = dz.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
+        for i in range(r0, r1):
+            yr = y[i]
+            z = dz[i]
+            for j in range(n):
+                z[j] = z[j] * keep if yr[j] > 0 else 0
+        return
     for i in range(r0, r1):
         yr = y[i]
         g = dy[i]
@@ -724,9 +736,12 @@ def epilogue_rows(src, bias, act, out):
     if has_bias and act == RELU:  # the commonest pair in one pass (2x faster on 128 x 32)
         _bias_relu_rows(src, bias, out)
         return
+    # In place without a bias (a convolution before BatchNormalization) there is nothing to
+    # copy: no pass over the rows at all when the activation is linear.
+    copy = has_bias or not (same_data(src, out) and src.strides == out.strides)
     for b0 in range(0, rows, _BLOCK):
         b1 = min(rows, b0 + _BLOCK)
-        for i in range(b0, b1):
+        for i in range(b0, b1 if copy else b0):
             s = src[i]
             o = out[i]
             if not has_bias:
@@ -775,12 +790,13 @@ def _softmax_rows_transposed(src, bias, has_bias, out):
                     t[j * r + i] = s[j]
         for i in range(nb):
             m[i] = t[i]
+        keep = m.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
         for j in range(1, cols):
             tj = t[j * r:j * r + nb]
             for i in range(nb):
                 v = tj[i]
-                if v > m[i]:
-                    m[i] = v
+                mi = m[i]
+                m[i] = v if v > mi else mi * keep
         for j in range(cols):
             tj = t[j * r:j * r + nb]
             for i in range(nb):

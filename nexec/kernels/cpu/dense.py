@@ -21,6 +21,7 @@ from nexec.kernels.cpu.activation import (
     fast_tanh,
 )
 from nexec.kernels.cpu.blas import as_c_layout, gemm, unit_row
+from nexec.kernels.cpu.opaque import opaque
 from nexec.kernels.jit import constant_arguments, kernel, switch_kernel
 
 __all__ = ["dense_forward", "dense_backward", "epilogue_in_place"]
@@ -33,10 +34,23 @@ _BLOCK = 256  # rows per cache-resident block of the strided epilogue
 @kernel
 def _relu_unit_rows(out, r0, r1):
     n = out.shape[1]
+    keep = out.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
     for i in range(r0, r1):
         o = unit_row(out, i)
         for j in range(n):
             v = o[j]
+            o[j] = v * keep if v > 0 else 0
+
+
+@kernel
+def _bias_relu_unit_rows(out, b, r0, r1):
+    """relu(out + b) in one pass over rows r0..r1-1 (the bits of the two passes: the sum is
+    rounded to the dtype before the comparison, as when it was stored)."""
+    n = out.shape[1]
+    for i in range(r0, r1):
+        o = unit_row(out, i)
+        for j in range(n):
+            v = o[j] + b[j]
             o[j] = v if v > 0 else 0
 
 
@@ -120,6 +134,9 @@ def epilogue_in_place(out, b, act):
     if not unit:
         raise ValueError("epilogue: out needs a unit column stride")
     has_bias = b.shape[0] != 0
+    if has_bias and act == RELU:  # the commonest pair in one pass, as for contiguous rows
+        _bias_relu_unit_rows(out, b, 0, rows)
+        return
     for r0 in range(0, rows, _BLOCK):
         r1 = min(rows, r0 + _BLOCK)
         if has_bias:

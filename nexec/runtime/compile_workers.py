@@ -12,7 +12,10 @@ kernel made by ``kernels/jit.py``) are shared out.
 
 A helper that fails or dies costs only time: what it did not deliver is compiled here. So
 is what a helper is still compiling once this process has compiled kernels before (see
-``_compiled``).
+``_compiled``). A helper imports nexec from this process's path, not from its working
+directory, and one that finds another nexec than this process's compiles nothing: its
+machine code would enter the cache under this nexec's kernels (seen with a source checkout
+beside an installed nexec: the checkout then loaded code that imported modules it lacks).
 ``NEXEC_COMPILE_PROCESSES`` sets how many helpers may run (``nexec.kernels.jit.compile_helpers``:
 by default one fewer than the CPUs this process may use, at most 3; ``0``: none, as in the
 test suite).
@@ -28,6 +31,7 @@ import pickle
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["compile_all", "main"]
@@ -63,14 +67,17 @@ def _compile(fn: Any, types: tuple) -> None:
 class _Helper:
     """One helper process and the thread that hands it work."""
 
-    COMMAND = [sys.executable, "-m", "nexec.runtime.compile_workers"]
+    #: ``-m`` would put the working directory first on the helper's path, where another
+    #: nexec (a source checkout) may sit; the helper takes this process's path instead.
+    COMMAND = [sys.executable, "-c", "import runpy, sys; sys.path.pop(0); "
+               "runpy.run_module('nexec.runtime.compile_workers', run_name='__main__')"]
 
     def __init__(self, tasks: list[dict], queue: collections.deque, lock: threading.Lock,
                  done: list[threading.Event], ok: list[bool]) -> None:
         from nexec.kernels.jit import kernel_folders
 
         env = dict(os.environ)
-        env.update(NEXEC_COMPILE_PROCESSES="0",
+        env.update(NEXEC_COMPILE_PROCESSES="0", NEXEC_COMPILE_PACKAGE=_package(),
                    OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                    PYTHONPATH=os.pathsep.join([p or os.getcwd() for p in sys.path]
                                               + kernel_folders()))
@@ -200,6 +207,11 @@ def compile_all(todo: list[tuple[Any, tuple]], share: bool = True) -> int:
             helper.close()
 
 
+def _package() -> str:
+    """The folder of the nexec package this process runs."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
 def _kernel(address: str) -> Any:
     module, name = address.split(":")
     return getattr(importlib.import_module(module), name)
@@ -210,6 +222,11 @@ def main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> None:
     told ``-1``; replies ``next <task> <1 if compiled>``."""
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
+    parent = os.environ.get("NEXEC_COMPILE_PACKAGE")
+    if parent is not None and parent != _package():
+        # Another nexec than the parent's: what it compiled would sit in the shared cache
+        # under the parent's kernels. Answer nothing: the parent compiles everything itself.
+        return
     tasks = json.loads(stdin.readline())
     finished, good = -1, 1
     while True:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import os
 import sys
+import subprocess
 import textwrap
 import time
 
@@ -201,3 +203,26 @@ def test_a_process_that_compiled_before_does_not_wait_for_a_helper(kernels, monk
     for fn, types in todo:
         assert fn.stats.cache_misses[types] == 1  # every one compiled here
     _check(kernels)
+
+
+def test_a_helper_of_another_nexec_compiles_nothing(monkeypatch):
+    monkeypatch.setenv("NEXEC_COMPILE_PACKAGE", "/nowhere/nexec")
+    out = io.StringIO()
+    cw.main(io.StringIO('[{"kernel": "x:y", "types": ""}]\n0\n-1\n'), out)
+    assert out.getvalue() == ""
+    monkeypatch.setenv("NEXEC_COMPILE_PACKAGE", cw._package())
+    out = io.StringIO()
+    cw.main(io.StringIO("[]\n-1\n"), out)
+    assert out.getvalue() == "next -1 1\n"
+
+
+def test_the_helper_imports_this_nexec_not_one_in_its_working_directory(tmp_path):
+    """A ``nexec`` folder in the working directory (a source checkout) is not imported."""
+    fake = tmp_path / "nexec"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise SystemExit('the wrong nexec')\n")
+    env = dict(os.environ, NEXEC_COMPILE_PACKAGE=cw._package(),
+               PYTHONPATH=os.pathsep.join(os.path.abspath(p or os.curdir) for p in sys.path))
+    done = subprocess.run(cw._Helper.COMMAND, input="[]\n-1\n", capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120)
+    assert done.stdout == "next -1 1\n", done.stderr

@@ -72,6 +72,9 @@ SL6, SJ6 = "compare-seed-round6-loop.json", "compare-seed-round6-jit.json"
 SL7, SJ7 = "compare-seed-round7-loop.json", "compare-seed-round7-jit.json"
 R8 = "compare-conv-round8.json"
 SJ8, SJ9 = "compare-seed-round8-jit.json", "compare-seed-round9-jit.json"
+# Round 10, an AVX2 machine (AMD Zen 3): before the round's kernels, and after
+Z0, Z10 = "compare-round10-zen3-before.json", "compare-conv-round10-zen3.json"
+ZJ10 = "compare-seed-round10-zen3-jit.json"
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -178,6 +181,15 @@ NUMBERS: dict[str, Callable[[], str]] = {
     "r8_cnn_predict_vs_ort": lambda: _x(_ratio(R8, "cnn", "onnxruntime", PPS), 2),
     "r8_resnet_train_vs_pytorch": lambda: _x(_ratio(R8, "resnet18", "pytorch", TPS), 2),
     "r8_resnet_predict_vs_ort": lambda: _x(_ratio(R8, "resnet18", "onnxruntime", PPS), 2),
+    # compare-round10-zen3-before.json / compare-conv-round10-zen3.json /
+    # compare-seed-round10-zen3-jit.json: an AVX2 machine, before and after round 10
+    **{f"z{tag}_cnn_{what}_vs_{peer}": (lambda f=f, peer=peer, metric=metric:
+                                          _x(_ratio(f, "cnn", peer, metric), 2))
+       for tag, f in (("0", Z0), ("10", Z10))
+       for what, metric in (("train", TPS), ("predict", PPS))
+       for peer in ("pytorch", "onnxruntime") if (what, peer) != ("train", "onnxruntime")},
+    "seed_z10_jit_train_vs_pytorch": lambda: _x(_ratio(ZJ10, "seed_mlp", "pytorch", TPS), 2),
+    "seed_z10_jit_predict_vs_ort": lambda: _x(_ratio(ZJ10, "seed_mlp", "onnxruntime", PPS), 2),
     # blas_peak.json
     "blas_peak": lambda: f"{_blas_peak():.0f} GFLOP/s",
 }
@@ -234,6 +246,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "blas_peak": _blas_table,
     "compare_load": lambda: _load_table("compare-load.json"),
     "compare_load_fixed": lambda: _load_table("compare-load-fixed-threads.json"),
+    "compare_zen3_cnn": lambda: _compare_table(Z10),
+    "compare_zen3_seed_jit": lambda: _compare_table(ZJ10),
 }
 
 

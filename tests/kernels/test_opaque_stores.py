@@ -1,13 +1,13 @@
 """In-place relu and its gradient store every element (no masked stores, which AMD Zen 3
-microcodes), with the bits of the plain formulas; the strided and in-place epilogues that
-were rewritten with them. See ``nexec/kernels/cpu/opaque.py``."""
+microcodes), with the bits of the plain formulas; the strided and in-place epilogues and the
+in-place gradients that were rewritten with them. See ``nexec/kernels/cpu/opaque.py``."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from nexec.kernels import jit
-from nexec.kernels.activations import LINEAR, RELU
+from nexec.kernels.activations import LINEAR, RELU, SIGMOID, TANH
 from nexec.kernels.cpu import activation as A
 from nexec.kernels.cpu import dense as D
 from nexec.kernels.cpu.opaque import opaque
@@ -71,6 +71,25 @@ def test_relu_gradient_in_place_equals_the_separate_one(dtype):
     row = dy[3].copy()
     A.activate_row_grad(y[3], row, RELU, row)
     np.testing.assert_array_equal(_bits(row), _bits(apart[3]))
+
+
+@pytest.mark.parametrize("act", [RELU, SIGMOID, TANH, LINEAR])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_gradient_epilogue_in_place_equals_the_separate_one(act, dtype):
+    """``dz`` is ``dy`` (the in-place loops) or another array: the same bits, and ``db``."""
+    rng = np.random.default_rng(6)
+    y = rng.random((300, 19)).astype(dtype)  # an activation's output: in (0, 1)
+    y[0, :2] = [0.0, np.nan]
+    dy = rng.standard_normal((300, 19)).astype(dtype)
+    apart, db_apart = np.full_like(dy, np.nan), np.full(19, np.nan, dtype)
+    A.epilogue_grad_rows(y, dy, act, apart, db_apart)
+    inplace, db_inplace = dy.copy(), np.full(19, np.nan, dtype)
+    A.epilogue_grad_rows(y, inplace, act, inplace, db_inplace)
+    np.testing.assert_array_equal(_bits(inplace), _bits(apart))
+    np.testing.assert_array_equal(_bits(db_inplace), _bits(db_apart))
+    if act == SIGMOID:
+        want = dy.astype(np.float64) * (y * (1.0 - y.astype(np.float64)))
+        np.testing.assert_allclose(apart[1:], want[1:], rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

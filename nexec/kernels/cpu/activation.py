@@ -608,6 +608,14 @@ def _relu_grad_rows(y, dy, dz, r0, r1):
 @kernel
 def _sigmoid_grad_rows(y, dy, dz, r0, r1):
     n = y.shape[1]
+    if same_data(dy, dz) and dy.strides == dz.strides:  # in place: a loop over one array
+        for i in range(r0, r1):  # (an exactly aliased pair fails LLVM's overlap check and
+            yr = y[i]  # runs scalar: 2.3x slower on 32768 x 32 float32)
+            z = dz[i]
+            for j in range(n):
+                v = yr[j]
+                z[j] = z[j] * (v * (1.0 - v))
+        return
     for i in range(r0, r1):
         yr = y[i]
         g = dy[i]
@@ -620,6 +628,14 @@ def _sigmoid_grad_rows(y, dy, dz, r0, r1):
 @kernel
 def _tanh_grad_rows(y, dy, dz, r0, r1):
     n = y.shape[1]
+    if same_data(dy, dz) and dy.strides == dz.strides:  # in place: a loop over one array
+        for i in range(r0, r1):  # (an exactly aliased pair fails LLVM's overlap check and
+            yr = y[i]  # runs scalar: 2.3x slower on 32768 x 32 float32)
+            z = dz[i]
+            for j in range(n):
+                v = yr[j]
+                z[j] = z[j] * (1.0 - v * v)
+        return
     for i in range(r0, r1):
         yr = y[i]
         g = dy[i]

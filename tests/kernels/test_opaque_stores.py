@@ -10,7 +10,7 @@ from nexec.kernels import jit
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, TANH
 from nexec.kernels.cpu import activation as A
 from nexec.kernels.cpu import dense as D
-from nexec.kernels.cpu.opaque import opaque
+from nexec.kernels.cpu.opaque import one_like, opaque
 
 DTYPES = [np.float32, np.float64]
 
@@ -34,6 +34,14 @@ def test_opaque_returns_its_argument_compiled_and_in_python():
     f = jit.uncached_kernel(lambda x: opaque(x) + 1)
     assert f(41) == 42
     assert opaque(7) == 7
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_like_is_one_in_the_array_dtype_compiled_and_in_python(dtype):
+    f = jit.uncached_kernel(lambda a: one_like(a))
+    a = np.zeros(3, dtype)
+    assert f(a) == 1 and str(f.nopython_signatures[0].return_type) == np.dtype(dtype).name
+    assert one_like(a) == 1 and type(one_like(a)) is dtype
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

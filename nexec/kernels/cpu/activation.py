@@ -47,7 +47,7 @@ from nexec.kernels.activations import (
 )
 from nexec.kernels.cpu.blas import unit_row
 from nexec.kernels.cpu.fastmath32 import exp32
-from nexec.kernels.cpu.opaque import opaque
+from nexec.kernels.cpu.opaque import one_like
 from nexec.kernels.cpu.stack import stack_array
 from nexec.kernels.jit import kernel, switch_kernel
 
@@ -411,7 +411,7 @@ def activate_row_inplace(o, act):
     if act == LINEAR:
         pass
     elif act == RELU:
-        keep = o.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
+        keep = one_like(o)  # an ordinary store, not a masked one (.opaque)
         for j in range(n):
             v = o[j]
             o[j] = v * keep if v > 0 else 0
@@ -465,7 +465,7 @@ def activate_row_grad(y, dy, act, dx):
     if act == LINEAR:
         pass
     elif act == RELU:
-        keep = dx.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
+        keep = one_like(dx)  # an ordinary store, not a masked one (.opaque)
         for j in range(n):
             dx[j] = dx[j] * keep if y[j] > 0 else 0
     elif act == SIGMOID:
@@ -505,7 +505,7 @@ _BLOCK = 256  # rows per cache-resident block (and per float64 partial sum of a 
 @kernel
 def _relu_rows(o, r0, r1):
     n = o.shape[1]
-    keep = o.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
+    keep = one_like(o)  # an ordinary store, not a masked one (.opaque)
     for i in range(r0, r1):
         z = o[i]
         for j in range(n):
@@ -589,7 +589,7 @@ def _linear_grad_rows(dy, dz, r0, r1):
 def _relu_grad_rows(y, dy, dz, r0, r1):
     n = y.shape[1]
     if same_data(dy, dz) and dy.strides == dz.strides:  # in place: a loop over one array
-        keep = dz.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
+        keep = one_like(dz)  # an ordinary store, not a masked one (.opaque)
         for i in range(r0, r1):
             yr = y[i]
             z = dz[i]
@@ -806,7 +806,7 @@ def _softmax_rows_transposed(src, bias, has_bias, out):
                     t[j * r + i] = s[j]
         for i in range(nb):
             m[i] = t[i]
-        keep = m.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
+        keep = one_like(m)  # an ordinary store, not a masked one (.opaque)
         for j in range(1, cols):
             tj = t[j * r:j * r + nb]
             for i in range(nb):

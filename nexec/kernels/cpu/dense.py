@@ -21,7 +21,7 @@ from nexec.kernels.cpu.activation import (
     fast_tanh,
 )
 from nexec.kernels.cpu.blas import as_c_layout, gemm, unit_row
-from nexec.kernels.cpu.opaque import opaque
+from nexec.kernels.cpu.opaque import one_like
 from nexec.kernels.jit import constant_arguments, kernel, switch_kernel
 
 __all__ = ["dense_forward", "dense_backward", "epilogue_in_place"]
@@ -34,7 +34,7 @@ _BLOCK = 256  # rows per cache-resident block of the strided epilogue
 @kernel
 def _relu_unit_rows(out, r0, r1):
     n = out.shape[1]
-    keep = out.dtype.type(opaque(1))  # an ordinary store, not a masked one (.opaque)
+    keep = one_like(out)  # an ordinary store, not a masked one (.opaque)
     for i in range(r0, r1):
         o = unit_row(out, i)
         for j in range(n):

@@ -4,7 +4,7 @@ LLVM compiles ``z[j] = v if v > 0 else 0`` over ``z``'s own values (``v = z[j]``
 place) into a masked store of the zeros alone, the other branch writing back what was read.
 AVX2's ``vmaskmovps`` store is microcoded on AMD Zen 3: relu in place over 32768 x 32 float32
 took 0.58 ms, against 0.12 ms once each kept value is multiplied by a 1 the optimiser cannot
-fold (:func:`opaque`), so that both branches store and the loop vectorises to a blend. The
+fold (:func:`one_like`), so that both branches store and the loop vectorises to a blend. The
 product is exact, so the bits are the same.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["opaque"]
+__all__ = ["one_like", "opaque"]
 
 
 def opaque(x: Any) -> Any:
@@ -41,4 +41,17 @@ def _opaque_int(typingctx, x):
 def _opaque_jit(x):
     if isinstance(x, types.Integer):
         return lambda x: _opaque_int(x)
+    return None
+
+
+def one_like(a: Any) -> Any:
+    """1 in ``a``'s dtype, through :func:`opaque`: multiply a kept value by it so that LLVM
+    emits an ordinary store, not a masked one. In Python (``NUMBA_DISABLE_JIT``), plain 1."""
+    return a.dtype.type(1)
+
+
+@overload(one_like, jit_options={"nogil": True})
+def _one_like_jit(a):
+    if isinstance(a, types.Array):
+        return lambda a: a.dtype.type(_opaque_int(1))
     return None

@@ -720,8 +720,17 @@ def _bias_relu_rows(src, bias, out):
     """out = relu(src + bias) in one pass, the bits of the two passes of ``epilogue_rows``
     (the sum is rounded to the dtype before the comparison, as when it was stored)."""
     cols = src.shape[1]
-    if same_data(src, out) and src.strides == out.strides:  # over one array (an aliased
-        # pair of arrays would run scalar)
+    in_place = same_data(src, out) and src.strides == out.strides
+    if in_place and (cols <= 1 or out.strides[1] == out.itemsize):
+        # Over one array (an aliased pair would run scalar), each row typed contiguous (an
+        # 'A' row view does not vectorise: 32768 x 32 slice of a concatenation 0.6-1.1 ms
+        # against 0.24 ms).
+        for i in range(src.shape[0]):
+            o = unit_row(out, i)
+            for j in range(cols):
+                v = o[j] + bias[j]
+                o[j] = v if v > 0 else 0
+    elif in_place:
         for i in range(src.shape[0]):
             o = out[i]
             for j in range(cols):

@@ -12,6 +12,7 @@ import numpy as np
 
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from nexec.kernels.cpu.activation import (
+    _bias_relu_rows,
     _softmax_row_inplace,
     activate_row_inplace,
     epilogue_grad_rows,
@@ -40,18 +41,6 @@ def _relu_unit_rows(out, r0, r1):
         for j in range(n):
             v = o[j]
             o[j] = v * keep if v > 0 else 0
-
-
-@kernel
-def _bias_relu_unit_rows(out, b, r0, r1):
-    """relu(out + b) in one pass over rows r0..r1-1 (the bits of the two passes: the sum is
-    rounded to the dtype before the comparison, as when it was stored)."""
-    n = out.shape[1]
-    for i in range(r0, r1):
-        o = unit_row(out, i)
-        for j in range(n):
-            v = o[j] + b[j]
-            o[j] = v if v > 0 else 0
 
 
 @kernel
@@ -135,7 +124,7 @@ def epilogue_in_place(out, b, act):
         raise ValueError("epilogue: out needs a unit column stride")
     has_bias = b.shape[0] != 0
     if has_bias and act == RELU:  # the commonest pair in one pass, as for contiguous rows
-        _bias_relu_unit_rows(out, b, 0, rows)
+        _bias_relu_rows(out, b, out)
         return
     for r0 in range(0, rows, _BLOCK):
         r1 = min(rows, r0 + _BLOCK)

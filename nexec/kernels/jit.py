@@ -46,7 +46,8 @@ from nexec.kernels import sources_stamp
 from nexec.kernels.cache_index import share_cache
 from nexec.kernels.vector_width import WideVectorPipeline
 
-__all__ = ["kernel", "fma_kernel", "switch_kernel", "parallel_kernel", "uncached_kernel",
+__all__ = ["kernel", "fma_kernel", "inline_kernel", "switch_kernel", "parallel_kernel",
+           "uncached_kernel",
            "constant_arguments",
            "specialised", "specialising", "compile_helpers", "generic_kernels",
            "cached_on_disk", "cache_root", "kernel_folders", "write_module"]
@@ -64,7 +65,9 @@ def _jit(**options: Any) -> Callable[[Any], Any]:
 
 
 kernel = _jit(cache=True)
-_inline_kernel = _jit(cache=True, inline="always")
+#: Inlined as Numba IR into every kernel that calls it, not left to LLVM: for small helpers
+#: that take many arrays (each a dozen arguments when called; Winograd's transforms).
+inline_kernel = _jit(cache=True, inline="always")
 #: A kernel whose loops may fuse ``a * b + c`` into one FMA (rounding once, not twice): only
 #: those that say so (the float32 elementary functions, the direct convolution's sums).
 fma_kernel = _jit(cache=True, fastmath={"contract"})
@@ -129,7 +132,7 @@ def inline_twin(fn: Any) -> Any:
     clone = types.FunctionType(py.__code__, scope, py.__name__, py.__defaults__,
                                py.__closure__)
     clone.__qualname__ = py.__qualname__
-    twin = _inline_kernel(clone)
+    twin = inline_kernel(clone)
     with _lock:
         return _inlined.setdefault(fn, twin)
 

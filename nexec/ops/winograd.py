@@ -121,7 +121,7 @@ def winograd_workspace_shapes(batch: int, h: int, w: int, cin: int, f: int, padd
         "V": (a * a, t, cin),
         "M": (a * a, t, f),
         "Y": (t * m * m, f),
-        "scratch": (a * a * max(cin, f),),
+        "scratch": ((a * a + 1) * max(cin, f),),
     }
     if training:
         dtiles = batch * (-(-h // m)) * (-(-w // m))
@@ -131,6 +131,6 @@ def winograd_workspace_shapes(batch: int, h: int, w: int, cin: int, f: int, padd
             "dV": (a * a, dt, f),
             "dM": (a * a, dt, cin),
             "dY": (dt * m * m, cin),
-            "dscratch": (a * a * max(cin, f),),
+            "dscratch": ((a * a + 1) * max(cin, f),),
         })
     return shapes

@@ -30,7 +30,7 @@ def _fresh(fn):
 
 
 def test_every_kernel_kind_is_lowered_by_the_wide_pipeline():
-    for decorator in (jit.kernel, jit.fma_kernel, jit._inline_kernel, jit.uncached_kernel,
+    for decorator in (jit.kernel, jit.fma_kernel, jit.inline_kernel, jit.uncached_kernel,
                       jit.parallel_kernel):
         made = decorator(_axpy)
         assert made._compiler.pipeline_class is WideVectorPipeline

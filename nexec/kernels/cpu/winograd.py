@@ -19,7 +19,7 @@ direct multiplications (4/9 for F(2x2,3x3), 1/4 for F(4x4,3x3)). The GEMMs go to
 * ``bt``, ``g``, ``at``: the transform matrices in the arrays' dtype
   (``nexec.ops.winograd.transform_matrices``).
 * ``V`` ``(a*a, T, C)``, ``M`` ``(a*a, T, F)``, ``yb`` ``(T*m*m, F)`` and ``scratch``
-  ``(a*a*max(C, F),)`` are C-contiguous workspaces: kernels never allocate.
+  ``((a*a + 1)*max(C, F),)`` are C-contiguous workspaces: kernels never allocate.
 
 The input gradient of a 3x3 stride-1 convolution is the same correlation of the
 pre-activation gradient with the filter rotated by 180 degrees and transposed to
@@ -41,7 +41,7 @@ from nexec.kernels.cpu.activation import (
     epilogue_softmax_rows,
 )
 from nexec.kernels.cpu.blas import gemm
-from nexec.kernels.jit import constant_arguments, kernel
+from nexec.kernels.jit import constant_arguments, inline_kernel, kernel
 
 __all__ = [
     "winograd_filter",
@@ -117,6 +117,77 @@ def winograd_filter_flipped(w, g, u):
                             dst[fi, ci] += coef * s[fi]
 
 
+# The transforms, one output row at a time: each loop reads at most five rows and writes
+# one, so LLVM vectorises it over the channels (its runtime overlap checks stay few). The
+# sums run in the order of the matrices' columns, as a generic matrix product would, with
+# the zero coefficients left out: B^T and A^T of nexec.ops.winograd written out.
+
+@inline_kernel
+def _bt4(d0, d1, d2, d3, o0, o1, o2, o3):
+    """o = B^T d of F(2x2, 3x3) along one axis, per channel."""
+    for ci in range(o0.shape[0]):
+        o0[ci] = d0[ci] - d2[ci]
+    for ci in range(o1.shape[0]):
+        o1[ci] = d1[ci] + d2[ci]
+    for ci in range(o2.shape[0]):
+        o2[ci] = -d1[ci] + d2[ci]
+    for ci in range(o3.shape[0]):
+        o3[ci] = d1[ci] - d3[ci]
+
+
+@inline_kernel
+def _bt6(d0, d1, d2, d3, d4, d5, o0, o1, o2, o3, o4, o5):
+    """o = B^T d of F(4x4, 3x3) along one axis, per channel."""
+    k2 = o0.dtype.type(2)
+    k4 = o0.dtype.type(4)
+    k5 = o0.dtype.type(5)
+    for ci in range(o0.shape[0]):
+        o0[ci] = k4 * d0[ci] - k5 * d2[ci] + d4[ci]
+    for ci in range(o1.shape[0]):
+        o1[ci] = -k4 * d1[ci] - k4 * d2[ci] + d3[ci] + d4[ci]
+    for ci in range(o2.shape[0]):
+        o2[ci] = k4 * d1[ci] - k4 * d2[ci] - d3[ci] + d4[ci]
+    for ci in range(o3.shape[0]):
+        o3[ci] = -k2 * d1[ci] - d2[ci] + k2 * d3[ci] + d4[ci]
+    for ci in range(o4.shape[0]):
+        o4[ci] = k2 * d1[ci] - d2[ci] - k2 * d3[ci] + d4[ci]
+    for ci in range(o5.shape[0]):
+        o5[ci] = k4 * d1[ci] - k5 * d3[ci] + d5[ci]
+
+
+@inline_kernel
+def _at4(m0, m1, m2, m3, y0, y1):
+    """y = A^T m of F(2x2, 3x3) along one axis, per channel."""
+    for fi in range(y0.shape[0]):
+        y0[fi] = m0[fi] + m1[fi] + m2[fi]
+    for fi in range(y1.shape[0]):
+        y1[fi] = m1[fi] - m2[fi] - m3[fi]
+
+
+@inline_kernel
+def _at6(m0, m1, m2, m3, m4, m5, y0, y1, y2, y3):
+    """y = A^T m of F(4x4, 3x3) along one axis, per channel."""
+    k2 = y0.dtype.type(2)
+    k4 = y0.dtype.type(4)
+    k8 = y0.dtype.type(8)
+    for fi in range(y0.shape[0]):
+        y0[fi] = m0[fi] + m1[fi] + m2[fi] + m3[fi] + m4[fi]
+    for fi in range(y1.shape[0]):
+        y1[fi] = m1[fi] - m2[fi] + k2 * m3[fi] - k2 * m4[fi]
+    for fi in range(y2.shape[0]):
+        y2[fi] = m1[fi] + m2[fi] + k4 * m3[fi] + k4 * m4[fi]
+    for fi in range(y3.shape[0]):
+        y3[fi] = m1[fi] - m2[fi] + k8 * m3[fi] - k8 * m4[fi] + m5[fi]
+
+
+@inline_kernel
+def _pixel(x2, zero, img, h, wd, iy, ix):
+    """Pixel (iy, ix) of image ``img`` as a row of ``x2``, or ``zero`` outside the image."""
+    if iy < 0 or iy >= h or ix < 0 or ix >= wd:
+        return zero
+    return x2[(img * h + iy) * wd + ix]
+
+
 @kernel
 def _input_tiles(x, pt, pl, th, tw, m, bt, t0, t1, v, scratch):
     """v[:, t - t0, :] = B^T d B for the input tiles t0 .. t1-1 (zero outside ``x``)."""
@@ -126,40 +197,41 @@ def _input_tiles(x, pt, pl, th, tw, m, bt, t0, t1, v, scratch):
     a = bt.shape[0]
     x2 = x.reshape(x.shape[0] * h * wd, c)
     tmp = scratch[:a * a * c].reshape(a, a, c)  # tmp[xi, j] = sum_i bt[xi, i] d[i, j]
+    zero = scratch[a * a * c:(a * a + 1) * c]
+    for ci in range(c):
+        zero[ci] = 0
     for t in range(t0, t1):
         q = t // tw
         img = q // th
         iy0 = (q % th) * m - pt
         ix0 = (t % tw) * m - pl
-        for xi in range(a):
-            for j in range(a):
-                row = tmp[xi, j]
-                for ci in range(c):
-                    row[ci] = 0
-                ix = ix0 + j
-                if ix < 0 or ix >= wd:
-                    continue
-                for i in range(a):
-                    coef = bt[xi, i]
-                    iy = iy0 + i
-                    if coef == 0 or iy < 0 or iy >= h:
-                        continue
-                    s = x2[(img * h + iy) * wd + ix]
-                    for ci in range(c):
-                        row[ci] += coef * s[ci]
         r = t - t0
-        for xi in range(a):
-            for nu in range(a):
-                dst = v[xi * a + nu, r]
-                for ci in range(c):
-                    dst[ci] = 0
-                for j in range(a):
-                    coef = bt[nu, j]
-                    if coef == 0:
-                        continue
-                    s = tmp[xi, j]
-                    for ci in range(c):
-                        dst[ci] += coef * s[ci]
+        if a == 6:
+            for j in range(6):
+                ix = ix0 + j
+                _bt6(_pixel(x2, zero, img, h, wd, iy0, ix),
+                     _pixel(x2, zero, img, h, wd, iy0 + 1, ix),
+                     _pixel(x2, zero, img, h, wd, iy0 + 2, ix),
+                     _pixel(x2, zero, img, h, wd, iy0 + 3, ix),
+                     _pixel(x2, zero, img, h, wd, iy0 + 4, ix),
+                     _pixel(x2, zero, img, h, wd, iy0 + 5, ix),
+                     tmp[0, j], tmp[1, j], tmp[2, j], tmp[3, j], tmp[4, j], tmp[5, j])
+            for xi in range(6):
+                k = xi * 6
+                _bt6(tmp[xi, 0], tmp[xi, 1], tmp[xi, 2], tmp[xi, 3], tmp[xi, 4], tmp[xi, 5],
+                     v[k, r], v[k + 1, r], v[k + 2, r], v[k + 3, r], v[k + 4, r], v[k + 5, r])
+        else:
+            for j in range(4):
+                ix = ix0 + j
+                _bt4(_pixel(x2, zero, img, h, wd, iy0, ix),
+                     _pixel(x2, zero, img, h, wd, iy0 + 1, ix),
+                     _pixel(x2, zero, img, h, wd, iy0 + 2, ix),
+                     _pixel(x2, zero, img, h, wd, iy0 + 3, ix),
+                     tmp[0, j], tmp[1, j], tmp[2, j], tmp[3, j])
+            for xi in range(4):
+                k = xi * 4
+                _bt4(tmp[xi, 0], tmp[xi, 1], tmp[xi, 2], tmp[xi, 3],
+                     v[k, r], v[k + 1, r], v[k + 2, r], v[k + 3, r])
 
 
 @kernel
@@ -171,30 +243,22 @@ def _output_tiles(mm, at, t0, t1, yb, scratch):
     tmp = scratch[:m * a * f].reshape(m, a, f)  # tmp[y, nu] = sum_xi at[y, xi] M[xi, nu]
     for t in range(t0, t1):
         r = t - t0
-        for y in range(m):
-            for nu in range(a):
-                row = tmp[y, nu]
-                for fi in range(f):
-                    row[fi] = 0
-                for xi in range(a):
-                    coef = at[y, xi]
-                    if coef == 0:
-                        continue
-                    s = mm[xi * a + nu, r]
-                    for fi in range(f):
-                        row[fi] += coef * s[fi]
-        for y in range(m):
-            for xo in range(m):
-                dst = yb[(r * m + y) * m + xo]
-                for fi in range(f):
-                    dst[fi] = 0
-                for nu in range(a):
-                    coef = at[xo, nu]
-                    if coef == 0:
-                        continue
-                    s = tmp[y, nu]
-                    for fi in range(f):
-                        dst[fi] += coef * s[fi]
+        if a == 6:
+            for nu in range(6):
+                _at6(mm[nu, r], mm[6 + nu, r], mm[12 + nu, r], mm[18 + nu, r],
+                     mm[24 + nu, r], mm[30 + nu, r], tmp[0, nu], tmp[1, nu], tmp[2, nu],
+                     tmp[3, nu])
+            for y in range(4):
+                k = (r * 4 + y) * 4
+                _at6(tmp[y, 0], tmp[y, 1], tmp[y, 2], tmp[y, 3], tmp[y, 4], tmp[y, 5],
+                     yb[k], yb[k + 1], yb[k + 2], yb[k + 3])
+        else:
+            for nu in range(4):
+                _at4(mm[nu, r], mm[4 + nu, r], mm[8 + nu, r], mm[12 + nu, r],
+                     tmp[0, nu], tmp[1, nu])
+            for y in range(2):
+                k = (r * 2 + y) * 2
+                _at4(tmp[y, 0], tmp[y, 1], tmp[y, 2], tmp[y, 3], yb[k], yb[k + 1])
 
 
 @kernel
@@ -334,7 +398,7 @@ def winograd_backward_filter(x, dz, pt, pl, bt, g, at, v, dm, du, scratch, dw):
         v: (a*a, T, C) and dm (a*a, T, F) workspaces: ``T`` tiles per block.
         du: (a*a, C, F) workspace: the transformed gradient, summed over blocks by the GEMMs
             themselves (:func:`.blas.gemm` with ``beta = 1``).
-        scratch: (a*a*C,) workspace.
+        scratch: ((a*a + 1)*C,) workspace.
         dw: (3, 3, C, F) C-contiguous, overwritten.
     """
     m = at.shape[0]

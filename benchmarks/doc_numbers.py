@@ -75,6 +75,8 @@ SJ8, SJ9 = "compare-seed-round8-jit.json", "compare-seed-round9-jit.json"
 # Round 10, an AVX2 machine (AMD Zen 3): before the round's kernels, and after
 Z0, Z10 = "compare-round10-zen3-before.json", "compare-conv-round10-zen3.json"
 ZJ10 = "compare-seed-round10-zen3-jit.json"
+# Round 11, the same kind of machine, with Keras: the start and the end of the round
+Z11S, Z11E = "compare-round11-zen3-start.json", "compare-round11-zen3-end.json"
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -190,6 +192,13 @@ NUMBERS: dict[str, Callable[[], str]] = {
        for peer in ("pytorch", "onnxruntime") if (what, peer) != ("train", "onnxruntime")},
     "seed_z10_jit_train_vs_pytorch": lambda: _x(_ratio(ZJ10, "seed_mlp", "pytorch", TPS), 2),
     "seed_z10_jit_predict_vs_ort": lambda: _x(_ratio(ZJ10, "seed_mlp", "onnxruntime", PPS), 2),
+    # compare-round11-zen3-start.json / -end.json: CNN and ResNet-18 against all three peers
+    **{f"z{tag}_{workload}_{what}_vs_{peer}": (lambda f=f, w=workload, peer=peer, metric=metric:
+                                                _x(_ratio(f, w, peer, metric), 2))
+       for tag, f in (("11s", Z11S), ("11e", Z11E))
+       for workload in ("cnn", "resnet18")
+       for what, metric in (("train", TPS), ("predict", PPS))
+       for peer in ("pytorch", "keras", "onnxruntime") if (what, peer) != ("train", "onnxruntime")},
     # blas_peak.json
     "blas_peak": lambda: f"{_blas_peak():.0f} GFLOP/s",
 }
@@ -248,6 +257,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "compare_load_fixed": lambda: _load_table("compare-load-fixed-threads.json"),
     "compare_zen3_cnn": lambda: _compare_table(Z10),
     "compare_zen3_seed_jit": lambda: _compare_table(ZJ10),
+    "compare_z11_start": lambda: _compare_table(Z11S),
+    "compare_z11_end": lambda: _compare_table(Z11E),
 }
 
 

@@ -104,6 +104,13 @@ def _block_tiles(tiles: int, a: int, cin: int, f: int) -> int:
     return max(1, min(tiles, max(COLS_BLOCK // (a * a * (cin + f)), 16)))
 
 
+def _scratch(a: int, m: int, tiles_w: int, in_w: int, cin: int, cout: int) -> int:
+    """Scratch elements of one Winograd correlation: the input transform's first half for
+    one row of tiles (``a`` rows of ``tiles_w * m + a - m`` pixels) and a zero input row, or
+    the output transform's ``m x a`` rows, whichever is larger."""
+    return max(a * (tiles_w * m + a - m) * cin + in_w * cin, m * a * cout)
+
+
 def winograd_workspace_shapes(batch: int, h: int, w: int, cin: int, f: int, padding: str,
                               m: int, training: bool) -> dict[str, tuple[int, ...]]:
     """Workspace shapes of a Winograd Conv2D for one batch shard of ``batch`` images.
@@ -121,7 +128,7 @@ def winograd_workspace_shapes(batch: int, h: int, w: int, cin: int, f: int, padd
         "V": (a * a, t, cin),
         "M": (a * a, t, f),
         "Y": (t * m * m, f),
-        "scratch": ((a * a + 1) * max(cin, f),),
+        "scratch": (_scratch(a, m, -(-wo // m), w, cin, f),),
     }
     if training:
         dtiles = batch * (-(-h // m)) * (-(-w // m))
@@ -131,6 +138,6 @@ def winograd_workspace_shapes(batch: int, h: int, w: int, cin: int, f: int, padd
             "dV": (a * a, dt, f),
             "dM": (a * a, dt, cin),
             "dY": (dt * m * m, cin),
-            "dscratch": ((a * a + 1) * max(cin, f),),
+            "dscratch": (_scratch(a, m, -(-w // m), wo, f, cin),),
         })
     return shapes

@@ -224,3 +224,16 @@ def test_backward_all_gradients_from_a_strided_output(m, skip_dx):
     assert_close(dw, dw_ref, rtol=1e-11)
     if not skip_dx:
         assert_close(dx, dx_ref, rtol=1e-11)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_a_scratch_too_small_for_a_row_of_tiles_is_refused(m):
+    """The input transform keeps one row of tiles in the scratch: one element short is an
+    error, not a write past the workspace."""
+    case = (1, 9, 7, 8, 16, "same")
+    x, k, b = _problem(case, 5, np.float32)
+    ws = _workspaces(case, m, np.float32)
+    ws["scratch"] = ws["scratch"][:-1]
+    out = np.full((9 * 7, 16), np.nan, np.float32)
+    with pytest.raises(ValueError, match="scratch"):
+        _forward(x, k, b, case, m, LINEAR, ws, out)

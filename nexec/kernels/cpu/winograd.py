@@ -18,8 +18,9 @@ direct multiplications (4/9 for F(2x2,3x3), 1/4 for F(4x4,3x3)). The GEMMs go to
 * ``pt``/``pl``: top/left zero padding; ``ho``/``wo``: output size (``conv2d_geometry``).
 * ``bt``, ``g``, ``at``: the transform matrices in the arrays' dtype
   (``nexec.ops.winograd.transform_matrices``).
-* ``V`` ``(a*a, T, C)``, ``M`` ``(a*a, T, F)``, ``yb`` ``(T*m*m, F)`` and ``scratch``
-  ``((a*a + 1)*max(C, F),)`` are C-contiguous workspaces: kernels never allocate.
+* ``V`` ``(a*a, T, C)``, ``M`` ``(a*a, T, F)``, ``yb`` ``(T*m*m, F)`` and ``scratch`` (its
+  size from ``nexec.ops.winograd.winograd_workspace_shapes``) are C-contiguous workspaces:
+  kernels never allocate.
 
 The input gradient of a 3x3 stride-1 convolution is the same correlation of the
 pre-activation gradient with the filter rotated by 180 degrees and transposed to
@@ -181,57 +182,90 @@ def _at6(m0, m1, m2, m3, m4, m5, y0, y1, y2, y3):
 
 
 @inline_kernel
-def _pixel(x2, zero, img, h, wd, iy, ix):
-    """Pixel (iy, ix) of image ``img`` as a row of ``x2``, or ``zero`` outside the image."""
-    if iy < 0 or iy >= h or ix < 0 or ix >= wd:
+def _image_row(flat, zero, img, h, n, iy):
+    """Row ``iy`` of image ``img`` (``n`` values: its pixels' channels), or ``zero`` outside."""
+    if iy < 0 or iy >= h:
         return zero
-    return x2[(img * h + iy) * wd + ix]
+    r0 = (img * h + iy) * n
+    return flat[r0:r0 + n]
+
+
+@inline_kernel
+def _padded(rows, xi, pl, n, c):
+    """``rows[xi]`` with its ``pl`` leading and its trailing pixels zeroed; returns the ``n``
+    values between them, where the image's row goes."""
+    row = rows[xi]
+    for e in range(pl * c):
+        row[e] = 0
+    for e in range(pl * c + n, row.shape[0]):
+        row[e] = 0
+    return row[pl * c:pl * c + n]
+
+
+@kernel
+def _input_rows(flat, zero, img, h, n, iy0, pl, c, a, rows):
+    """rows[xi] = sum_i bt[xi, i] x[img, iy0 + i] over a whole row of pixels (``n`` values),
+    ``pl`` zero pixels before and zeros after: the first half of the input transform for
+    every tile of one row of tiles, as ``a`` loops over the row."""
+    if a == 6:
+        _bt6(_image_row(flat, zero, img, h, n, iy0), _image_row(flat, zero, img, h, n, iy0 + 1),
+             _image_row(flat, zero, img, h, n, iy0 + 2),
+             _image_row(flat, zero, img, h, n, iy0 + 3),
+             _image_row(flat, zero, img, h, n, iy0 + 4),
+             _image_row(flat, zero, img, h, n, iy0 + 5),
+             _padded(rows, 0, pl, n, c), _padded(rows, 1, pl, n, c), _padded(rows, 2, pl, n, c),
+             _padded(rows, 3, pl, n, c), _padded(rows, 4, pl, n, c), _padded(rows, 5, pl, n, c))
+    else:
+        _bt4(_image_row(flat, zero, img, h, n, iy0), _image_row(flat, zero, img, h, n, iy0 + 1),
+             _image_row(flat, zero, img, h, n, iy0 + 2),
+             _image_row(flat, zero, img, h, n, iy0 + 3),
+             _padded(rows, 0, pl, n, c), _padded(rows, 1, pl, n, c), _padded(rows, 2, pl, n, c),
+             _padded(rows, 3, pl, n, c))
 
 
 @kernel
 def _input_tiles(x, pt, pl, th, tw, m, bt, t0, t1, v, scratch):
-    """v[:, t - t0, :] = B^T d B for the input tiles t0 .. t1-1 (zero outside ``x``)."""
+    """v[:, t - t0, :] = B^T d B for the input tiles t0 .. t1-1 (zero outside ``x``).
+
+    ``scratch`` holds the first half of the transform for one row of tiles (``a`` rows of
+    ``tw * m + a - m`` pixels) and a zero row of the input (``W * C`` values).
+    """
     h = x.shape[1]
     wd = x.shape[2]
     c = x.shape[3]
     a = bt.shape[0]
-    x2 = x.reshape(x.shape[0] * h * wd, c)
-    tmp = scratch[:a * a * c].reshape(a, a, c)  # tmp[xi, j] = sum_i bt[xi, i] d[i, j]
-    zero = scratch[a * a * c:(a * a + 1) * c]
-    for ci in range(c):
-        zero[ci] = 0
-    for t in range(t0, t1):
+    width = (tw * m + a - m) * c
+    if scratch.shape[0] < a * width + wd * c:
+        raise ValueError("winograd: scratch smaller than a row of tiles needs")
+    flat = x.reshape(x.shape[0] * h * wd * c)
+    rows = scratch[:a * width].reshape(a, width)  # rows[xi] = sum_i bt[xi, i] d[i, :]
+    zero = scratch[a * width:a * width + wd * c]
+    for e in range(wd * c):
+        zero[e] = 0
+    t = t0
+    while t < t1:
         q = t // tw
         img = q // th
-        iy0 = (q % th) * m - pt
-        ix0 = (t % tw) * m - pl
-        r = t - t0
-        if a == 6:
-            for j in range(6):
-                ix = ix0 + j
-                _bt6(_pixel(x2, zero, img, h, wd, iy0, ix),
-                     _pixel(x2, zero, img, h, wd, iy0 + 1, ix),
-                     _pixel(x2, zero, img, h, wd, iy0 + 2, ix),
-                     _pixel(x2, zero, img, h, wd, iy0 + 3, ix),
-                     _pixel(x2, zero, img, h, wd, iy0 + 4, ix),
-                     _pixel(x2, zero, img, h, wd, iy0 + 5, ix),
-                     tmp[0, j], tmp[1, j], tmp[2, j], tmp[3, j], tmp[4, j], tmp[5, j])
-            for xi in range(6):
-                k = xi * 6
-                _bt6(tmp[xi, 0], tmp[xi, 1], tmp[xi, 2], tmp[xi, 3], tmp[xi, 4], tmp[xi, 5],
-                     v[k, r], v[k + 1, r], v[k + 2, r], v[k + 3, r], v[k + 4, r], v[k + 5, r])
-        else:
-            for j in range(4):
-                ix = ix0 + j
-                _bt4(_pixel(x2, zero, img, h, wd, iy0, ix),
-                     _pixel(x2, zero, img, h, wd, iy0 + 1, ix),
-                     _pixel(x2, zero, img, h, wd, iy0 + 2, ix),
-                     _pixel(x2, zero, img, h, wd, iy0 + 3, ix),
-                     tmp[0, j], tmp[1, j], tmp[2, j], tmp[3, j])
-            for xi in range(4):
-                k = xi * 4
-                _bt4(tmp[xi, 0], tmp[xi, 1], tmp[xi, 2], tmp[xi, 3],
-                     v[k, r], v[k + 1, r], v[k + 2, r], v[k + 3, r])
+        end = min(t1, (q + 1) * tw)
+        # the pixel columns of this row of tiles start at -pl: tile tx's at tx * m
+        _input_rows(flat, zero, img, h, wd * c, (q % th) * m - pt, pl, c, a, rows)
+        for tt in range(t, end):
+            p = (tt % tw) * m * c
+            r = tt - t0
+            for xi in range(a):
+                k = xi * a
+                row = rows[xi]
+                if a == 6:
+                    _bt6(row[p:p + c], row[p + c:p + 2 * c], row[p + 2 * c:p + 3 * c],
+                         row[p + 3 * c:p + 4 * c], row[p + 4 * c:p + 5 * c],
+                         row[p + 5 * c:p + 6 * c],
+                         v[k, r], v[k + 1, r], v[k + 2, r], v[k + 3, r], v[k + 4, r],
+                         v[k + 5, r])
+                else:
+                    _bt4(row[p:p + c], row[p + c:p + 2 * c], row[p + 2 * c:p + 3 * c],
+                         row[p + 3 * c:p + 4 * c], v[k, r], v[k + 1, r], v[k + 2, r],
+                         v[k + 3, r])
+        t = end
 
 
 @kernel
@@ -398,7 +432,7 @@ def winograd_backward_filter(x, dz, pt, pl, bt, g, at, v, dm, du, scratch, dw):
         v: (a*a, T, C) and dm (a*a, T, F) workspaces: ``T`` tiles per block.
         du: (a*a, C, F) workspace: the transformed gradient, summed over blocks by the GEMMs
             themselves (:func:`.blas.gemm` with ``beta = 1``).
-        scratch: ((a*a + 1)*C,) workspace.
+        scratch: workspace (``winograd_workspace_shapes``).
         dw: (3, 3, C, F) C-contiguous, overwritten.
     """
     m = at.shape[0]

@@ -14,6 +14,7 @@ from typing import Any
 from nexec.layers.pooling import _GlobalPooling
 from nexec.ops.base import BoundCall, Call, Workspace, rows
 from nexec.ops.builtin import BuiltinKernel
+from nexec.ops.elementwise import shard_count
 
 __all__ = ["OP_KERNEL_CLASSES", "MaxPooling1DKernel", "MaxPooling2DKernel",
            "AveragePooling1DKernel", "AveragePooling2DKernel", "GlobalMaxPooling1DKernel",
@@ -56,14 +57,32 @@ class _PoolKernel(BuiltinKernel):
         yg = _as_grid(call, y, _grid_out(layer, tuple(call.output.shape)[1:]))
         return xg, yg, layer.window(in_shape)
 
+    def _shards(self, fn: Any, big: Any, before: tuple, window: tuple, after: tuple
+                ) -> list[BoundCall]:
+        """``fn(*before, *window, *after)`` over whole images per intra-op shard (a window
+        never reaches another image, so the bits are the same); one call for a small tensor
+        (``elementwise.shard_count`` on ``big``, the larger of input and output)."""
+        n = tuple(big.shape)[0]
+        shards = shard_count(self.dev, tuple(big.shape), big.dtype.itemsize)
+        if shards == 1:
+            return [(fn, (*before, *window, *after))]
+        bounds = [n * i // shards for i in range(shards + 1)]
+
+        def part(arrays: tuple, lo: int, hi: int) -> tuple:
+            # a skipped argmax (zero images) stays empty
+            return tuple(a if tuple(a.shape)[0] == 0 else a[lo:hi] for a in arrays)
+
+        return self.dev.parallel([(fn, (*part(before, lo, hi), *window, *part(after, lo, hi)))
+                                  for lo, hi in zip(bounds, bounds[1:])])
+
     def forward(self, call: Call) -> list[BoundCall]:
         x, out, window = self._arrays(call, call.inputs[0], call.output)
         if self.mode == "avg":
-            return [(self.k.avg_pool_forward, (x, *window, out))]
+            return self._shards(self.k.avg_pool_forward, x, (x,), window, (out,))
         argmax = call.workspace.get("argmax") if call.training else None
         if argmax is None:  # inference: a zero-length array tells the kernel not to record
             argmax = call.device.zeros((0, 0, 0, 0), "int32")
-        return [(self.k.max_pool_forward, (x, *window, out, argmax))]
+        return self._shards(self.k.max_pool_forward, x, (x,), window, (out, argmax))
 
     def backward(self, call: Call) -> list[BoundCall]:
         if call.d_inputs[0] is None:  # a model input: nothing to propagate to
@@ -71,8 +90,9 @@ class _PoolKernel(BuiltinKernel):
         assert call.d_output is not None
         dx, dy, window = self._arrays(call, call.d_inputs[0], call.d_output)
         if self.mode == "avg":
-            return [(self.k.avg_pool_backward, (dy, *window, dx))]
-        return [(self.k.max_pool_backward, (dy, call.workspace["argmax"], *window, dx))]
+            return self._shards(self.k.avg_pool_backward, dx, (dy,), window, (dx,))
+        return self._shards(self.k.max_pool_backward, dx, (dy, call.workspace["argmax"]),
+                            window, (dx,))
 
 
 class MaxPooling1DKernel(_PoolKernel):

@@ -188,3 +188,32 @@ def test_kernels_write_into_row_strided_slices():
     K.avg_pool_forward(x, 4, 4, 4, 4, 0, 0, g4)
     assert_close(g, x.mean(axis=(1, 2)))
     assert not g_whole[:, :4].any() and not g_whole[:, 7:].any()
+
+
+def test_max_backward_into_a_row_strided_gradient():
+    """A gradient that is a channel slice of a larger buffer takes the kernel's general path
+    (positions split into rows and columns), with the packed path's result."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 5, 4, 3))
+    out, argmax = _run_forward(x, (3, 3), (2, 2), "same", "max")
+    dy = rng.normal(size=out.shape)
+    whole = np.full((2, 5, 4, 8), 7.0)
+    dx = whole[..., 3:6]
+    K.max_pool_backward(dy, argmax, 3, 3, 2, 2, 1, 1, dx)
+    np.testing.assert_array_equal(dx, _run_backward(x, dy, (3, 3), (2, 2), "same", "max",
+                                                    argmax))
+    assert (whole[..., :3] == 7).all() and (whole[..., 6:] == 7).all()
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_max_treats_nan_as_pythons_max_does(training):
+    """A NaN never replaces the running maximum; a NaN first in its window stays (Python's
+    ``max(a, b)``, which the kernel computed before it was vectorised)."""
+    x = np.zeros((1, 2, 2, 3))
+    x[0, :, :, 0] = [[1.0, np.nan], [3.0, 2.0]]    # NaN later in the window: ignored
+    x[0, :, :, 1] = [[np.nan, 5.0], [6.0, 4.0]]    # NaN first: kept
+    x[0, :, :, 2] = [[-np.inf, -1.0], [np.inf, 0.0]]
+    out, argmax = _run_forward(x, (2, 2), (2, 2), "valid", "max", training=training)
+    assert out[0, 0, 0, 0] == 3.0 and np.isnan(out[0, 0, 0, 1]) and out[0, 0, 0, 2] == np.inf
+    if training:
+        np.testing.assert_array_equal(argmax[0, 0, 0], [2, 0, 2])

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nexec.kernels.cpu.blas import as_c_layout, unit_row
+from nexec.kernels.cpu.opaque import one_like
 from nexec.kernels.jit import kernel
 
 __all__ = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
@@ -38,37 +40,51 @@ def max_pool_forward(x, ph, pw, sh, sw, pt, pl, out, argmax):
         pt, pl: Top and left padding.
         out: ``(N, Ho, Wo, C)`` output.
         argmax: ``(N, Ho, Wo, C)`` int32, written for backward; a ``(0, 0, 0, 0)`` array at
-            inference skips it. Ties go to the first maximum in row-major window order.
+            inference skips it. Ties go to the first maximum in row-major window order; a
+            NaN never replaces a value, as Python's ``max``.
     """
     n, h, w, c = x.shape
     ho, wo = out.shape[1], out.shape[2]
     save = argmax.shape[0] != 0
+    keep = one_like(out)  # ordinary stores, not masked ones (.opaque)
+    keep_pos = one_like(argmax)
     for b in range(n):
         for i in range(ho):
             y0 = max(i * sh - pt, 0)
             y1 = min(i * sh - pt + ph, h)
+            ob = out[b, i]
             for j in range(wo):
                 x0 = max(j * sw - pl, 0)
                 x1 = min(j * sw - pl + pw, w)
-                first = y0 * w + x0
+                o = unit_row(ob, j)  # the channels: contiguous in every NHWC view
+                r = unit_row(x[b, y0], x0)
                 for k in range(c):
-                    out[b, i, j, k] = x[b, y0, x0, k]
+                    o[k] = r[k]
                 if save:
+                    a = unit_row(argmax[b, i], j)
+                    first = y0 * w + x0
                     for k in range(c):
-                        argmax[b, i, j, k] = first
+                        a[k] = first
                     for yy in range(y0, y1):
                         for xx in range(x0, x1):
-                            pos = yy * w + xx
+                            pos = argmax.dtype.type(yy * w + xx)  # int32 lanes, as a's
+                            r = unit_row(x[b, yy], xx)
+                            # two selects in two loops: in one, LLVM turns them into
+                            # two masked stores per branch
                             for k in range(c):
-                                v = x[b, yy, xx, k]
-                                if v > out[b, i, j, k]:
-                                    out[b, i, j, k] = v
-                                    argmax[b, i, j, k] = pos
+                                a[k] = pos if r[k] > o[k] else a[k] * keep_pos
+                            for k in range(c):
+                                v = r[k]
+                                cur = o[k]
+                                o[k] = v if v > cur else cur * keep
                 else:
                     for yy in range(y0, y1):
                         for xx in range(x0, x1):
+                            r = unit_row(x[b, yy], xx)
                             for k in range(c):
-                                out[b, i, j, k] = max(out[b, i, j, k], x[b, yy, xx, k])
+                                v = r[k]
+                                cur = o[k]
+                                o[k] = v if v > cur else cur * keep
 
 
 @kernel
@@ -79,17 +95,32 @@ def max_pool_backward(dy, argmax, ph, pw, sh, sw, pt, pl, dx):
     here a scatter through ``argmax`` needs none of them).
     """
     n, ho, wo, c = dy.shape
+    h = dx.shape[1]
     w = dx.shape[2]
+    isz = dx.itemsize
+    # each image's gradient one block (the usual case): positions index it without a division
+    packed = (dx.strides[2] == c * isz or w <= 1) and (dx.strides[1] == w * c * isz or h <= 1)
     for b in range(n):
-        for yy in range(dx.shape[1]):
+        db = dx[b]
+        for yy in range(h):
             for xx in range(w):
+                z = unit_row(db[yy], xx)
                 for k in range(c):
-                    dx[b, yy, xx, k] = 0
-        for i in range(ho):
-            for j in range(wo):
-                for k in range(c):
-                    pos = argmax[b, i, j, k]
-                    dx[b, pos // w, pos % w, k] += dy[b, i, j, k]
+                    z[k] = 0
+        if packed:
+            flat = as_c_layout(db).reshape(h * w * c)
+            for i in range(ho):
+                for j in range(wo):
+                    a = unit_row(argmax[b, i], j)
+                    d = unit_row(dy[b, i], j)
+                    for k in range(c):
+                        flat[a[k] * c + k] += d[k]
+        else:
+            for i in range(ho):
+                for j in range(wo):
+                    for k in range(c):
+                        pos = argmax[b, i, j, k]
+                        db[pos // w, pos % w, k] += dy[b, i, j, k]
 
 
 @kernel

@@ -10,6 +10,9 @@ from nexec.checks import ArgumentError
 from nexec.runtime import wholestep
 from nexec.testing import count_allocations
 from tests.plugins.conftest import plugin_dir, reload_registry, write_plugin  # noqa: F401
+# autouse: BLAS's thread count must not follow the machine's load between the two runs (its
+# AVX2 kernels give other last bits at another thread count; tests/blas_bits.py)
+from tests.runtime.test_threads import restore_threads  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

@@ -152,6 +152,67 @@ class TimeMergeKernels:
         self.copy(self.slice, self.a)
 
 
+class TimePoolingKernels:
+    """``max_pool_forward`` (inference, and training with its argmax) and
+    ``max_pool_backward`` on ResNet-18's pool: 3x3, stride 2, 'same', over 32x32x64, batch 32.
+    """
+
+    def setup(self):
+        from nexec.kernels.cpu.pooling import max_pool_backward, max_pool_forward
+        from nexec.ops.geometry import window_geometry_2d
+
+        self.fwd, self.bwd = max_pool_forward, max_pool_backward
+        n = models.kernel_batch(32)
+        ho, wo, pt, pl = window_geometry_2d(32, 32, 3, 3, 2, 2, "same")
+        rng = np.random.default_rng(0)
+        self.x = _rand(rng, n, 32, 32, 64)
+        self.out = np.empty((n, ho, wo, 64), np.float32)
+        self.argmax = np.empty(self.out.shape, np.int32)
+        self.none = np.zeros((0, 0, 0, 0), np.int32)
+        self.dy = _rand(rng, n, ho, wo, 64)
+        self.dx = np.empty_like(self.x)
+        self.window = (3, 3, 2, 2, pt, pl)
+        self.time_max_pool_inference()
+        self.time_max_pool_training()
+        self.time_max_pool_backward()
+
+    def time_max_pool_inference(self):
+        self.fwd(self.x, *self.window, self.out, self.none)
+
+    def time_max_pool_training(self):
+        self.fwd(self.x, *self.window, self.out, self.argmax)
+
+    def time_max_pool_backward(self):
+        self.bwd(self.dy, self.argmax, *self.window, self.dx)
+
+
+class TimeWinogradKernels:
+    """``winograd_forward`` F(2x2,3x3) (the cost model's Winograd) on the CNN's residual
+    3x3 (16x16x64 -> 64, ReLU), batch 32: transforms, GEMMs and epilogue."""
+
+    def setup(self):
+        from nexec.kernels.cpu.winograd import winograd_filter, winograd_forward
+        from nexec.ops.winograd import transform_matrices, winograd_workspace_shapes
+
+        self.fwd = winograd_forward
+        n = models.kernel_batch(32)
+        rng = np.random.default_rng(0)
+        self.x = _rand(rng, n, 16, 16, 64)
+        w = _rand(rng, 3, 3, 64, 64) * 0.05
+        self.b = _rand(rng, 64)
+        self.bt, g, self.at = transform_matrices(2, np.float32)
+        shapes = winograd_workspace_shapes(n, 16, 16, 64, 64, "same", 2, False)
+        self.ws = {k: np.empty(v, np.float32) for k, v in shapes.items()}
+        winograd_filter(w, g, self.ws["U"])
+        self.out = np.empty((n * 256, 64), np.float32)
+        self.time_winograd_forward()
+
+    def time_winograd_forward(self):
+        ws = self.ws
+        self.fwd(self.x, ws["U"], self.b, 1, 1, 16, 16, RELU, self.bt, self.at, ws["V"],
+                 ws["M"], ws["Y"], ws["scratch"], self.out)
+
+
 # Flat parameter counts: seed MLP, wide MLP, residual stack (20 blocks).
 OPTIMIZER_SIZES = [3466, 669706, 2634250]
 

@@ -21,6 +21,7 @@ import argparse
 import importlib.util
 import json
 import re
+import statistics
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -77,6 +78,8 @@ Z0, Z10 = "compare-round10-zen3-before.json", "compare-conv-round10-zen3.json"
 ZJ10 = "compare-seed-round10-zen3-jit.json"
 # Round 11, the same kind of machine, with Keras: the start and the end of the round
 Z11S, Z11E = "compare-round11-zen3-start.json", "compare-round11-zen3-end.json"
+Z11E1 = "compare-round11-zen3-end-first.json"  # the end, an earlier run (kernels compiling)
+L11 = "layers-round11-zen3-alternating.json"
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -195,10 +198,14 @@ NUMBERS: dict[str, Callable[[], str]] = {
     # compare-round11-zen3-start.json / -end.json: CNN and ResNet-18 against all three peers
     **{f"z{tag}_{workload}_{what}_vs_{peer}": (lambda f=f, w=workload, peer=peer, metric=metric:
                                                 _x(_ratio(f, w, peer, metric), 2))
-       for tag, f in (("11s", Z11S), ("11e", Z11E))
+       for tag, f in (("11s", Z11S), ("11e", Z11E), ("11e1", Z11E1))
        for workload in ("cnn", "resnet18")
        for what, metric in (("train", TPS), ("predict", PPS))
        for peer in ("pytorch", "keras", "onnxruntime") if (what, peer) != ("train", "onnxruntime")},
+    # layers-round11-zen3-alternating.json: the CNN end to end, before and after round 11
+    **{f"r11_cnn_ab_{what}_{side}": (lambda what=what, side=side: _grouped(
+        statistics.median(results(L11)["cnn_end_to_end"][side][what])))
+       for what in ("train", "predict") for side in ("before", "after")},
     # blas_peak.json
     "blas_peak": lambda: f"{_blas_peak():.0f} GFLOP/s",
 }
@@ -231,6 +238,38 @@ def _load_table(file: str) -> str:
     return _compare().format_load_table(by, levels, frameworks)
 
 
+def _layers_r11_table() -> str:
+    """Round 11's per-layer medians, before and after, of the layers its kernels changed."""
+    d = results(L11)
+    picks = {"resnet18": ("max_pooling2d", "conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4",
+                          "conv2d_6", "conv2d_8", "conv2d_9"),
+             "cnn": ("conv2d_8", "conv2d_7")}
+    lines = ["| workload | layer | algorithm | inference ms, before → after "
+             "| training (forward + backward) ms, before → after |", "|---|---|---|---|---|"]
+
+    def med(runs: list, i: int, key: Callable[[dict], float]) -> float:
+        return statistics.median(key(r["rows"][i]) for r in runs)
+
+    def train(row: dict) -> float:
+        return row["train_forward_ms"] + row["train_backward_ms"]
+
+    for workload, layers in picks.items():
+        before, after = d["runs"][workload]["before"], d["runs"][workload]["after"]
+        rows = before[0]["rows"]
+        for name in layers:
+            i = next(k for k, r in enumerate(rows) if r["layer"] == name)
+            lines.append(
+                f"| {workload} | {name} | {rows[i]['algorithm'] or rows[i]['type']} | "
+                f"{med(before, i, lambda r: r['infer_ms']):.2f} → "
+                f"{med(after, i, lambda r: r['infer_ms']):.2f} | "
+                f"{med(before, i, train):.1f} → {med(after, i, train):.1f} |")
+        steps = [statistics.median(r[k] for r in runs) for k in ("infer_step_ms", "train_step_ms")
+                 for runs in (before, after)]
+        lines.append(f"| {workload} | whole step | | {steps[0]:.1f} → {steps[1]:.1f} | "
+                     f"{steps[2]:.1f} → {steps[3]:.1f} |")
+    return "\n".join(lines)
+
+
 def _blas_label(shape: str) -> str:
     if shape.startswith("square "):
         return f"{shape.split()[1]}²"
@@ -259,6 +298,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "compare_zen3_seed_jit": lambda: _compare_table(ZJ10),
     "compare_z11_start": lambda: _compare_table(Z11S),
     "compare_z11_end": lambda: _compare_table(Z11E),
+    "layers_r11": _layers_r11_table,
 }
 
 

@@ -17,7 +17,9 @@ direct multiplications (4/9 for F(2x2,3x3), 1/4 for F(4x4,3x3)). The GEMMs go to
   :func:`winograd_filter` (forward) or :func:`winograd_filter_flipped` (input gradient).
 * ``pt``/``pl``: top/left zero padding; ``ho``/``wo``: output size (``conv2d_geometry``).
 * ``bt``, ``g``, ``at``: the transform matrices in the arrays' dtype
-  (``nexec.ops.winograd.transform_matrices``).
+  (``nexec.ops.winograd.transform_matrices``). The input and output transforms have
+  ``B^T`` and ``A^T`` written out (``_bt4``/``_bt6``, ``_at4``/``_at6``); of ``bt`` and ``at``
+  they read the shapes, which name the tile.
 * ``V`` ``(a*a, T, C)``, ``M`` ``(a*a, T, F)``, ``yb`` ``(T*m*m, F)`` and ``scratch`` (its
   size from ``nexec.ops.winograd.winograd_workspace_shapes``) are C-contiguous workspaces:
   kernels never allocate.

@@ -188,16 +188,18 @@ def _model():
     return Model(i, layers.Dense(3, activation="softmax")(layers.Flatten()(v)))
 
 
-def _train(monkeypatch, threshold):
+def _train(monkeypatch, threshold, build=_model):
+    """Weights, predictions and the training program of ``build()`` trained on 7 images
+    (its input's shape) with elementwise ops split from ``threshold`` bytes."""
     monkeypatch.setattr(elementwise, "MIN_SHARD_BYTES", threshold)
     monkeypatch.setattr(elementwise, "MIN_SHARD_ELEMENTS_COSTLY", threshold)
     nexec.clear_session()
     nexec.set_random_seed(3)
     set_num_threads(3)
-    model = _model()
+    model = build()
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     rng = np.random.default_rng(4)
-    x = rng.normal(size=(7, 4, 3, 2))
+    x = rng.normal(size=(7, *model.inputs[0].shape[1:]))
     y = np.eye(3)[rng.integers(0, 3, 7)]
     model.fit(x, y, epochs=2, batch_size=5, verbose=0)  # batches of 5 and 2 images
     pred = model.predict(x, batch_size=5)

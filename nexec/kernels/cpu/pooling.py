@@ -99,7 +99,8 @@ def max_pool_backward(dy, argmax, ph, pw, sh, sw, pt, pl, dx):
     w = dx.shape[2]
     isz = dx.itemsize
     # each image's gradient one block (the usual case): positions index it without a division
-    packed = (dx.strides[2] == c * isz or w <= 1) and (dx.strides[1] == w * c * isz or h <= 1)
+    packed = ((dx.strides[3] == isz or c <= 1) and (dx.strides[2] == c * isz or w <= 1)
+              and (dx.strides[1] == w * c * isz or h <= 1))
     for b in range(n):
         db = dx[b]
         for yy in range(h):

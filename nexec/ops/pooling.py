@@ -13,7 +13,7 @@ from typing import Any
 
 from nexec.layers.pooling import _GlobalPooling
 from nexec.ops.base import BoundCall, Call, Workspace, rows
-from nexec.ops.builtin import BuiltinKernel
+from nexec.ops.builtin import BuiltinKernel, _part, _shard_slices
 from nexec.ops.elementwise import shard_count
 
 __all__ = ["OP_KERNEL_CLASSES", "MaxPooling1DKernel", "MaxPooling2DKernel",
@@ -59,21 +59,19 @@ class _PoolKernel(BuiltinKernel):
 
     def _shards(self, fn: Any, big: Any, before: tuple, window: tuple, after: tuple
                 ) -> list[BoundCall]:
-        """``fn(*before, *window, *after)`` over whole images per intra-op shard (a window
-        never reaches another image, so the bits are the same); one call for a small tensor
-        (``elementwise.shard_count`` on ``big``, the larger of input and output)."""
-        n = tuple(big.shape)[0]
+        """``fn(*before, *window, *after)`` over the convolutions' image shards
+        (``builtin._shard_slices``; a window never reaches another image, so the bits are the
+        same); one call for a small tensor (``elementwise.shard_count`` on ``big``, the larger
+        of input and output)."""
         shards = shard_count(self.dev, tuple(big.shape), big.dtype.itemsize)
-        if shards == 1:
-            return [(fn, (*before, *window, *after))]
-        bounds = [n * i // shards for i in range(shards + 1)]
 
-        def part(arrays: tuple, lo: int, hi: int) -> tuple:
+        def part(arrays: tuple, images: slice) -> tuple:
             # a skipped argmax (zero images) stays empty
-            return tuple(a if tuple(a.shape)[0] == 0 else a[lo:hi] for a in arrays)
+            return tuple(a if tuple(a.shape)[0] == 0 else _part(a, images) for a in arrays)
 
-        return self.dev.parallel([(fn, (*part(before, lo, hi), *window, *part(after, lo, hi)))
-                                  for lo, hi in zip(bounds, bounds[1:])])
+        return self.dev.parallel([
+            (fn, (*part(before, images), *window, *part(after, images)))
+            for images, _ in _shard_slices(tuple(big.shape)[0], shards, 1)])
 
     def forward(self, call: Call) -> list[BoundCall]:
         x, out, window = self._arrays(call, call.inputs[0], call.output)

@@ -267,3 +267,25 @@ def test_benchmark_models_refuse_an_unknown_jit_step(monkeypatch):
     monkeypatch.setenv("NEXEC_BENCH_JIT_STEP", "fast")
     with pytest.raises(ValueError, match="NEXEC_BENCH_JIT_STEP must be one of .*'fast'"):
         models.jit_step()
+
+
+def test_conv_blocks_whole_variant_and_table():
+    """conv_blocks.py's 'whole' variant plans every shard a whole block (and restores the
+    rule after); its table gives split / whole per workload and step. No kernel runs."""
+    from benchmarks import conv_blocks
+    from nexec.ops import geometry, winograd
+
+    shape = (64, 32, 32, 80, 3, 3, 64, 16, 16, 2, 2, True)
+    split = geometry.conv2d_workspace_shapes(*shape, tiled=True, shards=2)["cols"]
+    with conv_blocks._whole_blocks():
+        whole = geometry.conv2d_workspace_shapes(*shape, tiled=True, shards=2)["cols"]
+        tiles = winograd.winograd_workspace_shapes(32, 16, 16, 64, 64, "same", 2, False,
+                                                   shards=2)["V"]
+    assert whole == geometry.conv2d_workspace_shapes(*shape, tiled=True)["cols"] != split
+    assert tiles == winograd.winograd_workspace_shapes(32, 16, 16, 64, 64, "same", 2,
+                                                       False)["V"]
+    assert geometry.conv2d_workspace_shapes(*shape, tiled=True, shards=2)["cols"] == split
+    table = conv_blocks.format_table({"cnn": {"split": {"train": 90.0, "infer": 30.0},
+                                              "whole": {"train": 100.0, "infer": 30.0}}})
+    assert "| cnn | train | 90.0 | 100.0 | 0.90 |" in table
+    assert "| cnn | infer | 30.0 | 30.0 | 1.00 |" in table

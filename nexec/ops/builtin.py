@@ -227,7 +227,7 @@ class Conv2DKernel(BuiltinKernel):
         ho, wo, f = out_shape
         shards = self._shards(layer, in_shapes[0], batch)
         shapes = winograd_workspace_shapes(-(-batch // shards), h, w, cin, f, layer.padding,
-                                           tile_of(algorithm_of(layer)), training)
+                                           tile_of(algorithm_of(layer)), training, shards)
         ws = {}
         for name, shape in shapes.items():
             shared = name in ("U", "dU")
@@ -298,7 +298,8 @@ class Conv2DKernel(BuiltinKernel):
         if blocks:  # one column-matrix block per shard, and the shards' partial gradients
             shards = self._shards(layer, in_shapes[0], batch)
             per_shard = conv2d_workspace_shapes(-(-batch // shards), h, w, cin, kh, kw, f,
-                                                ho, wo, sh, sw, training, tiled=True)
+                                                ho, wo, sh, sw, training, tiled=True,
+                                                shards=shards)
             rows_, k = per_shard["cols"]
             if self._filter_shards(layer, in_shapes[0], batch):
                 # the whole column matrix too: its first N*Ho*Wo rows, C-contiguous

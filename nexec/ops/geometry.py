@@ -20,6 +20,7 @@ __all__ = [
     "conv2d_geometry",
     "is_pointwise",
     "conv2d_workspace_shapes",
+    "block_elements",
     "conv1d_geometry",
     "transpose_output_length",
     "conv2d_transpose_geometry",
@@ -27,6 +28,17 @@ __all__ = [
 
 PADDINGS = ("valid", "same")
 COLS_BLOCK = 1 << 20  # elements of a CPU column-matrix block (4 MiB float32; docs/performance.md)
+
+
+def block_elements(shards: int = 1) -> int:
+    """Elements of one shard's column-matrix (or Winograd tile) block when ``shards`` run at
+    once: :data:`COLS_BLOCK` split between them. Why: the shards share the last-level cache,
+    and on a 2-core Zen 3 two shards with a whole block each ran the benchmark CNN's and
+    ResNet-18's steps 5-12% slower than with half a block each (one shard alone: the whole
+    block stays faster; docs/performance.md, round 12)."""
+    if not isinstance(shards, int) or shards < 1:
+        raise ValueError(f"shards must be an integer >= 1; got {shards!r}")
+    return COLS_BLOCK // shards
 
 
 def _mode(padding: str) -> str:
@@ -118,13 +130,15 @@ def is_pointwise(h: int, w: int, kh: int, kw: int, ho: int, wo: int, sh: int, sw
 
 def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, f: int,
                             ho: int, wo: int, sh: int, sw: int, training: bool,
-                            tiled: bool = False) -> dict[str, tuple[int, ...]]:
+                            tiled: bool = False, shards: int = 1
+                            ) -> dict[str, tuple[int, ...]]:
     """Shapes of the C-contiguous workspaces (same dtype as ``x``) the conv kernels take.
 
     * ``cols`` ``(R, KH*KW*Cin)``: the column matrix, used by forward and (again, from
       scratch) by backward; ``(0, 0)`` for a 1x1 stride-1 unpadded convolution.
       ``tiled=False``: all R = N*Ho*Wo rows at once (what the CUDA kernels need).
-      ``tiled=True`` (CPU): a block of about :data:`COLS_BLOCK` elements, so that each
+      ``tiled=True`` (CPU): a block of about :func:`block_elements` (``shards``: how many
+      such blocks are in use at once) elements, so that each
       block stays in cache between its im2col, GEMMs and col2im, plus in training F rows:
       every block's weight-gradient GEMM reads and writes all of ``dw`` (KH*KW*Cin, F), so
       longer blocks pay that less often (without them ResNet-18's 4x4x256 3x3 layer's
@@ -143,7 +157,7 @@ def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, 
     k = kh * kw * cin
     rows = m
     if tiled:
-        block = max(COLS_BLOCK // k, 64)
+        block = max(block_elements(shards) // k, 64)
         rows = min(m, block + f if training else block)
     pointwise = is_pointwise(h, w, kh, kw, ho, wo, sh, sw, 0, 0)
     shapes: dict[str, tuple[int, ...]] = {

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from nexec.ops.conv_direct import direct_applies, direct_limit
-from nexec.ops.geometry import COLS_BLOCK, conv2d_geometry
+from nexec.ops.geometry import block_elements, conv2d_geometry
 
 __all__ = ["ALGORITHMS", "TILES", "algorithm_of", "set_algorithm", "tile_of",
            "transform_matrices", "winograd_applies", "winograd_workspace_shapes"]
@@ -99,9 +99,10 @@ def winograd_applies(layer: Any) -> bool:
             and getattr(layer, "filters", 0) > 0)
 
 
-def _block_tiles(tiles: int, a: int, cin: int, f: int) -> int:
-    """Tiles per block: ``V`` and ``M`` together about one column-matrix block of elements."""
-    return max(1, min(tiles, max(COLS_BLOCK // (a * a * (cin + f)), 16)))
+def _block_tiles(tiles: int, a: int, cin: int, f: int, shards: int = 1) -> int:
+    """Tiles per block: ``V`` and ``M`` together about one shard's column-matrix block of
+    elements (:func:`nexec.ops.geometry.block_elements`)."""
+    return max(1, min(tiles, max(block_elements(shards) // (a * a * (cin + f)), 16)))
 
 
 def _scratch(a: int, m: int, tiles_w: int, in_w: int, cin: int, cout: int) -> int:
@@ -112,8 +113,10 @@ def _scratch(a: int, m: int, tiles_w: int, in_w: int, cin: int, cout: int) -> in
 
 
 def winograd_workspace_shapes(batch: int, h: int, w: int, cin: int, f: int, padding: str,
-                              m: int, training: bool) -> dict[str, tuple[int, ...]]:
-    """Workspace shapes of a Winograd Conv2D for one batch shard of ``batch`` images.
+                              m: int, training: bool, shards: int = 1
+                              ) -> dict[str, tuple[int, ...]]:
+    """Workspace shapes of a Winograd Conv2D for one batch shard of ``batch`` images, of
+    ``shards`` that run at once.
 
     Forward: ``U`` (a*a, Cin, F), ``V`` (a*a, T, Cin), ``M`` (a*a, T, F), ``Y`` (T*m*m, F),
     ``scratch``. Backward adds ``dU`` (a*a, F, Cin) and the same blocks for the input
@@ -122,7 +125,7 @@ def winograd_workspace_shapes(batch: int, h: int, w: int, cin: int, f: int, padd
     a = m + 2
     ho, wo, _, _ = conv2d_geometry(h, w, 3, 3, 1, 1, padding)
     tiles = batch * (-(-ho // m)) * (-(-wo // m))
-    t = _block_tiles(tiles, a, cin, f)
+    t = _block_tiles(tiles, a, cin, f, shards)
     shapes: dict[str, tuple[int, ...]] = {
         "U": (a * a, cin, f),
         "V": (a * a, t, cin),
@@ -132,7 +135,7 @@ def winograd_workspace_shapes(batch: int, h: int, w: int, cin: int, f: int, padd
     }
     if training:
         dtiles = batch * (-(-h // m)) * (-(-w // m))
-        dt = _block_tiles(dtiles, a, f, cin)
+        dt = _block_tiles(dtiles, a, f, cin, shards)
         shapes.update({
             "dU": (a * a, f, cin),
             "dV": (a * a, dt, f),

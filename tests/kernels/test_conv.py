@@ -183,6 +183,20 @@ def test_workspace_shapes():
     assert s["cols"] == ((1 << 20) // k + 32, k) and s["dz"] == (64 * 1024, 32)
     assert conv2d_workspace_shapes(4, 8, 8, 3, 3, 3, 5, 8, 8, 1, 1, True, tiled=True) == \
         conv2d_workspace_shapes(4, 8, 8, 3, 3, 3, 5, 8, 8, 1, 1, True)
+    # Shards that run at once split one block between them (they share the last-level
+    # cache); untiled shapes ignore it.
+    s2 = conv2d_workspace_shapes(*big, True, tiled=True, shards=2)
+    assert s2["cols"] == ((1 << 19) // k + 32, k) and s2["dz"] == s["dz"]
+    assert conv2d_workspace_shapes(*big, False, shards=2) == conv2d_workspace_shapes(*big, False)
+
+
+def test_block_elements():
+    assert geo.block_elements() == geo.COLS_BLOCK == 1 << 20
+    assert [geo.block_elements(s) for s in (1, 2, 3, 4)] == \
+        [1 << 20, 1 << 19, (1 << 20) // 3, 1 << 18]
+    for bad in (0, -1, 1.5, None):
+        with pytest.raises(ValueError, match="shards must be an integer >= 1"):
+            geo.block_elements(bad)
 
 
 @pytest.mark.parametrize("size", [1, 2, 5, 6, 7, 32])

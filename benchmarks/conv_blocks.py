@@ -2,15 +2,16 @@
 block per shard, in one process, alternating.
 
     python benchmarks/conv_blocks.py [--workloads cnn,resnet18] [--threads 2] [--rounds 14]
-                                     [--json F]
+                                     [--whole-first] [--control] [--json F]
 
 Each workload is built and bound twice (same weights, same batch): once as nexec plans it
 (``nexec.ops.geometry.block_elements``: the shards that run at once share one column-matrix
 block's worth of elements) and once with ``block_elements`` patched to give every shard a
 whole block (nexec before round 12). Then ``train_on_batch`` and ``predict`` of one batch
 alternate between the two models, the order flipped every round, so a noisy neighbour hurts
-both alike; the table gives medians in ms and the split/whole ratio. Run it with 1 thread
-too: one shard gets the whole block either way, so both columns should match.
+both alike; the table gives medians in ms and the split/whole ratio. ``--whole-first``
+builds the whole-block model first (the order models are built in can matter: memory
+placement); ``--control`` plans both models alike (an A/A run: the noise floor of the ratio).
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _whole_blocks() -> Iterator[None]:
         geometry.block_elements = winograd.block_elements = split
 
 
-def measure(workload: str, rounds: int) -> dict[str, dict[str, float]]:
+def measure(workload: str, rounds: int, whole_first: bool = False, control: bool = False
+            ) -> dict[str, dict[str, float]]:
     """Median ms of a training step and of an inference step, per variant."""
     from benchmarks import models
 
@@ -50,8 +52,9 @@ def measure(workload: str, rounds: int) -> dict[str, dict[str, float]]:
     b = s["batch"]
     xb, yb = x[:b], y[:b]
     built = {}
-    for variant in VARIANTS:
-        with _whole_blocks() if variant == "whole" else contextlib.nullcontext():
+    for variant in VARIANTS[::-1] if whole_first else VARIANTS:
+        whole = variant == "whole" and not control
+        with _whole_blocks() if whole else contextlib.nullcontext():
             model = models.build(workload)
             models.compile_model(model, workload)
             for _ in range(2):  # binds both programs (inside the patch) and loads the kernels
@@ -88,18 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workloads", default="cnn,resnet18")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=14)
+    p.add_argument("--whole-first", action="store_true", help="build that model first")
+    p.add_argument("--control", action="store_true", help="plan both models alike (A/A)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     for var in ("NEXEC_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     os.environ["NEXEC_ADAPT_THREADS"] = "0"  # shards must not follow the machine's load
     sys.path.insert(0, os.path.dirname(HERE))
-    results = {w: measure(w, args.rounds) for w in args.workloads.split(",")}
+    results = {w: measure(w, args.rounds, args.whole_first, args.control)
+               for w in args.workloads.split(",")}
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"threads": args.threads, "rounds": args.rounds, "results": results},
-                      fh, indent=1)
+            json.dump({"threads": args.threads, "rounds": args.rounds,
+                       "whole_first": args.whole_first, "control": args.control,
+                       "results": results}, fh, indent=1)
     return 0
 
 

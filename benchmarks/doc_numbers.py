@@ -80,6 +80,7 @@ ZJ10 = "compare-seed-round10-zen3-jit.json"
 Z11S, Z11E = "compare-round11-zen3-start.json", "compare-round11-zen3-end.json"
 Z11E1 = "compare-round11-zen3-end-first.json"  # the end, an earlier run (kernels compiling)
 L11 = "layers-round11-zen3-alternating.json"
+B12 = "conv-blocks-round12-zen3.json"  # round 12: conv blocks split between shards, A/B
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -206,6 +207,11 @@ NUMBERS: dict[str, Callable[[], str]] = {
     **{f"r11_cnn_ab_{what}_{side}": (lambda what=what, side=side: _grouped(
         statistics.median(results(L11)["cnn_end_to_end"][side][what])))
        for what in ("train", "predict") for side in ("before", "after")},
+    # conv-blocks-round12-zen3.json: blocks split between shards, median split / whole
+    **{f"r12_blocks_{w}_{step}{tag}": (lambda w=w, step=step, control=control:
+                                       _x(_blocks_ratio(w, step, control), 2))
+       for w in ("cnn", "resnet18") for step in ("train", "infer")
+       for tag, control in (("", False), ("_control", True))},
     # blas_peak.json
     "blas_peak": lambda: f"{_blas_peak():.0f} GFLOP/s",
 }
@@ -270,6 +276,28 @@ def _layers_r11_table() -> str:
     return "\n".join(lines)
 
 
+def _blocks_ratio(workload: str, step: str, control: bool = False) -> float:
+    """Median over round 12's conv_blocks.py runs of split / whole (A/B or A/A runs)."""
+    runs = [r for r in results(B12)["runs"] if r["kind"].startswith("control") == control]
+    return statistics.median(r["results"][workload]["split"][step]
+                             / r["results"][workload]["whole"][step] for r in runs)
+
+
+def _blocks_r12_table() -> str:
+    """Every run of round 12's conv_blocks.py: split / whole per workload and step."""
+    d = results(B12)
+    cols = [(w, s) for w in ("cnn", "resnet18") for s in ("train", "infer")]
+    names = {"cnn": "CNN", "resnet18": "ResNet-18", "train": "training", "infer": "predict"}
+    lines = ["| run | " + " | ".join(f"{names[w]} {names[s]}" for w, s in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    for r in d["runs"]:
+        res = r["results"]
+        lines.append(f"| {r['kind']} | " + " | ".join(
+            f"{res[w]['whole'][s]:.1f} → {res[w]['split'][s]:.1f} "
+            f"({res[w]['split'][s] / res[w]['whole'][s]:.2f})" for w, s in cols) + " |")
+    return "\n".join(lines)
+
+
 def _blas_label(shape: str) -> str:
     if shape.startswith("square "):
         return f"{shape.split()[1]}²"
@@ -298,6 +326,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "compare_zen3_seed_jit": lambda: _compare_table(ZJ10),
     "compare_z11_start": lambda: _compare_table(Z11S),
     "compare_z11_end": lambda: _compare_table(Z11E),
+    "blocks_r12": _blocks_r12_table,
     "layers_r11": _layers_r11_table,
 }
 

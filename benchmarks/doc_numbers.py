@@ -81,6 +81,7 @@ Z11S, Z11E = "compare-round11-zen3-start.json", "compare-round11-zen3-end.json"
 Z11E1 = "compare-round11-zen3-end-first.json"  # the end, an earlier run (kernels compiling)
 L11 = "layers-round11-zen3-alternating.json"
 B12 = "conv-blocks-round12-zen3.json"  # round 12: conv blocks split between shards, A/B
+Z12 = "compare-round12-zen3.json"  # round 12, side by side after the block split
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -199,7 +200,7 @@ NUMBERS: dict[str, Callable[[], str]] = {
     # compare-round11-zen3-start.json / -end.json: CNN and ResNet-18 against all three peers
     **{f"z{tag}_{workload}_{what}_vs_{peer}": (lambda f=f, w=workload, peer=peer, metric=metric:
                                                 _x(_ratio(f, w, peer, metric), 2))
-       for tag, f in (("11s", Z11S), ("11e", Z11E), ("11e1", Z11E1))
+       for tag, f in (("11s", Z11S), ("11e", Z11E), ("11e1", Z11E1), ("12", Z12))
        for workload in ("cnn", "resnet18")
        for what, metric in (("train", TPS), ("predict", PPS))
        for peer in ("pytorch", "keras", "onnxruntime") if (what, peer) != ("train", "onnxruntime")},
@@ -327,6 +328,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "compare_z11_start": lambda: _compare_table(Z11S),
     "compare_z11_end": lambda: _compare_table(Z11E),
     "blocks_r12": _blocks_r12_table,
+    "compare_z12": lambda: _compare_table(Z12),
     "layers_r11": _layers_r11_table,
 }
 

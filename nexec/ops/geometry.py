@@ -32,10 +32,10 @@ COLS_BLOCK = 1 << 20  # elements of a CPU column-matrix block (4 MiB float32; do
 
 def block_elements(shards: int = 1) -> int:
     """Elements of one shard's column-matrix (or Winograd tile) block when ``shards`` run at
-    once: :data:`COLS_BLOCK` split between them. Why: the shards share the last-level cache,
-    and on a 2-core Zen 3 two shards with a whole block each ran the benchmark CNN's and
-    ResNet-18's steps 5-12% slower than with half a block each (one shard alone: the whole
-    block stays faster; docs/performance.md, round 12)."""
+    once: :data:`COLS_BLOCK` split between them. Why: the shards share the last-level cache;
+    on a 2-core Zen 3 two shards with a whole block each ran the benchmark CNN's training
+    step 11% slower than with half a block each (ResNet-18's within the noise), while one
+    shard alone is faster with the whole block (docs/performance.md, round 12)."""
     if not isinstance(shards, int) or shards < 1:
         raise ValueError(f"shards must be an integer >= 1; got {shards!r}")
     return COLS_BLOCK // shards

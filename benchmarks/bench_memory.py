@@ -4,10 +4,29 @@
 optimizer state are not in it). ``lower_bound_bytes``: the most bytes live at one step of
 the same schedule; the arena can not be smaller. ``naive_bytes``: one buffer per tensor, no
 reuse: what the arena saves. These are deterministic: a change is a planner change.
+
+Run as a script, it writes the figures the docs quote (``benchmarks/results/memory-plan.json``,
+at a fixed thread count: the convolution workspaces are per shard) and redraws the picture of
+the CNN's plan; ``tests/test_memory_numbers.py`` fails when the planner no longer gives them::
+
+    python -m benchmarks.bench_memory [--json F] [--picture docs/memory_cnn.png]
 """
+from __future__ import annotations
+
+import argparse
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 from benchmarks import models
 
 BATCH = 128
+#: The thread count the recorded figures are planned for (the two cores of the docs' machines).
+THREADS = 2
+#: The batch size of the picture in docs/performance.md.
+PICTURE_BATCH = 64
+RESULTS = Path(__file__).resolve().parent / "results" / "memory-plan.json"
 
 
 class TrackMemoryPlan:
@@ -28,3 +47,57 @@ class TrackMemoryPlan:
 
     def track_naive_bytes(self, workload, mode):
         return self.plan.naive_bytes
+
+
+def figures(threads: int = THREADS) -> dict:
+    """Arena, lower bound and naive bytes per workload and mode at ``BATCH`` (and the CNN's
+    training plan at ``PICTURE_BATCH``), planned for ``threads`` intra-op shards."""
+    with _planned_for(threads):
+        rows: dict = {}
+        for workload in models.WORKLOADS:
+            model = models.build(workload)
+            rows[workload] = {}
+            for mode in ("training", "inference"):
+                plan = model.memory_plan(batch_size=models.kernel_batch(BATCH),
+                                         training=mode == "training")
+                rows[workload][mode] = {"arena_bytes": plan.arena_bytes,
+                                        "lower_bound_bytes": plan.lower_bound_bytes,
+                                        "naive_bytes": plan.naive_bytes}
+        picture = models.build("cnn").memory_plan(PICTURE_BATCH, True)
+        return {"threads": threads, "batch": BATCH, "rows": rows,
+                "picture": {"workload": "cnn", "batch": PICTURE_BATCH, "mode": "training",
+                            "arena_bytes": picture.arena_bytes,
+                            "lower_bound_bytes": picture.lower_bound_bytes,
+                            "naive_bytes": picture.naive_bytes}}
+
+
+@contextmanager
+def _planned_for(threads: int) -> Iterator[None]:
+    """Plans made inside size their per-shard workspaces for ``threads`` shards."""
+    from nexec.devices import threads as nexec_threads
+
+    before = nexec_threads.get_num_threads()
+    nexec_threads.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        nexec_threads.set_num_threads(before)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, default=RESULTS, help="where the figures go")
+    parser.add_argument("--picture", type=Path, default=None,
+                        help="also draw the CNN's training plan at batch 64 (.png or .svg)")
+    args = parser.parse_args(argv)
+    data = figures()
+    args.json.write_text(json.dumps(data, indent=1) + "\n")
+    if args.picture is not None:
+        with _planned_for(THREADS):
+            models.build("cnn").memory_plan(PICTURE_BATCH, True).plot(str(args.picture))
+    print(f"wrote {args.json}" + (f" and {args.picture}" if args.picture else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -82,6 +82,7 @@ Z11E1 = "compare-round11-zen3-end-first.json"  # the end, an earlier run (kernel
 L11 = "layers-round11-zen3-alternating.json"
 B12 = "conv-blocks-round12-zen3.json"  # round 12: conv blocks split between shards, A/B
 Z12 = "compare-round12-zen3.json"  # round 12, side by side after the block split
+MEM = "memory-plan.json"  # benchmarks/bench_memory.py: the planned arena per workload
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -213,6 +214,11 @@ NUMBERS: dict[str, Callable[[], str]] = {
                                        _x(_blocks_ratio(w, step, control), 2))
        for w in ("cnn", "resnet18") for step in ("train", "infer")
        for tag, control in (("", False), ("_control", True))},
+    # memory-plan.json (benchmarks/bench_memory.py): planned, not timed
+    "memory_threads": lambda: str(results(MEM)["threads"]),
+    **{f"memory_{w}_train_share": (lambda w=w: _memory_share(w)) for w in ("cnn", "residual")},
+    **{f"memory_picture_{key}": (lambda key=key: _mib(results(MEM)["picture"][f"{key}_bytes"]))
+       for key in ("arena", "naive")},
     # blas_peak.json
     "blas_peak": lambda: f"{_blas_peak():.0f} GFLOP/s",
 }
@@ -299,6 +305,28 @@ def _blocks_r12_table() -> str:
     return "\n".join(lines)
 
 
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.{2 if nbytes < 10 * 2**20 else 1}f} MiB"
+
+
+def _memory_share(workload: str) -> str:
+    """The training arena as a share of one buffer per tensor (``memory-plan.json``)."""
+    row = results(MEM)["rows"][workload]["training"]
+    return f"{row['arena_bytes'] / row['naive_bytes']:.2f}"
+
+
+def _memory_table() -> str:
+    """Arena and naive bytes per workload, training and inference (``bench_memory.py``)."""
+    lines = ["| workload | training arena (= lower bound) | naive | inference arena | naive |",
+             "|---|---:|---:|---:|---:|"]
+    for workload, modes in results(MEM)["rows"].items():
+        name = "residual (20 blocks)" if workload == "residual" else workload
+        lines.append(f"| {name} | " + " | ".join(
+            _mib(modes[mode][key]) for mode in ("training", "inference")
+            for key in ("arena_bytes", "naive_bytes")) + " |")
+    return "\n".join(lines)
+
+
 def _blas_label(shape: str) -> str:
     if shape.startswith("square "):
         return f"{shape.split()[1]}²"
@@ -330,6 +358,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "blocks_r12": _blocks_r12_table,
     "compare_z12": lambda: _compare_table(Z12),
     "layers_r11": _layers_r11_table,
+    "memory_plan": _memory_table,
 }
 
 

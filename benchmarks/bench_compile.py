@@ -10,7 +10,8 @@ the seed MLP (n=1000, batch 128) or the demo CNN (``nexec.demo.digits_cnn``, n=5
 
 The timed code is the ``stmt`` asv runs in a new interpreter; the ``setup`` part (run in that
 interpreter before the timer starts) only points Numba at its cache directory. In the smoke
-test (``models.small()``) the CNN is cut to one convolution, to keep CI's cold compile short.
+test (``models.small()``) the CNN is cut to one convolution, and the cold benchmark's
+statements are not run (``tests/test_benchmarks_smoke.py``: only its setup is checked).
 """
 import shutil
 import subprocess

@@ -3,9 +3,10 @@
 Benchmarks are discovered the way asv discovers them (every module of the ``benchmarks``
 package; functions and class methods named ``time_``, ``timeraw_``, ``peakmem_``, ``mem_``,
 ``track_``), then for each benchmark and each of its parameter combinations: ``setup``, the
-method, ``teardown``. ``timeraw_`` code runs in a fresh interpreter, as asv runs it. Small
-mode (``benchmarks.models.SMALL``) shrinks sample counts, batch sizes and depth; asv itself is
-not needed. The scripts (``nexec_peer``, ``compare``, ``blas_peak``) get a quick run of their
+method, ``teardown``. ``timeraw_`` code runs in a fresh interpreter, as asv runs it (of the
+cold first fit, only its setup: see ``_check_fresh_cache``). Small mode
+(``benchmarks.models.SMALL``) shrinks sample counts, batch sizes and depth; asv itself is not
+needed. The scripts (``nexec_peer``, ``compare``, ``blas_peak``) get a quick run of their
 pure parts too.
 """
 from __future__ import annotations
@@ -91,12 +92,29 @@ def _run(owner, attr):
             value = getattr(obj, attr)(*combo)
             if attr.startswith("timeraw_"):
                 stmt, setup = value if isinstance(value, tuple) else (value, "")
-                run_code(stmt, setup, timeout=120)
+                if attr == "timeraw_cold_first_fit":
+                    _check_fresh_cache(setup, obj.base)
+                else:
+                    run_code(stmt, setup, timeout=120)
             results.append(value)
         finally:
             if inspect.isclass(owner) and hasattr(obj, "teardown"):
                 obj.teardown(*combo)
     return results
+
+
+def _check_fresh_cache(setup, base):
+    """The cold first fit's setup points Numba at a new, empty folder under ``base``.
+
+    Its statements are the warm benchmark's (which runs them, on the session's cache): run
+    cold here, they compiled every kernel of two models from nothing, ~90 s of CI's two
+    cores, for what ``tests/test_warmup.py`` already checks (an empty cache compiles).
+    """
+    from benchmarks.bench_compile import run_code
+
+    out = run_code("import os; print(os.environ['NUMBA_CACHE_DIR'])", setup, timeout=60)
+    folder = Path(out.stdout.strip())
+    assert folder.parent == Path(base) and folder.is_dir() and not any(folder.iterdir())
 
 
 def test_discovery_finds_the_suite():

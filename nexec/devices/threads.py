@@ -19,7 +19,9 @@ two-thread GEMMs (docs/performance.md).
   leave BLAS its own threads.
 * Under load (``devices/load.py``) nexec runs with the cores other processes leave free,
   never more than ``set_num_threads`` allows: shards of one op are grouped onto fewer
-  threads, and programs without shards hold BLAS at that many threads.
+  threads, and programs without shards hold BLAS at that many threads. So does a
+  ``set_num_threads`` below BLAS's own count, as ``torch.set_num_threads`` limits its BLAS:
+  a process told to use one core (a Ray replica) does not run two-thread GEMMs.
 * ``run_shards(calls)`` runs ``calls[0]`` in the calling thread and the others on worker
   threads (created on first use, daemons), and returns when all are done. Kernels release
   the GIL (``nogil``), so the shards really run in parallel. An exception in any shard is
@@ -191,24 +193,38 @@ _blas_limit: Any = None  # threadpoolctl's limiter while held
 _load_limit: Any = None  # threadpoolctl's limiter while load holds BLAS below its own count
 _load_threads = 0  # the thread count _load_limit holds BLAS at
 _controller: Any = None
+_blas_own = 1  # BLAS's own thread count, read when the controller is made
 
 
 def _blas_controller() -> Any:
-    global _controller
+    global _controller, _blas_own
     if _controller is None:
         import scipy.linalg.cython_blas  # noqa: F401 - the BLAS Numba's np.dot calls
         from threadpoolctl import ThreadpoolController
 
         _controller = ThreadpoolController()
+        # Read before nexec first holds BLAS: every hold goes through this controller.
+        _blas_own = max((i["num_threads"] for i in _controller.info()
+                         if i["user_api"] == "blas"), default=1)
     return _controller
+
+
+def _blas_own_threads() -> int:
+    """How many threads BLAS runs by its own settings (``OPENBLAS_NUM_THREADS``, the cores)."""
+    _blas_controller()
+    return _blas_own
 
 
 def adapt_blas_to_load() -> None:
     """Before a step without shards: holds BLAS at ``usable_threads()`` while that is below
-    ``get_num_threads()``, and gives BLAS its own count back once the load has gone."""
+    BLAS's own thread count (a lower ``set_num_threads``, as a Ray replica's CPUs, or cores
+    other processes keep busy), and gives BLAS its own count back when it no longer is."""
     global _load_limit, _load_threads
     usable = usable_threads()
-    wanted = usable if usable < get_num_threads() else 0  # 0: BLAS's own count
+    # 0: BLAS's own count. The controller (a scan of the loaded libraries) is made only when
+    # a hold is possible: BLAS never runs more threads than the machine's CPUs by default.
+    below = usable < (os.cpu_count() or 1) and usable < _blas_own_threads()
+    wanted = usable if below else 0
     if wanted == _load_threads:
         return
     with _blas_lock:

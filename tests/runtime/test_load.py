@@ -1,4 +1,5 @@
 """nexec under load: the free cores measured from /proc, and the threads that follow them."""
+import os
 import subprocess
 import sys
 import threading
@@ -174,6 +175,27 @@ def test_blas_is_held_below_its_count_while_the_load_lasts_and_given_back_after(
         pass
     assert set(_blas_threads().values()) == {1}
     fake_load(2, n=2)
+    threads.adapt_blas_to_load()
+    assert _blas_threads() == before
+
+
+def test_a_thread_count_below_blas_own_holds_blas_there_and_gives_it_back():
+    """``set_num_threads(1)`` (a Ray replica with one CPU) runs one-thread GEMMs, not BLAS's
+    own count beside other processes; a count at BLAS's own gives it back."""
+    import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS Numba uses
+
+    own = threads._blas_own_threads()
+    if own < 2 or (os.cpu_count() or 1) < 2:
+        pytest.skip("BLAS runs one thread on this machine: there is nothing to hold")
+    threads.set_adaptive_threads(False)  # no load: only the thread count decides
+    set_num_threads(own)
+    threads.adapt_blas_to_load()
+    before = _blas_threads()
+    assert max(before.values()) == own
+    set_num_threads(1)
+    threads.adapt_blas_to_load()
+    assert set(_blas_threads().values()) == {1}
+    set_num_threads(own)
     threads.adapt_blas_to_load()
     assert _blas_threads() == before
 

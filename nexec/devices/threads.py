@@ -190,8 +190,8 @@ _busy = threading.Lock()
 _blas_lock = threading.Lock()
 _blas_holds = 0
 _blas_limit: Any = None  # threadpoolctl's limiter while held
-_load_limit: Any = None  # threadpoolctl's limiter while load holds BLAS below its own count
-_load_threads = 0  # the thread count _load_limit holds BLAS at
+_load_limit: Any = None  # threadpoolctl's limiter while BLAS is held below its own count
+_load_threads = 0  # the thread count _load_limit holds BLAS at (adapt_blas_to_load)
 _controller: Any = None
 _blas_own = 1  # BLAS's own thread count, read when the controller is made
 

@@ -17,7 +17,7 @@ import argparse
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from benchmarks import models
 
@@ -52,23 +52,26 @@ class TrackMemoryPlan:
 def figures(threads: int = THREADS) -> dict:
     """Arena, lower bound and naive bytes per workload and mode at ``BATCH`` (and the CNN's
     training plan at ``PICTURE_BATCH``), planned for ``threads`` intra-op shards."""
+    return _figures(threads)[0]
+
+
+def _figures(threads: int) -> tuple[dict, Any]:
+    """:func:`figures` and the picture's plan (to draw it without planning it again)."""
+    def sizes(plan: Any) -> dict:
+        return {key: getattr(plan, key)
+                for key in ("arena_bytes", "lower_bound_bytes", "naive_bytes")}
+
     with _planned_for(threads):
         rows: dict = {}
         for workload in models.WORKLOADS:
             model = models.build(workload)
-            rows[workload] = {}
-            for mode in ("training", "inference"):
-                plan = model.memory_plan(batch_size=models.kernel_batch(BATCH),
-                                         training=mode == "training")
-                rows[workload][mode] = {"arena_bytes": plan.arena_bytes,
-                                        "lower_bound_bytes": plan.lower_bound_bytes,
-                                        "naive_bytes": plan.naive_bytes}
+            rows[workload] = {mode: sizes(model.memory_plan(
+                batch_size=models.kernel_batch(BATCH), training=mode == "training"))
+                for mode in ("training", "inference")}
         picture = models.build("cnn").memory_plan(PICTURE_BATCH, True)
-        return {"threads": threads, "batch": BATCH, "rows": rows,
-                "picture": {"workload": "cnn", "batch": PICTURE_BATCH, "mode": "training",
-                            "arena_bytes": picture.arena_bytes,
-                            "lower_bound_bytes": picture.lower_bound_bytes,
-                            "naive_bytes": picture.naive_bytes}}
+    return ({"threads": threads, "batch": BATCH, "rows": rows,
+             "picture": {"workload": "cnn", "batch": PICTURE_BATCH, "mode": "training",
+                         **sizes(picture)}}, picture)
 
 
 @contextmanager
@@ -90,11 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--picture", type=Path, default=None,
                         help="also draw the CNN's training plan at batch 64 (.png or .svg)")
     args = parser.parse_args(argv)
-    data = figures()
+    data, picture = _figures(THREADS)
     args.json.write_text(json.dumps(data, indent=1) + "\n")
     if args.picture is not None:
-        with _planned_for(THREADS):
-            models.build("cnn").memory_plan(PICTURE_BATCH, True).plot(str(args.picture))
+        picture.plot(str(args.picture))
     print(f"wrote {args.json}" + (f" and {args.picture}" if args.picture else ""))
     return 0
 

@@ -83,6 +83,7 @@ L11 = "layers-round11-zen3-alternating.json"
 B12 = "conv-blocks-round12-zen3.json"  # round 12: conv blocks split between shards, A/B
 Z12 = "compare-round12-zen3.json"  # round 12, side by side after the block split
 MEM = "memory-plan.json"  # benchmarks/bench_memory.py: the planned arena per workload
+PB14 = "pointwise-blocks-round14-zen3.json"  # round 14: 1x1 convolutions in row blocks
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -305,6 +306,25 @@ def _blocks_r12_table() -> str:
     return "\n".join(lines)
 
 
+def _pointwise_blocks_table() -> str:
+    """pointwise_blocks.py's runs: per case the median ms of both ways and each run's ratio."""
+    runs = results(PB14)["runs"]
+    lines = ["| layer | BLAS threads, rows | block | forward ms, one → blocks (each run) | "
+             "backward ms, one → blocks (each run) |", "|---|---|---:|---|---|"]
+    for i, case in enumerate(runs[0]):
+        rows = [run[i] for run in runs]
+        cells = []
+        for p in ("fwd", "bwd"):
+            one = statistics.median(r[p + "_one"] for r in rows)
+            blocks = statistics.median(r[p + "_blocks"] for r in rows)
+            each = ", ".join(f"{r[p + '_blocks'] / r[p + '_one']:.2f}" for r in rows)
+            cells.append(f"{one:.2f} → {blocks:.2f} ({each})")
+        name = case["layer"].replace("->", " → ").replace("x", "×")
+        lines.append(f"| {name} | {case['threads']}, "
+                     f"{case['rows']:,} | {case['block']} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 def _mib(nbytes: int) -> str:
     return f"{nbytes / 2**20:.{2 if nbytes < 10 * 2**20 else 1}f} MiB"
 
@@ -359,6 +379,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "compare_z12": lambda: _compare_table(Z12),
     "layers_r11": _layers_r11_table,
     "memory_plan": _memory_table,
+    "pointwise_blocks": _pointwise_blocks_table,
 }
 
 

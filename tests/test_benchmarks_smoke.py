@@ -307,3 +307,15 @@ def test_conv_blocks_whole_variant_and_table():
                                               "whole": {"train": 100.0, "infer": 30.0}}})
     assert "| cnn | train | 90.0 | 100.0 | 0.90 |" in table
     assert "| cnn | infer | 30.0 | 30.0 | 1.00 |" in table
+
+
+def test_pointwise_blocks_rows_and_table():
+    """pointwise_blocks.py times both ways of a (tiny) 1x1 layer and tabulates the ratios."""
+    from benchmarks import pointwise_blocks
+
+    rows = pointwise_blocks.measure(1, (("tiny", 2, 4, 8, 16, 20, 1),))
+    (row,) = rows
+    assert row["rows"] == 32 and row["threads"] == 1 and row["block"] == 1280
+    assert all(row[f"{p}_{way}"] > 0 for p in ("fwd", "bwd") for way in ("one", "blocks"))
+    table = pointwise_blocks.format_table([rows, rows])
+    assert table.count("| tiny |") == 2 and "| 1, 32 | 1280 |" in table

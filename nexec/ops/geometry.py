@@ -19,6 +19,8 @@ __all__ = [
     "window_geometry_2d",
     "conv2d_geometry",
     "is_pointwise",
+    "pointwise_block",
+    "pointwise_rows",
     "conv2d_workspace_shapes",
     "block_elements",
     "conv1d_geometry",
@@ -28,6 +30,7 @@ __all__ = [
 
 PADDINGS = ("valid", "same")
 COLS_BLOCK = 1 << 20  # elements of a CPU column-matrix block (4 MiB float32; docs/performance.md)
+POINTWISE_BLOCK = 1 << 15  # elements of x and out per block of a sharded 1x1 convolution
 
 
 def block_elements(shards: int = 1) -> int:
@@ -128,6 +131,29 @@ def is_pointwise(h: int, w: int, kh: int, kw: int, ho: int, wo: int, sh: int, sw
             and ho == h and wo == w)
 
 
+def pointwise_block(cin: int, f: int) -> int:
+    """Rows per block for a 1x1 convolution's input and output rows to hold about
+    :data:`POINTWISE_BLOCK` elements together; a multiple of the epilogues' 256 rows."""
+    return max(1, POINTWISE_BLOCK // (256 * (cin + f))) * 256
+
+
+def pointwise_rows(cin: int, f: int, shards: int) -> int:
+    """Rows per block of a 1x1 convolution's GEMM and epilogue on the CPU (0: all at once).
+
+    In blocks (:func:`pointwise_block`), the epilogue finds the GEMM's output in cache: a
+    32-wide output into a concatenation's slice took 0.64-0.72x the time at one thread.
+    Only in shards (each shard's BLAS on one thread; on all threads a 256-wide product took
+    1.14-1.34x the time in blocks), for outputs of at least 16 channels (8 took 1.06-1.11x:
+    they stay in cache anyway) and blocks of at least 4 rows per input channel (each block
+    packs the weights again: 256 to 256 channels took 1.08-1.14x). Measured by
+    ``benchmarks/pointwise_blocks.py`` (docs/performance.md, round 14).
+    """
+    block = pointwise_block(cin, f)
+    if shards <= 1 or f < 16 or block < 4 * cin:
+        return 0
+    return block
+
+
 def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, f: int,
                             ho: int, wo: int, sh: int, sw: int, training: bool,
                             tiled: bool = False, shards: int = 1
@@ -135,7 +161,8 @@ def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, 
     """Shapes of the C-contiguous workspaces (same dtype as ``x``) the conv kernels take.
 
     * ``cols`` ``(R, KH*KW*Cin)``: the column matrix, used by forward and (again, from
-      scratch) by backward; ``(0, 0)`` for a 1x1 stride-1 unpadded convolution.
+      scratch) by backward. A 1x1 stride-1 unpadded convolution has none: ``(R, 0)``, R its
+      rows per block (:func:`pointwise_rows`; 0, all at once, unless ``tiled`` and sharded).
       ``tiled=False``: all R = N*Ho*Wo rows at once (what the CUDA kernels need).
       ``tiled=True`` (CPU): a block of about :func:`block_elements` (``shards``: how many
       such blocks are in use at once) elements, so that each
@@ -161,7 +188,7 @@ def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, 
         rows = min(m, block + f if training else block)
     pointwise = is_pointwise(h, w, kh, kw, ho, wo, sh, sw, 0, 0)
     shapes: dict[str, tuple[int, ...]] = {
-        "cols": (0, 0) if pointwise else (rows, k),
+        "cols": (pointwise_rows(cin, f, shards) if tiled else 0, 0) if pointwise else (rows, k),
     }
     if training:
         shapes["dz"] = (m, f)

@@ -12,7 +12,7 @@ import pytest
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from nexec.kernels.cpu.conv import conv2d_backward, conv2d_forward
 from nexec.ops import geometry as geo
-from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
+from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes, pointwise_rows
 from nexec.testing import assert_close, check_gradients
 from tests.kernels.reference import ref_act, ref_act_grad
 
@@ -172,6 +172,15 @@ def test_workspace_shapes():
     assert int(np.prod(s["dcols"])) == 0  # backward reuses cols
     # 1x1 stride 1: x itself is the column matrix.
     assert conv2d_workspace_shapes(2, 8, 8, 16, 1, 1, 4, 8, 8, 1, 1, True)["cols"] == (0, 0)
+    # ... which, in shards on the CPU, is multiplied a block of rows at a time: about 2**15
+    # elements of x and out rows, a multiple of 256 rows (cols: no columns, the block's rows).
+    point = (64, 32, 32, 32, 1, 1, 32, 32, 32, 1, 1, True)
+    assert conv2d_workspace_shapes(*point, tiled=True)["cols"] == (0, 0)  # one shard: BLAS's
+    assert conv2d_workspace_shapes(*point, tiled=True, shards=2)["cols"] == (512, 0)
+    assert conv2d_workspace_shapes(*point, tiled=False, shards=2)["cols"] == (0, 0)
+    assert pointwise_rows(64, 64, 2) == 256 and pointwise_rows(8, 16, 4) == 1280
+    # Not for narrow outputs, nor where blocks are short against the input channels.
+    assert pointwise_rows(32, 8, 2) == 0 and pointwise_rows(256, 256, 2) == 0
     # 1x1 stride 2 still needs the (subsampled) column matrix.
     assert conv2d_workspace_shapes(2, 8, 8, 16, 1, 1, 4, 4, 4, 2, 2, False)["cols"] == (32, 16)
     # Tiled (CPU): a block of about 2**20 elements (+ F rows in training: fewer dw GEMMs),

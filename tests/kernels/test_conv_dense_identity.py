@@ -15,7 +15,7 @@ from nexec import Input, Model, layers
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from nexec.kernels.cpu.conv import conv2d_backward, conv2d_forward
 from nexec.kernels.cpu.dense import dense_backward, dense_forward
-from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
+from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes, pointwise_rows
 from nexec.testing import model_gradients
 from tests.kernels.reference import ref_act, ref_act_grad
 
@@ -133,3 +133,38 @@ def test_pointwise_conv_model_equals_dense_model(act, use_bias):
     for key in g_dense:
         np.testing.assert_array_equal(g_conv[key].reshape(g_dense[key].shape), g_dense[key],
                                       err_msg=key)
+
+
+@pytest.mark.parametrize("act", [RELU, SOFTMAX])
+def test_pointwise_conv_in_row_blocks(act):
+    """A sharded 1x1 convolution's blocks of rows (``cols`` of shape (R, 0); two blocks here,
+    the second partial) into a row-strided output: right against float64 NumPy, forward and
+    backward. (Not Dense's bits: BLAS rounds a product split into row blocks differently.)"""
+    dtype, n, h, c, f = np.float32, 3, 16, 32, 32
+    m = n * h * h
+    ho, wo, pt, pl = conv2d_geometry(h, h, 1, 1, 1, 1, "valid")
+    shapes = conv2d_workspace_shapes(n, h, h, c, 1, 1, f, ho, wo, 1, 1, True, tiled=True,
+                                     shards=2)
+    cols = np.empty(shapes["cols"], dtype)
+    assert cols.shape == (pointwise_rows(c, f, 2), 0) and cols.shape[0] < m < 2 * cols.shape[0]
+    rng = np.random.default_rng(act)
+    x = rng.standard_normal((n, h, h, c)).astype(dtype)
+    w = (rng.standard_normal((1, 1, c, f)) / np.sqrt(c)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    dy = rng.standard_normal((m, f + 4)).astype(dtype)[:, 1:1 + f]
+    big = np.full((m, f + 3), np.nan, dtype)
+    y = big[:, 2:2 + f]
+    conv2d_forward(x, w, b, 1, 1, pt, pl, ho, wo, act, cols, y, y)
+    x2, w2 = x.reshape(m, c).astype(np.float64), w.reshape(c, f).astype(np.float64)
+    np.testing.assert_allclose(y, ref_act(x2 @ w2 + b, act), rtol=1e-5, atol=1e-5)
+    assert np.isnan(big[:, :2]).all() and np.isnan(big[:, 2 + f:]).all()
+    dz, dx, dw, db = (np.full(s, np.nan, dtype) for s in ((m, f), x.shape, w.shape, (f,)))
+    conv2d_backward(x, w, y, dy, 1, 1, pt, pl, ho, wo, act, cols, dz,
+                    np.empty(shapes["dcols"], dtype), dx, dw, db)
+    dz_ref = ref_act_grad(y.astype(np.float64), dy.astype(np.float64), act)
+    tol = {"rtol": 1e-4, "atol": 1e-4}
+    np.testing.assert_allclose(dz, dz_ref, **tol)
+    np.testing.assert_allclose(dw.reshape(c, f), x2.T @ dz_ref, **tol)
+    np.testing.assert_allclose(db, dz_ref.sum(axis=0), **tol)
+    np.testing.assert_allclose(dx.reshape(m, c), dz_ref @ w2.T, **tol)
+

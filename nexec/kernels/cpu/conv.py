@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nexec.kernels.cpu.activation import epilogue_grad_rows, epilogue_grad_rows_add
+from nexec.kernels.cpu.activation import epilogue_grad_rows_add
 from nexec.kernels.cpu.blas import gemm
-from nexec.kernels.cpu.dense import epilogue_in_place
+from nexec.kernels.cpu.dense import epilogue_in_place, linear_rows, linear_rows_grad
 from nexec.kernels.jit import constant_arguments, kernel
 from nexec.ops import geometry
 from nexec.ops.geometry import conv2d_geometry, conv2d_workspace_shapes
@@ -148,8 +148,9 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, cols, tmp, out):
         ho, wo: output height and width.
         act: activation code (``nexec.kernels.activations``); softmax is over channels.
         cols: (R, KH*KW*Cin) C-contiguous workspace, R >= 1: the column matrix is built and
-            multiplied R rows at a time (R = N*Ho*Wo: all at once); ignored (may be (0, 0))
-            for a 1x1 stride-1 unpadded convolution.
+            multiplied R rows at a time (R = N*Ho*Wo: all at once). A 1x1 stride-1 unpadded
+            convolution has no column matrix (``x`` is one): ``(R, 0)``, its GEMM and
+            epilogue R rows at a time (R = 0: all at once).
         tmp: unused (as on CUDA: the GEMM writes ``out``), kept so that one instruction list
             runs on either device; pass ``out``.
         out: (N*Ho*Wo, F) output, may be row-strided; overwritten.
@@ -164,8 +165,7 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, ho, wo, act, cols, tmp, out):
     m = n * ho * wo
     w2 = w.reshape(kh * kw * c, f)
     if _is_pointwise(h, wd, kh, kw, ho, wo, sh, sw, pt, pl):
-        gemm(1.0, x.reshape(m, c), w2, 0.0, out)
-        epilogue_in_place(out, b, act)
+        linear_rows(x.reshape(m, c), w2, b, act, cols.shape[0], out)  # Dense's kernel
         return
     rows = cols.shape[0]
     for r0 in range(0, m, rows):
@@ -189,7 +189,8 @@ def conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, cols, dz, dcols, d
         sh, sw, pt, pl, ho, wo, act: as in :func:`conv2d_forward`.
         cols: (R, KH*KW*Cin) C-contiguous workspace (rebuilt here from ``x``), R >= 1: the
             column matrix, R rows at a time; each block's weight gradient is added onto
-            ``dw`` by the GEMM itself. Ignored for a 1x1 stride-1 unpadded convolution.
+            ``dw`` by the GEMM itself. A 1x1 stride-1 unpadded convolution: ``(R, 0)``,
+            as in :func:`conv2d_forward`.
         dz: (N*Ho*Wo, F) C-contiguous workspace: the pre-activation gradient (may be ``dy``
             when that is contiguous and may be overwritten).
         dcols: column-gradient workspace; a (0, 0) array (or ``cols`` itself) means "reuse
@@ -212,11 +213,8 @@ def conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, cols, dz, dcols, d
     dw2 = dw.reshape(k, f)
     need_dx = dx.shape[0] != 0
     if _is_pointwise(h, wd, kh, kw, ho, wo, sh, sw, pt, pl):
-        epilogue_grad_rows(y, dy, act, dz, db)  # then the very GEMMs of dense_backward
-        x2 = x.reshape(m, c)
-        np.dot(x2.T, dz, dw2)
-        if need_dx:
-            np.dot(dz, w2.T, dx.reshape(m, c))
+        linear_rows_grad(x.reshape(m, c), w2, y, dy, act, cols.shape[0], dz,
+                         dx.reshape(dx.shape[0] * h * wd, c), dw2, db)
         return
     for j in range(db.shape[0]):
         db[j] = 0

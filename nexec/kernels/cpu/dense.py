@@ -8,14 +8,12 @@ row, using the helpers of :mod:`.activation`.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from nexec.kernels.activations import LINEAR, RELU, SIGMOID, SOFTMAX, TANH
 from nexec.kernels.cpu.activation import (
     _bias_relu_rows,
     _softmax_row_inplace,
     activate_row_inplace,
-    epilogue_grad_rows,
+    epilogue_grad_rows_add,
     epilogue_rows,
     epilogue_softmax_rows,
     fast_sigmoid,
@@ -25,7 +23,8 @@ from nexec.kernels.cpu.blas import as_c_layout, gemm, unit_row
 from nexec.kernels.cpu.opaque import one_like
 from nexec.kernels.jit import constant_arguments, kernel, switch_kernel
 
-__all__ = ["dense_forward", "dense_backward", "epilogue_in_place"]
+__all__ = ["dense_forward", "dense_backward", "epilogue_in_place", "linear_rows",
+           "linear_rows_grad"]
 
 _BLOCK = 256  # rows per cache-resident block of the strided epilogue
 
@@ -136,6 +135,37 @@ def epilogue_in_place(out, b, act):
         _activate_unit_rows(out, act, r0, r1)
 
 
+@switch_kernel
+def linear_rows(x, w, b, act, rows, out):
+    """out = act(x @ w + b), ``rows`` rows at a time (0: all at once), so that the epilogue
+    finds each block's GEMM output still in cache; Dense's forward and a 1x1 convolution's
+    (which picks ``rows``: ``nexec.ops.geometry.pointwise_rows``)."""
+    n = x.shape[0]
+    step = rows if rows > 0 else max(n, 1)
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        gemm(1.0, x[r0:r1], w, 0.0, out[r0:r1])
+        epilogue_in_place(out[r0:r1], b, act)
+
+
+@switch_kernel
+def linear_rows_grad(x, w, y, dy, act, rows, dz, dx, dw, db):
+    """The gradients of :func:`linear_rows` (the other arguments as :func:`dense_backward`'s),
+    block by block: each block's ``dz`` is multiplied into ``dw`` (summed over the blocks by
+    the GEMM, ``beta = 1``) and into ``dx`` while it is in cache. With ``rows`` a multiple of
+    256, ``db`` has the bits of one block (the epilogue sums 256 rows at a time)."""
+    n = x.shape[0]
+    step = rows if rows > 0 else max(n, 1)
+    for j in range(db.shape[0]):
+        db[j] = 0
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        epilogue_grad_rows_add(y[r0:r1], dy[r0:r1], act, dz[r0:r1], db)
+        gemm(1.0, x[r0:r1].T, dz[r0:r1], 0.0 if r0 == 0 else 1.0, dw)
+        if dx.shape[0] != 0:
+            gemm(1.0, dz[r0:r1], w.T, 0.0, dx[r0:r1])
+
+
 @constant_arguments("act")
 @kernel
 def dense_forward(x, w, b, act, out, tmp):
@@ -153,8 +183,7 @@ def dense_forward(x, w, b, act, out, tmp):
     n, o = x.shape[0], w.shape[1]
     if x.shape[1] != w.shape[0] or out.shape != (n, o) or tmp.shape != (n, o):
         raise ValueError("dense_forward: shapes of x, w, out and tmp do not match")
-    gemm(1.0, x, w, 0.0, out)
-    epilogue_in_place(out, b, act)
+    linear_rows(x, w, b, act, 0, out)  # one block: BLAS threads share it
 
 
 @constant_arguments("act")
@@ -178,7 +207,4 @@ def dense_backward(x, w, y, dy, act, dz, dx, dw, db):
     if (w.shape[0] != i or y.shape != (n, o) or dz.shape != (n, o) or dw.shape != (i, o)
             or (dx.shape[0] != 0 and dx.shape != (n, i))):
         raise ValueError("dense_backward: shapes of x, w, y, dz, dx and dw do not match")
-    epilogue_grad_rows(y, dy, act, dz, db)
-    np.dot(x.T, dz, dw)
-    if dx.shape[0] != 0:
-        np.dot(dz, w.T, dx)
+    linear_rows_grad(x, w, y, dy, act, 0, dz, dx, dw, db)

@@ -5,7 +5,8 @@
 A 1x1 stride-1 convolution is one GEMM over ``x`` viewed as (N*H*W, Cin) and an epilogue
 (bias + activation; backward: the activation's gradient and the bias sums). ``conv2d_forward``
 and ``conv2d_backward`` run them ``R`` rows at a time, ``R`` the rows of their ``cols``
-workspace (``(R, 0)``: a 1x1 layer has no column matrix), or all at once for ``(0, 0)``.
+workspace (``(R, 0)``: a 1x1 layer has no column matrix; backward's ``dz`` then holds one
+block), or all at once for ``(0, 0)``.
 This times both on the benchmark CNN's three 1x1 layers (32x32x32 input, ReLU, F = 32 into
 an 80-wide concatenation, 24 and 8) and two more shapes, at one BLAS thread over a shard's
 32 images, as the executor runs them, and at two threads over a whole batch of 64. The block
@@ -54,18 +55,19 @@ def measure_case(images: int, side: int, cin: int, f: int, stride: int, threads:
     b = rng.random(f, dtype=np.float32)
     y = np.zeros((m, stride), np.float32)[:, :f]
     dy = (rng.random((m, stride), dtype=np.float32) - 0.5)[:, :f]
-    dz, dx = np.empty((m, f), np.float32), np.empty_like(x)
+    dx = np.empty_like(x)
     dw, db = np.empty_like(w), np.empty_like(b)
     empty = np.empty((0, 0), np.float32)
     block = pointwise_block(cin, f)
     cols = {"one": empty, "blocks": np.empty((block, 0), np.float32)}
+    dz = {"one": np.empty((m, f), np.float32), "blocks": np.empty((block, f), np.float32)}
 
     def forward(way: str) -> None:
         conv2d_forward(x, w, b, 1, 1, 0, 0, side, side, RELU, cols[way], y, y)
 
     def backward(way: str) -> None:
-        conv2d_backward(x, w, y, dy, 1, 1, 0, 0, side, side, RELU, cols[way], dz, empty, dx,
-                        dw, db)
+        conv2d_backward(x, w, y, dy, 1, 1, 0, 0, side, side, RELU, cols[way], dz[way], empty,
+                        dx, dw, db)
 
     calls = {(p, way): (fn, way) for p, fn in (("fwd", forward), ("bwd", backward))
              for way in cols}

@@ -46,7 +46,8 @@ from nexec.kernels import sources_stamp
 from nexec.kernels.cache_index import share_cache
 from nexec.kernels.vector_width import WideVectorPipeline
 
-__all__ = ["kernel", "fma_kernel", "inline_kernel", "switch_kernel", "parallel_kernel",
+__all__ = ["kernel", "fma_kernel", "inline_kernel", "switch_kernel", "inline_switch_kernel",
+           "parallel_kernel",
            "uncached_kernel",
            "constant_arguments",
            "specialised", "specialising", "compile_helpers", "generic_kernels",
@@ -79,6 +80,16 @@ def switch_kernel(fn: Any) -> Any:
     """A kernel that branches on a :func:`constant_arguments` argument: an ordinary kernel,
     inlined (with the switch kernels it calls) into specialised kernels (:func:`inline_twin`)."""
     made = kernel(fn)
+    made.nexec_switch = True
+    return made
+
+
+def inline_switch_kernel(fn: Any) -> Any:
+    """A :func:`switch_kernel` inlined as Numba IR into every caller, not only specialised
+    ones: for a short helper around other kernels (Dense's ``linear_rows``), which as a
+    kernel of its own made every generic kernel calling it re-optimise one more level
+    (Dense and Conv2D compiled 10-30% longer)."""
+    made = inline_kernel(fn)
     made.nexec_switch = True
     return made
 

@@ -305,6 +305,8 @@ class Conv2DKernel(BuiltinKernel):
                 # the whole column matrix too: its first N*Ho*Wo rows, C-contiguous
                 rows_ = max(rows_, -(-batch * ho * wo // shards))
             shapes["cols"] = (shards, rows_, k)
+            if training and k == 0 and rows_:  # a 1x1 layer in blocks: dz one block a shard
+                shapes["dz"] = (shards, *per_shard["dz"])
         ws = {name: Workspace(tuple(shape), phase=_CONV_PHASES.get(name, "both"))
               for name, shape in shapes.items()}
         if training and blocks:
@@ -422,7 +424,8 @@ class Conv2DKernel(BuiltinKernel):
             sums += adds
             shards.append((conv2d_backward, (
                 _part(x, im), call.params["kernel"], _part(y, r), _part(dy, r), sh, sw, pt, pl,
-                ho, wo, call.activation, _shard_cols(cols, i), _part(ws["dz"], r), ws["dcols"],
+                ho, wo, call.activation, _shard_cols(cols, i),
+                ws["dz"][i] if ws["dz"].ndim == 3 else _part(ws["dz"], r), ws["dcols"],
                 _part(dx, im), dw_i, db_i)))
         return self.dev.parallel(shards) + sums
 

@@ -140,13 +140,11 @@ def pointwise_block(cin: int, f: int) -> int:
 def pointwise_rows(cin: int, f: int, shards: int) -> int:
     """Rows per block of a 1x1 convolution's GEMM and epilogue on the CPU (0: all at once).
 
-    In blocks (:func:`pointwise_block`), the epilogue finds the GEMM's output in cache: a
-    32-wide output into a concatenation's slice took 0.64-0.72x the time at one thread.
-    Only in shards (each shard's BLAS on one thread; on all threads a 256-wide product took
-    1.14-1.34x the time in blocks), for outputs of at least 16 channels (8 took 1.06-1.11x:
-    they stay in cache anyway) and blocks of at least 4 rows per input channel (each block
-    packs the weights again: 256 to 256 channels took 1.08-1.14x). Measured by
-    ``benchmarks/pointwise_blocks.py`` (docs/performance.md, round 14).
+    In blocks (:func:`pointwise_block`) the epilogue finds the GEMM's output still in cache.
+    That pays only in shards (on all BLAS threads blocks were slower), for outputs of at
+    least 16 channels (narrower ones stay in cache whole) and for blocks of at least 4 rows
+    per input channel (each block packs the weights again): measured by
+    ``benchmarks/pointwise_blocks.py``, docs/performance.md round 14.
     """
     block = pointwise_block(cin, f)
     if shards <= 1 or f < 16 or block < 4 * cin:
@@ -172,7 +170,8 @@ def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, 
       backward took two blocks instead of one, 1.7x the time); at most N*Ho*Wo rows (then
       one block).
     * ``dz`` ``(N*Ho*Wo, F)`` (training only): pre-activation gradient; may be ``dy`` itself
-      when ``dy`` is C-contiguous and may be overwritten.
+      when ``dy`` is C-contiguous and may be overwritten. A 1x1 convolution in blocks needs
+      one block's: ``(R, F)``.
     * ``dcols`` ``(0, 0)`` (training only): backward reuses ``cols`` for the column
       gradient, so nothing extra is needed; pass a ``(0, 0)`` array (or ``cols`` itself).
 
@@ -187,11 +186,12 @@ def conv2d_workspace_shapes(n: int, h: int, w: int, cin: int, kh: int, kw: int, 
         block = max(block_elements(shards) // k, 64)
         rows = min(m, block + f if training else block)
     pointwise = is_pointwise(h, w, kh, kw, ho, wo, sh, sw, 0, 0)
+    in_blocks = pointwise_rows(cin, f, shards) if pointwise and tiled else 0
     shapes: dict[str, tuple[int, ...]] = {
-        "cols": (pointwise_rows(cin, f, shards) if tiled else 0, 0) if pointwise else (rows, k),
+        "cols": (in_blocks, 0) if pointwise else (rows, k),
     }
     if training:
-        shapes["dz"] = (m, f)
+        shapes["dz"] = (min(m, in_blocks) or m, f)
         shapes["dcols"] = (0, 0)
     return shapes
 

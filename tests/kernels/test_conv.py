@@ -176,7 +176,8 @@ def test_workspace_shapes():
     # elements of x and out rows, a multiple of 256 rows (cols: no columns, the block's rows).
     point = (64, 32, 32, 32, 1, 1, 32, 32, 32, 1, 1, True)
     assert conv2d_workspace_shapes(*point, tiled=True)["cols"] == (0, 0)  # one shard: BLAS's
-    assert conv2d_workspace_shapes(*point, tiled=True, shards=2)["cols"] == (512, 0)
+    blocks = conv2d_workspace_shapes(*point, tiled=True, shards=2)
+    assert blocks["cols"] == (512, 0) and blocks["dz"] == (512, 32)  # dz: one block's
     assert conv2d_workspace_shapes(*point, tiled=False, shards=2)["cols"] == (0, 0)
     assert pointwise_rows(64, 64, 2) == 256 and pointwise_rows(8, 16, 4) == 1280
     # Not for narrow outputs, nor where blocks are short against the input channels.

@@ -139,7 +139,8 @@ def test_pointwise_conv_model_equals_dense_model(act, use_bias):
 def test_pointwise_conv_in_row_blocks(act):
     """A sharded 1x1 convolution's blocks of rows (``cols`` of shape (R, 0); two blocks here,
     the second partial) into a row-strided output: right against float64 NumPy, forward and
-    backward. (Not Dense's bits: BLAS rounds a product split into row blocks differently.)"""
+    backward, with ``dz`` one block's rows or all rows (the same bits). (Not Dense's bits:
+    BLAS rounds a product split into row blocks differently.)"""
     dtype, n, h, c, f = np.float32, 3, 16, 32, 32
     m = n * h * h
     ho, wo, pt, pl = conv2d_geometry(h, h, 1, 1, 1, 1, "valid")
@@ -158,9 +159,19 @@ def test_pointwise_conv_in_row_blocks(act):
     x2, w2 = x.reshape(m, c).astype(np.float64), w.reshape(c, f).astype(np.float64)
     np.testing.assert_allclose(y, ref_act(x2 @ w2 + b, act), rtol=1e-5, atol=1e-5)
     assert np.isnan(big[:, :2]).all() and np.isnan(big[:, 2 + f:]).all()
-    dz, dx, dw, db = (np.full(s, np.nan, dtype) for s in ((m, f), x.shape, w.shape, (f,)))
-    conv2d_backward(x, w, y, dy, 1, 1, pt, pl, ho, wo, act, cols, dz,
-                    np.empty(shapes["dcols"], dtype), dx, dw, db)
+    assert shapes["dz"] == (cols.shape[0], f)  # one block's pre-activation gradient
+    for dz_rows in (m, cols.shape[0]):
+        dz, dx, dw, db = (np.full(s, np.nan, dtype)
+                          for s in ((dz_rows, f), x.shape, w.shape, (f,)))
+        conv2d_backward(x, w, y, dy, 1, 1, pt, pl, ho, wo, act, cols, dz,
+                        np.empty(shapes["dcols"], dtype), dx, dw, db)
+        if dz_rows == m:
+            dz_all, grads = dz, (dx.copy(), dw.copy(), db.copy())
+    r = cols.shape[0]
+    np.testing.assert_array_equal(dz[:m - r], dz_all[r:])  # the block holds the last one's
+    for got, want in zip((dx, dw, db), grads):
+        np.testing.assert_array_equal(got, want)  # a block's dz or all rows': the same bits
+    dz = dz_all
     dz_ref = ref_act_grad(y.astype(np.float64), dy.astype(np.float64), act)
     tol = {"rtol": 1e-4, "atol": 1e-4}
     np.testing.assert_allclose(dz, dz_ref, **tol)

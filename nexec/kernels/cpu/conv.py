@@ -192,7 +192,8 @@ def conv2d_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, cols, dz, dcols, d
             ``dw`` by the GEMM itself. A 1x1 stride-1 unpadded convolution: ``(R, 0)``,
             as in :func:`conv2d_forward`.
         dz: (N*Ho*Wo, F) C-contiguous workspace: the pre-activation gradient (may be ``dy``
-            when that is contiguous and may be overwritten).
+            when that is contiguous and may be overwritten); for a 1x1 convolution in blocks
+            of R rows, (R, F) is enough.
         dcols: column-gradient workspace; a (0, 0) array (or ``cols`` itself) means "reuse
             ``cols``", which is what ``conv2d_workspace_shapes`` asks for; otherwise a
             C-contiguous array shaped like ``cols``.

@@ -21,7 +21,7 @@ from nexec.kernels.cpu.activation import (
 )
 from nexec.kernels.cpu.blas import as_c_layout, gemm, unit_row
 from nexec.kernels.cpu.opaque import one_like
-from nexec.kernels.jit import constant_arguments, kernel, switch_kernel
+from nexec.kernels.jit import constant_arguments, inline_switch_kernel, kernel, switch_kernel
 
 __all__ = ["dense_forward", "dense_backward", "epilogue_in_place", "linear_rows",
            "linear_rows_grad"]
@@ -135,7 +135,7 @@ def epilogue_in_place(out, b, act):
         _activate_unit_rows(out, act, r0, r1)
 
 
-@switch_kernel
+@inline_switch_kernel
 def linear_rows(x, w, b, act, rows, out):
     """out = act(x @ w + b), ``rows`` rows at a time (0: all at once), so that the epilogue
     finds each block's GEMM output still in cache; Dense's forward and a 1x1 convolution's
@@ -148,22 +148,25 @@ def linear_rows(x, w, b, act, rows, out):
         epilogue_in_place(out[r0:r1], b, act)
 
 
-@switch_kernel
+@inline_switch_kernel
 def linear_rows_grad(x, w, y, dy, act, rows, dz, dx, dw, db):
     """The gradients of :func:`linear_rows` (the other arguments as :func:`dense_backward`'s),
     block by block: each block's ``dz`` is multiplied into ``dw`` (summed over the blocks by
-    the GEMM, ``beta = 1``) and into ``dx`` while it is in cache. With ``rows`` a multiple of
-    256, ``db`` has the bits of one block (the epilogue sums 256 rows at a time)."""
+    the GEMM, ``beta = 1``) and into ``dx`` while it is in cache. ``dz`` has all rows, or one
+    block's, reused by every block. With ``rows`` a multiple of 256, ``db`` has the bits of
+    one block (the epilogue sums 256 rows at a time)."""
     n = x.shape[0]
     step = rows if rows > 0 else max(n, 1)
+    whole = dz.shape[0] == n
     for j in range(db.shape[0]):
         db[j] = 0
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
-        epilogue_grad_rows_add(y[r0:r1], dy[r0:r1], act, dz[r0:r1], db)
-        gemm(1.0, x[r0:r1].T, dz[r0:r1], 0.0 if r0 == 0 else 1.0, dw)
+        dzb = dz[r0:r1] if whole else dz[:r1 - r0]
+        epilogue_grad_rows_add(y[r0:r1], dy[r0:r1], act, dzb, db)
+        gemm(1.0, x[r0:r1].T, dzb, 0.0 if r0 == 0 else 1.0, dw)
         if dx.shape[0] != 0:
-            gemm(1.0, dz[r0:r1], w.T, 0.0, dx[r0:r1])
+            gemm(1.0, dzb, w.T, 0.0, dx[r0:r1])
 
 
 @constant_arguments("act")

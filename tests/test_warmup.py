@@ -66,12 +66,15 @@ def test_after_warmup_a_first_fit_compiles_nothing(tmp_path):
     assert counts["kernels"] >= 5 and counts["compiled"] == 0 and counts["loaded"] > 0, out
     assert "compiling nexec kernels" not in out
 
-
-def test_without_warmup_the_same_fit_compiles(tmp_path):
-    """The check above can fail: on an empty cache the same script compiles its kernels."""
-    out = _run(["-c", QUICKSTART_FIT], tmp_path / "empty")
+    # The check above can fail: with the optimizer module's cache gone, the same fit compiles
+    # its update kernel (and says so) and loads the rest. Cheaper than a second cold fit.
+    gone = [f for f in cache.rglob("optimizer.*") if f.is_file()]
+    assert any(f.suffix == ".nbi" for f in gone), sorted(f.name for f in cache.rglob("*"))
+    for f in gone:
+        f.unlink()
+    out = _run(["-c", QUICKSTART_FIT], cache)
     counts = _counts(out)
-    assert counts["compiled"] >= counts["kernels"] >= 5, out
+    assert 1 <= counts["compiled"] < counts["kernels"] and counts["loaded"] > 0, out
     assert "compiling nexec kernels" in out
 
 

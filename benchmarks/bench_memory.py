@@ -7,9 +7,11 @@ reuse: what the arena saves. These are deterministic: a change is a planner chan
 
 Run as a script, it writes the figures the docs quote (``benchmarks/results/memory-plan.json``,
 at a fixed thread count: the convolution workspaces are per shard) and redraws the picture of
-the CNN's plan; ``tests/test_memory_numbers.py`` fails when the planner no longer gives them::
+the CNN's plan, and the README's of ``nexec demo``'s CNN; ``tests/test_memory_numbers.py``
+fails when the planner no longer gives them::
 
     python -m benchmarks.bench_memory [--json F] [--picture docs/memory_cnn.png]
+                                      [--demo-picture docs/demo_cnn_memory.svg]
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ BATCH = 128
 THREADS = 2
 #: The batch size of the picture in docs/performance.md.
 PICTURE_BATCH = 64
+#: The batch size ``nexec demo`` trains its CNN at, and draws its plan for (the README's picture).
+DEMO_BATCH = 32
 RESULTS = Path(__file__).resolve().parent / "results" / "memory-plan.json"
 
 
@@ -50,18 +54,22 @@ class TrackMemoryPlan:
 
 
 def figures(threads: int = THREADS) -> dict:
-    """Arena, lower bound and naive bytes per workload and mode at ``BATCH`` (and the CNN's
-    training plan at ``PICTURE_BATCH``), planned for ``threads`` intra-op shards."""
+    """Arena, lower bound and naive bytes per workload and mode at ``BATCH`` (and of the two
+    pictures' training plans), planned for ``threads`` intra-op shards."""
     return _figures(threads)[0]
 
 
-def _figures(threads: int) -> tuple[dict, Any]:
-    """:func:`figures` and the picture's plan (to draw it without planning it again)."""
+def _figures(threads: int) -> tuple[dict, Any, Any]:
+    """:func:`figures` and the two pictures' plans (to draw them without planning again)."""
+    from nexec.demo import digits_cnn
+
     def sizes(plan: Any) -> dict:
         return {key: getattr(plan, key)
                 for key in ("arena_bytes", "lower_bound_bytes", "naive_bytes")}
 
     with _planned_for(threads):
+        # first: in a fresh process its layers get the names nexec demo's have
+        demo = digits_cnn().memory_plan(DEMO_BATCH, True)
         rows: dict = {}
         for workload in models.WORKLOADS:
             model = models.build(workload)
@@ -71,7 +79,9 @@ def _figures(threads: int) -> tuple[dict, Any]:
         picture = models.build("cnn").memory_plan(PICTURE_BATCH, True)
     return ({"threads": threads, "batch": BATCH, "rows": rows,
              "picture": {"workload": "cnn", "batch": PICTURE_BATCH, "mode": "training",
-                         **sizes(picture)}}, picture)
+                         **sizes(picture)},
+             "demo_picture": {"model": "nexec.demo.digits_cnn", "batch": DEMO_BATCH,
+                              "mode": "training", **sizes(demo)}}, picture, demo)
 
 
 @contextmanager
@@ -92,12 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=RESULTS, help="where the figures go")
     parser.add_argument("--picture", type=Path, default=None,
                         help="also draw the CNN's training plan at batch 64 (.png or .svg)")
+    parser.add_argument("--demo-picture", type=Path, default=None,
+                        help="also draw nexec demo's CNN's training plan at batch 32")
     args = parser.parse_args(argv)
-    data, picture = _figures(THREADS)
+    data, picture, demo = _figures(THREADS)
     args.json.write_text(json.dumps(data, indent=1) + "\n")
-    if args.picture is not None:
-        picture.plot(str(args.picture))
-    print(f"wrote {args.json}" + (f" and {args.picture}" if args.picture else ""))
+    drawn = [str(args.json)]
+    for plan, path in ((picture, args.picture), (demo, args.demo_picture)):
+        if path is not None:
+            plan.plot(str(path))
+            drawn.append(str(path))
+    print("wrote " + ", ".join(drawn))
     return 0
 
 

@@ -56,6 +56,8 @@ __all__ = ["get_num_threads", "set_num_threads", "set_adaptive_threads", "usable
 _threads: int | None = None
 _adaptive = os.environ.get("NEXEC_ADAPT_THREADS", "1").strip() not in ("0", "false", "False")
 _availability: CpuAvailability | None = None
+#: Read once: ``os.cpu_count()`` reads sysfs (~6 µs), and a step checks it (adapt_blas_to_load).
+_MACHINE_CPUS = os.cpu_count() or 1
 
 
 def _default_threads() -> int:
@@ -223,7 +225,7 @@ def adapt_blas_to_load() -> None:
     usable = usable_threads()
     # 0: BLAS's own count. The controller (a scan of the loaded libraries) is made only when
     # a hold is possible: BLAS never runs more threads than the machine's CPUs by default.
-    below = usable < (os.cpu_count() or 1) and usable < _blas_own_threads()
+    below = usable < _MACHINE_CPUS and usable < _blas_own_threads()
     wanted = usable if below else 0
     if wanted == _load_threads:
         return

@@ -84,6 +84,11 @@ B12 = "conv-blocks-round12-zen3.json"  # round 12: conv blocks split between sha
 Z12 = "compare-round12-zen3.json"  # round 12, side by side after the block split
 MEM = "memory-plan.json"  # benchmarks/bench_memory.py: the planned arena per workload
 PB14 = "pointwise-blocks-round14-zen3.json"  # round 14: 1x1 convolutions in row blocks
+Z15 = "compare-round15-zen4.json"  # round 15: CNN and ResNet-18 on an AVX-512 Zen 4
+ZS15 = "compare-seed-round15-zen4-jit.json"  # round 15: the seed MLP (whole step) there
+ZS15B = "compare-seed-round15-zen4-jit-before.json"  # the same, before the per-step fix
+ZW15 = "compare-wide-round15-zen4.json"  # round 15: the wide MLP there
+L15 = "layers-cnn-round15-zen4.json"  # round 15: layer_profile.py cnn there
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -199,10 +204,20 @@ NUMBERS: dict[str, Callable[[], str]] = {
        for peer in ("pytorch", "onnxruntime") if (what, peer) != ("train", "onnxruntime")},
     "seed_z10_jit_train_vs_pytorch": lambda: _x(_ratio(ZJ10, "seed_mlp", "pytorch", TPS), 2),
     "seed_z10_jit_predict_vs_ort": lambda: _x(_ratio(ZJ10, "seed_mlp", "onnxruntime", PPS), 2),
+    "seed_z15_jit_train_vs_pytorch": lambda: _x(_ratio(ZS15, "seed_mlp", "pytorch", TPS), 2),
+    "seed_z15_jit_predict_vs_ort": lambda: _x(_ratio(ZS15, "seed_mlp", "onnxruntime", PPS), 2),
+    "seed_z15b_jit_train_vs_pytorch": lambda: _x(_ratio(ZS15B, "seed_mlp", "pytorch", TPS), 2),
+    "seed_z15b_jit_predict_vs_ort":
+        lambda: _x(_ratio(ZS15B, "seed_mlp", "onnxruntime", PPS), 2),
+    "wide_z15_train_vs_pytorch": lambda: _x(_ratio(ZW15, "wide_mlp", "pytorch", TPS), 2),
+    "wide_z15_predict_vs_pytorch": lambda: _x(_ratio(ZW15, "wide_mlp", "pytorch", PPS), 2),
+    "z15_blas_peak": lambda: f"{results(L15)['blas_peak_gflops']:.0f} GFLOP/s",
+    "z15_cnn_infer_ms": lambda: f"{results(L15)['infer_step_ms']:.1f} ms",
+    "z15_cnn_train_ms": lambda: f"{results(L15)['train_step_ms']:.1f} ms",
     # compare-round11-zen3-start.json / -end.json: CNN and ResNet-18 against all three peers
     **{f"z{tag}_{workload}_{what}_vs_{peer}": (lambda f=f, w=workload, peer=peer, metric=metric:
                                                 _x(_ratio(f, w, peer, metric), 2))
-       for tag, f in (("11s", Z11S), ("11e", Z11E), ("11e1", Z11E1), ("12", Z12))
+       for tag, f in (("11s", Z11S), ("11e", Z11E), ("11e1", Z11E1), ("12", Z12), ("15", Z15))
        for workload in ("cnn", "resnet18")
        for what, metric in (("train", TPS), ("predict", PPS))
        for peer in ("pytorch", "keras", "onnxruntime") if (what, peer) != ("train", "onnxruntime")},
@@ -234,6 +249,23 @@ def _compare() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@lru_cache(maxsize=None)
+def _layer_profile() -> Any:
+    """``benchmarks/layer_profile.py``, whose ``table`` printed the per-layer rows."""
+    spec = importlib.util.spec_from_file_location("nexec_bench_layer_profile",
+                                                  ROOT / "benchmarks" / "layer_profile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _layers_table(file: str) -> str:
+    """A ``layer_profile.py --json`` run as its own table, against the peak it measured."""
+    d = results(file)
+    return _layer_profile().table(d, d["blas_peak_gflops"])
 
 
 def _compare_table(file: str) -> str:
@@ -377,6 +409,10 @@ TABLES: dict[str, Callable[[], str]] = {
     "compare_z11_end": lambda: _compare_table(Z11E),
     "blocks_r12": _blocks_r12_table,
     "compare_z12": lambda: _compare_table(Z12),
+    "compare_z15": lambda: _compare_table(Z15),
+    "compare_z15_seed": lambda: _compare_table(ZS15),
+    "compare_z15_wide": lambda: _compare_table(ZW15),
+    "layers_z15": lambda: _layers_table(L15),
     "layers_r11": _layers_r11_table,
     "memory_plan": _memory_table,
     "pointwise_blocks": _pointwise_blocks_table,

@@ -212,8 +212,6 @@ NUMBERS: dict[str, Callable[[], str]] = {
     "wide_z15_train_vs_pytorch": lambda: _x(_ratio(ZW15, "wide_mlp", "pytorch", TPS), 2),
     "wide_z15_predict_vs_pytorch": lambda: _x(_ratio(ZW15, "wide_mlp", "pytorch", PPS), 2),
     "z15_blas_peak": lambda: f"{results(L15)['blas_peak_gflops']:.0f} GFLOP/s",
-    "z15_cnn_infer_ms": lambda: f"{results(L15)['infer_step_ms']:.1f} ms",
-    "z15_cnn_train_ms": lambda: f"{results(L15)['train_step_ms']:.1f} ms",
     # compare-round11-zen3-start.json / -end.json: CNN and ResNet-18 against all three peers
     **{f"z{tag}_{workload}_{what}_vs_{peer}": (lambda f=f, w=workload, peer=peer, metric=metric:
                                                 _x(_ratio(f, w, peer, metric), 2))

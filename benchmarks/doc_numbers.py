@@ -89,6 +89,8 @@ ZS15 = "compare-seed-round15-zen4-jit.json"  # round 15: the seed MLP (whole ste
 ZS15B = "compare-seed-round15-zen4-jit-before.json"  # the same, before the per-step fix
 ZW15 = "compare-wide-round15-zen4.json"  # round 15: the wide MLP there
 L15 = "layers-cnn-round15-zen4.json"  # round 15: layer_profile.py cnn there
+LR15B, LR15 = "layers-resnet18-round15-zen4-before.json", "layers-resnet18-round15-zen4.json"
+SMW15 = "small-map-winograd-round15-zen4.json"  # round 15: Winograd on 4x4 maps, A/B
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -212,6 +214,8 @@ NUMBERS: dict[str, Callable[[], str]] = {
     "wide_z15_train_vs_pytorch": lambda: _x(_ratio(ZW15, "wide_mlp", "pytorch", TPS), 2),
     "wide_z15_predict_vs_pytorch": lambda: _x(_ratio(ZW15, "wide_mlp", "pytorch", PPS), 2),
     "z15_blas_peak": lambda: f"{results(L15)['blas_peak_gflops']:.0f} GFLOP/s",
+    **{f"r15_small_map{tag}": (lambda control=control: _small_map_range(control))
+       for tag, control in (("", False), ("_control", True))},
     # compare-round11-zen3-start.json / -end.json: CNN and ResNet-18 against all three peers
     **{f"z{tag}_{workload}_{what}_vs_{peer}": (lambda f=f, w=workload, peer=peer, metric=metric:
                                                 _x(_ratio(f, w, peer, metric), 2))
@@ -264,6 +268,24 @@ def _layers_table(file: str) -> str:
     """A ``layer_profile.py --json`` run as its own table, against the peak it measured."""
     d = results(file)
     return _layer_profile().table(d, d["blas_peak_gflops"])
+
+
+def _small_map_range(control: bool) -> str:
+    """The new/old predict ratios of ``small_map_winograd.py``'s runs (or its A/A runs)."""
+    r = [run["ratio_of_medians"] for run in results(SMW15)["runs"] if run["control"] == control]
+    return f"{min(r):.2f}–{max(r):.2f}x ({len(r)} runs)"
+
+
+def _small_map_layers_table() -> str:
+    """ResNet-18's layers whose inference choice differs: inference ms, both profiles."""
+    before = {r["layer"]: r for r in results(LR15B)["rows"]}
+    rows = ["| layer | shape | before: im2col, infer ms | after: Winograd, infer ms |",
+            "|---|---|---:|---:|"]
+    for r in results(LR15)["rows"]:
+        if r.get("infer_algorithm", r["algorithm"]) != r["algorithm"]:
+            rows.append(f"| {r['layer']} | {r['shape']} | {before[r['layer']]['infer_ms']:.2f} "
+                        f"| {r['infer_ms']:.2f} |")
+    return "\n".join(rows)
 
 
 def _compare_table(file: str) -> str:
@@ -411,6 +433,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "compare_z15_seed": lambda: _compare_table(ZS15),
     "compare_z15_wide": lambda: _compare_table(ZW15),
     "layers_z15": lambda: _layers_table(L15),
+    "small_map_layers": _small_map_layers_table,
     "layers_r11": _layers_r11_table,
     "memory_plan": _memory_table,
     "pointwise_blocks": _pointwise_blocks_table,

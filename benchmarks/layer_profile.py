@@ -5,7 +5,8 @@
 
 Binds the workload's training and inference programs at its batch size and times every call
 of their steps (``nexec.runtime.profiling.profile_program``; the parts add up to the step).
-For each Conv2D and Dense the table gives the algorithm the plan chose, the direct flops
+For each Conv2D and Dense the table gives the algorithm the plan chose (for training, and
+for inference where that differs), the direct flops
 (2 per multiply-add of the direct convolution or the matrix product; backward twice forward,
 or once for a layer on a model input, which needs no input gradient), the forward and
 backward milliseconds (medians over the steps) and the effective rate (direct flops /
@@ -58,7 +59,6 @@ def profile(name: str, steps: int) -> dict:
     import numpy as np
 
     from benchmarks import models
-    from nexec.ops.winograd import algorithm_of
     from nexec.runtime.profiling import profile_program
 
     s = models.spec(name)
@@ -85,7 +85,10 @@ def profile(name: str, steps: int) -> dict:
         part = f"layer '{op.layer.name}' ({type(op.layer).__name__})"
         flops = layer_flops(op, graph, batch)
         row = {"layer": op.layer.name, "type": type(op.layer).__name__,
-               "algorithm": algorithm_of(op.layer) if row_is_conv(op) else "",
+               "algorithm": trainer.plan.algorithms(True)[op.layer.name]
+               if row_is_conv(op) else "",
+               "infer_algorithm": trainer.plan.algorithms(False)[op.layer.name]
+               if row_is_conv(op) else "",
                "shape": f"{graph.tensors[op.inputs[0]].shape}->{graph.tensors[op.output].shape}",
                "gflop_forward": flops / 1e9,
                # backward: weight and input gradient, or only the weight gradient
@@ -124,7 +127,10 @@ def table(result: dict, peak: float) -> str:
         gi = g / (r["infer_ms"] / 1e3) if r["infer_ms"] else 0.0
         gt = (g + r["gflop_backward"]) / (train_ms / 1e3) if train_ms else 0.0
         share = f"{gt / peak:.0%}" if peak else "-"
-        lines.append(f"| {r['layer']} | {r['shape']} | {r['algorithm'] or '-'} | {g:.3f} | "
+        algo = r["algorithm"] or "-"
+        if r.get("infer_algorithm", r["algorithm"]) != r["algorithm"]:  # older files: none
+            algo += f" (inference: {r['infer_algorithm']})"
+        lines.append(f"| {r['layer']} | {r['shape']} | {algo} | {g:.3f} | "
                      f"{r['infer_ms']:.2f} | {gi:.0f} | {train_ms:.2f} | {gt:.0f} | {share} |")
     others = sum(result["train_other_ms"].values())
     lines.append(f"| other layers | | | | {rest_infer:.2f} | | {rest_train:.2f} | | |")

@@ -320,3 +320,16 @@ def test_pointwise_blocks_rows_and_table():
     assert all(row[f"{p}_{way}"] > 0 for p in ("fwd", "bwd") for way in ("one", "blocks"))
     table = pointwise_blocks.format_table([rows, rows])
     assert table.count("| tiny |") == 2 and "| 1, 32 | 1280 |" in table
+
+
+def test_small_map_winograd_plans_the_two_copies_apart_and_the_control_alike():
+    """small_map_winograd.py: the new rule gives the 4x4 layers Winograd in inference, the
+    old one does not (A/A: both alike); both copies predict and are timed each round."""
+    from benchmarks import small_map_winograd
+
+    ab = small_map_winograd.measure(2, control=False)
+    assert ab["winograd_layers"]["new"] == ab["winograd_layers"]["old"] + 3  # three 4x4 layers
+    assert ab["new_ms"] > 0 and ab["old_ms"] > 0 and len(ab["round_ratios"]) == 2
+    aa = small_map_winograd.measure(1, control=True)
+    assert aa["winograd_layers"]["new"] == aa["winograd_layers"]["old"] == \
+        ab["winograd_layers"]["new"]

@@ -33,7 +33,8 @@ from nexec.ops.winograd import ALGORITHMS, set_algorithm, winograd_applies
 
 __all__ = ["MODES", "ENV_VAR", "STAMP_KEY", "conv_algorithm_mode", "use_conv_algorithm",
            "shape_key", "measured", "record", "table_path", "current_entries",
-           "MIN_MODELLED_WORK", "modelled_choice", "candidates", "choose_conv_algorithms"]
+           "MIN_MODELLED_WORK", "modelled_choice", "candidates", "choose_conv_algorithms",
+           "apply_choices"]
 
 MODES = ("auto", *ALGORITHMS, "model")
 ENV_VAR = "NEXEC_CONV_ALGORITHM"
@@ -148,20 +149,22 @@ MIN_MODELLED_WORK = 1 << 19
 
 
 def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False,
-                    window: int = 9) -> str:
+                    window: int = 9, training: bool = True) -> str:
     """The cost model's choice (the default mode, and ``"auto"``'s before measuring) for a
-    ``window``-tap Conv2D over ``h x w x cin`` into ``f`` filters. Layers with less work
-    than :data:`MIN_MODELLED_WORK` stay im2col. F(2x2,3x3) saves 9/4 of the GEMM flops but
-    adds transforms of about ``16 * (Cin + F)`` flops per tile, which pay off once both
-    channel counts are wide and the image has a few tiles. Where the direct kernel applies
-    (``direct``) and Winograd is not the choice, direct is: up to 8 input channels, where
-    im2col's column matrix is thin and its copy a large part of the work, and with filters
-    in whole blocks of 32 (its wide register block). Measured with 512-bit vectors
+    ``window``-tap Conv2D over ``h x w x cin`` into ``f`` filters, in a training step or in
+    inference. Layers with less work than :data:`MIN_MODELLED_WORK` stay im2col.
+    F(2x2,3x3) saves 9/4 of the GEMM flops but adds transforms of about ``16 * (Cin + F)``
+    flops per tile, which pay off once both channel counts are wide and the image has a few
+    tiles: 64 pixels, or 16 in inference (a 4x4 map's four tiles: its forward is cheaper,
+    its backward twice im2col's; docs/performance.md, round 15). Where the direct kernel
+    applies (``direct``) and Winograd is not the choice, direct is: up to 8 input channels,
+    where im2col's column matrix is thin and its copy a large part of the work, and with
+    filters in whole blocks of 32 (its wide register block). Measured with 512-bit vectors
     (docs/performance.md, "Full-width vectors"): the benchmark CNN's and ResNet-18's
     inference steps 18-25% faster than all-im2col, training about even."""
     if h * w * cin * f * window < MIN_MODELLED_WORK:
         return "im2col"
-    if min(cin, f) >= 32 and h * w >= 64:
+    if min(cin, f) >= 32 and h * w >= (64 if training else 16):
         return "winograd"
     if direct and (cin <= 8 or f % 32 == 0):
         return "direct"
@@ -179,7 +182,8 @@ def candidates(layer: Any, cin: int) -> tuple[str, ...]:
     return tuple(found)
 
 
-def choose_conv_algorithms(graph: Any, mode: str | None = None) -> dict[str, str]:
+def choose_conv_algorithms(graph: Any, mode: str | None = None,
+                           training: bool = True) -> dict[str, str]:
     """Records each Conv2D op's algorithm on its layer; returns layer name -> algorithm.
 
     ``"model"`` and ``"auto"`` give the cost model's choice here (the batch size is not
@@ -189,6 +193,7 @@ def choose_conv_algorithms(graph: Any, mode: str | None = None) -> dict[str, str
     Args:
         graph: The lowered graph (shapes inferred).
         mode: One of :data:`MODES`; default :func:`conv_algorithm_mode`.
+        training: Choose for training steps (forward and backward) or for inference.
     """
     mode = conv_algorithm_mode() if mode is None else _checked(mode, "mode")
     chosen: dict[str, str] = {}
@@ -200,7 +205,8 @@ def choose_conv_algorithms(graph: Any, mode: str | None = None) -> dict[str, str
         if mode in ("auto", "model"):
             kh, kw = op.layer.kernel_size
             algo = modelled_choice(h, w, cin, op.layer.filters,
-                                   direct=direct_applies(op.layer, cin), window=kh * kw)
+                                   direct=direct_applies(op.layer, cin), window=kh * kw,
+                                   training=training)
             if algo == "winograd" and not winograd_applies(op.layer):
                 algo = "im2col"
         elif mode == "direct":
@@ -210,3 +216,13 @@ def choose_conv_algorithms(graph: Any, mode: str | None = None) -> dict[str, str
         set_algorithm(op.layer, algo, cin)
         chosen[op.layer.name] = algo
     return chosen
+
+
+def apply_choices(plan: Any, training: bool = True) -> None:
+    """Records ``plan.algorithms(training)`` on the layers, where the Conv2D kernel reads
+    them when it sizes workspaces and binds (another plan of the same model, or this plan's
+    choices for the other kind of step, may have been recorded since)."""
+    chosen = plan.algorithms(training)
+    for op in plan.graph.ops:
+        if op.layer.name in chosen:
+            set_algorithm(op.layer, chosen[op.layer.name])

@@ -26,11 +26,23 @@ class Plan:
     param_shapes: dict[str, dict[str, tuple]]
     device: str = "cpu"
     #: Conv2D layer name -> algorithm ("im2col", "winograd", "winograd4", "direct"): the
-    #: plan's choice (``nexec.planner.algorithms``); the executor may refine "auto" choices
-    #: by measurement.
+    #: plan's choice for training steps (``nexec.planner.algorithms``); the executor may
+    #: refine "auto" choices by measurement.
     conv_algorithms: dict[str, str] = field(default_factory=dict)
     #: The ``conv_algorithm`` mode the plan was made under.
     conv_mode: str = "model"
+    #: The same for inference (``predict``, ``evaluate``), where a forward alone may favour
+    #: another algorithm; a copy of :attr:`conv_algorithms` when not given.
+    inference_conv_algorithms: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.inference_conv_algorithms is None:
+            self.inference_conv_algorithms = dict(self.conv_algorithms)
+
+    def algorithms(self, training: bool) -> dict[str, str]:
+        """The Conv2D choices for training steps or for inference."""
+        assert self.inference_conv_algorithms is not None
+        return self.conv_algorithms if training else self.inference_conv_algorithms
 
     @property
     def ops(self):  # noqa: ANN201 - list[Op]
@@ -57,7 +69,10 @@ class Plan:
             if op.fused:
                 lines.append(f"{'':>6}fused: {', '.join(op.fused)}")
             if op.layer.name in self.conv_algorithms:
-                lines.append(f"{'':>6}algorithm: {self.conv_algorithms[op.layer.name]}")
+                algo = self.conv_algorithms[op.layer.name]
+                other = self.algorithms(False).get(op.layer.name, algo)
+                lines.append(f"{'':>6}algorithm: {algo}"
+                             + (f" (inference: {other})" if other != algo else ""))
         lines.append(f"outputs: {', '.join(f't{o}' for o in g.outputs)}")
         return "\n".join(lines)
 
@@ -88,5 +103,8 @@ def make_plan(function: Function, device: str = "cpu",
     params = infer_shapes(graph)
     fuse_activations(graph, can_fuse, folds)
     mode = conv_algorithm_mode()
-    algorithms = choose_conv_algorithms(graph, mode) if device == "cpu" else {}
-    return Plan(function.name, graph, params, device, algorithms, mode)
+    if device != "cpu":
+        return Plan(function.name, graph, params, device, {}, mode)
+    inference = choose_conv_algorithms(graph, mode, training=False)
+    training = choose_conv_algorithms(graph, mode)  # last: the layers record these
+    return Plan(function.name, graph, params, device, training, mode, inference)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from nexec.planner.algorithms import apply_choices
 from nexec.planner.aliasing import plan_views
 from nexec.planner.backward import fused_losses, gradient_buffers
 from nexec.planner.buffers import Buffer, BufferTable, tensor_names
@@ -86,6 +87,7 @@ def build_schedule(plan: Plan, batch: int, training: bool,
         def kernel_of(kind: str) -> Kernel:
             return registry().kernel(kind, plan.device)
 
+    apply_choices(plan, training)  # Conv2D workspaces depend on the algorithm
     g = plan.graph
     kernels = [kernel_of(op.kind) for op in g.ops]
     numbering = StepNumbering(len(g.ops), training)

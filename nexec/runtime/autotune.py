@@ -28,7 +28,7 @@ from nexec.ops.winograd import algorithm_of, set_algorithm
 from nexec.planner import algorithms
 from nexec.plugins import registry
 
-__all__ = ["CANDIDATES", "time_conv", "calibrate", "apply_choices"]
+__all__ = ["CANDIDATES", "time_conv", "calibrate"]
 
 #: Every algorithm "auto" may choose (per layer: ``nexec.planner.algorithms.candidates``);
 #: F(4x4,3x3) only when forced, its float32 error is larger.
@@ -89,10 +89,11 @@ def calibrate(plan: Any, batch: int, training: bool, device: Any, save: bool = T
     """Settles ``plan``'s ``"auto"`` Conv2D choices for ``batch`` by measurement.
 
     Does nothing unless the plan was made under ``"auto"``. Updates
-    ``plan.conv_algorithms`` and returns it.
+    ``plan.algorithms(training)`` and returns it.
     """
+    chosen = plan.algorithms(training)
     if plan.conv_mode != "auto" or device.name != "cpu":
-        return plan.conv_algorithms
+        return chosen
     g = plan.graph
     threads = device.threads()
     changed = False
@@ -117,10 +118,10 @@ def calibrate(plan: Any, batch: int, training: bool, device: Any, save: bool = T
             entry = {"choice": min(seconds, key=seconds.__getitem__), "seconds": seconds}
             algorithms.record(key, entry)
             changed = True
-        plan.conv_algorithms[op.layer.name] = entry["choice"]
+        chosen[op.layer.name] = entry["choice"]
     if changed and save:
         _save()
-    return plan.conv_algorithms
+    return chosen
 
 
 def _save() -> None:
@@ -136,11 +137,3 @@ def _save() -> None:
         atomic_write(str(path), lambda f: f.write(text))
     except OSError:  # a read-only cache: the choice still holds for this process
         pass
-
-
-def apply_choices(plan: Any) -> None:
-    """Records ``plan.conv_algorithms`` on the layers, where the Conv2D kernel reads them at
-    binding (another plan of the same model may have recorded other choices since)."""
-    for op in plan.graph.ops:
-        if op.layer.name in plan.conv_algorithms:
-            set_algorithm(op.layer, plan.conv_algorithms[op.layer.name])

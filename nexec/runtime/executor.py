@@ -19,6 +19,7 @@ import numpy as np
 from nexec.errors import PluginError
 from nexec.kernels.activations import LINEAR
 from nexec.ops.base import BoundCall, Call, rows, view_2d
+from nexec.planner.algorithms import apply_choices
 from nexec.planner.plan import Plan
 from nexec.planner.schedule import Schedule, build_schedule
 from nexec.plugins import registry
@@ -100,7 +101,6 @@ class Executor:
         return self.objectives[g.outputs.index(out)].loss.fuses(g.ops[producer].activation)
 
     def _schedule(self, batch: int) -> Schedule:
-        autotune.apply_choices(self.plan)  # Conv2D workspaces depend on the algorithm
         kinds = {op.kind: k for op, k in zip(self.plan.graph.ops, self.kernels)}
         return build_schedule(self.plan, batch, self.training, kernel_of=kinds.__getitem__,
                               fuse_loss=self._fuse_loss if self.training else None,
@@ -132,7 +132,7 @@ class Executor:
             self._weights = []
         if weighted and not self._weights:
             self._weights = self._make_weights(self.schedule.batch)
-        autotune.apply_choices(self.plan)  # the layers hold this plan's conv algorithms
+        apply_choices(self.plan, self.training)  # the kernels read them when binding
         sched = self.schedule if batch == self.schedule.batch else self._schedule(batch)
         prog = self._bind(sched, batch, weighted)
         prog.materialise()

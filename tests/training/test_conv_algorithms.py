@@ -77,6 +77,69 @@ def test_the_default_cost_model_picks_by_shape_and_keeps_small_layers_im2col():
     assert 12 * 12 * 16 * 8 * 9 < algorithms.MIN_MODELLED_WORK <= 12 * 12 * 24 * 32 * 9
 
 
+def test_the_cost_model_prefers_winograd_on_small_maps_in_inference_only():
+    """A 4x4 map's forward is cheaper with Winograd's four tiles, its backward is not."""
+    choice = algorithms.modelled_choice
+    assert choice(4, 4, 256, 256, training=False) == "winograd"
+    assert choice(4, 4, 256, 256) == "im2col" == choice(4, 4, 256, 256, training=True)
+    assert choice(8, 8, 128, 128) == "winograd" == choice(8, 8, 128, 128, training=False)
+    assert choice(2, 2, 512, 512, training=False) == "im2col"  # one tile, mostly padding
+    assert choice(4, 4, 16, 16, training=False) == "im2col"  # under the floor
+
+
+def _small_map_cnn(seed: int = 5) -> Model:
+    """A 4x4 map with 64 channels: im2col for training, Winograd for inference."""
+    nexec.set_random_seed(seed)
+    x = Input((8, 8, 3))
+    a = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu", name="down")(x)
+    b = layers.Conv2D(64, 3, padding="same", activation="relu", name="small")(a)
+    return Model(x, layers.Dense(3, activation="softmax", name="out")(layers.Flatten()(b)))
+
+
+def test_training_and_inference_get_their_own_choices():
+    model = _small_map_cnn()
+    plan = model.plan()
+    assert plan.conv_algorithms == {"down": "im2col", "small": "im2col"}
+    assert plan.algorithms(True) is plan.conv_algorithms
+    assert plan.algorithms(False) == {"down": "im2col", "small": "winograd"}
+    assert "algorithm: im2col (inference: winograd)" in plan.describe()
+    assert "small.U" in str(model.memory_plan(batch_size=4, training=False))
+    assert "small.U" not in str(model.memory_plan(batch_size=4, training=True))
+    with use_conv_algorithm("im2col"):  # a forced algorithm is the same for both
+        forced = model.plan()
+    assert forced.algorithms(False) == forced.conv_algorithms == {"down": "im2col",
+                                                                  "small": "im2col"}
+
+
+def test_fit_runs_the_training_choice_and_predict_the_inference_choice():
+    """Training bits as all-im2col's (the same algorithm), before and after a predict;
+    predict, with a tail batch, as Winograd's: close to im2col's, and not its bits. The
+    layers record the choice of the program bound last."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((10, 8, 8, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 10)]
+    models = {}
+    for mode in ("model", "im2col"):
+        with use_conv_algorithm(mode):
+            m = _small_map_cnn()
+            m.compile(optimizer="sgd", loss="categorical_crossentropy")
+        m.fit(x, y, batch_size=4, epochs=2, verbose=0)
+        assert algorithm_of(m.get_layer("small")) == "im2col"
+        models[mode] = m, m.predict(x, batch_size=4, verbose=0)
+        assert algorithm_of(m.get_layer("small")) == ("winograd" if mode == "model"
+                                                       else "im2col")
+    (auto, p_auto), (plain, p_plain) = models["model"], models["im2col"]
+    for a, b in zip(auto.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(p_auto, p_plain, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(p_auto, p_plain)  # Winograd's rounding: it did run
+    for m in (auto, plain):  # the training programs bound before predict still run im2col
+        nexec.set_random_seed(7)  # the same shuffle for both
+        m.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    for a, b in zip(auto.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bad_modes_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="conv_algorithm must be one of auto, im2col"):
         with use_conv_algorithm("fft"):

@@ -1,0 +1,94 @@
+"""ResNet-18's predict with Winograd on its 4x4 maps (the cost model since round 15) against
+im2col there (the model before), in one process, alternating.
+
+    python benchmarks/small_map_winograd.py [--threads 2] [--rounds 15] [--control] [--json F]
+
+Two copies of the workload, the same weights: one planned by the cost model as it is
+(``"inference"`` choices: Winograd on every wide 3x3 layer of 16 pixels or more), one with
+inference planned as training is (Winograd from 64 pixels: im2col on the 4x4 maps).
+``predict`` of four batches alternates between them, the order flipped every round, so a
+noisy neighbour hurts both alike; the result is each side's median and the per-round
+ratios. ``--control`` plans both copies alike (an A/A run: the noise floor of the ratio).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def measure(rounds: int, control: bool) -> dict:
+    from benchmarks import models
+    from nexec.planner import algorithms
+
+    name = "resnet18"
+    s = models.spec(name)
+    x, _ = models.data(name)
+    batch = s["batch"]
+    xs = x[:batch * 4]
+    model_choice = algorithms.modelled_choice
+
+    def as_training(h, w, cin, f, direct=False, window=9, training=True):  # noqa: ANN001, ANN202
+        return model_choice(h, w, cin, f, direct, window, True)
+
+    built = {}
+    for side in ("new", "old"):
+        if side == "old" and not control:
+            algorithms.modelled_choice = as_training
+        try:
+            built[side] = models.build(name)
+            models.compile_model(built[side], name)
+        finally:
+            algorithms.modelled_choice = model_choice
+    built["old"].set_weights(built["new"].get_weights())
+    choices = {side: {k: v for k, v in m._trainer.plan.algorithms(False).items()
+                      if v == "winograd"} for side, m in built.items()}
+    for m in built.values():  # bind and warm
+        for _ in range(2):
+            m.predict(xs, batch_size=batch, verbose=0)
+    times: dict[str, list[float]] = {"new": [], "old": []}
+    for r in range(rounds):
+        for side in (("new", "old") if r % 2 == 0 else ("old", "new")):
+            t0 = time.perf_counter()
+            built[side].predict(xs, batch_size=batch, verbose=0)
+            times[side].append(time.perf_counter() - t0)
+    ratios = sorted(n / o for n, o in zip(times["new"], times["old"]))
+    return {"workload": name, "rows": len(xs), "batch": batch, "rounds": rounds,
+            "control": control, "winograd_layers": {k: len(v) for k, v in choices.items()},
+            "new_ms": statistics.median(times["new"]) * 1e3,
+            "old_ms": statistics.median(times["old"]) * 1e3,
+            "ratio_of_medians": statistics.median(times["new"]) / statistics.median(times["old"]),
+            "round_ratios": ratios}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--control", action="store_true", help="plan both copies alike (A/A)")
+    p.add_argument("--json", default=None, help="also write the result here")
+    args = p.parse_args(argv)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    sys.path.insert(0, os.path.dirname(HERE))
+    result = measure(args.rounds, args.control)
+    result["threads"] = args.threads
+    print(f"{'A/A ' if args.control else ''}ResNet-18 predict of {result['rows']} rows, "
+          f"{args.threads} threads, medians of {args.rounds}: new {result['new_ms']:.1f} ms, "
+          f"old {result['old_ms']:.1f} ms, new/old {result['ratio_of_medians']:.3f} "
+          f"(rounds {result['round_ratios'][0]:.3f}-{result['round_ratios'][-1]:.3f}); "
+          f"Winograd layers {result['winograd_layers']}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

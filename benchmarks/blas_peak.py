@@ -21,8 +21,6 @@ import statistics
 import sys
 import time
 
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-               "NUMBA_NUM_THREADS")
 
 # (label, M, K, N, transA, transB): out[M,N] = op(A) @ op(B), as nexec's dense kernels call it.
 WORKLOAD_SHAPES = [
@@ -112,8 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workload-shapes", action="store_true")
     ap.add_argument("--json", help="also write the rows here")
     a = ap.parse_args(argv)
-    for var in THREAD_VARS:
-        os.environ[var] = str(a.threads)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks import pin_threads
+
+    pin_threads(a.threads)  # before NumPy and SciPy load
     import scipy.linalg  # noqa: F401 - load SciPy's BLAS so threadpoolctl lists it
 
     rows = measure(a.sizes, a.repeats, a.workload_shapes)

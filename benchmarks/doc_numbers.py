@@ -243,21 +243,11 @@ NUMBERS: dict[str, Callable[[], str]] = {
 
 
 @lru_cache(maxsize=None)
-def _compare() -> Any:
-    """``benchmarks/compare.py``, whose ``format_table`` made the table (one formatter)."""
-    spec = importlib.util.spec_from_file_location("nexec_bench_compare",
-                                                  ROOT / "benchmarks" / "compare.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@lru_cache(maxsize=None)
-def _layer_profile() -> Any:
-    """``benchmarks/layer_profile.py``, whose ``table`` printed the per-layer rows."""
-    spec = importlib.util.spec_from_file_location("nexec_bench_layer_profile",
-                                                  ROOT / "benchmarks" / "layer_profile.py")
+def _script(name: str) -> Any:
+    """``benchmarks/<name>.py`` loaded as a module, so its own formatter renders its results
+    (``compare.format_table``, ``layer_profile.table``: one formatter for each)."""
+    spec = importlib.util.spec_from_file_location(f"nexec_bench_{name}",
+                                                  ROOT / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -267,7 +257,7 @@ def _layer_profile() -> Any:
 def _layers_table(file: str) -> str:
     """A ``layer_profile.py --json`` run as its own table, against the peak it measured."""
     d = results(file)
-    return _layer_profile().table(d, d["blas_peak_gflops"])
+    return _script("layer_profile").table(d, d["blas_peak_gflops"])
 
 
 def _small_map_range(control: bool) -> str:
@@ -289,7 +279,7 @@ def _small_map_layers_table() -> str:
 
 
 def _compare_table(file: str) -> str:
-    compare = _compare()
+    compare = _script("compare")
     d = results(file)
     frameworks = list(next(iter(d["medians"].values())))
     return compare.format_table(d["medians"], d["ratios"], frameworks)
@@ -301,7 +291,7 @@ def _load_table(file: str) -> str:
     levels = [int(lv) for lv in d["busy"]]
     by = {int(k): v["medians"] for k, v in d["by_busy"].items()}
     frameworks = list(dict.fromkeys(fw for w in by[levels[0]].values() for fw in w))
-    return _compare().format_load_table(by, levels, frameworks)
+    return _script("compare").format_load_table(by, levels, frameworks)
 
 
 def _layers_r11_table() -> str:

@@ -147,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="plan under nexec.planner.algorithms.use_conv_algorithm(...)")
     p.add_argument("--json", default=None, help="also write the rows here")
     args = p.parse_args(argv)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
     sys.path.insert(0, os.path.dirname(HERE))
+    from benchmarks import pin_threads
+
+    pin_threads(args.threads)  # before NumPy and Numba load
     import contextlib
 
     from nexec.planner.algorithms import use_conv_algorithm

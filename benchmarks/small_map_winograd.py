@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control", action="store_true", help="plan both copies alike (A/A)")
     p.add_argument("--json", default=None, help="also write the result here")
     args = p.parse_args(argv)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
     sys.path.insert(0, os.path.dirname(HERE))
+    from benchmarks import pin_threads
+
+    pin_threads(args.threads)  # before NumPy and Numba load
     result = measure(args.rounds, args.control)
     result["threads"] = args.threads
     print(f"{'A/A ' if args.control else ''}ResNet-18 predict of {result['rows']} rows, "

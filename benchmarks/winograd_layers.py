@@ -29,11 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-rows", type=int, default=512,
                    help="rows of the whole-CNN fit timed per mode (0: skip it)")
     args = p.parse_args(argv)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks import pin_threads
 
+    pin_threads(args.threads)  # before NumPy and Numba load
     from benchmarks import models
     from nexec.ops.geometry import conv2d_geometry
     from nexec.ops.winograd import winograd_applies

@@ -128,16 +128,47 @@ def test_fit_runs_the_training_choice_and_predict_the_inference_choice():
         models[mode] = m, m.predict(x, batch_size=4, verbose=0)
         assert algorithm_of(m.get_layer("small")) == ("winograd" if mode == "model"
                                                        else "im2col")
-    (auto, p_auto), (plain, p_plain) = models["model"], models["im2col"]
-    for a, b in zip(auto.get_weights(), plain.get_weights()):
+    (modelled, p_modelled), (plain, p_plain) = models["model"], models["im2col"]
+    for a, b in zip(modelled.get_weights(), plain.get_weights()):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(p_auto, p_plain, rtol=1e-5, atol=1e-6)
-    assert not np.array_equal(p_auto, p_plain)  # Winograd's rounding: it did run
-    for m in (auto, plain):  # the training programs bound before predict still run im2col
+    np.testing.assert_allclose(p_modelled, p_plain, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(p_modelled, p_plain)  # Winograd's rounding: it did run
+    for m in (modelled, plain):  # the training programs bound before predict still run im2col
         nexec.set_random_seed(7)  # the same shuffle for both
         m.fit(x, y, batch_size=4, epochs=1, verbose=0)
-    for a, b in zip(auto.get_weights(), plain.get_weights()):
+    for a, b in zip(modelled.get_weights(), plain.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_auto_keeps_training_and_inference_measurements_apart(monkeypatch, tmp_path):
+    """A training tail bound after a predict gets the training measurement (the two used to
+    share one record, so the tail ran the inference choice)."""
+    monkeypatch.setenv("NEXEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(algorithms, "_table", None)
+    threads = nexec_threads()
+    for training, fast in ((True, "im2col"), (False, "winograd")):  # recorded: none measured
+        slow = "winograd" if fast == "im2col" else "im2col"
+        algorithms.record(algorithms.shape_key(4, 4, 64, 64, "same", "float32", 4, threads,
+                                               training),
+                          {"choice": fast, "seconds": {fast: 1.0, slow: 2.0}})
+        algorithms.record(algorithms.shape_key(8, 8, 3, 64, "same", "float32", 4, threads,
+                                               training, strides=(2, 2)),
+                          {"choice": "im2col", "seconds": {"im2col": 1.0, "direct": 2.0}})
+    with use_conv_algorithm("auto"):
+        model = _small_map_cnn()
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((10, 8, 8, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 10)]
+    model.fit(x[:8], y[:8], batch_size=4, epochs=1, verbose=0)
+    model.predict(x[:8], batch_size=4, verbose=0)
+    assert algorithm_of(model.get_layer("small")) == "winograd"
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # binds a training tail of 2 rows
+    assert algorithm_of(model.get_layer("small")) == "im2col"
+    plan = model._trainer.plan
+    assert plan.algorithms(True)["small"] == "im2col"
+    assert plan.algorithms(False)["small"] == "winograd"
+    assert not list(tmp_path.iterdir())  # nothing was measured, so nothing was saved
 
 
 def test_bad_modes_are_refused(monkeypatch):

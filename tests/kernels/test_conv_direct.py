@@ -99,6 +99,27 @@ def test_wide_and_narrow_register_blocks_give_the_same_bits(wo):
     assert_close(rows[0], want, rtol=TOL[np.float32])
 
 
+@pytest.mark.parametrize("wo", [4, 9])
+def test_wide_and_narrow_weight_gradient_blocks_give_the_same_bits(wo):
+    """The weight gradient's blocks of 32 filters and of 16 add each tap's products in the
+    same (pixel) order: one output row, 3x3 over 5 channels (15 taps a kernel row: groups
+    of four and a rest) into 64 filters, onto a nonzero ``dw``."""
+    rng = np.random.default_rng(8)
+    kh, kw, c, f = 3, 3, 5, 64
+    xpad = rng.standard_normal((kh, wo + kw - 1, c)).astype(np.float32)
+    dz = rng.standard_normal((wo, f)).astype(np.float32)
+    start = rng.standard_normal((kh * kw * c, f)).astype(np.float32)
+    xpf, rowlen = xpad.reshape(-1), xpad.shape[1] * c
+    grads = []
+    for row in (conv_direct._weight_grad_row, conv_direct._weight_grad_row_wide):
+        dw2 = start.copy()
+        row(xpf, dz, dw2, 0, 0, c, rowlen, wo, kh, kw * c)
+        grads.append(dw2)
+    np.testing.assert_array_equal(grads[0], grads[1])
+    cols = np.stack([xpad[:, ox:ox + kw].reshape(-1) for ox in range(wo)]).astype(np.float64)
+    assert_close(grads[0], start + cols.T @ dz.astype(np.float64), rtol=TOL[np.float32])
+
+
 def test_the_wide_block_is_taken_only_with_512_bit_vectors():
     from nexec.kernels.vector_width import native_vector_bits
 

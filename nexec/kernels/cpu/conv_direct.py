@@ -17,7 +17,8 @@ The bias and activation are Dense's epilogue (:func:`.dense.epilogue_in_place`) 
 image's rows while they are in cache.
 
 Backward: ``dz``/``db`` by the blocked backward epilogue, the weight gradient by the same
-loops with the roles of ``out`` and ``w`` swapped (``dw[ky, kx, c, :] += x * dz[p, :]``), and
+loops with the roles of ``out`` and ``w`` swapped (``dw[ky, kx, c, :] += x * dz[p, :]``; four
+taps share each gradient row, blocks of 32 filters where the forward takes them), and
 the input gradient as GEMMs ``dz @ w.T`` into a small column-matrix block (``dcols``, about
 128 rows: measured faster than an image's worth) scattered back by im2col's
 :func:`.conv._col2im` (a direct input gradient needs dot products over F, which do not
@@ -34,7 +35,7 @@ from nexec.kernels.cpu.blas import gemm, unit_row
 from nexec.kernels.cpu.conv import _col2im
 from nexec.kernels.cpu.dense import epilogue_in_place
 from nexec.kernels.cpu.stack import stack_array
-from nexec.kernels.jit import constant_arguments, fma_kernel, kernel
+from nexec.kernels.jit import constant_arguments, fma_kernel, inline_kernel, kernel
 from nexec.kernels.vector_width import native_vector_bits
 
 __all__ = ["conv2d_direct_forward", "conv2d_direct_backward"]
@@ -87,13 +88,14 @@ def _check(x, w, xpad, sh, sw, ho, wo, rows_needed, rows_given):
 #: across the taps. 16 for both dtypes: a loop of 8 or fewer is unrolled into scalar code
 #: before the vectoriser sees it (Numba runs no SLP vectoriser), which made float64 4x slower.
 _BLOCK = 16
-#: Filters per accumulator block of the float32 forward when F is a multiple of it, on CPUs
-#: with 512-bit vectors (:data:`_WIDE_REGISTERS`): four pixels by 32 filters are 8 of the 32
-#: AVX-512 registers, and each tap loads 2 weight vectors and 4 pixel values for 8 FMAs
-#: instead of 1 and 4 for 4; measured 12-14% faster than blocks of 16 (3x3 over 3 to 32
-#: channels into 32 filters, 32x32 images). Not float64: 4 x 32 doubles would be 16.
+#: Filters per accumulator block of the float32 forward and weight gradient when F is a
+#: multiple of it, on CPUs with 512-bit vectors (:data:`_WIDE_REGISTERS`): four pixels (or
+#: taps) by 32 filters are 8 of the 32 AVX-512 registers, and each step loads 2 vectors and
+#: 4 values for 8 FMAs instead of 1 and 4 for 4; the forward measured 12-14% faster than
+#: blocks of 16 (3x3 over 3 to 32 channels into 32 filters, 32x32 images), the weight
+#: gradient 0.61-0.81x the time. Not float64: 4 x 32 doubles would be 16.
 _WIDE = 32
-#: Whether the forward takes :data:`_WIDE` blocks: not with AVX2's 16 256-bit registers, where
+#: Whether the kernels take :data:`_WIDE` blocks: not with AVX2's 16 256-bit registers, where
 #: four pixels by 32 filters are all 16 and spill (the CNN's 3x3 over 24 into 32 filters took
 #: 7.2-7.8 ms in wide blocks against 3.2-5.0 ms in blocks of 16 on a Zen 3 core).
 _WIDE_REGISTERS = native_vector_bits() >= 512
@@ -228,65 +230,74 @@ def _forward_rest(xpf, w2, out, r, base, rowlen, kh, kwc, j0):
                 o[j] += x0 * wr[j]
 
 
+@inline_kernel
+def _weight_grad_taps(srow, dz, dw2, r0, k0, step, wo, kwc, fw, a0, a1, a2, a3):
+    """dw2[k0 + t, :fw] += sum over the row's pixels of ``srow[ox*step + t] * dz[r0+ox]``:
+    four taps at a time, each block of ``a0.shape[0]`` filters summed in ``a0..a3`` (the
+    caller's registers, their size a constant) over the pixels in pixel order and added to
+    ``dw2`` once; the taps past the last group of four one at a time. Inlined as Numba IR,
+    so each caller's block size is a constant to LLVM."""
+    fb = a0.shape[0]
+    k4 = kwc - kwc % 4
+    for j0 in range(0, fw, fb):
+        for t0 in range(0, k4, 4):
+            d0 = dw2[k0 + t0, j0:]
+            d1 = dw2[k0 + t0 + 1, j0:]
+            d2 = dw2[k0 + t0 + 2, j0:]
+            d3 = dw2[k0 + t0 + 3, j0:]
+            for j in range(fb):
+                a0[j] = d0[j]
+                a1[j] = d1[j]
+                a2[j] = d2[j]
+                a3[j] = d3[j]
+            for ox in range(wo):
+                g = unit_row(dz, r0 + ox)[j0:]
+                s = srow[ox * step + t0:]
+                x0 = s[0]
+                x1 = s[1]
+                x2 = s[2]
+                x3 = s[3]
+                for j in range(fb):
+                    gj = g[j]
+                    a0[j] += x0 * gj
+                    a1[j] += x1 * gj
+                    a2[j] += x2 * gj
+                    a3[j] += x3 * gj
+            for j in range(fb):
+                d0[j] = a0[j]
+                d1[j] = a1[j]
+                d2[j] = a2[j]
+                d3[j] = a3[j]
+        for t in range(k4, kwc):
+            d0 = dw2[k0 + t, j0:]
+            for j in range(fb):
+                a0[j] = d0[j]
+            for ox in range(wo):
+                g = unit_row(dz, r0 + ox)[j0:]
+                x0 = srow[ox * step + t]
+                for j in range(fb):
+                    a0[j] += x0 * g[j]
+            for j in range(fb):
+                d0[j] = a0[j]
+
+
 @fma_kernel
 def _weight_grad_row(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
     """dw2[t] += sum over the pixels of one output row of ``seg[t] * dz[pixel]``.
 
-    Four taps at a time, each block of filters summed in registers over the row's pixels
-    (in pixel order) and added to ``dw2`` once; the taps past the last group of four one
-    at a time, the filters past the last whole block through ``dw2`` itself.
+    Blocks of :data:`_BLOCK` filters through :func:`_weight_grad_taps`; the filters past
+    the last whole block through ``dw2`` itself.
     """
     f = dw2.shape[1]
     a0 = stack_array(dw2, _BLOCK)
     a1 = stack_array(dw2, _BLOCK)
     a2 = stack_array(dw2, _BLOCK)
     a3 = stack_array(dw2, _BLOCK)
-    fb = a0.shape[0]  # a constant to LLVM: the loops over it run in registers
-    fw = f - f % fb
-    k4 = kwc - kwc % 4
+    fw = f - f % a0.shape[0]
     for ky in range(kh):
         srow = xpf[base + ky * rowlen:]
         k0 = ky * kwc
-        for j0 in range(0, fw, fb):
-            for t0 in range(0, k4, 4):
-                d0 = dw2[k0 + t0, j0:]
-                d1 = dw2[k0 + t0 + 1, j0:]
-                d2 = dw2[k0 + t0 + 2, j0:]
-                d3 = dw2[k0 + t0 + 3, j0:]
-                for j in range(fb):
-                    a0[j] = d0[j]
-                    a1[j] = d1[j]
-                    a2[j] = d2[j]
-                    a3[j] = d3[j]
-                for ox in range(wo):
-                    g = unit_row(dz, r0 + ox)[j0:]
-                    s = srow[ox * step + t0:]
-                    x0 = s[0]
-                    x1 = s[1]
-                    x2 = s[2]
-                    x3 = s[3]
-                    for j in range(fb):
-                        gj = g[j]
-                        a0[j] += x0 * gj
-                        a1[j] += x1 * gj
-                        a2[j] += x2 * gj
-                        a3[j] += x3 * gj
-                for j in range(fb):
-                    d0[j] = a0[j]
-                    d1[j] = a1[j]
-                    d2[j] = a2[j]
-                    d3[j] = a3[j]
-            for t in range(k4, kwc):
-                d0 = dw2[k0 + t, j0:]
-                for j in range(fb):
-                    a0[j] = d0[j]
-                for ox in range(wo):
-                    g = unit_row(dz, r0 + ox)[j0:]
-                    x0 = srow[ox * step + t]
-                    for j in range(fb):
-                        a0[j] += x0 * g[j]
-                for j in range(fb):
-                    d0[j] = a0[j]
+        _weight_grad_taps(srow, dz, dw2, r0, k0, step, wo, kwc, fw, a0, a1, a2, a3)
         if fw < f:
             for t in range(kwc):
                 d = dw2[k0 + t]
@@ -295,6 +306,20 @@ def _weight_grad_row(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
                     x0 = srow[ox * step + t]
                     for j in range(fw, f):
                         d[j] += x0 * g[j]
+
+
+@fma_kernel
+def _weight_grad_row_wide(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
+    """:func:`_weight_grad_row` with blocks of :data:`_WIDE` filters (F a multiple of it):
+    four taps by 32 filters, 8 FMAs for each pixel's 2 gradient vectors and 4 input values
+    (docs/performance.md, round 15)."""
+    a0 = stack_array(dw2, _WIDE)
+    a1 = stack_array(dw2, _WIDE)
+    a2 = stack_array(dw2, _WIDE)
+    a3 = stack_array(dw2, _WIDE)
+    for ky in range(kh):
+        _weight_grad_taps(xpf[base + ky * rowlen:], dz, dw2, r0, ky * kwc, step, wo, kwc,
+                          dw2.shape[1], a0, a1, a2, a3)
 
 
 @constant_arguments("act")
@@ -378,6 +403,7 @@ def conv2d_direct_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, xpad, dz, d
     if need_dx:
         _zero(dx)
     _zero(xpad)
+    wide = _WIDE_REGISTERS and f % _WIDE == 0 and w.itemsize == 4
     per_image = ho * wo
     for img in range(n):
         r0 = img * per_image
@@ -385,8 +411,12 @@ def conv2d_direct_backward(x, w, y, dy, sh, sw, pt, pl, ho, wo, act, xpad, dz, d
         epilogue_grad_rows_add(y[r0:r1], dy[r0:r1], act, dz[r0:r1], db)
         _pad_image(x, img, pt, pl, xpad)
         for oy in range(ho):
-            _weight_grad_row(xpf, dz, dw2, r0 + oy * wo, oy * sh * wp * c, sw * c, wp * c, wo,
-                             kh, kwc)
+            if wide:
+                _weight_grad_row_wide(xpf, dz, dw2, r0 + oy * wo, oy * sh * wp * c, sw * c,
+                                      wp * c, wo, kh, kwc)
+            else:
+                _weight_grad_row(xpf, dz, dw2, r0 + oy * wo, oy * sh * wp * c, sw * c,
+                                 wp * c, wo, kh, kwc)
         if need_dx:
             for c0 in range(r0, r1, rows):
                 c1 = min(r1, c0 + rows)

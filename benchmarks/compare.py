@@ -580,7 +580,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(a.json, "w") as f:
             json.dump({"title": title, "threads": a.threads, "repeats": a.repeats,
                        "busy": levels, "cold_cache": a.cold_cache, "nexec_env": nexec_extra,
-                       "pythons": pythons, "versions": versions, "notes": notes,
+                       "pythons": {fw: os.path.join(*Path(py).parts[-3:])  # no machine folders
+                                   for fw, py in pythons.items()},
+                       "versions": versions, "notes": notes,
                        "runs": runs,
                        # the first load level (quiet by default), as before --busy
                        "medians": medians_by[levels[0]], "ratios": ratios_by[levels[0]],

@@ -102,20 +102,18 @@ _WIDE_REGISTERS = native_vector_bits() >= 512
 
 
 # fma_kernel: these sums round once per tap (a * b + c as one FMA), not twice.
-@fma_kernel
-def _forward_row(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
+@inline_kernel
+def _forward_row_in(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc, a0, a1, a2, a3):
     """Rows r0 .. r0+wo-1 of ``out`` (one output row): ``out[r0+ox] = sum_t seg[t] * w2[t]``.
 
-    Four pixels at a time, each block of filters (:data:`_BLOCK`) summed in registers
-    over all taps and stored once; filters past the last whole block and pixels past the
-    last group of four go through :func:`_forward_rest`.
+    Four pixels at a time, each block of ``a0.shape[0]`` filters summed in ``a0..a3`` (the
+    caller's registers, their size a constant) over all taps and stored once; filters past
+    the last whole block and pixels past the last group of four go through
+    :func:`_forward_rest`. Inlined as Numba IR, so each caller's block size is a constant
+    to LLVM.
     """
     f = w2.shape[1]
-    a0 = stack_array(w2, _BLOCK)
-    a1 = stack_array(w2, _BLOCK)
-    a2 = stack_array(w2, _BLOCK)
-    a3 = stack_array(w2, _BLOCK)
-    fb = a0.shape[0]  # a constant to LLVM: the loops over it run in registers
+    fb = a0.shape[0]
     fw = f - f % fb  # filters in whole blocks
     ox = 0
     while ox + 4 <= wo:
@@ -163,54 +161,23 @@ def _forward_row(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
 
 
 @fma_kernel
+def _forward_row(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
+    """:func:`_forward_row_in` with blocks of :data:`_BLOCK` filters."""
+    a0 = stack_array(w2, _BLOCK)
+    a1 = stack_array(w2, _BLOCK)
+    a2 = stack_array(w2, _BLOCK)
+    a3 = stack_array(w2, _BLOCK)
+    _forward_row_in(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc, a0, a1, a2, a3)
+
+
+@fma_kernel
 def _forward_row_wide(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc):
-    """:func:`_forward_row` with blocks of :data:`_WIDE` filters (F a multiple of it, four
-    pixels at a time; pixels past the last group of four through :func:`_forward_rest`)."""
-    f = w2.shape[1]
+    """:func:`_forward_row_in` with blocks of :data:`_WIDE` filters (F a multiple of it)."""
     a0 = stack_array(w2, _WIDE)
     a1 = stack_array(w2, _WIDE)
     a2 = stack_array(w2, _WIDE)
     a3 = stack_array(w2, _WIDE)
-    fb = a0.shape[0]
-    ox = 0
-    while ox + 4 <= wo:
-        for j0 in range(0, f, fb):
-            for j in range(fb):
-                a0[j] = 0
-                a1[j] = 0
-                a2[j] = 0
-                a3[j] = 0
-            for ky in range(kh):
-                s0 = xpf[base + ky * rowlen + ox * step:]
-                s1 = s0[step:]
-                s2 = s0[2 * step:]
-                s3 = s0[3 * step:]
-                k0 = ky * kwc
-                for t in range(kwc):
-                    wr = w2[k0 + t, j0:]
-                    x0 = s0[t]
-                    x1 = s1[t]
-                    x2 = s2[t]
-                    x3 = s3[t]
-                    for j in range(fb):
-                        wj = wr[j]
-                        a0[j] += x0 * wj
-                        a1[j] += x1 * wj
-                        a2[j] += x2 * wj
-                        a3[j] += x3 * wj
-            o0 = unit_row(out, r0 + ox)[j0:]
-            o1 = unit_row(out, r0 + ox + 1)[j0:]
-            o2 = unit_row(out, r0 + ox + 2)[j0:]
-            o3 = unit_row(out, r0 + ox + 3)[j0:]
-            for j in range(fb):
-                o0[j] = a0[j]
-                o1[j] = a1[j]
-                o2[j] = a2[j]
-                o3[j] = a3[j]
-        ox += 4
-    while ox < wo:
-        _forward_rest(xpf, w2, out, r0 + ox, base + ox * step, rowlen, kh, kwc, 0)
-        ox += 1
+    _forward_row_in(xpf, w2, out, r0, base, step, rowlen, wo, kh, kwc, a0, a1, a2, a3)
 
 
 @fma_kernel
@@ -231,73 +198,62 @@ def _forward_rest(xpf, w2, out, r, base, rowlen, kh, kwc, j0):
 
 
 @inline_kernel
-def _weight_grad_taps(srow, dz, dw2, r0, k0, step, wo, kwc, fw, a0, a1, a2, a3):
-    """dw2[k0 + t, :fw] += sum over the row's pixels of ``srow[ox*step + t] * dz[r0+ox]``:
-    four taps at a time, each block of ``a0.shape[0]`` filters summed in ``a0..a3`` (the
-    caller's registers, their size a constant) over the pixels in pixel order and added to
-    ``dw2`` once; the taps past the last group of four one at a time. Inlined as Numba IR,
-    so each caller's block size is a constant to LLVM."""
-    fb = a0.shape[0]
-    k4 = kwc - kwc % 4
-    for j0 in range(0, fw, fb):
-        for t0 in range(0, k4, 4):
-            d0 = dw2[k0 + t0, j0:]
-            d1 = dw2[k0 + t0 + 1, j0:]
-            d2 = dw2[k0 + t0 + 2, j0:]
-            d3 = dw2[k0 + t0 + 3, j0:]
-            for j in range(fb):
-                a0[j] = d0[j]
-                a1[j] = d1[j]
-                a2[j] = d2[j]
-                a3[j] = d3[j]
-            for ox in range(wo):
-                g = unit_row(dz, r0 + ox)[j0:]
-                s = srow[ox * step + t0:]
-                x0 = s[0]
-                x1 = s[1]
-                x2 = s[2]
-                x3 = s[3]
-                for j in range(fb):
-                    gj = g[j]
-                    a0[j] += x0 * gj
-                    a1[j] += x1 * gj
-                    a2[j] += x2 * gj
-                    a3[j] += x3 * gj
-            for j in range(fb):
-                d0[j] = a0[j]
-                d1[j] = a1[j]
-                d2[j] = a2[j]
-                d3[j] = a3[j]
-        for t in range(k4, kwc):
-            d0 = dw2[k0 + t, j0:]
-            for j in range(fb):
-                a0[j] = d0[j]
-            for ox in range(wo):
-                g = unit_row(dz, r0 + ox)[j0:]
-                x0 = srow[ox * step + t]
-                for j in range(fb):
-                    a0[j] += x0 * g[j]
-            for j in range(fb):
-                d0[j] = a0[j]
-
-
-@fma_kernel
-def _weight_grad_row(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
+def _weight_grad_row_in(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc, a0, a1, a2, a3):
     """dw2[t] += sum over the pixels of one output row of ``seg[t] * dz[pixel]``.
 
-    Blocks of :data:`_BLOCK` filters through :func:`_weight_grad_taps`; the filters past
-    the last whole block through ``dw2`` itself.
+    Four taps at a time, each block of ``a0.shape[0]`` filters summed in ``a0..a3`` (the
+    caller's registers, their size a constant) over the row's pixels in pixel order and
+    added to ``dw2`` once; the taps past the last group of four one at a time, the filters
+    past the last whole block through ``dw2`` itself. Inlined as Numba IR, so each caller's
+    block size is a constant to LLVM.
     """
     f = dw2.shape[1]
-    a0 = stack_array(dw2, _BLOCK)
-    a1 = stack_array(dw2, _BLOCK)
-    a2 = stack_array(dw2, _BLOCK)
-    a3 = stack_array(dw2, _BLOCK)
-    fw = f - f % a0.shape[0]
+    fb = a0.shape[0]
+    fw = f - f % fb
+    k4 = kwc - kwc % 4
     for ky in range(kh):
         srow = xpf[base + ky * rowlen:]
         k0 = ky * kwc
-        _weight_grad_taps(srow, dz, dw2, r0, k0, step, wo, kwc, fw, a0, a1, a2, a3)
+        for j0 in range(0, fw, fb):
+            for t0 in range(0, k4, 4):
+                d0 = dw2[k0 + t0, j0:]
+                d1 = dw2[k0 + t0 + 1, j0:]
+                d2 = dw2[k0 + t0 + 2, j0:]
+                d3 = dw2[k0 + t0 + 3, j0:]
+                for j in range(fb):
+                    a0[j] = d0[j]
+                    a1[j] = d1[j]
+                    a2[j] = d2[j]
+                    a3[j] = d3[j]
+                for ox in range(wo):
+                    g = unit_row(dz, r0 + ox)[j0:]
+                    s = srow[ox * step + t0:]
+                    x0 = s[0]
+                    x1 = s[1]
+                    x2 = s[2]
+                    x3 = s[3]
+                    for j in range(fb):
+                        gj = g[j]
+                        a0[j] += x0 * gj
+                        a1[j] += x1 * gj
+                        a2[j] += x2 * gj
+                        a3[j] += x3 * gj
+                for j in range(fb):
+                    d0[j] = a0[j]
+                    d1[j] = a1[j]
+                    d2[j] = a2[j]
+                    d3[j] = a3[j]
+            for t in range(k4, kwc):
+                d0 = dw2[k0 + t, j0:]
+                for j in range(fb):
+                    a0[j] = d0[j]
+                for ox in range(wo):
+                    g = unit_row(dz, r0 + ox)[j0:]
+                    x0 = srow[ox * step + t]
+                    for j in range(fb):
+                        a0[j] += x0 * g[j]
+                for j in range(fb):
+                    d0[j] = a0[j]
         if fw < f:
             for t in range(kwc):
                 d = dw2[k0 + t]
@@ -309,17 +265,25 @@ def _weight_grad_row(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
 
 
 @fma_kernel
+def _weight_grad_row(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
+    """:func:`_weight_grad_row_in` with blocks of :data:`_BLOCK` filters."""
+    a0 = stack_array(dw2, _BLOCK)
+    a1 = stack_array(dw2, _BLOCK)
+    a2 = stack_array(dw2, _BLOCK)
+    a3 = stack_array(dw2, _BLOCK)
+    _weight_grad_row_in(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc, a0, a1, a2, a3)
+
+
+@fma_kernel
 def _weight_grad_row_wide(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc):
-    """:func:`_weight_grad_row` with blocks of :data:`_WIDE` filters (F a multiple of it):
-    four taps by 32 filters, 8 FMAs for each pixel's 2 gradient vectors and 4 input values
-    (docs/performance.md, round 15)."""
+    """:func:`_weight_grad_row_in` with blocks of :data:`_WIDE` filters (F a multiple of
+    it): four taps by 32 filters, 8 FMAs for each pixel's 2 gradient vectors and 4 input
+    values (docs/performance.md, round 15)."""
     a0 = stack_array(dw2, _WIDE)
     a1 = stack_array(dw2, _WIDE)
     a2 = stack_array(dw2, _WIDE)
     a3 = stack_array(dw2, _WIDE)
-    for ky in range(kh):
-        _weight_grad_taps(xpf[base + ky * rowlen:], dz, dw2, r0, ky * kwc, step, wo, kwc,
-                          dw2.shape[1], a0, a1, a2, a3)
+    _weight_grad_row_in(xpf, dz, dw2, r0, base, step, rowlen, wo, kh, kwc, a0, a1, a2, a3)
 
 
 @constant_arguments("act")

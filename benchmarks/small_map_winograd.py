@@ -33,8 +33,9 @@ def measure(rounds: int, control: bool) -> dict:
     xs = x[:batch * 4]
     model_choice = algorithms.modelled_choice
 
-    def as_training(h, w, cin, f, direct=False, window=9, training=True):  # noqa: ANN001, ANN202
-        return model_choice(h, w, cin, f, direct, window, True)
+    def as_training(h, w, cin, f, direct=False, window=9, training=True,  # noqa: ANN001, ANN202
+                    toeplitz=False):  # noqa: ANN001
+        return model_choice(h, w, cin, f, direct, window, True, toeplitz)
 
     built = {}
     for side in ("new", "old"):

@@ -145,7 +145,7 @@ def _conv2d(dtype: str) -> None:
     ``nexec.planner.algorithms``), pooling, padding, resizing and reshaping layers."""
     from nexec.planner.algorithms import use_conv_algorithm
 
-    for mode in ("im2col", "direct", "winograd"):
+    for mode in ("im2col", "direct", "winograd", "toeplitz"):
         with use_conv_algorithm(mode):
             _fit_all(*_images(dtype))
 

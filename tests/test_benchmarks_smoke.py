@@ -333,3 +333,14 @@ def test_small_map_winograd_plans_the_two_copies_apart_and_the_control_alike():
     aa = small_map_winograd.measure(1, control=True)
     assert aa["winograd_layers"]["new"] == aa["winograd_layers"]["old"] == \
         ab["winograd_layers"]["new"]
+
+
+def test_prepared_weights_plans_only_the_new_copy_with_toeplitz_layers():
+    """prepared_weights.py: only ``new`` runs ResNet-18's three 2x2 layers as Toeplitz
+    matrices; all three copies predict and are timed each round."""
+    from benchmarks import prepared_weights
+
+    ab = prepared_weights.measure(1, control=False)
+    assert ab["toeplitz_layers"] == {"new": 3, "kept": 0, "old": 0}
+    assert all(ms > 0 for ms in ab["median_ms"].values())
+    assert len(ab["round_ratios_to_old"]["new"]) == 1

@@ -43,6 +43,7 @@ class CpuDevice(Device):
             conv,
             conv_direct,
             conv_more,
+            conv_toeplitz,
             dense,
             embedding,
             loss,
@@ -58,9 +59,9 @@ class CpuDevice(Device):
             winograd,
         )
 
-        return (activation, conv, conv_direct, conv_more, dense, embedding, loss, merge, metric,
-                normalization, optimizer, pooling, recurrent, regularization, reshaping, winograd,
-                masking)
+        return (activation, conv, conv_toeplitz, conv_direct, conv_more, dense, embedding, loss,
+                merge, metric, normalization, optimizer, pooling, recurrent, regularization,
+                reshaping, winograd, masking)
 
     def _elementwise(self) -> Any:
         from nexec.kernels.cpu import elementwise

@@ -21,6 +21,11 @@ class Workspace:
     ``saved=True`` keeps it from the forward step to the backward step (a dropout mask);
     otherwise it lives only during the steps of ``phase`` that use it (``"forward"``,
     ``"backward"`` or ``"both"``) and its memory is reused after each.
+
+    ``phase="prepared"`` (inference only) is data derived from the op's parameters alone,
+    such as transformed or re-laid-out weights: the op's :meth:`Kernel.prepare` calls write
+    it, the forward reads it, and it is kept between steps, so it is remade only when the
+    parameters change (``ParamStore.version``), not every batch.
     """
 
     shape: tuple
@@ -104,6 +109,12 @@ class Kernel:
 
     def backward(self, call: Call) -> list[BoundCall]:
         raise NotImplementedError
+
+    def prepare(self, call: Call) -> list[BoundCall]:
+        """Calls that fill the op's ``phase="prepared"`` workspaces from its parameters, in
+        inference; they run before a step whenever the parameters changed since they last
+        ran. ``call`` is the forward's."""
+        return []
 
     def __repr__(self) -> str:
         return f"<Kernel {self.layer_type} on {self.device}>"

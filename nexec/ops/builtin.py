@@ -15,6 +15,7 @@ import numpy as np
 from nexec.kernels.activations import LINEAR, ROW_WISE
 from nexec.ops.base import BoundCall, Call, Kernel, Workspace, empty_like_skip, rows, view_2d
 from nexec.ops.conv_direct import direct_workspace_shapes
+from nexec.ops.conv_toeplitz import toeplitz_matrix_shape
 from nexec.ops.elementwise import costly, split_rows
 from nexec.ops.geometry import COLS_BLOCK, conv2d_geometry, conv2d_workspace_shapes, is_pointwise
 from nexec.ops.winograd import algorithm_of, tile_of, transform_matrices, winograd_workspace_shapes
@@ -163,8 +164,10 @@ _FILTER_SHARD_COLS = 8 * COLS_BLOCK
 
 class Conv2DKernel(BuiltinKernel):
     """im2col + BLAS GEMMs (per block of rows on the CPU), or where the plan chose it
-    (``nexec.planner.algorithms``) Winograd for 3x3 stride-1 layers or the direct kernel for
-    few input channels; bias + activation fused."""
+    (``nexec.planner.algorithms``) Winograd for 3x3 stride-1 layers, the direct kernel for
+    few input channels, or in inference a Toeplitz matrix for maps of a few pixels; bias +
+    activation fused. In inference, Winograd's filter transform and the Toeplitz matrix are
+    prepared weights (``Kernel.prepare``): made when the weights change, not every step."""
 
     layer_type = "Conv2D"
     fuses_activation = True
@@ -214,6 +217,12 @@ class Conv2DKernel(BuiltinKernel):
         algorithm = self._algorithm(layer)
         if algorithm == "direct":
             return self._direct_workspaces(layer, in_shapes, out_shape, batch, training)
+        if algorithm == "toeplitz":
+            if training:
+                raise ValueError(f"Conv2D '{layer.name}': the Toeplitz algorithm serves "
+                                 "inference only")
+            return {"T": Workspace(toeplitz_matrix_shape(layer, in_shapes[0]),
+                                   phase="prepared")}
         if algorithm != "im2col":
             return self._winograd_workspaces(layer, in_shapes, out_shape, batch, training,
                                              strided_output)
@@ -234,6 +243,8 @@ class Conv2DKernel(BuiltinKernel):
             phase = "backward" if name.startswith("d") else "forward"
             if training and name in ("V", "M", "scratch"):
                 phase = "both"  # the weight gradient's tile blocks are the forward's shapes
+            if not training and name == "U":
+                phase = "prepared"  # the filter transform: once per change of the weights
             ws[name] = Workspace(shape if shared else (shards, *shape), phase=phase)
         if training:
             a = tile_of(algorithm_of(layer)) + 2
@@ -320,7 +331,8 @@ class Conv2DKernel(BuiltinKernel):
                              ho * wo)
 
     def _winograd_forward(self, call: Call) -> list[BoundCall]:
-        """Filter transform once, then each shard's tiles: transforms, GEMMs, epilogue."""
+        """The filter transform (training: every step; inference: :meth:`prepare`), then
+        each shard's tiles: transforms, GEMMs, epilogue."""
         k = self.k
         layer, x, ws = call.layer, call.inputs[0], call.workspace
         ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
@@ -330,8 +342,51 @@ class Conv2DKernel(BuiltinKernel):
                                         call.activation, bt, at, ws["V"][i], ws["M"][i],
                                         ws["Y"][i], ws["scratch"][i], _part(out, r)))
                   for i, (im, r) in enumerate(self._split(call))]
+        if not call.training:
+            return self.dev.parallel(shards)
         return [(k.winograd_filter, (call.params["kernel"], g, ws["U"]))] + \
             self.dev.parallel(shards)
+
+    def prepare(self, call: Call) -> list[BoundCall]:
+        """Inference: Winograd's filter transform, or the Toeplitz matrix, from the weights."""
+        algorithm = self._algorithm(call.layer)
+        layer, x = call.layer, call.inputs[0]
+        if algorithm == "toeplitz":
+            h, w, _ = x.shape[1:]
+            ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
+            sh, sw = layer.strides
+            return [(self.k.conv2d_toeplitz_matrix, (call.params["kernel"], h, w, sh, sw, pt,
+                                                  pl, ho, wo, call.workspace["T"]))]
+        if algorithm in ("winograd", "winograd4"):
+            _, g, _ = transform_matrices(tile_of(algorithm), x.dtype)
+            return [(self.k.winograd_filter, (call.params["kernel"], g,
+                                              call.workspace["U"]))]
+        return []
+
+    def _toeplitz_forward(self, call: Call) -> list[BoundCall]:
+        """Each shard's output pixels (or, on a map of fewer pixels than shards, its output
+        channels, in multiples of 16 where the filters allow) as GEMMs against the dense
+        matrix's columns, then the epilogue."""
+        layer, x = call.layer, call.inputs[0]
+        n = x.shape[0]
+        ho, wo, _, _ = self._geometry(layer, x.shape[1:])
+        f, pixels = layer.filters, ho * wo
+        x2 = self.dev.reshape(x, (n, int(np.prod(x.shape[1:]))))
+        out = self.dev.reshape(rows(call.output), (n, pixels, f))
+        shards = self._shards(layer, x.shape[1:], n)
+        if pixels >= shards:
+            bounds = [pixels * i // shards for i in range(shards + 1)]
+            parts = [(p0, p1, 0, f) for p0, p1 in zip(bounds, bounds[1:])]
+        elif call.activation in ROW_WISE:
+            parts = [(0, pixels, 0, f)]
+        else:
+            unit = 16 if f >= 16 * shards else 1
+            bounds = [f * i // shards // unit * unit for i in range(shards)] + [f]
+            parts = [(0, pixels, f0, f1) for f0, f1 in zip(bounds, bounds[1:]) if f1 > f0]
+        return self.dev.parallel([
+            (self.k.conv2d_toeplitz_forward, (x2, call.workspace["T"], _bias(call), p0, p1, f0,
+                                           f1, call.activation, out))
+            for p0, p1, f0, f1 in parts])
 
     def _winograd_backward(self, call: Call) -> list[BoundCall]:
         """Per shard: dz and db, dw by Winograd, dx by Winograd with the rotated filter."""
@@ -359,6 +414,8 @@ class Conv2DKernel(BuiltinKernel):
         algorithm = self._algorithm(call.layer)
         if algorithm == "direct":
             return self._direct_forward(call)
+        if algorithm == "toeplitz":
+            return self._toeplitz_forward(call)
         if algorithm != "im2col":
             return self._winograd_forward(call)
         conv2d_forward = self.k.conv2d_forward

@@ -22,9 +22,10 @@ __all__ = ["ALGORITHMS", "TILES", "algorithm_of", "set_algorithm", "tile_of",
 
 #: Output tile sizes ``m`` available: F(2x2,3x3) and F(4x4,3x3).
 TILES = (2, 4)
-#: What a Conv2D can run as: im2col + GEMM, Winograd F(2x2,3x3), Winograd F(4x4,3x3), or
-#: the direct kernel for few input channels (:mod:`nexec.ops.conv_direct`).
-ALGORITHMS = ("im2col", "winograd", "winograd4", "direct")
+#: What a Conv2D can run as: im2col + GEMM, Winograd F(2x2,3x3), Winograd F(4x4,3x3), the
+#: direct kernel for few input channels (:mod:`nexec.ops.conv_direct`), or in inference
+#: one (block-Toeplitz) matrix over a map of a few pixels (:mod:`nexec.ops.conv_toeplitz`).
+ALGORITHMS = ("im2col", "winograd", "winograd4", "direct", "toeplitz")
 _ATTR = "_nexec_conv_algorithm"
 
 
@@ -50,7 +51,7 @@ def set_algorithm(layer: Any, algorithm: str, cin: int | None = None) -> None:
         if cin is not None and not direct_applies(layer, cin):
             raise ValueError(f"Conv2D '{layer.name}': the direct kernel serves at most "
                              f"{direct_limit(layer)} input channels, got {cin}")
-    elif algorithm != "im2col" and not winograd_applies(layer):
+    elif algorithm not in ("im2col", "toeplitz") and not winograd_applies(layer):
         raise ValueError(f"Conv2D '{layer.name}': Winograd needs a 3x3 kernel with stride 1, "
                          f"got kernel {tuple(layer.kernel_size)}, strides "
                          f"{tuple(layer.strides)}")

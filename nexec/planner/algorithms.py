@@ -1,13 +1,16 @@
-"""Which algorithm each Conv2D runs: im2col + GEMM, Winograd or direct, chosen at plan time.
+"""Which algorithm each Conv2D runs: im2col + GEMM, Winograd, direct or Toeplitz, chosen at
+plan time.
 
 The switch is ``NEXEC_CONV_ALGORITHM`` (or :func:`use_conv_algorithm` around ``compile`` /
 ``plan``): ``"model"`` (the default: each layer gets the cost model's choice,
 :func:`modelled_choice`), ``"auto"`` (the same, then measured), or one algorithm forced:
-``"im2col"``, ``"winograd"`` (F(2x2,3x3)), ``"winograd4"`` (F(4x4,3x3)) or ``"direct"``
-(few input channels). A forced Winograd applies to the layers it can run (3x3, stride 1),
-a forced direct to those with at most :func:`nexec.ops.conv_direct.direct_limit` input
-channels (32, or 16 for a 1x1 kernel); the others stay im2col. Forcing ``"im2col"`` gives
-the rounding of a plain matrix product (and of nexec before round 8).
+``"im2col"``, ``"winograd"`` (F(2x2,3x3)), ``"winograd4"`` (F(4x4,3x3)), ``"direct"``
+(few input channels) or ``"toeplitz"`` (inference over small maps). A forced Winograd applies
+to the layers it can run (3x3, stride 1), a forced direct to those with at most
+:func:`nexec.ops.conv_direct.direct_limit` input channels (32, or 16 for a 1x1 kernel), a
+forced Toeplitz to inference steps whose matrix fits
+:data:`nexec.ops.conv_toeplitz.TOEPLITZ_MAX_BYTES`; the others stay im2col. Forcing
+``"im2col"`` gives the rounding of a plain matrix product (and of nexec before round 8).
 ``"auto"`` looks each layer's shape up in the table of
 measurements that :mod:`nexec.runtime.autotune` keeps (in memory and in
 ``<nexec cache dir>/conv_algorithms.json``); a shape not measured yet gets the cost model
@@ -29,6 +32,7 @@ from typing import Any
 from nexec.checks import ArgumentError
 from nexec.kernels import sources_stamp
 from nexec.ops.conv_direct import direct_applies
+from nexec.ops.conv_toeplitz import toeplitz_applies, toeplitz_pays
 from nexec.ops.winograd import ALGORITHMS, set_algorithm, winograd_applies
 
 __all__ = ["MODES", "ENV_VAR", "STAMP_KEY", "conv_algorithm_mode", "use_conv_algorithm",
@@ -149,7 +153,7 @@ MIN_MODELLED_WORK = 1 << 19
 
 
 def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False,
-                    window: int = 9, training: bool = True) -> str:
+                    window: int = 9, training: bool = True, toeplitz: bool = False) -> str:
     """The cost model's choice (the default mode, and ``"auto"``'s before measuring) for a
     ``window``-tap Conv2D over ``h x w x cin`` into ``f`` filters, in a training step or in
     inference. Layers with less work than :data:`MIN_MODELLED_WORK` stay im2col.
@@ -161,9 +165,14 @@ def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False,
     where im2col's column matrix is thin and its copy a large part of the work, and with
     filters in whole blocks of 32 (its wide register block). Measured with 512-bit vectors
     (docs/performance.md, "Full-width vectors"): the benchmark CNN's and ResNet-18's
-    inference steps 18-25% faster than all-im2col, training about even."""
+    inference steps 18-25% faster than all-im2col, training about even. In inference, a
+    layer whose Toeplitz matrix applies and saves at least half of the multiply-adds
+    (``toeplitz``: :func:`nexec.ops.conv_toeplitz.toeplitz_pays`, a 3x3 on a 2x2 map) runs
+    as its Toeplitz matrix."""
     if h * w * cin * f * window < MIN_MODELLED_WORK:
         return "im2col"
+    if toeplitz and not training:
+        return "toeplitz"
     if min(cin, f) >= 32 and h * w >= (64 if training else 16):
         return "winograd"
     if direct and (cin <= 8 or f % 32 == 0):
@@ -171,15 +180,23 @@ def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False,
     return "im2col"
 
 
-def candidates(layer: Any, cin: int) -> tuple[str, ...]:
+def candidates(layer: Any, cin: int, in_shape: tuple | None = None,
+               training: bool = True) -> tuple[str, ...]:
     """What ``"auto"`` chooses between for one Conv2D: im2col, and Winograd F(2x2,3x3) and
-    direct where they apply (F(4x4,3x3) only when forced: its float32 error is larger)."""
+    direct where they apply (F(4x4,3x3) only when forced: its float32 error is larger), and
+    in inference Toeplitz where it applies and pays (``in_shape``: the input's H, W, Cin)."""
     found = ["im2col"]
     if winograd_applies(layer):
         found.append("winograd")
     if direct_applies(layer, cin):
         found.append("direct")
+    if not training and in_shape is not None and _toeplitz_fits(layer, in_shape):
+        found.append("toeplitz")
     return tuple(found)
+
+
+def _toeplitz_fits(layer: Any, in_shape: tuple) -> bool:
+    return toeplitz_applies(layer, in_shape) and toeplitz_pays(layer, in_shape)
 
 
 def choose_conv_algorithms(graph: Any, mode: str | None = None,
@@ -206,11 +223,15 @@ def choose_conv_algorithms(graph: Any, mode: str | None = None,
             kh, kw = op.layer.kernel_size
             algo = modelled_choice(h, w, cin, op.layer.filters,
                                    direct=direct_applies(op.layer, cin), window=kh * kw,
-                                   training=training)
+                                   training=training,
+                                   toeplitz=_toeplitz_fits(op.layer, (h, w, cin)))
             if algo == "winograd" and not winograd_applies(op.layer):
                 algo = "im2col"
         elif mode == "direct":
             algo = "direct" if direct_applies(op.layer, cin) else "im2col"
+        elif mode == "toeplitz":
+            algo = "toeplitz" if not training and toeplitz_applies(op.layer, (h, w, cin)) \
+                else "im2col"
         elif mode != "im2col" and winograd_applies(op.layer):
             algo = mode
         set_algorithm(op.layer, algo, cin)

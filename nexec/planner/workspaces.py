@@ -2,15 +2,18 @@
 
 A workspace lives only during the step that uses it (forward, backward, or one buffer for
 each when the kernel asks for ``phase="both"``), except a ``saved`` one, which training keeps
-from the op's forward step to its backward step (a dropout mask). Kernels are told whether
-their output became a strided slice (``nexec.planner.aliasing``), since writing one may need
-scratch of its own, so this stage runs after aliasing.
+from the op's forward step to its backward step (a dropout mask), and a ``prepared`` one
+(inference: weights the kernel derives once, ``Kernel.prepare``), which lives through every
+step, so that nothing else overwrites it between one inference step and the next. Kernels
+are told whether their output became a strided slice (``nexec.planner.aliasing``), since
+writing one may need scratch of its own, so this stage runs after aliasing.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from nexec.errors import PluginError
 from nexec.planner.buffers import BufferTable
 from nexec.planner.steps import StepNumbering
 
@@ -36,7 +39,8 @@ def workspace_buffers(g: Graph, kernels: Sequence[Kernel], steps: StepNumbering,
         table: Where the buffers go.
 
     Returns:
-        (op index, ``"forward"``/``"backward"``) -> the kernel's workspace name -> buffer.
+        (op index, ``"forward"``/``"backward"``) -> the kernel's workspace name -> buffer
+        (a prepared workspace is listed with the forward's).
     """
     phases = ("forward", "backward") if steps.training else ("forward",)
     workspaces: dict[tuple[int, str], dict[str, str]] = {}
@@ -55,6 +59,16 @@ def workspace_buffers(g: Graph, kernels: Sequence[Kernel], steps: StepNumbering,
                     if key not in table:
                         table.add(key, "saved", ws.shape, steps.forward(op.index),
                                   steps.backward(op.index), dtype=ws.dtype)
+                    names_of[wname] = key
+                elif ws.phase == "prepared":
+                    if steps.training:
+                        raise PluginError(f"{kernel!r} asked for a prepared workspace "
+                                          f"{wname!r} in training; prepared workspaces are "
+                                          "for inference only")
+                    key = f"{out}.{wname} (prepared)"
+                    if key not in table:
+                        table.add(key, "prepared", ws.shape, 0, steps.count - 1,
+                                  dtype=ws.dtype)
                     names_of[wname] = key
                 elif ws.phase in (phase, "both"):
                     names_of[wname] = table.add(f"{out}.{wname} ({phase})", "workspace",

@@ -31,8 +31,8 @@ from nexec.plugins import registry
 __all__ = ["CANDIDATES", "time_conv", "calibrate"]
 
 #: Every algorithm "auto" may choose (per layer: ``nexec.planner.algorithms.candidates``);
-#: F(4x4,3x3) only when forced, its float32 error is larger.
-CANDIDATES = ("im2col", "winograd", "direct")
+#: F(4x4,3x3) only when forced, its float32 error is larger; Toeplitz in inference only.
+CANDIDATES = ("im2col", "winograd", "direct", "toeplitz")
 
 
 def _run(device: Any, calls: list) -> None:
@@ -68,8 +68,10 @@ def time_conv(layer: Any, in_shape: tuple, batch: int, dtype: str, algorithm: st
         dx = np.empty_like(x)
         wanted = kernel.workspaces(layer, [in_shape], (ho, wo, f), batch, training)
         ws = {name: np.zeros(one.shape, one.dtype or dtype) for name, one in wanted.items()}
-        calls = kernel.forward(Call(layer, LINEAR, [x], y, params, ws, training,
-                                    device=device))
+        call = Call(layer, LINEAR, [x], y, params, ws, training, device=device)
+        if not training:  # prepared weights are made once, not every step: not timed
+            _run(device, kernel.prepare(call))
+        calls = kernel.forward(call)
         if training:
             calls += kernel.backward(Call(layer, LINEAR, [x], y, params, ws, True, dy, [dx],
                                           grads, device=device))
@@ -101,7 +103,7 @@ def calibrate(plan: Any, batch: int, training: bool, device: Any, save: bool = T
         if op.kind != "Conv2D":
             continue
         h, w, cin = g.tensors[op.inputs[0]].shape
-        candidates = algorithms.candidates(op.layer, cin)
+        candidates = algorithms.candidates(op.layer, cin, (h, w, cin), training)
         if len(candidates) == 1:
             continue
         key = algorithms.shape_key(h, w, cin, op.layer.filters, op.layer.padding, g.dtype,

@@ -136,7 +136,7 @@ class Executor:
         sched = self.schedule if batch == self.schedule.batch else self._schedule(batch)
         prog = self._bind(sched, batch, weighted)
         prog.materialise()
-        checking.check_arity(prog.bound(wholestep.MODES["train"]))
+        checking.check_arity(prog.bound(("prepare", *wholestep.MODES["train"])))
         prog.threaded = self.device.threaded(prog.forward + prog.backward + prog.update)
         # Compile (or load) every kernel now, outside the first step: timed, announced when
         # slow, and kept out of the progress bar's per-step rate (runtime/compiling.py).
@@ -215,6 +215,10 @@ class Executor:
             origin = self._kernel_origin(kernel, "forward", op)
             prog.add("forward", _checked(kernel, "forward", kernel.forward(call), op, origin),
                      origin)
+            if not self.training:
+                prepare_origin = self._kernel_origin(kernel, "prepare", op)
+                prog.add("prepare", _checked(kernel, "prepare", kernel.prepare(call), op,
+                                             prepare_origin), prepare_origin)
             if not act.fused:  # a plugin activation: its own pass over the output
                 fwd, _ = dev.generated("activation", act.forward, act.derivative)
                 prog.add("forward", [(fwd, (rows(call.output), rows(call.output)))],
@@ -399,6 +403,31 @@ class Executor:
             self.device.read(res[lo:hi], out)
 
     # ----- running ------------------------------------------------------------------------------
+    def prepare(self, prog: Program) -> None:
+        """Runs ``prog``'s ``prepare`` calls (``Kernel.prepare``: weights derived once for
+        inference) when the parameters changed since they last ran (``ParamStore.version``);
+        every way of running a step calls it first. Called under :attr:`lock`. Code that
+        writes the weights in place and then runs steps itself, not through ``fit``,
+        ``evaluate`` or ``predict``, calls ``store.changed()`` first
+        (``nexec.testing.model_gradients`` does)."""
+        version = self.store.version
+        if prog.prepared == version:
+            return
+        if prog.calls.get("prepare"):
+            with self.device.step_guard(False):
+                if "prepare" in prog.checked:
+                    for fn, args in prog.calls["prepare"]:
+                        fn(*args)
+                else:  # the first time: a plugin kernel's bad types raise PluginError
+                    calls = prog.bound(("prepare",))
+                    if checking.check_types(calls):
+                        for fn, args, _ in calls:
+                            fn(*args)
+                    else:
+                        checking.run_checked(calls)
+                    prog.checked.add("prepare")
+        prog.prepared = version
+
     def run_forward(self, prog: Program) -> None:
         self._run(prog, "forward")
 
@@ -460,6 +489,9 @@ class Executor:
             run_tail, end = False, hi
             if first == last:
                 return ran
+        self.prepare(prog)
+        if run_tail:
+            self.prepare(tail)  # type: ignore[arg-type]
         with self.device.step_guard(prog.threaded):
             compiled(srcs, outs, first, last, run_tail)
         for r, o in zip(results, outs):
@@ -494,6 +526,9 @@ class Executor:
                         or a.dtype != buf.dtype or a.shape[1:] != buf.shape[1:] \
                         or not a.flags.c_contiguous:
                     return None
+        self.prepare(prog)
+        if tail is not None:
+            self.prepare(tail)
         return prog, compiled
 
     @staticmethod
@@ -648,6 +683,12 @@ class Executor:
             run_tail, rows = False, rows - 1
             if first + ran == last:
                 return ran, losses[:ran], [m[:ran] for m in metrics]
+        if "update" in phases:
+            self.store.changed()
+        else:
+            self.prepare(prog)
+            if run_tail:
+                self.prepare(tail)  # type: ignore[arg-type]
         with self.device.step_guard(prog.threaded):
             compiled(srcs, [losses, *metrics] if not ran else
                      [losses[ran:], *(m[ran:] for m in metrics)], first + ran, last, run_tail)
@@ -767,6 +808,10 @@ class Executor:
         compiled = prog.compiled.get(mode)
         if compiled is None:
             compiled = self._compiled(prog, mode)
+        if "update" in phases:
+            self.store.changed()
+        else:
+            self.prepare(prog)
         with self.device.step_guard(prog.threaded):
             if compiled:
                 compiled()

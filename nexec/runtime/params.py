@@ -57,6 +57,9 @@ class ParamStore:
             at += size
 
         self._mirrors: dict[str, DeviceParams] = {}
+        #: Counts the changes of the values that nexec can see (:meth:`changed`): programs
+        #: remake the weights they derive (``Kernel.prepare``) when it moved.
+        self.version = 0
         #: Held around each step of every executor over these parameters (see
         #: ``Executor.lock``): a training step writes them while a predict reads them.
         self.lock = threading.RLock()
@@ -71,8 +74,16 @@ class ParamStore:
             self._mirrors[device.name] = DeviceParams(self, device)
         return self._mirrors[device.name]
 
+    def changed(self) -> None:
+        """Says the values may have changed: a training update, or the start of a call
+        (``fit``, ``evaluate``, ``predict``) after which the user may have written them."""
+        self.version += 1
+
     def to_device(self) -> None:
-        """Copies the host values to every device mirror (after ``set_weights``, loading)."""
+        """Copies the host values to every device mirror (after ``set_weights``, loading);
+        called at the start of every ``fit``/``evaluate``/``predict``, it also counts as a
+        change (:meth:`changed`): the user may have written the layers' arrays in place."""
+        self.changed()
         for mirror in self._mirrors.values():
             mirror.device.copy_to_device(mirror.values, self.values)
 

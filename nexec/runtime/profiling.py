@@ -113,6 +113,7 @@ def profile_program(executor: Any, prog: Program, mode: str = "forward",
     samples: dict[tuple[str, str], list[float]] = {k: [] for k in order}
     totals: list[float] = []
     with executor.lock:
+        executor.prepare(prog)  # derived weights, not timed: made once, not every step
         if not checking.check_types(bound):
             with executor.device.step_guard(prog.threaded):
                 checking.run_checked(bound)

@@ -20,8 +20,9 @@ import numpy as np
 
 __all__ = ["Ref", "Instruction", "Program", "PHASES"]
 
-#: The phases of a training step, in the order they run.
-PHASES = ("forward", "loss", "metric", "backward", "update")
+#: The phases of a step, in the order they run. ``prepare`` (inference) runs only when the
+#: parameters changed since it last ran (``Executor.prepare``); no compiled step holds it.
+PHASES = ("prepare", "forward", "loss", "metric", "backward", "update")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class Program:
     loop_stats: dict[str, list] = field(default_factory=dict)
     #: The phases whose calls were checked before their first run (``runtime/checking.py``).
     checked: set = field(default_factory=set)
+    #: The ``ParamStore.version`` the ``prepare`` calls last ran for (-1: never).
+    prepared: int = -1
     #: The device's :meth:`~nexec.devices.base.Device.specialise`, applied to every call added.
     specialise: Callable[[Callable[..., Any], tuple], tuple[Callable[..., Any], tuple]] | None \
         = None

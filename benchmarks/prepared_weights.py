@@ -1,0 +1,111 @@
+"""ResNet-18's predict with prepared weights (round 16) against the plan before, in one
+process, alternating.
+
+    python benchmarks/prepared_weights.py [--threads 2] [--rounds 15] [--control] [--json F]
+
+Three copies of the workload with the same weights, each ``predict``-ing the same rows:
+- ``new``: the cost model as it is: the 2x2 maps' 3x3 layers run as their Toeplitz matrix,
+  and the Toeplitz matrices and Winograd's filter transforms are made once per ``predict``
+  call, kept for all its batches;
+- ``kept``: the same, but the 2x2 maps stay im2col (what keeping Winograd's transforms
+  alone gives);
+- ``old``: im2col on the 2x2 maps and the transforms made again every batch (round 15).
+The order of the three rotates every round, so a noisy neighbour hurts them alike; the
+result is each side's median and the per-round ratios to ``old``. ``--control`` plans and
+runs all three as ``new`` (the noise floor of the ratios).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIDES = ("new", "kept", "old")
+
+
+def measure(rounds: int, control: bool) -> dict:
+    from benchmarks import models
+    from nexec.planner import algorithms
+
+    name = "resnet18"
+    s = models.spec(name)
+    x, _ = models.data(name)
+    batch = s["batch"]
+    xs = x[:batch * 4]
+    model_choice = algorithms.modelled_choice
+
+    def im2col_on_small_maps(h, w, cin, f, direct=False, window=9, training=True,  # noqa: ANN001, ANN202
+                             toeplitz=False):  # noqa: ANN001
+        return model_choice(h, w, cin, f, direct, window, training, False)
+
+    built = {}
+    for side in SIDES:
+        if side != "new" and not control:
+            algorithms.modelled_choice = im2col_on_small_maps
+        try:
+            built[side] = models.build(name)
+            models.compile_model(built[side], name)
+        finally:
+            algorithms.modelled_choice = model_choice
+        built[side].set_weights(built["new"].get_weights())
+    if not control:  # "old" remakes its prepared weights before every batch, as before
+        executor = built["old"]._trainer.predictor.executor
+        prepare = executor.prepare
+
+        def every_batch(prog):  # noqa: ANN001, ANN202
+            prog.prepared = -1
+            prepare(prog)
+
+        executor.prepare = every_batch
+    choices = {side: sorted(v for v in m._trainer.plan.algorithms(False).values())
+               for side, m in built.items()}
+    for m in built.values():  # bind and warm
+        for _ in range(2):
+            m.predict(xs, batch_size=batch, verbose=0)
+    times: dict[str, list[float]] = {side: [] for side in SIDES}
+    for r in range(rounds):
+        for side in SIDES[r % 3:] + SIDES[:r % 3]:
+            t0 = time.perf_counter()
+            built[side].predict(xs, batch_size=batch, verbose=0)
+            times[side].append(time.perf_counter() - t0)
+    medians = {side: statistics.median(t) * 1e3 for side, t in times.items()}
+    return {"workload": name, "rows": len(xs), "batch": batch, "rounds": rounds,
+            "control": control,
+            "toeplitz_layers": {k: v.count("toeplitz") for k, v in choices.items()},
+            "median_ms": medians,
+            "ratio_to_old": {side: medians[side] / medians["old"] for side in SIDES[:2]},
+            "round_ratios_to_old": {side: sorted(a / b for a, b in
+                                                 zip(times[side], times["old"]))
+                                    for side in SIDES[:2]}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--control", action="store_true", help="plan and run all three alike")
+    p.add_argument("--json", default=None, help="also write the result here")
+    args = p.parse_args(argv)
+    sys.path.insert(0, os.path.dirname(HERE))
+    from benchmarks import pin_threads
+
+    pin_threads(args.threads)  # before NumPy and Numba load
+    result = measure(args.rounds, args.control)
+    result["threads"] = args.threads
+    m, r = result["median_ms"], result["ratio_to_old"]
+    print(f"{'A/A ' if args.control else ''}ResNet-18 predict of {result['rows']} rows, "
+          f"{args.threads} threads, medians of {args.rounds}: new {m['new']:.1f} ms, "
+          f"kept {m['kept']:.1f} ms, old {m['old']:.1f} ms; new/old {r['new']:.3f}, "
+          f"kept/old {r['kept']:.3f}; Toeplitz layers {result['toeplitz_layers']}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -91,6 +91,10 @@ ZW15 = "compare-wide-round15-zen4.json"  # round 15: the wide MLP there
 L15 = "layers-cnn-round15-zen4.json"  # round 15: layer_profile.py cnn there
 LR15B, LR15 = "layers-resnet18-round15-zen4-before.json", "layers-resnet18-round15-zen4.json"
 SMW15 = "small-map-winograd-round15-zen4.json"  # round 15: Winograd on 4x4 maps, A/B
+Z16 = "compare-round16-zen4.json"  # round 16: CNN and ResNet-18 after prepared weights
+Z16A = "compare-round16-zen4-first.json"  # the same, an earlier median-of-3 run, no Keras
+LR16B, LR16 = "layers-resnet18-round16-zen4-before.json", "layers-resnet18-round16-zen4.json"
+PW16 = "prepared-weights-round16-zen4.json"  # round 16: prepared weights and Toeplitz, A/B
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -216,6 +220,23 @@ NUMBERS: dict[str, Callable[[], str]] = {
     "z15_blas_peak": lambda: f"{results(L15)['blas_peak_gflops']:.0f} GFLOP/s",
     **{f"r15_small_map{tag}": (lambda control=control: _small_map_range(control))
        for tag, control in (("", False), ("_control", True))},
+    **{f"r16_prepared_{side}{tag}": (lambda side=side, control=control:
+                                     _prepared_range(side, control))
+       for side in ("new", "kept") for tag, control in (("", False), ("_control", True))},
+    **{f"r16_resnet_infer_{tag}": (lambda f=f: f"{results(f)['infer_step_ms']:.1f} ms")
+       for tag, f in (("before", LR16B), ("after", LR16))},
+    **{f"z{tag}_resnet18_nexec_rss":
+       (lambda f=f: f"{_median(f, 'resnet18', 'nexec', 'peak_rss_mb'):.0f} MB")
+       for tag, f in (("15", Z15), ("16", Z16))},
+    **{f"z16{tag}_{workload}_{what}_vs_{peer}": (lambda f=f, w=workload, peer=peer, metric=metric:
+                                                  _x(_ratio(f, w, peer, metric), 2))
+       for tag, f, workload, what, metric, peer in (
+           ("", Z16, "resnet18", "predict", PPS, "onnxruntime"),
+           ("", Z16, "cnn", "predict", PPS, "onnxruntime"),
+           ("", Z16, "cnn", "train", TPS, "keras"),
+           ("a", Z16A, "resnet18", "predict", PPS, "onnxruntime"))},
+    **{f"z{tag}_cnn_{fw}_train_rate": (lambda f=f, fw=fw: f"{_median(f, 'cnn', fw, TPS):.0f}")
+       for tag, f in (("15", Z15), ("16", Z16)) for fw in ("nexec", "keras")},
     # compare-round11-zen3-start.json / -end.json: CNN and ResNet-18 against all three peers
     **{f"z{tag}_{workload}_{what}_vs_{peer}": (lambda f=f, w=workload, peer=peer, metric=metric:
                                                 _x(_ratio(f, w, peer, metric), 2))
@@ -264,6 +285,29 @@ def _small_map_range(control: bool) -> str:
     """The new/old predict ratios of ``small_map_winograd.py``'s runs (or its A/A runs)."""
     r = [run["ratio_of_medians"] for run in results(SMW15)["runs"] if run["control"] == control]
     return f"{min(r):.2f}–{max(r):.2f}x ({len(r)} runs)"
+
+
+def _prepared_range(side: str, control: bool) -> str:
+    """``prepared_weights.py``'s ``side``/old predict ratios over its runs (or A/A runs)."""
+    r = [run["ratio_to_old"][side] for run in results(PW16)["runs"] if run["control"] == control]
+    if len(r) == 1:
+        return f"{r[0]:.2f}x (1 run)"
+    return f"{min(r):.2f}–{max(r):.2f}x ({len(r)} runs)"
+
+
+def _prepared_layers_table() -> str:
+    """ResNet-18's layers with prepared weights in inference: inference ms, both profiles."""
+    before = {r["layer"]: r for r in results(LR16B)["rows"]}
+    rows = ["| layer | shape | inference algorithm | before ms | after ms |",
+            "|---|---|---|---:|---:|"]
+    for r in results(LR16)["rows"]:
+        algorithm = r.get("infer_algorithm", "")
+        if algorithm in ("winograd", "toeplitz"):
+            was = before[r["layer"]]["infer_algorithm"]
+            rows.append(f"| {r['layer']} | {r['shape']} | "
+                        f"{algorithm if was == algorithm else f'{was} → {algorithm}'} | "
+                        f"{before[r['layer']]['infer_ms']:.2f} | {r['infer_ms']:.2f} |")
+    return "\n".join(rows)
 
 
 def _small_map_layers_table() -> str:
@@ -424,6 +468,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "compare_z15_wide": lambda: _compare_table(ZW15),
     "layers_z15": lambda: _layers_table(L15),
     "small_map_layers": _small_map_layers_table,
+    "prepared_layers": _prepared_layers_table,
+    "compare_z16": lambda: _compare_table(Z16),
     "layers_r11": _layers_r11_table,
     "memory_plan": _memory_table,
     "pointwise_blocks": _pointwise_blocks_table,

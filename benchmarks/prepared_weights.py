@@ -21,37 +21,24 @@ import json
 import os
 import statistics
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIDES = ("new", "kept", "old")
 
 
 def measure(rounds: int, control: bool) -> dict:
-    from benchmarks import models
+    from benchmarks.predict_ab import alternate, copies
     from nexec.planner import algorithms
 
-    name = "resnet18"
-    s = models.spec(name)
-    x, _ = models.data(name)
-    batch = s["batch"]
-    xs = x[:batch * 4]
     model_choice = algorithms.modelled_choice
 
     def im2col_on_small_maps(h, w, cin, f, direct=False, window=9, training=True,  # noqa: ANN001, ANN202
                              toeplitz=False):  # noqa: ANN001
         return model_choice(h, w, cin, f, direct, window, training, False)
 
-    built = {}
-    for side in SIDES:
-        if side != "new" and not control:
-            algorithms.modelled_choice = im2col_on_small_maps
-        try:
-            built[side] = models.build(name)
-            models.compile_model(built[side], name)
-        finally:
-            algorithms.modelled_choice = model_choice
-        built[side].set_weights(built["new"].get_weights())
+    name = "resnet18"
+    old_plan = None if control else im2col_on_small_maps
+    built, xs, batch = copies(name, {"new": None, "kept": old_plan, "old": old_plan})
     if not control:  # "old" remakes its prepared weights before every batch, as before
         executor = built["old"]._trainer.predictor.executor
         prepare = executor.prepare
@@ -61,17 +48,9 @@ def measure(rounds: int, control: bool) -> dict:
             prepare(prog)
 
         executor.prepare = every_batch
-    choices = {side: sorted(v for v in m._trainer.plan.algorithms(False).values())
+    choices = {side: list(m._trainer.plan.algorithms(False).values())
                for side, m in built.items()}
-    for m in built.values():  # bind and warm
-        for _ in range(2):
-            m.predict(xs, batch_size=batch, verbose=0)
-    times: dict[str, list[float]] = {side: [] for side in SIDES}
-    for r in range(rounds):
-        for side in SIDES[r % 3:] + SIDES[:r % 3]:
-            t0 = time.perf_counter()
-            built[side].predict(xs, batch_size=batch, verbose=0)
-            times[side].append(time.perf_counter() - t0)
+    times = alternate(built, xs, batch, rounds)
     medians = {side: statistics.median(t) * 1e3 for side, t in times.items()}
     return {"workload": name, "rows": len(xs), "batch": batch, "rounds": rounds,
             "control": control,

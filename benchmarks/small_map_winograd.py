@@ -17,47 +17,25 @@ import json
 import os
 import statistics
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def measure(rounds: int, control: bool) -> dict:
-    from benchmarks import models
+    from benchmarks.predict_ab import alternate, copies
     from nexec.planner import algorithms
 
-    name = "resnet18"
-    s = models.spec(name)
-    x, _ = models.data(name)
-    batch = s["batch"]
-    xs = x[:batch * 4]
     model_choice = algorithms.modelled_choice
 
     def as_training(h, w, cin, f, direct=False, window=9, training=True,  # noqa: ANN001, ANN202
                     toeplitz=False):  # noqa: ANN001
         return model_choice(h, w, cin, f, direct, window, True, toeplitz)
 
-    built = {}
-    for side in ("new", "old"):
-        if side == "old" and not control:
-            algorithms.modelled_choice = as_training
-        try:
-            built[side] = models.build(name)
-            models.compile_model(built[side], name)
-        finally:
-            algorithms.modelled_choice = model_choice
-    built["old"].set_weights(built["new"].get_weights())
+    name = "resnet18"
+    built, xs, batch = copies(name, {"new": None, "old": None if control else as_training})
     choices = {side: {k: v for k, v in m._trainer.plan.algorithms(False).items()
                       if v == "winograd"} for side, m in built.items()}
-    for m in built.values():  # bind and warm
-        for _ in range(2):
-            m.predict(xs, batch_size=batch, verbose=0)
-    times: dict[str, list[float]] = {"new": [], "old": []}
-    for r in range(rounds):
-        for side in (("new", "old") if r % 2 == 0 else ("old", "new")):
-            t0 = time.perf_counter()
-            built[side].predict(xs, batch_size=batch, verbose=0)
-            times[side].append(time.perf_counter() - t0)
+    times = alternate(built, xs, batch, rounds)
     ratios = sorted(n / o for n, o in zip(times["new"], times["old"]))
     return {"workload": name, "rows": len(xs), "batch": batch, "rounds": rounds,
             "control": control, "winograd_layers": {k: len(v) for k, v in choices.items()},

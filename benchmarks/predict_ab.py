@@ -9,11 +9,15 @@ hurts them alike.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["copies", "alternate"]
+__all__ = ["copies", "alternate", "main"]
 
 
 def copies(name: str, choices: dict[str, Callable[..., str] | None]) -> tuple[dict, Any, int]:
@@ -52,3 +56,26 @@ def alternate(built: dict, rows: Any, batch: int, rounds: int) -> dict[str, list
             built[side].predict(rows, batch_size=batch, verbose=0)
             times[side].append(time.perf_counter() - t0)
     return times
+
+
+def main(argv: list[str] | None, doc: str, measure: Callable[[int, bool], dict],
+         describe: Callable[[dict, int, int], str]) -> int:
+    """A script's command line: ``[--threads 2] [--rounds 15] [--control] [--json F]``;
+    prints ``describe(result, threads, rounds)`` of ``measure(rounds, control)``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--control", action="store_true", help="plan every copy alike (A/A)")
+    p.add_argument("--json", default=None, help="also write the result here")
+    args = p.parse_args(argv)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks import pin_threads
+
+    pin_threads(args.threads)  # before NumPy and Numba load
+    result = measure(args.rounds, args.control)
+    result["threads"] = args.threads
+    print(f"{'A/A ' if args.control else ''}{describe(result, args.threads, args.rounds)}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0

@@ -16,8 +16,6 @@ runs all three as ``new`` (the noise floor of the ratios).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
@@ -62,29 +60,16 @@ def measure(rounds: int, control: bool) -> dict:
                                     for side in SIDES[:2]}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--control", action="store_true", help="plan and run all three alike")
-    p.add_argument("--json", default=None, help="also write the result here")
-    args = p.parse_args(argv)
-    sys.path.insert(0, os.path.dirname(HERE))
-    from benchmarks import pin_threads
-
-    pin_threads(args.threads)  # before NumPy and Numba load
-    result = measure(args.rounds, args.control)
-    result["threads"] = args.threads
+def describe(result: dict, threads: int, rounds: int) -> str:
     m, r = result["median_ms"], result["ratio_to_old"]
-    print(f"{'A/A ' if args.control else ''}ResNet-18 predict of {result['rows']} rows, "
-          f"{args.threads} threads, medians of {args.rounds}: new {m['new']:.1f} ms, "
-          f"kept {m['kept']:.1f} ms, old {m['old']:.1f} ms; new/old {r['new']:.3f}, "
-          f"kept/old {r['kept']:.3f}; Toeplitz layers {result['toeplitz_layers']}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=1)
-    return 0
+    return (f"ResNet-18 predict of {result['rows']} rows, {threads} threads, medians of "
+            f"{rounds}: new {m['new']:.1f} ms, kept {m['kept']:.1f} ms, old {m['old']:.1f} "
+            f"ms; new/old {r['new']:.3f}, kept/old {r['kept']:.3f}; Toeplitz layers "
+            f"{result['toeplitz_layers']}")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.path.insert(0, os.path.dirname(HERE))
+    from benchmarks.predict_ab import main
+
+    raise SystemExit(main(None, __doc__, measure, describe))

@@ -12,8 +12,6 @@ ratios. ``--control`` plans both copies alike (an A/A run: the noise floor of th
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
@@ -45,29 +43,15 @@ def measure(rounds: int, control: bool) -> dict:
             "round_ratios": ratios}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--control", action="store_true", help="plan both copies alike (A/A)")
-    p.add_argument("--json", default=None, help="also write the result here")
-    args = p.parse_args(argv)
-    sys.path.insert(0, os.path.dirname(HERE))
-    from benchmarks import pin_threads
-
-    pin_threads(args.threads)  # before NumPy and Numba load
-    result = measure(args.rounds, args.control)
-    result["threads"] = args.threads
-    print(f"{'A/A ' if args.control else ''}ResNet-18 predict of {result['rows']} rows, "
-          f"{args.threads} threads, medians of {args.rounds}: new {result['new_ms']:.1f} ms, "
-          f"old {result['old_ms']:.1f} ms, new/old {result['ratio_of_medians']:.3f} "
-          f"(rounds {result['round_ratios'][0]:.3f}-{result['round_ratios'][-1]:.3f}); "
-          f"Winograd layers {result['winograd_layers']}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=1)
-    return 0
+def describe(result: dict, threads: int, rounds: int) -> str:
+    return (f"ResNet-18 predict of {result['rows']} rows, {threads} threads, medians of "
+            f"{rounds}: new {result['new_ms']:.1f} ms, old {result['old_ms']:.1f} ms, new/old "
+            f"{result['ratio_of_medians']:.3f} (rounds {result['round_ratios'][0]:.3f}-"
+            f"{result['round_ratios'][-1]:.3f}); Winograd layers {result['winograd_layers']}")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.path.insert(0, os.path.dirname(HERE))
+    from benchmarks.predict_ab import main
+
+    raise SystemExit(main(None, __doc__, measure, describe))

@@ -162,16 +162,17 @@ def pending(calls: Iterable[tuple]) -> list[tuple[Any, tuple]]:
 
 def compile_calls(calls: Iterable[tuple]) -> float:
     """Compiles every Numba dispatcher of ``calls`` for its bound argument types (loading
-    from Numba's cache where it can); returns the seconds it took (0 with nothing to do)."""
+    from Numba's cache where it can); returns the seconds it took (0 with nothing to do), as
+    :func:`compile_seconds` counted them (one measurement, so the two always agree)."""
     todo = pending(calls)
     if not todo:
         return 0.0
     before = sum(_misses(fn) for fn, _ in todo)
-    t0 = time.perf_counter()
+    clock = compile_seconds()
     # Numba counts a cache miss before it compiles: the notice waits for one.
     with compiling(lambda: sum(_misses(fn) for fn, _ in todo) > before):
         compile_all(todo)  # in helper processes too, when several kernels are not cached
-    return time.perf_counter() - t0
+    return compile_seconds() - clock
 
 
 def _misses(fn: Any) -> int:

@@ -44,7 +44,9 @@ def test_compile_calls_compiles_every_new_signature_once(monkeypatch):
     with compiling.notices(True, out):
         seconds = compiling.compile_calls(calls)
     assert seconds > 0 and len(fn.overloads) == 2
-    assert compiling.compile_seconds() - before >= seconds * 0.99
+    # The clock the progress bar reads moved by exactly what was returned (it used to be
+    # timed apart, and the notice's start and stop, slow under load, made them differ).
+    assert compiling.compile_seconds() - before == seconds
     assert out.getvalue().startswith(compiling.NOTICE)
     assert re.search(r"done in \d+\.\ds\n$", out.getvalue())
     # Compiled now: nothing left to do, no notice, no time on the clock.

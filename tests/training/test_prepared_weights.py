@@ -11,6 +11,7 @@ from nexec import Input, Model, layers
 from nexec.errors import PluginError
 from nexec.ops.base import Kernel, Workspace
 from nexec.ops.conv_toeplitz import TOEPLITZ_MAX_BYTES, toeplitz_applies, toeplitz_pays
+from nexec.ops.winograd import algorithm_of
 from nexec.planner import algorithms
 from nexec.planner.algorithms import use_conv_algorithm
 from nexec.planner.buffers import BufferTable
@@ -196,3 +197,25 @@ def test_a_prepared_workspace_in_training_is_a_plugin_error():
         buffers(True)
     made = buffers(False)["P"]
     assert (made.role, made.shape, made.first, made.last) == ("prepared", (3, 3), 0, 0)
+
+
+def test_auto_times_toeplitz_with_its_matrix_prepared_once(monkeypatch):
+    """``"auto"``'s timing of one layer makes the matrix once, before it times the forward
+    steps, and restores the layer's algorithm."""
+    from nexec.plugins import registry
+    from nexec.runtime import autotune
+
+    kernel = registry().kernel("Conv2D", "cpu")
+    made = []
+
+    def prepare(call):  # noqa: ANN001, ANN202
+        made.append(call.workspace["T"].shape)
+        return type(kernel).prepare(kernel, call)
+
+    monkeypatch.setattr(kernel, "prepare", prepare)
+    conv = layers.Conv2D(8, 3, padding="same", name="tiny2x2")
+    times = autotune.time_conv(conv, (2, 2, 6), 4, "float32", "toeplitz", False,
+                               registry().device("cpu"), repeats=3)
+    assert len(times) == 3 and all(t > 0 for t in times)
+    assert made == [(2 * 2 * 6, 2 * 2 * 8)]
+    assert algorithm_of(conv) == "im2col"

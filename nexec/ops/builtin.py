@@ -356,7 +356,7 @@ class Conv2DKernel(BuiltinKernel):
             ho, wo, pt, pl = self._geometry(layer, x.shape[1:])
             sh, sw = layer.strides
             return [(self.k.conv2d_toeplitz_matrix, (call.params["kernel"], h, w, sh, sw, pt,
-                                                  pl, ho, wo, call.workspace["T"]))]
+                                                     pl, ho, wo, call.workspace["T"]))]
         if algorithm in ("winograd", "winograd4"):
             _, g, _ = transform_matrices(tile_of(algorithm), x.dtype)
             return [(self.k.winograd_filter, (call.params["kernel"], g,
@@ -365,7 +365,7 @@ class Conv2DKernel(BuiltinKernel):
 
     def _toeplitz_forward(self, call: Call) -> list[BoundCall]:
         """Each shard's output pixels (or, on a map of fewer pixels than shards, its output
-        channels, in multiples of 16 where the filters allow) as GEMMs against the dense
+        channels, in multiples of 16 where the filters allow) as GEMMs against the Toeplitz
         matrix's columns, then the epilogue."""
         layer, x = call.layer, call.inputs[0]
         n = x.shape[0]
@@ -384,8 +384,8 @@ class Conv2DKernel(BuiltinKernel):
             bounds = [f * i // shards // unit * unit for i in range(shards)] + [f]
             parts = [(0, pixels, f0, f1) for f0, f1 in zip(bounds, bounds[1:]) if f1 > f0]
         return self.dev.parallel([
-            (self.k.conv2d_toeplitz_forward, (x2, call.workspace["T"], _bias(call), p0, p1, f0,
-                                           f1, call.activation, out))
+            (self.k.conv2d_toeplitz_forward, (x2, call.workspace["T"], _bias(call), p0, p1,
+                                              f0, f1, call.activation, out))
             for p0, p1, f0, f1 in parts])
 
     def _winograd_backward(self, call: Call) -> list[BoundCall]:

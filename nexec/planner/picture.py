@@ -15,7 +15,15 @@ from nexec.io import atomic_write
 __all__ = ["plot_memory", "memory_svg", "nice_ticks"]
 
 COLORS = {"input": "#8da0cb", "activation": "#66c2a5",
-          "saved": "#fc8d62", "gradient": "#e78ac3", "workspace": "#a6d854"}
+          "saved": "#fc8d62", "gradient": "#e78ac3", "workspace": "#a6d854",
+          "prepared": "#e5c494"}
+
+
+def _legend(plan: Any) -> list[tuple[str, str]]:
+    """The roles and colours the legend lists: all of them, but weights prepared for
+    inference only where the plan has some."""
+    prepared = any(b.role == "prepared" for b in _arena_buffers(plan))
+    return [(r, c) for r, c in COLORS.items() if r != "prepared" or prepared]
 
 
 def _title(plan: Any) -> str:
@@ -127,7 +135,7 @@ def memory_svg(plan: Any, width: int = 900, height: int = 440) -> str:
                f'{top + plot_h / 2})" text-anchor="middle">arena offset ({unit})</text>')
     out.append(f'<text x="{left + plot_w / 2}" y="{height - 10}" text-anchor="middle">'
                f'step (forward, loss, backward, update) — {plan.steps} steps</text>')
-    legend = list(COLORS.items()) + [("lower bound", "red")]
+    legend = _legend(plan) + [("lower bound", "red")]
     for i, (role, colour) in enumerate(legend):
         ly = top + 10 + 18 * i
         out.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" '
@@ -172,7 +180,7 @@ def plot_memory(plan: Any, path: str) -> None:
     ax.set_xlabel("step (forward, loss, backward, update)")
     ax.set_ylabel("arena offset (MiB)")
     ax.set_title(_title(plan))
-    handles = [Patch(color=c, label=r) for r, c in COLORS.items()]
+    handles = [Patch(color=c, label=r) for r, c in _legend(plan)]
     ax.legend(handles=handles + [ax.lines[0]], loc="upper left", bbox_to_anchor=(1.01, 1.0),
               fontsize=8)
     fig.tight_layout()

@@ -219,3 +219,14 @@ def test_auto_times_toeplitz_with_its_matrix_prepared_once(monkeypatch):
     assert len(times) == 3 and all(t > 0 for t in times)
     assert made == [(2 * 2 * 6, 2 * 2 * 8)]
     assert algorithm_of(conv) == "im2col"
+
+
+def test_the_memory_picture_shows_prepared_weights_where_a_plan_has_them():
+    from nexec.planner.picture import COLORS, memory_svg
+
+    model = _small_maps()
+    inference = memory_svg(model.memory_plan(batch_size=4, training=False))
+    training = memory_svg(model.memory_plan(batch_size=4, training=True))
+    assert f'fill="{COLORS["prepared"]}"' in inference and ">prepared</text>" in inference
+    assert "toep.T (prepared) (prepared, 1,048,576 B" in inference  # the hover title
+    assert "prepared" not in training

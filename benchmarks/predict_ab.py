@@ -1,8 +1,9 @@
 """Copies of one workload planned apart, their ``predict`` timed alternately in one process.
 
 The harness of ``small_map_winograd.py`` and ``prepared_weights.py``: each copy is built and
-compiled while its side's cost model is in force (``choices[side]``, a replacement for
-:func:`nexec.planner.algorithms.modelled_choice`, or ``None`` for the model as it is), all
+compiled while its side's cost model is in force (``fixed[side]``: arguments of
+:func:`nexec.planner.algorithms.modelled_choice` held at a value, e.g. ``{"training": True}``
+to plan inference as training is; ``None`` for the model as it is), all
 get the first copy's weights, each predicts twice to bind and warm, and then the sides
 predict the same rows in an order that rotates every round, so that a noisy neighbour
 hurts them alike.
@@ -10,6 +11,7 @@ hurts them alike.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -20,7 +22,7 @@ from typing import Any
 __all__ = ["copies", "alternate", "main"]
 
 
-def copies(name: str, choices: dict[str, Callable[..., str] | None]) -> tuple[dict, Any, int]:
+def copies(name: str, fixed: dict[str, dict[str, Any] | None]) -> tuple[dict, Any, int]:
     """``(models by side, the rows each predicts, batch size)``: four batches of ``name``."""
     from benchmarks import models
     from nexec.planner import algorithms
@@ -30,9 +32,16 @@ def copies(name: str, choices: dict[str, Callable[..., str] | None]) -> tuple[di
     batch = s["batch"]
     rows = x[:batch * 4]
     model_choice = algorithms.modelled_choice
+
+    def held(values: dict[str, Any]) -> Callable[..., str]:
+        def choice(*args: Any, **kwargs: Any) -> str:
+            names = inspect.signature(model_choice).bind(*args, **kwargs).arguments
+            return model_choice(**{**names, **values})
+        return choice
+
     built = {}
-    for side, choice in choices.items():
-        algorithms.modelled_choice = choice or model_choice
+    for side, values in fixed.items():
+        algorithms.modelled_choice = model_choice if values is None else held(values)
         try:
             built[side] = models.build(name)
             models.compile_model(built[side], name)

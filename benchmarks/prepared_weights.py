@@ -26,16 +26,9 @@ SIDES = ("new", "kept", "old")
 
 def measure(rounds: int, control: bool) -> dict:
     from benchmarks.predict_ab import alternate, copies
-    from nexec.planner import algorithms
-
-    model_choice = algorithms.modelled_choice
-
-    def im2col_on_small_maps(h, w, cin, f, direct=False, window=9, training=True,  # noqa: ANN001, ANN202
-                             toeplitz=False):  # noqa: ANN001
-        return model_choice(h, w, cin, f, direct, window, training, False)
 
     name = "resnet18"
-    old_plan = None if control else im2col_on_small_maps
+    old_plan = None if control else {"toeplitz": False}  # im2col on the 2x2 maps
     built, xs, batch = copies(name, {"new": None, "kept": old_plan, "old": old_plan})
     if not control:  # "old" remakes its prepared weights before every batch, as before
         executor = built["old"]._trainer.predictor.executor

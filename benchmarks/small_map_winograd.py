@@ -21,16 +21,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def measure(rounds: int, control: bool) -> dict:
     from benchmarks.predict_ab import alternate, copies
-    from nexec.planner import algorithms
 
-    model_choice = algorithms.modelled_choice
-
-    def as_training(h, w, cin, f, direct=False, window=9, training=True,  # noqa: ANN001, ANN202
-                    toeplitz=False):  # noqa: ANN001
-        return model_choice(h, w, cin, f, direct, window, True, toeplitz)
-
-    name = "resnet18"
-    built, xs, batch = copies(name, {"new": None, "old": None if control else as_training})
+    name = "resnet18"  # "old": inference planned as training is (Winograd from 64 pixels)
+    built, xs, batch = copies(name, {"new": None,
+                                     "old": None if control else {"training": True}})
     choices = {side: {k: v for k, v in m._trainer.plan.algorithms(False).items()
                       if v == "winograd"} for side, m in built.items()}
     times = alternate(built, xs, batch, rounds)

@@ -428,6 +428,18 @@ class Executor:
                     prog.checked.add("prepare")
         prog.prepared = version
 
+    def _before_steps(self, phases: tuple[str, ...], prog: Program,
+                      tail: Program | None = None) -> None:
+        """What every way of running steps of ``phases`` (of ``prog``, then ``tail``) does
+        first: steps that update the weights count as a change of them; any others make
+        what inference derives from them current (:meth:`prepare`)."""
+        if "update" in phases:
+            self.store.changed()
+            return
+        self.prepare(prog)
+        if tail is not None:
+            self.prepare(tail)
+
     def run_forward(self, prog: Program) -> None:
         self._run(prog, "forward")
 
@@ -489,9 +501,7 @@ class Executor:
             run_tail, end = False, hi
             if first == last:
                 return ran
-        self.prepare(prog)
-        if run_tail:
-            self.prepare(tail)  # type: ignore[arg-type]
+        self._before_steps(("forward",), prog, tail if run_tail else None)
         with self.device.step_guard(prog.threaded):
             compiled(srcs, outs, first, last, run_tail)
         for r, o in zip(results, outs):
@@ -526,9 +536,7 @@ class Executor:
                         or a.dtype != buf.dtype or a.shape[1:] != buf.shape[1:] \
                         or not a.flags.c_contiguous:
                     return None
-        self.prepare(prog)
-        if tail is not None:
-            self.prepare(tail)
+        self._before_steps(("forward",), prog, tail)
         return prog, compiled
 
     @staticmethod
@@ -683,12 +691,7 @@ class Executor:
             run_tail, rows = False, rows - 1
             if first + ran == last:
                 return ran, losses[:ran], [m[:ran] for m in metrics]
-        if "update" in phases:
-            self.store.changed()
-        else:
-            self.prepare(prog)
-            if run_tail:
-                self.prepare(tail)  # type: ignore[arg-type]
+        self._before_steps(phases, prog, tail if run_tail else None)
         with self.device.step_guard(prog.threaded):
             compiled(srcs, [losses, *metrics] if not ran else
                      [losses[ran:], *(m[ran:] for m in metrics)], first + ran, last, run_tail)
@@ -808,10 +811,7 @@ class Executor:
         compiled = prog.compiled.get(mode)
         if compiled is None:
             compiled = self._compiled(prog, mode)
-        if "update" in phases:
-            self.store.changed()
-        else:
-            self.prepare(prog)
+        self._before_steps(phases, prog)
         with self.device.step_guard(prog.threaded):
             if compiled:
                 compiled()

@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nexec.checks import ArgumentError
 from nexec.kernels import sources_stamp
 from nexec.ops.conv_direct import direct_applies
@@ -181,22 +183,23 @@ def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False,
 
 
 def candidates(layer: Any, cin: int, in_shape: tuple | None = None,
-               training: bool = True) -> tuple[str, ...]:
+               training: bool = True, itemsize: int = 4) -> tuple[str, ...]:
     """What ``"auto"`` chooses between for one Conv2D: im2col, and Winograd F(2x2,3x3) and
     direct where they apply (F(4x4,3x3) only when forced: its float32 error is larger), and
-    in inference Toeplitz where it applies and pays (``in_shape``: the input's H, W, Cin)."""
+    in inference Toeplitz where it applies and pays (``in_shape``: the input's H, W, Cin;
+    ``itemsize``: the bytes of the model's dtype)."""
     found = ["im2col"]
     if winograd_applies(layer):
         found.append("winograd")
     if direct_applies(layer, cin):
         found.append("direct")
-    if not training and in_shape is not None and _toeplitz_fits(layer, in_shape):
+    if not training and in_shape is not None and _toeplitz_fits(layer, in_shape, itemsize):
         found.append("toeplitz")
     return tuple(found)
 
 
-def _toeplitz_fits(layer: Any, in_shape: tuple) -> bool:
-    return toeplitz_applies(layer, in_shape) and toeplitz_pays(layer, in_shape)
+def _toeplitz_fits(layer: Any, in_shape: tuple, itemsize: int) -> bool:
+    return toeplitz_applies(layer, in_shape, itemsize) and toeplitz_pays(layer, in_shape)
 
 
 def choose_conv_algorithms(graph: Any, mode: str | None = None,
@@ -213,6 +216,7 @@ def choose_conv_algorithms(graph: Any, mode: str | None = None,
         training: Choose for training steps (forward and backward) or for inference.
     """
     mode = conv_algorithm_mode() if mode is None else _checked(mode, "mode")
+    itemsize = np.dtype(graph.dtype).itemsize  # the Toeplitz matrix's bytes
     chosen: dict[str, str] = {}
     for op in graph.ops:
         if op.kind != "Conv2D":
@@ -224,14 +228,14 @@ def choose_conv_algorithms(graph: Any, mode: str | None = None,
             algo = modelled_choice(h, w, cin, op.layer.filters,
                                    direct=direct_applies(op.layer, cin), window=kh * kw,
                                    training=training,
-                                   toeplitz=_toeplitz_fits(op.layer, (h, w, cin)))
+                                   toeplitz=_toeplitz_fits(op.layer, (h, w, cin), itemsize))
             if algo == "winograd" and not winograd_applies(op.layer):
                 algo = "im2col"
         elif mode == "direct":
             algo = "direct" if direct_applies(op.layer, cin) else "im2col"
         elif mode == "toeplitz":
-            algo = "toeplitz" if not training and toeplitz_applies(op.layer, (h, w, cin)) \
-                else "im2col"
+            algo = "toeplitz" if not training and toeplitz_applies(op.layer, (h, w, cin),
+                                                                   itemsize) else "im2col"
         elif mode != "im2col" and winograd_applies(op.layer):
             algo = mode
         set_algorithm(op.layer, algo, cin)

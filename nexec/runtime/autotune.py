@@ -103,7 +103,8 @@ def calibrate(plan: Any, batch: int, training: bool, device: Any, save: bool = T
         if op.kind != "Conv2D":
             continue
         h, w, cin = g.tensors[op.inputs[0]].shape
-        candidates = algorithms.candidates(op.layer, cin, (h, w, cin), training)
+        candidates = algorithms.candidates(op.layer, cin, (h, w, cin), training,
+                                           np.dtype(g.dtype).itemsize)
         if len(candidates) == 1:
             continue
         key = algorithms.shape_key(h, w, cin, op.layer.filters, op.layer.padding, g.dtype,

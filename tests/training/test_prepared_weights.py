@@ -166,6 +166,15 @@ def test_the_cost_model_and_the_switch():
         wide, (2, 2, 2048))
     assert algorithms.candidates(conv, 512, (2, 2, 512), training=False)[-1] == "toeplitz"
     assert "toeplitz" not in algorithms.candidates(conv, 512, (2, 2, 512), training=True)
+    assert "toeplitz" not in algorithms.candidates(wide, 2048, (2, 2, 2048), training=False)
+    # The cap counts the model's bytes: 2x2x1024 -> 1024 is 64 MiB in float32, 128 in float64.
+    for dtype, want in (("float32", "toeplitz"), ("float64", "im2col")):
+        nexec.set_random_seed(0)
+        x = Input((2, 2, 1024), dtype=dtype)
+        big = Model(x, layers.Conv2D(1024, 3, padding="same", name="big", dtype=dtype)(x))
+        assert big.plan().algorithms(False) == {"big": want}
+        assert toeplitz_applies(big.get_layer("big"), (2, 2, 1024),
+                                np.dtype(dtype).itemsize) == (want == "toeplitz")
     model = _small_maps()
     with use_conv_algorithm("toeplitz"):  # forced: every layer in inference, none in training
         plan = model.plan()

@@ -1,6 +1,7 @@
 """Copies of one workload planned apart, their ``predict`` timed alternately in one process.
 
-The harness of ``small_map_winograd.py`` and ``prepared_weights.py``: each copy is built and
+The harness of ``small_map_winograd.py``, ``prepared_weights.py`` and
+``folded_batchnorm.py``: each copy is built and
 compiled while its side's cost model is in force (``fixed[side]``: arguments of
 :func:`nexec.planner.algorithms.modelled_choice` held at a value, e.g. ``{"training": True}``
 to plan inference as training is; ``None`` for the model as it is), all
@@ -22,10 +23,16 @@ from typing import Any
 __all__ = ["copies", "alternate", "main"]
 
 
-def copies(name: str, fixed: dict[str, dict[str, Any] | None]) -> tuple[dict, Any, int]:
-    """``(models by side, the rows each predicts, batch size)``: four batches of ``name``."""
+def copies(name: str, fixed: dict[str, dict[str, Any] | None],
+           unfolded: tuple[str, ...] = ()) -> tuple[dict, Any, int]:
+    """``(models by side, the rows each predicts, batch size)``: four batches of ``name``.
+
+    The sides in ``unfolded`` are planned without folding BatchNormalization into the
+    layers before it (as before round 17).
+    """
     from benchmarks import models
     from nexec.planner import algorithms
+    from nexec.planner import plan as planning
 
     s = models.spec(name)
     x, _ = models.data(name)
@@ -39,14 +46,18 @@ def copies(name: str, fixed: dict[str, dict[str, Any] | None]) -> tuple[dict, An
             return model_choice(**{**names, **values})
         return choice
 
+    fold = planning.fold_channel_affines
     built = {}
     for side, values in fixed.items():
         algorithms.modelled_choice = model_choice if values is None else held(values)
+        if side in unfolded:
+            planning.fold_channel_affines = lambda g, *args: g
         try:
             built[side] = models.build(name)
             models.compile_model(built[side], name)
         finally:
             algorithms.modelled_choice = model_choice
+            planning.fold_channel_affines = fold
         built[side].set_weights(next(iter(built.values())).get_weights())
     for m in built.values():  # bind and warm
         for _ in range(2):

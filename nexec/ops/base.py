@@ -95,6 +95,16 @@ class Kernel:
     #: planner may fold it into that input's producer when the producer's kernel fuses
     #: activations.
     applies_activation_only: bool = False
+    #: In inference the op is ``y = x * scale + shift`` per channel of the last axis, with
+    #: scale and shift from its parameters alone (BatchNormalization): the planner may fold
+    #: it into the weights of its input's producer when that kernel ``folds_channel_affine``;
+    #: :meth:`channel_affine` gives the calls that compute scale and shift.
+    applies_channel_affine: bool = False
+    #: ``(weight, bias)``, names of parameters the op's output is linear in,
+    #: ``x (*) weight + bias``, with output channel ``j`` in column ``j`` of the weight read
+    #: as a ``(-1, channels)`` matrix (Dense, Conv2D): a following per-channel affine then
+    #: folds into prepared copies of the two in inference. None: it cannot fold one.
+    folds_channel_affine: tuple[str, str] | None = None
 
     def workspaces(self, layer: Any, in_shapes: list[tuple], out_shape: tuple, batch: int,
                    training: bool, strided_output: bool = False) -> dict[str, Workspace]:
@@ -115,6 +125,12 @@ class Kernel:
         inference; they run before a step whenever the parameters changed since they last
         ran. ``call`` is the forward's."""
         return []
+
+    def channel_affine(self, call: Call) -> list[BoundCall]:
+        """For a kernel that ``applies_channel_affine``: calls that write the op's inference
+        scale and shift, the rows of ``call.output`` ``(2, channels)``, from
+        ``call.params`` (``call.inputs`` is empty)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<Kernel {self.layer_type} on {self.device}>"

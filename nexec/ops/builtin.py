@@ -120,6 +120,7 @@ class DenseKernel(BuiltinKernel):
 
     layer_type = "Dense"
     fuses_activation = True
+    folds_channel_affine = ("kernel", "bias")
     strided_output = True
 
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
@@ -171,6 +172,7 @@ class Conv2DKernel(BuiltinKernel):
 
     layer_type = "Conv2D"
     fuses_activation = True
+    folds_channel_affine = ("kernel", "bias")
     strided_output = True
 
     def _geometry(self, layer: Any, in_shape: tuple) -> tuple:

@@ -96,6 +96,7 @@ class DepthwiseConv2DKernel(BuiltinKernel):
     layer_type = "DepthwiseConv2D"
     devices = ("cpu",)
     fuses_activation = True
+    folds_channel_affine = ("kernel", "bias")  # (KH, KW, C, M): channel c * M + m
 
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
                    strided_output=False):  # noqa: ANN001
@@ -129,6 +130,7 @@ class SeparableConv2DKernel(BuiltinKernel):
     layer_type = "SeparableConv2D"
     devices = ("cpu",)
     fuses_activation = True
+    folds_channel_affine = ("pointwise_kernel", "bias")
     strided_output = True
 
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201

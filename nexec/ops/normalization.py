@@ -10,8 +10,11 @@ A masked BatchNormalization in training (``Call.mask``: the ids of the input's m
 row) takes its batch statistics over the real rows, as Keras 3 (the ``*_masked`` kernels);
 in inference the moving statistics make the mask irrelevant.
 
-BatchNormalization's inference pass (also a frozen layer's in training) is elementwise once
-its per-channel scale and shift are folded: on a large image tensor it is split over the
+In inference, a BatchNormalization right after a layer whose output is linear in its weights
+(Conv2D, Dense) is folded into that layer's weights (``applies_channel_affine``,
+``nexec.planner.fusion.fold_channel_affines``): it then runs no pass of its own.
+Otherwise, its inference pass (also a frozen layer's in training) is elementwise once
+its per-channel scale and shift are known: on a large image tensor it is split over the
 convolutions' intra-op shards (``ops/elementwise.py``). Its training passes reduce over the
 batch and stay one call (a split would change the order of the sums).
 """
@@ -53,6 +56,7 @@ class BatchNormalizationKernel(BuiltinKernel):
     saves_inputs = True  # backward recomputes x_hat from x and the saved statistics
     saves_output = False
     strided_output = True
+    applies_channel_affine = True
 
     def workspaces(self, layer, in_shapes, out_shape, batch, training,  # noqa: ANN001, ANN201
                    strided_output=False):  # noqa: ANN001
@@ -97,6 +101,12 @@ class BatchNormalizationKernel(BuiltinKernel):
                                               p["moving_mean"], p["moving_variance"], coef,
                                               out[s]))
             for s, coef in zip(slices, coefs)])
+
+    def channel_affine(self, call: Call) -> list[BoundCall]:
+        p = call.params
+        return [(self.k.batchnorm_affine, (_param(call, "gamma"), _param(call, "beta"),
+                                           call.layer.epsilon, p["moving_mean"],
+                                           p["moving_variance"], call.output))]
 
     def backward(self, call: Call) -> list[BoundCall]:
         p = call.params

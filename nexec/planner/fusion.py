@@ -12,14 +12,20 @@ and SiLU do not have (``Activation.needs_input``): those never fold, and
 :func:`split_input_activations` moves them out of any fusing op that was given one
 (``Dense(activation="gelu")``) into an ``Activation`` op of their own, whose kernel keeps its
 input for backward.
+
+In inference a second fusion comes first: an op whose kernel ``applies_channel_affine``
+(BatchNormalization: ``y = x * scale + shift`` per channel, from its moving statistics) folds
+into the weights of its producer when that kernel ``folds_channel_affine`` (Conv2D, Dense),
+the producer is linear and nothing else reads its output (:func:`fold_channel_affines`).
+Training keeps the affine op: its statistics come from the batch.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from nexec.planner.lowering import Graph
+from nexec.planner.lowering import FoldedAffine, Graph, Op
 
-__all__ = ["fuse_activations", "split_input_activations"]
+__all__ = ["fuse_activations", "fold_channel_affines", "split_input_activations"]
 
 
 def fuse_activations(g: Graph, can_fuse: Callable[[str], bool],
@@ -40,23 +46,71 @@ def fuse_activations(g: Graph, can_fuse: Callable[[str], bool],
             continue
         if _needs_input(op.activation):
             continue
-        (src,) = op.inputs
-        t = g.tensors[src]
-        if t.producer is None or t.output_index is not None or len(t.consumers) != 1:
-            continue
-        producer = g.ops[t.producer]
-        if producer.index in removed or producer.activation != "linear" \
+        producer = _sole_producer(g, op, removed)
+        if producer is None or producer.activation != "linear" \
                 or producer.more_outputs or not can_fuse(producer.kind):
             continue
         producer.activation = op.activation
-        producer.fused.append(op.layer.name)
-        producer.output = op.output
-        g.tensors[op.output].producer = producer.index
-        del g.tensors[src]
-        removed.add(op.index)
+        _merge(g, producer, op, removed)
     if removed:
         _renumber(g, removed)
     return g
+
+
+def fold_channel_affines(g: Graph, params: dict[str, dict[str, tuple]],
+                         folds_into: Callable[[str], tuple[str, str] | None],
+                         is_affine: Callable[[str], bool]) -> Graph:
+    """Returns the inference graph ``g`` with every per-channel affine op folded into its
+    producer, which then writes the affine's output (``Op.affine`` records what to fold).
+
+    Args:
+        g: The lowered graph of inference steps (modified in place and returned).
+        params: Parameter shapes per layer name (``infer_shapes``).
+        folds_into: The ``(weight, bias)`` parameter names an op kind's kernel folds a
+            following affine into (``folds_channel_affine``), or None.
+        is_affine: Whether an op kind's kernel ``applies_channel_affine``.
+    """
+    removed: set[int] = set()
+    for op in g.ops:
+        if not is_affine(op.kind) or op.activation != "linear" or op.more_outputs \
+                or len(op.inputs) != 1:
+            continue
+        producer = _sole_producer(g, op, removed)
+        if producer is None or producer.activation != "linear" or producer.more_outputs \
+                or producer.affine is not None:
+            continue
+        names = folds_into(producer.kind)
+        shapes = params.get(producer.layer.name, {})
+        if names is None or names[0] not in shapes:
+            continue
+        weight, bias = names
+        producer.affine = FoldedAffine(op.layer, weight, tuple(shapes[weight]), bias,
+                                       g.tensors[op.output].shape[-1])
+        _merge(g, producer, op, removed)
+    if removed:
+        _renumber(g, removed)
+    return g
+
+
+def _sole_producer(g: Graph, op: Op, removed: set[int]) -> Op | None:
+    """The op producing ``op``'s one input, when nothing else reads that value (no other
+    consumer, not a model output) and it is still in the graph; else None."""
+    (src,) = op.inputs
+    t = g.tensors[src]
+    if t.producer is None or t.output_index is not None or len(t.consumers) != 1:
+        return None
+    producer = g.ops[t.producer]
+    return None if producer.index in removed else producer
+
+
+def _merge(g: Graph, producer: Op, op: Op, removed: set[int]) -> None:
+    """``op`` merged into ``producer``, which writes ``op``'s output from now on."""
+    (src,) = op.inputs
+    producer.fused.append(op.layer.name)
+    producer.output = op.output
+    g.tensors[op.output].producer = producer.index
+    del g.tensors[src]
+    removed.add(op.index)
 
 
 def _needs_input(name: str) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from nexec.graph import Function, Node, SymbolicTensor, float_dtype, is_integer_dtype
 from nexec.layers.base import Layer
 
-__all__ = ["TensorInfo", "Op", "Graph", "lower"]
+__all__ = ["TensorInfo", "FoldedAffine", "Op", "Graph", "lower"]
 
 
 @dataclass
@@ -31,6 +31,23 @@ class TensorInfo:
     def is_integer(self) -> bool:
         """An integer tensor (token ids): no gradient flows into it."""
         return is_integer_dtype(self.dtype)
+
+
+@dataclass
+class FoldedAffine:
+    """A per-channel ``y * scale + shift`` op folded into the weights of its producer:
+    in inference the producer writes the affine's output with prepared copies of its
+    ``weight`` and ``bias`` parameters, scaled and shifted."""
+
+    layer: Layer  # the folded layer (its parameters give scale and shift)
+    weight: str  # the producer's parameter names
+    weight_shape: tuple
+    bias: str
+    channels: int
+
+    @property
+    def kind(self) -> str:
+        return type(self.layer).__name__
 
 
 @dataclass
@@ -55,6 +72,9 @@ class Op:
     #: input carries no mask. Its value stays live until this op's backward (``liveness``).
     mask: int | None = None
     more_outputs: list[int] = field(default_factory=list)
+    #: Inference only: the per-channel affine op (BatchNormalization) folded into this op's
+    #: weights (``nexec.planner.fusion.fold_channel_affines``); None when there is none.
+    affine: FoldedAffine | None = None
 
     @property
     def outputs(self) -> list[int]:

@@ -1,12 +1,12 @@
 """The plan: ordered, shape-checked, fused ops, printable for people."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from nexec.graph import Function
 from nexec.planner.algorithms import choose_conv_algorithms, conv_algorithm_mode
-from nexec.planner.fusion import fuse_activations, split_input_activations
+from nexec.planner.fusion import fold_channel_affines, fuse_activations, split_input_activations
 from nexec.planner.lowering import Graph, lower
 from nexec.planner.shapes import infer_shapes
 from nexec.plugins import registry
@@ -34,10 +34,21 @@ class Plan:
     #: The same for inference (``predict``, ``evaluate``), where a forward alone may favour
     #: another algorithm; a copy of :attr:`conv_algorithms` when not given.
     inference_conv_algorithms: dict[str, str] | None = None
+    #: The graph inference steps run when it differs from :attr:`graph`: each per-channel
+    #: affine (BatchNormalization) folded into its producer's weights, then activations
+    #: fused again (``nexec.planner.fusion``). None: inference runs :attr:`graph`.
+    inference_graph: Graph | None = None
 
     def __post_init__(self) -> None:
         if self.inference_conv_algorithms is None:
             self.inference_conv_algorithms = dict(self.conv_algorithms)
+
+    def for_steps(self, training: bool) -> Plan:
+        """The plan that training (``True``) or inference steps run: this one, or in
+        inference its :attr:`inference_graph` with the same algorithm choices."""
+        if training or self.inference_graph is None:
+            return self
+        return replace(self, graph=self.inference_graph, inference_graph=None)
 
     def algorithms(self, training: bool) -> dict[str, str]:
         """The Conv2D choices for training steps or for inference."""
@@ -55,6 +66,11 @@ class Plan:
                  f"inputs: {inputs}"]
         header = f"{'step':>4}  {'op':<28} {'inputs':<30} {'output shape':<20} params"
         lines += [header, "-" * len(header)]
+        # layers that inference merges into another op while training runs them on their own
+        folded = {name: op.layer.name for op in self.for_steps(False).graph.ops
+                  for name in op.fused} if self.inference_graph is not None else {}
+        for name in [n for op in g.ops for n in op.fused]:
+            folded.pop(name, None)
         for op in g.ops:
             name = f"{op.layer.name} ({op.kind}"
             if op.activation != "linear":
@@ -68,6 +84,8 @@ class Plan:
                 lines.append(f"{'':>6}{'':<28} {'':<30} t{o} {str((None, *g.tensors[o].shape))}")
             if op.fused:
                 lines.append(f"{'':>6}fused: {', '.join(op.fused)}")
+            if op.layer.name in folded:
+                lines.append(f"{'':>6}inference: folded into {folded[op.layer.name]}")
             if op.layer.name in self.conv_algorithms:
                 algo = self.conv_algorithms[op.layer.name]
                 other = self.algorithms(False).get(op.layer.name, algo)
@@ -98,13 +116,34 @@ def make_plan(function: Function, device: str = "cpu",
         k = registry().kernels.get((kind, device))
         return bool(k is not None and k.applies_activation_only)
 
-    graph = lower(function)
-    split_input_activations(graph, can_fuse)
-    params = infer_shapes(graph)
-    fuse_activations(graph, can_fuse, folds)
+    def folds_into(kind: str) -> tuple[str, str] | None:
+        k = registry().kernels.get((kind, device))
+        return None if k is None else k.folds_channel_affine
+
+    def is_affine(kind: str) -> bool:
+        k = registry().kernels.get((kind, device))
+        return bool(k is not None and k.applies_channel_affine)
+
+    def fused_graph() -> tuple[Graph, dict]:
+        graph = lower(function)
+        split_input_activations(graph, can_fuse)
+        params = infer_shapes(graph)
+        fuse_activations(graph, can_fuse, folds)
+        return graph, params
+
+    graph, params = fused_graph()
+    inference_graph = None
+    if any(is_affine(op.kind) for op in graph.ops):  # lowered again: the graphs share no op
+        inference_graph, _ = fused_graph()
+        fold_channel_affines(inference_graph, params, folds_into, is_affine)
+        fuse_activations(inference_graph, can_fuse, folds)
+        if len(inference_graph.ops) == len(graph.ops):
+            inference_graph = None
     mode = conv_algorithm_mode()
     if device != "cpu":
-        return Plan(function.name, graph, params, device, {}, mode)
-    inference = choose_conv_algorithms(graph, mode, training=False)
+        return Plan(function.name, graph, params, device, {}, mode,
+                    inference_graph=inference_graph)
+    inference = choose_conv_algorithms(inference_graph or graph, mode, training=False)
     training = choose_conv_algorithms(graph, mode)  # last: the layers record these
-    return Plan(function.name, graph, params, device, training, mode, inference)
+    return Plan(function.name, graph, params, device, training, mode, inference,
+                inference_graph)

@@ -87,6 +87,7 @@ def build_schedule(plan: Plan, batch: int, training: bool,
         def kernel_of(kind: str) -> Kernel:
             return registry().kernel(kind, plan.device)
 
+    plan = plan.for_steps(training)  # inference may fold ops into others
     apply_choices(plan, training)  # Conv2D workspaces depend on the algorithm
     g = plan.graph
     kernels = [kernel_of(op.kind) for op in g.ops]

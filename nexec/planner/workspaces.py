@@ -40,7 +40,9 @@ def workspace_buffers(g: Graph, kernels: Sequence[Kernel], steps: StepNumbering,
 
     Returns:
         (op index, ``"forward"``/``"backward"``) -> the kernel's workspace name -> buffer
-        (a prepared workspace is listed with the forward's).
+        (a prepared workspace is listed with the forward's); for an op with a folded affine
+        (inference), (op index, ``"fold"``) -> ``"affine"`` (its scale and shift),
+        ``"weight"`` and ``"bias"`` (the op's folded parameters): prepared buffers too.
     """
     phases = ("forward", "backward") if steps.training else ("forward",)
     workspaces: dict[tuple[int, str], dict[str, str]] = {}
@@ -65,12 +67,24 @@ def workspace_buffers(g: Graph, kernels: Sequence[Kernel], steps: StepNumbering,
                         raise PluginError(f"{kernel!r} asked for a prepared workspace "
                                           f"{wname!r} in training; prepared workspaces are "
                                           "for inference only")
-                    key = f"{out}.{wname} (prepared)"
-                    if key not in table:
-                        table.add(key, "prepared", ws.shape, 0, steps.count - 1,
-                                  dtype=ws.dtype)
-                    names_of[wname] = key
+                    names_of[wname] = _prepared(table, f"{out}.{wname} (prepared)",
+                                                ws.shape, steps, ws.dtype)
                 elif ws.phase in (phase, "both"):
                     names_of[wname] = table.add(f"{out}.{wname} ({phase})", "workspace",
                                                 ws.shape, step, step, dtype=ws.dtype)
+        if op.affine is not None:
+            a = op.affine
+            workspaces[(op.index, "fold")] = {
+                wname: _prepared(table, f"{out}.{a.layer.name}.{wname} (prepared)", shape,
+                                 steps)
+                for wname, shape in (("affine", (2, a.channels)), ("weight", a.weight_shape),
+                                     ("bias", (a.channels,)))}
     return workspaces
+
+
+def _prepared(table: BufferTable, key: str, shape: tuple, steps: StepNumbering,
+              dtype: str | None = None) -> str:
+    """A buffer kept through every step (``prepared``), added once."""
+    if key not in table:
+        table.add(key, "prepared", shape, 0, steps.count - 1, dtype=dtype)
+    return key

@@ -64,7 +64,7 @@ class Executor:
                  objectives: list[Objective] | None = None, optimizer: Any = None,
                  naive_memory: bool = False, jit_step: bool | str = False) -> None:
         reg = self._registry = registry()
-        self.plan = plan
+        self.plan = plan.for_steps(training)  # inference may fold ops into others
         self.store = store
         self.training = training
         self.objectives = objectives or []
@@ -73,8 +73,9 @@ class Executor:
         self.jit_step = jit_step
         self.device = reg.device(plan.device)
         self.params = store.on(self.device)  # the store's arrays where the kernels run
-        self.kernels = [reg.kernel(op.kind, plan.device) for op in plan.graph.ops]
-        self.activations = [reg.activation(op.activation or "linear") for op in plan.graph.ops]
+        self.kernels = [reg.kernel(op.kind, plan.device) for op in self.plan.graph.ops]
+        self.activations = [reg.activation(op.activation or "linear")
+                            for op in self.plan.graph.ops]
         self.schedule: Schedule | None = None
         self._arena: Any = None
         self._programs: dict[tuple[int, bool], Program] = {}
@@ -207,9 +208,13 @@ class Executor:
         prog.outputs = [prog.refs(arr(sched.value[o])) for o in g.outputs]
         for op, kernel, act in zip(g.ops, self.kernels, self.activations):
             ws = {k: arr(v) for k, v in sched.workspaces.get((op.index, "forward"), {}).items()}
+            params = self.params.params_of(op.layer)
+            if op.affine is not None:
+                params = self._fold_affine(prog, op, params, {
+                    k: arr(v) for k, v in sched.workspaces[(op.index, "fold")].items()})
             call = Call(op.layer, act.code if act.fused else LINEAR,
                         [arr(sched.value[i]) for i in op.inputs], arr(sched.value[op.output]),
-                        self.params.params_of(op.layer), ws, self.training, device=dev,
+                        params, ws, self.training, device=dev,
                         mask=None if op.mask is None else arr(sched.value[op.mask]),
                         outputs=[arr(sched.value[o]) for o in op.outputs])
             origin = self._kernel_origin(kernel, "forward", op)
@@ -236,6 +241,27 @@ class Executor:
                               f"optimizer '{self.optimizer.name}' "
                               f"({type(self.optimizer).__name__})", "optimizer"))
         return prog
+
+    def _fold_affine(self, prog: Program, op: Any, params: dict[str, Any],
+                     ws: dict[str, Any]) -> dict[str, Any]:
+        """``op``'s parameters with its folded affine (``op.affine``: inference
+        BatchNormalization) applied, prepared copies in ``ws``; binds the ``prepare`` calls
+        that make them, before the op's own (which derive from them)."""
+        a = op.affine
+        kernel = self._registry.kernel(a.kind, self.plan.device)
+        affine = Call(a.layer, LINEAR, [], ws["affine"], self.params.params_of(a.layer),
+                      device=self.device)
+        origin = self._kernel_origin(kernel, "channel_affine", op)
+        calls = _checked(kernel, "channel_affine", kernel.channel_affine(affine), op, origin)
+        weight = params[a.weight]
+        bias = params[a.bias] if a.bias in params else \
+            self.device.zeros((0,), ws["bias"].dtype)  # none: the shift alone
+        calls.append((self.device.kernels.fold_channel_affine,
+                      (view_2d(weight, weight.size // a.channels, a.channels), bias,
+                       ws["affine"], view_2d(ws["weight"], weight.size // a.channels,
+                                             a.channels), ws["bias"])))
+        prog.add("prepare", calls, origin)
+        return {**params, a.weight: ws["weight"], a.bias: ws["bias"]}
 
     def _bind_objectives(self, prog: Program, sched: Schedule, arr: Any,
                          weighted: bool = False) -> None:

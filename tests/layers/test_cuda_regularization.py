@@ -117,3 +117,39 @@ def test_fit_on_cuda_matches_the_cpu():
     for a, b in zip(cpu.get_weights(), gpu.get_weights()):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(p_gpu, p_cpu, rtol=1e-10, atol=1e-12)
+
+
+def test_batchnorm_folding_kernels_match_the_cpu():
+    rng = np.random.default_rng(2)
+    g, b, mm, mv = rng.normal(size=4), rng.normal(size=4), rng.normal(size=4), rng.random(4) + .5
+    w, bias = rng.normal(size=(6, 4)), rng.normal(size=4)
+    empty = np.empty(0)
+    for gamma, beta, wb in [(g, b, bias), (empty, empty, empty)]:
+        coef = np.empty((2, 4))
+        CN.batchnorm_affine(gamma, beta, 1e-3, mm, mv, coef)
+        gcoef = dev(np.full((2, 4), np.nan))
+        GN.batchnorm_affine(dev(gamma), dev(beta), 1e-3, dev(mm), dev(mv), gcoef)
+        assert_close(gcoef.copy_to_host(), coef, rtol=1e-14)
+        w_out, b_out = np.empty_like(w), np.empty(4)
+        CN.fold_channel_affine(w, wb, coef, w_out, b_out)
+        gw, gb = dev(np.full_like(w, np.nan)), dev(np.full(4, np.nan))
+        GN.fold_channel_affine(dev(w), dev(wb), gcoef, gw, gb)
+        assert_close(gw.copy_to_host(), w_out, rtol=1e-14)
+        assert_close(gb.copy_to_host(), b_out, rtol=1e-14)
+
+
+def test_batchnorm_folded_into_dense_predicts_on_cuda_as_on_the_cpu():
+    def predict(device):
+        nexec.clear_session()
+        nexec.set_random_seed(4)
+        x = Input(shape=(5,), dtype="float64")
+        h = layers.BatchNormalization()(layers.Dense(3)(x))
+        model = Model(x, layers.Activation("relu")(h))
+        assert len(model.plan(device).for_steps(False).ops) == 1  # folded on both
+        rng = np.random.default_rng(5)
+        model.set_weights([rng.normal(size=w.shape) + (2 if w.ndim == 1 else 0)
+                           for w in model.get_weights()])
+        model.compile(optimizer="sgd", loss="mse", device=device)
+        return model.predict(rng.normal(size=(4, 5)), verbose=0)
+
+    np.testing.assert_allclose(predict("cuda"), predict("cpu"), rtol=1e-12, atol=1e-13)

@@ -18,7 +18,8 @@ import math
 
 from nexec.kernels.jit import kernel
 
-__all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
+__all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_affine",
+           "fold_channel_affine", "batchnorm_backward",
            "batchnorm_backward_frozen", "batchnorm_forward_train_masked",
            "batchnorm_backward_masked", "layernorm_forward", "layernorm_backward"]
 
@@ -204,13 +205,12 @@ def batchnorm_backward_masked(x, ids, dy, gamma, stats, sums, dgamma, dbeta, dx)
 
 
 @kernel
-def batchnorm_forward_infer(x, gamma, beta, epsilon, moving_mean, moving_var, coef, out):
-    """Inference: ``out = x * a + b`` with ``a = gamma / sqrt(moving_var + epsilon)`` and
-    ``b = beta - moving_mean * a`` per channel, computed into ``coef`` ``(2, C)`` first."""
-    m, c = x.shape
+def batchnorm_affine(gamma, beta, epsilon, moving_mean, moving_var, coef):
+    """The inference form's per-channel scale and shift into ``coef`` ``(2, C)``:
+    ``a = gamma / sqrt(moving_var + epsilon)`` and ``b = beta - moving_mean * a``."""
     a = coef[0]
     b = coef[1]
-    for k in range(c):
+    for k in range(coef.shape[1]):
         s = 1.0 / math.sqrt(moving_var[k] + epsilon)
         if gamma.shape[0] != 0:
             s *= gamma[k]
@@ -218,9 +218,42 @@ def batchnorm_forward_infer(x, gamma, beta, epsilon, moving_mean, moving_var, co
         b[k] = -moving_mean[k] * s
         if beta.shape[0] != 0:
             b[k] += beta[k]
+
+
+@kernel
+def batchnorm_forward_infer(x, gamma, beta, epsilon, moving_mean, moving_var, coef, out):
+    """Inference: ``out = x * a + b`` with ``a`` and ``b`` per channel from
+    :func:`batchnorm_affine`, computed into ``coef`` ``(2, C)`` first."""
+    batchnorm_affine(gamma, beta, epsilon, moving_mean, moving_var, coef)
+    m, c = x.shape
+    a = coef[0]
+    b = coef[1]
     for r in range(m):
         for k in range(c):
             out[r, k] = x[r, k] * a[k] + b[k]
+
+
+@kernel
+def fold_channel_affine(w, bias, coef, w_out, bias_out):
+    """Folds a per-channel ``y * a + b`` (``coef`` ``(2, F)``) into the weights of the layer
+    producing ``y = x @ w + bias``: ``w_out = w * a`` column by column and
+    ``bias_out = bias * a + b``.
+
+    Args:
+        w: ``(R, F)``, output channel ``j`` in column ``j``.
+        bias: ``(F,)``, or empty (no bias: 0).
+        coef: ``(2, F)`` scale and shift.
+        w_out, bias_out: ``(R, F)`` and ``(F,)``, written.
+    """
+    a = coef[0]
+    b = coef[1]
+    for r in range(w.shape[0]):
+        for k in range(w.shape[1]):
+            w_out[r, k] = w[r, k] * a[k]
+    for k in range(w.shape[1]):
+        bias_out[k] = b[k]
+        if bias.shape[0] != 0:
+            bias_out[k] += bias[k] * a[k]
 
 
 @kernel

@@ -13,7 +13,8 @@ from typing import Any
 from nexec.kernels.cpu.normalization import KERAS_EPSILON
 from nexec.kernels.cuda.backend import config_1d, cuda, jit
 
-__all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
+__all__ = ["batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_affine",
+           "fold_channel_affine", "batchnorm_backward",
            "batchnorm_backward_frozen", "batchnorm_forward_train_masked",
            "batchnorm_backward_masked", "layernorm_forward", "layernorm_backward"]
 
@@ -134,6 +135,20 @@ def _bn_fold(gamma, beta, epsilon, moving_mean, moving_var, coef):
         if beta.shape[0] != 0:
             b += beta[k]
         coef[1, k] = b
+
+
+@jit
+def _fold_weights(w, bias, coef, w_out, bias_out):
+    cols = w.shape[1]
+    for idx in range(cuda.grid(1), w.shape[0] * cols, cuda.gridsize(1)):
+        r = idx // cols
+        k = idx - r * cols
+        w_out[r, k] = w[r, k] * coef[0, k]
+        if r == 0:
+            b = coef[1, k]
+            if bias.shape[0] != 0:
+                b += bias[k] * coef[0, k]
+            bias_out[k] = b
 
 
 @jit
@@ -289,6 +304,23 @@ def batchnorm_forward_infer(x: Any, gamma: Any, beta: Any, epsilon: float, movin
     cfg = _launch(x.shape[0] * x.shape[1])
     if cfg is not None:
         _scale_shift[cfg[0], cfg[1], stream](x, coef, out)
+
+
+def batchnorm_affine(gamma: Any, beta: Any, epsilon: float, moving_mean: Any,
+                     moving_var: Any, coef: Any, *, stream: Any = 0) -> None:
+    """The inference form's per-channel scale and shift into ``coef`` (see the CPU
+    kernel)."""
+    cfg = _launch(coef.shape[1])
+    if cfg is not None:
+        _bn_fold[cfg[0], cfg[1], stream](gamma, beta, epsilon, moving_mean, moving_var, coef)
+
+
+def fold_channel_affine(w: Any, bias: Any, coef: Any, w_out: Any, bias_out: Any, *,
+                        stream: Any = 0) -> None:
+    """A per-channel affine folded into the weights before it (see the CPU kernel)."""
+    cfg = _launch(w.shape[0] * w.shape[1])
+    if cfg is not None:
+        _fold_weights[cfg[0], cfg[1], stream](w, bias, coef, w_out, bias_out)
 
 
 def batchnorm_backward(x: Any, dy: Any, gamma: Any, stats: Any, sums: Any, dgamma: Any,

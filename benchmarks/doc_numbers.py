@@ -95,6 +95,11 @@ Z16 = "compare-round16-zen4.json"  # round 16: CNN and ResNet-18 after prepared 
 Z16A = "compare-round16-zen4-first.json"  # the same, an earlier median-of-3 run, no Keras
 LR16B, LR16 = "layers-resnet18-round16-zen4-before.json", "layers-resnet18-round16-zen4.json"
 PW16 = "prepared-weights-round16-zen4.json"  # round 16: prepared weights and Toeplitz, A/B
+FB17 = "folded-batchnorm-round17-xeon.json"  # round 17: BatchNormalization folded, A/B
+TP17 = "toeplitz-round17-xeon.json"  # round 17: prepared_weights.py runs on the Xeon
+Z17A = "compare-round17-xeon-first.json"  # round 17: CNN and ResNet-18 (Toeplitz modelled)
+Z17 = "compare-round17-xeon.json"  # round 17: ResNet-18 again, Toeplitz left to "auto"
+LR17 = "layers-resnet18-round17-xeon.json"  # round 17: layer_profile.py, Toeplitz modelled
 TPS, PPS = "train_samples_per_s", "predict_samples_per_s"
 
 def _seed_round(tag: str, loop: str, jit: str) -> dict[str, Callable[[], str]]:
@@ -223,6 +228,25 @@ NUMBERS: dict[str, Callable[[], str]] = {
     **{f"r16_prepared_{side}{tag}": (lambda side=side, control=control:
                                      _prepared_range(side, control))
        for side in ("new", "kept") for tag, control in (("", False), ("_control", True))},
+    **{f"r17_folded{name}{tag}": (lambda toeplitz=toeplitz, control=control:
+                                   _folded_range(toeplitz, control))
+       for name, toeplitz in (("", False), ("_toeplitz", True))
+       for tag, control in (("", False), ("_control", True))},
+    "r17_resnet_steps_unfolded": lambda: str(_folded_steps("unfolded")),
+    "r17_resnet_steps_folded": lambda: str(_folded_steps("folded")),
+    **{f"z17{tag}_{workload}_{what}_vs_{peer}": (lambda f=f, w=workload, peer=peer,
+                                                  metric=metric: _x(_ratio(f, w, peer, metric), 2))
+       for tag, f, workload in (("", Z17, "resnet18"), ("a", Z17A, "cnn"),
+                                ("a", Z17A, "resnet18"))
+       for what, metric in (("train", TPS), ("predict", PPS))
+       for peer in ("pytorch", "keras", "onnxruntime") if (what, peer) != ("train", "onnxruntime")},
+    **{f"{tag}_toeplitz_layer_ms": (lambda f=f: f"{_toeplitz_layer_ms(f):.1f} ms")
+       for tag, f in (("r16", LR16), ("r17", LR17))},
+    # a Toeplitz layer's matrix (2x2 maps, 512 -> 512 channels: 16 MiB) read once a step
+    "r17_toeplitz_stream": lambda: f"{16 * 2 ** 20 / (_toeplitz_layer_ms(LR17) * 1e6):.0f} GB/s",
+    # toeplitz-round17-xeon.json: prepared_weights.py's "new" (Toeplitz) over "kept" (im2col)
+    "r17_toeplitz": lambda: _runs_range([run["median_ms"]["new"] / run["median_ms"]["kept"]
+                                         for run in results(TP17)["runs"]]),
     **{f"r16_resnet_infer_{tag}": (lambda f=f: f"{results(f)['infer_step_ms']:.1f} ms")
        for tag, f in (("before", LR16B), ("after", LR16))},
     **{f"z{tag}_resnet18_nexec_rss":
@@ -289,10 +313,35 @@ def _small_map_range(control: bool) -> str:
 
 def _prepared_range(side: str, control: bool) -> str:
     """``prepared_weights.py``'s ``side``/old predict ratios over its runs (or A/A runs)."""
-    r = [run["ratio_to_old"][side] for run in results(PW16)["runs"] if run["control"] == control]
+    return _runs_range([run["ratio_to_old"][side] for run in results(PW16)["runs"]
+                        if run["control"] == control])
+
+
+def _runs_range(r: list[float]) -> str:
+    """Ratios of several runs as one figure: ``0.87–0.91x (3 runs)``."""
     if len(r) == 1:
         return f"{r[0]:.2f}x (1 run)"
     return f"{min(r):.2f}–{max(r):.2f}x ({len(r)} runs)"
+
+
+def _folded_range(toeplitz: bool, control: bool) -> str:
+    """``folded_batchnorm.py``'s folded/unfolded predict ratios over its runs (or A/A), with
+    the 2x2 maps as Toeplitz matrices or not."""
+    return _runs_range([run["ratio"] for run in results(FB17)["runs"]
+                        if run["control"] == control and run["toeplitz_2x2"] == toeplitz])
+
+
+def _toeplitz_layer_ms(file: str) -> float:
+    """The median inference time of a ``layer_profile.py`` run's Toeplitz layers."""
+    return statistics.median(r["infer_ms"] for r in results(file)["rows"]
+                             if r.get("infer_algorithm") == "toeplitz")
+
+
+def _folded_steps(side: str) -> int:
+    """ResNet-18's inference steps with and without the folds (``folded_batchnorm.py``)."""
+    (steps,) = {run["inference_steps"][side] for run in results(FB17)["runs"]
+                if not run["control"]}
+    return steps
 
 
 def _prepared_layers_table() -> str:
@@ -470,6 +519,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "small_map_layers": _small_map_layers_table,
     "prepared_layers": _prepared_layers_table,
     "compare_z16": lambda: _compare_table(Z16),
+    "compare_z17": lambda: _compare_table(Z17),
+    "compare_z17_first": lambda: _compare_table(Z17A),
     "layers_r11": _layers_r11_table,
     "memory_plan": _memory_table,
     "pointwise_blocks": _pointwise_blocks_table,

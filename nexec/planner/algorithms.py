@@ -155,7 +155,8 @@ MIN_MODELLED_WORK = 1 << 19
 
 
 def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False,
-                    window: int = 9, training: bool = True, toeplitz: bool = False) -> str:
+                    window: int = 9, training: bool = True, toeplitz: bool = False,
+                    auto: bool = False) -> str:
     """The cost model's choice (the default mode, and ``"auto"``'s before measuring) for a
     ``window``-tap Conv2D over ``h x w x cin`` into ``f`` filters, in a training step or in
     inference. Layers with less work than :data:`MIN_MODELLED_WORK` stay im2col.
@@ -170,10 +171,13 @@ def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False,
     inference steps 18-25% faster than all-im2col, training about even. In inference, a
     layer whose Toeplitz matrix applies and saves at least half of the multiply-adds
     (``toeplitz``: :func:`nexec.ops.conv_toeplitz.toeplitz_pays`, a 3x3 on a 2x2 map) runs
-    as its Toeplitz matrix."""
+    as its Toeplitz matrix only under ``"auto"`` (``auto``), which measures it: it streams
+    a matrix 16/9 the size of im2col's weights through rows of one image each, and whether
+    that pays depends on the machine's memory (ResNet-18's predict: 7% faster on a Zen 4,
+    11% slower on a Xeon; docs/performance.md, round 17)."""
     if h * w * cin * f * window < MIN_MODELLED_WORK:
         return "im2col"
-    if toeplitz and not training:
+    if toeplitz and auto and not training:
         return "toeplitz"
     if min(cin, f) >= 32 and h * w >= (64 if training else 16):
         return "winograd"
@@ -228,7 +232,8 @@ def choose_conv_algorithms(graph: Any, mode: str | None = None,
             algo = modelled_choice(h, w, cin, op.layer.filters,
                                    direct=direct_applies(op.layer, cin), window=kh * kw,
                                    training=training,
-                                   toeplitz=_toeplitz_fits(op.layer, (h, w, cin), itemsize))
+                                   toeplitz=_toeplitz_fits(op.layer, (h, w, cin), itemsize),
+                                   auto=mode == "auto")
             if algo == "winograd" and not winograd_applies(op.layer):
                 algo = "im2col"
         elif mode == "direct":

@@ -173,8 +173,7 @@ def modelled_choice(h: int, w: int, cin: int, f: int, direct: bool = False,
     (``toeplitz``: :func:`nexec.ops.conv_toeplitz.toeplitz_pays`, a 3x3 on a 2x2 map) runs
     as its Toeplitz matrix only under ``"auto"`` (``auto``), which measures it: it streams
     a matrix 16/9 the size of im2col's weights through rows of one image each, and whether
-    that pays depends on the machine's memory (ResNet-18's predict: 7% faster on a Zen 4,
-    11% slower on a Xeon; docs/performance.md, round 17)."""
+    that pays depends on the machine's memory (docs/performance.md, round 17)."""
     if h * w * cin * f * window < MIN_MODELLED_WORK:
         return "im2col"
     if toeplitz and auto and not training:

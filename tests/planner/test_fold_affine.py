@@ -10,21 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import nexec
 from nexec import Input, Model, layers
 from nexec.kernels.cpu import normalization as N
 from nexec.planner import plan as plan_module
 from nexec.planner.algorithms import use_conv_algorithm
 from nexec.planner.schedule import build_schedule
 from nexec.planner.verify import check_memory_plan
-
-
-@pytest.fixture(autouse=True)
-def fresh_session():
-    nexec.clear_session()
-    nexec.set_random_seed(0)
-    yield
-    nexec.clear_session()
 
 
 def _randomise(model, seed=0):

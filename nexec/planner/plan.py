@@ -66,11 +66,9 @@ class Plan:
                  f"inputs: {inputs}"]
         header = f"{'step':>4}  {'op':<28} {'inputs':<30} {'output shape':<20} params"
         lines += [header, "-" * len(header)]
-        # layers that inference merges into another op while training runs them on their own
+        # layer -> the op inference merges it into (looked up for the ops training runs)
         folded = {name: op.layer.name for op in self.for_steps(False).graph.ops
                   for name in op.fused} if self.inference_graph is not None else {}
-        for name in [n for op in g.ops for n in op.fused]:
-            folded.pop(name, None)
         for op in g.ops:
             name = f"{op.layer.name} ({op.kind}"
             if op.activation != "linear":

@@ -256,10 +256,10 @@ class Executor:
         weight = params[a.weight]
         bias = params[a.bias] if a.bias in params else \
             self.device.zeros((0,), ws["bias"].dtype)  # none: the shift alone
+        n = weight.size // a.channels  # the weight as a (n, channels) matrix
         calls.append((self.device.kernels.fold_channel_affine,
-                      (view_2d(weight, weight.size // a.channels, a.channels), bias,
-                       ws["affine"], view_2d(ws["weight"], weight.size // a.channels,
-                                             a.channels), ws["bias"])))
+                      (view_2d(weight, n, a.channels), bias, ws["affine"],
+                       view_2d(ws["weight"], n, a.channels), ws["bias"])))
         prog.add("prepare", calls, origin)
         return {**params, a.weight: ws["weight"], a.bias: ws["bias"]}
 

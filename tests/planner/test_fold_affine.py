@@ -7,6 +7,8 @@ weights against every way the weights change (fit, set_weights, writes in place)
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -23,9 +25,11 @@ def _randomise(model, seed=0):
     that dropped a factor or a shift would show."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
-        layer.set_weights([np.abs(v) + 0.3 if name == "moving_variance" else v
-                           for name, v in ((name, rng.normal(size=w.shape).astype(w.dtype))
-                                           for name, w in _weights(layer).items())])
+        new = []
+        for name, w in _weights(layer).items():
+            v = rng.normal(size=w.shape).astype(w.dtype)
+            new.append(np.abs(v) + 0.3 if name == "moving_variance" else v)
+        layer.set_weights(new)
 
 
 def _weights(layer):
@@ -33,24 +37,26 @@ def _weights(layer):
     return dict(zip(layer._params, layer.get_weights()))
 
 
-def _unfolded(model):
-    """The model planned as before folding existed: the reference path."""
+@contextlib.contextmanager
+def _no_folding():
+    """Plans made inside are made as before folding existed: the reference path."""
     saved = plan_module.fold_channel_affines
     plan_module.fold_channel_affines = lambda g, *args: g
     try:
-        return model.plan().for_steps(False)
+        yield
     finally:
         plan_module.fold_channel_affines = saved
+
+
+def _unfolded(model):
+    with _no_folding():
+        return model.plan().for_steps(False)
 
 
 def _predict_unfolded(model, x):
-    saved = plan_module.fold_channel_affines
-    plan_module.fold_channel_affines = lambda g, *args: g
-    try:
+    with _no_folding():
         clone = Model(model.inputs, model.outputs)  # the same layers, planned anew
         return clone.predict(x, verbose=0)
-    finally:
-        plan_module.fold_channel_affines = saved
 
 
 def conv_bn_relu(use_bias=False, dtype="float64", **conv):

@@ -3,6 +3,12 @@
 The layers' parameter arrays become views of the buffer: ``layer.kernel``, ``get_weights``
 and ``set_weights`` keep working and the executor sees every change at the next step.
 Trainable parameters come first, so the optimizer updates one contiguous prefix.
+
+Models may share layers (an encoder and the autoencoder built on it, a GAN's generator and
+the combined model), as Keras models share variables. Each model has its own store, and the
+layers' arrays are views of the store that ran last: a store takes them back, values
+included, at the start of each call (:meth:`ParamStore.take`), so every model sees what
+any other did to the layers they share.
 """
 from __future__ import annotations
 
@@ -79,10 +85,23 @@ class ParamStore:
         (``fit``, ``evaluate``, ``predict``) after which the user may have written them."""
         self.version += 1
 
+    def take(self) -> None:
+        """Makes the layers' arrays this store's views again, copying in their current
+        values, where another model's store took them since (a model sharing layers with
+        this one ran in between)."""
+        for layer, name in self.order:
+            view = self.views[(id(layer), name)]
+            current = layer._params[name]
+            if current is not view:
+                view[...] = current
+                layer._params[name] = view
+
     def to_device(self) -> None:
-        """Copies the host values to every device mirror (after ``set_weights``, loading);
-        called at the start of every ``fit``/``evaluate``/``predict``, it also counts as a
-        change (:meth:`changed`): the user may have written the layers' arrays in place."""
+        """Takes the layers' arrays (:meth:`take`) and copies the host values to every
+        device mirror (after ``set_weights``, loading); called at the start of every
+        ``fit``/``evaluate``/``predict``, it also counts as a change (:meth:`changed`): the
+        user may have written the layers' arrays in place."""
+        self.take()
         self.changed()
         for mirror in self._mirrors.values():
             mirror.device.copy_to_device(mirror.values, self.values)
@@ -92,11 +111,11 @@ class ParamStore:
         if device.name in self._mirrors:
             device.read(self.values, self._mirrors[device.name].values)
 
-    def owns(self, layers: list[Any]) -> bool:
-        """Whether this store still backs exactly these layers' parameters."""
-        return all(layer._params[n] is self.views.get((id(layer), n))
-                   for layer in layers for n in layer._params) \
-            and sum(len(layer._params) for layer in layers) == len(self.views)
+    def covers(self, layers: list[Any]) -> bool:
+        """Whether this store holds exactly these layers' parameters, names and shapes."""
+        shapes = {(id(layer), n): p.shape for layer in layers for n, p in layer._params.items()}
+        return shapes.keys() == self.views.keys() \
+            and all(self.views[k].shape == s for k, s in shapes.items())
 
     def params_of(self, layer: Any) -> dict[str, np.ndarray]:
         return {n: self.views[(id(layer), n)] for n in layer._params}

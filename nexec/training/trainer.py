@@ -54,10 +54,13 @@ __all__ = ["Trainer", "Predictor", "predictor", "param_store"]
 
 
 def param_store(model: Any, plan: Any) -> ParamStore:
-    """The model's flat parameter store, made once and shared by all its executors."""
+    """The model's flat parameter store, made once and shared by all its executors (and
+    taking the layers' arrays back from another model's store that shares them)."""
     layers = list({id(op.layer): op.layer for op in plan.graph.ops}.values())
     store = getattr(model, "_param_store", None)
-    if store is None or not store.owns(layers):
+    if store is not None and store.covers(layers):
+        store.take()
+    else:
         store = ParamStore(layers, plan.graph.dtype)
         model._param_store = store
     return store

@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from nexec.errors import PluginError
 from nexec.graph import Function
+from nexec.ops.base import Kernel
 from nexec.planner.algorithms import choose_conv_algorithms, conv_algorithm_mode
 from nexec.planner.fusion import fold_channel_affines, fuse_activations, split_input_activations
 from nexec.planner.lowering import Graph, lower
@@ -116,11 +118,23 @@ def make_plan(function: Function, device: str = "cpu",
 
     def folds_into(kind: str) -> tuple[str, str] | None:
         k = registry().kernels.get((kind, device))
-        return None if k is None else k.folds_channel_affine
+        names = None if k is None else getattr(k, "folds_channel_affine", None)
+        if names is not None and not (isinstance(names, tuple) and len(names) == 2
+                                      and all(isinstance(n, str) for n in names)):
+            raise PluginError(f"{k!r}.folds_channel_affine must be None or a (weight, bias) "
+                              f"pair of parameter names, got {names!r}.")
+        return names
 
     def is_affine(kind: str) -> bool:
         k = registry().kernels.get((kind, device))
-        return bool(k is not None and k.applies_channel_affine)
+        if k is None or not getattr(k, "applies_channel_affine", False):
+            return False
+        own = getattr(type(k), "channel_affine", None)
+        if not callable(getattr(k, "channel_affine", None)) or own is Kernel.channel_affine:
+            raise PluginError(f"{k!r} says applies_channel_affine but does not implement "
+                              "channel_affine(call), the calls that write its inference "
+                              "scale and shift.")
+        return True
 
     def fused_graph() -> tuple[Graph, dict]:
         graph = lower(function)

@@ -8,16 +8,21 @@ weights against every way the weights change (fit, set_weights, writes in place)
 from __future__ import annotations
 
 import contextlib
+import copy
+import re
 
 import numpy as np
 import pytest
 
 from nexec import Input, Model, layers
+from nexec.errors import PluginError
 from nexec.kernels.cpu import normalization as N
+from nexec.ops.base import Kernel
 from nexec.planner import plan as plan_module
 from nexec.planner.algorithms import use_conv_algorithm
 from nexec.planner.schedule import build_schedule
 from nexec.planner.verify import check_memory_plan
+from nexec.plugins import registry
 
 
 def _randomise(model, seed=0):
@@ -291,3 +296,37 @@ def test_affine_and_fold_kernels_match_numpy(affine):
     x = rng.normal(size=(3, 7))
     np.testing.assert_allclose(x @ w_out + b_out, (x @ w + (bias if affine else 0)) * a + b,
                                rtol=1e-12, atol=1e-12)
+
+
+# ----- plugin kernels that claim the capabilities ----------------------------------------------
+class _AffineWithoutCalls(Kernel):
+    """Says it applies a channel affine, but has no ``channel_affine``."""
+
+    layer_type, device = "BatchNormalization", "cpu"
+    applies_channel_affine = True
+
+
+@pytest.mark.parametrize("broken", ["subclass", "not callable"])
+def test_a_kernel_claiming_an_affine_without_its_calls_is_a_plugin_error(monkeypatch, broken):
+    kernels = registry().kernels
+    if broken == "subclass":
+        kernel = _AffineWithoutCalls()
+    else:
+        kernel = copy.copy(kernels[("BatchNormalization", "cpu")])
+        kernel.channel_affine = None
+    monkeypatch.setitem(kernels, ("BatchNormalization", "cpu"), kernel)
+    with pytest.raises(PluginError, match="applies_channel_affine but does not implement "
+                                          r"channel_affine\(call\)"):
+        conv_bn_relu().plan()
+
+
+@pytest.mark.parametrize("names", ["kernel", ("kernel",), ("kernel", 1)])
+def test_a_malformed_folds_channel_affine_is_a_plugin_error(monkeypatch, names):
+    kernels = registry().kernels
+    kernel = copy.copy(kernels[("Conv2D", "cpu")])
+    kernel.folds_channel_affine = names
+    monkeypatch.setitem(kernels, ("Conv2D", "cpu"), kernel)
+    with pytest.raises(PluginError, match=r"folds_channel_affine must be None or a \(weight, "
+                                          "bias\\) pair of parameter names, got " + re.escape(
+                                              repr(names))):
+        conv_bn_relu().plan()

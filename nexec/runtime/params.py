@@ -43,6 +43,8 @@ class ParamStore:
         trainable = [(layer, n) for layer, n in entries
                      if layer.trainable and layer._param_specs[n].trainable]
         frozen = [(layer, n) for layer, n in entries if (layer, n) not in trainable]
+        #: Which parameters train, as the layers said when the store was made (``compile``).
+        self.trainable = {(id(layer), n) for layer, n in trainable}
         self.layers = layers
         self.order = trainable + frozen
         sizes = [layer._params[n].size for layer, n in self.order]
@@ -112,9 +114,12 @@ class ParamStore:
             device.read(self.values, self._mirrors[device.name].values)
 
     def covers(self, layers: list[Any]) -> bool:
-        """Whether this store holds exactly these layers' parameters, names and shapes."""
+        """Whether this store holds exactly these layers' parameters, names and shapes, and
+        the same of them train (a layer frozen or unfrozen since needs a new store)."""
         shapes = {(id(layer), n): p.shape for layer in layers for n, p in layer._params.items()}
-        return shapes.keys() == self.views.keys() \
+        trainable = {(id(layer), n) for layer in layers for n in layer._params
+                     if layer.trainable and layer._param_specs[n].trainable}
+        return shapes.keys() == self.views.keys() and trainable == self.trainable \
             and all(self.views[k].shape == s for k, s in shapes.items())
 
     def params_of(self, layer: Any) -> dict[str, np.ndarray]:

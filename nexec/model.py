@@ -131,6 +131,18 @@ class Model(Function, Layer):
         return self.outputs[0] if len(self.outputs) == 1 else list(self.outputs)
 
     @property
+    def input_shape(self) -> Any:
+        """The input's shape with ``None`` for the batch; a list of them when there are
+        several, given as a list or a dict (as Keras 3)."""
+        return _shaped(self.inputs)
+
+    @property
+    def output_shape(self) -> Any:
+        """The output's shape with ``None`` for the batch; a list of them when there are
+        several, given as a list or a dict (as Keras 3)."""
+        return _shaped(self.outputs)
+
+    @property
     def trainable(self) -> bool:
         return self._trainable
 
@@ -750,6 +762,12 @@ def _connections(layer: Layer, model: Model) -> list[str]:
                 node = t.producer
                 out.append(f"{node.layer.name}[{node.index}][{t.index}]")
     return out or ["-"]
+
+
+def _shaped(tensors: list[Any]) -> Any:
+    """The shape of one tensor, a list of shapes of several."""
+    shapes = [tuple(t.shape) for t in tensors]
+    return shapes[0] if len(shapes) == 1 else shapes
 
 
 def _keras_execution(jit_step: Any, run_eagerly: Any, jit_compile: Any,

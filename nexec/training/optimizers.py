@@ -75,6 +75,30 @@ def _checked(cls: str, arg: str, value: Any, *, lo: float = 0.0, hi: float = mat
     return v
 
 
+class Rate(float):
+    """An optimizer's learning rate as read: a float that also answers the calls Keras 3
+    code makes on its rate variable, ``assign(value)`` (which sets the optimizer's rate, as
+    ``optimizer.learning_rate = value``) and ``numpy()``. **Difference:** a Keras variable
+    shows the assigned value afterwards; this float keeps the value it was read with, so
+    read ``optimizer.learning_rate`` again."""
+
+    _optimizer: Any
+
+    def __new__(cls, value: float, optimizer: Any) -> Rate:
+        rate = super().__new__(cls, value)
+        rate._optimizer = optimizer
+        return rate
+
+    def assign(self, value: Any) -> None:
+        self._optimizer.learning_rate = value
+
+    def numpy(self) -> np.float64:
+        return np.float64(self)
+
+    def __reduce__(self) -> tuple:  # pickles and copies as the plain number
+        return (float, (float(self),))
+
+
 class Optimizer:
     """Base: ``slots`` flat state arrays the size of the trainable parameters, and the
     hyperparameters in one small array the update kernel reads (``[iterations,
@@ -168,10 +192,11 @@ class Optimizer:
     @property
     def learning_rate(self) -> float:
         """The rate of the next step (a schedule's value at ``iterations``); settable to a
-        number (not when constructed with a schedule, as Keras) or to a schedule."""
-        if self._schedule is not None:
-            return self._rate_at(self.iterations)
-        return float(self._host[1])
+        number (not when constructed with a schedule, as Keras) or to a schedule, also as
+        Keras 3 code sets its rate variable: ``optimizer.learning_rate.assign(1e-4)``."""
+        rate = self._rate_at(self.iterations) if self._schedule is not None \
+            else float(self._host[1])
+        return Rate(rate, self)
 
     @learning_rate.setter
     def learning_rate(self, value: Any) -> None:

@@ -74,17 +74,18 @@ def pad_sequences(sequences: Any, maxlen: int | None = None, dtype: Any = "int32
     for name, given in (("padding", padding), ("truncating", truncating)):
         if given not in ("pre", "post"):
             raise ValueError(f'pad_sequences: {name} must be "pre" or "post", got {given!r}.')
-    if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int)
-                               or maxlen < 1):
+    if maxlen is not None and (isinstance(maxlen, bool)
+                               or not isinstance(maxlen, (int, np.integer)) or maxlen < 1):
         raise ValueError(f"pad_sequences: maxlen must be a positive int or None, got {maxlen!r}.")
+    width = None if maxlen is None else int(maxlen)
     rows = []
     for i, s in enumerate(sequences):
         if not hasattr(s, "__len__"):
             raise ValueError(f"pad_sequences: sequences[{i}] is {type(s).__name__} {s!r:.40}, "
                              "not a sequence.")
         rows.append(np.asarray(s, dtype=dtype))
-    lengths = [len(r) for r in rows]
-    width = max(lengths, default=0) if maxlen is None else maxlen
+    if width is None:
+        width = max((len(r) for r in rows), default=0)
     tail = next((r.shape[1:] for r in rows if len(r)), ())
     out = np.full((len(rows), width) + tail, value, dtype=dtype)
     for i, r in enumerate(rows):

@@ -21,6 +21,10 @@ def test_pad_sequences_matches_keras(case):
     np.testing.assert_array_equal(got, np.array(case["result"], dtype=case["dtype"]))
 
 
+def test_pad_sequences_takes_a_numpy_maxlen():
+    np.testing.assert_array_equal(utils.pad_sequences([[1, 2, 3]], maxlen=np.int64(2)), [[2, 3]])
+
+
 def test_pad_sequences_keeps_each_elements_shape():
     got = utils.pad_sequences([np.ones((2, 3)), np.full((4, 3), 2.0)], maxlen=3, dtype="float64")
     expected = np.zeros((2, 3, 3))

@@ -120,27 +120,38 @@ class Model(Function, Layer):
     def param_specs(self, input_shapes: list[tuple]) -> list:
         return []
 
+    def _tensors(self, which: str) -> list[Any]:
+        """``self.inputs`` or ``self.outputs``; a clear error where a Sequential is not
+        built yet (Keras' ValueError)."""
+        if which not in self.__dict__:
+            raise ValueError(f"Sequential model '{self.name}' has no defined {which} yet: give "
+                             "its first layer an input shape (an Input, or input_shape=...) "
+                             "or run it on data (fit, predict) first.")
+        return self.__dict__[which]
+
     @property
     def input(self) -> Any:
         """The model's own input tensor (a list when it has several)."""
-        return self.inputs[0] if len(self.inputs) == 1 else list(self.inputs)
+        inputs = self._tensors("inputs")
+        return inputs[0] if len(inputs) == 1 else list(inputs)
 
     @property
     def output(self) -> Any:
         """The model's own output tensor (a list when it has several)."""
-        return self.outputs[0] if len(self.outputs) == 1 else list(self.outputs)
+        outputs = self._tensors("outputs")
+        return outputs[0] if len(outputs) == 1 else list(outputs)
 
     @property
     def input_shape(self) -> Any:
         """The input's shape with ``None`` for the batch; a list of them when there are
         several, given as a list or a dict (as Keras 3)."""
-        return _shaped(self.inputs)
+        return _shaped(self._tensors("inputs"))
 
     @property
     def output_shape(self) -> Any:
         """The output's shape with ``None`` for the batch; a list of them when there are
         several, given as a list or a dict (as Keras 3)."""
-        return _shaped(self.outputs)
+        return _shaped(self._tensors("outputs"))
 
     @property
     def trainable(self) -> bool:

@@ -127,3 +127,14 @@ def test_a_scheduled_learning_rate_cannot_be_assigned_a_number():
     opt = optimizers.SGD(optimizers.schedules.ExponentialDecay(0.1, 10, 0.5))
     with pytest.raises(TypeError, match="created with a learning-rate schedule"):
         opt.learning_rate.assign(0.2)
+
+
+@pytest.mark.parametrize("attribute", ["input", "output", "input_shape", "output_shape"])
+def test_an_unbuilt_sequential_says_it_has_no_shapes_yet(attribute):
+    seq = Sequential([layers.Dense(4)], name="stack")
+    which = "inputs" if attribute.startswith("input") else "outputs"
+    with pytest.raises(ValueError, match=f"Sequential model 'stack' has no defined {which} yet: "
+                                         "give its first layer an input shape"):
+        getattr(seq, attribute)
+    seq.predict(np.ones((2, 3), "float32"), verbose=0)  # built from the data
+    assert (seq.input_shape, seq.output_shape) == ((None, 3), (None, 4))

@@ -11,6 +11,7 @@ from nexec.devices.threads import (
     adapt_blas_to_load,
     fork_safe_step,
     get_num_threads,
+    interrupts_held,
     run_shards,
     single_threaded_blas,
 )
@@ -20,7 +21,7 @@ __all__ = ["CpuDevice"]
 
 @contextlib.contextmanager
 def _sharded_step() -> Iterator[None]:
-    with fork_safe_step(), single_threaded_blas():
+    with interrupts_held(), fork_safe_step(), single_threaded_blas():
         yield
 
 

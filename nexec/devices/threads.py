@@ -37,21 +37,25 @@ two-thread GEMMs (docs/performance.md).
   fork waits that long, and no lock is held across it. BLAS calls outside a step (the data's
   finiteness check) are wrapped too: OpenBLAS shuts its threads down at a fork, and a
   threaded call in flight in the parent then spins forever.
-  A ``KeyboardInterrupt`` (Ctrl-C, Jupyter's interrupt) is re-raised only once every worker
-  of the call is idle, and each call has its own completion state, so later calls never see
-  an earlier call's leftovers.
+  A ``KeyboardInterrupt`` (Ctrl-C, Jupyter's interrupt) is held back while the main thread
+  runs shards and raised once every worker of the call is idle (``interrupts_held``): one
+  raised between taking a lock and entering the block that releases it would leave the lock
+  held and hang the next call. Each call has its own completion state, so later calls never
+  see an earlier call's leftovers.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 from typing import Any, Iterator
 
 from nexec.devices.load import CpuAvailability
 
 __all__ = ["get_num_threads", "set_num_threads", "set_adaptive_threads", "usable_threads",
-           "single_threaded_blas", "adapt_blas_to_load", "run_shards", "fork_safe_step"]
+           "single_threaded_blas", "adapt_blas_to_load", "run_shards", "fork_safe_step",
+           "interrupts_held"]
 
 _threads: int | None = None
 _adaptive = os.environ.get("NEXEC_ADAPT_THREADS", "1").strip() not in ("0", "false", "False")
@@ -148,31 +152,34 @@ class _Worker:
     """
 
     def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
+        # ``with`` takes the C lock itself, as the fork gate's: a Condition's __enter__ is
+        # Python code, where an interrupt can land with the lock taken but not yet guarded.
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.pending: list[tuple[Any, tuple, list[BaseException]]] = []
         self.active = False
         threading.Thread(target=self._loop, daemon=True, name="nexec-shard").start()
 
     def submit(self, fn: Any, args: tuple, errors: list[BaseException]) -> None:
-        with self.cond:
+        with self.lock:
             self.pending.append((fn, args, errors))
             self.cond.notify_all()
 
     def take(self) -> tuple[Any, tuple, list[BaseException]] | None:
         """Removes and returns the oldest call this worker has not started, or None."""
-        with self.cond:
+        with self.lock:
             return self.pending.pop(0) if self.pending else None
 
     def wait_idle(self) -> None:
         """Returns once every call given to this worker has finished."""
-        with self.cond:
+        with self.lock:
             self.cond.notify_all()  # wakes the worker should an interrupt have skipped a notify
             while self.pending or self.active:
                 self.cond.wait(0.1)
 
     def _loop(self) -> None:
         while True:
-            with self.cond:
+            with self.lock:
                 while not self.pending:
                     self.cond.wait()
                 fn, args, errors = self.pending.pop(0)
@@ -182,7 +189,7 @@ class _Worker:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 errors.append(exc)
             finally:
-                with self.cond:
+                with self.lock:
                     self.active = False
                     self.cond.notify_all()
 
@@ -316,6 +323,7 @@ def _after_fork_in_child() -> None:
     """A forked child has none of the parent's threads: start afresh, or shards would wait
     forever on workers that do not exist."""
     global _workers, _busy, _blas_lock, _gate_lock, _gate, _in_step, _forking, _availability
+    global _holding
     _workers = []
     _availability = None  # the child's own CPU time starts from zero
     _busy = threading.Lock()
@@ -324,6 +332,10 @@ def _after_fork_in_child() -> None:
     _gate = threading.Condition(_gate_lock)
     _in_step = {}
     _forking = False
+    if _holding:  # the parent held Ctrl-C: the child's own interrupts raise again
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    _holding = False
 
 
 if hasattr(os, "register_at_fork"):
@@ -345,6 +357,45 @@ def _wait_for(workers: list[_Worker]) -> BaseException | None:
     return interrupt
 
 
+_holding = False  # an interrupts_held block is open (in the main thread)
+
+
+class interrupts_held:  # noqa: N801 - used as a function: ``with interrupts_held():``
+    """Holds Ctrl-C back in its block and raises it at the end: SIGINT with Python's default
+    handler, in the main thread (the only one it interrupts); elsewhere, and nested, it does
+    nothing. Sharded steps run in one (``CpuDevice.step_guard``), so ~8 µs of handler swaps
+    are paid once a step, not once a sharded op.
+
+    Why: a ``KeyboardInterrupt`` can land between any two bytecodes, also where a lock is
+    taken but the block that releases it has not begun (a Python ``__enter__``,
+    ``Condition.wait``'s own code), leaving the lock held and the next step hung; holding the
+    signal closes every such window at once (tests/runtime/test_threads.py's random
+    interrupts found two).
+    """
+
+    __slots__ = ("caught", "held")
+
+    def __enter__(self) -> None:
+        global _holding
+        self.caught = False
+        self.held = not _holding and threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        if self.held:
+            signal.signal(signal.SIGINT, self._catch)
+            _holding = True
+
+    def _catch(self, signum: int, frame: Any) -> None:
+        self.caught = True
+
+    def __exit__(self, kind: Any, *exc: object) -> None:
+        global _holding
+        if self.held:
+            _holding = False
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if self.caught and kind is None:
+                raise KeyboardInterrupt
+
+
 def run_shards(calls: tuple) -> None:
     """Runs the ``(function, args)`` pairs of ``calls`` in parallel; see the module notes.
 
@@ -353,7 +404,18 @@ def run_shards(calls: tuple) -> None:
     idle, so no shard writes into the arena afterwards and the next call starts clean.
     """
     threads = min(len(calls), usable_threads())
-    if threads == 1 or not _busy.acquire(blocking=False):
+    if threads == 1:
+        for fn, args in calls:
+            fn(*args)
+        return
+    with interrupts_held():
+        _run_threaded(calls, threads)
+
+
+def _run_threaded(calls: tuple, threads: int) -> None:
+    """:func:`run_shards` on ``threads`` threads, or serially while another thread runs
+    shards."""
+    if not _busy.acquire(blocking=False):
         for fn, args in calls:
             fn(*args)
         return

@@ -320,6 +320,27 @@ def test_an_interrupt_while_waiting_waits_for_the_worker_and_leaves_nothing_stal
     assert not threads._busy.locked()
 
 
+def test_an_interrupt_in_the_callers_shard_is_held_until_every_shard_is_done():
+    done = []
+
+    def own():
+        _sigint_main()
+        time.sleep(0.05)  # the signal arrives here: held, it does not cut this shard short
+        done.append("own")
+
+    def other():
+        time.sleep(0.1)
+        done.append("other")
+
+    set_num_threads(2)
+    with pytest.raises(KeyboardInterrupt):
+        run_shards(((own, ()), (other, ())))
+    assert sorted(done) == ["other", "own"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not threads._busy.locked()
+    assert not any(worker.lock.locked() for worker in threads._workers)
+
+
 def _conv_net():
     i = Input(shape=(16, 16, 4), dtype="float64")
     h = layers.Conv2D(16, 3, padding="same", activation="relu")(i)

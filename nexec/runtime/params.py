@@ -35,16 +35,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
+def _trainable(layers: list[Any]) -> set[tuple[int, str]]:
+    """``(id(layer), name)`` of the parameters that train now."""
+    return {(id(layer), n) for layer in layers for n in layer._params
+            if layer.trainable and layer._param_specs[n].trainable}
+
+
 class ParamStore:
     """Flat parameters, flat gradients and the per-layer views of both."""
 
     def __init__(self, layers: list[Any], dtype: str) -> None:
         entries = [(layer, n) for layer in layers for n in layer._params]
-        trainable = [(layer, n) for layer, n in entries
-                     if layer.trainable and layer._param_specs[n].trainable]
-        frozen = [(layer, n) for layer, n in entries if (layer, n) not in trainable]
         #: Which parameters train, as the layers said when the store was made (``compile``).
-        self.trainable = {(id(layer), n) for layer, n in trainable}
+        self.trainable = _trainable(layers)
+        trainable = [(layer, n) for layer, n in entries if (id(layer), n) in self.trainable]
+        frozen = [(layer, n) for layer, n in entries if (id(layer), n) not in self.trainable]
         self.layers = layers
         self.order = trainable + frozen
         sizes = [layer._params[n].size for layer, n in self.order]
@@ -117,9 +122,7 @@ class ParamStore:
         """Whether this store holds exactly these layers' parameters, names and shapes, and
         the same of them train (a layer frozen or unfrozen since needs a new store)."""
         shapes = {(id(layer), n): p.shape for layer in layers for n, p in layer._params.items()}
-        trainable = {(id(layer), n) for layer in layers for n in layer._params
-                     if layer.trainable and layer._param_specs[n].trainable}
-        return shapes.keys() == self.views.keys() and trainable == self.trainable \
+        return shapes.keys() == self.views.keys() and _trainable(layers) == self.trainable \
             and all(self.views[k].shape == s for k, s in shapes.items())
 
     def params_of(self, layer: Any) -> dict[str, np.ndarray]:
